@@ -1,0 +1,326 @@
+//! Every configuration key Sluice understands: Flink's names, Flink's defaults, the value type
+//! of each, and the deprecated spellings still accepted. `KNOWN_OPTIONS` is the registry the
+//! loader validates against; anything else in a config file is warned about by name.
+
+use std::marker::PhantomData;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::units::{parse_duration, MemorySize};
+
+/// A value type an option can hold: how to parse it and how to describe the expected form.
+pub trait OptionValue: Sized {
+    /// What a valid value looks like, for error messages.
+    const EXPECTED: &'static str;
+    fn parse_value(raw: &str) -> Result<Self, String>;
+}
+
+impl OptionValue for MemorySize {
+    const EXPECTED: &'static str =
+        "a memory size: a whole number with an optional unit b, k/kb, m/mb, g/gb, t/tb (e.g. 1728m, 1 gb, 32kb)";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        MemorySize::parse(raw)
+    }
+}
+
+impl OptionValue for Duration {
+    const EXPECTED: &'static str =
+        "a duration: a whole number with an optional unit ms, s, min, h, d (e.g. 30 s, 5 min); a bare number is milliseconds";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        parse_duration(raw)
+    }
+}
+
+impl OptionValue for String {
+    const EXPECTED: &'static str = "a string";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_string())
+    }
+}
+
+impl OptionValue for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(format!("'{other}' is not a boolean")),
+        }
+    }
+}
+
+impl OptionValue for f32 {
+    const EXPECTED: &'static str = "a decimal number (e.g. 0.4)";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| format!("'{}' is not a number", raw.trim()))
+    }
+}
+
+impl OptionValue for u16 {
+    const EXPECTED: &'static str = "a port number from 0 to 65535";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("'{}' is not a port number", raw.trim()))
+    }
+}
+
+impl OptionValue for NonZeroU32 {
+    const EXPECTED: &'static str = "a whole number of at least 1";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse::<NonZeroU32>()
+            .map_err(|_| format!("'{}' is not a whole number of at least 1", raw.trim()))
+    }
+}
+
+/// Ports as Flink accepts them for `taskmanager.rpc.port` and `metrics.reporter.prom.port`:
+/// `0` (any free port), `9249`, `9250-9260`, or a comma-separated mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRange(pub Vec<(u16, u16)>);
+
+impl PortRange {
+    /// Ports to try in order.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().flat_map(|(lo, hi)| *lo..=*hi)
+    }
+}
+
+impl OptionValue for PortRange {
+    const EXPECTED: &'static str =
+        "a port (0 = any free port), a range like 9250-9260, or a comma-separated list of those";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for part in raw.split(',').map(str::trim) {
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let lo = lo
+                .parse::<u16>()
+                .map_err(|_| format!("'{part}' is not a port or port range"))?;
+            let hi = hi
+                .parse::<u16>()
+                .map_err(|_| format!("'{part}' is not a port or port range"))?;
+            if lo > hi {
+                return Err(format!("port range '{part}' ends before it starts"));
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(PortRange(ranges))
+    }
+}
+
+/// A typed configuration key with its Flink default (as text, parsed like any value).
+pub struct ConfigOption<T> {
+    pub key: &'static str,
+    pub default: Option<&'static str>,
+    /// Older names still accepted (read when `key` is absent), e.g. `state.backend`.
+    pub deprecated_keys: &'static [&'static str],
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> ConfigOption<T> {
+    pub const fn new(key: &'static str, default: Option<&'static str>) -> Self {
+        ConfigOption {
+            key,
+            default,
+            deprecated_keys: &[],
+            _type: PhantomData,
+        }
+    }
+
+    pub const fn deprecated(mut self, keys: &'static [&'static str]) -> Self {
+        self.deprecated_keys = keys;
+        self
+    }
+}
+
+/// Flink's `ConfigOption.toString()`, which some of Flink's error texts embed verbatim.
+impl<T> std::fmt::Display for ConfigOption<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fallbacks: Vec<String> = self
+            .deprecated_keys
+            .iter()
+            .map(|k| format!("{{key={k}, isDeprecated=true}}"))
+            .collect();
+        write!(
+            f,
+            "Key: '{}' , default: {} (fallback keys: [{}])",
+            self.key,
+            self.default.unwrap_or("null"),
+            fallbacks.join(", ")
+        )
+    }
+}
+
+/// The untyped view of an option the loader validates against.
+pub trait KnownOption: Sync {
+    fn key(&self) -> &'static str;
+    fn deprecated_keys(&self) -> &'static [&'static str];
+    fn default_value(&self) -> Option<&'static str>;
+    fn expected(&self) -> &'static str;
+    /// Parses `raw` as this option's type, returning Flink's reason on failure.
+    fn check(&self, raw: &str) -> Result<(), String>;
+}
+
+impl<T: OptionValue> KnownOption for ConfigOption<T> {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+    fn deprecated_keys(&self) -> &'static [&'static str] {
+        self.deprecated_keys
+    }
+    fn default_value(&self) -> Option<&'static str> {
+        self.default
+    }
+    fn expected(&self) -> &'static str {
+        T::EXPECTED
+    }
+    fn check(&self, raw: &str) -> Result<(), String> {
+        T::parse_value(raw).map(|_| ())
+    }
+}
+
+macro_rules! options {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $key:literal, $default:expr $(, deprecated $dep:expr)? ; )*) => {
+        $(
+            $(#[$doc])*
+            pub const $name: ConfigOption<$ty> = ConfigOption::new($key, $default) $(.deprecated($dep))?;
+        )*
+        /// Every option Sluice reads.
+        pub static KNOWN_OPTIONS: &[&dyn KnownOption] = &[$(&$name),*];
+    };
+}
+
+options! {
+    // ---- jobmanager addresses and ports
+    /// Address taskmanagers and clients use to reach the jobmanager.
+    JOBMANAGER_RPC_ADDRESS: String = "jobmanager.rpc.address", Some("localhost");
+    JOBMANAGER_RPC_PORT: u16 = "jobmanager.rpc.port", Some("6123");
+    /// Interface the jobmanager's RPC server binds to (default: all interfaces).
+    JOBMANAGER_BIND_HOST: String = "jobmanager.bind-host", None;
+    /// Address the `sluice` CLI connects to.
+    REST_ADDRESS: String = "rest.address", None;
+    REST_PORT: u16 = "rest.port", Some("8081");
+    /// Interface the REST server binds to (default: all interfaces).
+    REST_BIND_ADDRESS: String = "rest.bind-address", None;
+    /// Port (or range) the REST server binds to; falls back to `rest.port`.
+    REST_BIND_PORT: PortRange = "rest.bind-port", None;
+
+    // ---- taskmanager membership
+    TASK_SLOTS: NonZeroU32 = "taskmanager.numberOfTaskSlots", Some("1");
+    /// Address other processes use to reach this taskmanager; detected when absent.
+    TASKMANAGER_HOST: String = "taskmanager.host", None;
+    TASKMANAGER_BIND_HOST: String = "taskmanager.bind-host", None;
+    TASKMANAGER_RPC_PORT: PortRange = "taskmanager.rpc.port", Some("0");
+    TASKMANAGER_DATA_PORT: u16 = "taskmanager.data.port", Some("0");
+    /// Fixed id of this taskmanager; generated (host:port-random) when absent.
+    TASKMANAGER_RESOURCE_ID: String = "taskmanager.resource-id", None;
+    HEARTBEAT_INTERVAL: Duration = "heartbeat.interval", Some("10 s");
+    HEARTBEAT_TIMEOUT: Duration = "heartbeat.timeout", Some("50 s");
+    /// First pause between registration attempts; doubles up to the max.
+    REGISTRATION_INITIAL_TIMEOUT: Duration = "cluster.registration.initial-timeout", Some("100 ms");
+    REGISTRATION_MAX_TIMEOUT: Duration = "cluster.registration.max-timeout", Some("30 s");
+
+    // ---- metrics
+    PROMETHEUS_PORT: PortRange = "metrics.reporter.prom.port", Some("9249");
+    /// Accepted for Flink compatibility; Sluice always serves Prometheus text.
+    PROMETHEUS_FACTORY_CLASS: String = "metrics.reporter.prom.factory.class", None;
+
+    // ---- jobs (read by the scheduler)
+    PARALLELISM_DEFAULT: NonZeroU32 = "parallelism.default", Some("1");
+    IO_TMP_DIRS: String = "io.tmp.dirs", None;
+
+    // ---- taskmanager memory (Flink's TaskManagerOptions)
+    TM_PROCESS_SIZE: MemorySize = "taskmanager.memory.process.size", None;
+    TM_FLINK_SIZE: MemorySize = "taskmanager.memory.flink.size", None;
+    TM_FRAMEWORK_HEAP: MemorySize = "taskmanager.memory.framework.heap.size", Some("128 mb");
+    TM_TASK_HEAP: MemorySize = "taskmanager.memory.task.heap.size", None;
+    TM_MANAGED_SIZE: MemorySize = "taskmanager.memory.managed.size", None;
+    TM_MANAGED_FRACTION: f32 = "taskmanager.memory.managed.fraction", Some("0.4");
+    TM_MANAGED_CONSUMER_WEIGHTS: String = "taskmanager.memory.managed.consumer-weights", Some("OPERATOR:70,STATE_BACKEND:70,PYTHON:30");
+    TM_FRAMEWORK_OFF_HEAP: MemorySize = "taskmanager.memory.framework.off-heap.size", Some("128 mb");
+    TM_FRAMEWORK_OFF_HEAP_BATCH_SHUFFLE: MemorySize = "taskmanager.memory.framework.off-heap.batch-shuffle.size", Some("32 mb");
+    TM_TASK_OFF_HEAP: MemorySize = "taskmanager.memory.task.off-heap.size", Some("0 bytes");
+    TM_NETWORK_MIN: MemorySize = "taskmanager.memory.network.min", Some("64 mb"), deprecated &["taskmanager.network.memory.min"];
+    TM_NETWORK_MAX: MemorySize = "taskmanager.memory.network.max", Some("9223372036854775807 bytes"), deprecated &["taskmanager.network.memory.max"];
+    TM_NETWORK_FRACTION: f32 = "taskmanager.memory.network.fraction", Some("0.1"), deprecated &["taskmanager.network.memory.fraction"];
+    TM_JVM_METASPACE: MemorySize = "taskmanager.memory.jvm-metaspace.size", Some("256 mb");
+    TM_JVM_OVERHEAD_MIN: MemorySize = "taskmanager.memory.jvm-overhead.min", Some("192 mb");
+    TM_JVM_OVERHEAD_MAX: MemorySize = "taskmanager.memory.jvm-overhead.max", Some("1 gb");
+    TM_JVM_OVERHEAD_FRACTION: f32 = "taskmanager.memory.jvm-overhead.fraction", Some("0.1");
+    TM_SEGMENT_SIZE: MemorySize = "taskmanager.memory.segment-size", Some("32 kb");
+    TM_MIN_SEGMENT_SIZE: MemorySize = "taskmanager.memory.min-segment-size", Some("256 bytes");
+    NETWORK_BUFFERS_PER_CHANNEL: NonZeroU32 = "taskmanager.network.memory.buffers-per-channel", Some("2");
+    NETWORK_FLOATING_BUFFERS_PER_GATE: NonZeroU32 = "taskmanager.network.memory.floating-buffers-per-gate", Some("8");
+
+    // ---- jobmanager memory (Flink's JobManagerOptions)
+    JM_PROCESS_SIZE: MemorySize = "jobmanager.memory.process.size", None;
+    JM_FLINK_SIZE: MemorySize = "jobmanager.memory.flink.size", None;
+    JM_HEAP: MemorySize = "jobmanager.memory.heap.size", None;
+    JM_OFF_HEAP: MemorySize = "jobmanager.memory.off-heap.size", Some("128 mb");
+    JM_ENABLE_DIRECT_LIMIT: bool = "jobmanager.memory.enable-jvm-direct-memory-limit", Some("false");
+    JM_JVM_METASPACE: MemorySize = "jobmanager.memory.jvm-metaspace.size", Some("256 mb");
+    JM_JVM_OVERHEAD_MIN: MemorySize = "jobmanager.memory.jvm-overhead.min", Some("192 mb");
+    JM_JVM_OVERHEAD_MAX: MemorySize = "jobmanager.memory.jvm-overhead.max", Some("1 gb");
+    JM_JVM_OVERHEAD_FRACTION: f32 = "jobmanager.memory.jvm-overhead.fraction", Some("0.1");
+}
+
+/// Finds the registered option for `key`, under its name or a deprecated one.
+pub fn find_option(key: &str) -> Option<&'static dyn KnownOption> {
+    KNOWN_OPTIONS
+        .iter()
+        .copied()
+        .find(|o| o.key() == key || o.deprecated_keys().contains(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_parses_as_its_type() {
+        for option in KNOWN_OPTIONS {
+            if let Some(default) = option.default_value() {
+                assert!(option.check(default).is_ok(), "{} default {default}", option.key());
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let mut keys: Vec<&str> = KNOWN_OPTIONS
+            .iter()
+            .flat_map(|o| std::iter::once(o.key()).chain(o.deprecated_keys().iter().copied()))
+            .collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+    }
+
+    #[test]
+    fn port_ranges() {
+        let r = PortRange::parse_value("9250-9252, 9300").unwrap();
+        assert_eq!(r.ports().collect::<Vec<_>>(), vec![9250, 9251, 9252, 9300]);
+        assert!(PortRange::parse_value("9260-9250").is_err());
+        assert!(PortRange::parse_value("http").is_err());
+        assert_eq!(PortRange::parse_value("0").unwrap().ports().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn flink_option_to_string() {
+        assert_eq!(
+            TM_PROCESS_SIZE.to_string(),
+            "Key: 'taskmanager.memory.process.size' , default: null (fallback keys: [])"
+        );
+        assert!(TM_NETWORK_FRACTION
+            .to_string()
+            .contains("{key=taskmanager.network.memory.fraction, isDeprecated=true}"));
+    }
+}

@@ -1,0 +1,10 @@
+//! What both daemons must agree on: configuration (`config`), the memory model (`memory`),
+//! process observability (`observability`) and the wire types re-exported from `sluice-proto`.
+
+pub mod config;
+pub mod memory;
+
+pub use sluice_proto as proto;
+
+/// Sluice's version, reported where Flink reports `flink-version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
