@@ -3,6 +3,9 @@
 
 pub mod config;
 pub mod memory;
+pub mod net;
+pub mod observability;
+pub mod signals;
 
 pub use sluice_proto as proto;
 

@@ -1,1 +1,8 @@
-//! placeholder
+//! The Sluice jobmanager: the taskmanager registry and liveness (`resource_manager`), the
+//! control-plane gRPC service (`rpc`), the Flink-compatible REST API (`rest`) and the daemon
+//! that wires them (`daemon`).
+
+pub mod daemon;
+pub mod resource_manager;
+pub mod rest;
+mod rpc;

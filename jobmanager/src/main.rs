@@ -1,1 +1,68 @@
-fn main() {}
+//! `jobmanager`: the Sluice jobmanager daemon.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_common::config::ConfigArgs;
+use sluice_common::observability::{init_logging, CountingAllocator};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// The Sluice jobmanager: schedules jobs over taskmanagers, coordinates checkpoints, serves
+/// REST and metrics.
+#[derive(Parser, Debug)]
+#[command(name = "jobmanager", version)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print the derived memory configuration and exit without starting.
+    #[arg(long)]
+    print_memory: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let loaded = match cli.config.load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    if cli.print_memory {
+        return match sluice_jobmanager::daemon::derive_memory(&loaded.config) {
+            Ok(memory) => {
+                print!("{}", memory.breakdown());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    tracing::info!("Loading configuration from {}", loaded.file);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(sluice_jobmanager::daemon::run(loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,6 @@
-//! placeholder
+//! The Sluice taskmanager: slots and the jobmanager link (`executor`), memory pools
+//! (`memory`), and the daemon that wires them (`daemon`).
+
+pub mod daemon;
+pub mod executor;
+pub mod memory;

@@ -1,1 +1,243 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real `jobmanager`/`taskmanager` binaries on
+//! 127.0.0.1 with free ports, captures their logs, and stops every process it started (on drop,
+//! and via PR_SET_PDEATHSIG should the test process itself die). Every wait is bounded.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Directory holding the workspace's built binaries (next to this test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("target directory")
+}
+
+/// Path of a workspace binary; fails the test with the command to build it if missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "binary {} not found; build it first with `cargo build --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One running daemon process; killed when dropped.
+pub struct Daemon {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Starts `binary args…` with stdout and stderr in `log`.
+    pub fn start(name: &str, binary: &Path, args: &[String], log: PathBuf) -> Daemon {
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(binary);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env_remove("SLUICE_PROPERTIES")
+            .env_remove("SLUICE_CONF_DIR");
+        // SAFETY: prctl is async-signal-safe; the closure only makes that call.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        Daemon {
+            name: name.to_string(),
+            child,
+            log,
+            exited: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// `kill -9`, and reap it.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.exited = self.child.wait().ok();
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(s) = self.exited {
+            return s;
+        }
+        let status = wait_for(timeout, &format!("{} to exit", self.name), || {
+            self.child.try_wait().ok().flatten()
+        });
+        self.exited = Some(status);
+        status
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.exited.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET `url` and parse JSON; `None` on any failure (not up yet, refused, non-2xx).
+pub fn get_json(url: &str) -> Option<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().ok()?;
+    response.body_mut().read_json::<Value>().ok()
+}
+
+/// GET `url` as text; `None` on any failure.
+pub fn get_text(url: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().ok()?;
+    response.body_mut().read_to_string().ok()
+}
+
+/// A local cluster in a temporary directory: one config dir, fixed ports for the jobmanager,
+/// a fresh metrics port per daemon.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub rpc_port: u16,
+    pub rest_port: u16,
+    started: usize,
+}
+
+impl Cluster {
+    /// Writes `config.yaml` with loopback addresses and the given extra lines.
+    pub fn new(extra_config: &str) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rpc_port = free_port();
+        let rest_port = free_port();
+        let config = format!(
+            "jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {rpc_port}\njobmanager.bind-host: 127.0.0.1\n\
+             jobmanager.memory.process.size: 1600m\n\
+             rest.address: 127.0.0.1\nrest.bind-address: 127.0.0.1\nrest.port: {rest_port}\n\
+             taskmanager.host: 127.0.0.1\ntaskmanager.bind-host: 127.0.0.1\ntaskmanager.numberOfTaskSlots: 2\n\
+             taskmanager.memory.process.size: 1728m\n{extra_config}\n"
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("config.yaml");
+        Cluster {
+            dir,
+            rpc_port,
+            rest_port,
+            started: 0,
+        }
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start(&mut self, binary_name: &str, extra: &[&str]) -> (Daemon, u16) {
+        self.started += 1;
+        let metrics_port = free_port();
+        let mut args = vec![
+            "--config-dir".to_string(),
+            self.config_dir().display().to_string(),
+            "-D".to_string(),
+            format!("metrics.reporter.prom.port={metrics_port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let name = format!("{binary_name}-{}", self.started);
+        let log = self.dir.path().join(format!("{name}.log"));
+        (
+            Daemon::start(&name, &binary(binary_name), &args, log),
+            metrics_port,
+        )
+    }
+
+    /// Starts a jobmanager; returns it with its metrics port.
+    pub fn start_jobmanager(&mut self) -> (Daemon, u16) {
+        self.start("jobmanager", &[])
+    }
+
+    /// Starts a taskmanager with extra flags; returns it with its metrics port.
+    pub fn start_taskmanager(&mut self, extra: &[&str]) -> (Daemon, u16) {
+        self.start("taskmanager", extra)
+    }
+
+    pub fn rest(&self, path: &str) -> Option<Value> {
+        get_json(&format!("http://127.0.0.1:{}{path}", self.rest_port))
+    }
+
+    /// The `/overview` counter `field`, when the REST endpoint answers.
+    pub fn overview(&self, field: &str) -> Option<u64> {
+        self.rest("/overview")?.get(field)?.as_u64()
+    }
+
+    /// Waits until `/overview` reports `n` taskmanagers; returns how long it took.
+    pub fn wait_taskmanagers(&self, n: u64, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        wait_for(timeout, &format!("{n} registered taskmanagers"), || {
+            (self.overview("taskmanagers") == Some(n)).then_some(())
+        });
+        start.elapsed()
+    }
+}

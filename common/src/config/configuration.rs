@@ -116,29 +116,36 @@ impl Configuration {
     }
 
     /// The option's value: explicit, else its default, else `None`.
-    pub fn get_opt<T: OptionValue>(&self, option: &ConfigOption<T>) -> Result<Option<T>, ConfigError> {
+    pub fn get_opt<T: OptionValue>(
+        &self,
+        option: &ConfigOption<T>,
+    ) -> Result<Option<T>, ConfigError> {
         match self.explicit(option) {
-            Some((key, entry)) => T::parse_value(&entry.value)
-                .map(Some)
-                .map_err(|reason| ConfigError::InvalidValue {
-                    key: key.to_string(),
-                    value: entry.value.clone(),
-                    origin: entry.origin.clone(),
-                    reason,
-                    expected: T::EXPECTED,
-                }),
-            None => match option.default {
-                None => Ok(None),
-                Some(default) => T::parse_value(default).map(Some).map_err(|reason| {
-                    ConfigError::InvalidValue {
-                        key: option.key.to_string(),
-                        value: default.to_string(),
-                        origin: Origin::Program,
+            Some((key, entry)) => {
+                T::parse_value(&entry.value)
+                    .map(Some)
+                    .map_err(|reason| ConfigError::InvalidValue {
+                        key: key.to_string(),
+                        value: entry.value.clone(),
+                        origin: entry.origin.clone(),
                         reason,
                         expected: T::EXPECTED,
-                    }
-                }),
-            },
+                    })
+            }
+            None => {
+                match option.default {
+                    None => Ok(None),
+                    Some(default) => T::parse_value(default).map(Some).map_err(|reason| {
+                        ConfigError::InvalidValue {
+                            key: option.key.to_string(),
+                            value: default.to_string(),
+                            origin: Origin::Program,
+                            reason,
+                            expected: T::EXPECTED,
+                        }
+                    }),
+                }
+            }
         }
     }
 
@@ -201,9 +208,21 @@ impl Configuration {
 /// Flink hides values of keys containing these words (`GlobalConfiguration.isSensitive`).
 fn is_sensitive(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "fs.azure.account.key", "apikey", "api-key", "auth-params", "service-key", "token", "basic-auth", "jaas.config", "http-headers"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "password",
+        "secret",
+        "fs.azure.account.key",
+        "apikey",
+        "api-key",
+        "auth-params",
+        "service-key",
+        "token",
+        "basic-auth",
+        "jaas.config",
+        "http-headers",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 #[cfg(test)]
@@ -220,7 +239,10 @@ mod tests {
         assert_eq!(c.get(&TM_NETWORK_MAX).unwrap(), MemorySize::MAX);
         assert!(!c.contains(&TM_NETWORK_MAX));
         assert_eq!(c.get_opt(&TM_PROCESS_SIZE).unwrap(), None);
-        assert!(matches!(c.get(&TM_PROCESS_SIZE), Err(ConfigError::Missing { .. })));
+        assert!(matches!(
+            c.get(&TM_PROCESS_SIZE),
+            Err(ConfigError::Missing { .. })
+        ));
         let warnings = c.validate().unwrap();
         assert!(warnings[0].contains("deprecated; use 'taskmanager.memory.network.min'"));
     }
@@ -231,7 +253,10 @@ mod tests {
         c.set(
             "taskmanager.memory.process.size",
             "lots",
-            Origin::File { path: "conf/config.yaml".into(), line: 7 },
+            Origin::File {
+                path: "conf/config.yaml".into(),
+                line: 7,
+            },
         );
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("'lots'"), "{e}");
@@ -250,7 +275,9 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
-        let c = Configuration::new().with("s3.secret-key", "hunter2").with("rest.port", "1");
+        let c = Configuration::new()
+            .with("s3.secret-key", "hunter2")
+            .with("rest.port", "1");
         let shown = c.displayable();
         assert!(shown.contains(&("s3.secret-key".into(), "******".into())));
         assert!(shown.contains(&("rest.port".into(), "1".into())));

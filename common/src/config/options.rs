@@ -287,7 +287,11 @@ mod tests {
     fn every_default_parses_as_its_type() {
         for option in KNOWN_OPTIONS {
             if let Some(default) = option.default_value() {
-                assert!(option.check(default).is_ok(), "{} default {default}", option.key());
+                assert!(
+                    option.check(default).is_ok(),
+                    "{} default {default}",
+                    option.key()
+                );
             }
         }
     }
@@ -310,7 +314,13 @@ mod tests {
         assert_eq!(r.ports().collect::<Vec<_>>(), vec![9250, 9251, 9252, 9300]);
         assert!(PortRange::parse_value("9260-9250").is_err());
         assert!(PortRange::parse_value("http").is_err());
-        assert_eq!(PortRange::parse_value("0").unwrap().ports().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            PortRange::parse_value("0")
+                .unwrap()
+                .ports()
+                .collect::<Vec<_>>(),
+            vec![0]
+        );
     }
 
     #[test]

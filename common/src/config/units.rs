@@ -116,7 +116,11 @@ impl MemorySize {
         } else {
             product / 10u128.pow(scale)
         };
-        MemorySize(u64::try_from(value).unwrap_or(MAX_MEMORY_BYTES).min(MAX_MEMORY_BYTES))
+        MemorySize(
+            u64::try_from(value)
+                .unwrap_or(MAX_MEMORY_BYTES)
+                .min(MAX_MEMORY_BYTES),
+        )
     }
 
     /// `MemorySize.toHumanReadableString`: the largest unit the size exceeds, three decimals,
@@ -126,13 +130,44 @@ impl MemorySize {
         match unit {
             None | Some((_, 1)) => format!("{} bytes", self.0),
             Some((names, multiplier)) => format!(
-                "{:.3}{} ({} bytes)",
-                self.0 as f64 / *multiplier as f64,
+                "{}{} ({} bytes)",
+                three_decimals_half_up(self.0 as f64 / *multiplier as f64),
                 names[1],
                 self.0
             ),
         }
     }
+}
+
+/// Java's `String.format("%.3f", x)`: the double's shortest decimal form rounded HALF_UP
+/// (so 1.5625 prints 1.563 where Rust's `{:.3}` would print 1.562).
+fn three_decimals_half_up(x: f64) -> String {
+    let text = format!("{x}");
+    let (int_part, frac_part) = text.split_once('.').unwrap_or((&text, ""));
+    let mut digits: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes().chain(std::iter::repeat(b'0')).take(3))
+        .map(|b| b - b'0')
+        .collect();
+    if frac_part.as_bytes().get(3).is_some_and(|d| *d >= b'5') {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if digits[i] == 9 {
+                digits[i] = 0;
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = digits.len() - 3;
+    let render = |ds: &[u8]| ds.iter().map(|d| char::from(b'0' + d)).collect::<String>();
+    format!("{}.{}", render(&digits[..split]), render(&digits[split..]))
 }
 
 impl fmt::Display for MemorySize {
@@ -141,7 +176,7 @@ impl fmt::Display for MemorySize {
         let (names, multiplier) = UNITS
             .iter()
             .rev()
-            .find(|(_, m)| self.0 % m == 0)
+            .find(|(_, m)| self.0.is_multiple_of(*m))
             .unwrap_or(&UNITS[0]);
         write!(f, "{} {}", self.0 / multiplier, names[1])
     }
@@ -218,7 +253,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let (label, size) = units
         .iter()
-        .find(|(_, size)| nanos % size == 0)
+        .find(|(_, size)| nanos.is_multiple_of(*size))
         .copied()
         .unwrap_or(("ns", 1));
     format!("{} {label}", nanos / size)
@@ -242,11 +277,20 @@ mod tests {
     #[test]
     fn rejects_bad_memory_sizes_with_flinks_reason() {
         let e = MemorySize::parse("12 parsecs").unwrap_err();
-        assert!(e.contains("Memory size unit 'parsecs' does not match"), "{e}");
-        assert!(MemorySize::parse("lots").unwrap_err().contains("does not start with a number"));
+        assert!(
+            e.contains("Memory size unit 'parsecs' does not match"),
+            "{e}"
+        );
+        assert!(MemorySize::parse("lots")
+            .unwrap_err()
+            .contains("does not start with a number"));
         assert!(MemorySize::parse("").unwrap_err().contains("empty"));
-        assert!(MemorySize::parse("99999999999999999999").unwrap_err().contains("overflow"));
-        assert!(MemorySize::parse("9999999999 tb").unwrap_err().contains("overflow"));
+        assert!(MemorySize::parse("99999999999999999999")
+            .unwrap_err()
+            .contains("overflow"));
+        assert!(MemorySize::parse("9999999999 tb")
+            .unwrap_err()
+            .contains("overflow"));
         assert!(MemorySize::parse("1.5g").is_err());
     }
 
@@ -260,6 +304,10 @@ mod tests {
         assert_eq!(MemorySize(1024).human(), "1024 bytes");
         assert_eq!(MemorySize(1025).human(), "1.001kb (1025 bytes)");
         assert_eq!(MemorySize(1728 << 20).to_string(), "1728 mb");
+        // Java rounds HALF_UP: 1600m process = 1.5625 gb.
+        assert_eq!(MemorySize(1677721600).human(), "1.563gb (1677721600 bytes)");
+        assert_eq!(three_decimals_half_up(9.9996), "10.000");
+        assert_eq!(three_decimals_half_up(0.5), "0.500");
     }
 
     #[test]
@@ -279,7 +327,10 @@ mod tests {
         assert_eq!(parse_duration("5 min").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("10000").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2 hours").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            parse_duration("2 hours").unwrap(),
+            Duration::from_secs(7200)
+        );
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("3 seconds").unwrap(), Duration::from_secs(3));

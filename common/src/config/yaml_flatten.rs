@@ -139,7 +139,10 @@ impl MarkedEventReceiver for Flattener {
             }
             Event::SequenceStart(..) => {
                 if self.stack.is_empty() {
-                    self.fail("expected a mapping of configuration keys, found a list", &mark);
+                    self.fail(
+                        "expected a mapping of configuration keys, found a list",
+                        &mark,
+                    );
                 } else if let Some((key, line)) = self.take_pending_key(&mark) {
                     self.stack.push(Frame::List {
                         key,
@@ -193,7 +196,8 @@ mod tests {
 
     #[test]
     fn flat_and_nested_give_the_same_keys() {
-        let flat = pairs("taskmanager.memory.process.size: 1728m\ntaskmanager.numberOfTaskSlots: 2\n");
+        let flat =
+            pairs("taskmanager.memory.process.size: 1728m\ntaskmanager.numberOfTaskSlots: 2\n");
         let nested = pairs(
             "# comment\ntaskmanager:\n  memory:\n    process:\n      size: 1728m\n  numberOfTaskSlots: 2\n",
         );

@@ -58,7 +58,10 @@ impl FlinkMemory for JobManagerFlinkMemory {
         Ok(checked(heap, off_heap))
     }
 
-    fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError> {
+    fn derive_from_total_flink(
+        config: &Configuration,
+        total: MemorySize,
+    ) -> Result<Self, MemoryError> {
         let off_heap = read_size(config, &JM_OFF_HEAP)?;
         if total <= off_heap {
             return Err(MemoryError::new(format!(
@@ -108,7 +111,9 @@ mod tests {
     use super::*;
 
     fn derive(pairs: &[(&str, &str)]) -> Result<JobManagerMemory, MemoryError> {
-        let config = pairs.iter().fold(Configuration::new(), |c, (k, v)| c.with(k, v));
+        let config = pairs
+            .iter()
+            .fold(Configuration::new(), |c, (k, v)| c.with(k, v));
         JobManagerMemory::from_config(&config)
     }
 
@@ -119,7 +124,9 @@ mod tests {
         assert_eq!(m.flink.total_flink(), MemorySize::mebibytes(1152));
         assert_eq!(m.flink.heap, MemorySize::mebibytes(1024));
         assert_eq!(m.flink.off_heap, MemorySize::mebibytes(128));
-        assert!(m.breakdown().contains("      JVM Heap:         1024.000mb (1073741824 bytes)\n"));
+        assert!(m
+            .breakdown()
+            .contains("      JVM Heap:         1024.000mb (1073741824 bytes)\n"));
     }
 
     #[test]
@@ -133,11 +140,16 @@ mod tests {
     fn errors() {
         let e = derive(&[]).unwrap_err().to_string();
         assert!(e.starts_with("Either required fine-grained memory (jobmanager.memory.heap.size), or Total Flink Memory size (Key: 'jobmanager.memory.flink.size'"), "{e}");
-        let e = derive(&[("jobmanager.memory.flink.size", "100m")]).unwrap_err().to_string();
-        assert_eq!(e, "The configured Total Flink Memory (100.000mb (104857600 bytes)) is less than the configured Off-heap Memory (128.000mb (134217728 bytes)).");
-        let e = derive(&[("jobmanager.memory.flink.size", "1g"), ("jobmanager.memory.heap.size", "1g")])
+        let e = derive(&[("jobmanager.memory.flink.size", "100m")])
             .unwrap_err()
             .to_string();
+        assert_eq!(e, "The configured Total Flink Memory (100.000mb (104857600 bytes)) is less than the configured Off-heap Memory (128.000mb (134217728 bytes)).");
+        let e = derive(&[
+            ("jobmanager.memory.flink.size", "1g"),
+            ("jobmanager.memory.heap.size", "1g"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("Sum of the configured JVM Heap Memory (1024.000mb (1073741824 bytes)) and the configured or default Off-heap Memory (128.000mb (134217728 bytes)) exceeds the configured Total Flink Memory"), "{e}");
     }
 }

@@ -23,7 +23,10 @@ pub struct ProcessMemoryOptions {
 pub trait FlinkMemory: Sized {
     const OPTIONS: ProcessMemoryOptions;
     fn derive_from_fine_grained(config: &Configuration) -> Result<Self, MemoryError>;
-    fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError>;
+    fn derive_from_total_flink(
+        config: &Configuration,
+        total: MemorySize,
+    ) -> Result<Self, MemoryError>;
     fn total_flink(&self) -> MemorySize;
 }
 
@@ -43,21 +46,36 @@ impl<F: FlinkMemory> ProcessMemorySpec<F> {
     /// `ProcessMemoryUtils.memoryProcessSpecFromConfig`.
     pub fn from_config(config: &Configuration) -> Result<Self, MemoryError> {
         let o = F::OPTIONS;
-        if o.required_fine_grained.iter().all(|opt| config.contains(*opt)) {
+        if o.required_fine_grained
+            .iter()
+            .all(|opt| config.contains(*opt))
+        {
             let flink = F::derive_from_fine_grained(config)?;
             let (metaspace, overhead) = jvm_from_total_flink::<F>(config, flink.total_flink())?;
-            Ok(Self { flink, metaspace, overhead })
+            Ok(Self {
+                flink,
+                metaspace,
+                overhead,
+            })
         } else if config.contains(o.total_flink) {
             let total = read_size(config, o.total_flink)?;
             let flink = F::derive_from_total_flink(config, total)?;
             let (metaspace, overhead) = jvm_from_total_flink::<F>(config, total)?;
-            Ok(Self { flink, metaspace, overhead })
+            Ok(Self {
+                flink,
+                metaspace,
+                overhead,
+            })
         } else if config.contains(o.total_process) {
             let process = read_size(config, o.total_process)?;
             let (metaspace, overhead) = jvm_with_total_process::<F>(config, process)?;
             let total = process.saturating_sub(MemorySize(metaspace.0 + overhead.0));
             let flink = F::derive_from_total_flink(config, total)?;
-            Ok(Self { flink, metaspace, overhead })
+            Ok(Self {
+                flink,
+                metaspace,
+                overhead,
+            })
         } else {
             let fine: Vec<&str> = o.required_fine_grained.iter().map(|opt| opt.key).collect();
             Err(MemoryError::new(format!(

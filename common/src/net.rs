@@ -1,0 +1,63 @@
+//! Binding listeners the way Flink's port options mean it: the first free port of a range on a
+//! bind host (`0` = any free port; no host = all interfaces).
+
+use std::io;
+
+use tokio::net::TcpListener;
+
+use crate::config::PortRange;
+
+/// The address to bind for an optional bind-host option (`None` → all interfaces).
+pub fn bind_host(option: Option<String>) -> String {
+    option.unwrap_or_else(|| "0.0.0.0".to_string())
+}
+
+/// Binds the first port of `ports` that is free on `host`.
+pub async fn bind_first_free(host: &str, ports: &PortRange) -> io::Result<TcpListener> {
+    let mut last_error = None;
+    for port in ports.ports() {
+        match TcpListener::bind((host, port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let tried: Vec<String> = ports
+        .0
+        .iter()
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect();
+    let cause = last_error
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "empty range".into());
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "could not bind {host} on any port of {}: {cause}",
+            tried.join(",")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::options::OptionValue;
+
+    #[tokio::test]
+    async fn skips_ports_in_use() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let range = PortRange::parse_value(&format!("{port},0")).unwrap();
+        let got = bind_first_free("127.0.0.1", &range).await.unwrap();
+        assert_ne!(got.local_addr().unwrap().port(), port);
+        let only = PortRange::parse_value(&port.to_string()).unwrap();
+        let e = bind_first_free("127.0.0.1", &only).await.unwrap_err();
+        assert!(e.to_string().contains(&port.to_string()), "{e}");
+    }
+}

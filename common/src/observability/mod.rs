@@ -1,0 +1,12 @@
+//! Process observability shared by both daemons: logging setup, heap accounting, CPU load,
+//! and the Prometheus endpoint (DESIGN §12).
+
+mod heap_accounting;
+mod logging;
+mod process_stats;
+mod prometheus;
+
+pub use heap_accounting::{heap_used_bytes, CountingAllocator};
+pub use logging::init_logging;
+pub use process_stats::{physical_memory_bytes, resident_set_bytes, CpuLoad};
+pub use prometheus::{label_value, serve_prometheus, MetricsRefresh};

@@ -1,0 +1,45 @@
+//! Cluster-wide REST views: `/overview`, `/config`, `/jobmanager/config`.
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::SharedState;
+
+/// `GET /overview`: Flink's `ClusterOverviewWithVersion`.
+pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
+    let (taskmanagers, slots_total, slots_free) = state.registry.totals();
+    Json(json!({
+        "taskmanagers": taskmanagers,
+        "slots-total": slots_total,
+        "slots-available": slots_free,
+        "jobs-running": 0,
+        "jobs-finished": 0,
+        "jobs-cancelled": 0,
+        "jobs-failed": 0,
+        "flink-version": sluice_common::VERSION,
+    }))
+}
+
+/// `GET /config`: the web UI's configuration (Flink's `DashboardConfiguration`).
+pub async fn web_config(State(state): State<SharedState>) -> Json<Value> {
+    Json(json!({
+        "refresh-interval": 3000,
+        "timezone-name": "Coordinated Universal Time",
+        "timezone-offset": 0,
+        "flink-version": sluice_common::VERSION,
+        "flink-revision": sluice_common::VERSION,
+        "start-time": state.started_at_ms,
+        "features": {"web-submit": true, "web-cancel": true, "web-rescale": false, "web-history": false},
+    }))
+}
+
+/// `GET /jobmanager/config`: the effective configuration as `[{key, value}]`.
+pub async fn jobmanager_config(State(state): State<SharedState>) -> Json<Value> {
+    let entries: Vec<Value> = state
+        .config
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    Json(Value::Array(entries))
+}

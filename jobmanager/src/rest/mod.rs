@@ -1,0 +1,48 @@
+//! The jobmanager's REST API on `rest.port` with Flink's paths and field names, served both
+//! bare and under `/v1` as Flink does. Errors use Flink's `{"errors": [...]}` body.
+
+mod cluster;
+mod taskmanagers;
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::resource_manager::Registry;
+
+/// What the handlers read.
+pub struct RestState {
+    pub registry: Registry,
+    /// Effective configuration as shown by `/jobmanager/config` (secrets masked).
+    pub config: Vec<(String, String)>,
+    pub started_at_ms: u64,
+}
+
+pub type SharedState = Arc<RestState>;
+
+/// Flink's error body with a status code.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "errors": [message.into()] }))).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
+}
+
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .route("/overview", get(cluster::overview))
+        .route("/config", get(cluster::web_config))
+        .route("/jobmanager/config", get(cluster::jobmanager_config))
+        .route("/taskmanagers", get(taskmanagers::list))
+        .route("/taskmanagers/{id}", get(taskmanagers::details))
+        .with_state(state);
+    Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .fallback(not_found)
+}

@@ -1,0 +1,199 @@
+//! Keeps the taskmanager registered: registers (retrying with Flink's doubling back-off from
+//! `cluster.registration.initial-timeout` to `max-timeout`), then holds the heartbeat stream;
+//! when the stream breaks or the jobmanager falls silent for `heartbeat.timeout` it registers
+//! again (a restarted jobmanager knows nothing of it). On shutdown it deregisters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_common::observability::{heap_used_bytes, CpuLoad};
+use sluice_proto::control::job_manager_service_client::JobManagerServiceClient;
+use sluice_proto::control::{
+    DeregisterTaskManagerRequest, RegisterTaskManagerRequest, TaskManagerHeartbeat,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use super::SlotTable;
+
+#[derive(Clone, Debug)]
+pub struct RegistrationSettings {
+    /// `http://host:port` of the jobmanager's RPC endpoint.
+    pub jobmanager_url: String,
+    pub request: RegisterTaskManagerRequest,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+}
+
+/// How a heartbeat session ended.
+enum SessionEnd {
+    Shutdown,
+    Broken(String),
+}
+
+struct Session {
+    client: JobManagerServiceClient<Channel>,
+    registration_id: String,
+    interval: Duration,
+    timeout: Duration,
+}
+
+async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
+    let endpoint = Endpoint::from_shared(settings.jobmanager_url.clone())
+        .map_err(|e| {
+            format!(
+                "invalid jobmanager address {}: {e}",
+                settings.jobmanager_url
+            )
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut client = JobManagerServiceClient::new(channel);
+    let answer = client
+        .register_task_manager(settings.request.clone())
+        .await
+        .map_err(|s| format!("registration refused: {}", s.message()))?
+        .into_inner();
+    let pick = |jm_ms: u64, local: Duration| {
+        if jm_ms > 0 {
+            Duration::from_millis(jm_ms)
+        } else {
+            local
+        }
+    };
+    tracing::info!(
+        "Successful registration at job manager {} (id {}) under registration id {}.",
+        settings.jobmanager_url,
+        answer.jobmanager_id,
+        answer.registration_id
+    );
+    Ok(Session {
+        client,
+        registration_id: answer.registration_id,
+        interval: pick(answer.heartbeat_interval_ms, settings.heartbeat_interval),
+        timeout: pick(answer.heartbeat_timeout_ms, settings.heartbeat_timeout),
+    })
+}
+
+fn beat(registration_id: &str, slots: &SlotTable, cpu: &mut CpuLoad) -> TaskManagerHeartbeat {
+    TaskManagerHeartbeat {
+        registration_id: registration_id.to_string(),
+        slots: Some(slots.report()),
+        heap_used_bytes: heap_used_bytes(),
+        cpu_load: cpu.sample(),
+    }
+}
+
+async fn heartbeat(
+    session: &mut Session,
+    slots: &SlotTable,
+    shutdown: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let mut cpu = CpuLoad::new();
+    let (tx, rx) = mpsc::channel(4);
+    if tx
+        .send(beat(&session.registration_id, slots, &mut cpu))
+        .await
+        .is_err()
+    {
+        return SessionEnd::Broken("heartbeat channel closed".into());
+    }
+    let mut inbound = match session.client.heartbeat(ReceiverStream::new(rx)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return SessionEnd::Broken(status.message().to_string()),
+    };
+    let mut ticker = tokio::time::interval(session.interval);
+    ticker.tick().await;
+    let mut deadline = Instant::now() + session.timeout;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if tx.send(beat(&session.registration_id, slots, &mut cpu)).await.is_err() {
+                    return SessionEnd::Broken("heartbeat channel closed".into());
+                }
+            }
+            message = inbound.message() => match message {
+                Ok(Some(_)) => deadline = Instant::now() + session.timeout,
+                Ok(None) => return SessionEnd::Broken("the jobmanager closed the heartbeat stream".into()),
+                Err(status) => return SessionEnd::Broken(status.message().to_string()),
+            },
+            _ = sleep_until(deadline) => {
+                return SessionEnd::Broken(format!(
+                    "no answer from the jobmanager for {} ms (heartbeat.timeout)",
+                    session.timeout.as_millis()
+                ));
+            }
+            _ = shutdown.changed() => {
+                // Deregister while the stream is still open, so the jobmanager records a
+                // clean departure rather than a broken stream.
+                deregister(session, "TaskManager shutting down").await;
+                return SessionEnd::Shutdown;
+            }
+        }
+    }
+}
+
+async fn deregister(session: &mut Session, reason: &str) {
+    let request = DeregisterTaskManagerRequest {
+        registration_id: session.registration_id.clone(),
+        reason: reason.to_string(),
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        session.client.deregister_task_manager(request),
+    )
+    .await
+    {
+        Ok(Ok(_)) => tracing::info!("Deregistered from the jobmanager."),
+        Ok(Err(status)) => tracing::warn!("Deregistration was not accepted: {}", status.message()),
+        Err(_) => tracing::warn!("Deregistration got no answer within 3 s."),
+    }
+}
+
+/// Runs until `shutdown` flips; deregisters on the way out when registered.
+pub async fn maintain_registration(
+    settings: RegistrationSettings,
+    slots: Arc<SlotTable>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = settings.initial_backoff;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match register(&settings).await {
+            Ok(mut session) => {
+                backoff = settings.initial_backoff;
+                match heartbeat(&mut session, &slots, &mut shutdown).await {
+                    SessionEnd::Shutdown => return,
+                    SessionEnd::Broken(why) => {
+                        tracing::warn!(
+                            "Connection to the jobmanager lost: {why}. Registering again."
+                        );
+                    }
+                }
+            }
+            Err(why) => {
+                tracing::info!(
+                    "Could not register at the jobmanager {} ({why}); next attempt in {} ms.",
+                    settings.jobmanager_url,
+                    backoff.as_millis()
+                );
+                tokio::select! {
+                    _ = sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(settings.max_backoff);
+            }
+        }
+    }
+}
