@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Quickstart: builds Sluice, starts a local cluster from conf/ (one jobmanager, the
+# taskmanagers of conf/workers, embedded Flink defaults), shows it working, and stops it again.
+#   scripts/quickstart.sh [--keep-running]
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+keep=false
+[ "${1:-}" = "--keep-running" ] && keep=true
+
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (https://rustup.rs)"
+command -v curl >/dev/null || { echo "Installing curl..."; apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+
+echo "==> Building (target dir $CARGO_TARGET_DIR)"
+(cd "$SLUICE_HOME" && cargo build --bins --quiet)
+
+# rest.port of conf/config.yaml (override with SLUICE_REST_PORT when you change it).
+rest="http://localhost:${SLUICE_REST_PORT:-8081}"
+workers=$(grep -cv '^[[:space:]]*\(#\|$\)' "$SLUICE_CONF_DIR/workers")
+
+cleanup() { "$SLUICE_HOME/scripts/stop-cluster.sh" >/dev/null 2>&1 || true; }
+$keep || trap cleanup EXIT
+
+echo "==> Starting a local cluster (1 jobmanager, $workers taskmanagers)"
+"$SLUICE_HOME/scripts/start-cluster.sh"
+
+echo "==> Waiting for $workers taskmanagers to register at $rest"
+for _ in $(seq 1 100); do
+    n=$(curl -fs "$rest/overview" 2>/dev/null | sed -n 's/.*"taskmanagers":\([0-9]*\).*/\1/p')
+    [ "${n:-0}" = "$workers" ] && break
+    sleep 0.2
+done
+[ "${n:-0}" = "$workers" ] || die "only ${n:-0} of $workers taskmanagers registered; see $SLUICE_LOG_DIR"
+
+echo "==> GET $rest/overview"
+curl -fs "$rest/overview"; echo
+echo "==> Taskmanagers (id, slots, managed/network memory in bytes)"
+curl -fs "$rest/taskmanagers" | tr '{' '\n' | sed -n 's/.*"id":"\([^"]*\)".*/  \1/p'
+echo "==> Memory of each taskmanager (Flink's model, from conf/config.yaml)"
+"$(sluice_bin_dir)/taskmanager" --config-dir "$SLUICE_CONF_DIR" --print-memory 2>/dev/null | sed 's/^/  /'
+echo "==> Prometheus metrics of the jobmanager"
+for port in $(seq 9250 9260); do
+    out=$(curl -fs "http://localhost:$port/metrics" 2>/dev/null | grep '^flink_jobmanager_\(numRegistered\|taskSlots\)') && { echo "$out" | sed 's/^/  /'; break; }
+done
+if $keep; then
+    echo "==> Cluster left running: REST at $rest, logs in $SLUICE_LOG_DIR; stop it with scripts/stop-cluster.sh"
+else
+    echo "==> Stopping the cluster (SIGTERM: taskmanagers deregister cleanly)"
+fi

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh machine: installs what is missing, then formatting,
+# clippy, the build and all cargo tests (unit tests beside the code, end-to-end tests in tests/
+# that start real jobmanager/taskmanager processes on 127.0.0.1).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$SLUICE_HOME"
+
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
+# protoc comes vendored (protoc-bin-vendored), so no system package is needed for the build.
+
+step() { echo; echo "==> $*"; }
+start=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo build --bins (the end-to-end tests start these)"
+cargo build --workspace --bins --quiet
+
+step "cargo test"
+cargo test --workspace --quiet 2>&1 | tee /tmp/sluice-test-$$.log
+if grep -q "^test result: FAILED" /tmp/sluice-test-$$.log; then rm -f /tmp/sluice-test-$$.log; exit 1; fi
+passed=$(grep -o '[0-9]* passed' /tmp/sluice-test-$$.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -o '[0-9]* failed' /tmp/sluice-test-$$.log | awk '{s+=$1} END {print s+0}')
+rm -f /tmp/sluice-test-$$.log
+echo
+echo "all tests: $passed passed, $failed failed ($(( $(date +%s) - start )) s)"
