@@ -2,10 +2,13 @@
 //! process observability (`observability`) and the wire types re-exported from `sluice-proto`.
 
 pub mod config;
+pub mod job;
+pub mod key_groups;
 pub mod memory;
 pub mod net;
 pub mod observability;
 pub mod signals;
+pub mod yaml_tree;
 
 pub use sluice_proto as proto;
 

@@ -2,10 +2,11 @@
 //! Nested maps join their keys with dots (`taskmanager: {memory: {process: {size: 1728m}}}`
 //! becomes `taskmanager.memory.process.size`), flat dotted keys stay as they are, and both can
 //! be mixed, as in Flink 2's `config.yaml`. A list becomes its items joined by `;` (Flink's list
-//! syntax for string options).
+//! syntax for string options). A key with no value is skipped.
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use crate::yaml_tree::{parse_yaml, Node, Value};
+
+pub use crate::yaml_tree::YamlProblem;
 
 /// One configuration entry read from YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,170 +17,83 @@ pub struct FlatEntry {
     pub line: usize,
 }
 
-/// Why a YAML text could not be flattened: the message and its 1-based line and column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlProblem {
-    pub message: String,
-    pub line: usize,
-    pub column: usize,
-}
-
-enum Frame {
-    /// A mapping under `prefix`; `pending` holds a key read but whose value is not yet seen.
-    Map {
-        prefix: String,
-        pending: Option<(String, usize)>,
-    },
-    /// A list that will become the value of `key`.
-    List {
-        key: String,
-        line: usize,
-        items: Vec<String>,
-    },
-}
-
-#[derive(Default)]
-struct Flattener {
-    stack: Vec<Frame>,
-    entries: Vec<FlatEntry>,
-    problem: Option<YamlProblem>,
-    saw_document: bool,
-}
-
-impl Flattener {
-    fn fail(&mut self, message: impl Into<String>, mark: &Marker) {
-        if self.problem.is_none() {
-            self.problem = Some(YamlProblem {
-                message: message.into(),
-                line: mark.line(),
-                column: mark.col() + 1,
-            });
-        }
+fn problem(message: &str, node: &Node) -> YamlProblem {
+    YamlProblem {
+        message: message.to_string(),
+        line: node.pos.line,
+        column: node.pos.column,
     }
+}
 
-    fn join(prefix: &str, key: &str) -> String {
-        if prefix.is_empty() {
+fn flatten_map(
+    prefix: &str,
+    entries: &[(Node, Node)],
+    out: &mut Vec<FlatEntry>,
+) -> Result<(), YamlProblem> {
+    for (key_node, value) in entries {
+        let key = match &key_node.value {
+            Value::Scalar(k) => k.as_str(),
+            _ => {
+                return Err(problem(
+                    "a configuration key must be a plain name",
+                    key_node,
+                ))
+            }
+        };
+        let key = if prefix.is_empty() {
             key.to_string()
         } else {
             format!("{prefix}.{key}")
-        }
-    }
-
-    fn scalar(&mut self, text: String, mark: &Marker) {
-        match self.stack.last_mut() {
-            Some(Frame::Map { prefix, pending }) => match pending.take() {
-                None => {
-                    if text.is_empty() {
-                        self.fail("empty key", mark);
-                    } else {
-                        *pending = Some((Self::join(prefix, &text), mark.line()));
+        };
+        match &value.value {
+            Value::Null => {}
+            Value::Scalar(text) => out.push(FlatEntry {
+                key,
+                value: text.clone(),
+                line: key_node.pos.line,
+            }),
+            Value::Map(inner) => flatten_map(&key, inner, out)?,
+            Value::Seq(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    match &item.value {
+                        Value::Scalar(text) => parts.push(text.clone()),
+                        _ => return Err(problem("lists may hold only plain values", item)),
                     }
                 }
-                Some((key, line)) => {
-                    // `key:` with nothing after it is YAML null: no value, so no entry.
-                    if !text.is_empty() {
-                        self.entries.push(FlatEntry {
-                            key,
-                            value: text,
-                            line,
-                        });
-                    }
-                }
-            },
-            Some(Frame::List { items, .. }) => items.push(text),
-            None => self.fail(
-                "expected a mapping of configuration keys, found a plain value",
-                mark,
-            ),
-        }
-    }
-
-    /// The key a nested collection will belong to, taken from the enclosing mapping.
-    fn take_pending_key(&mut self, mark: &Marker) -> Option<(String, usize)> {
-        match self.stack.last_mut() {
-            None => Some((String::new(), mark.line())),
-            Some(Frame::Map { pending, .. }) => {
-                let taken = pending.take();
-                if taken.is_none() {
-                    self.fail("a mapping or list cannot be used as a key", mark);
-                }
-                taken
-            }
-            Some(Frame::List { .. }) => {
-                self.fail("lists may hold only plain values", mark);
-                None
+                out.push(FlatEntry {
+                    key,
+                    value: parts.join(";"),
+                    line: key_node.pos.line,
+                });
             }
         }
     }
-}
-
-impl MarkedEventReceiver for Flattener {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.problem.is_some() {
-            return;
-        }
-        match ev {
-            Event::DocumentStart => {
-                if self.saw_document {
-                    self.fail("only one YAML document is allowed", &mark);
-                }
-                self.saw_document = true;
-            }
-            Event::Scalar(text, ..) => self.scalar(text, &mark),
-            Event::MappingStart(..) => {
-                if let Some((prefix, _)) = self.take_pending_key(&mark) {
-                    self.stack.push(Frame::Map {
-                        prefix,
-                        pending: None,
-                    });
-                }
-            }
-            Event::MappingEnd => {
-                self.stack.pop();
-            }
-            Event::SequenceStart(..) => {
-                if self.stack.is_empty() {
-                    self.fail(
-                        "expected a mapping of configuration keys, found a list",
-                        &mark,
-                    );
-                } else if let Some((key, line)) = self.take_pending_key(&mark) {
-                    self.stack.push(Frame::List {
-                        key,
-                        line,
-                        items: Vec::new(),
-                    });
-                }
-            }
-            Event::SequenceEnd => {
-                if let Some(Frame::List { key, line, items }) = self.stack.pop() {
-                    self.entries.push(FlatEntry {
-                        key,
-                        value: items.join(";"),
-                        line,
-                    });
-                }
-            }
-            Event::Alias(_) => self.fail("YAML aliases are not supported in configuration", &mark),
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
-        }
-    }
+    Ok(())
 }
 
 /// Flattens a YAML text. An empty text (or one holding only comments) yields no entries.
 /// When a key appears twice the later one wins, as Flink's loader does.
 pub fn flatten_yaml(text: &str) -> Result<Vec<FlatEntry>, YamlProblem> {
-    let mut flattener = Flattener::default();
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut flattener, true).map_err(|e| YamlProblem {
-        message: e.info().to_string(),
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
-    })?;
-    match flattener.problem {
-        Some(problem) => Err(problem),
-        None => Ok(flattener.entries),
+    let root = parse_yaml(text)?;
+    let mut out = Vec::new();
+    match &root.value {
+        Value::Null => {}
+        Value::Map(entries) => flatten_map("", entries, &mut out)?,
+        Value::Scalar(_) => {
+            return Err(problem(
+                "expected a mapping of configuration keys, found a plain value",
+                &root,
+            ))
+        }
+        Value::Seq(_) => {
+            return Err(problem(
+                "expected a mapping of configuration keys, found a list",
+                &root,
+            ))
+        }
     }
+    Ok(out)
 }
 
 #[cfg(test)]

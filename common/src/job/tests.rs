@@ -1,0 +1,215 @@
+//! Job files end to end through parsing and graph building: the DESIGN example, chaining,
+//! edge types, and each kind of error with its line and column.
+
+use super::*;
+
+const DESIGN_EXAMPLE: &str = r#"name: scalable-analytics
+parallelism: 4
+max-parallelism: 256
+config:
+  execution.checkpointing.interval: 10 s
+sources:
+  - id: events
+    connector: datagen
+    parallelism: 2
+    options: {number-of-rows: 20000000, rows-per-second: 0, splits: 8}
+    schema:
+      - {name: user_id, type: bigint,    expr: "seq % 100000"}
+      - {name: amount,  type: double,    expr: "CAST(seq % 97 AS DOUBLE)"}
+      - {name: ts,      type: timestamp, expr: "to_timestamp_millis(1767225600000 + seq)"}
+    watermark: {column: ts, max-out-of-orderness: 5 s}
+operators:
+  - id: valid
+    input: events
+    filter: "amount > 0"
+  - id: per-user
+    uid: per-user-v1
+    input: valid
+    key-by: [user_id]
+    window: {type: tumbling, size: 5 min}
+    aggregate: {events: "count(*)", total: "sum(amount)", avg_amount: "avg(amount)"}
+    parallelism: 8
+sinks:
+  - id: out
+    input: per-user
+    connector: file
+    options: {path: "file:///tmp/sluice-out", format: json}
+"#;
+
+fn opts() -> GraphOptions {
+    GraphOptions {
+        default_parallelism: 1,
+        ..Default::default()
+    }
+}
+
+fn build(text: &str) -> JobResult<JobGraph> {
+    compile_job(text, "job.yaml", &opts())
+}
+
+fn error(text: &str) -> String {
+    build(text).unwrap_err().to_string()
+}
+
+#[test]
+fn design_example_builds() {
+    let g = build(DESIGN_EXAMPLE).unwrap();
+    assert_eq!(g.max_parallelism, 256);
+    let names: Vec<(&str, u32)> = g
+        .vertices
+        .iter()
+        .map(|v| (v.name.as_str(), v.parallelism))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("Source: events", 2),
+            ("valid", 4),
+            ("per-user", 8),
+            ("Sink: out", 4)
+        ]
+    );
+    let parts: Vec<&str> = g.edges.iter().map(|e| e.partition.name()).collect();
+    assert_eq!(parts, vec!["REBALANCE", "HASH", "REBALANCE"]);
+    let out = &g.nodes[g.vertices[2].nodes[0]].schema;
+    let cols: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        cols,
+        vec![
+            "window_start",
+            "window_end",
+            "user_id",
+            "events",
+            "total",
+            "avg_amount"
+        ]
+    );
+    assert_eq!(g.slots_needed(), 8);
+    assert!(g.describe().contains("HASH(user_id)"));
+}
+
+const CHAINED: &str = "sources:\n  - id: s\n    connector: datagen\n    options: {number-of-rows: 10}\n    schema: [{name: x, type: bigint, expr: seq}]\noperators:\n  - id: f\n    input: s\n    filter: x > 1\nsinks:\n  - id: o\n    input: f\n    connector: blackhole\n";
+
+#[test]
+fn forward_edges_chain() {
+    let g = build(CHAINED).unwrap();
+    assert_eq!(g.vertices.len(), 1);
+    assert_eq!(g.vertices[0].name, "Source: s -> f -> Sink: o");
+    assert!(g.edges.is_empty());
+    let broken = CHAINED.replace("filter: x > 1", "filter: x > 1\n    chain: false");
+    let g = build(&broken).unwrap();
+    assert_eq!(g.vertices.len(), 2);
+    assert_eq!(g.edges[0].partition, EdgePartition::Forward);
+    let p = compile_job(
+        CHAINED,
+        "j",
+        &GraphOptions {
+            default_parallelism: 1,
+            parallelism: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(p.vertices[0].parallelism, 3);
+}
+
+#[test]
+fn union_and_broadcast() {
+    let text = "sources:\n  - {id: a, connector: datagen, options: {number-of-rows: 1}, schema: [{name: x, type: bigint, expr: seq}]}\n  - {id: b, connector: datagen, options: {number-of-rows: 1}, schema: [{name: x, type: bigint, expr: seq}]}\noperators:\n  - {id: u, input: [a, {id: b, partition: broadcast}]}\nsinks:\n  - {id: o, input: u, connector: print}\n";
+    let g = build(text).unwrap();
+    let parts: Vec<&str> = g.edges.iter().map(|e| e.partition.name()).collect();
+    assert_eq!(parts, vec!["FORWARD", "BROADCAST"]);
+    let bad = text.replace(
+        "schema: [{name: x, type: bigint, expr: seq}]}\noperators",
+        "schema: [{name: y, type: bigint, expr: seq}]}\noperators",
+    );
+    assert!(error(&bad).contains("different columns"), "{}", error(&bad));
+}
+
+#[test]
+fn unknown_input_names_line_and_column() {
+    let e = error(&CHAINED.replace("input: f", "input: nope"));
+    assert!(
+        e.starts_with("job.yaml:12:12: unknown input 'nope' of 'o'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cycles_are_found() {
+    let text = "sources:\n  - {id: s, connector: datagen, schema: [{name: x, type: bigint, expr: seq}]}\noperators:\n  - {id: a, input: [s, b], union: true}\n  - {id: b, input: a, filter: x > 0}\nsinks:\n  - {id: o, input: b, connector: print}\n";
+    let e = error(text);
+    assert!(e.contains("cycle through a, b"), "{e}");
+    assert!(e.starts_with("job.yaml:4:5"), "{e}");
+}
+
+#[test]
+fn unknown_column_in_expression() {
+    let e = error(&CHAINED.replace("filter: x > 1", "filter: price > 1"));
+    assert!(
+        e.starts_with("job.yaml:9:13: 'f': filter 'price > 1': No field named price"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_types() {
+    let e = error(&CHAINED.replace("type: bigint", "type: bigdecimal"));
+    assert!(
+        e.contains("job.yaml:5:30") && e.contains("unknown column type 'bigdecimal'"),
+        "{e}"
+    );
+    let e = error(&CHAINED.replace("filter: x > 1", "filter: x + 1"));
+    assert!(e.contains("expected boolean"), "{e}");
+}
+
+#[test]
+fn parallelism_above_max_parallelism() {
+    // Without max-parallelism Flink's default grows with the parallelism (300 → 512).
+    assert_eq!(
+        build(&CHAINED.replace("filter: x > 1", "filter: x > 1\n    parallelism: 300"))
+            .unwrap()
+            .max_parallelism,
+        512
+    );
+    let e = error(&format!(
+        "max-parallelism: 4\n{}",
+        CHAINED.replace("filter: x > 1", "filter: x > 1\n    parallelism: 5")
+    ));
+    assert!(
+        e.contains("parallelism 5 exceeds the max-parallelism 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn structural_errors() {
+    let e = error(&CHAINED.replace("filter: x > 1", "filter: x > 1\n    fliter: x"));
+    assert!(e.contains("unknown field 'fliter' in an operator"), "{e}");
+    let e = error(&DESIGN_EXAMPLE.replace(
+        "    watermark: {column: ts, max-out-of-orderness: 5 s}\n",
+        "",
+    ));
+    assert!(
+        e.contains("event-time window needs rows with a watermark column"),
+        "{e}"
+    );
+    let e = error(&DESIGN_EXAMPLE.replace("size: 5 min", "size: 5 fortnights"));
+    assert!(e.contains("'size' must be a duration"), "{e}");
+    let e = error(&CHAINED.replace("connector: blackhole", "connector: kafkaa"));
+    assert!(e.contains("unknown sink connector 'kafkaa'"), "{e}");
+    let e = error(&CHAINED.replace("number-of-rows: 10", "number-of-rows: ten"));
+    assert!(
+        e.contains("option 'number-of-rows'") && e.contains("'ten'"),
+        "{e}"
+    );
+    let e = error("sources: [\n");
+    assert!(e.contains("invalid YAML"), "{e}");
+    let e = error(&DESIGN_EXAMPLE.replace("key-by: [user_id]", "key-by: [amount_typo]"));
+    assert!(e.contains("key column 'amount_typo'"), "{e}");
+    let e = error(&DESIGN_EXAMPLE.replace("sum(amount)", "sum(amount_typo)"));
+    assert!(
+        e.contains("aggregate 'total'") && e.contains("amount_typo"),
+        "{e}"
+    );
+}
