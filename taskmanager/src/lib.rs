@@ -4,3 +4,4 @@
 pub mod daemon;
 pub mod executor;
 pub mod memory;
+pub mod network;

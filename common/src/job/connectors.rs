@@ -229,21 +229,22 @@ pub fn sink_connector(
     id: &str,
 ) -> JobResult<SinkConnector> {
     let mut r = Reader::new(options, pos, format!("{connector} sink '{id}'"));
-    let c =
-        match connector {
-            "print" => SinkConnector::Print,
-            "blackhole" => SinkConnector::Blackhole,
-            "file" => SinkConnector::File(FileSinkOptions {
-                path: r.path("path")?,
-                format: r.format()?,
-            }),
-            other => return Err(JobError::at(
+    let c = match connector {
+        "print" => SinkConnector::Print,
+        "blackhole" => SinkConnector::Blackhole,
+        "file" => SinkConnector::File(FileSinkOptions {
+            path: r.path("path")?,
+            format: r.format()?,
+        }),
+        other => {
+            return Err(JobError::at(
                 pos,
                 format!(
                     "unknown sink connector '{other}' of '{id}'; expected print, blackhole or file"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     r.done()?;
     Ok(c)
 }

@@ -1,0 +1,81 @@
+//! The data-plane wire format. Every frame: `u32` length of the rest, `u8` kind, the channel
+//! (`u64` epoch, `u32` edge, `u32` from, `u32` to), then the payload. Sender → receiver: OPEN,
+//! DATA (`u32` backlog + Arrow IPC), WATERMARK (`u32` backlog + `i64`), IDLE (`u32` backlog +
+//! `u8`), END (`u32` backlog), BACKLOG (`u32`). Receiver → sender: CREDIT (`u32`).
+
+use super::event::ChannelId;
+
+pub const OPEN: u8 = 1;
+pub const DATA: u8 = 2;
+pub const WATERMARK: u8 = 3;
+pub const IDLE: u8 = 4;
+pub const END: u8 = 5;
+pub const BACKLOG: u8 = 6;
+pub const CREDIT: u8 = 7;
+
+const HEADER: usize = 1 + 8 + 4 + 4 + 4;
+/// Frames larger than this are refused as corrupt.
+pub const MAX_FRAME: usize = 256 << 20;
+
+pub fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + HEADER + payload.len());
+    out.extend_from_slice(&((HEADER + payload.len()) as u32).to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&id.epoch.to_le_bytes());
+    out.extend_from_slice(&id.edge.to_le_bytes());
+    out.extend_from_slice(&id.from.to_le_bytes());
+    out.extend_from_slice(&id.to.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits a frame body (after the length) into kind, channel and payload.
+pub fn decode(body: &[u8]) -> Result<(u8, ChannelId, &[u8]), String> {
+    if body.len() < HEADER {
+        return Err(format!(
+            "frame of {} bytes is shorter than its header",
+            body.len()
+        ));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    let mut epoch = [0u8; 8];
+    epoch.copy_from_slice(&body[1..9]);
+    let id = ChannelId {
+        epoch: u64::from_le_bytes(epoch),
+        edge: u32_at(9),
+        from: u32_at(13),
+        to: u32_at(17),
+    };
+    Ok((body[0], id, &body[HEADER..]))
+}
+
+pub fn read_u32(payload: &[u8]) -> Result<(u32, &[u8]), String> {
+    if payload.len() < 4 {
+        return Err("frame payload too short".into());
+    }
+    Ok((
+        u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]),
+        &payload[4..],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let id = ChannelId {
+            epoch: 7,
+            edge: 1,
+            from: 2,
+            to: 3,
+        };
+        let f = encode(DATA, id, b"xyz");
+        let len = u32::from_le_bytes([f[0], f[1], f[2], f[3]]) as usize;
+        assert_eq!(len, f.len() - 4);
+        let (kind, got, payload) = decode(&f[4..]).unwrap();
+        assert_eq!((kind, got, payload), (DATA, id, &b"xyz"[..]));
+        assert!(decode(&f[4..8]).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! An input gate: all channels feeding one consumer subtask (across all its input edges), one
+//! ordered queue of their buffers and events, and the credit bookkeeping that bounds it. A
+//! buffer counts as in use until the task asks for the next one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::credit::{Announcement, ReceiverCredits};
+use super::event::{GateKey, StreamEvent};
+
+/// Where a channel's credit announcements go: the local sender, or a frame to a remote one.
+pub trait CreditSink: Send + Sync {
+    fn grant(&self, credit: u32);
+}
+
+struct Inner {
+    credits: ReceiverCredits,
+    sinks: Vec<Option<Arc<dyn CreditSink>>>,
+}
+
+/// The part of a gate that senders and the transport see.
+pub struct GateShared {
+    pub key: GateKey,
+    /// First channel index of each input edge; channel = offset + producer subtask.
+    edge_offsets: HashMap<u32, (usize, u32)>,
+    inner: Mutex<Inner>,
+    tx: mpsc::UnboundedSender<(usize, StreamEvent)>,
+}
+
+impl GateShared {
+    /// The channel index of producer `from` on `edge`.
+    pub fn channel_index(&self, edge: u32, from: u32) -> Option<usize> {
+        let (offset, producers) = self.edge_offsets.get(&edge)?;
+        (from < *producers).then_some(offset + from as usize)
+    }
+
+    fn dispatch(inner: &Inner, announcements: Vec<Announcement>) {
+        for (ch, n) in announcements {
+            if let Some(Some(sink)) = inner.sinks.get(ch) {
+                sink.grant(n);
+            }
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Result<T, String> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| "input gate lock poisoned".to_string())?;
+        Ok(f(&mut inner))
+    }
+
+    /// A sender connected to channel `ch`; it receives its exclusive credit now.
+    pub fn attach(&self, ch: usize, sink: Arc<dyn CreditSink>) -> Result<(), String> {
+        self.with(|inner| {
+            inner.sinks[ch] = Some(sink);
+            let a = inner.credits.attach(ch);
+            Self::dispatch(inner, a);
+        })
+    }
+
+    /// A buffer or event arrived on `ch`.
+    pub fn deliver(&self, ch: usize, event: StreamEvent, backlog: u32) -> Result<(), String> {
+        self.with(|inner| -> Result<(), String> {
+            let a = inner.credits.on_buffer(ch, backlog)?;
+            Self::dispatch(inner, a);
+            Ok(())
+        })??;
+        self.tx
+            .send((ch, event))
+            .map_err(|_| "the consuming task has ended".to_string())
+    }
+
+    /// The sender of `ch` has `backlog` buffers waiting for credit.
+    pub fn backlog(&self, ch: usize, backlog: u32) -> Result<(), String> {
+        self.with(|inner| {
+            let a = inner.credits.on_backlog(ch, backlog);
+            Self::dispatch(inner, a);
+        })
+    }
+
+    fn consumed(&self, ch: usize) {
+        let _ = self.with(|inner| {
+            let a = inner.credits.on_consumed(ch);
+            Self::dispatch(inner, a);
+        });
+    }
+
+    /// Buffers received and not yet consumed.
+    pub fn buffers_in_use(&self) -> u32 {
+        self.with(|inner| inner.credits.in_use()).unwrap_or(0)
+    }
+}
+
+/// The consumer's end.
+pub struct InputGate {
+    shared: Arc<GateShared>,
+    rx: mpsc::UnboundedReceiver<(usize, StreamEvent)>,
+    holding: Option<usize>,
+    channels: usize,
+}
+
+impl InputGate {
+    /// A gate for `inputs` = (edge, producer count) in input order, with `exclusive` buffers per
+    /// channel and `floating` for the gate.
+    pub fn new(key: GateKey, inputs: &[(u32, u32)], exclusive: u32, floating: u32) -> InputGate {
+        let mut edge_offsets = HashMap::new();
+        let mut offset = 0usize;
+        for (edge, producers) in inputs {
+            edge_offsets.insert(*edge, (offset, *producers));
+            offset += *producers as usize;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(GateShared {
+            key,
+            edge_offsets,
+            inner: Mutex::new(Inner {
+                credits: ReceiverCredits::new(offset, exclusive, floating),
+                sinks: vec![None; offset],
+            }),
+            tx,
+        });
+        InputGate {
+            shared,
+            rx,
+            holding: None,
+            channels: offset,
+        }
+    }
+
+    pub fn shared(&self) -> Arc<GateShared> {
+        self.shared.clone()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The next buffer or event of any channel, releasing the previous one's buffer.
+    pub async fn next(&mut self) -> Option<(usize, StreamEvent)> {
+        if let Some(ch) = self.holding.take() {
+            self.shared.consumed(ch);
+        }
+        let (ch, event) = self.rx.recv().await?;
+        self.holding = Some(ch);
+        Some((ch, event))
+    }
+}

@@ -1,0 +1,163 @@
+//! The data plane (DESIGN §5): a `NetworkBufferPool` of network-memory / segment-size buffers,
+//! credit-based channels that are either local (no socket, same credit rules) or multiplexed
+//! over one TCP connection per taskmanager pair, input gates, and partitioning record writers.
+
+mod buffer_pool;
+pub mod credit;
+mod event;
+mod frame;
+mod gate;
+mod ipc;
+mod transport;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use buffer_pool::{gate_required, partition_required, NetworkBufferPool, Reservation};
+pub use event::{ChannelId, GateKey, StreamEvent};
+pub use gate::{CreditSink, GateShared, InputGate};
+pub use transport::Connection;
+pub use writer::{OutputChannel, RecordWriter, WriterPartition};
+
+use credit::SenderCredit;
+
+/// Gates of the tasks deployed here, found by (epoch, input edge, consumer subtask).
+#[derive(Default)]
+pub struct GateRegistry {
+    map: Mutex<HashMap<(u64, u32, u32), Arc<GateShared>>>,
+    changed: Notify,
+}
+
+impl GateRegistry {
+    pub fn register(&self, gate: Arc<GateShared>, edges: &[u32]) {
+        if let Ok(mut map) = self.map.lock() {
+            for e in edges {
+                map.insert((gate.key.epoch, *e, gate.key.subtask), gate.clone());
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn unregister(&self, key: GateKey, edges: &[u32]) {
+        if let Ok(mut map) = self.map.lock() {
+            for e in edges {
+                map.remove(&(key.epoch, *e, key.subtask));
+            }
+        }
+    }
+
+    fn get(&self, epoch: u64, edge: u32, to: u32) -> Option<Arc<GateShared>> {
+        self.map.lock().ok()?.get(&(epoch, edge, to)).cloned()
+    }
+
+    /// The gate consuming `edge` at subtask `to`, waiting (bounded) until it is deployed.
+    pub async fn wait_for_edge(
+        &self,
+        epoch: u64,
+        edge: u32,
+        to: u32,
+        timeout: Duration,
+    ) -> Option<Arc<GateShared>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(g) = self.get(epoch, edge, to) {
+                return Some(g);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// Local senders get credit straight from the gate.
+struct LocalCreditSink(Arc<SenderCredit>);
+
+impl CreditSink for LocalCreditSink {
+    fn grant(&self, credit: u32) {
+        self.0.add(credit);
+    }
+}
+
+/// Network settings and shared state of one taskmanager.
+pub struct NetworkEnvironment {
+    pub pool: Arc<NetworkBufferPool>,
+    pub gates: Arc<GateRegistry>,
+    /// `host:port` of this taskmanager's data port, to recognise local channels.
+    pub local_address: String,
+    pub buffers_per_channel: u32,
+    pub floating_per_gate: u32,
+    connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+/// How long a producer waits for a consumer on the same taskmanager to be deployed.
+const LOCAL_GATE_WAIT: Duration = Duration::from_secs(60);
+
+impl NetworkEnvironment {
+    pub fn new(
+        pool: Arc<NetworkBufferPool>,
+        local_address: String,
+        buffers_per_channel: u32,
+        floating_per_gate: u32,
+    ) -> Arc<Self> {
+        Arc::new(NetworkEnvironment {
+            pool,
+            gates: Arc::default(),
+            local_address,
+            buffers_per_channel,
+            floating_per_gate,
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Serves the data port.
+    pub fn serve(self: &Arc<Self>, listener: TcpListener) {
+        tokio::spawn(transport::serve(listener, self.gates.clone()));
+    }
+
+    async fn connection(&self, address: &str) -> Result<Arc<Connection>, String> {
+        let mut conns = self.connections.lock().await;
+        if let Some(c) = conns.get(address).filter(|c| c.is_open()) {
+            return Ok(c.clone());
+        }
+        let c = Connection::connect(address).await?;
+        conns.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Opens the channel `id` to the consumer at `address` (this taskmanager or another).
+    pub async fn open_channel(
+        &self,
+        id: ChannelId,
+        address: &str,
+    ) -> Result<OutputChannel, String> {
+        let credit = Arc::new(SenderCredit::default());
+        if address == self.local_address {
+            let gate = self
+                .gates
+                .wait_for_edge(id.epoch, id.edge, id.to, LOCAL_GATE_WAIT)
+                .await
+                .ok_or_else(|| {
+                    format!("local consumer of channel {id:?} was not deployed in time")
+                })?;
+            let ch = gate
+                .channel_index(id.edge, id.from)
+                .ok_or_else(|| format!("channel {id:?} does not belong to its gate"))?;
+            gate.attach(ch, Arc::new(LocalCreditSink(credit.clone())))?;
+            Ok(OutputChannel::local(id, credit, gate, ch))
+        } else {
+            let conn = self.connection(address).await?;
+            conn.open(id, credit.clone())?;
+            Ok(OutputChannel::remote(id, credit, conn))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! TCP between taskmanagers: one connection per (sender TM, receiver TM) pair, all channels
+//! multiplexed on it. The sending side opens channels and ships frames against credit; the
+//! receiving side hands buffers to the right input gate and writes credit back on the same
+//! connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::credit::SenderCredit;
+use super::event::{ChannelId, StreamEvent};
+use super::frame;
+use super::gate::{CreditSink, GateShared};
+use super::ipc;
+use super::GateRegistry;
+
+/// How long an OPEN waits for its consumer task to be deployed.
+const GATE_WAIT: Duration = Duration::from_secs(60);
+
+async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Vec<u8>>, String> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > frame::MAX_FRAME {
+        return Err(format!("frame of {len} bytes exceeds the limit"));
+    }
+    let mut body = vec![0u8; len];
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(body))
+}
+
+/// Writes queued frames, flushing whenever the queue runs dry.
+async fn write_frames(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut w = BufWriter::with_capacity(64 << 10, half);
+    while let Some(f) = rx.recv().await {
+        if w.write_all(&f).await.is_err() {
+            return;
+        }
+        while let Ok(f) = rx.try_recv() {
+            if w.write_all(&f).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends CREDIT frames for one channel back to its remote sender.
+struct RemoteCreditSink {
+    id: ChannelId,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl CreditSink for RemoteCreditSink {
+    fn grant(&self, credit: u32) {
+        let _ = self
+            .writer
+            .send(frame::encode(frame::CREDIT, self.id, &credit.to_le_bytes()));
+    }
+}
+
+/// Accepts connections from sending taskmanagers.
+pub async fn serve(listener: TcpListener, gates: Arc<GateRegistry>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let gates = gates.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = receive(stream, gates).await {
+                        tracing::warn!("data connection from {peer} failed: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("data port accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+type Routes = Arc<Mutex<HashMap<ChannelId, (Arc<GateShared>, usize)>>>;
+
+async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), String> {
+    let (read, write) = stream.into_split();
+    let (writer, rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(write, rx));
+    let mut reader = BufReader::with_capacity(64 << 10, read);
+    let routes: Routes = Arc::default();
+    while let Some(body) = read_frame(&mut reader).await? {
+        let (kind, id, payload) = frame::decode(&body)?;
+        if kind == frame::OPEN {
+            let (gates, routes, writer) = (gates.clone(), routes.clone(), writer.clone());
+            tokio::spawn(async move {
+                match gates
+                    .wait_for_edge(id.epoch, id.edge, id.to, GATE_WAIT)
+                    .await
+                {
+                    Some(gate) => match gate.channel_index(id.edge, id.from) {
+                        Some(ch) => {
+                            if let Ok(mut r) = routes.lock() {
+                                r.insert(id, (gate.clone(), ch));
+                            }
+                            let _ = gate.attach(ch, Arc::new(RemoteCreditSink { id, writer }));
+                        }
+                        None => {
+                            tracing::warn!("channel {id:?} does not belong to gate {:?}", gate.key)
+                        }
+                    },
+                    None => tracing::warn!(
+                        "no consumer for channel {id:?} appeared within {GATE_WAIT:?}"
+                    ),
+                }
+            });
+            continue;
+        }
+        let route = routes.lock().ok().and_then(|r| r.get(&id).cloned());
+        let Some((gate, ch)) = route else {
+            return Err(format!("frame for unopened channel {id:?}"));
+        };
+        let result = match kind {
+            frame::BACKLOG => gate.backlog(ch, frame::read_u32(payload)?.0),
+            frame::DATA | frame::WATERMARK | frame::IDLE | frame::END => {
+                let (backlog, rest) = frame::read_u32(payload)?;
+                let event = match kind {
+                    frame::DATA => StreamEvent::Batch(ipc::decode(rest)?),
+                    frame::WATERMARK => {
+                        let bytes: [u8; 8] = rest
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or("short watermark frame")?;
+                        StreamEvent::Watermark(i64::from_le_bytes(bytes))
+                    }
+                    frame::IDLE => StreamEvent::Idle(rest.first().copied().unwrap_or(0) != 0),
+                    _ => StreamEvent::EndOfPartition,
+                };
+                gate.deliver(ch, event, backlog)
+            }
+            other => Err(format!("unexpected frame kind {other} from a sender")),
+        };
+        if let Err(e) = result {
+            tracing::debug!("dropping frame for {id:?}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The sending side of one connection to a remote taskmanager.
+pub struct Connection {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>>,
+}
+
+impl Connection {
+    pub async fn connect(address: &str) -> Result<Arc<Connection>, String> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("cannot connect to the data port {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (writer, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(write, rx));
+        let credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>> = Arc::default();
+        let reader_credits = credits.clone();
+        let peer = address.to_string();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(read);
+            loop {
+                match read_frame(&mut reader).await {
+                    Ok(Some(body)) => {
+                        let Ok((kind, id, payload)) = frame::decode(&body) else {
+                            break;
+                        };
+                        if kind == frame::CREDIT {
+                            if let (Ok((n, _)), Ok(map)) =
+                                (frame::read_u32(payload), reader_credits.lock())
+                            {
+                                if let Some(c) = map.get(&id) {
+                                    c.add(n);
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("data connection to {peer} failed: {e}");
+                        break;
+                    }
+                }
+            }
+            // The receiver is gone: fail every sender waiting on this connection.
+            if let Ok(map) = reader_credits.lock() {
+                for c in map.values() {
+                    c.close();
+                }
+            }
+        });
+        Ok(Arc::new(Connection { writer, credits }))
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.writer.is_closed()
+    }
+
+    /// Opens a channel; credit for it will arrive on `credit`.
+    pub fn open(&self, id: ChannelId, credit: Arc<SenderCredit>) -> Result<(), String> {
+        if let Ok(mut map) = self.credits.lock() {
+            map.insert(id, credit);
+        }
+        self.writer
+            .send(frame::encode(frame::OPEN, id, &[]))
+            .map_err(|_| "data connection closed".to_string())
+    }
+
+    pub fn close_channel(&self, id: ChannelId) {
+        if let Ok(mut map) = self.credits.lock() {
+            map.remove(&id);
+        }
+    }
+
+    pub fn send_backlog(&self, id: ChannelId, backlog: u32) -> Result<(), String> {
+        self.writer
+            .send(frame::encode(frame::BACKLOG, id, &backlog.to_le_bytes()))
+            .map_err(|_| "data connection closed".to_string())
+    }
+
+    /// Ships one buffer or event (its credit already taken).
+    pub fn send_event(
+        &self,
+        id: ChannelId,
+        event: &StreamEvent,
+        backlog: u32,
+    ) -> Result<(), String> {
+        let mut payload = backlog.to_le_bytes().to_vec();
+        let kind = match event {
+            StreamEvent::Batch(b) => {
+                payload.extend_from_slice(&ipc::encode(b)?);
+                frame::DATA
+            }
+            StreamEvent::Watermark(w) => {
+                payload.extend_from_slice(&w.to_le_bytes());
+                frame::WATERMARK
+            }
+            StreamEvent::Idle(idle) => {
+                payload.push(u8::from(*idle));
+                frame::IDLE
+            }
+            StreamEvent::EndOfPartition => frame::END,
+        };
+        self.writer
+            .send(frame::encode(kind, id, &payload))
+            .map_err(|_| "data connection closed".to_string())
+    }
+}

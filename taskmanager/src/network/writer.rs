@@ -1,0 +1,244 @@
+//! Output side of a task: one `OutputChannel` per consumer subtask of an edge, and the
+//! `RecordWriter` that partitions batches over them (forward, hash by key group, rebalance,
+//! broadcast), cuts them into buffers of at most one segment, and sends each against credit.
+//! Time spent waiting for credit is the task's back-pressured time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
+use arrow::record_batch::RecordBatch;
+use sluice_common::key_groups::{hash_keys, key_group, subtask_for_key_group};
+
+use super::credit::SenderCredit;
+use super::event::{ChannelId, StreamEvent};
+use super::gate::GateShared;
+use super::transport::Connection;
+
+enum Target {
+    Local(Arc<GateShared>, usize),
+    Remote(Arc<Connection>),
+}
+
+pub struct OutputChannel {
+    id: ChannelId,
+    credit: Arc<SenderCredit>,
+    target: Target,
+}
+
+impl OutputChannel {
+    pub(super) fn local(
+        id: ChannelId,
+        credit: Arc<SenderCredit>,
+        gate: Arc<GateShared>,
+        ch: usize,
+    ) -> Self {
+        OutputChannel {
+            id,
+            credit,
+            target: Target::Local(gate, ch),
+        }
+    }
+
+    pub(super) fn remote(id: ChannelId, credit: Arc<SenderCredit>, conn: Arc<Connection>) -> Self {
+        OutputChannel {
+            id,
+            credit,
+            target: Target::Remote(conn),
+        }
+    }
+
+    /// Sends one buffer or event, waiting for credit if there is none (telling the receiver
+    /// the backlog first). Adds the wait to `blocked`.
+    pub async fn send(
+        &self,
+        event: StreamEvent,
+        backlog: u32,
+        blocked: &mut Duration,
+    ) -> Result<(), String> {
+        if !self.credit.try_acquire() {
+            match &self.target {
+                Target::Local(gate, ch) => gate.backlog(*ch, backlog + 1)?,
+                Target::Remote(conn) => conn.send_backlog(self.id, backlog + 1)?,
+            }
+            let start = Instant::now();
+            self.credit
+                .acquire()
+                .await
+                .map_err(|_| format!("channel {:?} closed while waiting for credit", self.id))?;
+            *blocked += start.elapsed();
+        }
+        match &self.target {
+            Target::Local(gate, ch) => gate.deliver(*ch, event, backlog),
+            Target::Remote(conn) => conn.send_event(self.id, &event, backlog),
+        }
+    }
+
+    /// Stops waiting senders (task cancelled).
+    pub fn close(&self) {
+        self.credit.close();
+        if let Target::Remote(conn) = &self.target {
+            conn.close_channel(self.id);
+        }
+    }
+}
+
+pub enum WriterPartition {
+    /// Producer i → consumer i.
+    Forward,
+    Rebalance,
+    Broadcast,
+    Hash {
+        key_columns: Vec<usize>,
+        max_parallelism: u32,
+    },
+}
+
+pub struct RecordWriter {
+    partition: WriterPartition,
+    channels: Vec<OutputChannel>,
+    next: usize,
+    segment_size: usize,
+}
+
+/// Splits `batch` into slices of about `segment_size` bytes (at least one row each).
+fn buffers(batch: &RecordBatch, segment_size: usize) -> Vec<RecordBatch> {
+    let rows = batch.num_rows();
+    if rows == 0 {
+        return Vec::new();
+    }
+    let bytes = batch.get_array_memory_size().max(1);
+    let per = ((segment_size as u128 * rows as u128 / bytes as u128) as usize).clamp(1, rows);
+    (0..rows)
+        .step_by(per)
+        .map(|start| batch.slice(start, per.min(rows - start)))
+        .collect()
+}
+
+impl RecordWriter {
+    pub fn new(
+        partition: WriterPartition,
+        channels: Vec<OutputChannel>,
+        segment_size: usize,
+        producer: usize,
+    ) -> Self {
+        let next = if channels.is_empty() {
+            0
+        } else {
+            producer % channels.len()
+        };
+        RecordWriter {
+            partition,
+            channels,
+            next,
+            segment_size,
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        ch: usize,
+        batch: &RecordBatch,
+        blocked: &mut Duration,
+    ) -> Result<(), String> {
+        let parts = buffers(batch, self.segment_size);
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            self.channels[ch]
+                .send(StreamEvent::Batch(part), (n - i - 1) as u32, blocked)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Routes a batch to its consumers.
+    pub async fn emit(
+        &mut self,
+        batch: &RecordBatch,
+        blocked: &mut Duration,
+    ) -> Result<(), String> {
+        if batch.num_rows() == 0 || self.channels.is_empty() {
+            return Ok(());
+        }
+        match &self.partition {
+            WriterPartition::Forward => self.send_batch(0, batch, blocked).await,
+            WriterPartition::Rebalance => {
+                let ch = self.next;
+                self.next = (self.next + 1) % self.channels.len();
+                self.send_batch(ch, batch, blocked).await
+            }
+            WriterPartition::Broadcast => {
+                for ch in 0..self.channels.len() {
+                    self.send_batch(ch, batch, blocked).await?;
+                }
+                Ok(())
+            }
+            WriterPartition::Hash {
+                key_columns,
+                max_parallelism,
+            } => {
+                let keys: Vec<_> = key_columns
+                    .iter()
+                    .map(|i| batch.column(*i).clone())
+                    .collect();
+                let hashes = hash_keys(&keys, batch.num_rows())?;
+                let p = self.channels.len() as u32;
+                let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.channels.len()];
+                for (row, h) in hashes.iter().enumerate() {
+                    let target =
+                        subtask_for_key_group(*max_parallelism, p, key_group(*h, *max_parallelism));
+                    rows[target as usize].push(row as u32);
+                }
+                for (ch, idx) in rows.into_iter().enumerate() {
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let part = take_record_batch(batch, &UInt32Array::from(idx))
+                        .map_err(|e| e.to_string())?;
+                    self.send_batch(ch, &part, blocked).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends an event (watermark, idleness, end of partition) to every consumer.
+    pub async fn broadcast_event(
+        &mut self,
+        event: StreamEvent,
+        blocked: &mut Duration,
+    ) -> Result<(), String> {
+        for ch in &self.channels {
+            ch.send(event.clone(), 0, blocked).await?;
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) {
+        for ch in &self.channels {
+            ch.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn buffers_respect_the_segment_size() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(0..10_000))],
+        )
+        .unwrap();
+        let parts = buffers(&batch, 8 << 10);
+        assert!(parts.len() >= 9, "{}", parts.len());
+        assert_eq!(parts.iter().map(|b| b.num_rows()).sum::<usize>(), 10_000);
+        assert!(parts.iter().all(|b| b.num_rows() * 8 <= 8 << 10));
+    }
+}
