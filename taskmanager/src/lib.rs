@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod executor;
 pub mod memory;
 pub mod network;
+pub mod operators;

@@ -1,0 +1,549 @@
+//! The keyed window aggregate. Tumbling and sliding windows keep one pane per window with a
+//! DataFusion `GroupsAccumulator` per aggregate (one group per key), updated a batch at a time;
+//! session windows keep, per key, sessions with plain accumulators that merge (via their state)
+//! when sessions join. A window fires when the watermark (or, in processing time, the clock)
+//! reaches its max timestamp; rows for fired windows are dropped and counted as late.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use sluice_common::job::expr::compile_aggregate;
+use sluice_common::job::spec::{TimeKind, WindowKind, WindowSpec};
+
+use super::assigner::{self, Window};
+use crate::operators::Operator;
+
+struct Pane {
+    /// Key row bytes → group index.
+    groups: HashMap<Vec<u8>, usize>,
+    keys: Vec<OwnedRow>,
+    accs: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+struct Session {
+    window: Window,
+    accs: Vec<Box<dyn Accumulator>>,
+}
+
+pub struct WindowAggregate {
+    kind: WindowKind,
+    time: TimeKind,
+    rowtime: Option<usize>,
+    keys: Vec<usize>,
+    converter: RowConverter,
+    aggs: Vec<AggregateFunctionExpr>,
+    output: SchemaRef,
+    watermark: i64,
+    panes: BTreeMap<Window, Pane>,
+    sessions: HashMap<OwnedRow, Vec<Session>>,
+    late: Arc<AtomicU64>,
+    scratch: Vec<Window>,
+}
+
+fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl WindowAggregate {
+    /// `rowtime` names the event-time column (required for event time).
+    pub fn new(
+        window: &WindowSpec,
+        rowtime: Option<&str>,
+        keys: &[String],
+        aggregates: &[(String, String)],
+        input: &SchemaRef,
+        output: SchemaRef,
+        late: Arc<AtomicU64>,
+    ) -> Result<WindowAggregate, String> {
+        let (kind, time) = (window.kind, window.time);
+        let index = |name: &str| input.index_of(name).map_err(|e| e.to_string());
+        let rowtime = match (time, rowtime) {
+            (TimeKind::Event, Some(c)) => Some(index(c)?),
+            (TimeKind::Event, None) => {
+                return Err("an event-time window needs a rowtime column".into())
+            }
+            (TimeKind::Processing, _) => None,
+        };
+        let keys: Vec<usize> = keys.iter().map(|k| index(k)).collect::<Result<_, _>>()?;
+        let fields = keys
+            .iter()
+            .map(|i| SortField::new(input.field(*i).data_type().clone()))
+            .collect();
+        let converter = df(RowConverter::new(fields).map_err(Into::into))?;
+        let aggs = aggregates
+            .iter()
+            .map(|(name, sql)| compile_aggregate(name, sql, input))
+            .collect::<Result<_, _>>()?;
+        Ok(WindowAggregate {
+            kind,
+            time,
+            rowtime,
+            keys,
+            converter,
+            aggs,
+            output,
+            watermark: i64::MIN,
+            panes: BTreeMap::new(),
+            sessions: HashMap::new(),
+            late,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn timestamps(&self, batch: &RecordBatch) -> Result<Vec<i64>, String> {
+        match self.rowtime {
+            Some(i) => {
+                let col = batch
+                    .column(i)
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or("rowtime column is not a timestamp")?;
+                // A null event time cannot be placed in a window: treat it as late.
+                Ok((0..col.len())
+                    .map(|r| {
+                        if col.is_null(r) {
+                            i64::MIN
+                        } else {
+                            col.value(r)
+                        }
+                    })
+                    .collect())
+            }
+            None => {
+                let now = millis(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                );
+                Ok(vec![now; batch.num_rows()])
+            }
+        }
+    }
+
+    fn arguments(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>, String> {
+        self.aggs
+            .iter()
+            .map(|a| {
+                a.expressions()
+                    .iter()
+                    .map(|e| {
+                        df(e.evaluate(batch)
+                            .and_then(|v| v.into_array(batch.num_rows())))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn new_pane(&self) -> Result<Pane, String> {
+        Ok(Pane {
+            groups: HashMap::new(),
+            keys: Vec::new(),
+            accs: self
+                .aggs
+                .iter()
+                .map(|a| df(a.create_groups_accumulator()))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn process_panes(
+        &mut self,
+        batch: &RecordBatch,
+        ts: &[i64],
+        rows: &arrow::row::Rows,
+    ) -> Result<(), String> {
+        let args = self.arguments(batch)?;
+        let mut per_window: BTreeMap<Window, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+        let mut late = 0u64;
+        for (r, &t) in ts.iter().enumerate() {
+            let mut windows = std::mem::take(&mut self.scratch);
+            match self.kind {
+                WindowKind::Tumbling { size } => {
+                    windows.clear();
+                    windows.push(assigner::tumbling(t, millis(size)));
+                }
+                WindowKind::Sliding { size, slide } => {
+                    assigner::sliding(t, millis(size), millis(slide), &mut windows)
+                }
+                WindowKind::Session { .. } => unreachable!("sessions are handled apart"),
+            }
+            let mut placed = false;
+            for w in &windows {
+                if t == i64::MIN || w.is_fired_by(self.watermark) {
+                    continue;
+                }
+                placed = true;
+                if !self.panes.contains_key(w) {
+                    let pane = self.new_pane()?;
+                    self.panes.insert(*w, pane);
+                }
+                let pane = self.panes.get_mut(w).ok_or("pane vanished")?;
+                let row = rows.row(r);
+                let group = match pane.groups.get(row.as_ref()) {
+                    Some(g) => *g,
+                    None => {
+                        let g = pane.keys.len();
+                        pane.keys.push(row.owned());
+                        pane.groups.insert(row.as_ref().to_vec(), g);
+                        g
+                    }
+                };
+                let entry = per_window.entry(*w).or_default();
+                entry.0.push(r as u32);
+                entry.1.push(group);
+            }
+            self.scratch = windows;
+            if !placed {
+                late += 1;
+            }
+        }
+        self.late.fetch_add(late, Ordering::Relaxed);
+        for (w, (row_idx, groups)) in per_window {
+            let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
+            let idx = UInt32Array::from(row_idx);
+            let total = pane.keys.len();
+            for (a, acc) in pane.accs.iter_mut().enumerate() {
+                let values = args[a]
+                    .iter()
+                    .map(|arr| take(arr.as_ref(), &idx, None).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                df(acc.update_batch(&values, &groups, None, total))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_sessions(
+        &mut self,
+        batch: &RecordBatch,
+        ts: &[i64],
+        rows: &arrow::row::Rows,
+        gap: i64,
+    ) -> Result<(), String> {
+        let args = self.arguments(batch)?;
+        let mut late = 0u64;
+        for (r, &t) in ts.iter().enumerate() {
+            let window = assigner::session(t, gap);
+            if t == i64::MIN || window.is_fired_by(self.watermark) {
+                late += 1;
+                continue;
+            }
+            let sessions = self.sessions.entry(rows.row(r).owned()).or_default();
+            let (mut joined, rest): (Vec<Session>, Vec<Session>) = sessions
+                .drain(..)
+                .partition(|s| s.window.intersects(&window));
+            *sessions = rest;
+            let mut session = match joined.pop() {
+                Some(s) => s,
+                None => Session {
+                    window,
+                    accs: self
+                        .aggs
+                        .iter()
+                        .map(|a| df(a.create_accumulator()))
+                        .collect::<Result<_, _>>()?,
+                },
+            };
+            for other in joined {
+                session.window = session.window.cover(&other.window);
+                for (acc, mut o) in session.accs.iter_mut().zip(other.accs) {
+                    let state = df(o.state())?;
+                    let arrays = state
+                        .iter()
+                        .map(|s| df(s.to_array()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    df(acc.merge_batch(&arrays))?;
+                }
+            }
+            session.window = session.window.cover(&window);
+            for (a, acc) in session.accs.iter_mut().enumerate() {
+                let values: Vec<ArrayRef> = args[a].iter().map(|arr| arr.slice(r, 1)).collect();
+                df(acc.update_batch(&values))?;
+            }
+            sessions.push(session);
+        }
+        self.late.fetch_add(late, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn window_columns(windows: &[Window]) -> (ArrayRef, ArrayRef) {
+        (
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                windows.iter().map(|w| w.start),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                windows.iter().map(|w| w.end),
+            )),
+        )
+    }
+
+    fn emit_pane(&self, window: Window, mut pane: Pane) -> Result<Option<RecordBatch>, String> {
+        let n = pane.keys.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let (start, end) = Self::window_columns(&vec![window; n]);
+        let mut columns = vec![start, end];
+        columns.extend(df(self
+            .converter
+            .convert_rows(pane.keys.iter().map(|k| k.row()))
+            .map_err(Into::into))?);
+        for acc in pane.accs.iter_mut() {
+            columns.push(df(acc.evaluate(EmitTo::All))?);
+        }
+        RecordBatch::try_new(self.output.clone(), columns)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn fire(&mut self, time: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        while let Some((w, _)) = self.panes.first_key_value() {
+            if !w.is_fired_by(time) {
+                break;
+            }
+            let Some((w, pane)) = self.panes.pop_first() else {
+                break;
+            };
+            if let Some(b) = self.emit_pane(w, pane)? {
+                out.push(b);
+            }
+        }
+        if self.sessions.is_empty() {
+            return Ok(());
+        }
+        let mut windows = Vec::new();
+        let mut keys = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
+        for (key, sessions) in self.sessions.iter_mut() {
+            let (fired, open): (Vec<Session>, Vec<Session>) =
+                sessions.drain(..).partition(|s| s.window.is_fired_by(time));
+            *sessions = open;
+            for mut s in fired {
+                windows.push(s.window);
+                keys.push(key.clone());
+                for (a, acc) in s.accs.iter_mut().enumerate() {
+                    values[a].push(df(acc.evaluate())?);
+                }
+            }
+        }
+        self.sessions.retain(|_, s| !s.is_empty());
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let (start, end) = Self::window_columns(&windows);
+        let mut columns = vec![start, end];
+        columns.extend(df(self
+            .converter
+            .convert_rows(keys.iter().map(|k| k.row()))
+            .map_err(Into::into))?);
+        for v in values {
+            columns.push(df(ScalarValue::iter_to_array(v))?);
+        }
+        out.push(RecordBatch::try_new(self.output.clone(), columns).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ts = self.timestamps(&batch)?;
+        let key_columns: Vec<ArrayRef> =
+            self.keys.iter().map(|i| batch.column(*i).clone()).collect();
+        let rows = self
+            .converter
+            .convert_columns(&key_columns)
+            .map_err(|e| e.to_string())?;
+        match self.kind {
+            WindowKind::Session { gap } => self.process_sessions(&batch, &ts, &rows, millis(gap)),
+            _ => self.process_panes(&batch, &ts, &rows),
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if self.time == TimeKind::Processing {
+            return Ok(());
+        }
+        self.watermark = self.watermark.max(watermark);
+        self.fire(self.watermark, out)
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now_ms: i64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), String> {
+        if self.time == TimeKind::Event {
+            return Ok(());
+        }
+        self.watermark = self.watermark.max(now_ms);
+        self.fire(self.watermark, out)
+    }
+
+    /// End of input: every open window fires (in processing time too).
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.fire(i64::MAX, out)
+    }
+
+    fn uses_processing_time(&self) -> bool {
+        self.time == TimeKind::Processing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::time::Duration;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Float64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn output() -> SchemaRef {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        Arc::new(Schema::new(vec![
+            Field::new("window_start", ts.clone(), false),
+            Field::new("window_end", ts, false),
+            Field::new("k", DataType::Int64, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("total", DataType::Float64, true),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, f64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn op(kind: WindowKind) -> (WindowAggregate, Arc<AtomicU64>) {
+        let late = Arc::new(AtomicU64::new(0));
+        let aggs = vec![
+            ("n".to_string(), "count(*)".to_string()),
+            ("total".to_string(), "sum(v)".to_string()),
+        ];
+        let w = WindowAggregate::new(
+            kind,
+            TimeKind::Event,
+            Some("ts"),
+            &["k".into()],
+            &aggs,
+            &input(),
+            output(),
+            late.clone(),
+        )
+        .unwrap();
+        (w, late)
+    }
+
+    /// (start, end, key, count, sum) of every output row, sorted.
+    fn rows(out: &[RecordBatch]) -> Vec<(i64, i64, i64, i64, f64)> {
+        let mut v = Vec::new();
+        for b in out {
+            let s = b.column(0).as_primitive::<TimestampMillisecondType>();
+            let e = b.column(1).as_primitive::<TimestampMillisecondType>();
+            let k = b.column(2).as_primitive::<arrow::datatypes::Int64Type>();
+            let n = b.column(3).as_primitive::<arrow::datatypes::Int64Type>();
+            let t = b.column(4).as_primitive::<arrow::datatypes::Float64Type>();
+            for i in 0..b.num_rows() {
+                v.push((s.value(i), e.value(i), k.value(i), n.value(i), t.value(i)));
+            }
+        }
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    }
+
+    #[test]
+    fn tumbling_fires_at_max_timestamp_and_drops_late_rows() {
+        let (mut w, late) = op(WindowKind::Tumbling {
+            size: Duration::from_millis(1000),
+        });
+        let mut out = Vec::new();
+        w.process(
+            batch(&[(1, 1.0, 100), (2, 2.0, 900), (1, 3.0, 999), (1, 4.0, 1000)]),
+            &mut out,
+        )
+        .unwrap();
+        w.on_watermark(998, &mut out).unwrap();
+        assert!(
+            out.is_empty(),
+            "window [0,1000) must wait for watermark 999"
+        );
+        w.on_watermark(999, &mut out).unwrap();
+        assert_eq!(rows(&out), vec![(0, 1000, 1, 2, 4.0), (0, 1000, 2, 1, 2.0)]);
+        // A row for the fired window is late; one for the open window is not.
+        out.clear();
+        w.process(batch(&[(1, 9.0, 500), (1, 5.0, 1500)]), &mut out)
+            .unwrap();
+        assert_eq!(late.load(Ordering::Relaxed), 1);
+        w.finish(&mut out).unwrap();
+        assert_eq!(rows(&out), vec![(1000, 2000, 1, 2, 9.0)]);
+    }
+
+    #[test]
+    fn sliding_counts_each_row_in_every_window() {
+        let (mut w, _) = op(WindowKind::Sliding {
+            size: Duration::from_millis(1000),
+            slide: Duration::from_millis(500),
+        });
+        let mut out = Vec::new();
+        w.process(batch(&[(1, 1.0, 700)]), &mut out).unwrap();
+        w.finish(&mut out).unwrap();
+        assert_eq!(
+            rows(&out),
+            vec![(0, 1000, 1, 1, 1.0), (500, 1500, 1, 1, 1.0)]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_per_key() {
+        let (mut w, late) = op(WindowKind::Session {
+            gap: Duration::from_millis(100),
+        });
+        let mut out = Vec::new();
+        w.process(batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]), &mut out)
+            .unwrap();
+        // 120 bridges nothing yet (0+100 < 120); 180 joins [120,220) with [250,350) once 150 arrives.
+        w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out)
+            .unwrap();
+        w.on_watermark(99, &mut out).unwrap();
+        assert_eq!(rows(&out), vec![(0, 100, 1, 1, 1.0), (0, 100, 2, 1, 5.0)]);
+        out.clear();
+        w.finish(&mut out).unwrap();
+        assert_eq!(rows(&out), vec![(120, 350, 1, 3, 3.0)]);
+        assert_eq!(late.load(Ordering::Relaxed), 0);
+    }
+}
