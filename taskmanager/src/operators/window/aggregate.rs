@@ -455,9 +455,13 @@ mod tests {
             ("n".to_string(), "count(*)".to_string()),
             ("total".to_string(), "sum(v)".to_string()),
         ];
-        let w = WindowAggregate::new(
+        let spec = WindowSpec {
             kind,
-            TimeKind::Event,
+            time: TimeKind::Event,
+            pos: Default::default(),
+        };
+        let w = WindowAggregate::new(
+            &spec,
             Some("ts"),
             &["k".into()],
             &aggs,
