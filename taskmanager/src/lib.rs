@@ -1,8 +1,10 @@
 //! The Sluice taskmanager: slots and the jobmanager link (`executor`), memory pools
 //! (`memory`), and the daemon that wires them (`daemon`).
 
+pub mod connectors;
 pub mod daemon;
 pub mod executor;
 pub mod memory;
 pub mod network;
 pub mod operators;
+pub mod runtime;

@@ -23,8 +23,8 @@ struct Inner {
 /// The part of a gate that senders and the transport see.
 pub struct GateShared {
     pub key: GateKey,
-    /// First channel index of each input edge; channel = offset + producer subtask.
-    edge_offsets: HashMap<u32, (usize, u32)>,
+    /// (input edge, producer subtask) → channel index.
+    channels: HashMap<(u32, u32), usize>,
     inner: Mutex<Inner>,
     tx: mpsc::UnboundedSender<(usize, StreamEvent)>,
 }
@@ -32,8 +32,7 @@ pub struct GateShared {
 impl GateShared {
     /// The channel index of producer `from` on `edge`.
     pub fn channel_index(&self, edge: u32, from: u32) -> Option<usize> {
-        let (offset, producers) = self.edge_offsets.get(&edge)?;
-        (from < *producers).then_some(offset + from as usize)
+        self.channels.get(&(edge, from)).copied()
     }
 
     fn dispatch(inner: &Inner, announcements: Vec<Announcement>) {
@@ -103,19 +102,26 @@ pub struct InputGate {
 }
 
 impl InputGate {
-    /// A gate for `inputs` = (edge, producer count) in input order, with `exclusive` buffers per
-    /// channel and `floating` for the gate.
-    pub fn new(key: GateKey, inputs: &[(u32, u32)], exclusive: u32, floating: u32) -> InputGate {
-        let mut edge_offsets = HashMap::new();
-        let mut offset = 0usize;
+    /// A gate for `inputs` = (edge, the producer subtasks feeding this consumer) in input
+    /// order, with `exclusive` buffers per channel and `floating` for the gate.
+    pub fn new(
+        key: GateKey,
+        inputs: &[(u32, Vec<u32>)],
+        exclusive: u32,
+        floating: u32,
+    ) -> InputGate {
+        let mut channels = HashMap::new();
         for (edge, producers) in inputs {
-            edge_offsets.insert(*edge, (offset, *producers));
-            offset += *producers as usize;
+            for from in producers {
+                let next = channels.len();
+                channels.insert((*edge, *from), next);
+            }
         }
+        let offset = channels.len();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(GateShared {
             key,
-            edge_offsets,
+            channels,
             inner: Mutex::new(Inner {
                 credits: ReceiverCredits::new(offset, exclusive, floating),
                 sinks: vec![None; offset],

@@ -41,7 +41,7 @@ async fn run(remote: bool) {
         vertex: 1,
         subtask: 0,
     };
-    let mut gate = InputGate::new(key, &[(0, 1)], 2, 3);
+    let mut gate = InputGate::new(key, &[(0, vec![0])], 2, 3);
     let shared = gate.shared();
     consumer_env.gates.register(shared.clone(), &[0]);
     let id = ChannelId {

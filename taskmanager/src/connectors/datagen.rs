@@ -1,0 +1,252 @@
+//! `datagen`: rows whose columns are SQL expressions over the global row index `seq`. With
+//! `number-of-rows` the index range is cut into `splits` contiguous ranges; without it each
+//! split s produces `s, s + splits, s + 2·splits, …` forever. Either way the output is a pure
+//! function of the options, so tests can compute the expected result themselves.
+//! `rows-per-second` limits the total over all subtasks (each takes its splits' share).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use sluice_common::job::connectors::DatagenOptions;
+use sluice_common::job::expr::{compile_scalar, CompiledExpr};
+use sluice_common::job::graph::seq_schema;
+use sluice_common::job::spec::ColumnSpec;
+
+use super::{assigned_splits, SourcePoll, SourceReader};
+
+struct Split {
+    /// Next k: the split's k-th row.
+    next: u64,
+    /// Bounded: rows `first..end` of the global index; unbounded: `id + k·stride`.
+    first: u64,
+    end: Option<u64>,
+    id: u64,
+}
+
+pub struct Datagen {
+    splits: Vec<Split>,
+    columns: Vec<(CompiledExpr, DataType)>,
+    schema: SchemaRef,
+    batch_size: usize,
+    stride: u64,
+    rate: f64,
+    started: Instant,
+    produced: u64,
+    turn: usize,
+}
+
+impl Datagen {
+    pub fn new(
+        options: &DatagenOptions,
+        columns: &[ColumnSpec],
+        schema: SchemaRef,
+        parallelism: u32,
+        subtask: u32,
+    ) -> Result<Datagen, String> {
+        let seq = seq_schema();
+        let columns = columns
+            .iter()
+            .map(|c| {
+                let sql = c
+                    .expr
+                    .as_deref()
+                    .ok_or_else(|| format!("datagen column '{}' has no expr", c.name))?;
+                Ok((compile_scalar(sql, &seq)?, c.ty.arrow()))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let total = u64::from(options.splits);
+        let mine = assigned_splits(options.splits, parallelism, subtask);
+        let splits = mine
+            .iter()
+            .map(|&s| {
+                let s = u64::from(s);
+                match options.number_of_rows {
+                    Some(n) => Split {
+                        next: 0,
+                        first: s * n / total,
+                        end: Some((s + 1) * n / total),
+                        id: s,
+                    },
+                    None => Split {
+                        next: 0,
+                        first: 0,
+                        end: None,
+                        id: s,
+                    },
+                }
+            })
+            .collect();
+        let rate = options.rows_per_second * mine.len() as f64 / total as f64;
+        Ok(Datagen {
+            splits,
+            columns,
+            schema,
+            batch_size: options.batch_size,
+            stride: total,
+            rate,
+            started: Instant::now(),
+            produced: 0,
+            turn: 0,
+        })
+    }
+
+    fn generate(&self, split: &Split, n: u64) -> Result<RecordBatch, String> {
+        let seq: Int64Array = match split.end {
+            Some(_) => (split.first + split.next..split.first + split.next + n)
+                .map(|v| v as i64)
+                .collect(),
+            None => (split.next..split.next + n)
+                .map(|k| (split.id + k * self.stride) as i64)
+                .collect(),
+        };
+        let input =
+            RecordBatch::try_new(seq_schema(), vec![Arc::new(seq)]).map_err(|e| e.to_string())?;
+        let arrays = self
+            .columns
+            .iter()
+            .map(|(expr, ty)| {
+                let a = expr.evaluate(&input)?;
+                if a.data_type() == ty {
+                    Ok(a)
+                } else {
+                    cast(&a, ty).map_err(|e| format!("casting '{}' to {ty}: {e}", expr.sql))
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>, String>>()?;
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}
+
+impl SourceReader for Datagen {
+    fn poll(&mut self) -> Result<SourcePoll, String> {
+        let open: Vec<usize> = (0..self.splits.len())
+            .filter(|&i| {
+                self.splits[i]
+                    .end
+                    .is_none_or(|end| self.splits[i].first + self.splits[i].next < end)
+            })
+            .collect();
+        if open.is_empty() {
+            return Ok(SourcePoll::Finished);
+        }
+        let mut want = self.batch_size as u64;
+        if self.rate > 0.0 {
+            let allowed = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
+            if self.produced >= allowed {
+                let wait = (self.produced + 1 - allowed) as f64 / self.rate;
+                return Ok(SourcePoll::Wait(Duration::from_secs_f64(
+                    wait.clamp(0.001, 0.1),
+                )));
+            }
+            // Small batches at low rates keep rows (and watermarks) flowing smoothly.
+            want = want
+                .min((allowed - self.produced).max(1))
+                .min(((self.rate / 10.0) as u64).max(1));
+        }
+        self.turn = (self.turn + 1) % open.len();
+        let i = open[self.turn];
+        let split = &self.splits[i];
+        let n = match split.end {
+            Some(end) => want.min(end - split.first - split.next),
+            None => want,
+        };
+        let batch = self.generate(split, n)?;
+        self.splits[i].next += n;
+        self.produced += n;
+        Ok(SourcePoll::Batch(batch, i))
+    }
+
+    fn split_count(&self) -> usize {
+        self.splits.len()
+    }
+
+    fn split_finished(&self, i: usize) -> bool {
+        self.splits
+            .get(i)
+            .is_none_or(|s| s.end.is_some_and(|end| s.first + s.next >= end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Field, Int64Type, Schema};
+    use sluice_common::job::types::ColumnType;
+
+    fn reader(rows: Option<u64>, splits: u32, p: u32, i: u32) -> Datagen {
+        let options = DatagenOptions {
+            number_of_rows: rows,
+            rows_per_second: 0.0,
+            splits,
+            batch_size: 7,
+        };
+        let cols = vec![ColumnSpec {
+            name: "x".into(),
+            ty: ColumnType::BigInt,
+            expr: Some("seq * 2".into()),
+            pos: Default::default(),
+        }];
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        Datagen::new(&options, &cols, schema, p, i).unwrap()
+    }
+
+    fn drain(mut r: Datagen) -> Vec<i64> {
+        let mut out = Vec::new();
+        loop {
+            match r.poll().unwrap() {
+                SourcePoll::Batch(b, _) => out.extend(
+                    b.column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                ),
+                SourcePoll::Finished => return out,
+                SourcePoll::Wait(_) => panic!("no rate limit set"),
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_splits_cover_every_row_once() {
+        let mut all: Vec<i64> = (0..3)
+            .flat_map(|i| drain(reader(Some(100), 5, 3, i)))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).map(|v| v * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn unbounded_splits_interleave() {
+        let mut r = reader(None, 2, 2, 1);
+        let SourcePoll::Batch(b, _) = r.poll().unwrap() else {
+            panic!("batch")
+        };
+        let v: Vec<i64> = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(v, vec![2, 6, 10, 14, 18, 22, 26]);
+    }
+
+    #[test]
+    fn rate_limit_waits() {
+        let options = DatagenOptions {
+            number_of_rows: None,
+            rows_per_second: 10.0,
+            splits: 1,
+            batch_size: 100,
+        };
+        let cols = vec![ColumnSpec {
+            name: "x".into(),
+            ty: ColumnType::BigInt,
+            expr: Some("seq".into()),
+            pos: Default::default(),
+        }];
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let mut r = Datagen::new(&options, &cols, schema, 1, 0).unwrap();
+        assert!(matches!(r.poll().unwrap(), SourcePoll::Wait(_)));
+    }
+}

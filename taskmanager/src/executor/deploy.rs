@@ -1,0 +1,240 @@
+//! Deploying subtasks on this taskmanager: reserve their network buffers (Flink's required
+//! counts), create and register their input gates before any of them runs (so a producer never
+//! waits on a consumer that is not there yet), then open their output channels and run them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_common::job::{EdgePartition, JobGraph};
+
+use crate::network::{
+    gate_required, partition_required, ChannelId, GateKey, InputGate, NetworkEnvironment,
+    RecordWriter, Reservation, WriterPartition,
+};
+use crate::runtime::build::{build_task, TaskPlan};
+use crate::runtime::metrics::TaskMetrics;
+use crate::runtime::task::run_task;
+
+/// One job attempt's subtasks for this taskmanager.
+pub struct Deployment {
+    pub epoch: u64,
+    pub graph: Arc<JobGraph>,
+    pub tasks: Vec<(usize, u32)>,
+    /// Data address of every subtask of the job, by (vertex, subtask).
+    pub locations: HashMap<(usize, u32), String>,
+}
+
+/// A subtask ready to run: its gate is registered and its buffers reserved.
+pub struct PreparedTask {
+    pub vertex: usize,
+    pub subtask: u32,
+    pub metrics: Arc<TaskMetrics>,
+    epoch: u64,
+    graph: Arc<JobGraph>,
+    plan: TaskPlan,
+    gate: Option<InputGate>,
+    input_edges: Vec<u32>,
+    locations: Arc<HashMap<(usize, u32), String>>,
+    _buffers: Vec<Reservation>,
+}
+
+/// Producers of `edge` feeding consumer `subtask`.
+fn producers(graph: &JobGraph, edge: usize, subtask: u32) -> Vec<u32> {
+    let e = &graph.edges[edge];
+    match e.partition {
+        EdgePartition::Forward => vec![subtask],
+        _ => (0..graph.vertices[e.source].parallelism).collect(),
+    }
+}
+
+/// Consumers of `edge` fed by producer `subtask`.
+fn consumers(graph: &JobGraph, edge: usize, subtask: u32) -> Vec<u32> {
+    let e = &graph.edges[edge];
+    match e.partition {
+        EdgePartition::Forward => vec![subtask],
+        _ => (0..graph.vertices[e.target].parallelism).collect(),
+    }
+}
+
+/// Reserves buffers and registers gates for every task of the deployment, all or nothing.
+pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<PreparedTask>, String> {
+    let locations = Arc::new(d.locations);
+    let mut prepared: Vec<PreparedTask> = Vec::new();
+    let rollback = |prepared: &[PreparedTask]| {
+        for p in prepared {
+            env.gates.unregister(
+                GateKey {
+                    epoch: p.epoch,
+                    vertex: p.vertex as u32,
+                    subtask: p.subtask,
+                },
+                &p.input_edges,
+            );
+        }
+    };
+    for &(vertex, subtask) in &d.tasks {
+        let result = (|| -> Result<PreparedTask, String> {
+            let metrics = TaskMetrics::new();
+            let plan = build_task(&d.graph, vertex, subtask, &metrics)?;
+            let inputs: Vec<(u32, Vec<u32>)> = d
+                .graph
+                .inputs_of(vertex)
+                .map(|e| (e.index as u32, producers(&d.graph, e.index, subtask)))
+                .collect();
+            let channels: u64 = inputs.iter().map(|(_, p)| p.len() as u64).sum();
+            let mut buffers = Vec::new();
+            let bpc = u64::from(env.buffers_per_channel);
+            if channels > 0 {
+                buffers.push(env.pool.reserve(gate_required(channels, bpc))?);
+            }
+            for e in d.graph.outputs_of(vertex) {
+                buffers.push(env.pool.reserve(partition_required(
+                    consumers(&d.graph, e.index, subtask).len() as u64,
+                ))?);
+            }
+            let gate = if channels > 0 {
+                // Floating buffers beyond the one required are taken if the pool has them.
+                let extra = env
+                    .pool
+                    .reserve_up_to(u64::from(env.floating_per_gate.saturating_sub(1)));
+                let floating = 1 + extra.count as u32;
+                buffers.push(extra);
+                let key = GateKey {
+                    epoch: d.epoch,
+                    vertex: vertex as u32,
+                    subtask,
+                };
+                let gate = InputGate::new(key, &inputs, env.buffers_per_channel, floating);
+                let edges: Vec<u32> = inputs.iter().map(|(e, _)| *e).collect();
+                env.gates.register(gate.shared(), &edges);
+                Some(gate)
+            } else {
+                None
+            };
+            Ok(PreparedTask {
+                vertex,
+                subtask,
+                metrics,
+                epoch: d.epoch,
+                graph: d.graph.clone(),
+                plan,
+                gate,
+                input_edges: inputs.iter().map(|(e, _)| *e).collect(),
+                locations: locations.clone(),
+                _buffers: buffers,
+            })
+        })();
+        match result {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                rollback(&prepared);
+                let name = d
+                    .graph
+                    .vertices
+                    .get(vertex)
+                    .map(|v| v.name.as_str())
+                    .unwrap_or("?");
+                return Err(format!(
+                    "{name} ({}/{}): {e}",
+                    subtask + 1,
+                    d.graph
+                        .vertices
+                        .get(vertex)
+                        .map(|v| v.parallelism)
+                        .unwrap_or(0)
+                ));
+            }
+        }
+    }
+    Ok(prepared)
+}
+
+async fn writers(
+    env: &NetworkEnvironment,
+    graph: &JobGraph,
+    locations: &HashMap<(usize, u32), String>,
+    epoch: u64,
+    vertex: usize,
+    subtask: u32,
+) -> Result<Vec<RecordWriter>, String> {
+    let mut out = Vec::new();
+    for e in graph.outputs_of(vertex) {
+        let mut channels = Vec::new();
+        for to in consumers(graph, e.index, subtask) {
+            let address = locations
+                .get(&(e.target, to))
+                .ok_or_else(|| format!("no location for subtask {to} of vertex {}", e.target))?;
+            let id = ChannelId {
+                epoch,
+                edge: e.index as u32,
+                from: subtask,
+                to,
+            };
+            channels.push(env.open_channel(id, address).await?);
+        }
+        let partition = match &e.partition {
+            EdgePartition::Forward => WriterPartition::Forward,
+            EdgePartition::Rebalance => WriterPartition::Rebalance,
+            EdgePartition::Broadcast => WriterPartition::Broadcast,
+            EdgePartition::Hash(keys) => WriterPartition::Hash {
+                key_columns: keys
+                    .iter()
+                    .map(|k| e.schema.index_of(k).map_err(|x| x.to_string()))
+                    .collect::<Result<_, _>>()?,
+                max_parallelism: graph.max_parallelism,
+            },
+        };
+        out.push(RecordWriter::new(
+            partition,
+            channels,
+            env.pool.segment_size() as usize,
+            subtask as usize,
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs a prepared subtask to its end, then releases its gate and buffers.
+pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask) -> Result<(), String> {
+    let PreparedTask {
+        vertex,
+        subtask,
+        metrics,
+        epoch,
+        graph,
+        plan,
+        gate,
+        input_edges,
+        locations,
+        _buffers,
+    } = t;
+    let result = async {
+        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask).await?;
+        run_task(plan, gate, writers, metrics).await
+    }
+    .await;
+    env.gates.unregister(
+        GateKey {
+            epoch,
+            vertex: vertex as u32,
+            subtask,
+        },
+        &input_edges,
+    );
+    drop(_buffers);
+    result
+}
+
+/// Unregisters the gates of tasks that will not run (their deployment was abandoned).
+pub fn discard(env: &NetworkEnvironment, tasks: Vec<PreparedTask>) {
+    for t in tasks {
+        env.gates.unregister(
+            GateKey {
+                epoch: t.epoch,
+                vertex: t.vertex as u32,
+                subtask: t.subtask,
+            },
+            &t.input_edges,
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! A whole job through `prepare`/`run` in one process (all channels local): bounded datagen →
+//! filter → keyed tumbling window → select → file sink, compared with a reference computed here
+//! from the datagen expressions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sluice_common::job::{compile_job, GraphOptions};
+
+use super::deploy::{prepare, run, Deployment};
+use crate::network::{NetworkBufferPool, NetworkEnvironment};
+
+fn job(out: &str, rows: u64) -> String {
+    format!(
+        r#"name: in-process
+parallelism: 3
+sources:
+  - id: events
+    connector: datagen
+    parallelism: 2
+    options: {{number-of-rows: {rows}, splits: 4, batch-size: 1000}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "seq % 1000"}}
+      - {{name: amount, type: double, expr: "CAST(seq % 97 AS DOUBLE)"}}
+      - {{name: ts, type: timestamp, expr: "to_timestamp_millis(1767225600000 + seq * 10)"}}
+    watermark: {{column: ts, max-out-of-orderness: 1 s}}
+operators:
+  - id: valid
+    input: events
+    filter: "amount > 0"
+  - id: per-user
+    input: valid
+    key-by: [user_id]
+    window: {{type: tumbling, size: 1 min}}
+    aggregate: {{events: "count(*)", total: "sum(amount)"}}
+  - id: flat
+    input: per-user
+    select: {{ws: "CAST(window_start AS BIGINT)", user_id: user_id, events: events, total: total}}
+sinks:
+  - id: out
+    input: flat
+    connector: file
+    options: {{path: "{out}", format: json}}
+"#
+    )
+}
+
+type Row = (i64, i64, i64, f64);
+
+fn reference(rows: u64) -> Vec<Row> {
+    let mut m: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
+    for seq in 0..rows as i64 {
+        let amount = (seq % 97) as f64;
+        if amount <= 0.0 {
+            continue;
+        }
+        let ts = 1767225600000 + seq * 10;
+        let e = m
+            .entry((ts - ts.rem_euclid(60_000), seq % 1000))
+            .or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    m.into_iter().map(|((w, k), (n, t))| (w, k, n, t)).collect()
+}
+
+fn read_output(dir: &std::path::Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with("part-"), "unexpected file {name}");
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            rows.push((
+                v["ws"].as_i64().unwrap(),
+                v["user_id"].as_i64().unwrap(),
+                v["events"].as_i64().unwrap(),
+                v["total"].as_f64().unwrap(),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_window_job_matches_its_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let rows = 200_000;
+    let graph = compile_job(
+        &job(&out.display().to_string(), rows),
+        "in-process.yaml",
+        &GraphOptions {
+            default_parallelism: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let graph = Arc::new(graph);
+    let env = NetworkEnvironment::new(
+        NetworkBufferPool::new(4096, 32 << 10),
+        "local:0".into(),
+        2,
+        8,
+    );
+    let mut tasks = Vec::new();
+    let mut locations = HashMap::new();
+    for v in &graph.vertices {
+        for s in 0..v.parallelism {
+            tasks.push((v.index, s));
+            locations.insert((v.index, s), "local:0".to_string());
+        }
+    }
+    let prepared = prepare(
+        &env,
+        Deployment {
+            epoch: 1,
+            graph: graph.clone(),
+            tasks,
+            locations,
+        },
+    )
+    .unwrap();
+    let handles: Vec<_> = prepared
+        .into_iter()
+        .map(|t| tokio::spawn(run(env.clone(), t)))
+        .collect();
+    for h in handles {
+        tokio::time::timeout(std::time::Duration::from_secs(60), h)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let got = read_output(&out);
+    let want = reference(rows);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2));
+        assert!((g.3 - w.3).abs() < 1e-6, "{g:?} vs {w:?}");
+    }
+    assert_eq!(env.pool.available(), 4096, "every buffer returned");
+}
+
+#[test]
+fn too_few_buffers_fail_with_flinks_message() {
+    let graph = compile_job(
+        &job("/tmp/unused", 10),
+        "j.yaml",
+        &GraphOptions {
+            default_parallelism: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let graph = Arc::new(graph);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let env =
+            NetworkEnvironment::new(NetworkBufferPool::new(5, 32 << 10), "local:0".into(), 2, 8);
+        let tasks: Vec<(usize, u32)> = graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| (v.index, s)))
+            .collect();
+        let locations = tasks.iter().map(|t| (*t, "local:0".to_string())).collect();
+        let e = prepare(
+            &env,
+            Deployment {
+                epoch: 1,
+                graph: graph.clone(),
+                tasks,
+                locations,
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.contains("Insufficient number of network buffers: required"),
+            "{e}"
+        );
+        assert_eq!(env.pool.available(), 5, "a failed deployment holds nothing");
+    });
+}

@@ -1,0 +1,7 @@
+//! The task runtime (DESIGN §6): building a subtask from its vertex (`build`), the subtask loop
+//! (`task`), event-time tracking (`watermarks`) and per-subtask counters (`metrics`).
+
+pub mod build;
+pub mod metrics;
+pub mod task;
+pub mod watermarks;

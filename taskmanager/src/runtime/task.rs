@@ -1,0 +1,199 @@
+//! The subtask loop (DESIGN §6): a source subtask polls its reader; any other subtask takes
+//! buffers and events from its input gate. Batches go through the operator chain and out
+//! through the record writers; watermarks are combined per channel, pass through the chain,
+//! and are forwarded. At the end of input the maximum watermark fires every window, sinks
+//! finish, and end-of-partition goes downstream. Time is accounted as busy, idle (waiting for
+//! input) or back-pressured (waiting for credit).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::TimestampMillisecondType;
+use arrow::record_batch::RecordBatch;
+
+use super::build::TaskPlan;
+use super::metrics::TaskMetrics;
+use super::watermarks::WatermarkValve;
+use crate::connectors::SourcePoll;
+use crate::network::{InputGate, RecordWriter, StreamEvent};
+use crate::operators::Chain;
+
+/// How often processing-time operators are ticked.
+const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
+
+struct Output<'a> {
+    writers: &'a mut [RecordWriter],
+    metrics: &'a TaskMetrics,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Output<'_> {
+    async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<Duration, String> {
+        let mut blocked = Duration::ZERO;
+        for b in &batches {
+            TaskMetrics::add(&self.metrics.records_out, b.num_rows() as u64);
+            for w in self.writers.iter_mut() {
+                w.emit(b, &mut blocked).await?;
+            }
+        }
+        TaskMetrics::add(&self.metrics.backpressured_ns, nanos(blocked));
+        Ok(blocked)
+    }
+
+    async fn event(&mut self, event: StreamEvent) -> Result<Duration, String> {
+        let mut blocked = Duration::ZERO;
+        for w in self.writers.iter_mut() {
+            w.broadcast_event(event.clone(), &mut blocked).await?;
+        }
+        TaskMetrics::add(&self.metrics.backpressured_ns, nanos(blocked));
+        Ok(blocked)
+    }
+
+    async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<Duration, String> {
+        let fired = chain.watermark(wm)?;
+        let mut blocked = self.batches(fired).await?;
+        blocked += self.event(StreamEvent::Watermark(wm)).await?;
+        Ok(blocked)
+    }
+
+    /// End of input: final watermark, flush the chain, end-of-partition downstream.
+    async fn finish(&mut self, chain: &mut Chain, watermark_sent: i64) -> Result<(), String> {
+        if watermark_sent < i64::MAX {
+            self.watermark(chain, i64::MAX).await?;
+        }
+        let rest = chain.finish()?;
+        self.batches(rest).await?;
+        self.event(StreamEvent::EndOfPartition).await?;
+        Ok(())
+    }
+}
+
+fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
+    let ts = batch
+        .column(column)
+        .as_primitive_opt::<TimestampMillisecondType>()?;
+    (0..ts.len())
+        .filter(|i| !ts.is_null(*i))
+        .map(|i| ts.value(i))
+        .max()
+}
+
+/// Runs a subtask to its end. Cancellation is by dropping the future.
+pub async fn run_task(
+    plan: TaskPlan,
+    gate: Option<InputGate>,
+    mut writers: Vec<RecordWriter>,
+    metrics: Arc<TaskMetrics>,
+) -> Result<(), String> {
+    let TaskPlan { source, mut chain } = plan;
+    let mut out = Output {
+        writers: &mut writers,
+        metrics: &metrics,
+    };
+    match (source, gate) {
+        (Some(mut source), _) => {
+            let mut last_wm = i64::MIN;
+            let mut idle_announced = false;
+            loop {
+                let start = Instant::now();
+                match source.reader.poll()? {
+                    SourcePoll::Batch(batch, split) => {
+                        if idle_announced {
+                            out.event(StreamEvent::Idle(false)).await?;
+                            idle_announced = false;
+                        }
+                        if let Some(ts) = source.rowtime.and_then(|c| max_timestamp(&batch, c)) {
+                            source.watermarks.on_rows(split, ts);
+                        }
+                        if source.reader.split_finished(split) {
+                            source.watermarks.on_split_finished(split);
+                        }
+                        let produced = chain.process(batch)?;
+                        let mut blocked = out.batches(produced).await?;
+                        if source.rowtime.is_some() {
+                            if let Some(wm) = source.watermarks.advance() {
+                                blocked += out.watermark(&mut chain, wm).await?;
+                                last_wm = wm;
+                            }
+                        }
+                        TaskMetrics::add(
+                            &metrics.busy_ns,
+                            nanos(start.elapsed().saturating_sub(blocked)),
+                        );
+                        // Let cancellation and other tasks in between batches.
+                        tokio::task::yield_now().await;
+                    }
+                    SourcePoll::Wait(d) => {
+                        if !idle_announced && source.watermarks.all_idle() {
+                            out.event(StreamEvent::Idle(true)).await?;
+                            idle_announced = true;
+                        }
+                        tokio::time::sleep(d).await;
+                        TaskMetrics::add(&metrics.idle_ns, nanos(start.elapsed()));
+                    }
+                    SourcePoll::Finished => break,
+                }
+            }
+            out.finish(&mut chain, last_wm).await
+        }
+        (None, Some(mut gate)) => {
+            let mut valve = WatermarkValve::new(gate.channels());
+            let mut ended = 0usize;
+            let mut tick = tokio::time::interval(PROCESSING_TIME_TICK);
+            let ticking = chain.uses_processing_time();
+            loop {
+                let waiting = Instant::now();
+                let next = tokio::select! {
+                    next = gate.next() => next,
+                    _ = tick.tick(), if ticking => {
+                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                        let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX))?;
+                        out.batches(fired).await?;
+                        continue;
+                    }
+                };
+                TaskMetrics::add(&metrics.idle_ns, nanos(waiting.elapsed()));
+                let start = Instant::now();
+                let Some((ch, event)) = next else {
+                    return Err("the input gate closed before every channel ended".into());
+                };
+                let advanced = match event {
+                    StreamEvent::Batch(b) => {
+                        TaskMetrics::add(&metrics.records_in, b.num_rows() as u64);
+                        let produced = chain.process(b)?;
+                        let blocked = out.batches(produced).await?;
+                        TaskMetrics::add(
+                            &metrics.busy_ns,
+                            nanos(start.elapsed().saturating_sub(blocked)),
+                        );
+                        continue;
+                    }
+                    StreamEvent::Watermark(w) => valve.on_watermark(ch, w),
+                    StreamEvent::Idle(idle) => valve.on_idle(ch, idle),
+                    StreamEvent::EndOfPartition => {
+                        ended += 1;
+                        valve.on_end(ch)
+                    }
+                };
+                if let Some(wm) = advanced {
+                    metrics.input_watermark.store(wm, Ordering::Relaxed);
+                    let blocked = out.watermark(&mut chain, wm).await?;
+                    TaskMetrics::add(
+                        &metrics.busy_ns,
+                        nanos(start.elapsed().saturating_sub(blocked)),
+                    );
+                }
+                if ended == gate.channels() {
+                    break;
+                }
+            }
+            out.finish(&mut chain, valve.current()).await
+        }
+        (None, None) => Err("a task needs a source or an input".into()),
+    }
+}
