@@ -9,9 +9,7 @@
 //! and the bytes are hashed with XXH64, seed 0. Key group = hash mod max-parallelism.
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
-};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType};
 use twox_hash::XxHash64;
 
 pub const LOWER_BOUND_MAX_PARALLELISM: u32 = 1 << 7;
@@ -37,11 +35,7 @@ pub fn subtask_for_key_group(max_parallelism: u32, parallelism: u32, key_group: 
 
 /// Flink's `computeKeyGroupRangeForOperatorIndex`: the inclusive range subtask `i` owns.
 pub fn key_group_range(max_parallelism: u32, parallelism: u32, i: u32) -> (u32, u32) {
-    let (m, p, i) = (
-        u64::from(max_parallelism),
-        u64::from(parallelism),
-        u64::from(i),
-    );
+    let (m, p, i) = (u64::from(max_parallelism), u64::from(parallelism), u64::from(i));
     ((i * m).div_ceil(p) as u32, (((i + 1) * m - 1) / p) as u32)
 }
 
@@ -78,24 +72,20 @@ fn encode(column: &ArrayRef, row: usize, out: &mut Vec<u8>) -> Result<(), String
     }
     out.push(1);
     match column.data_type() {
-        DataType::Int64 => {
-            out.extend_from_slice(&column.as_primitive::<Int64Type>().value(row).to_le_bytes())
+        DataType::Int64 => out.extend_from_slice(&column.as_primitive::<Int64Type>().value(row).to_le_bytes()),
+        DataType::Int32 => {
+            out.extend_from_slice(&i64::from(column.as_primitive::<Int32Type>().value(row)).to_le_bytes())
         }
-        DataType::Int32 => out.extend_from_slice(
-            &i64::from(column.as_primitive::<Int32Type>().value(row)).to_le_bytes(),
-        ),
         DataType::Timestamp(TimeUnit::Millisecond, _) => out.extend_from_slice(
             &column
                 .as_primitive::<TimestampMillisecondType>()
                 .value(row)
                 .to_le_bytes(),
         ),
-        DataType::Float64 => {
-            out.extend_from_slice(&float_bits(column.as_primitive::<Float64Type>().value(row)))
+        DataType::Float64 => out.extend_from_slice(&float_bits(column.as_primitive::<Float64Type>().value(row))),
+        DataType::Float32 => {
+            out.extend_from_slice(&float_bits(f64::from(column.as_primitive::<Float32Type>().value(row))))
         }
-        DataType::Float32 => out.extend_from_slice(&float_bits(f64::from(
-            column.as_primitive::<Float32Type>().value(row),
-        ))),
         DataType::Boolean => out.push(u8::from(column.as_boolean().value(row))),
         DataType::Utf8 => {
             let s = column.as_string::<i32>().value(row);
@@ -155,11 +145,7 @@ mod tests {
         let ints: ArrayRef = Arc::new(Int64Array::from(vec![Some(0), Some(42), None]));
         let h = hash_keys(std::slice::from_ref(&ints), 3).unwrap();
         let mut expect = Vec::new();
-        for bytes in [
-            &[1u8, 0, 0, 0, 0, 0, 0, 0, 0][..],
-            &[1, 42, 0, 0, 0, 0, 0, 0, 0],
-            &[0],
-        ] {
+        for bytes in [&[1u8, 0, 0, 0, 0, 0, 0, 0, 0][..], &[1, 42, 0, 0, 0, 0, 0, 0, 0], &[0]] {
             expect.push(XxHash64::oneshot(0, bytes));
         }
         assert_eq!(h, expect);
@@ -169,10 +155,6 @@ mod tests {
             h[0],
             XxHash64::oneshot(0, &[1, 2, 0, 0, 0, b'a', b'b', 1, 0, 0, 0, 0, 0, 0, 0, 0])
         );
-        assert_eq!(
-            XxHash64::oneshot(0, b""),
-            0xEF46DB3751D8E999,
-            "XXH64 reference value"
-        );
+        assert_eq!(XxHash64::oneshot(0, b""), 0xEF46DB3751D8E999, "XXH64 reference value");
     }
 }

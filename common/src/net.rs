@@ -24,23 +24,14 @@ pub async fn bind_first_free(host: &str, ports: &PortRange) -> io::Result<TcpLis
     let tried: Vec<String> = ports
         .0
         .iter()
-        .map(|(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            }
-        })
+        .map(|(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
         .collect();
     let cause = last_error
         .map(|e| e.to_string())
         .unwrap_or_else(|| "empty range".into());
     Err(io::Error::new(
         io::ErrorKind::AddrInUse,
-        format!(
-            "could not bind {host} on any port of {}: {cause}",
-            tried.join(",")
-        ),
+        format!("could not bind {host} on any port of {}: {cause}", tried.join(",")),
     ))
 }
 

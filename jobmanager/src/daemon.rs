@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::resource_manager::{now_ms, Registry};
 use crate::rest::{router, RestState};
 use crate::rpc::{JobManagerRpc, RpcSettings};
+use crate::scheduler::{Scheduler, SchedulerSettings};
 
 /// How long a shutdown waits for open connections before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -27,8 +28,7 @@ fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String>
 
 /// Derives the jobmanager's memory with Flink's rules and error prefix.
 pub fn derive_memory(config: &Configuration) -> Result<JobManagerMemory, String> {
-    JobManagerMemory::from_config(config)
-        .map_err(|e| format!("JobManager memory configuration failed: {e}"))
+    JobManagerMemory::from_config(config).map_err(|e| format!("JobManager memory configuration failed: {e}"))
 }
 
 /// Runs the jobmanager until a shutdown signal.
@@ -42,25 +42,28 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     let rpc_port = cfg(config.get(&JOBMANAGER_RPC_PORT))?;
     let rpc_listener = tokio::net::TcpListener::bind((rpc_host.as_str(), rpc_port))
         .await
-        .map_err(|e| {
-            format!("cannot bind the RPC endpoint {rpc_host}:{rpc_port} (jobmanager.rpc.port): {e}")
-        })?;
+        .map_err(|e| format!("cannot bind the RPC endpoint {rpc_host}:{rpc_port} (jobmanager.rpc.port): {e}"))?;
 
     let rest_host = bind_host(cfg(config.get_opt(&REST_BIND_ADDRESS))?);
     let rest_ports = match cfg(config.get_opt(&REST_BIND_PORT))? {
         Some(range) => range,
-        None => PortRange(vec![(
-            cfg(config.get(&REST_PORT))?,
-            cfg(config.get(&REST_PORT))?,
-        )]),
+        None => PortRange(vec![(cfg(config.get(&REST_PORT))?, cfg(config.get(&REST_PORT))?)]),
     };
     let rest_listener = bind_first_free(&rest_host, &rest_ports)
         .await
         .map_err(|e| format!("cannot bind the REST endpoint (rest.port / rest.bind-port): {e}"))?;
 
     let registry = Registry::default();
+    let scheduler = Scheduler::new(
+        registry.clone(),
+        SchedulerSettings {
+            default_parallelism: cfg(config.get(&PARALLELISM_DEFAULT))?.get(),
+            resource_wait_timeout: cfg(config.get(&RESOURCE_WAIT_TIMEOUT))?,
+        },
+    );
     let host_label = label_value(&cfg(config.get(&JOBMANAGER_RPC_ADDRESS))?);
     let metrics_registry = registry.clone();
+    let metrics_scheduler = scheduler.clone();
     let cpu = Arc::new(std::sync::Mutex::new(CpuLoad::new()));
     let refresh = Arc::new(move || {
         let (tms, total, free) = metrics_registry.totals();
@@ -68,14 +71,17 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         metrics::gauge!("flink_jobmanager_numRegisteredTaskManagers", &labels).set(tms as f64);
         metrics::gauge!("flink_jobmanager_taskSlotsTotal", &labels).set(f64::from(total));
         metrics::gauge!("flink_jobmanager_taskSlotsAvailable", &labels).set(f64::from(free));
-        metrics::gauge!("flink_jobmanager_numRunningJobs", &labels).set(0.0);
-        metrics::gauge!("flink_jobmanager_Status_JVM_Memory_Heap_Used", &labels)
-            .set(heap_used_bytes() as f64);
+        let running = metrics_scheduler
+            .jobs()
+            .iter()
+            .filter(|j| !j.state.is_terminal())
+            .count();
+        metrics::gauge!("flink_jobmanager_numRunningJobs", &labels).set(running as f64);
+        metrics::gauge!("flink_jobmanager_Status_JVM_Memory_Heap_Used", &labels).set(heap_used_bytes() as f64);
         let load = cpu.lock().map(|mut c| c.sample()).unwrap_or(0.0);
         metrics::gauge!("flink_jobmanager_Status_JVM_CPU_Load", &labels).set(load);
     });
-    let metrics_addr =
-        serve_prometheus(&rpc_host, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
+    let metrics_addr = serve_prometheus(&rpc_host, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let settings = RpcSettings {
@@ -83,7 +89,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         heartbeat_interval: cfg(config.get(&HEARTBEAT_INTERVAL))?,
         heartbeat_timeout: cfg(config.get(&HEARTBEAT_TIMEOUT))?,
     };
-    let service = JobManagerRpc::new(registry.clone(), settings, shutdown_rx.clone());
+    let service = JobManagerRpc::new(registry.clone(), scheduler.clone(), settings, shutdown_rx.clone());
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_addr = rpc_listener.local_addr().map_err(|e| e.to_string())?;
     let rpc_server = tokio::spawn(
@@ -98,6 +104,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 
     let rest_state = Arc::new(RestState {
         registry: registry.clone(),
+        scheduler: scheduler.clone(),
         config: config.displayable(),
         started_at_ms: now_ms(),
     });

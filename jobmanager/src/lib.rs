@@ -2,7 +2,9 @@
 //! control-plane gRPC service (`rpc`), the Flink-compatible REST API (`rest`) and the daemon
 //! that wires them (`daemon`).
 
+pub mod cli;
 pub mod daemon;
 pub mod resource_manager;
 pub mod rest;
 mod rpc;
+pub mod scheduler;

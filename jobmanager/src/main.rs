@@ -47,10 +47,7 @@ fn main() -> ExitCode {
         };
     }
     tracing::info!("Loading configuration from {}", loaded.file);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

@@ -7,9 +7,8 @@ use std::time::Duration;
 use sluice_proto::control::job_manager_service_server::JobManagerService;
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{
-    DeregisterTaskManagerRequest, DeregisterTaskManagerResponse, DescribeTaskManagerRequest,
-    JobManagerHeartbeat, RegisterTaskManagerRequest, RegisterTaskManagerResponse,
-    TaskManagerHeartbeat,
+    DeregisterTaskManagerRequest, DeregisterTaskManagerResponse, DescribeTaskManagerRequest, JobManagerHeartbeat,
+    RegisterTaskManagerRequest, RegisterTaskManagerResponse, TaskManagerHeartbeat, TaskStateAck, TaskStateUpdate,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::resource_manager::now_ms;
 use crate::resource_manager::{monitor_heartbeats, LossCause, Registry, TaskManagerRecord};
+use crate::scheduler::Scheduler;
 
 /// Settings the service hands to taskmanagers and uses for liveness.
 #[derive(Clone, Debug)]
@@ -30,14 +30,21 @@ pub struct RpcSettings {
 
 pub struct JobManagerRpc {
     registry: Registry,
+    scheduler: Scheduler,
     settings: RpcSettings,
     shutdown: watch::Receiver<bool>,
 }
 
 impl JobManagerRpc {
-    pub fn new(registry: Registry, settings: RpcSettings, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        registry: Registry,
+        scheduler: Scheduler,
+        settings: RpcSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         JobManagerRpc {
             registry,
+            scheduler,
             settings,
             shutdown,
         }
@@ -53,9 +60,7 @@ impl JobManagerRpc {
         let address = format!("http://{host}:{port}");
         let limit = self.settings.heartbeat_timeout.min(Duration::from_secs(10));
         let endpoint = Endpoint::from_shared(address.clone())
-            .map_err(|e| {
-                Status::invalid_argument(format!("taskmanager address {address} is invalid: {e}"))
-            })?
+            .map_err(|e| Status::invalid_argument(format!("taskmanager address {address} is invalid: {e}")))?
             .connect_timeout(limit)
             .timeout(limit);
         let channel = endpoint.connect().await.map_err(|e| {
@@ -94,14 +99,10 @@ impl JobManagerService for JobManagerRpc {
     ) -> Result<Response<RegisterTaskManagerResponse>, Status> {
         let req = request.into_inner();
         if req.resource_id.is_empty() || req.host.is_empty() {
-            return Err(Status::invalid_argument(
-                "registration needs a resource id and a host",
-            ));
+            return Err(Status::invalid_argument("registration needs a resource id and a host"));
         }
         if req.number_of_slots == 0 {
-            return Err(Status::invalid_argument(
-                "a taskmanager must offer at least one slot",
-            ));
+            return Err(Status::invalid_argument("a taskmanager must offer at least one slot"));
         }
         let rpc_port = check_port("rpc port", req.rpc_port)?;
         let data_port = check_port("data port", req.data_port)?;
@@ -115,7 +116,8 @@ impl JobManagerService for JobManagerRpc {
             rpc_port,
             data_port,
             slots_total: req.number_of_slots,
-            slots_free: req.number_of_slots,
+            slots_allocated: 0,
+            tasks: Vec::new(),
             memory: req.memory.into_iter().collect(),
             cpu_cores: hardware.cpu_cores,
             physical_memory: hardware.physical_memory,
@@ -152,21 +154,16 @@ impl JobManagerService for JobManagerRpc {
         request: Request<Streaming<TaskManagerHeartbeat>>,
     ) -> Result<Response<Self::HeartbeatStream>, Status> {
         let mut inbound = request.into_inner();
-        let first =
-            match tokio::time::timeout(self.settings.heartbeat_timeout, inbound.message()).await {
-                Ok(Ok(Some(first))) => first,
-                Ok(Ok(None)) => {
-                    return Err(Status::invalid_argument(
-                        "heartbeat stream closed before its first beat",
-                    ))
-                }
-                Ok(Err(status)) => return Err(status),
-                Err(_) => {
-                    return Err(Status::deadline_exceeded(
-                        "no first heartbeat within heartbeat.timeout",
-                    ))
-                }
-            };
+        let first = match tokio::time::timeout(self.settings.heartbeat_timeout, inbound.message()).await {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => {
+                return Err(Status::invalid_argument(
+                    "heartbeat stream closed before its first beat",
+                ))
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no first heartbeat within heartbeat.timeout")),
+        };
         if !self.registry.contains(&first.registration_id) {
             return Err(Status::not_found(format!(
                 "registration {} is not known to this jobmanager; register again",
@@ -205,5 +202,10 @@ impl JobManagerService for JobManagerRpc {
                 req.registration_id
             ))),
         }
+    }
+
+    async fn update_task_state(&self, request: Request<TaskStateUpdate>) -> Result<Response<TaskStateAck>, Status> {
+        self.scheduler.on_task_state(&request.into_inner());
+        Ok(Response::new(TaskStateAck {}))
     }
 }

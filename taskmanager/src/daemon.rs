@@ -9,17 +9,19 @@ use std::time::Duration;
 use sluice_common::config::options::*;
 use sluice_common::config::{ConfigError, Configuration};
 use sluice_common::net::{bind_first_free, bind_host};
-use sluice_common::observability::{
-    heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad,
-};
+use sluice_common::observability::{heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad};
 use sluice_common::signals::shutdown_signal;
 use sluice_proto::control::task_manager_service_server::TaskManagerServiceServer;
 use sluice_proto::control::{Hardware, RegisterTaskManagerRequest};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::executor::{maintain_registration, RegistrationSettings, SlotTable, TaskManagerGateway};
+use crate::executor::{
+    maintain_registration, JobRuns, RegistrationSettings, Reported, SlotTable, StateReporter, TaskManagerGateway,
+};
 use crate::memory::MemoryPools;
+use crate::metrics::task_gauges;
+use crate::network::{NetworkBufferPool, NetworkEnvironment};
 
 fn cfg<T>(r: Result<T, ConfigError>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
@@ -31,11 +33,10 @@ fn announced_host(config: &Configuration, jm_host: &str, jm_port: u16) -> Result
     if let Some(host) = cfg(config.get_opt(&TASKMANAGER_HOST))? {
         return Ok(host);
     }
-    let socket =
-        UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("cannot detect taskmanager.host: {e}"))?;
-    socket
-        .connect((jm_host, jm_port))
-        .map_err(|e| format!("cannot detect taskmanager.host from jobmanager.rpc.address {jm_host}: {e}; set taskmanager.host"))?;
+    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("cannot detect taskmanager.host: {e}"))?;
+    socket.connect((jm_host, jm_port)).map_err(|e| {
+        format!("cannot detect taskmanager.host from jobmanager.rpc.address {jm_host}: {e}; set taskmanager.host")
+    })?;
     let ip: IpAddr = socket.local_addr().map_err(|e| e.to_string())?.ip();
     Ok(ip.to_string())
 }
@@ -46,46 +47,37 @@ fn random_suffix() -> String {
 
 fn install_metrics_refresh(
     pools: &MemoryPools,
+    network: &Arc<NetworkEnvironment>,
+    runs: &JobRuns,
     resource_id: &str,
     host: &str,
 ) -> sluice_common::observability::MetricsRefresh {
-    let labels = [
-        ("host", label_value(host)),
-        ("tm_id", label_value(resource_id)),
-    ];
+    let labels = [("host", label_value(host)), ("tm_id", label_value(resource_id))];
+    let (network, runs) = (network.clone(), runs.clone());
     let managed = pools.memory.flink.managed.bytes() as f64;
     let segments = pools.total_network_segments() as f64;
     let network_bytes = pools.memory.flink.network.bytes() as f64;
     let heap_max = pools.heap_max() as f64;
     let cpu = std::sync::Mutex::new(CpuLoad::new());
+    let tasks = std::sync::Mutex::new(task_gauges(host, resource_id));
     Arc::new(move || {
         let g = |name: &'static str, value: f64| metrics::gauge!(name, &labels).set(value);
-        g(
-            "flink_taskmanager_Status_Flink_Memory_Managed_Total",
-            managed,
-        );
+        let available = network.pool.available() as f64;
+        let segment = network.pool.segment_size() as f64;
+        g("flink_taskmanager_Status_Flink_Memory_Managed_Total", managed);
         g("flink_taskmanager_Status_Flink_Memory_Managed_Used", 0.0);
-        g(
-            "flink_taskmanager_Status_Network_TotalMemorySegments",
-            segments,
-        );
-        g(
-            "flink_taskmanager_Status_Network_AvailableMemorySegments",
-            segments,
-        );
-        g(
-            "flink_taskmanager_Status_Shuffle_Netty_TotalMemorySegments",
-            segments,
-        );
+        g("flink_taskmanager_Status_Network_TotalMemorySegments", segments);
+        g("flink_taskmanager_Status_Network_AvailableMemorySegments", available);
+        g("flink_taskmanager_Status_Shuffle_Netty_TotalMemorySegments", segments);
         g(
             "flink_taskmanager_Status_Shuffle_Netty_AvailableMemorySegments",
-            segments,
+            available,
         );
+        g("flink_taskmanager_Status_Shuffle_Netty_TotalMemory", network_bytes);
         g(
-            "flink_taskmanager_Status_Shuffle_Netty_TotalMemory",
-            network_bytes,
+            "flink_taskmanager_Status_Shuffle_Netty_UsedMemory",
+            (segments - available) * segment,
         );
-        g("flink_taskmanager_Status_Shuffle_Netty_UsedMemory", 0.0);
         g(
             "flink_taskmanager_Status_JVM_Memory_Heap_Used",
             heap_used_bytes() as f64,
@@ -93,6 +85,9 @@ fn install_metrics_refresh(
         g("flink_taskmanager_Status_JVM_Memory_Heap_Max", heap_max);
         let load = cpu.lock().map(|mut c| c.sample()).unwrap_or(0.0);
         g("flink_taskmanager_Status_JVM_CPU_Load", load);
+        if let Ok(mut t) = tasks.lock() {
+            t.refresh(&runs.tasks());
+        }
     })
 }
 
@@ -110,16 +105,11 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         .map_err(|e| format!("cannot bind the RPC endpoint (taskmanager.rpc.port): {e}"))?;
     let rpc_port = rpc_listener.local_addr().map_err(|e| e.to_string())?.port();
     let data_port_cfg = cfg(config.get(&TASKMANAGER_DATA_PORT))?;
-    // The data plane's listener: reserved now so the announced port is real and stays ours.
+    // The data plane's listener, served once the network environment exists.
     let data_listener = tokio::net::TcpListener::bind((bind.as_str(), data_port_cfg))
         .await
-        .map_err(|e| {
-            format!("cannot bind the data port {bind}:{data_port_cfg} (taskmanager.data.port): {e}")
-        })?;
-    let data_port = data_listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .port();
+        .map_err(|e| format!("cannot bind the data port {bind}:{data_port_cfg} (taskmanager.data.port): {e}"))?;
+    let data_port = data_listener.local_addr().map_err(|e| e.to_string())?.port();
 
     let jm_host = cfg(config.get(&JOBMANAGER_RPC_ADDRESS))?;
     let jm_port = cfg(config.get(&JOBMANAGER_RPC_PORT))?;
@@ -129,12 +119,28 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         None => format!("{host}:{rpc_port}-{}", random_suffix()),
     };
 
-    let refresh = install_metrics_refresh(&pools, &resource_id, &host);
-    let metrics_addr =
-        serve_prometheus(&bind, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
+    let network = NetworkEnvironment::new(
+        NetworkBufferPool::new(pools.total_network_segments(), pools.segment_size.bytes()),
+        format!("{host}:{data_port}"),
+        cfg(config.get(&NETWORK_BUFFERS_PER_CHANNEL))?.get(),
+        cfg(config.get(&NETWORK_FLOATING_BUFFERS_PER_GATE))?.get(),
+    );
+    network.serve(data_listener);
+    let runs = JobRuns::default();
+
+    let refresh = install_metrics_refresh(&pools, &network, &runs, &resource_id, &host);
+    let metrics_addr = serve_prometheus(&bind, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let gateway = TaskManagerGateway::new(resource_id.clone(), slots.clone());
+    let jobmanager_url = format!("http://{jm_host}:{jm_port}");
+    let reporter = StateReporter::start(&jobmanager_url)?;
+    let gateway = TaskManagerGateway::new(
+        resource_id.clone(),
+        slots.clone(),
+        network.clone(),
+        runs.clone(),
+        reporter,
+    );
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -145,7 +151,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     );
 
     let settings = RegistrationSettings {
-        jobmanager_url: format!("http://{jm_host}:{jm_port}"),
+        jobmanager_url,
         request: RegisterTaskManagerRequest {
             resource_id: resource_id.clone(),
             host: host.clone(),
@@ -171,17 +177,16 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         sluice_common::VERSION,
         slots.total()
     );
-    let registration = tokio::spawn(maintain_registration(
-        settings,
-        slots.clone(),
-        shutdown_rx.clone(),
-    ));
+    let reported = Reported {
+        slots: slots.clone(),
+        runs,
+    };
+    let registration = tokio::spawn(maintain_registration(settings, reported, shutdown_rx.clone()));
 
     let signal = shutdown_signal().await;
     tracing::info!("Received {signal}; shutting down the TaskManager.");
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), registration).await;
-    drop(data_listener);
     let _ = tokio::time::timeout(Duration::from_secs(2), rpc_server).await;
     tracing::info!("TaskManager stopped.");
     Ok(())

@@ -5,6 +5,7 @@ pub mod connectors;
 pub mod daemon;
 pub mod executor;
 pub mod memory;
+pub mod metrics;
 pub mod network;
 pub mod operators;
 pub mod runtime;

@@ -58,10 +58,7 @@ fn main() -> ExitCode {
         };
     }
     tracing::info!("Loading configuration from {}", loaded.file);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

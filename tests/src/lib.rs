@@ -207,10 +207,7 @@ impl Cluster {
         args.extend(extra.iter().map(|s| s.to_string()));
         let name = format!("{binary_name}-{}", self.started);
         let log = self.dir.path().join(format!("{name}.log"));
-        (
-            Daemon::start(&name, &binary(binary_name), &args, log),
-            metrics_port,
-        )
+        (Daemon::start(&name, &binary(binary_name), &args, log), metrics_port)
     }
 
     /// Starts a jobmanager; returns it with its metrics port.

@@ -39,9 +39,7 @@ impl ScriptCluster {
     }
 
     fn script(&self, name: &str, args: &[&str]) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scripts")
-            .join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name);
         let out = Command::new("bash")
             .arg(&path)
             .args(args)
@@ -65,11 +63,9 @@ impl ScriptCluster {
     }
 
     fn wait_taskmanagers(&self, n: u64) {
-        wait_for(
-            Duration::from_secs(20),
-            &format!("{n} taskmanagers"),
-            || (self.taskmanagers() == Some(n)).then_some(()),
-        );
+        wait_for(Duration::from_secs(20), &format!("{n} taskmanagers"), || {
+            (self.taskmanagers() == Some(n)).then_some(())
+        });
     }
 
     fn pid_files(&self) -> Vec<PathBuf> {
@@ -130,9 +126,7 @@ fn start_scale_and_stop_a_local_cluster_with_the_scripts() {
         .find(|l| l.contains("JobManager stopped."))
         .expect("jobmanager log");
     assert_eq!(
-        jm_log
-            .matches("deregistered (TaskManager shutting down)")
-            .count(),
+        jm_log.matches("deregistered (TaskManager shutting down)").count(),
         3,
         "{jm_log}"
     );

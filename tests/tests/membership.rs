@@ -25,10 +25,7 @@ fn register_kill_restart_and_deregister() {
         "jobs-failed",
         "flink-version",
     ] {
-        assert!(
-            overview.get(field).is_some(),
-            "/overview lacks {field}: {overview}"
-        );
+        assert!(overview.get(field).is_some(), "/overview lacks {field}: {overview}");
     }
 
     let tms = cluster.rest("/taskmanagers").expect("/taskmanagers");
@@ -39,39 +36,24 @@ fn register_kill_restart_and_deregister() {
         assert_eq!(tm["freeSlots"], 2, "{tm}");
         assert!(tm["dataPort"].as_u64().unwrap_or(0) > 0, "{tm}");
         assert!(
-            tm["path"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("grpc://127.0.0.1:"),
+            tm["path"].as_str().unwrap_or("").starts_with("grpc://127.0.0.1:"),
             "{tm}"
         );
-        assert_eq!(
-            tm["memoryConfiguration"]["managedMemory"], 536870920u64,
-            "{tm}"
-        );
-        assert_eq!(
-            tm["memoryConfiguration"]["networkMemory"], 134217730u64,
-            "{tm}"
-        );
-        assert_eq!(
-            tm["memoryConfiguration"]["totalProcessMemory"], 1811939328u64,
-            "{tm}"
-        );
+        assert_eq!(tm["memoryConfiguration"]["managedMemory"], 536870920u64, "{tm}");
+        assert_eq!(tm["memoryConfiguration"]["networkMemory"], 134217730u64, "{tm}");
+        assert_eq!(tm["memoryConfiguration"]["totalProcessMemory"], 1811939328u64, "{tm}");
     }
     let tm_id = list[0]["id"].as_str().expect("id").to_string();
     let one = cluster
         .rest(&format!("/taskmanagers/{tm_id}"))
         .expect("/taskmanagers/:id");
     assert_eq!(one["id"], tm_id.as_str());
-    let config = cluster
-        .rest("/jobmanager/config")
-        .expect("/jobmanager/config");
+    let config = cluster.rest("/jobmanager/config").expect("/jobmanager/config");
     assert!(config
         .as_array()
         .expect("list")
         .iter()
-        .any(|e| e["key"] == "rest.port"
-            && e["value"].as_str() == Some(cluster.rest_port.to_string().as_str())));
+        .any(|e| e["key"] == "rest.port" && e["value"].as_str() == Some(cluster.rest_port.to_string().as_str())));
 
     let jm_text = get_text(&format!("http://127.0.0.1:{jm_metrics}/metrics")).expect("jm metrics");
     for name in [
@@ -79,10 +61,7 @@ fn register_kill_restart_and_deregister() {
         "flink_jobmanager_taskSlotsTotal",
         "flink_jobmanager_taskSlotsAvailable",
     ] {
-        assert!(
-            jm_text.contains(name),
-            "jobmanager metrics lack {name}:\n{jm_text}"
-        );
+        assert!(jm_text.contains(name), "jobmanager metrics lack {name}:\n{jm_text}");
     }
     assert!(
         jm_text.contains("flink_jobmanager_numRegisteredTaskManagers{host=\"127_0_0_1\"} 2"),
@@ -95,25 +74,15 @@ fn register_kill_restart_and_deregister() {
         "flink_taskmanager_Status_JVM_Memory_Heap_Used",
         "flink_taskmanager_Status_JVM_CPU_Load",
     ] {
-        assert!(
-            tm_text.contains(name),
-            "taskmanager metrics lack {name}:\n{tm_text}"
-        );
+        assert!(tm_text.contains(name), "taskmanager metrics lack {name}:\n{tm_text}");
     }
 
     // kill -9 → gone within 2 s although heartbeat.timeout is 50 s.
     tm1.kill9();
     let took = cluster.wait_taskmanagers(1, Duration::from_secs(2));
-    println!(
-        "killed taskmanager left /overview after {} ms",
-        took.as_millis()
-    );
+    println!("killed taskmanager left /overview after {} ms", took.as_millis());
     assert_eq!(cluster.overview("slots-total"), Some(2));
-    assert!(
-        jm.log().contains("is lost: heartbeat stream broke"),
-        "{}",
-        jm.log()
-    );
+    assert!(jm.log().contains("is lost: heartbeat stream broke"), "{}", jm.log());
 
     // Restart the jobmanager: the survivor registers with the new one.
     let survivor = cluster.rest("/taskmanagers").expect("list")["taskmanagers"][0]["id"]
@@ -137,31 +106,18 @@ fn register_kill_restart_and_deregister() {
     // SIGTERM → clean deregistration and exit 0.
     tm2.signal(libc::SIGTERM);
     let status = tm2.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "taskmanager exit status {status:?}\n{}",
-        tm2.log()
-    );
+    assert!(status.success(), "taskmanager exit status {status:?}\n{}", tm2.log());
     cluster.wait_taskmanagers(0, Duration::from_secs(2));
     assert!(
-        jm2.log()
-            .contains("deregistered (TaskManager shutting down)"),
+        jm2.log().contains("deregistered (TaskManager shutting down)"),
         "{}",
         jm2.log()
     );
-    assert!(
-        tm2.log().contains("Deregistered from the jobmanager."),
-        "{}",
-        tm2.log()
-    );
+    assert!(tm2.log().contains("Deregistered from the jobmanager."), "{}", tm2.log());
 
     jm2.signal(libc::SIGTERM);
     let status = jm2.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "jobmanager exit status {status:?}\n{}",
-        jm2.log()
-    );
+    assert!(status.success(), "jobmanager exit status {status:?}\n{}", jm2.log());
 }
 
 #[test]
@@ -178,15 +134,8 @@ fn silent_taskmanager_is_lost_after_heartbeat_timeout_and_comes_back() {
         "stopped taskmanager declared lost after {} ms (heartbeat.timeout 1 s)",
         took.as_millis()
     );
-    assert!(
-        took >= Duration::from_millis(500),
-        "lost too early: {took:?}"
-    );
-    assert!(
-        jm.log().contains("heartbeat timed out after 1000 ms"),
-        "{}",
-        jm.log()
-    );
+    assert!(took >= Duration::from_millis(500), "lost too early: {took:?}");
+    assert!(jm.log().contains("heartbeat timed out after 1000 ms"), "{}", jm.log());
 
     tm.signal(libc::SIGCONT);
     cluster.wait_taskmanagers(1, Duration::from_secs(10));
@@ -203,18 +152,13 @@ fn two_taskmanagers_share_a_host_and_a_metrics_range() {
     let (_a, _) = cluster.start_taskmanager(&["-D", &range]);
     let (_b, _) = cluster.start_taskmanager(&["-D", &range]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let served = wait_for(
-        Duration::from_secs(5),
-        "two metrics endpoints in the range",
-        || {
-            let n = (base..=base + 20)
-                .filter(|p| {
-                    get_text(&format!("http://127.0.0.1:{p}/metrics"))
-                        .is_some_and(|t| t.contains("flink_taskmanager_"))
-                })
-                .count();
-            (n == 2).then_some(n)
-        },
-    );
+    let served = wait_for(Duration::from_secs(5), "two metrics endpoints in the range", || {
+        let n = (base..=base + 20)
+            .filter(|p| {
+                get_text(&format!("http://127.0.0.1:{p}/metrics")).is_some_and(|t| t.contains("flink_taskmanager_"))
+            })
+            .count();
+        (n == 2).then_some(n)
+    });
     assert_eq!(served, 2);
 }

@@ -8,8 +8,7 @@ use sluice_tests::binary;
 fn run(bin: &str, config_yaml: Option<&str>, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(binary(bin));
-    cmd.env_remove("SLUICE_PROPERTIES")
-        .env_remove("SLUICE_CONF_DIR");
+    cmd.env_remove("SLUICE_PROPERTIES").env_remove("SLUICE_CONF_DIR");
     if let Some(yaml) = config_yaml {
         std::fs::write(dir.path().join("config.yaml"), yaml).expect("config.yaml");
         cmd.arg("--config-dir").arg(dir.path());
@@ -57,13 +56,8 @@ fn print_memory_text_and_json() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(json["taskmanager.memory.process.size"], 2u64 << 30);
-    let network = json["taskmanager.memory.network.min"]
-        .as_u64()
-        .expect("network.min");
-    assert_eq!(
-        json["taskmanager.memory.network.max"].as_u64(),
-        Some(network)
-    );
+    let network = json["taskmanager.memory.network.min"].as_u64().expect("network.min");
+    assert_eq!(json["taskmanager.memory.network.max"].as_u64(), Some(network));
     assert!((network as f64 / 1048576.0 - 158.72).abs() < 0.001);
     for key in [
         "taskmanager.memory.framework.heap.size",
@@ -91,13 +85,11 @@ fn bad_memory_config_exits_non_zero_with_flinks_message() {
     let err = text(&out.stderr);
     assert!(err.contains("TaskManager memory configuration failed: Sum of configured JVM Metaspace (256.000mb (268435456 bytes)) and JVM Overhead (192.000mb (201326592 bytes)) exceed configured Total Process Memory (400.000mb (419430400 bytes))."), "{err}");
 
-    let out = run(
-        "taskmanager",
-        Some("parallelism.default: 1\n"),
-        &["--print-memory"],
-    );
+    let out = run("taskmanager", Some("parallelism.default: 1\n"), &["--print-memory"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("Either required fine-grained memory (taskmanager.memory.task.heap.size and taskmanager.memory.managed.size)"));
+    assert!(text(&out.stderr).contains(
+        "Either required fine-grained memory (taskmanager.memory.task.heap.size and taskmanager.memory.managed.size)"
+    ));
 }
 
 #[test]
@@ -116,17 +108,10 @@ fn bad_values_name_file_line_key_and_form() {
     assert!(err.contains("config.yaml, line 4"), "{err}");
     assert!(err.contains("memory size"), "{err}");
 
-    let out = run(
-        "jobmanager",
-        None,
-        &["--print-memory", "-D", "heartbeat.timeout=soon"],
-    );
+    let out = run("jobmanager", None, &["--print-memory", "-D", "heartbeat.timeout=soon"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(
-        err.contains("'heartbeat.timeout'") && err.contains("-D flag"),
-        "{err}"
-    );
+    assert!(err.contains("'heartbeat.timeout'") && err.contains("-D flag"), "{err}");
 
     let out = run(
         "taskmanager",
@@ -139,8 +124,7 @@ fn bad_values_name_file_line_key_and_form() {
 
 #[test]
 fn flink_2_shipped_config_loads_with_warnings() {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/testdata/flink-2-config.yaml");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/testdata/flink-2-config.yaml");
     let yaml = std::fs::read_to_string(fixture).expect("fixture");
     for bin in ["jobmanager", "taskmanager"] {
         let out = run(bin, Some(&yaml), &["--print-memory"]);
@@ -157,11 +141,7 @@ fn flink_2_shipped_config_loads_with_warnings() {
 fn environment_properties_sit_between_file_and_flags() {
     let mut cmd = Command::new(binary("taskmanager"));
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        "taskmanager.memory.process.size: 1g\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("config.yaml"), "taskmanager.memory.process.size: 1g\n").expect("write");
     let out = cmd
         .arg("--config-dir")
         .arg(dir.path())

@@ -116,36 +116,29 @@ impl Configuration {
     }
 
     /// The option's value: explicit, else its default, else `None`.
-    pub fn get_opt<T: OptionValue>(
-        &self,
-        option: &ConfigOption<T>,
-    ) -> Result<Option<T>, ConfigError> {
+    pub fn get_opt<T: OptionValue>(&self, option: &ConfigOption<T>) -> Result<Option<T>, ConfigError> {
         match self.explicit(option) {
-            Some((key, entry)) => {
-                T::parse_value(&entry.value)
+            Some((key, entry)) => T::parse_value(&entry.value)
+                .map(Some)
+                .map_err(|reason| ConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: entry.value.clone(),
+                    origin: entry.origin.clone(),
+                    reason,
+                    expected: T::EXPECTED,
+                }),
+            None => match option.default {
+                None => Ok(None),
+                Some(default) => T::parse_value(default)
                     .map(Some)
                     .map_err(|reason| ConfigError::InvalidValue {
-                        key: key.to_string(),
-                        value: entry.value.clone(),
-                        origin: entry.origin.clone(),
+                        key: option.key.to_string(),
+                        value: default.to_string(),
+                        origin: Origin::Program,
                         reason,
                         expected: T::EXPECTED,
-                    })
-            }
-            None => {
-                match option.default {
-                    None => Ok(None),
-                    Some(default) => T::parse_value(default).map(Some).map_err(|reason| {
-                        ConfigError::InvalidValue {
-                            key: option.key.to_string(),
-                            value: default.to_string(),
-                            origin: Origin::Program,
-                            reason,
-                            expected: T::EXPECTED,
-                        }
                     }),
-                }
-            }
+            },
         }
     }
 
@@ -167,15 +160,13 @@ impl Configuration {
                     entry.origin
                 )),
                 Some(option) => {
-                    option
-                        .check(&entry.value)
-                        .map_err(|reason| ConfigError::InvalidValue {
-                            key: key.clone(),
-                            value: entry.value.clone(),
-                            origin: entry.origin.clone(),
-                            reason,
-                            expected: option.expected(),
-                        })?;
+                    option.check(&entry.value).map_err(|reason| ConfigError::InvalidValue {
+                        key: key.clone(),
+                        value: entry.value.clone(),
+                        origin: entry.origin.clone(),
+                        reason,
+                        expected: option.expected(),
+                    })?;
                     if option.key() != key {
                         warnings.push(format!(
                             "Configuration key '{key}' ({}) is deprecated; use '{}' instead.",
@@ -239,10 +230,7 @@ mod tests {
         assert_eq!(c.get(&TM_NETWORK_MAX).unwrap(), MemorySize::MAX);
         assert!(!c.contains(&TM_NETWORK_MAX));
         assert_eq!(c.get_opt(&TM_PROCESS_SIZE).unwrap(), None);
-        assert!(matches!(
-            c.get(&TM_PROCESS_SIZE),
-            Err(ConfigError::Missing { .. })
-        ));
+        assert!(matches!(c.get(&TM_PROCESS_SIZE), Err(ConfigError::Missing { .. })));
         let warnings = c.validate().unwrap();
         assert!(warnings[0].contains("deprecated; use 'taskmanager.memory.network.min'"));
     }

@@ -77,9 +77,7 @@ fn read_config_file(dir: &Path) -> Result<(PathBuf, String), ConfigError> {
 fn parse_flag(flag: &str) -> Result<(&str, &str), ConfigError> {
     match flag.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim(), v.trim())),
-        _ => Err(ConfigError::BadFlag {
-            flag: flag.to_string(),
-        }),
+        _ => Err(ConfigError::BadFlag { flag: flag.to_string() }),
     }
 }
 
@@ -97,30 +95,21 @@ pub fn load(sources: &ConfigSources) -> Result<Loaded, ConfigError> {
             shown
         }
         None => {
-            apply_yaml(
-                &mut config,
-                EMBEDDED_CONFIG,
-                "embedded conf/config.yaml",
-                |line| Origin::Embedded { line },
-            )?;
+            apply_yaml(&mut config, EMBEDDED_CONFIG, "embedded conf/config.yaml", |line| {
+                Origin::Embedded { line }
+            })?;
             "embedded conf/config.yaml".to_string()
         }
     };
     if let Some(props) = &sources.properties {
-        apply_yaml(&mut config, props, PROPERTIES_ENV, |line| Origin::Env {
-            line,
-        })?;
+        apply_yaml(&mut config, props, PROPERTIES_ENV, |line| Origin::Env { line })?;
     }
     for flag in &sources.dynamic {
         let (k, v) = parse_flag(flag)?;
         config.set(k, v, Origin::Flag);
     }
     let warnings = config.validate()?;
-    Ok(Loaded {
-        config,
-        warnings,
-        file,
-    })
+    Ok(Loaded { config, warnings, file })
 }
 
 #[cfg(test)]
@@ -149,22 +138,14 @@ mod tests {
         let loaded = load(&sources).unwrap();
         let c = &loaded.config;
         assert_eq!(c.get(&TASK_SLOTS).unwrap().get(), 2, "file");
-        assert_eq!(
-            c.get(&TM_PROCESS_SIZE).unwrap(),
-            MemorySize(1 << 30),
-            "nested file"
-        );
+        assert_eq!(c.get(&TM_PROCESS_SIZE).unwrap(), MemorySize(1 << 30), "nested file");
         assert_eq!(
             c.get(&HEARTBEAT_TIMEOUT).unwrap(),
             Duration::from_secs(30),
             "env over file"
         );
         assert_eq!(c.get(&REST_PORT).unwrap(), 9002, "flag over env");
-        assert_eq!(
-            c.get(&HEARTBEAT_INTERVAL).unwrap(),
-            Duration::from_secs(10),
-            "default"
-        );
+        assert_eq!(c.get(&HEARTBEAT_INTERVAL).unwrap(), Duration::from_secs(10), "default");
         assert_eq!(c.raw("rest.port").unwrap().origin, Origin::Flag);
     }
 
@@ -184,21 +165,12 @@ mod tests {
         })
         .unwrap();
         let c = &loaded.config;
-        assert_eq!(
-            c.get(&TM_PROCESS_SIZE).unwrap(),
-            MemorySize::mebibytes(1728)
-        );
-        assert_eq!(
-            c.get(&JM_PROCESS_SIZE).unwrap(),
-            MemorySize::mebibytes(1600)
-        );
+        assert_eq!(c.get(&TM_PROCESS_SIZE).unwrap(), MemorySize::mebibytes(1728));
+        assert_eq!(c.get(&JM_PROCESS_SIZE).unwrap(), MemorySize::mebibytes(1600));
         assert_eq!(c.get(&JOBMANAGER_RPC_PORT).unwrap(), 6123);
         let joined = loaded.warnings.join("\n");
         assert!(joined.contains("'env.java.opts.all'"), "{joined}");
-        assert!(
-            joined.contains("'jobmanager.execution.failover-strategy'"),
-            "{joined}"
-        );
+        assert!(joined.contains("'jobmanager.execution.failover-strategy'"), "{joined}");
     }
 
     #[test]
@@ -245,10 +217,7 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            e.contains("SLUICE_PROPERTIES, line 1") && e.contains("'3 eons'"),
-            "{e}"
-        );
+        assert!(e.contains("SLUICE_PROPERTIES, line 1") && e.contains("'3 eons'"), "{e}");
 
         let e = load(&ConfigSources {
             dynamic: vec!["metrics.reporter.prom.port=9260-9250".into()],
@@ -256,9 +225,6 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            e.contains("-D flag") && e.contains("ends before it starts"),
-            "{e}"
-        );
+        assert!(e.contains("-D flag") && e.contains("ends before it starts"), "{e}");
     }
 }

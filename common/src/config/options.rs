@@ -234,6 +234,8 @@ options! {
 
     // ---- jobs (read by the scheduler)
     PARALLELISM_DEFAULT: NonZeroU32 = "parallelism.default", Some("1");
+    /// How long a job waits for the slots it needs before it fails.
+    RESOURCE_WAIT_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-wait-timeout", Some("5 min");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
     // ---- taskmanager memory (Flink's TaskManagerOptions)
@@ -287,11 +289,7 @@ mod tests {
     fn every_default_parses_as_its_type() {
         for option in KNOWN_OPTIONS {
             if let Some(default) = option.default_value() {
-                assert!(
-                    option.check(default).is_ok(),
-                    "{} default {default}",
-                    option.key()
-                );
+                assert!(option.check(default).is_ok(), "{} default {default}", option.key());
             }
         }
     }
@@ -315,10 +313,7 @@ mod tests {
         assert!(PortRange::parse_value("9260-9250").is_err());
         assert!(PortRange::parse_value("http").is_err());
         assert_eq!(
-            PortRange::parse_value("0")
-                .unwrap()
-                .ports()
-                .collect::<Vec<_>>(),
+            PortRange::parse_value("0").unwrap().ports().collect::<Vec<_>>(),
             vec![0]
         );
     }

@@ -40,9 +40,9 @@ fn split_number(text: &str) -> Result<(u64, String), String> {
     if number.is_empty() {
         return Err("text does not start with a number".to_string());
     }
-    let value = number.parse::<u64>().map_err(|_| {
-        format!("The value '{number}' cannot be re represented as 64bit number (numeric overflow).")
-    })?;
+    let value = number
+        .parse::<u64>()
+        .map_err(|_| format!("The value '{number}' cannot be re represented as 64bit number (numeric overflow)."))?;
     Ok((value, unit.trim().to_lowercase()))
 }
 
@@ -111,16 +111,8 @@ impl MemorySize {
             return MemorySize::MAX;
         };
         let product = u128::from(self.0) * mantissa;
-        let value = if scale > 38 {
-            0
-        } else {
-            product / 10u128.pow(scale)
-        };
-        MemorySize(
-            u64::try_from(value)
-                .unwrap_or(MAX_MEMORY_BYTES)
-                .min(MAX_MEMORY_BYTES),
-        )
+        let value = if scale > 38 { 0 } else { product / 10u128.pow(scale) };
+        MemorySize(u64::try_from(value).unwrap_or(MAX_MEMORY_BYTES).min(MAX_MEMORY_BYTES))
     }
 
     /// `MemorySize.toHumanReadableString`: the largest unit the size exceeds, three decimals,
@@ -195,10 +187,7 @@ const TIME_UNITS: [(&[&str], &[&str], Duration); 7] = [
 
 fn time_unit(label: &str) -> Option<Duration> {
     TIME_UNITS.iter().find_map(|(singular, plural, unit)| {
-        let hit = singular.contains(&label)
-            || plural
-                .iter()
-                .any(|p| label == *p || label.strip_suffix('s') == Some(p));
+        let hit = singular.contains(&label) || plural.iter().any(|p| label == *p || label.strip_suffix('s') == Some(p));
         hit.then_some(*unit)
     })
 }
@@ -277,10 +266,7 @@ mod tests {
     #[test]
     fn rejects_bad_memory_sizes_with_flinks_reason() {
         let e = MemorySize::parse("12 parsecs").unwrap_err();
-        assert!(
-            e.contains("Memory size unit 'parsecs' does not match"),
-            "{e}"
-        );
+        assert!(e.contains("Memory size unit 'parsecs' does not match"), "{e}");
         assert!(MemorySize::parse("lots")
             .unwrap_err()
             .contains("does not start with a number"));
@@ -288,9 +274,7 @@ mod tests {
         assert!(MemorySize::parse("99999999999999999999")
             .unwrap_err()
             .contains("overflow"));
-        assert!(MemorySize::parse("9999999999 tb")
-            .unwrap_err()
-            .contains("overflow"));
+        assert!(MemorySize::parse("9999999999 tb").unwrap_err().contains("overflow"));
         assert!(MemorySize::parse("1.5g").is_err());
     }
 
@@ -327,10 +311,7 @@ mod tests {
         assert_eq!(parse_duration("5 min").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("10000").unwrap(), Duration::from_secs(10));
-        assert_eq!(
-            parse_duration("2 hours").unwrap(),
-            Duration::from_secs(7200)
-        );
+        assert_eq!(parse_duration("2 hours").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("3 seconds").unwrap(), Duration::from_secs(3));

@@ -25,20 +25,11 @@ fn problem(message: &str, node: &Node) -> YamlProblem {
     }
 }
 
-fn flatten_map(
-    prefix: &str,
-    entries: &[(Node, Node)],
-    out: &mut Vec<FlatEntry>,
-) -> Result<(), YamlProblem> {
+fn flatten_map(prefix: &str, entries: &[(Node, Node)], out: &mut Vec<FlatEntry>) -> Result<(), YamlProblem> {
     for (key_node, value) in entries {
         let key = match &key_node.value {
             Value::Scalar(k) => k.as_str(),
-            _ => {
-                return Err(problem(
-                    "a configuration key must be a plain name",
-                    key_node,
-                ))
-            }
+            _ => return Err(problem("a configuration key must be a plain name", key_node)),
         };
         let key = if prefix.is_empty() {
             key.to_string()
@@ -86,12 +77,7 @@ pub fn flatten_yaml(text: &str) -> Result<Vec<FlatEntry>, YamlProblem> {
                 &root,
             ))
         }
-        Value::Seq(_) => {
-            return Err(problem(
-                "expected a mapping of configuration keys, found a list",
-                &root,
-            ))
-        }
+        Value::Seq(_) => return Err(problem("expected a mapping of configuration keys, found a list", &root)),
     }
     Ok(out)
 }
@@ -110,11 +96,9 @@ mod tests {
 
     #[test]
     fn flat_and_nested_give_the_same_keys() {
-        let flat =
-            pairs("taskmanager.memory.process.size: 1728m\ntaskmanager.numberOfTaskSlots: 2\n");
-        let nested = pairs(
-            "# comment\ntaskmanager:\n  memory:\n    process:\n      size: 1728m\n  numberOfTaskSlots: 2\n",
-        );
+        let flat = pairs("taskmanager.memory.process.size: 1728m\ntaskmanager.numberOfTaskSlots: 2\n");
+        let nested =
+            pairs("# comment\ntaskmanager:\n  memory:\n    process:\n      size: 1728m\n  numberOfTaskSlots: 2\n");
         assert_eq!(flat[0].0, "taskmanager.memory.process.size");
         assert_eq!(flat[0].1, "1728m");
         assert_eq!(nested[0].0, flat[0].0);

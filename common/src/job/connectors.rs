@@ -76,32 +76,22 @@ impl<'a> Reader<'a> {
         self.options.get(key)
     }
 
-    fn parse<T: std::str::FromStr>(
-        &mut self,
-        key: &'a str,
-        expected: &str,
-    ) -> JobResult<Option<T>> {
+    fn parse<T: std::str::FromStr>(&mut self, key: &'a str, expected: &str) -> JobResult<Option<T>> {
         match self.get(key) {
             None => Ok(None),
             Some((text, pos)) => text.trim().parse::<T>().map(Some).map_err(|_| {
                 JobError::at(
                     *pos,
-                    format!(
-                        "option '{key}' of {} must be {expected}, found '{text}'",
-                        self.what
-                    ),
+                    format!("option '{key}' of {} must be {expected}, found '{text}'", self.what),
                 )
             }),
         }
     }
 
     fn path(&mut self, key: &'a str) -> JobResult<PathBuf> {
-        let (text, pos) = self.get(key).ok_or_else(|| {
-            JobError::at(
-                self.owner,
-                format!("{} needs the option '{key}'", self.what),
-            )
-        })?;
+        let (text, pos) = self
+            .get(key)
+            .ok_or_else(|| JobError::at(self.owner, format!("{} needs the option '{key}'", self.what)))?;
         local_path(text).map_err(|e| JobError::at(*pos, e))
     }
 
@@ -113,21 +103,14 @@ impl<'a> Reader<'a> {
                 "csv" => Ok(FileFormat::Csv),
                 other => Err(JobError::at(
                     *pos,
-                    format!(
-                        "unknown format '{other}' of {}; expected json or csv",
-                        self.what
-                    ),
+                    format!("unknown format '{other}' of {}; expected json or csv", self.what),
                 )),
             },
         }
     }
 
     fn done(self) -> JobResult<()> {
-        match self
-            .options
-            .iter()
-            .find(|(k, _)| !self.used.contains(&k.as_str()))
-        {
+        match self.options.iter().find(|(k, _)| !self.used.contains(&k.as_str())) {
             None => Ok(()),
             Some((k, (_, pos))) => Err(JobError::at(
                 *pos,
@@ -145,9 +128,7 @@ impl<'a> Reader<'a> {
 pub fn local_path(text: &str) -> Result<PathBuf, String> {
     if let Some(rest) = text.strip_prefix("file://") {
         if !rest.starts_with('/') {
-            return Err(format!(
-                "'{text}' is not an absolute file:// URL (file:///path)"
-            ));
+            return Err(format!("'{text}' is not an absolute file:// URL (file:///path)"));
         }
         return Ok(PathBuf::from(rest));
     }
@@ -173,9 +154,7 @@ pub fn source_connector(
     let c = match connector {
         "datagen" => {
             let number_of_rows = r.parse::<u64>("number-of-rows", "a whole number")?;
-            let rows_per_second = r
-                .parse::<f64>("rows-per-second", "a number")?
-                .unwrap_or(0.0);
+            let rows_per_second = r.parse::<f64>("rows-per-second", "a number")?.unwrap_or(0.0);
             if !(rows_per_second.is_finite() && rows_per_second >= 0.0) {
                 return Err(JobError::at(
                     pos,
@@ -186,10 +165,7 @@ pub fn source_connector(
                 .parse::<u32>("splits", "a whole number of at least 1")?
                 .unwrap_or(parallelism);
             if splits == 0 {
-                return Err(JobError::at(
-                    pos,
-                    format!("splits of source '{id}' must be at least 1"),
-                ));
+                return Err(JobError::at(pos, format!("splits of source '{id}' must be at least 1")));
             }
             let batch_size = r
                 .parse::<usize>("batch-size", "a whole number of at least 1")?
@@ -222,12 +198,7 @@ pub fn source_connector(
     Ok(c)
 }
 
-pub fn sink_connector(
-    connector: &str,
-    options: &Options,
-    pos: Pos,
-    id: &str,
-) -> JobResult<SinkConnector> {
+pub fn sink_connector(connector: &str, options: &Options, pos: Pos, id: &str) -> JobResult<SinkConnector> {
     let mut r = Reader::new(options, pos, format!("{connector} sink '{id}'"));
     let c = match connector {
         "print" => SinkConnector::Print,
@@ -239,9 +210,7 @@ pub fn sink_connector(
         other => {
             return Err(JobError::at(
                 pos,
-                format!(
-                    "unknown sink connector '{other}' of '{id}'; expected print, blackhole or file"
-                ),
+                format!("unknown sink connector '{other}' of '{id}'; expected print, blackhole or file"),
             ))
         }
     };

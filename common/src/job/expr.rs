@@ -72,11 +72,7 @@ pub fn compile_scalar(sql: &str, schema: &SchemaRef) -> Result<CompiledExpr, Str
 
 /// Compiles an aggregate call such as `count(*)`, `sum(amount)`, `avg(price * 2)` against the
 /// schema of the rows it aggregates; `name` becomes its output column.
-pub fn compile_aggregate(
-    name: &str,
-    sql: &str,
-    schema: &SchemaRef,
-) -> Result<AggregateFunctionExpr, String> {
+pub fn compile_aggregate(name: &str, sql: &str, schema: &SchemaRef) -> Result<AggregateFunctionExpr, String> {
     let dfs = df_schema(schema)?;
     let mut expr = logical(sql, &dfs)?;
     while let Expr::Alias(alias) = expr {

@@ -179,11 +179,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             uid: o.uid.clone(),
             pos: o.pos,
             parallelism: o.parallelism,
-            inputs: o
-                .inputs
-                .iter()
-                .map(|i| (i.id.clone(), i.partition, i.pos))
-                .collect(),
+            inputs: o.inputs.iter().map(|i| (i.id.clone(), i.partition, i.pos)).collect(),
             chain: o.chain,
             key_by: o.key_by.clone(),
             kind: DraftKind::Operator(o.kind.clone()),
@@ -270,9 +266,8 @@ fn source_schema(spec: &SourceSpec, connector: &SourceConnector) -> JobResult<Sc
                 ))
             }
             (SourceConnector::Datagen(_), Some(expr)) => {
-                let compiled = compile_scalar(expr, &seq).map_err(|e| {
-                    err_at(col.pos, &spec.id, format!("column '{}': {e}", col.name))
-                })?;
+                let compiled = compile_scalar(expr, &seq)
+                    .map_err(|e| err_at(col.pos, &spec.id, format!("column '{}': {e}", col.name)))?;
                 if !arrow::compute::can_cast_types(&compiled.data_type, &col.ty.arrow()) {
                     return Err(err_at(
                         col.pos,
@@ -290,10 +285,7 @@ fn source_schema(spec: &SourceSpec, connector: &SourceConnector) -> JobResult<Sc
                 return Err(err_at(
                     col.pos,
                     &spec.id,
-                    format!(
-                        "column '{}': a file source reads columns, it takes no 'expr'",
-                        col.name
-                    ),
+                    format!("column '{}': a file source reads columns, it takes no 'expr'", col.name),
                 ))
             }
             (SourceConnector::File(_), None) => {}
@@ -321,10 +313,7 @@ fn check_rowtime(spec: &SourceSpec, schema: &SchemaRef) -> JobResult<Option<Stri
         Err(_) => Err(err_at(
             wm.pos,
             &spec.id,
-            format!(
-                "watermark column '{}' is not a column of the source",
-                wm.column
-            ),
+            format!("watermark column '{}' is not a column of the source", wm.column),
         )),
     }
 }
@@ -336,20 +325,14 @@ fn check_keys(keys: &[String], schema: &SchemaRef, pos: Pos, node: &str) -> JobR
             err_at(
                 pos,
                 node,
-                format!(
-                    "key column '{k}' is not among the input columns ({})",
-                    names.join(", ")
-                ),
+                format!("key column '{k}' is not among the input columns ({})", names.join(", ")),
             )
         })?;
         if !is_key_type(field.data_type()) {
             return Err(err_at(
                 pos,
                 node,
-                format!(
-                    "key column '{k}' has type {}, which cannot be a key",
-                    field.data_type()
-                ),
+                format!("key column '{k}' has type {}, which cannot be a key", field.data_type()),
             ));
         }
     }
@@ -435,11 +418,7 @@ impl JobGraph {
         for &i in &order {
             let d = &drafts[i];
             let ins = &inputs[i];
-            let input = |k: usize| {
-                nodes[ins[k]]
-                    .as_ref()
-                    .expect("inputs come first in topological order")
-            };
+            let input = |k: usize| nodes[ins[k]].as_ref().expect("inputs come first in topological order");
             let p = parallelism[i];
             let mut partitions = Vec::with_capacity(ins.len());
             for (k, (_, explicit, pos)) in d.inputs.iter().enumerate() {
@@ -501,16 +480,11 @@ impl JobGraph {
                                 return Err(err_at(
                                     *pos,
                                     &d.id,
-                                    format!(
-                                        "filter '{sql}' has type {}, expected boolean",
-                                        e.data_type
-                                    ),
+                                    format!("filter '{sql}' has type {}, expected boolean", e.data_type),
                                 ));
                             }
                             (
-                                NodeKind::Filter {
-                                    predicate: sql.clone(),
-                                },
+                                NodeKind::Filter { predicate: sql.clone() },
                                 up.schema.clone(),
                                 up.rowtime.clone(),
                             )
@@ -519,23 +493,15 @@ impl JobGraph {
                             let mut fields = Vec::with_capacity(cols.len());
                             let mut rowtime = None;
                             for (name, sql, pos) in cols {
-                                let e = compile_scalar(sql, &up.schema).map_err(|e| {
-                                    err_at(*pos, &d.id, format!("select '{name}': {e}"))
-                                })?;
+                                let e = compile_scalar(sql, &up.schema)
+                                    .map_err(|e| err_at(*pos, &d.id, format!("select '{name}': {e}")))?;
                                 if up.rowtime.as_deref() == Some(sql.trim()) && name == sql.trim() {
                                     rowtime = Some(name.clone());
                                 }
                                 fields.push(Field::new(name, e.data_type, e.nullable));
                             }
-                            let columns = cols
-                                .iter()
-                                .map(|(n, s, _)| (n.clone(), s.clone()))
-                                .collect();
-                            (
-                                NodeKind::Select { columns },
-                                Arc::new(Schema::new(fields)),
-                                rowtime,
-                            )
+                            let columns = cols.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+                            (NodeKind::Select { columns }, Arc::new(Schema::new(fields)), rowtime)
                         }
                         OperatorKind::KeyBy => {
                             check_keys(&d.key_by, &up.schema, d.pos, &d.id)?;
@@ -555,35 +521,23 @@ impl JobGraph {
                                 Field::new(WINDOW_END, timestamp_type(), false),
                             ];
                             for k in &d.key_by {
-                                let f = up
-                                    .schema
-                                    .field_with_name(k)
-                                    .map_err(|e| err_at(d.pos, &d.id, e))?;
+                                let f = up.schema.field_with_name(k).map_err(|e| err_at(d.pos, &d.id, e))?;
                                 fields.push(f.clone());
                             }
                             for (name, sql, pos) in aggregates {
-                                let a = compile_aggregate(name, sql, &up.schema).map_err(|e| {
-                                    err_at(*pos, &d.id, format!("aggregate '{name}': {e}"))
-                                })?;
+                                let a = compile_aggregate(name, sql, &up.schema)
+                                    .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
                                 fields.push(a.field().as_ref().clone().with_name(name));
                             }
-                            let mut names: Vec<&str> =
-                                fields.iter().map(|f| f.name().as_str()).collect();
+                            let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
                             names.sort_unstable();
                             if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                                return Err(err_at(
-                                    d.pos,
-                                    &d.id,
-                                    format!("output column '{}' appears twice", w[0]),
-                                ));
+                                return Err(err_at(d.pos, &d.id, format!("output column '{}' appears twice", w[0])));
                             }
                             let kind = NodeKind::Window {
                                 keys: d.key_by.clone(),
                                 window: window.clone(),
-                                aggregates: aggregates
-                                    .iter()
-                                    .map(|(n, s, _)| (n.clone(), s.clone()))
-                                    .collect(),
+                                aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
                             };
                             (kind, Arc::new(Schema::new(fields)), None)
                         }
@@ -594,23 +548,15 @@ impl JobGraph {
                                     return Err(err_at(
                                         d.inputs[k].2,
                                         &d.id,
-                                        format!(
-                                            "union inputs '{}' and '{}' have different columns",
-                                            up.id, other.id
-                                        ),
+                                        format!("union inputs '{}' and '{}' have different columns", up.id, other.id),
                                     ));
                                 }
                             }
-                            let same_rowtime =
-                                (1..ins.len()).all(|k| input(k).rowtime == up.rowtime);
+                            let same_rowtime = (1..ins.len()).all(|k| input(k).rowtime == up.rowtime);
                             (
                                 NodeKind::Union,
                                 up.schema.clone(),
-                                if same_rowtime {
-                                    up.rowtime.clone()
-                                } else {
-                                    None
-                                },
+                                if same_rowtime { up.rowtime.clone() } else { None },
                             )
                         }
                     }
@@ -645,11 +591,7 @@ impl JobGraph {
 
     /// Slots a job needs with slot sharing: its largest vertex parallelism.
     pub fn slots_needed(&self) -> u32 {
-        self.vertices
-            .iter()
-            .map(|v| v.parallelism)
-            .max()
-            .unwrap_or(0)
+        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
     }
 
     pub fn inputs_of(&self, vertex: usize) -> impl Iterator<Item = &Edge> {
@@ -662,10 +604,7 @@ impl JobGraph {
 
     /// A readable plan: vertices with parallelism and chains, then edges.
     pub fn describe(&self) -> String {
-        let mut out = format!(
-            "Job '{}' (max-parallelism {})\n",
-            self.name, self.max_parallelism
-        );
+        let mut out = format!("Job '{}' (max-parallelism {})\n", self.name, self.max_parallelism);
         for v in &self.vertices {
             out.push_str(&format!(
                 "  vertex {} [{}] parallelism {}: {}\n",

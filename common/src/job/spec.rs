@@ -145,10 +145,7 @@ impl<'a> Fields<'a> {
                 .as_str()
                 .ok_or_else(|| JobError::at(k.pos, format!("expected a field name in {what}")))?;
             if out.iter().any(|(seen, _, _)| *seen == key) {
-                return Err(JobError::at(
-                    k.pos,
-                    format!("field '{key}' appears twice in {what}"),
-                ));
+                return Err(JobError::at(k.pos, format!("field '{key}' appears twice in {what}")));
             }
             out.push((key, v, k.pos));
         }
@@ -160,10 +157,7 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, key: &str) -> Option<&'a Node> {
-        let i = self
-            .entries
-            .iter()
-            .position(|(k, v, _)| *k == key && !v.is_null())?;
+        let i = self.entries.iter().position(|(k, v, _)| *k == key && !v.is_null())?;
         Some(self.entries.remove(i).1)
     }
 
@@ -183,17 +177,12 @@ impl<'a> Fields<'a> {
     fn positive(&mut self, key: &str) -> JobResult<Option<u32>> {
         match self.str(key)? {
             None => Ok(None),
-            Some((text, pos)) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| {
-                    JobError::at(
-                        pos,
-                        format!("'{key}' must be a whole number of at least 1, found '{text}'"),
-                    )
-                }),
+            Some((text, pos)) => text.parse::<u32>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+                JobError::at(
+                    pos,
+                    format!("'{key}' must be a whole number of at least 1, found '{text}'"),
+                )
+            }),
         }
     }
 
@@ -203,9 +192,7 @@ impl<'a> Fields<'a> {
             Some((text, pos)) => parse_duration(&text).map(Some).map_err(|e| {
                 JobError::at(
                     pos,
-                    format!(
-                        "'{key}' must be a duration such as 5 s or 10 min, found '{text}': {e}"
-                    ),
+                    format!("'{key}' must be a duration such as 5 s or 10 min, found '{text}': {e}"),
                 )
             }),
         }
@@ -267,10 +254,7 @@ fn map_entries<'a>(node: &'a Node, what: &str) -> JobResult<Vec<(String, &'a Nod
             format!("expected '{what}' to be a mapping, found {}", node.kind()),
         ));
     };
-    entries
-        .iter()
-        .map(|(k, v)| Ok((scalar(k, what)?, v, k.pos)))
-        .collect()
+    entries.iter().map(|(k, v)| Ok((scalar(k, what)?, v, k.pos))).collect()
 }
 
 fn options(node: Option<&Node>) -> JobResult<BTreeMap<String, (String, Pos)>> {
@@ -329,10 +313,7 @@ fn inputs(node: &Node, default_partition: Option<Partition>) -> JobResult<Vec<In
                     pos: n.pos,
                 })
             }
-            _ => Err(JobError::at(
-                n.pos,
-                "expected an input id or {id, partition}",
-            )),
+            _ => Err(JobError::at(n.pos, "expected an input id or {id, partition}")),
         }
     };
     match &node.value {
@@ -360,9 +341,7 @@ fn column(node: &Node) -> JobResult<ColumnSpec> {
 fn watermark(node: &Node) -> JobResult<WatermarkSpec> {
     let mut f = Fields::of(node, "a watermark")?;
     let (column, _) = f.required("column")?;
-    let max_out_of_orderness = f
-        .duration("max-out-of-orderness")?
-        .unwrap_or(Duration::ZERO);
+    let max_out_of_orderness = f.duration("max-out-of-orderness")?.unwrap_or(Duration::ZERO);
     let idle_timeout = f.duration("idle-timeout")?;
     f.done(&["column", "max-out-of-orderness", "idle-timeout"])?;
     Ok(WatermarkSpec {
@@ -382,10 +361,7 @@ fn source(node: &Node) -> JobResult<SourceSpec> {
     let options = options(f.take("options"))?;
     let schema = match f.take("schema") {
         None => Vec::new(),
-        Some(n) => seq(n, "schema")?
-            .iter()
-            .map(column)
-            .collect::<JobResult<_>>()?,
+        Some(n) => seq(n, "schema")?.iter().map(column).collect::<JobResult<_>>()?,
     };
     let watermark = f.take("watermark").map(watermark).transpose()?;
     f.done(&[
@@ -512,29 +488,23 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let union = f.bool("union")?.unwrap_or(false);
     f.done(&OPERATOR_FIELDS)?;
 
-    let kinds = [
-        filter.is_some(),
-        select.is_some(),
-        window_spec.is_some(),
-        union,
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    let kinds = [filter.is_some(), select.is_some(), window_spec.is_some(), union]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if kinds > 1 {
         return Err(JobError::at(
             node.pos,
-            format!("operator '{id}' has more than one of filter, select, window, union; split it into several operators"),
+            format!(
+                "operator '{id}' has more than one of filter, select, window, union; split it into several operators"
+            ),
         ));
     }
     let kind = if let Some((expr, pos)) = filter {
         OperatorKind::Filter(expr, pos)
     } else if let Some(cols) = select {
         if cols.is_empty() {
-            return Err(JobError::at(
-                node.pos,
-                format!("operator '{id}' selects no columns"),
-            ));
+            return Err(JobError::at(node.pos, format!("operator '{id}' selects no columns")));
         }
         OperatorKind::Select(cols)
     } else if let Some(window) = window_spec {
@@ -579,10 +549,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     if inputs.len() > 1 && !matches!(kind, OperatorKind::Union) {
         return Err(JobError::at(
             input_node.pos,
-            format!(
-                "only a union takes several inputs; '{id}' lists {}",
-                inputs.len()
-            ),
+            format!("only a union takes several inputs; '{id}' lists {}", inputs.len()),
         ));
     }
     Ok(OperatorSpec {
@@ -618,15 +585,7 @@ fn sink(node: &Node) -> JobResult<SinkSpec> {
     let (connector, _) = f.required("connector")?;
     let parallelism = f.positive("parallelism")?;
     let options = options(f.take("options"))?;
-    f.done(&[
-        "id",
-        "uid",
-        "input",
-        "partition",
-        "connector",
-        "parallelism",
-        "options",
-    ])?;
+    f.done(&["id", "uid", "input", "partition", "connector", "parallelism", "options"])?;
     Ok(SinkSpec {
         id,
         uid,
@@ -668,10 +627,7 @@ impl JobSpec {
             ));
         }
         let mut f = Fields::of(&root, "the job")?;
-        let name = f
-            .str("name")?
-            .map(|(n, _)| n)
-            .unwrap_or_else(|| "job".to_string());
+        let name = f.str("name")?.map(|(n, _)| n).unwrap_or_else(|| "job".to_string());
         let parallelism = f.positive("parallelism")?;
         let max_parallelism = f.positive("max-parallelism")?;
         let config = match f.take("config") {

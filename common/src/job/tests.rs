@@ -55,19 +55,10 @@ fn error(text: &str) -> String {
 fn design_example_builds() {
     let g = build(DESIGN_EXAMPLE).unwrap();
     assert_eq!(g.max_parallelism, 256);
-    let names: Vec<(&str, u32)> = g
-        .vertices
-        .iter()
-        .map(|v| (v.name.as_str(), v.parallelism))
-        .collect();
+    let names: Vec<(&str, u32)> = g.vertices.iter().map(|v| (v.name.as_str(), v.parallelism)).collect();
     assert_eq!(
         names,
-        vec![
-            ("Source: events", 2),
-            ("valid", 4),
-            ("per-user", 8),
-            ("Sink: out", 4)
-        ]
+        vec![("Source: events", 2), ("valid", 4), ("per-user", 8), ("Sink: out", 4)]
     );
     let parts: Vec<&str> = g.edges.iter().map(|e| e.partition.name()).collect();
     assert_eq!(parts, vec!["REBALANCE", "HASH", "REBALANCE"]);
@@ -75,14 +66,7 @@ fn design_example_builds() {
     let cols: Vec<&str> = out.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
         cols,
-        vec![
-            "window_start",
-            "window_end",
-            "user_id",
-            "events",
-            "total",
-            "avg_amount"
-        ]
+        vec!["window_start", "window_end", "user_id", "events", "total", "avg_amount"]
     );
     assert_eq!(g.slots_needed(), 8);
     assert!(g.describe().contains("HASH(user_id)"));
@@ -129,10 +113,7 @@ fn union_and_broadcast() {
 #[test]
 fn unknown_input_names_line_and_column() {
     let e = error(&CHAINED.replace("input: f", "input: nope"));
-    assert!(
-        e.starts_with("job.yaml:12:12: unknown input 'nope' of 'o'"),
-        "{e}"
-    );
+    assert!(e.starts_with("job.yaml:12:12: unknown input 'nope' of 'o'"), "{e}");
 }
 
 #[test]
@@ -176,20 +157,14 @@ fn parallelism_above_max_parallelism() {
         "max-parallelism: 4\n{}",
         CHAINED.replace("filter: x > 1", "filter: x > 1\n    parallelism: 5")
     ));
-    assert!(
-        e.contains("parallelism 5 exceeds the max-parallelism 4"),
-        "{e}"
-    );
+    assert!(e.contains("parallelism 5 exceeds the max-parallelism 4"), "{e}");
 }
 
 #[test]
 fn structural_errors() {
     let e = error(&CHAINED.replace("filter: x > 1", "filter: x > 1\n    fliter: x"));
     assert!(e.contains("unknown field 'fliter' in an operator"), "{e}");
-    let e = error(&DESIGN_EXAMPLE.replace(
-        "    watermark: {column: ts, max-out-of-orderness: 5 s}\n",
-        "",
-    ));
+    let e = error(&DESIGN_EXAMPLE.replace("    watermark: {column: ts, max-out-of-orderness: 5 s}\n", ""));
     assert!(
         e.contains("event-time window needs rows with a watermark column"),
         "{e}"
@@ -199,17 +174,11 @@ fn structural_errors() {
     let e = error(&CHAINED.replace("connector: blackhole", "connector: kafkaa"));
     assert!(e.contains("unknown sink connector 'kafkaa'"), "{e}");
     let e = error(&CHAINED.replace("number-of-rows: 10", "number-of-rows: ten"));
-    assert!(
-        e.contains("option 'number-of-rows'") && e.contains("'ten'"),
-        "{e}"
-    );
+    assert!(e.contains("option 'number-of-rows'") && e.contains("'ten'"), "{e}");
     let e = error("sources: [\n");
     assert!(e.contains("invalid YAML"), "{e}");
     let e = error(&DESIGN_EXAMPLE.replace("key-by: [user_id]", "key-by: [amount_typo]"));
     assert!(e.contains("key column 'amount_typo'"), "{e}");
     let e = error(&DESIGN_EXAMPLE.replace("sum(amount)", "sum(amount_typo)"));
-    assert!(
-        e.contains("aggregate 'total'") && e.contains("amount_typo"),
-        "{e}"
-    );
+    assert!(e.contains("aggregate 'total'") && e.contains("amount_typo"), "{e}");
 }

@@ -42,10 +42,7 @@ impl RangeFraction {
     /// `deriveWithInverseFraction`: `clamp(base × f / (1 − f))`, for when `base` is the rest of a
     /// total the component must be the fraction `f` of.
     pub fn derive_inverse(&self, description: &str, base: MemorySize) -> MemorySize {
-        self.cap(
-            description,
-            base.multiply(self.fraction / (1.0 - self.fraction)),
-        )
+        self.cap(description, base.multiply(self.fraction / (1.0 - self.fraction)))
     }
 
     fn cap(&self, description: &str, relative: MemorySize) -> MemorySize {

@@ -58,10 +58,7 @@ impl FlinkMemory for JobManagerFlinkMemory {
         Ok(checked(heap, off_heap))
     }
 
-    fn derive_from_total_flink(
-        config: &Configuration,
-        total: MemorySize,
-    ) -> Result<Self, MemoryError> {
+    fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError> {
         let off_heap = read_size(config, &JM_OFF_HEAP)?;
         if total <= off_heap {
             return Err(MemoryError::new(format!(
@@ -111,9 +108,7 @@ mod tests {
     use super::*;
 
     fn derive(pairs: &[(&str, &str)]) -> Result<JobManagerMemory, MemoryError> {
-        let config = pairs
-            .iter()
-            .fold(Configuration::new(), |c, (k, v)| c.with(k, v));
+        let config = pairs.iter().fold(Configuration::new(), |c, (k, v)| c.with(k, v));
         JobManagerMemory::from_config(&config)
     }
 

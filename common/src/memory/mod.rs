@@ -30,10 +30,7 @@ impl MemoryError {
 }
 
 /// `ProcessMemoryUtils.getMemorySizeFromConfig`.
-pub(crate) fn read_size(
-    config: &Configuration,
-    option: &ConfigOption<MemorySize>,
-) -> Result<MemorySize, MemoryError> {
+pub(crate) fn read_size(config: &Configuration, option: &ConfigOption<MemorySize>) -> Result<MemorySize, MemoryError> {
     config.get(option).map_err(|cause| {
         MemoryError::new(format!(
             "Cannot read memory size from config option '{}'.\nCaused by: {cause}",
@@ -42,21 +39,12 @@ pub(crate) fn read_size(
     })
 }
 
-pub(crate) fn read_fraction(
-    config: &Configuration,
-    option: &ConfigOption<f32>,
-) -> Result<f32, MemoryError> {
-    config
-        .get(option)
-        .map_err(|cause| MemoryError::new(cause.to_string()))
+pub(crate) fn read_fraction(config: &Configuration, option: &ConfigOption<f32>) -> Result<f32, MemoryError> {
+    config.get(option).map_err(|cause| MemoryError::new(cause.to_string()))
 }
 
 /// Lays out a breakdown as Flink's startup log does: two spaces per level, values from `column`.
-pub(crate) fn format_breakdown(
-    title: &str,
-    column: usize,
-    rows: &[(usize, &str, MemorySize)],
-) -> String {
+pub(crate) fn format_breakdown(title: &str, column: usize, rows: &[(usize, &str, MemorySize)]) -> String {
     let mut out = format!("{title}\n");
     for (level, label, size) in rows {
         let head = format!("{}{label}", "  ".repeat(*level));

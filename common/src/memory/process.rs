@@ -23,10 +23,7 @@ pub struct ProcessMemoryOptions {
 pub trait FlinkMemory: Sized {
     const OPTIONS: ProcessMemoryOptions;
     fn derive_from_fine_grained(config: &Configuration) -> Result<Self, MemoryError>;
-    fn derive_from_total_flink(
-        config: &Configuration,
-        total: MemorySize,
-    ) -> Result<Self, MemoryError>;
+    fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError>;
     fn total_flink(&self) -> MemorySize;
 }
 
@@ -46,10 +43,7 @@ impl<F: FlinkMemory> ProcessMemorySpec<F> {
     /// `ProcessMemoryUtils.memoryProcessSpecFromConfig`.
     pub fn from_config(config: &Configuration) -> Result<Self, MemoryError> {
         let o = F::OPTIONS;
-        if o.required_fine_grained
-            .iter()
-            .all(|opt| config.contains(*opt))
-        {
+        if o.required_fine_grained.iter().all(|opt| config.contains(*opt)) {
             let flink = F::derive_from_fine_grained(config)?;
             let (metaspace, overhead) = jvm_from_total_flink::<F>(config, flink.total_flink())?;
             Ok(Self {

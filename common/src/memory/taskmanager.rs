@@ -61,21 +61,11 @@ fn managed(config: &Configuration, total_flink: MemorySize) -> Result<MemorySize
     if config.contains(&TM_MANAGED_SIZE) {
         return read_size(config, &TM_MANAGED_SIZE);
     }
-    let range = RangeFraction::from_config(
-        config,
-        MemorySize::ZERO,
-        MemorySize::MAX,
-        &TM_MANAGED_FRACTION,
-    )?;
+    let range = RangeFraction::from_config(config, MemorySize::ZERO, MemorySize::MAX, &TM_MANAGED_FRACTION)?;
     Ok(range.derive("managed memory", total_flink))
 }
 
-fn exceeds_without_network(
-    c: &Common,
-    task_heap: MemorySize,
-    managed: MemorySize,
-    total: MemorySize,
-) -> MemoryError {
+fn exceeds_without_network(c: &Common, task_heap: MemorySize, managed: MemorySize, total: MemorySize) -> MemoryError {
     MemoryError::new(format!(
         "Sum of configured Framework Heap Memory ({}), Framework Off-Heap Memory ({}), Task Heap Memory ({}), Task Off-Heap Memory ({}) and Managed Memory ({}) exceed configured Total Flink Memory ({}).",
         c.framework_heap.human(),
@@ -95,8 +85,7 @@ fn network_as_rest(
     managed: MemorySize,
     total: MemorySize,
 ) -> Result<MemorySize, MemoryError> {
-    let rest =
-        c.framework_heap.0 + c.framework_off_heap.0 + task_heap.0 + c.task_off_heap.0 + managed.0;
+    let rest = c.framework_heap.0 + c.framework_off_heap.0 + task_heap.0 + c.task_off_heap.0 + managed.0;
     if rest > total.0 {
         return Err(exceeds_without_network(c, task_heap, managed, total));
     }
@@ -121,10 +110,7 @@ fn network_as_rest(
     Ok(network)
 }
 
-fn sanity_check_total_flink(
-    config: &Configuration,
-    m: &TaskExecutorFlinkMemory,
-) -> Result<(), MemoryError> {
+fn sanity_check_total_flink(config: &Configuration, m: &TaskExecutorFlinkMemory) -> Result<(), MemoryError> {
     if !config.contains(&TM_FLINK_SIZE) {
         return Ok(());
     }
@@ -164,13 +150,8 @@ impl FlinkMemory for TaskExecutorFlinkMemory {
             let total = read_size(config, &TM_FLINK_SIZE)?;
             network_as_rest(config, &c, task_heap, managed, total)?
         } else {
-            let rest = MemorySize(
-                c.framework_heap.0
-                    + c.framework_off_heap.0
-                    + task_heap.0
-                    + c.task_off_heap.0
-                    + managed.0,
-            );
+            let rest =
+                MemorySize(c.framework_heap.0 + c.framework_off_heap.0 + task_heap.0 + c.task_off_heap.0 + managed.0);
             network_range(config)?.derive_inverse("network memory", rest)
         };
         let m = TaskExecutorFlinkMemory {
@@ -185,25 +166,15 @@ impl FlinkMemory for TaskExecutorFlinkMemory {
         Ok(m)
     }
 
-    fn derive_from_total_flink(
-        config: &Configuration,
-        total: MemorySize,
-    ) -> Result<Self, MemoryError> {
+    fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError> {
         let c = common(config)?;
         let managed = managed(config, total)?;
         let (task_heap, network) = if config.contains(&TM_TASK_HEAP) {
             let task_heap = read_size(config, &TM_TASK_HEAP)?;
-            (
-                task_heap,
-                network_as_rest(config, &c, task_heap, managed, total)?,
-            )
+            (task_heap, network_as_rest(config, &c, task_heap, managed, total)?)
         } else {
             let network = network_range(config)?.derive("network memory", total);
-            let rest = c.framework_heap.0
-                + c.framework_off_heap.0
-                + c.task_off_heap.0
-                + managed.0
-                + network.0;
+            let rest = c.framework_heap.0 + c.framework_off_heap.0 + c.task_off_heap.0 + managed.0 + network.0;
             if rest > total.0 {
                 return Err(MemoryError::new(format!(
                     "Sum of configured Framework Heap Memory ({}), Framework Off-Heap Memory ({}), Task Off-Heap Memory ({}), Managed Memory ({}) and Network Memory ({}) exceed configured Total Flink Memory ({}).",
@@ -271,11 +242,7 @@ impl TaskManagerMemory {
             (3, "Total JVM Heap Memory:", f.heap()),
             (4, "Framework:", f.framework_heap),
             (4, "Task:", f.task_heap),
-            (
-                3,
-                "Total Off-heap Memory:",
-                MemorySize(f.managed.0 + f.direct().0),
-            ),
+            (3, "Total Off-heap Memory:", MemorySize(f.managed.0 + f.direct().0)),
             (4, "Managed:", f.managed),
             (4, "Total JVM Direct Memory:", f.direct()),
             (5, "Framework:", f.framework_off_heap),
@@ -293,9 +260,7 @@ mod tests {
     use super::*;
 
     fn derive(pairs: &[(&str, &str)]) -> Result<TaskManagerMemory, MemoryError> {
-        let config = pairs
-            .iter()
-            .fold(Configuration::new(), |c, (k, v)| c.with(k, v));
+        let config = pairs.iter().fold(Configuration::new(), |c, (k, v)| c.with(k, v));
         TaskManagerMemory::from_config(&config)
     }
 
@@ -327,11 +292,7 @@ mod tests {
         let m = derive(&[("taskmanager.memory.process.size", "2g")]).unwrap();
         let close = |got: MemorySize, want_mb: f64| (mb(got) - want_mb).abs() < 0.001;
         assert!(close(m.overhead, 204.8), "{}", mb(m.overhead));
-        assert!(
-            close(m.flink.total_flink(), 1587.2),
-            "{}",
-            mb(m.flink.total_flink())
-        );
+        assert!(close(m.flink.total_flink(), 1587.2), "{}", mb(m.flink.total_flink()));
         assert!(close(m.flink.managed, 634.88), "{}", mb(m.flink.managed));
         assert!(close(m.flink.network, 158.72), "{}", mb(m.flink.network));
         assert!(close(m.flink.task_heap, 537.6), "{}", mb(m.flink.task_heap));
@@ -467,9 +428,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains(
-                "taskmanager.memory.managed.fraction' , default: 0.4 (fallback keys: []) (1.5)"
-            ),
+            e.contains("taskmanager.memory.managed.fraction' , default: 0.4 (fallback keys: []) (1.5)"),
             "{e}"
         );
     }
@@ -480,9 +439,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with(
-                "Cannot read memory size from config option 'taskmanager.memory.process.size'."
-            ),
+            e.starts_with("Cannot read memory size from config option 'taskmanager.memory.process.size'."),
             "{e}"
         );
     }

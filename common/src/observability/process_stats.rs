@@ -35,12 +35,7 @@ pub fn resident_set_bytes() -> Option<u64> {
 /// Total physical memory of the machine in bytes.
 pub fn physical_memory_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
     if pages > 0 && page > 0 {
         pages as u64 * page as u64
     } else {
@@ -62,9 +57,7 @@ impl Default for CpuLoad {
 
 impl CpuLoad {
     pub fn new() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as f64;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
         CpuLoad {
             last: process_cpu_seconds().map(|s| (Instant::now(), s)),
             cores,

@@ -18,8 +18,7 @@ pub type MetricsRefresh = Arc<dyn Fn() + Send + Sync>;
 fn install_recorder() -> Result<PrometheusHandle, String> {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)
-        .map_err(|e| format!("a metrics recorder is already installed: {e}"))?;
+    metrics::set_global_recorder(recorder).map_err(|e| format!("a metrics recorder is already installed: {e}"))?;
     Ok(handle)
 }
 
@@ -38,11 +37,7 @@ pub fn label_value(raw: &str) -> String {
 
 /// Installs the recorder, binds the first free port of `ports` on `host` and serves
 /// `GET /metrics` (and `/`) until the runtime stops. Returns the bound address.
-pub async fn serve_prometheus(
-    host: &str,
-    ports: &PortRange,
-    refresh: MetricsRefresh,
-) -> Result<SocketAddr, String> {
+pub async fn serve_prometheus(host: &str, ports: &PortRange, refresh: MetricsRefresh) -> Result<SocketAddr, String> {
     let listener = bind_first_free(host, ports)
         .await
         .map_err(|e| format!("metrics.reporter.prom.port: {e}"))?;

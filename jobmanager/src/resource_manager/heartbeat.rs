@@ -31,9 +31,7 @@ pub async fn monitor_heartbeats(
                 .await;
             return;
         }
-        let answer = JobManagerHeartbeat {
-            timestamp_ms: now_ms(),
-        };
+        let answer = JobManagerHeartbeat { timestamp_ms: now_ms() };
         if outbound.send(Ok(answer)).await.is_err() {
             registry.remove(
                 &registration_id,
@@ -54,10 +52,7 @@ pub async fn monitor_heartbeats(
                         other.registration_id
                     ))))
                     .await;
-                registry.remove(
-                    &registration_id,
-                    LossCause::StreamBroken("mixed registrations".into()),
-                );
+                registry.remove(&registration_id, LossCause::StreamBroken("mixed registrations".into()));
                 return;
             }
             Ok(Ok(None)) => {
@@ -68,10 +63,7 @@ pub async fn monitor_heartbeats(
                 return;
             }
             Ok(Err(status)) => {
-                registry.remove(
-                    &registration_id,
-                    LossCause::StreamBroken(status.message().to_string()),
-                );
+                registry.remove(&registration_id, LossCause::StreamBroken(status.message().to_string()));
                 return;
             }
             Err(_) => {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
-use sluice_proto::control::TaskManagerHeartbeat;
+use sluice_proto::control::{TaskDigest, TaskManagerHeartbeat};
 use tonic::transport::Channel;
 
 /// Milliseconds since the Unix epoch.
@@ -27,7 +27,10 @@ pub struct TaskManagerRecord {
     pub rpc_port: u16,
     pub data_port: u16,
     pub slots_total: u32,
-    pub slots_free: u32,
+    /// Slots the scheduler gave to jobs (the jobmanager's own bookkeeping is authoritative).
+    pub slots_allocated: u32,
+    /// Counters of the subtasks running there, from its last heartbeat.
+    pub tasks: Vec<TaskDigest>,
     /// Derived memory pools in bytes under Flink's option names.
     pub memory: BTreeMap<String, u64>,
     pub cpu_cores: u32,
@@ -43,6 +46,14 @@ pub struct TaskManagerRecord {
 impl TaskManagerRecord {
     pub fn rpc_address(&self) -> String {
         format!("grpc://{}:{}", self.host, self.rpc_port)
+    }
+
+    pub fn data_address(&self) -> String {
+        format!("{}:{}", self.host, self.data_port)
+    }
+
+    pub fn slots_free(&self) -> u32 {
+        self.slots_total.saturating_sub(self.slots_allocated)
     }
 }
 
@@ -105,8 +116,8 @@ impl Registry {
                 r.last_heartbeat_ms = now_ms();
                 if let Some(slots) = &beat.slots {
                     r.slots_total = slots.total;
-                    r.slots_free = slots.free;
                 }
+                r.tasks = beat.tasks.clone();
                 r.heap_used = beat.heap_used_bytes;
                 r.cpu_load = beat.cpu_load;
                 true
@@ -137,10 +148,7 @@ impl Registry {
     }
 
     pub fn get(&self, resource_id: &str) -> Option<TaskManagerRecord> {
-        self.lock()
-            .values()
-            .find(|r| r.resource_id == resource_id)
-            .cloned()
+        self.lock().values().find(|r| r.resource_id == resource_id).cloned()
     }
 
     pub fn contains(&self, registration_id: &str) -> bool {
@@ -155,7 +163,52 @@ impl Registry {
     pub fn totals(&self) -> (usize, u32, u32) {
         let map = self.lock();
         let total = map.values().map(|r| r.slots_total).sum();
-        let free = map.values().map(|r| r.slots_free).sum();
+        let free = map.values().map(|r| r.slots_free()).sum();
         (map.len(), total, free)
+    }
+
+    /// Takes `needed` free slots, filling taskmanagers in registration order; all or none.
+    /// Returns (taskmanager, slots taken there).
+    pub fn allocate(&self, needed: u32) -> Option<Vec<(TaskManagerRecord, u32)>> {
+        let mut map = self.lock();
+        let free: u32 = map.values().map(|r| r.slots_free()).sum();
+        if free < needed {
+            return None;
+        }
+        let mut left = needed;
+        let mut out = Vec::new();
+        let mut tms: Vec<&mut TaskManagerRecord> = map.values_mut().collect();
+        tms.sort_by_key(|r| r.registered_at_ms);
+        for r in tms {
+            if left == 0 {
+                break;
+            }
+            let take = r.slots_free().min(left);
+            if take > 0 {
+                r.slots_allocated += take;
+                left -= take;
+                out.push((r.clone(), take));
+            }
+        }
+        Some(out)
+    }
+
+    /// Gives slots back (to taskmanagers still registered).
+    pub fn release(&self, allocation: &[(String, u32)]) {
+        let mut map = self.lock();
+        for (resource_id, n) in allocation {
+            if let Some(r) = map.values_mut().find(|r| &r.resource_id == resource_id) {
+                r.slots_allocated = r.slots_allocated.saturating_sub(*n);
+            }
+        }
+    }
+
+    pub fn is_registered(&self, resource_id: &str) -> bool {
+        self.lock().values().any(|r| r.resource_id == resource_id)
+    }
+
+    /// Subtask counters of every taskmanager, from their last heartbeats.
+    pub fn task_digests(&self) -> Vec<TaskDigest> {
+        self.lock().values().flat_map(|r| r.tasks.clone()).collect()
     }
 }

@@ -9,14 +9,17 @@ use super::SharedState;
 /// `GET /overview`: Flink's `ClusterOverviewWithVersion`.
 pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
     let (taskmanagers, slots_total, slots_free) = state.registry.totals();
+    let jobs = state.scheduler.jobs();
+    let count = |name: &str| jobs.iter().filter(|j| j.state.name() == name).count();
+    let running = jobs.iter().filter(|j| !j.state.is_terminal()).count();
     Json(json!({
         "taskmanagers": taskmanagers,
         "slots-total": slots_total,
         "slots-available": slots_free,
-        "jobs-running": 0,
-        "jobs-finished": 0,
-        "jobs-cancelled": 0,
-        "jobs-failed": 0,
+        "jobs-running": running,
+        "jobs-finished": count("FINISHED"),
+        "jobs-cancelled": count("CANCELED"),
+        "jobs-failed": count("FAILED"),
         "flink-version": sluice_common::VERSION,
     }))
 }

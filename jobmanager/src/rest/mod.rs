@@ -2,21 +2,24 @@
 //! bare and under `/v1` as Flink does. Errors use Flink's `{"errors": [...]}` body.
 
 mod cluster;
+mod jobs;
 mod taskmanagers;
 
 use std::sync::Arc;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::resource_manager::Registry;
+use crate::scheduler::Scheduler;
 
 /// What the handlers read.
 pub struct RestState {
     pub registry: Registry,
+    pub scheduler: Scheduler,
     /// Effective configuration as shown by `/jobmanager/config` (secrets masked).
     pub config: Vec<(String, String)>,
     pub started_at_ms: u64,
@@ -40,9 +43,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/jobmanager/config", get(cluster::jobmanager_config))
         .route("/taskmanagers", get(taskmanagers::list))
         .route("/taskmanagers/{id}", get(taskmanagers::details))
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/overview", get(jobs::overview))
+        .route("/jobs/{id}", get(jobs::get).patch(jobs::patch))
+        .route("/jobs/{id}/exceptions", get(jobs::exceptions))
         .with_state(state);
-    Router::new()
-        .nest("/v1", api.clone())
-        .merge(api)
-        .fallback(not_found)
+    Router::new().nest("/v1", api.clone()).merge(api).fallback(not_found)
 }

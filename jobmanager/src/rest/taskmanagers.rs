@@ -13,10 +13,7 @@ use crate::resource_manager::TaskManagerRecord;
 const MEMORY_FIELDS: [(&str, &str); 10] = [
     ("frameworkHeap", "taskmanager.memory.framework.heap.size"),
     ("taskHeap", "taskmanager.memory.task.heap.size"),
-    (
-        "frameworkOffHeap",
-        "taskmanager.memory.framework.off-heap.size",
-    ),
+    ("frameworkOffHeap", "taskmanager.memory.framework.off-heap.size"),
     ("taskOffHeap", "taskmanager.memory.task.off-heap.size"),
     ("networkMemory", "taskmanager.memory.network.max"),
     ("managedMemory", "taskmanager.memory.managed.size"),
@@ -29,12 +26,7 @@ const MEMORY_FIELDS: [(&str, &str); 10] = [
 fn memory_configuration(r: &TaskManagerRecord) -> Value {
     let fields: Map<String, Value> = MEMORY_FIELDS
         .iter()
-        .map(|(name, key)| {
-            (
-                name.to_string(),
-                json!(r.memory.get(*key).copied().unwrap_or(0)),
-            )
-        })
+        .map(|(name, key)| (name.to_string(), json!(r.memory.get(*key).copied().unwrap_or(0))))
         .collect();
     Value::Object(fields)
 }
@@ -62,10 +54,7 @@ fn heap_max(r: &TaskManagerRecord) -> u64 {
         .get("taskmanager.memory.framework.heap.size")
         .copied()
         .unwrap_or(0)
-        + r.memory
-            .get("taskmanager.memory.task.heap.size")
-            .copied()
-            .unwrap_or(0)
+        + r.memory.get("taskmanager.memory.task.heap.size").copied().unwrap_or(0)
 }
 
 fn info(r: &TaskManagerRecord) -> Value {
@@ -76,9 +65,9 @@ fn info(r: &TaskManagerRecord) -> Value {
         "jmxPort": -1,
         "timeSinceLastHeartbeat": r.last_heartbeat_ms,
         "slotsNumber": r.slots_total,
-        "freeSlots": r.slots_free,
+        "freeSlots": r.slots_free(),
         "totalResource": resource_profile(r, r.slots_total),
-        "freeResource": resource_profile(r, r.slots_free),
+        "freeResource": resource_profile(r, r.slots_free()),
         "hardware": {
             "cpuCores": r.cpu_cores,
             "physicalMemory": r.physical_memory,
@@ -96,10 +85,7 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
 
 pub async fn details(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.registry.get(&id) {
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("Could not find TaskManager {id}"),
-        ),
+        None => error(StatusCode::NOT_FOUND, format!("Could not find TaskManager {id}")),
         Some(r) => {
             let mut body = info(&r);
             body["metrics"] = json!({

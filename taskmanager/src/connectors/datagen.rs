@@ -103,8 +103,7 @@ impl Datagen {
                 .map(|k| (split.id + k * self.stride) as i64)
                 .collect(),
         };
-        let input =
-            RecordBatch::try_new(seq_schema(), vec![Arc::new(seq)]).map_err(|e| e.to_string())?;
+        let input = RecordBatch::try_new(seq_schema(), vec![Arc::new(seq)]).map_err(|e| e.to_string())?;
         let arrays = self
             .columns
             .iter()
@@ -138,9 +137,7 @@ impl SourceReader for Datagen {
             let allowed = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
             if self.produced >= allowed {
                 let wait = (self.produced + 1 - allowed) as f64 / self.rate;
-                return Ok(SourcePoll::Wait(Duration::from_secs_f64(
-                    wait.clamp(0.001, 0.1),
-                )));
+                return Ok(SourcePoll::Wait(Duration::from_secs_f64(wait.clamp(0.001, 0.1))));
             }
             // Small batches at low rates keep rows (and watermarks) flowing smoothly.
             want = want
@@ -199,13 +196,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match r.poll().unwrap() {
-                SourcePoll::Batch(b, _) => out.extend(
-                    b.column(0)
-                        .as_primitive::<Int64Type>()
-                        .values()
-                        .iter()
-                        .copied(),
-                ),
+                SourcePoll::Batch(b, _) => out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied()),
                 SourcePoll::Finished => return out,
                 SourcePoll::Wait(_) => panic!("no rate limit set"),
             }
@@ -214,9 +205,7 @@ mod tests {
 
     #[test]
     fn bounded_splits_cover_every_row_once() {
-        let mut all: Vec<i64> = (0..3)
-            .flat_map(|i| drain(reader(Some(100), 5, 3, i)))
-            .collect();
+        let mut all: Vec<i64> = (0..3).flat_map(|i| drain(reader(Some(100), 5, 3, i))).collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).map(|v| v * 2).collect::<Vec<_>>());
     }

@@ -24,8 +24,7 @@ pub struct FileSource {
 
 /// The files of `path`: itself, or a directory's visible files in name order.
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("file source {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("file source {}: {e}", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }

@@ -37,9 +37,7 @@ impl Operator for PrintSink {
         let text = json_lines(&batch)?;
         let mut stdout = std::io::stdout().lock();
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            stdout
-                .write_all(self.prefix.as_bytes())
-                .map_err(|e| e.to_string())?;
+            stdout.write_all(self.prefix.as_bytes()).map_err(|e| e.to_string())?;
             stdout.write_all(line).map_err(|e| e.to_string())?;
             stdout.write_all(b"\n").map_err(|e| e.to_string())?;
         }
@@ -85,29 +83,20 @@ impl FileSink {
     }
 
     fn final_path(&self) -> PathBuf {
-        self.dir
-            .join(format!("part-{}-0.{}", self.subtask, self.extension()))
+        self.dir.join(format!("part-{}-0.{}", self.subtask, self.extension()))
     }
 
     fn writer(&mut self) -> Result<&mut Writer, String> {
         if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| format!("file sink {}: {e}", self.dir.display()))?;
-            let path = self.dir.join(format!(
-                ".part-{}-0.{}.inprogress",
-                self.subtask,
-                self.extension()
-            ));
-            let file =
-                File::create(&path).map_err(|e| format!("file sink {}: {e}", path.display()))?;
+            std::fs::create_dir_all(&self.dir).map_err(|e| format!("file sink {}: {e}", self.dir.display()))?;
+            let path = self
+                .dir
+                .join(format!(".part-{}-0.{}.inprogress", self.subtask, self.extension()));
+            let file = File::create(&path).map_err(|e| format!("file sink {}: {e}", path.display()))?;
             let buf = BufWriter::with_capacity(256 << 10, file);
             let w = match self.format {
                 FileFormat::Json => Writer::Json(arrow::json::LineDelimitedWriter::new(buf)),
-                FileFormat::Csv => Writer::Csv(Box::new(
-                    arrow::csv::WriterBuilder::new()
-                        .with_header(true)
-                        .build(buf),
-                )),
+                FileFormat::Csv => Writer::Csv(Box::new(arrow::csv::WriterBuilder::new().with_header(true).build(buf))),
             };
             self.open = Some((w, path));
         }
@@ -138,13 +127,11 @@ impl Operator for FileSink {
             }
             Writer::Csv(w) => (*w).into_inner(),
         };
-        buf.flush()
-            .map_err(|e| format!("file sink {}: {e}", path.display()))?;
+        buf.flush().map_err(|e| format!("file sink {}: {e}", path.display()))?;
         buf.get_ref()
             .sync_all()
             .map_err(|e| format!("file sink {}: {e}", path.display()))?;
         let target = self.final_path();
-        std::fs::rename(&path, &target)
-            .map_err(|e| format!("file sink {} → {}: {e}", path.display(), target.display()))
+        std::fs::rename(&path, &target).map_err(|e| format!("file sink {} → {}: {e}", path.display(), target.display()))
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use sluice_common::job::{EdgePartition, JobGraph};
 
 use crate::network::{
-    gate_required, partition_required, ChannelId, GateKey, InputGate, NetworkEnvironment,
-    RecordWriter, Reservation, WriterPartition,
+    gate_required, partition_required, ChannelId, GateKey, InputGate, NetworkEnvironment, RecordWriter, Reservation,
+    WriterPartition,
 };
 use crate::runtime::build::{build_task, TaskPlan};
 use crate::runtime::metrics::TaskMetrics;
@@ -88,9 +88,10 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<Prepa
                 buffers.push(env.pool.reserve(gate_required(channels, bpc))?);
             }
             for e in d.graph.outputs_of(vertex) {
-                buffers.push(env.pool.reserve(partition_required(
-                    consumers(&d.graph, e.index, subtask).len() as u64,
-                ))?);
+                buffers.push(
+                    env.pool
+                        .reserve(partition_required(consumers(&d.graph, e.index, subtask).len() as u64))?,
+                );
             }
             let gate = if channels > 0 {
                 // Floating buffers beyond the one required are taken if the pool has them.
@@ -128,20 +129,11 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<Prepa
             Ok(p) => prepared.push(p),
             Err(e) => {
                 rollback(&prepared);
-                let name = d
-                    .graph
-                    .vertices
-                    .get(vertex)
-                    .map(|v| v.name.as_str())
-                    .unwrap_or("?");
+                let name = d.graph.vertices.get(vertex).map(|v| v.name.as_str()).unwrap_or("?");
                 return Err(format!(
                     "{name} ({}/{}): {e}",
                     subtask + 1,
-                    d.graph
-                        .vertices
-                        .get(vertex)
-                        .map(|v| v.parallelism)
-                        .unwrap_or(0)
+                    d.graph.vertices.get(vertex).map(|v| v.parallelism).unwrap_or(0)
                 ));
             }
         }

@@ -55,9 +55,7 @@ fn reference(rows: u64) -> Vec<Row> {
             continue;
         }
         let ts = 1767225600000 + seq * 10;
-        let e = m
-            .entry((ts - ts.rem_euclid(60_000), seq % 1000))
-            .or_default();
+        let e = m.entry((ts - ts.rem_euclid(60_000), seq % 1000)).or_default();
         e.0 += 1;
         e.1 += amount;
     }
@@ -99,12 +97,7 @@ async fn keyed_window_job_matches_its_reference() {
     )
     .unwrap();
     let graph = Arc::new(graph);
-    let env = NetworkEnvironment::new(
-        NetworkBufferPool::new(4096, 32 << 10),
-        "local:0".into(),
-        2,
-        8,
-    );
+    let env = NetworkEnvironment::new(NetworkBufferPool::new(4096, 32 << 10), "local:0".into(), 2, 8);
     let mut tasks = Vec::new();
     let mut locations = HashMap::new();
     for v in &graph.vertices {
@@ -161,8 +154,7 @@ fn too_few_buffers_fail_with_flinks_message() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let env =
-            NetworkEnvironment::new(NetworkBufferPool::new(5, 32 << 10), "local:0".into(), 2, 8);
+        let env = NetworkEnvironment::new(NetworkBufferPool::new(5, 32 << 10), "local:0".into(), 2, 8);
         let tasks: Vec<(usize, u32)> = graph
             .vertices
             .iter()
@@ -180,10 +172,7 @@ fn too_few_buffers_fail_with_flinks_message() {
         )
         .err()
         .unwrap();
-        assert!(
-            e.contains("Insufficient number of network buffers: required"),
-            "{e}"
-        );
+        assert!(e.contains("Insufficient number of network buffers: required"), "{e}");
         assert_eq!(env.pool.available(), 5, "a failed deployment holds nothing");
     });
 }

@@ -3,11 +3,15 @@
 //! jobmanager (`registration`).
 
 pub mod deploy;
+mod job_runs;
 mod registration;
+mod reporter;
 mod service;
 mod slot_table;
 
-pub use registration::{maintain_registration, RegistrationSettings};
+pub use job_runs::{JobRuns, TaskEntry};
+pub use registration::{maintain_registration, RegistrationSettings, Reported};
+pub use reporter::StateReporter;
 pub use service::TaskManagerGateway;
 pub use slot_table::SlotTable;
 

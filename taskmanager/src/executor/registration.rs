@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use sluice_common::observability::{heap_used_bytes, CpuLoad};
 use sluice_proto::control::job_manager_service_client::JobManagerServiceClient;
-use sluice_proto::control::{
-    DeregisterTaskManagerRequest, RegisterTaskManagerRequest, TaskManagerHeartbeat,
-};
+use sluice_proto::control::{DeregisterTaskManagerRequest, RegisterTaskManagerRequest, TaskManagerHeartbeat};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
-use super::SlotTable;
+use super::{JobRuns, SlotTable};
 
 #[derive(Clone, Debug)]
 pub struct RegistrationSettings {
@@ -44,19 +42,11 @@ struct Session {
 
 async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
     let endpoint = Endpoint::from_shared(settings.jobmanager_url.clone())
-        .map_err(|e| {
-            format!(
-                "invalid jobmanager address {}: {e}",
-                settings.jobmanager_url
-            )
-        })?
+        .map_err(|e| format!("invalid jobmanager address {}: {e}", settings.jobmanager_url))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(20));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+    let channel = endpoint.connect().await.map_err(|e| format!("cannot connect: {e}"))?;
     let mut client = JobManagerServiceClient::new(channel);
     let answer = client
         .register_task_manager(settings.request.clone())
@@ -84,24 +74,27 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
     })
 }
 
-fn beat(registration_id: &str, slots: &SlotTable, cpu: &mut CpuLoad) -> TaskManagerHeartbeat {
+/// What the taskmanager reports with each heartbeat.
+pub struct Reported {
+    pub slots: Arc<SlotTable>,
+    pub runs: JobRuns,
+}
+
+fn beat(registration_id: &str, reported: &Reported, cpu: &mut CpuLoad) -> TaskManagerHeartbeat {
     TaskManagerHeartbeat {
         registration_id: registration_id.to_string(),
-        slots: Some(slots.report()),
+        slots: Some(reported.slots.report()),
         heap_used_bytes: heap_used_bytes(),
         cpu_load: cpu.sample(),
+        tasks: reported.runs.digests(),
     }
 }
 
-async fn heartbeat(
-    session: &mut Session,
-    slots: &SlotTable,
-    shutdown: &mut watch::Receiver<bool>,
-) -> SessionEnd {
+async fn heartbeat(session: &mut Session, reported: &Reported, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
     let mut cpu = CpuLoad::new();
     let (tx, rx) = mpsc::channel(4);
     if tx
-        .send(beat(&session.registration_id, slots, &mut cpu))
+        .send(beat(&session.registration_id, reported, &mut cpu))
         .await
         .is_err()
     {
@@ -117,7 +110,7 @@ async fn heartbeat(
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if tx.send(beat(&session.registration_id, slots, &mut cpu)).await.is_err() {
+                if tx.send(beat(&session.registration_id, reported, &mut cpu)).await.is_err() {
                     return SessionEnd::Broken("heartbeat channel closed".into());
                 }
             }
@@ -147,12 +140,7 @@ async fn deregister(session: &mut Session, reason: &str) {
         registration_id: session.registration_id.clone(),
         reason: reason.to_string(),
     };
-    match tokio::time::timeout(
-        Duration::from_secs(3),
-        session.client.deregister_task_manager(request),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(3), session.client.deregister_task_manager(request)).await {
         Ok(Ok(_)) => tracing::info!("Deregistered from the jobmanager."),
         Ok(Err(status)) => tracing::warn!("Deregistration was not accepted: {}", status.message()),
         Err(_) => tracing::warn!("Deregistration got no answer within 3 s."),
@@ -162,7 +150,7 @@ async fn deregister(session: &mut Session, reason: &str) {
 /// Runs until `shutdown` flips; deregisters on the way out when registered.
 pub async fn maintain_registration(
     settings: RegistrationSettings,
-    slots: Arc<SlotTable>,
+    reported: Reported,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = settings.initial_backoff;
@@ -173,12 +161,10 @@ pub async fn maintain_registration(
         match register(&settings).await {
             Ok(mut session) => {
                 backoff = settings.initial_backoff;
-                match heartbeat(&mut session, &slots, &mut shutdown).await {
+                match heartbeat(&mut session, &reported, &mut shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Broken(why) => {
-                        tracing::warn!(
-                            "Connection to the jobmanager lost: {why}. Registering again."
-                        );
+                        tracing::warn!("Connection to the jobmanager lost: {why}. Registering again.");
                     }
                 }
             }

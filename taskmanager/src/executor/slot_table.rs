@@ -22,6 +22,32 @@ impl SlotTable {
         self.total
     }
 
+    /// Marks `n` slots as used by a deployment.
+    pub fn take(&self, n: u32) -> Result<(), String> {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used + n > self.total {
+                return Err(format!(
+                    "this taskmanager has {} free slots, the deployment needs {n}",
+                    self.total - used.min(self.total)
+                ));
+            }
+            match self
+                .used
+                .compare_exchange(used, used + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    pub fn give_back(&self, n: u32) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
+    }
+
     pub fn report(&self) -> SlotReport {
         let used = self.used.load(Ordering::Relaxed).min(self.total);
         SlotReport {

@@ -24,10 +24,7 @@ impl MemoryPools {
         if segment_size.bytes() == 0 {
             return Err("taskmanager.memory.segment-size must be larger than 0 bytes".into());
         }
-        Ok(MemoryPools {
-            memory,
-            segment_size,
-        })
+        Ok(MemoryPools { memory, segment_size })
     }
 
     /// Network memory / segment size, as Flink's `NetworkBufferPool` counts segments.
@@ -71,10 +68,7 @@ mod tests {
         let pools = MemoryPools::from_config(&config).unwrap();
         // 134217730 bytes of network / 32 KiB segments.
         assert_eq!(pools.total_network_segments(), 4096);
-        assert_eq!(
-            pools.to_json()["taskmanager.memory.managed.size"],
-            536870920u64
-        );
+        assert_eq!(pools.to_json()["taskmanager.memory.managed.size"], 536870920u64);
         let bad = Configuration::new();
         assert!(MemoryPools::from_config(&bad)
             .unwrap_err()

@@ -59,12 +59,10 @@ impl NetworkBufferPool {
                     self.total, self.segment_size
                 ));
             }
-            match self.used.compare_exchange(
-                used,
-                used + required,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self
+                .used
+                .compare_exchange(used, used + required, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     return Ok(Reservation {
                         pool: self.clone(),

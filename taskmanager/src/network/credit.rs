@@ -244,10 +244,7 @@ mod tests {
                 }
             }
             let in_flight = r.in_use() + credit.iter().sum::<u32>();
-            assert!(
-                in_flight <= capacity,
-                "step {step}: {in_flight} > {capacity}"
-            );
+            assert!(in_flight <= capacity, "step {step}: {in_flight} > {capacity}");
             // The consumer takes one buffer every third step.
             if step % 3 == 0 {
                 if let Some(ch) = queued.pop_front() {

@@ -12,6 +12,8 @@ pub enum StreamEvent {
     Idle(bool),
     /// The producer finished; nothing follows.
     EndOfPartition,
+    /// The channel broke (its connection failed); never sent on the wire.
+    Broken(String),
 }
 
 /// Identifies a channel across the cluster: job attempt, edge, producer and consumer subtask.

@@ -32,10 +32,7 @@ pub fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> Vec<u8> {
 /// Splits a frame body (after the length) into kind, channel and payload.
 pub fn decode(body: &[u8]) -> Result<(u8, ChannelId, &[u8]), String> {
     if body.len() < HEADER {
-        return Err(format!(
-            "frame of {} bytes is shorter than its header",
-            body.len()
-        ));
+        return Err(format!("frame of {} bytes is shorter than its header", body.len()));
     }
     let u32_at = |i: usize| u32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
     let mut epoch = [0u8; 8];

@@ -44,10 +44,7 @@ impl GateShared {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Result<T, String> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| "input gate lock poisoned".to_string())?;
+        let mut inner = self.inner.lock().map_err(|_| "input gate lock poisoned".to_string())?;
         Ok(f(&mut inner))
     }
 
@@ -87,6 +84,11 @@ impl GateShared {
         });
     }
 
+    /// The connection carrying channel `ch` failed: the consuming task gets the reason.
+    pub fn fail(&self, ch: usize, reason: String) {
+        let _ = self.tx.send((ch, StreamEvent::Broken(reason)));
+    }
+
     /// Buffers received and not yet consumed.
     pub fn buffers_in_use(&self) -> u32 {
         self.with(|inner| inner.credits.in_use()).unwrap_or(0)
@@ -104,12 +106,7 @@ pub struct InputGate {
 impl InputGate {
     /// A gate for `inputs` = (edge, the producer subtasks feeding this consumer) in input
     /// order, with `exclusive` buffers per channel and `floating` for the gate.
-    pub fn new(
-        key: GateKey,
-        inputs: &[(u32, Vec<u32>)],
-        exclusive: u32,
-        floating: u32,
-    ) -> InputGate {
+    pub fn new(key: GateKey, inputs: &[(u32, Vec<u32>)], exclusive: u32, floating: u32) -> InputGate {
         let mut channels = HashMap::new();
         for (edge, producers) in inputs {
             for from in producers {

@@ -56,13 +56,7 @@ impl GateRegistry {
     }
 
     /// The gate consuming `edge` at subtask `to`, waiting (bounded) until it is deployed.
-    pub async fn wait_for_edge(
-        &self,
-        epoch: u64,
-        edge: u32,
-        to: u32,
-        timeout: Duration,
-    ) -> Option<Arc<GateShared>> {
+    pub async fn wait_for_edge(&self, epoch: u64, edge: u32, to: u32, timeout: Duration) -> Option<Arc<GateShared>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
@@ -132,20 +126,14 @@ impl NetworkEnvironment {
     }
 
     /// Opens the channel `id` to the consumer at `address` (this taskmanager or another).
-    pub async fn open_channel(
-        &self,
-        id: ChannelId,
-        address: &str,
-    ) -> Result<OutputChannel, String> {
+    pub async fn open_channel(&self, id: ChannelId, address: &str) -> Result<OutputChannel, String> {
         let credit = Arc::new(SenderCredit::default());
         if address == self.local_address {
             let gate = self
                 .gates
                 .wait_for_edge(id.epoch, id.edge, id.to, LOCAL_GATE_WAIT)
                 .await
-                .ok_or_else(|| {
-                    format!("local consumer of channel {id:?} was not deployed in time")
-                })?;
+                .ok_or_else(|| format!("local consumer of channel {id:?} was not deployed in time"))?;
             let ch = gate
                 .channel_index(id.edge, id.from)
                 .ok_or_else(|| format!("channel {id:?} does not belong to its gate"))?;

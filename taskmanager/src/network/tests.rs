@@ -22,11 +22,7 @@ async fn environment() -> Arc<NetworkEnvironment> {
 
 fn batch(start: i64, n: i64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-    RecordBatch::try_new(
-        schema,
-        vec![Arc::new(Int64Array::from_iter_values(start..start + n))],
-    )
-    .unwrap()
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(start..start + n))]).unwrap()
 }
 
 async fn run(remote: bool) {
@@ -59,10 +55,7 @@ async fn run(remote: bool) {
     let producer = tokio::spawn(async move {
         let mut blocked = Duration::ZERO;
         for i in 0..50 {
-            writer
-                .emit(&batch(i * 1000, 1000), &mut blocked)
-                .await
-                .unwrap();
+            writer.emit(&batch(i * 1000, 1000), &mut blocked).await.unwrap();
         }
         writer
             .broadcast_event(StreamEvent::EndOfPartition, &mut blocked)
@@ -93,10 +86,7 @@ async fn run(remote: bool) {
     }
     assert_eq!(next, 50_000);
     let blocked = producer.await.unwrap();
-    assert!(
-        blocked > Duration::ZERO,
-        "the producer was never back-pressured"
-    );
+    assert!(blocked > Duration::ZERO, "the producer was never back-pressured");
     assert!(
         max_in_use <= 2 + 3,
         "consumer held {max_in_use} buffers, credit allows 5"

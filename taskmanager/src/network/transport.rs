@@ -34,17 +34,23 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Vec<
         return Err(format!("frame of {len} bytes exceeds the limit"));
     }
     let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
+    reader.read_exact(&mut body).await.map_err(|e| e.to_string())?;
     Ok(Some(body))
 }
 
-/// Writes queued frames, flushing whenever the queue runs dry.
-async fn write_frames(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+/// Writes queued frames, flushing whenever the queue runs dry, until the queue closes or
+/// `stop` fires (then the socket is shut so the peer sees the end).
+async fn write_frames(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, stop: Arc<tokio::sync::Notify>) {
     let mut w = BufWriter::with_capacity(64 << 10, half);
-    while let Some(f) = rx.recv().await {
+    loop {
+        let f = tokio::select! {
+            f = rx.recv() => f,
+            _ = stop.notified() => None,
+        };
+        let Some(f) = f else {
+            let _ = w.shutdown().await;
+            return;
+        };
         if w.write_all(&f).await.is_err() {
             return;
         }
@@ -99,18 +105,36 @@ type Routes = Arc<Mutex<HashMap<ChannelId, (Arc<GateShared>, usize)>>>;
 async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), String> {
     let (read, write) = stream.into_split();
     let (writer, rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(write, rx));
-    let mut reader = BufReader::with_capacity(64 << 10, read);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(write_frames(write, rx, stop.clone()));
     let routes: Routes = Arc::default();
+    let result = receive_frames(read, &gates, &routes, &writer).await;
+    // Whatever ended the connection, its channels are gone: close the socket and tell the
+    // consumers (a clean end after every END frame leaves nothing to tell).
+    stop.notify_one();
+    if let Err(e) = &result {
+        if let Ok(r) = routes.lock() {
+            for (gate, ch) in r.values() {
+                gate.fail(*ch, format!("data connection failed: {e}"));
+            }
+        }
+    }
+    result
+}
+
+async fn receive_frames(
+    read: OwnedReadHalf,
+    gates: &Arc<GateRegistry>,
+    routes: &Routes,
+    writer: &mpsc::UnboundedSender<Vec<u8>>,
+) -> Result<(), String> {
+    let mut reader = BufReader::with_capacity(64 << 10, read);
     while let Some(body) = read_frame(&mut reader).await? {
         let (kind, id, payload) = frame::decode(&body)?;
         if kind == frame::OPEN {
             let (gates, routes, writer) = (gates.clone(), routes.clone(), writer.clone());
             tokio::spawn(async move {
-                match gates
-                    .wait_for_edge(id.epoch, id.edge, id.to, GATE_WAIT)
-                    .await
-                {
+                match gates.wait_for_edge(id.epoch, id.edge, id.to, GATE_WAIT).await {
                     Some(gate) => match gate.channel_index(id.edge, id.from) {
                         Some(ch) => {
                             if let Ok(mut r) = routes.lock() {
@@ -122,15 +146,18 @@ async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), Stri
                             tracing::warn!("channel {id:?} does not belong to gate {:?}", gate.key)
                         }
                     },
-                    None => tracing::warn!(
-                        "no consumer for channel {id:?} appeared within {GATE_WAIT:?}"
-                    ),
+                    None => tracing::warn!("no consumer for channel {id:?} appeared within {GATE_WAIT:?}"),
                 }
             });
             continue;
         }
         let route = routes.lock().ok().and_then(|r| r.get(&id).cloned());
         let Some((gate, ch)) = route else {
+            if kind == frame::BACKLOG {
+                // The sender announced demand before its channel was attached here; the
+                // exclusive credit granted on attach answers it.
+                continue;
+            }
             return Err(format!("frame for unopened channel {id:?}"));
         };
         let result = match kind {
@@ -174,7 +201,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (writer, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_frames(write, rx));
+        tokio::spawn(write_frames(write, rx, Arc::new(tokio::sync::Notify::new())));
         let credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>> = Arc::default();
         let reader_credits = credits.clone();
         let peer = address.to_string();
@@ -187,9 +214,7 @@ impl Connection {
                             break;
                         };
                         if kind == frame::CREDIT {
-                            if let (Ok((n, _)), Ok(map)) =
-                                (frame::read_u32(payload), reader_credits.lock())
-                            {
+                            if let (Ok((n, _)), Ok(map)) = (frame::read_u32(payload), reader_credits.lock()) {
                                 if let Some(c) = map.get(&id) {
                                     c.add(n);
                                 }
@@ -240,12 +265,7 @@ impl Connection {
     }
 
     /// Ships one buffer or event (its credit already taken).
-    pub fn send_event(
-        &self,
-        id: ChannelId,
-        event: &StreamEvent,
-        backlog: u32,
-    ) -> Result<(), String> {
+    pub fn send_event(&self, id: ChannelId, event: &StreamEvent, backlog: u32) -> Result<(), String> {
         let mut payload = backlog.to_le_bytes().to_vec();
         let kind = match event {
             StreamEvent::Batch(b) => {
@@ -261,6 +281,7 @@ impl Connection {
                 frame::IDLE
             }
             StreamEvent::EndOfPartition => frame::END,
+            StreamEvent::Broken(_) => return Err("a broken-channel marker is not sent".into()),
         };
         self.writer
             .send(frame::encode(kind, id, &payload))

@@ -28,12 +28,7 @@ pub struct OutputChannel {
 }
 
 impl OutputChannel {
-    pub(super) fn local(
-        id: ChannelId,
-        credit: Arc<SenderCredit>,
-        gate: Arc<GateShared>,
-        ch: usize,
-    ) -> Self {
+    pub(super) fn local(id: ChannelId, credit: Arc<SenderCredit>, gate: Arc<GateShared>, ch: usize) -> Self {
         OutputChannel {
             id,
             credit,
@@ -51,12 +46,7 @@ impl OutputChannel {
 
     /// Sends one buffer or event, waiting for credit if there is none (telling the receiver
     /// the backlog first). Adds the wait to `blocked`.
-    pub async fn send(
-        &self,
-        event: StreamEvent,
-        backlog: u32,
-        blocked: &mut Duration,
-    ) -> Result<(), String> {
+    pub async fn send(&self, event: StreamEvent, backlog: u32, blocked: &mut Duration) -> Result<(), String> {
         if !self.credit.try_acquire() {
             match &self.target {
                 Target::Local(gate, ch) => gate.backlog(*ch, backlog + 1)?,
@@ -117,12 +107,7 @@ fn buffers(batch: &RecordBatch, segment_size: usize) -> Vec<RecordBatch> {
 }
 
 impl RecordWriter {
-    pub fn new(
-        partition: WriterPartition,
-        channels: Vec<OutputChannel>,
-        segment_size: usize,
-        producer: usize,
-    ) -> Self {
+    pub fn new(partition: WriterPartition, channels: Vec<OutputChannel>, segment_size: usize, producer: usize) -> Self {
         let next = if channels.is_empty() {
             0
         } else {
@@ -136,12 +121,7 @@ impl RecordWriter {
         }
     }
 
-    async fn send_batch(
-        &self,
-        ch: usize,
-        batch: &RecordBatch,
-        blocked: &mut Duration,
-    ) -> Result<(), String> {
+    async fn send_batch(&self, ch: usize, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
         let parts = buffers(batch, self.segment_size);
         let n = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
@@ -153,11 +133,7 @@ impl RecordWriter {
     }
 
     /// Routes a batch to its consumers.
-    pub async fn emit(
-        &mut self,
-        batch: &RecordBatch,
-        blocked: &mut Duration,
-    ) -> Result<(), String> {
+    pub async fn emit(&mut self, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
         if batch.num_rows() == 0 || self.channels.is_empty() {
             return Ok(());
         }
@@ -178,24 +154,19 @@ impl RecordWriter {
                 key_columns,
                 max_parallelism,
             } => {
-                let keys: Vec<_> = key_columns
-                    .iter()
-                    .map(|i| batch.column(*i).clone())
-                    .collect();
+                let keys: Vec<_> = key_columns.iter().map(|i| batch.column(*i).clone()).collect();
                 let hashes = hash_keys(&keys, batch.num_rows())?;
                 let p = self.channels.len() as u32;
                 let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.channels.len()];
                 for (row, h) in hashes.iter().enumerate() {
-                    let target =
-                        subtask_for_key_group(*max_parallelism, p, key_group(*h, *max_parallelism));
+                    let target = subtask_for_key_group(*max_parallelism, p, key_group(*h, *max_parallelism));
                     rows[target as usize].push(row as u32);
                 }
                 for (ch, idx) in rows.into_iter().enumerate() {
                     if idx.is_empty() {
                         continue;
                     }
-                    let part = take_record_batch(batch, &UInt32Array::from(idx))
-                        .map_err(|e| e.to_string())?;
+                    let part = take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| e.to_string())?;
                     self.send_batch(ch, &part, blocked).await?;
                 }
                 Ok(())
@@ -204,11 +175,7 @@ impl RecordWriter {
     }
 
     /// Sends an event (watermark, idleness, end of partition) to every consumer.
-    pub async fn broadcast_event(
-        &mut self,
-        event: StreamEvent,
-        blocked: &mut Duration,
-    ) -> Result<(), String> {
+    pub async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
         for ch in &self.channels {
             ch.send(event.clone(), 0, blocked).await?;
         }
@@ -231,11 +198,7 @@ mod tests {
     #[test]
     fn buffers_respect_the_segment_size() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![Arc::new(Int64Array::from_iter_values(0..10_000))],
-        )
-        .unwrap();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..10_000))]).unwrap();
         let parts = buffers(&batch, 8 << 10);
         assert!(parts.len() >= 9, "{}", parts.len());
         assert_eq!(parts.iter().map(|b| b.num_rows()).sum::<usize>(), 10_000);

@@ -23,9 +23,7 @@ impl Filter {
 impl Operator for Filter {
     fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let mask = self.predicate.evaluate(&batch)?;
-        let mask = mask
-            .as_boolean_opt()
-            .ok_or("filter did not yield booleans")?;
+        let mask = mask.as_boolean_opt().ok_or("filter did not yield booleans")?;
         let kept = filter_record_batch(&batch, mask).map_err(|e| e.to_string())?;
         if kept.num_rows() > 0 {
             out.push(kept);

@@ -20,11 +20,7 @@ pub trait Operator: Send {
     }
 
     /// Wall-clock tick for processing-time operators.
-    fn on_processing_time(
-        &mut self,
-        _now_ms: i64,
-        _out: &mut Vec<RecordBatch>,
-    ) -> Result<(), String> {
+    fn on_processing_time(&mut self, _now_ms: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
         Ok(())
     }
 
@@ -53,11 +49,7 @@ impl Chain {
         self.ops.iter().any(|o| o.uses_processing_time())
     }
 
-    fn run_from(
-        &mut self,
-        k: usize,
-        mut batches: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>, String> {
+    fn run_from(&mut self, k: usize, mut batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
         for op in &mut self.ops[k..] {
             if batches.is_empty() {
                 break;

@@ -12,11 +12,7 @@ pub struct Select {
 }
 
 impl Select {
-    pub fn new(
-        columns: &[(String, String)],
-        input: &SchemaRef,
-        output: SchemaRef,
-    ) -> Result<Select, String> {
+    pub fn new(columns: &[(String, String)], input: &SchemaRef, output: SchemaRef) -> Result<Select, String> {
         let columns = columns
             .iter()
             .map(|(_, sql)| compile_scalar(sql, input))

@@ -25,12 +25,7 @@ pub struct TaskPlan {
     pub chain: Chain,
 }
 
-pub fn build_task(
-    graph: &JobGraph,
-    vertex: usize,
-    subtask: u32,
-    metrics: &TaskMetrics,
-) -> Result<TaskPlan, String> {
+pub fn build_task(graph: &JobGraph, vertex: usize, subtask: u32, metrics: &TaskMetrics) -> Result<TaskPlan, String> {
     let v = graph
         .vertices
         .get(vertex)
@@ -40,38 +35,20 @@ pub fn build_task(
     for &n in &v.nodes {
         let node = &graph.nodes[n];
         let input: Option<SchemaRef> = node.inputs.first().map(|i| graph.nodes[*i].schema.clone());
-        let input_rowtime = node
-            .inputs
-            .first()
-            .and_then(|i| graph.nodes[*i].rowtime.clone());
-        let need_input = || {
-            input
-                .clone()
-                .ok_or_else(|| format!("'{}' has no input", node.id))
-        };
+        let input_rowtime = node.inputs.first().and_then(|i| graph.nodes[*i].rowtime.clone());
+        let need_input = || input.clone().ok_or_else(|| format!("'{}' has no input", node.id));
         let named = |e: String| format!("'{}': {e}", node.id);
         match &node.kind {
             NodeKind::Source { spec, connector } => {
                 let reader: Box<dyn SourceReader> = match connector {
                     SourceConnector::Datagen(o) => Box::new(
-                        Datagen::new(
-                            o,
-                            &spec.schema,
-                            node.schema.clone(),
-                            node.parallelism,
-                            subtask,
-                        )
-                        .map_err(named)?,
+                        Datagen::new(o, &spec.schema, node.schema.clone(), node.parallelism, subtask).map_err(named)?,
                     ),
-                    SourceConnector::File(o) => Box::new(
-                        FileSource::new(o, node.schema.clone(), node.parallelism, subtask)
-                            .map_err(named)?,
-                    ),
+                    SourceConnector::File(o) => {
+                        Box::new(FileSource::new(o, node.schema.clone(), node.parallelism, subtask).map_err(named)?)
+                    }
                 };
-                let rowtime = node
-                    .rowtime
-                    .as_ref()
-                    .and_then(|c| node.schema.index_of(c).ok());
+                let rowtime = node.rowtime.as_ref().and_then(|c| node.schema.index_of(c).ok());
                 let (ooo, idle) = spec
                     .watermark
                     .as_ref()
@@ -84,9 +61,9 @@ pub fn build_task(
                     watermarks,
                 });
             }
-            NodeKind::Filter { predicate } => ops.push(Box::new(
-                Filter::new(predicate, &need_input()?).map_err(named)?,
-            )),
+            NodeKind::Filter { predicate } => {
+                ops.push(Box::new(Filter::new(predicate, &need_input()?).map_err(named)?))
+            }
             NodeKind::Select { columns } => ops.push(Box::new(
                 Select::new(columns, &need_input()?, node.schema.clone()).map_err(named)?,
             )),

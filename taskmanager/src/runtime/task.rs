@@ -74,13 +74,8 @@ impl Output<'_> {
 }
 
 fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
-    let ts = batch
-        .column(column)
-        .as_primitive_opt::<TimestampMillisecondType>()?;
-    (0..ts.len())
-        .filter(|i| !ts.is_null(*i))
-        .map(|i| ts.value(i))
-        .max()
+    let ts = batch.column(column).as_primitive_opt::<TimestampMillisecondType>()?;
+    (0..ts.len()).filter(|i| !ts.is_null(*i)).map(|i| ts.value(i)).max()
 }
 
 /// Runs a subtask to its end. Cancellation is by dropping the future.
@@ -121,10 +116,7 @@ pub async fn run_task(
                                 last_wm = wm;
                             }
                         }
-                        TaskMetrics::add(
-                            &metrics.busy_ns,
-                            nanos(start.elapsed().saturating_sub(blocked)),
-                        );
+                        TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
                         // Let cancellation and other tasks in between batches.
                         tokio::task::yield_now().await;
                     }
@@ -167,10 +159,7 @@ pub async fn run_task(
                         TaskMetrics::add(&metrics.records_in, b.num_rows() as u64);
                         let produced = chain.process(b)?;
                         let blocked = out.batches(produced).await?;
-                        TaskMetrics::add(
-                            &metrics.busy_ns,
-                            nanos(start.elapsed().saturating_sub(blocked)),
-                        );
+                        TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
                         continue;
                     }
                     StreamEvent::Watermark(w) => valve.on_watermark(ch, w),
@@ -179,14 +168,12 @@ pub async fn run_task(
                         ended += 1;
                         valve.on_end(ch)
                     }
+                    StreamEvent::Broken(reason) => return Err(reason),
                 };
                 if let Some(wm) = advanced {
                     metrics.input_watermark.store(wm, Ordering::Relaxed);
                     let blocked = out.watermark(&mut chain, wm).await?;
-                    TaskMetrics::add(
-                        &metrics.busy_ns,
-                        nanos(start.elapsed().saturating_sub(blocked)),
-                    );
+                    TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
                 }
                 if ended == gate.channels() {
                     break;

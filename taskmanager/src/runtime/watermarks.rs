@@ -51,11 +51,7 @@ impl SplitWatermarks {
                     .is_none_or(|t| now.duration_since(self.last_data[i]) < t)
         });
         let wm = live
-            .map(|i| {
-                self.max_ts[i]
-                    .saturating_sub(self.out_of_orderness)
-                    .saturating_sub(1)
-            })
+            .map(|i| self.max_ts[i].saturating_sub(self.out_of_orderness).saturating_sub(1))
             .min()?;
         (wm > self.emitted).then(|| {
             self.emitted = wm;
@@ -67,8 +63,7 @@ impl SplitWatermarks {
     pub fn all_idle(&self) -> bool {
         let now = Instant::now();
         self.idle_timeout.is_some_and(|t| {
-            (0..self.max_ts.len())
-                .all(|i| self.finished[i] || now.duration_since(self.last_data[i]) >= t)
+            (0..self.max_ts.len()).all(|i| self.finished[i] || now.duration_since(self.last_data[i]) >= t)
         }) && self.finished.iter().any(|f| !f)
     }
 }
@@ -148,11 +143,7 @@ mod tests {
         assert_eq!(v.on_watermark(1, 50), None);
         assert_eq!(v.on_watermark(2, 70), Some(50));
         assert_eq!(v.on_watermark(1, 80), Some(70));
-        assert_eq!(
-            v.on_watermark(1, 60),
-            None,
-            "a channel's watermark never goes back"
-        );
+        assert_eq!(v.on_watermark(1, 60), None, "a channel's watermark never goes back");
     }
 
     #[test]

@@ -72,9 +72,7 @@ impl WindowAggregate {
         let index = |name: &str| input.index_of(name).map_err(|e| e.to_string());
         let rowtime = match (time, rowtime) {
             (TimeKind::Event, Some(c)) => Some(index(c)?),
-            (TimeKind::Event, None) => {
-                return Err("an event-time window needs a rowtime column".into())
-            }
+            (TimeKind::Event, None) => return Err("an event-time window needs a rowtime column".into()),
             (TimeKind::Processing, _) => None,
         };
         let keys: Vec<usize> = keys.iter().map(|k| index(k)).collect::<Result<_, _>>()?;
@@ -112,13 +110,7 @@ impl WindowAggregate {
                     .ok_or("rowtime column is not a timestamp")?;
                 // A null event time cannot be placed in a window: treat it as late.
                 Ok((0..col.len())
-                    .map(|r| {
-                        if col.is_null(r) {
-                            i64::MIN
-                        } else {
-                            col.value(r)
-                        }
-                    })
+                    .map(|r| if col.is_null(r) { i64::MIN } else { col.value(r) })
                     .collect())
             }
             None => {
@@ -138,10 +130,7 @@ impl WindowAggregate {
             .map(|a| {
                 a.expressions()
                     .iter()
-                    .map(|e| {
-                        df(e.evaluate(batch)
-                            .and_then(|v| v.into_array(batch.num_rows())))
-                    })
+                    .map(|e| df(e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows()))))
                     .collect()
             })
             .collect()
@@ -159,12 +148,7 @@ impl WindowAggregate {
         })
     }
 
-    fn process_panes(
-        &mut self,
-        batch: &RecordBatch,
-        ts: &[i64],
-        rows: &arrow::row::Rows,
-    ) -> Result<(), String> {
+    fn process_panes(&mut self, batch: &RecordBatch, ts: &[i64], rows: &arrow::row::Rows) -> Result<(), String> {
         let args = self.arguments(batch)?;
         let mut per_window: BTreeMap<Window, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
         let mut late = 0u64;
@@ -175,9 +159,7 @@ impl WindowAggregate {
                     windows.clear();
                     windows.push(assigner::tumbling(t, millis(size)));
                 }
-                WindowKind::Sliding { size, slide } => {
-                    assigner::sliding(t, millis(size), millis(slide), &mut windows)
-                }
+                WindowKind::Sliding { size, slide } => assigner::sliding(t, millis(size), millis(slide), &mut windows),
                 WindowKind::Session { .. } => unreachable!("sessions are handled apart"),
             }
             let mut placed = false;
@@ -242,9 +224,8 @@ impl WindowAggregate {
                 continue;
             }
             let sessions = self.sessions.entry(rows.row(r).owned()).or_default();
-            let (mut joined, rest): (Vec<Session>, Vec<Session>) = sessions
-                .drain(..)
-                .partition(|s| s.window.intersects(&window));
+            let (mut joined, rest): (Vec<Session>, Vec<Session>) =
+                sessions.drain(..).partition(|s| s.window.intersects(&window));
             *sessions = rest;
             let mut session = match joined.pop() {
                 Some(s) => s,
@@ -261,10 +242,7 @@ impl WindowAggregate {
                 session.window = session.window.cover(&other.window);
                 for (acc, mut o) in session.accs.iter_mut().zip(other.accs) {
                     let state = df(o.state())?;
-                    let arrays = state
-                        .iter()
-                        .map(|s| df(s.to_array()))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let arrays = state.iter().map(|s| df(s.to_array())).collect::<Result<Vec<_>, _>>()?;
                     df(acc.merge_batch(&arrays))?;
                 }
             }
@@ -363,8 +341,7 @@ impl Operator for WindowAggregate {
             return Ok(());
         }
         let ts = self.timestamps(&batch)?;
-        let key_columns: Vec<ArrayRef> =
-            self.keys.iter().map(|i| batch.column(*i).clone()).collect();
+        let key_columns: Vec<ArrayRef> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
         let rows = self
             .converter
             .convert_columns(&key_columns)
@@ -383,11 +360,7 @@ impl Operator for WindowAggregate {
         self.fire(self.watermark, out)
     }
 
-    fn on_processing_time(
-        &mut self,
-        now_ms: i64,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<(), String> {
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         if self.time == TimeKind::Event {
             return Ok(());
         }
@@ -416,11 +389,7 @@ mod tests {
         Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Float64, false),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                false,
-            ),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
         ]))
     }
 
@@ -441,9 +410,7 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
                 Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(TimestampMillisecondArray::from_iter_values(
-                    rows.iter().map(|r| r.2),
-                )),
+                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.2))),
             ],
         )
         .unwrap()
@@ -502,16 +469,12 @@ mod tests {
         )
         .unwrap();
         w.on_watermark(998, &mut out).unwrap();
-        assert!(
-            out.is_empty(),
-            "window [0,1000) must wait for watermark 999"
-        );
+        assert!(out.is_empty(), "window [0,1000) must wait for watermark 999");
         w.on_watermark(999, &mut out).unwrap();
         assert_eq!(rows(&out), vec![(0, 1000, 1, 2, 4.0), (0, 1000, 2, 1, 2.0)]);
         // A row for the fired window is late; one for the open window is not.
         out.clear();
-        w.process(batch(&[(1, 9.0, 500), (1, 5.0, 1500)]), &mut out)
-            .unwrap();
+        w.process(batch(&[(1, 9.0, 500), (1, 5.0, 1500)]), &mut out).unwrap();
         assert_eq!(late.load(Ordering::Relaxed), 1);
         w.finish(&mut out).unwrap();
         assert_eq!(rows(&out), vec![(1000, 2000, 1, 2, 9.0)]);
@@ -526,10 +489,7 @@ mod tests {
         let mut out = Vec::new();
         w.process(batch(&[(1, 1.0, 700)]), &mut out).unwrap();
         w.finish(&mut out).unwrap();
-        assert_eq!(
-            rows(&out),
-            vec![(0, 1000, 1, 1, 1.0), (500, 1500, 1, 1, 1.0)]
-        );
+        assert_eq!(rows(&out), vec![(0, 1000, 1, 1, 1.0), (500, 1500, 1, 1, 1.0)]);
     }
 
     #[test]
@@ -541,8 +501,7 @@ mod tests {
         w.process(batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]), &mut out)
             .unwrap();
         // 120 bridges nothing yet (0+100 < 120); 180 joins [120,220) with [250,350) once 150 arrives.
-        w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out)
-            .unwrap();
+        w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out).unwrap();
         w.on_watermark(99, &mut out).unwrap();
         assert_eq!(rows(&out), vec![(0, 100, 1, 1, 1.0), (0, 100, 2, 1, 5.0)]);
         out.clear();

@@ -73,20 +73,8 @@ mod tests {
 
     #[test]
     fn tumbling_windows_align_to_the_epoch() {
-        assert_eq!(
-            tumbling(0, 5000),
-            Window {
-                start: 0,
-                end: 5000
-            }
-        );
-        assert_eq!(
-            tumbling(4999, 5000),
-            Window {
-                start: 0,
-                end: 5000
-            }
-        );
+        assert_eq!(tumbling(0, 5000), Window { start: 0, end: 5000 });
+        assert_eq!(tumbling(4999, 5000), Window { start: 0, end: 5000 });
         assert_eq!(
             tumbling(5000, 5000),
             Window {
@@ -94,13 +82,7 @@ mod tests {
                 end: 10000
             }
         );
-        assert_eq!(
-            tumbling(-1, 5000),
-            Window {
-                start: -5000,
-                end: 0
-            }
-        );
+        assert_eq!(tumbling(-1, 5000), Window { start: -5000, end: 0 });
         // 2026-01-01T00:03:20Z in a 5-minute window.
         assert_eq!(
             tumbling(1767225800000, 300_000),
@@ -122,10 +104,7 @@ mod tests {
                     start: 5000,
                     end: 15000
                 },
-                Window {
-                    start: 0,
-                    end: 10000
-                }
+                Window { start: 0, end: 10000 }
             ]
         );
         sliding(5000, 10_000, 5000, &mut w);
@@ -136,17 +115,11 @@ mod tests {
                     start: 5000,
                     end: 15000
                 },
-                Window {
-                    start: 0,
-                    end: 10000
-                }
+                Window { start: 0, end: 10000 }
             ]
         );
         sliding(4999, 10_000, 3000, &mut w);
-        assert_eq!(
-            w.iter().map(|x| x.start).collect::<Vec<_>>(),
-            vec![3000, 0, -3000]
-        );
+        assert_eq!(w.iter().map(|x| x.start).collect::<Vec<_>>(), vec![3000, 0, -3000]);
         assert!(w.iter().all(|x| x.start <= 4999 && 4999 < x.end));
     }
 

@@ -1,0 +1,176 @@
+//! Job endpoints with Flink's paths and field names: `POST /jobs` (the job YAML as the body,
+//! `?parallelism=N`), `GET /jobs`, `GET /jobs/overview`, `GET /jobs/:id`,
+//! `GET /jobs/:id/exceptions`, `PATCH /jobs/:id?mode=cancel`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{error, SharedState};
+use crate::resource_manager::now_ms;
+use crate::scheduler::job::Job;
+
+#[derive(Deserialize)]
+pub struct SubmitQuery {
+    parallelism: Option<u32>,
+    /// The job file's name, for error messages.
+    file: Option<String>,
+}
+
+pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuery>, body: String) -> Response {
+    if q.parallelism == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "parallelism must be at least 1");
+    }
+    let file = q.file.unwrap_or_else(|| "job.yaml".to_string());
+    match state.scheduler.submit(body, file, q.parallelism) {
+        Ok(id) => Json(json!({ "jobid": id })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+pub async fn list(State(state): State<SharedState>) -> Json<Value> {
+    let jobs: Vec<Value> = state
+        .scheduler
+        .jobs()
+        .iter()
+        .map(|j| json!({"id": j.id, "status": j.state.name()}))
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+fn duration(job: &Job) -> u64 {
+    job.end_time.unwrap_or_else(now_ms).saturating_sub(job.start_time)
+}
+
+fn overview_of(job: &Job) -> Value {
+    let mut tasks: BTreeMap<String, usize> = job
+        .task_counts(None)
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect();
+    tasks.insert("total".into(), job.tasks.len());
+    json!({
+        "jid": job.id,
+        "name": job.name,
+        "state": job.state.name(),
+        "start-time": job.start_time,
+        "end-time": job.end_time.map(|t| t as i64).unwrap_or(-1),
+        "duration": duration(job),
+        "last-modification": job.timestamps.values().max().copied().unwrap_or(job.start_time),
+        "tasks": tasks,
+    })
+}
+
+pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
+    let jobs: Vec<Value> = state.scheduler.jobs().iter().map(overview_of).collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+fn details(job: &Job, records: &HashMap<(String, u32), (u64, u64)>) -> Value {
+    let g = &job.graph;
+    let vertices: Vec<Value> = g
+        .vertices
+        .iter()
+        .map(|v| {
+            let (read, written) = records
+                .get(&(job.id.clone(), v.index as u32))
+                .copied()
+                .unwrap_or((0, 0));
+            json!({
+                "id": v.id,
+                "name": v.name,
+                "maxParallelism": g.max_parallelism,
+                "parallelism": v.parallelism,
+                "status": job.vertex_status(v.index as u32),
+                "start-time": job.start_time,
+                "end-time": job.end_time.map(|t| t as i64).unwrap_or(-1),
+                "duration": duration(job),
+                "tasks": job.task_counts(Some(v.index as u32)),
+                "metrics": {
+                    "read-records": read,
+                    "read-records-complete": job.state.is_terminal(),
+                    "write-records": written,
+                    "write-records-complete": job.state.is_terminal(),
+                },
+            })
+        })
+        .collect();
+    let nodes: Vec<Value> = g
+        .vertices
+        .iter()
+        .map(|v| {
+            let inputs: Vec<Value> = g
+                .inputs_of(v.index)
+                .enumerate()
+                .map(|(i, e)| json!({"num": i, "id": g.vertices[e.source].id, "ship_strategy": e.partition.name(), "exchange": "pipelined_bounded"}))
+                .collect();
+            json!({"id": v.id, "parallelism": v.parallelism, "operator": "", "description": v.name, "inputs": inputs})
+        })
+        .collect();
+    json!({
+        "jid": job.id,
+        "name": job.name,
+        "isStoppable": false,
+        "state": job.state.name(),
+        "start-time": job.start_time,
+        "end-time": job.end_time.map(|t| t as i64).unwrap_or(-1),
+        "duration": duration(job),
+        "maxParallelism": g.max_parallelism,
+        "now": now_ms(),
+        "timestamps": job.timestamps,
+        "vertices": vertices,
+        "status-counts": job.task_counts(None),
+        "plan": {"jid": job.id, "name": job.name, "type": "STREAMING", "nodes": nodes},
+        "failure-cause": job.failure,
+    })
+}
+
+pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    let Some(job) = state.scheduler.job(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
+    };
+    let mut records: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+    for d in state.registry.task_digests() {
+        let e = records.entry((d.job_id, d.vertex)).or_default();
+        e.0 += d.records_in;
+        e.1 += d.records_out;
+    }
+    Json(details(&job, &records)).into_response()
+}
+
+pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    let Some(job) = state.scheduler.job(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
+    };
+    let ts = job.timestamps.get("FAILED").or(job.timestamps.get("FAILING")).copied();
+    Json(json!({
+        "root-exception": job.failure,
+        "timestamp": ts,
+        "all-exceptions": [],
+        "truncated": false,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct PatchQuery {
+    mode: Option<String>,
+}
+
+pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Query(q): Query<PatchQuery>) -> Response {
+    match q.mode.as_deref() {
+        None | Some("cancel") => match state.scheduler.cancel(&id) {
+            Ok(()) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
+        Some(other) => error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown mode '{other}'; expected cancel"),
+        ),
+    }
+}

@@ -1,0 +1,144 @@
+//! A job as the scheduler tracks it: its graph, its state (Flink's names), timestamps, the
+//! subtasks of its current attempt and where they run, and why it failed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sluice_common::job::JobGraph;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobState {
+    Created,
+    Running,
+    Failing,
+    Failed,
+    Canceling,
+    Canceled,
+    Finished,
+}
+
+impl JobState {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Created => "CREATED",
+            JobState::Running => "RUNNING",
+            JobState::Failing => "FAILING",
+            JobState::Failed => "FAILED",
+            JobState::Canceling => "CANCELLING",
+            JobState::Canceled => "CANCELED",
+            JobState::Finished => "FINISHED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Failed | JobState::Canceled | JobState::Finished)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Deploying,
+    Running,
+    Finished,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Deploying => "DEPLOYING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Finished => "FINISHED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Finished | TaskStatus::Failed | TaskStatus::Canceled)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub name: String,
+    pub yaml: String,
+    pub file: String,
+    pub parallelism: Option<u32>,
+    pub graph: Arc<JobGraph>,
+    pub state: JobState,
+    /// First time each state was entered (ms since the epoch), as Flink's `timestamps`.
+    pub timestamps: BTreeMap<&'static str, u64>,
+    pub start_time: u64,
+    pub end_time: Option<u64>,
+    pub epoch: u64,
+    /// (vertex, subtask) → status and the taskmanager running it.
+    pub tasks: HashMap<(u32, u32), (TaskStatus, String)>,
+    pub failure: Option<String>,
+    pub cancel_requested: bool,
+}
+
+impl Job {
+    pub fn transition(&mut self, to: JobState, now: u64) {
+        if self.state == to {
+            return;
+        }
+        tracing::info!(
+            "Job {} ({}) switched from state {} to {}.",
+            self.name,
+            self.id,
+            self.state.name(),
+            to.name()
+        );
+        self.state = to;
+        self.timestamps.entry(to.name()).or_insert(now);
+        if to.is_terminal() {
+            self.end_time = Some(now);
+        }
+    }
+
+    /// A vertex's status from its subtasks (Flink's `ExecutionJobVertex` aggregation).
+    pub fn vertex_status(&self, vertex: u32) -> &'static str {
+        let states: Vec<TaskStatus> = self
+            .tasks
+            .iter()
+            .filter(|((v, _), _)| *v == vertex)
+            .map(|(_, (s, _))| *s)
+            .collect();
+        if states.is_empty() {
+            return if self.state.is_terminal() {
+                self.state.name()
+            } else {
+                "CREATED"
+            };
+        }
+        for (status, name) in [
+            (TaskStatus::Failed, "FAILED"),
+            (TaskStatus::Deploying, "DEPLOYING"),
+            (TaskStatus::Running, "RUNNING"),
+            (TaskStatus::Canceled, "CANCELED"),
+        ] {
+            if states.contains(&status) {
+                return name;
+            }
+        }
+        "FINISHED"
+    }
+
+    /// Subtask counts by status name, for `tasks` fields.
+    pub fn task_counts(&self, vertex: Option<u32>) -> BTreeMap<&'static str, usize> {
+        let mut counts: BTreeMap<&'static str, usize> =
+            ["CREATED", "DEPLOYING", "RUNNING", "FINISHED", "CANCELED", "FAILED"]
+                .iter()
+                .map(|s| (*s, 0))
+                .collect();
+        for ((v, _), (s, _)) in &self.tasks {
+            if vertex.is_none_or(|x| x == *v) {
+                *counts.entry(s.name()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}

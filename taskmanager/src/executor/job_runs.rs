@@ -1,0 +1,137 @@
+//! The job attempts running on this taskmanager: their cancel switch, the slots they hold,
+//! how many of their subtasks are still running, and each subtask's metrics (for heartbeats
+//! and Prometheus) while it runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sluice_proto::control::TaskDigest;
+use tokio::sync::watch;
+
+use super::SlotTable;
+use crate::runtime::metrics::TaskMetrics;
+
+/// A running subtask's identity and counters.
+#[derive(Clone)]
+pub struct TaskEntry {
+    pub job_id: String,
+    pub job_name: String,
+    pub vertex: u32,
+    pub vertex_id: String,
+    pub task_name: String,
+    pub subtask: u32,
+    pub metrics: Arc<TaskMetrics>,
+}
+
+struct JobRun {
+    cancel: watch::Sender<bool>,
+    running: usize,
+    slots: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: HashMap<(String, u64), JobRun>,
+    tasks: HashMap<(String, u64, u32, u32), TaskEntry>,
+}
+
+#[derive(Default, Clone)]
+pub struct JobRuns {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl JobRuns {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a deployment of `tasks` subtasks holding `slots`; returns its cancel signal.
+    pub fn start(
+        &self,
+        job: &str,
+        epoch: u64,
+        tasks: usize,
+        slots: u32,
+        table: &SlotTable,
+    ) -> Result<watch::Receiver<bool>, String> {
+        let mut inner = self.lock();
+        let key = (job.to_string(), epoch);
+        if inner.runs.contains_key(&key) {
+            return Err(format!("job {job} attempt {epoch} is already deployed here"));
+        }
+        table.take(slots)?;
+        let (cancel, rx) = watch::channel(false);
+        inner.runs.insert(
+            key,
+            JobRun {
+                cancel,
+                running: tasks,
+                slots,
+            },
+        );
+        Ok(rx)
+    }
+
+    pub fn add_task(&self, epoch: u64, entry: TaskEntry) {
+        self.lock()
+            .tasks
+            .insert((entry.job_id.clone(), epoch, entry.vertex, entry.subtask), entry);
+    }
+
+    /// A subtask ended; when it was the job's last here, its slots are freed.
+    pub fn task_ended(&self, job: &str, epoch: u64, vertex: u32, subtask: u32, table: &SlotTable) {
+        let mut inner = self.lock();
+        inner.tasks.remove(&(job.to_string(), epoch, vertex, subtask));
+        let key = (job.to_string(), epoch);
+        let done = match inner.runs.get_mut(&key) {
+            Some(run) => {
+                run.running = run.running.saturating_sub(1);
+                run.running == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(run) = inner.runs.remove(&key) {
+                table.give_back(run.slots);
+            }
+        }
+    }
+
+    /// Signals cancellation to every subtask of the attempt; false when none runs here.
+    pub fn cancel(&self, job: &str, epoch: u64) -> bool {
+        match self.lock().runs.get(&(job.to_string(), epoch)) {
+            Some(run) => {
+                let _ = run.cancel.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Abandons a registration whose deployment failed.
+    pub fn abandon(&self, job: &str, epoch: u64, table: &SlotTable) {
+        if let Some(run) = self.lock().runs.remove(&(job.to_string(), epoch)) {
+            table.give_back(run.slots);
+        }
+    }
+
+    pub fn tasks(&self) -> Vec<TaskEntry> {
+        self.lock().tasks.values().cloned().collect()
+    }
+
+    pub fn digests(&self) -> Vec<TaskDigest> {
+        self.tasks()
+            .into_iter()
+            .map(|t| {
+                let s = t.metrics.sample();
+                TaskDigest {
+                    job_id: t.job_id,
+                    vertex: t.vertex,
+                    subtask: t.subtask,
+                    records_in: s.records_in,
+                    records_out: s.records_out,
+                }
+            })
+            .collect()
+    }
+}
