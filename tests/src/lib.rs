@@ -229,6 +229,32 @@ impl Cluster {
         self.rest("/overview")?.get(field)?.as_u64()
     }
 
+    /// Runs the `sluice` CLI against this cluster (`-m` added after the verb).
+    pub fn sluice(&self, verb: &str, args: &[&str]) -> std::process::Output {
+        let rest = format!("127.0.0.1:{}", self.rest_port);
+        let mut cmd = Command::new(binary("sluice"));
+        cmd.arg(verb);
+        if verb != "info" {
+            cmd.args(["-m", &rest]);
+        }
+        cmd.args(args)
+            .env_remove("SLUICE_PROPERTIES")
+            .env_remove("SLUICE_CONF_DIR");
+        cmd.output().expect("run sluice")
+    }
+
+    /// The state of job `id`, when the REST endpoint answers.
+    pub fn job_state(&self, id: &str) -> Option<String> {
+        Some(self.rest(&format!("/jobs/{id}"))?["state"].as_str()?.to_string())
+    }
+
+    /// Waits until job `id` is in `state`.
+    pub fn wait_job_state(&self, id: &str, state: &str, timeout: Duration) {
+        wait_for(timeout, &format!("job {id} to be {state}"), || {
+            (self.job_state(id).as_deref() == Some(state)).then_some(())
+        });
+    }
+
     /// Waits until `/overview` reports `n` taskmanagers; returns how long it took.
     pub fn wait_taskmanagers(&self, n: u64, timeout: Duration) -> Duration {
         let start = Instant::now();

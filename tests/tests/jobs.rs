@@ -1,0 +1,267 @@
+//! The streaming runtime end to end: real jobmanager and taskmanager processes run jobs
+//! submitted with the `sluice` CLI. Results are checked against references computed here from
+//! the datagen expressions; failures must carry Flink's messages.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use sluice_tests::Cluster;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn job_id(o: &Output) -> String {
+    let out = text(o);
+    out.split("JobID ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no job id in: {out}"))
+        .to_string()
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// "2026-01-01T00:05:00" (Arrow's JSON form of a millisecond timestamp) → epoch ms.
+fn parse_ts(s: &str) -> i64 {
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap_or_else(|_| panic!("bad timestamp {s}"));
+    let days = days_from_civil(n(0, 4), n(5, 7), n(8, 10));
+    let ms = if s.len() > 19 {
+        s[20..].parse::<i64>().unwrap_or(0)
+    } else {
+        0
+    };
+    ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60_000 + n(17, 19) * 1000 + ms
+}
+
+const ROWS: i64 = 1_000_000;
+
+fn windowed_job(out: &Path) -> String {
+    format!(
+        r#"name: exact-windows
+parallelism: 4
+sources:
+  - id: events
+    connector: datagen
+    parallelism: 2
+    options: {{number-of-rows: {ROWS}, splits: 8}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "seq % 1000"}}
+      - {{name: amount,  type: double, expr: "CAST(seq % 10 AS DOUBLE)"}}
+      - {{name: ts,      type: timestamp, expr: "to_timestamp_millis(1767225600000 + seq * 7)"}}
+    watermark: {{column: ts, max-out-of-orderness: 2 s}}
+operators:
+  - id: per-user
+    input: events
+    key-by: [user_id]
+    window: {{type: tumbling, size: 10 s}}
+    aggregate: {{n: "count(*)", total: "sum(amount)"}}
+sinks:
+  - id: out
+    input: per-user
+    connector: file
+    options: {{path: "{}", format: json}}
+"#,
+        out.display()
+    )
+}
+
+#[test]
+fn keyed_tumbling_job_across_two_taskmanagers_is_exact() {
+    let mut cluster = Cluster::new("");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (_b, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let job = cluster.config_dir().join("windows.yaml");
+    std::fs::write(&job, windowed_job(&out)).expect("job file");
+
+    let run = cluster.sluice("run", &[job.to_str().expect("path")]);
+    assert!(run.status.success(), "{}", text(&run));
+    let id = job_id(&run);
+    let details = cluster.rest(&format!("/jobs/{id}")).expect("job details");
+    assert_eq!(details["state"], "FINISHED");
+    let vertices = details["vertices"].as_array().expect("vertices");
+    assert_eq!(vertices.len(), 2, "{details}");
+    assert_eq!(vertices[1]["parallelism"], 4);
+    assert_eq!(cluster.overview("slots-available"), Some(4), "slots released");
+
+    let mut reference: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
+    for seq in 0..ROWS {
+        let ts = 1767225600000 + seq * 7;
+        let e = reference.entry((ts - ts.rem_euclid(10_000), seq % 1000)).or_default();
+        e.0 += 1;
+        e.1 += (seq % 10) as f64;
+    }
+    let mut got: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&out).expect("output dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        assert!(
+            name.starts_with("part-") && name.ends_with(".json"),
+            "unexpected file {name}"
+        );
+        files += 1;
+        for line in std::fs::read_to_string(&path).expect("part file").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            let start = parse_ts(v["window_start"].as_str().expect("window_start"));
+            assert_eq!(parse_ts(v["window_end"].as_str().expect("window_end")) - start, 10_000);
+            let key = (start, v["user_id"].as_i64().expect("user_id"));
+            let prev = got.insert(key, (v["n"].as_i64().expect("n"), v["total"].as_f64().expect("total")));
+            assert!(prev.is_none(), "window {key:?} emitted twice");
+        }
+    }
+    assert_eq!(files, 4, "one part file per sink subtask");
+    assert_eq!(got.len(), reference.len());
+    for (k, (n, t)) in &reference {
+        let (gn, gt) = got.get(k).unwrap_or_else(|| panic!("missing window {k:?}"));
+        assert_eq!(gn, n, "count of {k:?}");
+        assert!((gt - t).abs() < 1e-6, "sum of {k:?}: {gt} vs {t}");
+    }
+    println!("{} windows of {ROWS} rows match the reference", reference.len());
+}
+
+#[test]
+fn too_few_network_buffers_fail_the_job_with_flinks_message() {
+    let mut cluster = Cluster::new(
+        "taskmanager.memory.network.min: 128kb\ntaskmanager.memory.network.max: 128kb\njobmanager.adaptive-scheduler.resource-wait-timeout: 10 s\n",
+    );
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (_b, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let job = cluster.config_dir().join("windows.yaml");
+    std::fs::write(&job, windowed_job(&cluster.config_dir().join("out"))).expect("job file");
+    let run = cluster.sluice("run", &[job.to_str().expect("path")]);
+    assert!(!run.status.success());
+    let out = text(&run);
+    assert!(
+        out.contains("Insufficient number of network buffers: required"),
+        "{out}"
+    );
+    assert!(
+        out.contains("The total number of network buffers is currently set to 4 of 32768 bytes each"),
+        "{out}"
+    );
+    assert!(out.contains("'taskmanager.memory.network.fraction', 'taskmanager.memory.network.min', and 'taskmanager.memory.network.max'"), "{out}");
+    assert_eq!(cluster.overview("jobs-failed"), Some(1));
+    assert_eq!(cluster.overview("slots-available"), Some(4), "slots released");
+}
+
+#[test]
+fn a_job_needing_more_slots_than_exist_fails_with_the_slot_message() {
+    let mut cluster = Cluster::new("jobmanager.adaptive-scheduler.resource-wait-timeout: 1 s\n");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let job = cluster.config_dir().join("windows.yaml");
+    std::fs::write(&job, windowed_job(&cluster.config_dir().join("out"))).expect("job file");
+    let run = cluster.sluice("run", &["-p", "8", job.to_str().expect("path")]);
+    assert!(!run.status.success());
+    let out = text(&run);
+    assert!(
+        out.contains(
+            "the job needs 8 slots, but only 2 of 2 slots (on 1 taskmanagers) were available after waiting 1 s"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_job() {
+    let mut cluster = Cluster::new("");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (_b, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let job = cluster.config_dir().join("endless.yaml");
+    let out = cluster.config_dir().join("out");
+    std::fs::write(
+        &job,
+        format!(
+            "name: endless\nparallelism: 3\nsources:\n  - id: s\n    connector: datagen\n    options: {{rows-per-second: 5000}}\n    schema: [{{name: k, type: bigint, expr: \"seq % 10\"}}]\noperators:\n  - {{id: f, input: s, filter: \"k >= 0\", partition: rebalance}}\nsinks:\n  - {{id: o, input: f, connector: file, options: {{path: \"{}\"}}}}\n",
+            out.display()
+        ),
+    )
+    .expect("job file");
+    let run = cluster.sluice("run", &["-d", job.to_str().expect("path")]);
+    assert!(run.status.success(), "{}", text(&run));
+    let id = job_id(&run);
+    cluster.wait_job_state(&id, "RUNNING", Duration::from_secs(10));
+    sluice_tests::wait_for(Duration::from_secs(10), "records to flow", || {
+        let d = cluster.rest(&format!("/jobs/{id}"))?;
+        (d["vertices"][1]["metrics"]["read-records"].as_u64()? > 0).then_some(())
+    });
+    assert_eq!(cluster.overview("slots-available"), Some(1));
+    let cancel = cluster.sluice("cancel", &[&id]);
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    assert!(text(&cancel).contains(&format!("Cancelled job {id}.")));
+    assert_eq!(cluster.overview("jobs-cancelled"), Some(1));
+    sluice_tests::wait_for(Duration::from_secs(10), "slots to be released", || {
+        (cluster.overview("slots-available") == Some(4)).then_some(())
+    });
+    let list = cluster.sluice("list", &[]);
+    assert!(
+        text(&list).contains(&format!("{id} : endless (CANCELED)")),
+        "{}",
+        text(&list)
+    );
+}
+
+#[test]
+fn every_example_job_runs() {
+    let mut cluster = Cluster::new("");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (_b, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/jobs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("conf/jobs")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    for file in files {
+        let info = cluster.sluice("info", &[file.to_str().expect("path")]);
+        assert!(info.status.success(), "{}: {}", file.display(), text(&info));
+        let run = cluster.sluice("run", &[file.to_str().expect("path")]);
+        assert!(run.status.success(), "{}: {}", file.display(), text(&run));
+        println!("{}: {}", file.display(), text(&run).lines().last().unwrap_or(""));
+    }
+}
+
+#[test]
+fn bad_job_files_are_rejected_with_their_position() {
+    let mut cluster = Cluster::new("");
+    let (_jm, _) = cluster.start_jobmanager();
+    cluster.wait_taskmanagers(0, Duration::from_secs(20));
+    let job = cluster.config_dir().join("bad.yaml");
+    std::fs::write(&job, "sources:\n  - id: s\n    connector: datagen\n    schema: [{name: x, type: bigint, expr: seq}]\nsinks:\n  - {id: o, input: nope, connector: print}\n").expect("job file");
+    let run = cluster.sluice("run", &[job.to_str().expect("path")]);
+    assert!(!run.status.success());
+    let out = text(&run);
+    assert!(
+        out.contains("bad.yaml:6:") && out.contains("unknown input 'nope'"),
+        "{out}"
+    );
+    let info = cluster.sluice("info", &[job.to_str().expect("path")]);
+    assert!(!info.status.success() && text(&info).contains("unknown input 'nope'"));
+}
