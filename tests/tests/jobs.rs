@@ -187,7 +187,7 @@ fn a_job_needing_more_slots_than_exist_fails_with_the_slot_message() {
 fn cancel_stops_a_running_job() {
     let mut cluster = Cluster::new("");
     let (_jm, _) = cluster.start_jobmanager();
-    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (_a, metrics_a) = cluster.start_taskmanager(&[]);
     let (_b, _) = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let job = cluster.config_dir().join("endless.yaml");
@@ -209,6 +209,38 @@ fn cancel_stops_a_running_job() {
         (d["vertices"][1]["metrics"]["read-records"].as_u64()? > 0).then_some(())
     });
     assert_eq!(cluster.overview("slots-available"), Some(1));
+    // Flink's per-subtask metrics, labelled as Flink's Prometheus reporter labels them.
+    let scraped = sluice_tests::wait_for(Duration::from_secs(10), "task metrics", || {
+        let t = sluice_tests::get_text(&format!("http://127.0.0.1:{metrics_a}/metrics"))?;
+        t.contains("flink_taskmanager_job_task_numRecordsInPerSecond")
+            .then_some(t)
+    });
+    for name in [
+        "busyTimeMsPerSecond",
+        "idleTimeMsPerSecond",
+        "backPressuredTimeMsPerSecond",
+        "numRecordsIn",
+        "numRecordsOut",
+        "numRecordsInPerSecond",
+        "numRecordsOutPerSecond",
+        "currentInputWatermark",
+    ] {
+        let metric = format!("flink_taskmanager_job_task_{name}{{");
+        let line = scraped
+            .lines()
+            .find(|l| l.starts_with(&metric))
+            .unwrap_or_else(|| panic!("no {metric} in:\n{scraped}"));
+        for label in [
+            "job_id=",
+            "job_name=\"endless\"",
+            "task_id=",
+            "task_name=",
+            "subtask_index=",
+            "tm_id=",
+        ] {
+            assert!(line.contains(label), "{line} lacks {label}");
+        }
+    }
     let cancel = cluster.sluice("cancel", &[&id]);
     assert!(cancel.status.success(), "{}", text(&cancel));
     assert!(text(&cancel).contains(&format!("Cancelled job {id}.")));

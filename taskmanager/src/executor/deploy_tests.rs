@@ -176,3 +176,78 @@ fn too_few_buffers_fail_with_flinks_message() {
         assert_eq!(env.pool.available(), 5, "a failed deployment holds nothing");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_reads_json_and_csv_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, fmt) in [("json", "json"), ("csv", "csv")] {
+        let input = dir.path().join(format!("in-{name}"));
+        std::fs::create_dir_all(&input).unwrap();
+        for f in 0..3 {
+            let mut text = String::new();
+            if fmt == "csv" {
+                text.push_str("id,word\n");
+            }
+            for i in 0..100 {
+                let id = f * 100 + i;
+                if fmt == "json" {
+                    text.push_str(&format!("{{\"id\": {id}, \"word\": \"w{}\"}}\n", id % 7));
+                } else {
+                    text.push_str(&format!("{id},w{}\n", id % 7));
+                }
+            }
+            std::fs::write(input.join(format!("part-{f}.{fmt}")), text).unwrap();
+        }
+        std::fs::write(input.join(".hidden"), "ignored").unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let yaml = format!(
+            "sources:\n  - id: s\n    connector: file\n    parallelism: 2\n    options: {{path: \"{}\", format: {fmt}}}\n    schema: [{{name: id, type: bigint}}, {{name: word, type: string}}]\noperators:\n  - {{id: f, input: s, filter: \"word = 'w3'\"}}\nsinks:\n  - {{id: o, input: f, connector: file, options: {{path: \"{}\", format: json}}}}\n",
+            input.display(),
+            out.display()
+        );
+        let graph = Arc::new(
+            compile_job(
+                &yaml,
+                "files.yaml",
+                &GraphOptions {
+                    default_parallelism: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let env = NetworkEnvironment::new(NetworkBufferPool::new(64, 32 << 10), "local:0".into(), 2, 8);
+        let tasks: Vec<(usize, u32)> = graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| (v.index, s)))
+            .collect();
+        let locations = tasks.iter().map(|t| (*t, "local:0".to_string())).collect();
+        let prepared = prepare(
+            &env,
+            Deployment {
+                epoch: 1,
+                graph,
+                tasks,
+                locations,
+            },
+        )
+        .unwrap();
+        for h in prepared
+            .into_iter()
+            .map(|t| tokio::spawn(run(env.clone(), t)))
+            .collect::<Vec<_>>()
+        {
+            h.await.unwrap().unwrap();
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(&out).unwrap() {
+            for line in std::fs::read_to_string(entry.unwrap().path()).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                ids.push(v["id"].as_i64().unwrap());
+            }
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..300).filter(|i| i % 7 == 3).collect::<Vec<_>>(), "{name}");
+    }
+}

@@ -481,6 +481,41 @@ mod tests {
     }
 
     #[test]
+    fn processing_time_windows_fire_on_the_clock() {
+        let late = Arc::new(AtomicU64::new(0));
+        let aggs = vec![
+            ("n".to_string(), "count(*)".to_string()),
+            ("total".to_string(), "sum(v)".to_string()),
+        ];
+        let spec = WindowSpec {
+            kind: WindowKind::Tumbling {
+                size: Duration::from_millis(1000),
+            },
+            time: TimeKind::Processing,
+            pos: Default::default(),
+        };
+        let mut w = WindowAggregate::new(&spec, None, &["k".into()], &aggs, &input(), output(), late).unwrap();
+        assert!(w.uses_processing_time());
+        let mut out = Vec::new();
+        // Event timestamps are ignored: rows land in the window of the wall clock.
+        w.process(batch(&[(1, 2.0, 0), (1, 3.0, 0)]), &mut out).unwrap();
+        w.on_watermark(i64::MAX, &mut out).unwrap();
+        assert!(out.is_empty(), "watermarks do not fire processing-time windows");
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        w.on_processing_time(now + 2000, &mut out).unwrap();
+        let got = rows(&out);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].2, got[0].3, got[0].4), (1, 2, 5.0));
+        assert!(got[0].0 <= now && now < got[0].1 + 1000);
+    }
+
+    #[test]
     fn sliding_counts_each_row_in_every_window() {
         let (mut w, _) = op(WindowKind::Sliding {
             size: Duration::from_millis(1000),
