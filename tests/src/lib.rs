@@ -140,24 +140,23 @@ impl Drop for Daemon {
     }
 }
 
-/// GET `url` and parse JSON; `None` on any failure (not up yet, refused, non-2xx).
-pub fn get_json(url: &str) -> Option<Value> {
+/// GET `url`; `None` on any failure (not up yet, refused, non-2xx).
+fn get(url: &str) -> Option<ureq::http::Response<ureq::Body>> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let mut response = agent.get(url).call().ok()?;
-    response.body_mut().read_json::<Value>().ok()
+    agent.get(url).call().ok()
+}
+
+/// GET `url` and parse JSON; `None` on any failure.
+pub fn get_json(url: &str) -> Option<Value> {
+    get(url)?.body_mut().read_json::<Value>().ok()
 }
 
 /// GET `url` as text; `None` on any failure.
 pub fn get_text(url: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call().ok()?;
-    response.body_mut().read_to_string().ok()
+    get(url)?.body_mut().read_to_string().ok()
 }
 
 /// A local cluster in a temporary directory: one config dir, fixed ports for the jobmanager,

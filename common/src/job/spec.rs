@@ -124,6 +124,17 @@ pub struct SinkSpec {
     pub options: BTreeMap<String, (String, Pos)>,
 }
 
+/// `Option` → `Result` with an empty reason, for parsers whose failure needs no explanation.
+trait OkOrDefault<T> {
+    fn ok_or_default(self) -> Result<T, String>;
+}
+
+impl<T> OkOrDefault<T> for Option<T> {
+    fn ok_or_default(self) -> Result<T, String> {
+        self.ok_or_else(String::new)
+    }
+}
+
 /// A mapping whose fields are taken one by one; leftovers are unknown fields.
 struct Fields<'a> {
     pos: Pos,
@@ -174,42 +185,43 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| JobError::at(pos, format!("{what} needs a '{key}' field")))
     }
 
-    fn positive(&mut self, key: &str) -> JobResult<Option<u32>> {
+    /// An optional field parsed by `parse`; a bad value names the key, the expected form and
+    /// the value.
+    fn parsed<T>(
+        &mut self,
+        key: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> JobResult<Option<T>> {
         match self.str(key)? {
             None => Ok(None),
-            Some((text, pos)) => text.parse::<u32>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
-                JobError::at(
-                    pos,
-                    format!("'{key}' must be a whole number of at least 1, found '{text}'"),
-                )
+            Some((text, pos)) => parse(&text).map(Some).map_err(|why| {
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                };
+                JobError::at(pos, format!("'{key}' must be {expected}, found '{text}'{why}"))
             }),
         }
+    }
+
+    fn positive(&mut self, key: &str) -> JobResult<Option<u32>> {
+        self.parsed(key, "a whole number of at least 1", |t| {
+            t.parse::<u32>().ok().filter(|n| *n > 0).ok_or_default()
+        })
     }
 
     fn duration(&mut self, key: &str) -> JobResult<Option<Duration>> {
-        match self.str(key)? {
-            None => Ok(None),
-            Some((text, pos)) => parse_duration(&text).map(Some).map_err(|e| {
-                JobError::at(
-                    pos,
-                    format!("'{key}' must be a duration such as 5 s or 10 min, found '{text}': {e}"),
-                )
-            }),
-        }
+        self.parsed(key, "a duration such as 5 s or 10 min", parse_duration)
     }
 
     fn bool(&mut self, key: &str) -> JobResult<Option<bool>> {
-        match self.str(key)? {
-            None => Ok(None),
-            Some((text, pos)) => match text.as_str() {
-                "true" => Ok(Some(true)),
-                "false" => Ok(Some(false)),
-                _ => Err(JobError::at(
-                    pos,
-                    format!("'{key}' must be true or false, found '{text}'"),
-                )),
-            },
-        }
+        self.parsed(key, "true or false", |t| match t {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(String::new()),
+        })
     }
 
     /// Fails on the first field nobody took.

@@ -131,6 +131,26 @@ fn sanity_check_total_flink(config: &Configuration, m: &TaskExecutorFlinkMemory)
     )))
 }
 
+/// The derived components, checked against a configured total Flink memory.
+fn assemble(
+    config: &Configuration,
+    c: &Common,
+    task_heap: MemorySize,
+    network: MemorySize,
+    managed: MemorySize,
+) -> Result<TaskExecutorFlinkMemory, MemoryError> {
+    let m = TaskExecutorFlinkMemory {
+        framework_heap: c.framework_heap,
+        framework_off_heap: c.framework_off_heap,
+        task_heap,
+        task_off_heap: c.task_off_heap,
+        network,
+        managed,
+    };
+    sanity_check_total_flink(config, &m)?;
+    Ok(m)
+}
+
 impl FlinkMemory for TaskExecutorFlinkMemory {
     const OPTIONS: ProcessMemoryOptions = ProcessMemoryOptions {
         required_fine_grained: &[&TM_TASK_HEAP, &TM_MANAGED_SIZE],
@@ -154,16 +174,7 @@ impl FlinkMemory for TaskExecutorFlinkMemory {
                 MemorySize(c.framework_heap.0 + c.framework_off_heap.0 + task_heap.0 + c.task_off_heap.0 + managed.0);
             network_range(config)?.derive_inverse("network memory", rest)
         };
-        let m = TaskExecutorFlinkMemory {
-            framework_heap: c.framework_heap,
-            framework_off_heap: c.framework_off_heap,
-            task_heap,
-            task_off_heap: c.task_off_heap,
-            network,
-            managed,
-        };
-        sanity_check_total_flink(config, &m)?;
-        Ok(m)
+        assemble(config, &c, task_heap, network, managed)
     }
 
     fn derive_from_total_flink(config: &Configuration, total: MemorySize) -> Result<Self, MemoryError> {
@@ -188,16 +199,7 @@ impl FlinkMemory for TaskExecutorFlinkMemory {
             }
             (MemorySize(total.0 - rest), network)
         };
-        let m = TaskExecutorFlinkMemory {
-            framework_heap: c.framework_heap,
-            framework_off_heap: c.framework_off_heap,
-            task_heap,
-            task_off_heap: c.task_off_heap,
-            network,
-            managed,
-        };
-        sanity_check_total_flink(config, &m)?;
-        Ok(m)
+        assemble(config, &c, task_heap, network, managed)
     }
 
     fn total_flink(&self) -> MemorySize {

@@ -38,6 +38,16 @@ pub struct PreparedTask {
     _buffers: Vec<Reservation>,
 }
 
+impl PreparedTask {
+    fn gate_key(&self) -> GateKey {
+        GateKey {
+            epoch: self.epoch,
+            vertex: self.vertex as u32,
+            subtask: self.subtask,
+        }
+    }
+}
+
 /// Producers of `edge` feeding consumer `subtask`.
 fn producers(graph: &JobGraph, edge: usize, subtask: u32) -> Vec<u32> {
     let e = &graph.edges[edge];
@@ -62,14 +72,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<Prepa
     let mut prepared: Vec<PreparedTask> = Vec::new();
     let rollback = |prepared: &[PreparedTask]| {
         for p in prepared {
-            env.gates.unregister(
-                GateKey {
-                    epoch: p.epoch,
-                    vertex: p.vertex as u32,
-                    subtask: p.subtask,
-                },
-                &p.input_edges,
-            );
+            env.gates.unregister(p.gate_key(), &p.input_edges);
         }
     };
     for &(vertex, subtask) in &d.tasks {
@@ -188,6 +191,7 @@ async fn writers(
 
 /// Runs a prepared subtask to its end, then releases its gate and buffers.
 pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask) -> Result<(), String> {
+    let key = t.gate_key();
     let PreparedTask {
         vertex,
         subtask,
@@ -205,28 +209,7 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask) -> Result<(), St
         run_task(plan, gate, writers, metrics).await
     }
     .await;
-    env.gates.unregister(
-        GateKey {
-            epoch,
-            vertex: vertex as u32,
-            subtask,
-        },
-        &input_edges,
-    );
+    env.gates.unregister(key, &input_edges);
     drop(_buffers);
     result
-}
-
-/// Unregisters the gates of tasks that will not run (their deployment was abandoned).
-pub fn discard(env: &NetworkEnvironment, tasks: Vec<PreparedTask>) {
-    for t in tasks {
-        env.gates.unregister(
-            GateKey {
-                epoch: t.epoch,
-                vertex: t.vertex as u32,
-                subtask: t.subtask,
-            },
-            &t.input_edges,
-        );
-    }
 }

@@ -2,7 +2,7 @@
 //! filter → keyed tumbling window → select → file sink, compared with a reference computed here
 //! from the datagen expressions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_common::job::{compile_job, GraphOptions};
@@ -46,6 +46,37 @@ sinks:
 }
 
 type Row = (i64, i64, i64, f64);
+
+/// Deploys every subtask of `graph` on `env` (all local) and runs them to the end.
+async fn run_locally(env: &Arc<NetworkEnvironment>, graph: Arc<sluice_common::job::JobGraph>) {
+    let tasks: Vec<(usize, u32)> = graph
+        .vertices
+        .iter()
+        .flat_map(|v| (0..v.parallelism).map(move |s| (v.index, s)))
+        .collect();
+    let locations = tasks.iter().map(|t| (*t, "local:0".to_string())).collect();
+    let prepared = prepare(
+        env,
+        Deployment {
+            epoch: 1,
+            graph,
+            tasks,
+            locations,
+        },
+    )
+    .unwrap();
+    let handles: Vec<_> = prepared
+        .into_iter()
+        .map(|t| tokio::spawn(run(env.clone(), t)))
+        .collect();
+    for h in handles {
+        tokio::time::timeout(std::time::Duration::from_secs(60), h)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
 
 fn reference(rows: u64) -> Vec<Row> {
     let mut m: BTreeMap<(i64, i64), (i64, f64)> = BTreeMap::new();
@@ -98,35 +129,7 @@ async fn keyed_window_job_matches_its_reference() {
     .unwrap();
     let graph = Arc::new(graph);
     let env = NetworkEnvironment::new(NetworkBufferPool::new(4096, 32 << 10), "local:0".into(), 2, 8);
-    let mut tasks = Vec::new();
-    let mut locations = HashMap::new();
-    for v in &graph.vertices {
-        for s in 0..v.parallelism {
-            tasks.push((v.index, s));
-            locations.insert((v.index, s), "local:0".to_string());
-        }
-    }
-    let prepared = prepare(
-        &env,
-        Deployment {
-            epoch: 1,
-            graph: graph.clone(),
-            tasks,
-            locations,
-        },
-    )
-    .unwrap();
-    let handles: Vec<_> = prepared
-        .into_iter()
-        .map(|t| tokio::spawn(run(env.clone(), t)))
-        .collect();
-    for h in handles {
-        tokio::time::timeout(std::time::Duration::from_secs(60), h)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
+    run_locally(&env, graph.clone()).await;
     let got = read_output(&out);
     let want = reference(rows);
     assert_eq!(got.len(), want.len());
@@ -217,29 +220,7 @@ async fn file_source_reads_json_and_csv_splits() {
             .unwrap(),
         );
         let env = NetworkEnvironment::new(NetworkBufferPool::new(64, 32 << 10), "local:0".into(), 2, 8);
-        let tasks: Vec<(usize, u32)> = graph
-            .vertices
-            .iter()
-            .flat_map(|v| (0..v.parallelism).map(move |s| (v.index, s)))
-            .collect();
-        let locations = tasks.iter().map(|t| (*t, "local:0".to_string())).collect();
-        let prepared = prepare(
-            &env,
-            Deployment {
-                epoch: 1,
-                graph,
-                tasks,
-                locations,
-            },
-        )
-        .unwrap();
-        for h in prepared
-            .into_iter()
-            .map(|t| tokio::spawn(run(env.clone(), t)))
-            .collect::<Vec<_>>()
-        {
-            h.await.unwrap().unwrap();
-        }
+        run_locally(&env, graph).await;
         let mut ids: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(&out).unwrap() {
             for line in std::fs::read_to_string(entry.unwrap().path()).unwrap().lines() {
