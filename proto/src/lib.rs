@@ -7,3 +7,8 @@
 pub mod control {
     tonic::include_proto!("sluice.control.v1");
 }
+
+/// `sluice.checkpoint.v1`: the stored form of checkpoints and savepoints.
+pub mod checkpoint {
+    tonic::include_proto!("sluice.checkpoint.v1");
+}

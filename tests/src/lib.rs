@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod seaweed;
+
 /// Directory holding the workspace's built binaries (next to this test executable).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -66,6 +68,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `binary args…` with stdout and stderr in `log`.
     pub fn start(name: &str, binary: &Path, args: &[String], log: PathBuf) -> Daemon {
+        Self::start_with_env(name, binary, args, &[], log)
+    }
+
+    /// As `start`, with extra environment variables for the child only.
+    pub fn start_with_env(name: &str, binary: &Path, args: &[String], envs: &[(&str, &str)], log: PathBuf) -> Daemon {
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(binary);
@@ -74,7 +81,8 @@ impl Daemon {
             .stdout(out)
             .stderr(err)
             .env_remove("SLUICE_PROPERTIES")
-            .env_remove("SLUICE_CONF_DIR");
+            .env_remove("SLUICE_CONF_DIR")
+            .envs(envs.iter().copied());
         // SAFETY: prctl is async-signal-safe; the closure only makes that call.
         unsafe {
             cmd.pre_exec(|| {

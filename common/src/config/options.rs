@@ -238,6 +238,17 @@ options! {
     RESOURCE_WAIT_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-wait-timeout", Some("5 min");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
+    // ---- checkpoint storage (Flink 2 names; the 1.x names are accepted)
+    /// Where checkpoints go: file:///path or s3://bucket/prefix.
+    CHECKPOINTS_DIR: String = "execution.checkpointing.dir", None, deprecated &["state.checkpoints.dir"];
+    SAVEPOINTS_DIR: String = "execution.checkpointing.savepoint-dir", None, deprecated &["state.savepoints.dir"];
+    CHECKPOINTS_RETAINED: NonZeroU32 = "execution.checkpointing.num-retained", Some("1"), deprecated &["state.checkpoints.num-retained"];
+    S3_ENDPOINT: String = "s3.endpoint", None;
+    S3_ACCESS_KEY: String = "s3.access-key", None;
+    S3_SECRET_KEY: String = "s3.secret-key", None;
+    S3_PATH_STYLE_ACCESS: bool = "s3.path.style.access", Some("false");
+    S3_REGION: String = "s3.region", Some("us-east-1");
+
     // ---- taskmanager memory (Flink's TaskManagerOptions)
     TM_PROCESS_SIZE: MemorySize = "taskmanager.memory.process.size", None;
     TM_FLINK_SIZE: MemorySize = "taskmanager.memory.flink.size", None;

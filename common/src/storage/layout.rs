@@ -1,0 +1,63 @@
+//! The checkpoint directory layout of DESIGN §8 (Flink's): under `<dir>/<job-id>/`,
+//! `chk-<N>/_metadata` (the only thing that makes checkpoint N exist) and the files owned by
+//! that checkpoint, `shared/` for files several checkpoints reference, `taskowned/`.
+
+use object_store::path::Path;
+
+#[derive(Clone, Debug)]
+pub struct CheckpointLayout {
+    root: Path,
+}
+
+/// `chk-12` → 12.
+pub fn checkpoint_id_of(dir_name: &str) -> Option<u64> {
+    dir_name.strip_prefix("chk-")?.parse().ok()
+}
+
+impl CheckpointLayout {
+    pub fn new(prefix: &Path, job_id: &str) -> Self {
+        CheckpointLayout {
+            root: prefix.clone().join(job_id),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoint_dir(&self, id: u64) -> Path {
+        self.root.clone().join(format!("chk-{id}").as_str())
+    }
+
+    pub fn metadata(&self, id: u64) -> Path {
+        self.checkpoint_dir(id).join("_metadata")
+    }
+
+    /// A file owned by checkpoint `id`.
+    pub fn file(&self, id: u64, name: &str) -> Path {
+        self.checkpoint_dir(id).join(name)
+    }
+
+    pub fn shared(&self, name: &str) -> Path {
+        self.root.clone().join("shared").join(name)
+    }
+
+    pub fn task_owned(&self, name: &str) -> Path {
+        self.root.clone().join("taskowned").join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let l = CheckpointLayout::new(&Path::from("ckpts"), "abc");
+        assert_eq!(l.metadata(7).as_ref(), "ckpts/abc/chk-7/_metadata");
+        assert_eq!(l.shared("0001.sst").as_ref(), "ckpts/abc/shared/0001.sst");
+        assert_eq!(l.task_owned("x").as_ref(), "ckpts/abc/taskowned/x");
+        assert_eq!(checkpoint_id_of("chk-12"), Some(12));
+        assert_eq!(checkpoint_id_of("shared"), None);
+    }
+}

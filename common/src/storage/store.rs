@@ -1,0 +1,286 @@
+//! Opening a storage location from a URL and the configuration, and the checkpoint operations
+//! on it: write `_metadata` create-only, find the newest checkpoint whose metadata is intact,
+//! and discard a checkpoint's files.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::config::options::{S3_ACCESS_KEY, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_KEY};
+use crate::config::Configuration;
+use crate::proto::checkpoint::CheckpointMetadata;
+
+use super::layout::{checkpoint_id_of, CheckpointLayout};
+use super::metadata::{decode_metadata, encode_metadata};
+
+/// A store and the prefix inside it that a URL names.
+#[derive(Clone, Debug)]
+pub struct StorageLocation {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    pub url: String,
+    /// For file:// locations, the directory the store is rooted at (directories outlive their
+    /// files there, unlike prefixes in an object store).
+    local_root: Option<std::path::PathBuf>,
+}
+
+fn config_error(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// `file:///abs/dir`, `s3://bucket/prefix` or `memory://prefix` → a location. S3 uses Flink's
+/// keys: `s3.endpoint`, `s3.access-key`, `s3.secret-key`, `s3.path.style.access`, `s3.region`.
+pub fn open_location(url: &str, config: &Configuration) -> Result<StorageLocation, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("'{url}' is not a storage URL; expected file:///path or s3://bucket/prefix"))?;
+    let mut local_root = None;
+    let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(format!("'{url}' is not an absolute file:// URL (file:///path)"));
+            }
+            std::fs::create_dir_all(rest).map_err(|e| format!("cannot create {rest}: {e}"))?;
+            let fs = LocalFileSystem::new_with_prefix(rest).map_err(|e| format!("{url}: {e}"))?;
+            local_root = Some(std::path::PathBuf::from(rest));
+            (Arc::new(fs), String::new())
+        }
+        "s3" => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("'{url}' names no bucket; expected s3://bucket/prefix"));
+            }
+            let mut b = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(config.get(&S3_REGION).map_err(config_error)?)
+                .with_virtual_hosted_style_request(!config.get(&S3_PATH_STYLE_ACCESS).map_err(config_error)?);
+            if let Some(endpoint) = config.get_opt(&S3_ENDPOINT).map_err(config_error)? {
+                b = b
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint);
+            }
+            if let Some(key) = config.get_opt(&S3_ACCESS_KEY).map_err(config_error)? {
+                b = b.with_access_key_id(key);
+            }
+            if let Some(secret) = config.get_opt(&S3_SECRET_KEY).map_err(config_error)? {
+                b = b.with_secret_access_key(secret);
+            }
+            let s3 = b.build().map_err(|e| format!("{url}: {e}"))?;
+            (Arc::new(s3), prefix.to_string())
+        }
+        "memory" => (Arc::new(InMemory::new()), rest.to_string()),
+        other => {
+            return Err(format!(
+                "unsupported storage scheme '{other}' in '{url}'; expected file:// or s3://"
+            ))
+        }
+    };
+    Ok(StorageLocation {
+        store,
+        prefix: Path::from(prefix),
+        url: url.to_string(),
+        local_root,
+    })
+}
+
+/// Checkpoints of one job in one location.
+#[derive(Clone, Debug)]
+pub struct CheckpointStore {
+    pub location: StorageLocation,
+    pub layout: CheckpointLayout,
+}
+
+impl CheckpointStore {
+    pub fn new(location: StorageLocation, job_id: &str) -> Self {
+        let layout = CheckpointLayout::new(&location.prefix, job_id);
+        CheckpointStore { location, layout }
+    }
+
+    /// Writes a file (state of a checkpoint); overwriting is allowed.
+    pub async fn put(&self, path: &Path, data: Bytes) -> Result<(), String> {
+        self.location
+            .store
+            .put(path, PutPayload::from_bytes(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<Bytes, String> {
+        let r = self
+            .location
+            .store
+            .get(path)
+            .await
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        r.bytes().await.map_err(|e| format!("reading {path}: {e}"))
+    }
+
+    /// Completes checkpoint `metadata.checkpoint_id`: `_metadata` is written create-only, so a
+    /// checkpoint id can complete once, whoever races for it.
+    pub async fn complete(&self, metadata: &CheckpointMetadata) -> Result<Path, String> {
+        let path = self.layout.metadata(metadata.checkpoint_id);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .location
+            .store
+            .put_opts(&path, PutPayload::from_bytes(encode_metadata(metadata)), opts)
+            .await
+        {
+            Ok(_) => Ok(path),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(format!(
+                "checkpoint {} already exists at {path}",
+                metadata.checkpoint_id
+            )),
+            Err(e) => Err(format!("writing {path}: {e}")),
+        }
+    }
+
+    /// Ids of the checkpoint directories holding at least one file (complete or not), newest
+    /// first. Empty directories do not count: some stores (a filesystem, SeaweedFS) keep them
+    /// after their files are deleted.
+    pub async fn checkpoint_ids(&self) -> Result<Vec<u64>, String> {
+        let listing = self
+            .location
+            .store
+            .list_with_delimiter(Some(self.layout.root()))
+            .await
+            .map_err(|e| format!("listing {}: {e}", self.layout.root()))?;
+        let mut ids = Vec::new();
+        for dir in &listing.common_prefixes {
+            let Some(id) = dir.filename().and_then(checkpoint_id_of) else {
+                continue;
+            };
+            let mut files = self.location.store.list(Some(dir));
+            if files
+                .try_next()
+                .await
+                .map_err(|e| format!("listing {dir}: {e}"))?
+                .is_some()
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// The newest checkpoint whose `_metadata` exists and is intact. Each one passed over is
+    /// logged with the reason.
+    pub async fn latest_complete(&self) -> Result<Option<CheckpointMetadata>, String> {
+        for id in self.checkpoint_ids().await? {
+            let path = self.layout.metadata(id);
+            let why = match self.get(&path).await {
+                Ok(bytes) => match decode_metadata(&bytes) {
+                    Ok(m) if m.checkpoint_id == id => return Ok(Some(m)),
+                    Ok(m) => format!("its metadata names checkpoint {}", m.checkpoint_id),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e,
+            };
+            tracing::warn!(
+                "Checkpoint {id} of {} is not usable ({why}); trying an older one.",
+                self.location.url
+            );
+        }
+        Ok(None)
+    }
+
+    /// Deletes every file of checkpoint `id` (its directory; shared files are not touched).
+    pub async fn discard(&self, id: u64) -> Result<(), String> {
+        let dir = self.layout.checkpoint_dir(id);
+        let files: Vec<_> = self
+            .location
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing {dir}: {e}"))?;
+        for f in files {
+            self.location
+                .store
+                .delete(&f.location)
+                .await
+                .map_err(|e| format!("deleting {}: {e}", f.location))?;
+        }
+        if let Some(root) = &self.location.local_root {
+            let local = root.join(dir.as_ref());
+            if local.exists() {
+                std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(id: u64) -> CheckpointMetadata {
+        CheckpointMetadata {
+            job_id: "j".into(),
+            checkpoint_id: id,
+            timestamp_ms: 1,
+            max_parallelism: 128,
+            ..Default::default()
+        }
+    }
+
+    async fn exercise(url: &str) {
+        let location = open_location(url, &Configuration::new()).unwrap();
+        let store = CheckpointStore::new(location, "job-1");
+        for id in 1..=3 {
+            store
+                .put(&store.layout.file(id, "state-0"), Bytes::from_static(b"state"))
+                .await
+                .unwrap();
+            store.complete(&metadata(id)).await.unwrap();
+        }
+        let e = store.complete(&metadata(3)).await.unwrap_err();
+        assert!(e.contains("checkpoint 3 already exists"), "{e}");
+        assert_eq!(store.checkpoint_ids().await.unwrap(), vec![3, 2, 1]);
+        assert_eq!(store.latest_complete().await.unwrap().unwrap().checkpoint_id, 3);
+        // A corrupted newest checkpoint: recovery falls back to the previous one.
+        store
+            .location
+            .store
+            .put(&store.layout.metadata(3), PutPayload::from_static(b"garbage"))
+            .await
+            .unwrap();
+        assert_eq!(store.latest_complete().await.unwrap().unwrap().checkpoint_id, 2);
+        store.discard(1).await.unwrap();
+        assert_eq!(store.checkpoint_ids().await.unwrap(), vec![3, 2]);
+    }
+
+    #[tokio::test]
+    async fn memory_store() {
+        exercise("memory://root").await;
+    }
+
+    #[tokio::test]
+    async fn file_store() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&format!("file://{}/checkpoints", dir.path().display())).await;
+    }
+
+    #[test]
+    fn bad_urls_are_named() {
+        let c = Configuration::new();
+        assert!(open_location("/tmp/x", &c).unwrap_err().contains("not a storage URL"));
+        assert!(open_location("file://relative", &c).unwrap_err().contains("absolute"));
+        assert!(open_location("hdfs://nn/x", &c)
+            .unwrap_err()
+            .contains("unsupported storage scheme 'hdfs'"));
+        assert!(open_location("s3:///x", &c).unwrap_err().contains("names no bucket"));
+    }
+}
