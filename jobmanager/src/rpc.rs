@@ -125,9 +125,17 @@ impl JobManagerService for JobManagerRpc {
             last_heartbeat_ms: now_ms(),
             heap_used: 0,
             cpu_load: 0.0,
+            streaming: false,
             gateway,
         };
         let address = record.rpc_address();
+        // Liveness is watched through the heartbeat stream; one that never opens (the process
+        // died right after registering) must not leave the registration behind.
+        tokio::spawn(
+            self.registry
+                .clone()
+                .expire_unless_streaming(registration_id.clone(), self.settings.heartbeat_timeout),
+        );
         if let Some(old) = self.registry.register(record) {
             tracing::info!(
                 "TaskManager {} registered again; its earlier registration {old} is replaced.",
@@ -164,7 +172,7 @@ impl JobManagerService for JobManagerRpc {
             Ok(Err(status)) => return Err(status),
             Err(_) => return Err(Status::deadline_exceeded("no first heartbeat within heartbeat.timeout")),
         };
-        if !self.registry.contains(&first.registration_id) {
+        if !self.registry.attach_stream(&first.registration_id) {
             return Err(Status::not_found(format!(
                 "registration {} is not known to this jobmanager; register again",
                 first.registration_id

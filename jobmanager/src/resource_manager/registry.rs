@@ -39,6 +39,8 @@ pub struct TaskManagerRecord {
     pub last_heartbeat_ms: u64,
     pub heap_used: u64,
     pub cpu_load: f64,
+    /// Whether its heartbeat stream is open (liveness is watched through it).
+    pub streaming: bool,
     /// Connected gateway for commands to this taskmanager.
     pub gateway: TaskManagerServiceClient<Channel>,
 }
@@ -151,8 +153,24 @@ impl Registry {
         self.lock().values().find(|r| r.resource_id == resource_id).cloned()
     }
 
-    pub fn contains(&self, registration_id: &str) -> bool {
-        self.lock().contains_key(registration_id)
+    /// The heartbeat stream of a registration opened; false when it is not known.
+    pub fn attach_stream(&self, registration_id: &str) -> bool {
+        match self.lock().get_mut(registration_id) {
+            Some(r) => {
+                r.streaming = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a registration whose heartbeat stream never opened within `timeout`.
+    pub async fn expire_unless_streaming(self, registration_id: String, timeout: Duration) {
+        tokio::time::sleep(timeout).await;
+        let silent = self.lock().get(&registration_id).is_some_and(|r| !r.streaming);
+        if silent {
+            self.remove(&registration_id, LossCause::HeartbeatTimeout(timeout));
+        }
     }
 
     pub fn snapshot(&self) -> Vec<TaskManagerRecord> {
