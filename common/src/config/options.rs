@@ -238,7 +238,9 @@ options! {
     RESOURCE_WAIT_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-wait-timeout", Some("5 min");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
-    // ---- checkpoint storage (Flink 2 names; the 1.x names are accepted)
+    // ---- checkpoints (Flink 2 names; the 1.x names are accepted)
+    /// Checkpoint every this long; absent = no checkpoints.
+    CHECKPOINT_INTERVAL: Duration = "execution.checkpointing.interval", None;
     /// Where checkpoints go: file:///path or s3://bucket/prefix.
     CHECKPOINTS_DIR: String = "execution.checkpointing.dir", None, deprecated &["state.checkpoints.dir"];
     SAVEPOINTS_DIR: String = "execution.checkpointing.savepoint-dir", None, deprecated &["state.savepoints.dir"];

@@ -466,8 +466,16 @@ const OPERATOR_FIELDS: [&str; 12] = [
     "union",
 ];
 
-fn operator(node: &Node) -> JobResult<OperatorSpec> {
-    let mut f = Fields::of(node, "an operator")?;
+/// The fields every node with inputs starts with.
+struct Head<'a> {
+    id: String,
+    uid: String,
+    inputs: Vec<InputSpec>,
+    input_node: &'a Node,
+}
+
+/// Reads `id`, `uid` (default: the id), `partition` (default for every input) and `input`.
+fn head<'a>(f: &mut Fields<'a>, node: &Node, what: &str) -> JobResult<Head<'a>> {
     let (id, _) = f.required("id")?;
     let uid = f.str("uid")?.map(|(u, _)| u).unwrap_or_else(|| id.clone());
     let default_partition = match f.str("partition")? {
@@ -476,8 +484,24 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     };
     let input_node = f
         .take("input")
-        .ok_or_else(|| JobError::at(node.pos, format!("operator '{id}' needs an 'input'")))?;
+        .ok_or_else(|| JobError::at(node.pos, format!("{what} '{id}' needs an 'input'")))?;
     let inputs = inputs(input_node, default_partition)?;
+    Ok(Head {
+        id,
+        uid,
+        inputs,
+        input_node,
+    })
+}
+
+fn operator(node: &Node) -> JobResult<OperatorSpec> {
+    let mut f = Fields::of(node, "an operator")?;
+    let Head {
+        id,
+        uid,
+        inputs,
+        input_node,
+    } = head(&mut f, node, "operator")?;
     let parallelism = f.positive("parallelism")?;
     let chain = f.bool("chain")?.unwrap_or(true);
     let key_by = f
@@ -578,16 +602,12 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
 
 fn sink(node: &Node) -> JobResult<SinkSpec> {
     let mut f = Fields::of(node, "a sink")?;
-    let (id, _) = f.required("id")?;
-    let uid = f.str("uid")?.map(|(u, _)| u).unwrap_or_else(|| id.clone());
-    let default_partition = match f.str("partition")? {
-        Some((t, pos)) => Some(partition(&t, pos)?),
-        None => None,
-    };
-    let input_node = f
-        .take("input")
-        .ok_or_else(|| JobError::at(node.pos, format!("sink '{id}' needs an 'input'")))?;
-    let mut ins = inputs(input_node, default_partition)?;
+    let Head {
+        id,
+        uid,
+        inputs: mut ins,
+        input_node,
+    } = head(&mut f, node, "sink")?;
     if ins.len() != 1 {
         return Err(JobError::at(
             input_node.pos,
@@ -606,6 +626,21 @@ fn sink(node: &Node) -> JobResult<SinkSpec> {
         connector,
         parallelism,
         options,
+    })
+}
+
+/// A per-job override must be a key Sluice knows, with a valid value.
+fn check_config_override(key: &str, value: &str, key_pos: Pos, value_pos: Pos) -> JobResult<()> {
+    let option = crate::config::options::find_option(key)
+        .ok_or_else(|| JobError::at(key_pos, format!("unknown configuration key '{key}' in config")))?;
+    option.check(value).map_err(|why| {
+        JobError::at(
+            value_pos,
+            format!(
+                "invalid value '{value}' for '{key}': {why}; expected {}",
+                option.expected()
+            ),
+        )
     })
 }
 
@@ -646,7 +681,11 @@ impl JobSpec {
             None => Vec::new(),
             Some(n) => map_entries(n, "config")?
                 .into_iter()
-                .map(|(k, v, _)| Ok((k.clone(), scalar(v, &k)?)))
+                .map(|(k, v, kpos)| {
+                    let value = scalar(v, &k)?;
+                    check_config_override(&k, &value, kpos, v.pos)?;
+                    Ok((k.clone(), value))
+                })
                 .collect::<JobResult<_>>()?,
         };
         let sources = list(f.take("sources"), "sources", source)?;

@@ -175,6 +175,16 @@ fn structural_errors() {
     assert!(e.contains("unknown sink connector 'kafkaa'"), "{e}");
     let e = error(&CHAINED.replace("number-of-rows: 10", "number-of-rows: ten"));
     assert!(e.contains("option 'number-of-rows'") && e.contains("'ten'"), "{e}");
+    let e = error(&DESIGN_EXAMPLE.replace("interval: 10 s", "interval: often"));
+    assert!(
+        e.contains("job.yaml:5:37: invalid value 'often' for 'execution.checkpointing.interval'"),
+        "{e}"
+    );
+    let e = error(&DESIGN_EXAMPLE.replace("execution.checkpointing.interval: 10 s", "no.such.key: 1"));
+    assert!(
+        e.contains("job.yaml:5:3: unknown configuration key 'no.such.key'"),
+        "{e}"
+    );
     let e = error("sources: [\n");
     assert!(e.contains("invalid YAML"), "{e}");
     let e = error(&DESIGN_EXAMPLE.replace("key-by: [user_id]", "key-by: [amount_typo]"));
