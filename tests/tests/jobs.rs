@@ -185,7 +185,7 @@ fn a_job_needing_more_slots_than_exist_fails_with_the_slot_message() {
 
 #[test]
 fn cancel_stops_a_running_job() {
-    let mut cluster = Cluster::new("");
+    let mut cluster = Cluster::new("heartbeat.interval: 1 s\n");
     let (_jm, _) = cluster.start_jobmanager();
     let (_a, metrics_a) = cluster.start_taskmanager(&[]);
     let (_b, _) = cluster.start_taskmanager(&[]);
@@ -296,4 +296,34 @@ fn bad_job_files_are_rejected_with_their_position() {
     );
     let info = cluster.sluice("info", &[job.to_str().expect("path")]);
     assert!(!info.status.success() && text(&info).contains("unknown input 'nope'"));
+}
+
+#[test]
+fn killing_a_taskmanager_fails_the_job_and_frees_the_survivors_slots() {
+    let mut cluster = Cluster::new("heartbeat.interval: 1 s\n");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    let (mut b, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let job = cluster.config_dir().join("endless-keyed.yaml");
+    std::fs::write(
+        &job,
+        "name: endless-keyed\nparallelism: 4\nsources:\n  - id: s\n    connector: datagen\n    options: {rows-per-second: 20000}\n    schema: [{name: k, type: bigint, expr: \"seq % 100\"}]\noperators:\n  - {id: by-key, input: s, key-by: k}\nsinks:\n  - {id: o, input: by-key, connector: blackhole}\n",
+    )
+    .expect("job file");
+    let run = cluster.sluice("run", &["-d", job.to_str().expect("path")]);
+    assert!(run.status.success(), "{}", text(&run));
+    let id = job_id(&run);
+    cluster.wait_job_state(&id, "RUNNING", Duration::from_secs(10));
+    sluice_tests::wait_for(Duration::from_secs(10), "records to cross taskmanagers", || {
+        let d = cluster.rest(&format!("/jobs/{id}"))?;
+        (d["vertices"][1]["metrics"]["read-records"].as_u64()? > 1000).then_some(())
+    });
+    b.kill9();
+    cluster.wait_job_state(&id, "FAILED", Duration::from_secs(15));
+    let cause = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions")["root-exception"].to_string();
+    assert!(cause.contains("was lost while running the job"), "{cause}");
+    sluice_tests::wait_for(Duration::from_secs(10), "the survivor's slots to be free", || {
+        (cluster.overview("slots-available") == Some(2) && cluster.overview("slots-total") == Some(2)).then_some(())
+    });
 }

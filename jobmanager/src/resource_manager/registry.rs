@@ -230,3 +230,60 @@ impl Registry {
         self.lock().values().flat_map(|r| r.tasks.clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::transport::Endpoint;
+
+    fn record(registration_id: &str) -> TaskManagerRecord {
+        TaskManagerRecord {
+            resource_id: format!("tm-{registration_id}"),
+            registration_id: registration_id.to_string(),
+            host: "127.0.0.1".into(),
+            rpc_port: 1,
+            data_port: 2,
+            slots_total: 2,
+            slots_allocated: 0,
+            tasks: Vec::new(),
+            memory: BTreeMap::new(),
+            cpu_cores: 2,
+            physical_memory: 0,
+            registered_at_ms: now_ms(),
+            last_heartbeat_ms: now_ms(),
+            heap_used: 0,
+            cpu_load: 0.0,
+            streaming: false,
+            gateway: TaskManagerServiceClient::new(Endpoint::from_static("http://127.0.0.1:1").connect_lazy()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registration_without_heartbeat_stream_expires() {
+        let registry = Registry::default();
+        registry.register(record("silent"));
+        registry.register(record("alive"));
+        assert!(registry.attach_stream("alive"));
+        let timeout = Duration::from_millis(20);
+        tokio::join!(
+            registry.clone().expire_unless_streaming("silent".into(), timeout),
+            registry.clone().expire_unless_streaming("alive".into(), timeout),
+        );
+        let left: Vec<String> = registry.snapshot().into_iter().map(|r| r.registration_id).collect();
+        assert_eq!(left, vec!["alive".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn allocation_is_all_or_nothing_and_released() {
+        let registry = Registry::default();
+        registry.register(record("a"));
+        registry.register(record("b"));
+        assert!(registry.allocate(5).is_none(), "only 4 slots exist");
+        let got = registry.allocate(3).expect("3 of 4 slots");
+        assert_eq!(got.iter().map(|(_, n)| n).sum::<u32>(), 3);
+        assert_eq!(registry.totals(), (2, 4, 1));
+        let held: Vec<(String, u32)> = got.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
+        registry.release(&held);
+        assert_eq!(registry.totals(), (2, 4, 4));
+    }
+}

@@ -304,9 +304,15 @@ impl Scheduler {
                         *status = TaskStatus::Failed;
                     }
                 }
+                // A lost taskmanager is the cause; what its peers reported (broken channels) is
+                // a consequence, kept as detail.
                 if let Some(tm) = lost.first() {
-                    if job.failure.is_none() {
-                        job.failure = Some(format!("TaskManager {tm} was lost while running the job."));
+                    let cause = format!("TaskManager {tm} was lost while running the job.");
+                    if !job.failure.as_deref().is_some_and(|f| f.starts_with(&cause)) {
+                        job.failure = Some(match job.failure.take() {
+                            Some(first) => format!("{cause} First reported task failure: {first}"),
+                            None => cause,
+                        });
                     }
                 }
                 let all_done = job.tasks.values().all(|(s, _)| s.is_terminal());

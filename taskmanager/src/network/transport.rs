@@ -100,6 +100,7 @@ pub async fn serve(listener: TcpListener, gates: Arc<GateRegistry>) {
     }
 }
 
+/// Open channels of a connection: their gate and channel index; removed at END.
 type Routes = Arc<Mutex<HashMap<ChannelId, (Arc<GateShared>, usize)>>>;
 
 async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), String> {
@@ -109,14 +110,16 @@ async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), Stri
     tokio::spawn(write_frames(write, rx, stop.clone()));
     let routes: Routes = Arc::default();
     let result = receive_frames(read, &gates, &routes, &writer).await;
-    // Whatever ended the connection, its channels are gone: close the socket and tell the
-    // consumers (a clean end after every END frame leaves nothing to tell).
+    // Whatever ended the connection, close the socket; channels still open (no END yet) lost
+    // their producer, and their consumers are told.
     stop.notify_one();
-    if let Err(e) = &result {
-        if let Ok(r) = routes.lock() {
-            for (gate, ch) in r.values() {
-                gate.fail(*ch, format!("data connection failed: {e}"));
-            }
+    let reason = match &result {
+        Ok(()) => "the sending taskmanager closed the data connection before the end of the partition".to_string(),
+        Err(e) => format!("data connection failed: {e}"),
+    };
+    if let Ok(r) = routes.lock() {
+        for (gate, ch) in r.values() {
+            gate.fail(*ch, reason.clone());
         }
     }
     result
@@ -174,7 +177,12 @@ async fn receive_frames(
                         StreamEvent::Watermark(i64::from_le_bytes(bytes))
                     }
                     frame::IDLE => StreamEvent::Idle(rest.first().copied().unwrap_or(0) != 0),
-                    _ => StreamEvent::EndOfPartition,
+                    _ => {
+                        if let Ok(mut r) = routes.lock() {
+                            r.remove(&id);
+                        }
+                        StreamEvent::EndOfPartition
+                    }
                 };
                 gate.deliver(ch, event, backlog)
             }
@@ -189,6 +197,7 @@ async fn receive_frames(
 
 /// The sending side of one connection to a remote taskmanager.
 pub struct Connection {
+    peer: String,
     writer: mpsc::UnboundedSender<Vec<u8>>,
     credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>>,
 }
@@ -235,7 +244,16 @@ impl Connection {
                 }
             }
         });
-        Ok(Arc::new(Connection { writer, credits }))
+        Ok(Arc::new(Connection {
+            peer: address.to_string(),
+            writer,
+            credits,
+        }))
+    }
+
+    /// The receiving taskmanager's data address.
+    pub fn peer(&self) -> &str {
+        &self.peer
     }
 
     pub fn is_open(&self) -> bool {

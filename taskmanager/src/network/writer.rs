@@ -53,10 +53,16 @@ impl OutputChannel {
                 Target::Remote(conn) => conn.send_backlog(self.id, backlog + 1)?,
             }
             let start = Instant::now();
-            self.credit
-                .acquire()
-                .await
-                .map_err(|_| format!("channel {:?} closed while waiting for credit", self.id))?;
+            self.credit.acquire().await.map_err(|_| {
+                let peer = match &self.target {
+                    Target::Local(..) => "its local consumer".to_string(),
+                    Target::Remote(conn) => format!("the taskmanager at {}", conn.peer()),
+                };
+                format!(
+                    "channel {:?} to {peer} closed while waiting for credit (the consumer is gone)",
+                    self.id
+                )
+            })?;
             *blocked += start.elapsed();
         }
         match &self.target {
