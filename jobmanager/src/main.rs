@@ -4,10 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice_common::config::ConfigArgs;
-use sluice_common::observability::{init_logging, CountingAllocator};
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+use sluice_common::observability::init_logging;
 
 /// The Sluice jobmanager: schedules jobs over taskmanagers, coordinates checkpoints, serves
 /// REST and metrics.

@@ -4,11 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use sluice_common::config::ConfigArgs;
-use sluice_common::observability::{init_logging, CountingAllocator};
+use sluice_common::observability::init_logging;
 use sluice_taskmanager::memory::MemoryPools;
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {

@@ -6,7 +6,7 @@ mod logging;
 mod process_stats;
 mod prometheus;
 
-pub use heap_accounting::{heap_used_bytes, CountingAllocator};
+pub use heap_accounting::heap_used_bytes;
 pub use logging::init_logging;
 pub use process_stats::{physical_memory_bytes, resident_set_bytes, CpuLoad};
 pub use prometheus::{label_value, serve_prometheus, MetricsRefresh};

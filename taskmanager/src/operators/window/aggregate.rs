@@ -24,7 +24,7 @@ use crate::operators::Operator;
 
 struct Pane {
     /// Key row bytes → group index.
-    groups: HashMap<Vec<u8>, usize>,
+    groups: HashMap<Vec<u8>, usize, ahash::RandomState>,
     keys: Vec<OwnedRow>,
     accs: Vec<Box<dyn GroupsAccumulator>>,
 }
@@ -44,7 +44,7 @@ pub struct WindowAggregate {
     output: SchemaRef,
     watermark: i64,
     panes: BTreeMap<Window, Pane>,
-    sessions: HashMap<OwnedRow, Vec<Session>>,
+    sessions: HashMap<OwnedRow, Vec<Session>, ahash::RandomState>,
     late: Arc<AtomicU64>,
     scratch: Vec<Window>,
 }
@@ -95,7 +95,7 @@ impl WindowAggregate {
             output,
             watermark: i64::MIN,
             panes: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             late,
             scratch: Vec::new(),
         })
@@ -138,7 +138,7 @@ impl WindowAggregate {
 
     fn new_pane(&self) -> Result<Pane, String> {
         Ok(Pane {
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             keys: Vec::new(),
             accs: self
                 .aggs
