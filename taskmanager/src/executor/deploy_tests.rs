@@ -47,6 +47,14 @@ sinks:
 
 type Row = (i64, i64, i64, f64);
 
+fn compile(yaml: &str) -> Arc<sluice_common::job::JobGraph> {
+    let options = GraphOptions {
+        default_parallelism: 1,
+        ..Default::default()
+    };
+    Arc::new(compile_job(yaml, "in-process.yaml", &options).unwrap())
+}
+
 /// Deploys every subtask of `graph` on `env` (all local) and runs them to the end.
 async fn run_locally(env: &Arc<NetworkEnvironment>, graph: Arc<sluice_common::job::JobGraph>) {
     let tasks: Vec<(usize, u32)> = graph
@@ -118,16 +126,7 @@ async fn keyed_window_job_matches_its_reference() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let rows = 200_000;
-    let graph = compile_job(
-        &job(&out.display().to_string(), rows),
-        "in-process.yaml",
-        &GraphOptions {
-            default_parallelism: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let graph = Arc::new(graph);
+    let graph = compile(&job(&out.display().to_string(), rows));
     let env = NetworkEnvironment::new(NetworkBufferPool::new(4096, 32 << 10), "local:0".into(), 2, 8);
     run_locally(&env, graph.clone()).await;
     let got = read_output(&out);
@@ -142,16 +141,7 @@ async fn keyed_window_job_matches_its_reference() {
 
 #[test]
 fn too_few_buffers_fail_with_flinks_message() {
-    let graph = compile_job(
-        &job("/tmp/unused", 10),
-        "j.yaml",
-        &GraphOptions {
-            default_parallelism: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let graph = Arc::new(graph);
+    let graph = compile(&job("/tmp/unused", 10));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -208,17 +198,7 @@ async fn file_source_reads_json_and_csv_splits() {
             input.display(),
             out.display()
         );
-        let graph = Arc::new(
-            compile_job(
-                &yaml,
-                "files.yaml",
-                &GraphOptions {
-                    default_parallelism: 1,
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
+        let graph = compile(&yaml);
         let env = NetworkEnvironment::new(NetworkBufferPool::new(64, 32 << 10), "local:0".into(), 2, 8);
         run_locally(&env, graph).await;
         let mut ids: Vec<i64> = Vec::new();

@@ -36,10 +36,6 @@ impl NetworkBufferPool {
         })
     }
 
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
     pub fn available(&self) -> u64 {
         self.total.saturating_sub(self.used.load(Ordering::Acquire))
     }

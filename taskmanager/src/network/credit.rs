@@ -160,7 +160,8 @@ impl SenderCredit {
         self.notify.notify_one();
     }
 
-    fn try_take(&self) -> bool {
+    /// Takes one credit without waiting.
+    pub fn try_acquire(&self) -> bool {
         match self.available.lock() {
             Ok(mut a) if *a > 0 => {
                 *a -= 1;
@@ -170,16 +171,11 @@ impl SenderCredit {
         }
     }
 
-    /// Takes one credit without waiting.
-    pub fn try_acquire(&self) -> bool {
-        self.try_take()
-    }
-
     /// Waits for one credit. `Err` when the channel was closed.
     pub async fn acquire(&self) -> Result<(), ()> {
         loop {
             let notified = self.notify.notified();
-            if self.try_take() {
+            if self.try_acquire() {
                 return Ok(());
             }
             if self.closed.load(Ordering::Acquire) {

@@ -70,10 +70,12 @@ impl OutputChannel {
             Target::Remote(conn) => conn.send_event(self.id, &event, backlog),
         }
     }
+}
 
-    /// Stops waiting senders (task cancelled).
-    pub fn close(&self) {
-        self.credit.close();
+/// A channel's task ended (finished or cancelled by dropping it): the shared connection stops
+/// routing credit to it.
+impl Drop for OutputChannel {
+    fn drop(&mut self) {
         if let Target::Remote(conn) = &self.target {
             conn.close_channel(self.id);
         }
@@ -186,12 +188,6 @@ impl RecordWriter {
             ch.send(event.clone(), 0, blocked).await?;
         }
         Ok(())
-    }
-
-    pub fn close(&self) {
-        for ch in &self.channels {
-            ch.close();
-        }
     }
 }
 
