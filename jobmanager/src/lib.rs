@@ -2,6 +2,7 @@
 //! control-plane gRPC service (`rpc`), the Flink-compatible REST API (`rest`) and the daemon
 //! that wires them (`daemon`).
 
+pub mod checkpoint;
 pub mod cli;
 pub mod daemon;
 pub mod resource_manager;

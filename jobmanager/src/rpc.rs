@@ -216,4 +216,20 @@ impl JobManagerService for JobManagerRpc {
         self.scheduler.on_task_state(&request.into_inner());
         Ok(Response::new(TaskStateAck {}))
     }
+
+    async fn acknowledge_checkpoint(
+        &self,
+        request: Request<sluice_proto::control::CheckpointAck>,
+    ) -> Result<Response<sluice_proto::control::CheckpointAckResponse>, Status> {
+        self.scheduler.on_checkpoint_ack(request.into_inner());
+        Ok(Response::new(sluice_proto::control::CheckpointAckResponse {}))
+    }
+
+    async fn decline_checkpoint(
+        &self,
+        request: Request<sluice_proto::control::CheckpointDecline>,
+    ) -> Result<Response<sluice_proto::control::CheckpointAckResponse>, Status> {
+        self.scheduler.on_checkpoint_decline(request.into_inner());
+        Ok(Response::new(sluice_proto::control::CheckpointAckResponse {}))
+    }
 }

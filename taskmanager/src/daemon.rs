@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::executor::{
-    maintain_registration, JobRuns, RegistrationSettings, Reported, SlotTable, StateReporter, TaskManagerGateway,
+    maintain_registration, JobRuns, RegistrationSettings, Reported, SlotTable, StateEnv, StateReporter,
+    TaskManagerGateway,
 };
 use crate::memory::MemoryPools;
 use crate::metrics::task_gauges;
@@ -134,12 +135,25 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let jobmanager_url = format!("http://{jm_host}:{jm_port}");
     let reporter = StateReporter::start(&jobmanager_url)?;
+    let tmp_dir = match cfg(config.get_opt(&IO_TMP_DIRS))? {
+        // Flink takes a list separated by ',' or the path separator; the first one is used.
+        Some(dirs) => std::path::PathBuf::from(dirs.split([',', ':']).next().unwrap_or("").trim()),
+        None => std::env::temp_dir(),
+    };
+    let slot_count = u64::from(slots.total().max(1));
+    let state_env = StateEnv {
+        config: config.clone(),
+        heap_per_slot: pools.memory.flink.task_heap.bytes() / slot_count,
+        managed_per_slot: pools.memory.flink.managed.bytes() / slot_count,
+        tmp_dir,
+    };
     let gateway = TaskManagerGateway::new(
         resource_id.clone(),
         slots.clone(),
         network.clone(),
         runs.clone(),
         reporter,
+        state_env,
     );
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_server = tokio::spawn(

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod network;
 pub mod operators;
 pub mod runtime;
+pub mod state;

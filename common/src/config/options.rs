@@ -78,6 +78,59 @@ impl OptionValue for NonZeroU32 {
     }
 }
 
+impl OptionValue for u32 {
+    const EXPECTED: &'static str = "a whole number from 0 to 4294967295";
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("'{}' is not a whole number", raw.trim()))
+    }
+}
+
+/// Declares an option type with a fixed set of spellings (case-insensitive, `-` and `_` alike).
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, $expected:literal, { $($variant:ident => [$($spelling:literal),+]),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl OptionValue for $name {
+            const EXPECTED: &'static str = $expected;
+            fn parse_value(raw: &str) -> Result<Self, String> {
+                let norm = raw.trim().to_ascii_lowercase().replace('_', "-");
+                $( if [$($spelling),+].contains(&norm.as_str()) { return Ok($name::$variant); } )+
+                Err(format!("'{}' is not one of the accepted values", raw.trim()))
+            }
+        }
+    };
+}
+
+choice!(
+    /// `execution.checkpointing.mode`.
+    CheckpointingMode, "EXACTLY_ONCE or AT_LEAST_ONCE", {
+        ExactlyOnce => ["exactly-once"],
+        AtLeastOnce => ["at-least-once"],
+    }
+);
+
+choice!(
+    /// `state.backend.type` (Flink's legacy names for the heap backend are accepted).
+    StateBackendKind, "hashmap or rocksdb", {
+        HashMap => ["hashmap", "filesystem", "jobmanager", "heap"],
+        RocksDb => ["rocksdb"],
+    }
+);
+
+choice!(
+    /// `restart-strategy.type`.
+    RestartStrategyKind, "none, fixed-delay, failure-rate or exponential-delay", {
+        None => ["none", "off", "disable"],
+        FixedDelay => ["fixed-delay", "fixeddelay"],
+        FailureRate => ["failure-rate", "failurerate"],
+        ExponentialDelay => ["exponential-delay", "exponentialdelay"],
+    }
+);
+
 /// Ports as Flink accepts them for `taskmanager.rpc.port` and `metrics.reporter.prom.port`:
 /// `0` (any free port), `9249`, `9250-9260`, or a comma-separated mix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +298,38 @@ options! {
     CHECKPOINTS_DIR: String = "execution.checkpointing.dir", None, deprecated &["state.checkpoints.dir"];
     SAVEPOINTS_DIR: String = "execution.checkpointing.savepoint-dir", None, deprecated &["state.savepoints.dir"];
     CHECKPOINTS_RETAINED: NonZeroU32 = "execution.checkpointing.num-retained", Some("1"), deprecated &["state.checkpoints.num-retained"];
+    CHECKPOINT_MODE: CheckpointingMode = "execution.checkpointing.mode", Some("EXACTLY_ONCE");
+    /// A checkpoint not complete after this long is aborted.
+    CHECKPOINT_TIMEOUT: Duration = "execution.checkpointing.timeout", Some("10 min");
+    /// Least time between the end of one checkpoint and the start of the next.
+    CHECKPOINT_MIN_PAUSE: Duration = "execution.checkpointing.min-pause", Some("0 ms");
+    CHECKPOINT_MAX_CONCURRENT: NonZeroU32 = "execution.checkpointing.max-concurrent-checkpoints", Some("1");
+    /// Consecutive failed checkpoints tolerated before the job fails.
+    CHECKPOINT_TOLERABLE_FAILED: u32 = "execution.checkpointing.tolerable-failed-checkpoints", Some("0");
+    /// RocksDB uploads only new SST files per checkpoint.
+    CHECKPOINT_INCREMENTAL: bool = "execution.checkpointing.incremental", Some("false"), deprecated &["state.backend.incremental"];
+
+    // ---- state backends
+    STATE_BACKEND: StateBackendKind = "state.backend.type", Some("hashmap"), deprecated &["state.backend"];
+    /// RocksDB's block cache and write buffers come out of the slot's managed memory.
+    ROCKSDB_MEMORY_MANAGED: bool = "state.backend.rocksdb.memory.managed", Some("true");
+    ROCKSDB_WRITE_BUFFER_RATIO: f32 = "state.backend.rocksdb.memory.write-buffer-ratio", Some("0.5");
+    ROCKSDB_HIGH_PRIO_POOL_RATIO: f32 = "state.backend.rocksdb.memory.high-prio-pool-ratio", Some("0.1");
+
+    // ---- restart strategies (Flink's RestartStrategyOptions)
+    /// Default: exponential-delay with checkpointing, none without.
+    RESTART_STRATEGY: RestartStrategyKind = "restart-strategy.type", None, deprecated &["restart-strategy"];
+    RESTART_FIXED_DELAY_ATTEMPTS: u32 = "restart-strategy.fixed-delay.attempts", Some("1");
+    RESTART_FIXED_DELAY_DELAY: Duration = "restart-strategy.fixed-delay.delay", Some("1 s");
+    RESTART_FAILURE_RATE_MAX: u32 = "restart-strategy.failure-rate.max-failures-per-interval", Some("1");
+    RESTART_FAILURE_RATE_INTERVAL: Duration = "restart-strategy.failure-rate.failure-rate-interval", Some("1 min");
+    RESTART_FAILURE_RATE_DELAY: Duration = "restart-strategy.failure-rate.delay", Some("1 s");
+    RESTART_EXP_INITIAL_BACKOFF: Duration = "restart-strategy.exponential-delay.initial-backoff", Some("1 s");
+    RESTART_EXP_MAX_BACKOFF: Duration = "restart-strategy.exponential-delay.max-backoff", Some("1 min");
+    RESTART_EXP_MULTIPLIER: f32 = "restart-strategy.exponential-delay.backoff-multiplier", Some("1.5");
+    RESTART_EXP_RESET_THRESHOLD: Duration = "restart-strategy.exponential-delay.reset-backoff-threshold", Some("1 h");
+    RESTART_EXP_JITTER: f32 = "restart-strategy.exponential-delay.jitter-factor", Some("0.1");
+    RESTART_EXP_ATTEMPTS: u32 = "restart-strategy.exponential-delay.attempts-before-reset-backoff", Some("2147483647");
     S3_ENDPOINT: String = "s3.endpoint", None;
     S3_ACCESS_KEY: String = "s3.access-key", None;
     S3_SECRET_KEY: String = "s3.secret-key", None;

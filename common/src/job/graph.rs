@@ -26,6 +26,8 @@ pub struct GraphOptions {
     pub parallelism: Option<u32>,
     /// Per-node parallelism decided by the scheduler (rescaling), by node id.
     pub node_parallelism: BTreeMap<String, u32>,
+    /// The max parallelism of restored state, used when the job file sets none.
+    pub restored_max_parallelism: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +117,8 @@ pub struct Edge {
 #[derive(Debug, Clone)]
 pub struct JobGraph {
     pub name: String,
+    /// The job file's `config:` overrides, in file order.
+    pub config: Vec<(String, String)>,
     pub max_parallelism: u32,
     pub nodes: Vec<GraphNode>,
     pub vertices: Vec<Vertex>,
@@ -402,7 +406,10 @@ impl JobGraph {
                 )))
             }
             Some(m) => m,
-            None => default_max_parallelism(parallelism.iter().copied().max().unwrap_or(1)),
+            None => match options.restored_max_parallelism {
+                Some(m) => m,
+                None => default_max_parallelism(parallelism.iter().copied().max().unwrap_or(1)),
+            },
         };
         for (d, p) in drafts.iter().zip(&parallelism) {
             if *p > max_parallelism {
@@ -582,6 +589,7 @@ impl JobGraph {
         let (vertices, edges) = chain(&nodes, &order);
         Ok(JobGraph {
             name: spec.name.clone(),
+            config: spec.config.clone(),
             max_parallelism,
             nodes,
             vertices,

@@ -88,8 +88,9 @@ mod tests {
                         key_group_end: 63,
                         key_group_offsets: vec![0; 64],
                         shared: false,
+                        ..Default::default()
                     }],
-                    operator: vec![],
+                    ..Default::default()
                 }],
             }],
         }

@@ -32,7 +32,33 @@ enum Command {
         /// Detached: return once the job is submitted.
         #[arg(short = 'd', long = "detached")]
         detached: bool,
+        /// Start from this savepoint or retained checkpoint (directory or its _metadata).
+        #[arg(short = 's', long = "fromSavepoint")]
+        from_savepoint: Option<String>,
+        /// Skip state of operators the job no longer has.
+        #[arg(short = 'n', long = "allowNonRestoredState")]
+        allow_non_restored_state: bool,
         job: PathBuf,
+    },
+    /// Triggers a savepoint of a running job and prints its path.
+    Savepoint {
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        job_id: String,
+        /// Target directory (default: execution.checkpointing.savepoint-dir).
+        target: Option<String>,
+    },
+    /// Stops a job with a savepoint (stop-with-savepoint).
+    Stop {
+        #[arg(short = 'm', long = "jobmanager")]
+        jobmanager: Option<String>,
+        /// Target directory (default: execution.checkpointing.savepoint-dir).
+        #[arg(short = 'p', long = "savepointPath")]
+        savepoint_path: Option<String>,
+        /// Emit the maximum watermark first, so every window fires.
+        #[arg(short = 'd', long = "drain")]
+        drain: bool,
+        job_id: String,
     },
     /// Lists the jobs of the cluster.
     List {
@@ -117,11 +143,71 @@ fn read_job(path: &PathBuf) -> Result<(String, String), String> {
     Ok((text, path.display().to_string()))
 }
 
-fn run(c: &Client, job: &PathBuf, parallelism: Option<u32>, detached: bool) -> Result<(), String> {
+/// Percent-encodes a query value.
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct RunArgs {
+    parallelism: Option<u32>,
+    detached: bool,
+    from_savepoint: Option<String>,
+    allow_non_restored_state: bool,
+}
+
+/// Triggers a savepoint (or stop-with-savepoint) and waits for its location.
+fn savepoint(c: &Client, id: &str, path: &str, body: Value) -> Result<(), String> {
+    let url = format!("{}/jobs/{id}/{path}", c.base);
+    let r = agent()
+        .post(&url)
+        .send(body.to_string().as_str())
+        .map_err(|e| format!("cannot reach the jobmanager at {}: {e}", c.base))?;
+    let trigger = body_or_error(r, "savepoint")?["request-id"]
+        .as_str()
+        .ok_or("the jobmanager returned no trigger id")?
+        .to_string();
+    println!("Triggering savepoint for job {id}.");
+    println!("Waiting for response...");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let status = c.get(&format!("/jobs/{id}/savepoints/{trigger}"))?;
+        if status["status"]["id"] == "COMPLETED" {
+            if let Some(location) = status["operation"]["location"].as_str() {
+                println!("Savepoint completed. Path: {location}");
+                return Ok(());
+            }
+            let cause = status["operation"]["failure-cause"]["stack-trace"]
+                .as_str()
+                .unwrap_or("unknown cause");
+            return Err(format!("Triggering a savepoint for the job {id} failed: {cause}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("The savepoint of job {id} did not complete within 10 minutes."))
+}
+
+fn run(c: &Client, job: &PathBuf, args: RunArgs) -> Result<(), String> {
+    let RunArgs {
+        parallelism,
+        detached,
+        from_savepoint,
+        allow_non_restored_state,
+    } = args;
     let (text, file) = read_job(job)?;
     let mut url = format!("{}/jobs?file={}", c.base, file.replace(['&', '?', '#', ' '], "_"));
     if let Some(p) = parallelism {
         url.push_str(&format!("&parallelism={p}"));
+    }
+    if let Some(s) = from_savepoint {
+        url.push_str(&format!("&savepointPath={}", query_value(&s)));
+    }
+    if allow_non_restored_state {
+        url.push_str("&allowNonRestoredState=true");
     }
     let r = agent()
         .post(&url)
@@ -236,8 +322,40 @@ pub fn main(cli: Cli) -> Result<(), String> {
             jobmanager,
             parallelism,
             detached,
+            from_savepoint,
+            allow_non_restored_state,
             job,
-        } => run(&client(&cli.config, jobmanager)?, &job, parallelism, detached),
+        } => run(
+            &client(&cli.config, jobmanager)?,
+            &job,
+            RunArgs {
+                parallelism,
+                detached,
+                from_savepoint,
+                allow_non_restored_state,
+            },
+        ),
+        Command::Savepoint {
+            jobmanager,
+            job_id,
+            target,
+        } => savepoint(
+            &client(&cli.config, jobmanager)?,
+            &job_id,
+            "savepoints",
+            serde_json::json!({ "target-directory": target, "cancel-job": false }),
+        ),
+        Command::Stop {
+            jobmanager,
+            savepoint_path,
+            drain,
+            job_id,
+        } => savepoint(
+            &client(&cli.config, jobmanager)?,
+            &job_id,
+            "stop",
+            serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain }),
+        ),
         Command::List { jobmanager } => list(&client(&cli.config, jobmanager)?),
         Command::Cancel { jobmanager, job_id } => cancel(&client(&cli.config, jobmanager)?, &job_id),
         Command::Info { parallelism, job } => info(&cli.config, &job, parallelism),

@@ -20,6 +20,11 @@ pub struct SubmitQuery {
     parallelism: Option<u32>,
     /// The job file's name, for error messages.
     file: Option<String>,
+    /// Start from this savepoint or retained checkpoint (Flink's `savepointPath`).
+    #[serde(rename = "savepointPath")]
+    savepoint_path: Option<String>,
+    #[serde(rename = "allowNonRestoredState", default)]
+    allow_non_restored_state: bool,
 }
 
 pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuery>, body: String) -> Response {
@@ -27,7 +32,12 @@ pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuer
         return error(StatusCode::BAD_REQUEST, "parallelism must be at least 1");
     }
     let file = q.file.unwrap_or_else(|| "job.yaml".to_string());
-    match state.scheduler.submit(body, file, q.parallelism) {
+    let opts = crate::scheduler::SubmitOptions {
+        parallelism: q.parallelism,
+        savepoint_path: q.savepoint_path,
+        allow_non_restored_state: q.allow_non_restored_state,
+    };
+    match state.scheduler.submit(body, file, opts).await {
         Ok(id) => Json(json!({ "jobid": id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }

@@ -1,6 +1,7 @@
 //! The jobmanager's REST API on `rest.port` with Flink's paths and field names, served both
 //! bare and under `/v1` as Flink does. Errors use Flink's `{"errors": [...]}` body.
 
+mod checkpoints;
 mod cluster;
 mod jobs;
 mod taskmanagers;
@@ -47,6 +48,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/jobs/overview", get(jobs::overview))
         .route("/jobs/{id}", get(jobs::get).patch(jobs::patch))
         .route("/jobs/{id}/exceptions", get(jobs::exceptions))
+        .route("/jobs/{id}/checkpoints", get(checkpoints::stats))
+        .route("/jobs/{id}/savepoints", post(checkpoints::trigger_savepoint))
+        .route("/jobs/{id}/savepoints/{trigger}", get(checkpoints::savepoint_status))
+        .route("/jobs/{id}/stop", post(checkpoints::stop))
         .with_state(state);
     Router::new().nest("/v1", api.clone()).merge(api).fallback(not_found)
 }

@@ -2,14 +2,36 @@
 //! subtasks of its current attempt and where they run, and why it failed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use sluice_common::config::Configuration;
 use sluice_common::job::JobGraph;
+use sluice_proto::control::{CheckpointAck, CheckpointDecline};
+
+use crate::checkpoint::coordinator::CheckpointHistory;
+use crate::checkpoint::{CheckpointStats, SavepointRequest};
+
+/// A checkpoint message from a taskmanager, waiting for the coordinator.
+#[derive(Debug, Clone)]
+pub enum CheckpointMessage {
+    Ack(CheckpointAck),
+    Decline(CheckpointDecline),
+}
+
+/// A snapshot to start the job from (`run -s`).
+#[derive(Debug, Clone)]
+pub struct RestoreSource {
+    /// URL of the snapshot directory.
+    pub url: String,
+    pub metadata: sluice_common::proto::checkpoint::CheckpointMetadata,
+    pub allow_non_restored_state: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum JobState {
     Created,
     Running,
+    Restarting,
     Failing,
     Failed,
     Canceling,
@@ -22,6 +44,7 @@ impl JobState {
         match self {
             JobState::Created => "CREATED",
             JobState::Running => "RUNNING",
+            JobState::Restarting => "RESTARTING",
             JobState::Failing => "FAILING",
             JobState::Failed => "FAILED",
             JobState::Canceling => "CANCELLING",
@@ -78,6 +101,19 @@ pub struct Job {
     pub tasks: HashMap<(u32, u32), (TaskStatus, String)>,
     pub failure: Option<String>,
     pub cancel_requested: bool,
+    /// The job's effective configuration: the cluster's with the job file's `config:`.
+    pub config: Configuration,
+    pub checkpoints: Arc<Mutex<CheckpointStats>>,
+    pub checkpoint_history: Arc<Mutex<CheckpointHistory>>,
+    pub inbox: Vec<CheckpointMessage>,
+    pub savepoint_requests: Vec<SavepointRequest>,
+    pub restore: Option<RestoreSource>,
+}
+
+impl Job {
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Job {

@@ -1,33 +1,89 @@
 //! Scheduling (DESIGN §9): a submitted job waits for the slots it needs (its largest vertex
 //! parallelism, with slot sharing) up to `jobmanager.adaptive-scheduler.resource-wait-timeout`,
-//! takes them, deploys subtask i of every vertex into slot i, and follows its subtasks'
-//! states to FINISHED, FAILED (cancelling the rest, with the cause) or CANCELED.
+//! takes them, deploys subtask i of every vertex into slot i (restoring the latest completed
+//! checkpoint, or the savepoint it was started from), and follows its subtasks' states to
+//! FINISHED, CANCELED or a failure. A failure restarts the job under its restart strategy
+//! (`restart`) and fails it with the cause when the strategy gives up. While it runs, the
+//! checkpoint coordinator (`crate::checkpoint`) takes checkpoints and savepoints.
 
 pub mod job;
+pub mod restart;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sluice_common::config::format_duration;
+use object_store::ObjectStoreExt;
+use sluice_common::config::options::*;
+use sluice_common::config::{format_duration, Configuration, Origin};
 use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::state::assignment::check_max_parallelism;
+use sluice_common::storage::{decode_metadata, encode_metadata, open_location};
 use sluice_proto::control::{
-    CancelJobRequest, SubmitTasksRequest, TaskAddress, TaskLocation, TaskState, TaskStateUpdate,
+    CancelJobRequest, CheckpointAck, CheckpointDecline, SubmitTasksRequest, TaskAddress, TaskLocation, TaskState,
+    TaskStateUpdate,
 };
 use tokio::sync::Notify;
 
+use crate::checkpoint::{CheckpointSettings, Coordinator, SavepointRequest};
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
-use job::{Job, JobState, TaskStatus};
+use job::{CheckpointMessage, Job, JobState, RestoreSource, TaskStatus};
+use restart::RestartStrategy;
 
 /// How long cancelling or failing waits for subtasks to report before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
+/// How an attempt ended.
+enum Outcome {
+    Finished,
+    Canceled,
+    Failed,
+}
+
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     pub default_parallelism: u32,
     pub resource_wait_timeout: Duration,
+    /// The cluster configuration (checkpointing, state backend and restart keys are read per
+    /// job, with the job file's overrides on top).
+    pub config: Configuration,
+}
+
+/// A job's effective configuration: the cluster's with the job file's `config:` on top.
+fn job_config(cluster: &Configuration, overrides: &[(String, String)]) -> Configuration {
+    let mut c = cluster.clone();
+    for (k, v) in overrides {
+        c.set(k.clone(), v.clone(), Origin::Program);
+    }
+    c
+}
+
+fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> {
+    Ok(CheckpointSettings {
+        interval: cfg(c.get_opt(&CHECKPOINT_INTERVAL))?,
+        timeout: cfg(c.get(&CHECKPOINT_TIMEOUT))?,
+        min_pause: cfg(c.get(&CHECKPOINT_MIN_PAUSE))?,
+        max_concurrent: cfg(c.get(&CHECKPOINT_MAX_CONCURRENT))?.get(),
+        tolerable_failures: cfg(c.get(&CHECKPOINT_TOLERABLE_FAILED))?,
+        retained: cfg(c.get(&CHECKPOINTS_RETAINED))?.get(),
+        dir: cfg(c.get_opt(&CHECKPOINTS_DIR))?,
+        savepoint_dir: cfg(c.get_opt(&SAVEPOINTS_DIR))?,
+    })
+}
+
+/// Options of a submission besides the job file.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    pub parallelism: Option<u32>,
+    /// `run -s`: a savepoint or retained checkpoint directory (or its `_metadata`).
+    pub savepoint_path: Option<String>,
+    pub allow_non_restored_state: bool,
 }
 
 struct Handle {
@@ -64,14 +120,76 @@ impl Scheduler {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Reads the snapshot a job starts from: `path` is its directory or its `_metadata`.
+    async fn read_snapshot(
+        &self,
+        path: &str,
+    ) -> Result<(String, sluice_common::proto::checkpoint::CheckpointMetadata), String> {
+        let dir = path.trim_end_matches('/').trim_end_matches("/_metadata").to_string();
+        let url = if dir.contains("://") {
+            dir
+        } else {
+            format!("file://{dir}")
+        };
+        let location = open_location(&url, &self.settings.config)?;
+        let meta_path = location.prefix.clone().join("_metadata");
+        let bytes = location
+            .store
+            .get(&meta_path)
+            .await
+            .map_err(|e| format!("Cannot read the savepoint at {url}: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("Cannot read the savepoint at {url}: {e}"))?;
+        let metadata = decode_metadata(&bytes).map_err(|e| format!("The savepoint at {url} is not usable: {e}"))?;
+        Ok((url, metadata))
+    }
+
     /// Compiles and starts a job; the error text names file, line and column.
-    pub fn submit(&self, yaml: String, file: String, parallelism: Option<u32>) -> Result<String, String> {
+    pub async fn submit(&self, yaml: String, file: String, opts: SubmitOptions) -> Result<String, String> {
+        let restore = match &opts.savepoint_path {
+            Some(p) => {
+                let (url, metadata) = self.read_snapshot(p).await?;
+                Some(RestoreSource {
+                    url,
+                    metadata,
+                    allow_non_restored_state: opts.allow_non_restored_state,
+                })
+            }
+            None => None,
+        };
         let options = GraphOptions {
             default_parallelism: self.settings.default_parallelism,
-            parallelism,
+            parallelism: opts.parallelism,
             node_parallelism: BTreeMap::new(),
+            restored_max_parallelism: restore.as_ref().map(|r| r.metadata.max_parallelism),
         };
+        if let Some(r) = &restore {
+            // Flink's check first: the graph's own would name the max parallelism it adopted.
+            let unbounded = GraphOptions {
+                restored_max_parallelism: Some(sluice_common::key_groups::UPPER_BOUND_MAX_PARALLELISM),
+                ..options.clone()
+            };
+            let probe = compile_job(&yaml, &file, &unbounded).map_err(|e| e.to_string())?;
+            for v in &probe.vertices {
+                check_max_parallelism(&r.metadata, &v.name, v.parallelism)?;
+            }
+        }
         let graph = compile_job(&yaml, &file, &options).map_err(|e| e.to_string())?;
+        let config = job_config(&self.settings.config, &graph.config);
+        checkpoint_settings(&config)?;
+        if let Some(r) = &restore {
+            if !r.allow_non_restored_state {
+                for op in &r.metadata.operators {
+                    if !graph.nodes.iter().any(|n| n.uid == op.uid) {
+                        return Err(format!(
+                            "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator {} to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
+                            r.url, op.uid
+                        ));
+                    }
+                }
+            }
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         let mut timestamps = BTreeMap::new();
@@ -81,7 +199,7 @@ impl Scheduler {
             name: graph.name.clone(),
             yaml,
             file,
-            parallelism,
+            parallelism: opts.parallelism,
             graph: Arc::new(graph),
             state: JobState::Created,
             timestamps,
@@ -91,6 +209,12 @@ impl Scheduler {
             tasks: HashMap::new(),
             failure: None,
             cancel_requested: false,
+            config,
+            checkpoints: Arc::default(),
+            checkpoint_history: Arc::default(),
+            inbox: Vec::new(),
+            savepoint_requests: Vec::new(),
+            restore,
         };
         tracing::info!(
             "Received job {} ({id}) needing {} slots.",
@@ -104,6 +228,47 @@ impl Scheduler {
         self.handles().insert(id.clone(), handle.clone());
         tokio::spawn(self.clone().drive(handle));
         Ok(id)
+    }
+
+    fn handle(&self, id: &str) -> Result<Arc<Handle>, String> {
+        self.handles()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("Job {id} not found"))
+    }
+
+    /// Requests a savepoint (optionally stopping the job); the trigger id names the request.
+    pub fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, String> {
+        let handle = self.handle(id)?;
+        let mut job = handle.lock();
+        if job.state != JobState::Running {
+            return Err(format!("Job {id} is not running (it is {}).", job.state.name()));
+        }
+        let trigger = request.trigger_id.clone();
+        job.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .savepoints
+            .insert(trigger.clone(), crate::checkpoint::SavepointStatus::InProgress);
+        job.savepoint_requests.push(request);
+        drop(job);
+        handle.changed.notify_one();
+        Ok(trigger)
+    }
+
+    pub fn on_checkpoint_ack(&self, ack: CheckpointAck) {
+        self.deliver(ack.job_id.clone(), CheckpointMessage::Ack(ack));
+    }
+
+    pub fn on_checkpoint_decline(&self, decline: CheckpointDecline) {
+        self.deliver(decline.job_id.clone(), CheckpointMessage::Decline(decline));
+    }
+
+    fn deliver(&self, job_id: String, message: CheckpointMessage) {
+        if let Some(handle) = self.handles().get(&job_id).cloned() {
+            handle.lock().inbox.push(message);
+            handle.changed.notify_one();
+        }
     }
 
     pub fn jobs(&self) -> Vec<Job> {
@@ -164,42 +329,123 @@ impl Scheduler {
         job.transition(JobState::Failed, now_ms());
     }
 
-    async fn drive(self, handle: Arc<Handle>) {
-        let (needed, wait) = {
-            let job = handle.lock();
-            (job.graph.slots_needed(), self.settings.resource_wait_timeout)
-        };
-        // 1. Slots.
-        let deadline = tokio::time::Instant::now() + wait;
-        let allocation = loop {
-            if handle.lock().cancel_requested {
-                handle.lock().transition(JobState::Canceled, now_ms());
-                return;
-            }
-            if let Some(a) = self.registry.allocate(needed) {
-                break a;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let (tms, total, free) = self.registry.totals();
-                Self::fail(
-                    &handle,
-                    format!(
-                        "Could not acquire the minimum required resources: the job needs {needed} slots, but only {free} of {total} slots (on {tms} taskmanagers) were available after waiting {} (jobmanager.adaptive-scheduler.resource-wait-timeout).",
-                        format_duration(wait)
-                    ),
-                );
-                return;
-            }
-            Self::wait(&handle).await;
-        };
-        let held: Vec<(String, u32)> = allocation.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
-        self.run(&handle, allocation).await;
-        self.registry.release(&held);
+    /// The id allocation hands out for a savepoint trigger when the caller gives none.
+    pub fn new_trigger_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
     }
 
-    /// Deploys onto the allocated slots and follows the job to a terminal state.
-    async fn run(&self, handle: &Arc<Handle>, allocation: Vec<(TaskManagerRecord, u32)>) {
+    async fn drive(self, handle: Arc<Handle>) {
+        let (needed, wait, config) = {
+            let job = handle.lock();
+            (
+                job.graph.slots_needed(),
+                self.settings.resource_wait_timeout,
+                job.config.clone(),
+            )
+        };
+        let checkpointing = config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some();
+        let mut strategy = match RestartStrategy::from_config(&config, checkpointing) {
+            Ok(s) => s,
+            Err(e) => {
+                Self::fail(&handle, e);
+                return;
+            }
+        };
+        loop {
+            // 1. Slots.
+            let deadline = tokio::time::Instant::now() + wait;
+            let allocation = loop {
+                if handle.lock().cancel_requested {
+                    handle.lock().transition(JobState::Canceled, now_ms());
+                    return;
+                }
+                if let Some(a) = self.registry.allocate(needed) {
+                    break a;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let (tms, total, free) = self.registry.totals();
+                    Self::fail(
+                        &handle,
+                        format!(
+                            "Could not acquire the minimum required resources: the job needs {needed} slots, but only {free} of {total} slots (on {tms} taskmanagers) were available after waiting {} (jobmanager.adaptive-scheduler.resource-wait-timeout).",
+                            format_duration(wait)
+                        ),
+                    );
+                    return;
+                }
+                Self::wait(&handle).await;
+            };
+            let held: Vec<(String, u32)> = allocation.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
+            let outcome = self.run(&handle, allocation).await;
+            self.registry.release(&held);
+            let end = match outcome {
+                Outcome::Finished => JobState::Finished,
+                Outcome::Canceled => JobState::Canceled,
+                Outcome::Failed => {
+                    let cancel = handle.lock().cancel_requested;
+                    match (!cancel).then(|| strategy.on_failure(Instant::now())).flatten() {
+                        Some(delay) => {
+                            let (stats, cause) = {
+                                let mut job = handle.lock();
+                                job.transition(JobState::Restarting, now_ms());
+                                (job.checkpoints.clone(), job.failure.take().unwrap_or_default())
+                            };
+                            let restarts = {
+                                let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                                s.num_restarts += 1;
+                                s.num_restarts
+                            };
+                            tracing::info!(
+                                "Restarting job {} (restart {restarts}) in {} after: {cause}",
+                                handle.lock().id,
+                                format_duration(delay)
+                            );
+                            tokio::time::sleep(delay).await;
+                            let mut job = handle.lock();
+                            job.tasks.clear();
+                            job.inbox.clear();
+                            continue;
+                        }
+                        None => JobState::Failed,
+                    }
+                }
+            };
+            handle.lock().transition(end, now_ms());
+            return;
+        }
+    }
+
+    /// What the attempt restores: the latest completed checkpoint (an unusable newest one is
+    /// skipped with a logged reason), else the snapshot the job was started from.
+    async fn restore_point(&self, handle: &Handle) -> Result<Option<(String, Vec<u8>)>, String> {
+        let (job_id, config, initial) = {
+            let job = handle.lock();
+            (job.id.clone(), job.config.clone(), job.restore.clone())
+        };
+        if let Some(dir) = cfg(config.get_opt(&CHECKPOINTS_DIR))? {
+            let store = sluice_common::storage::CheckpointStore::new(open_location(&dir, &config)?, &job_id);
+            if let Some(m) = store.latest_complete().await? {
+                let url = format!("{}/{job_id}/chk-{}", dir.trim_end_matches('/'), m.checkpoint_id);
+                tracing::info!("Restoring job {job_id} from checkpoint {} ({url}).", m.checkpoint_id);
+                return Ok(Some((url, encode_metadata(&m).to_vec())));
+            }
+        }
+        Ok(initial.map(|r| (r.url, encode_metadata(&r.metadata).to_vec())))
+    }
+
+    /// Deploys onto the allocated slots and follows the attempt to its end.
+    async fn run(&self, handle: &Arc<Handle>, allocation: Vec<(TaskManagerRecord, u32)>) -> Outcome {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        let restore = match self.restore_point(handle).await {
+            Ok(r) => r,
+            Err(e) => {
+                handle
+                    .lock()
+                    .failure
+                    .get_or_insert(format!("Cannot read the checkpoints: {e}"));
+                return Outcome::Failed;
+            }
+        };
         // Slot i → its taskmanager.
         let slots: Vec<&TaskManagerRecord> = allocation
             .iter()
@@ -217,7 +463,27 @@ impl Scheduler {
                     );
                 }
             }
+            if let Some((url, bytes)) = &restore {
+                if let Ok(m) = decode_metadata(bytes) {
+                    job.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).restored =
+                        Some((m.checkpoint_id, url.clone(), now_ms()));
+                }
+            }
             job.transition(JobState::Running, now_ms());
+            let job_config: HashMap<String, String> = job
+                .config
+                .entries()
+                .filter(|(k, _)| k.starts_with("state.") || k.starts_with("execution.checkpointing."))
+                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .collect();
+            let checkpoint_url = job
+                .config
+                .get_opt(&CHECKPOINTS_DIR)
+                .ok()
+                .flatten()
+                .filter(|_| job.config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some())
+                .map(|d| format!("{}/{}", d.trim_end_matches('/'), job.id))
+                .unwrap_or_default();
             let base = SubmitTasksRequest {
                 job_id: job.id.clone(),
                 epoch,
@@ -226,6 +492,12 @@ impl Scheduler {
                 default_parallelism: self.settings.default_parallelism,
                 parallelism: job.parallelism.unwrap_or(0),
                 job_name: job.name.clone(),
+                job_config,
+                max_parallelism: graph.max_parallelism,
+                checkpoint_url,
+                restore_metadata: restore.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
+                restore_url: restore.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                allow_non_restored_state: job.restore.as_ref().is_some_and(|r| r.allow_non_restored_state),
                 ..Default::default()
             };
             (base, graph)
@@ -269,12 +541,12 @@ impl Scheduler {
                     status.message()
                 );
                 self.cancel_on(&deployed, &request_base.job_id, epoch).await;
-                Self::fail(handle, cause);
-                return;
+                handle.lock().failure.get_or_insert(cause);
+                return Outcome::Failed;
             }
             deployed.push(tm.clone());
         }
-        self.follow(handle, &deployed, epoch).await;
+        self.follow(handle, &deployed, epoch).await
     }
 
     async fn cancel_on(&self, tms: &[TaskManagerRecord], job_id: &str, epoch: u64) {
@@ -289,15 +561,42 @@ impl Scheduler {
         }
     }
 
-    async fn follow(&self, handle: &Arc<Handle>, tms: &[TaskManagerRecord], epoch: u64) {
+    fn coordinator(&self, handle: &Handle, tms: &[TaskManagerRecord], epoch: u64) -> Result<Coordinator, String> {
+        let job = handle.lock();
+        Ok(Coordinator::new(
+            checkpoint_settings(&job.config)?,
+            job.config.clone(),
+            job.id.clone(),
+            epoch,
+            job.graph.clone(),
+            tms.to_vec(),
+            job.checkpoints.clone(),
+            job.checkpoint_history.clone(),
+        ))
+    }
+
+    async fn follow(&self, handle: &Arc<Handle>, tms: &[TaskManagerRecord], epoch: u64) -> Outcome {
         let mut stop_deadline: Option<tokio::time::Instant> = None;
+        let mut coordinator = match self.coordinator(handle, tms, epoch) {
+            Ok(c) => c,
+            Err(e) => {
+                let id = {
+                    let mut job = handle.lock();
+                    job.failure.get_or_insert(e);
+                    job.id.clone()
+                };
+                self.cancel_on(tms, &id, epoch).await;
+                return Outcome::Failed;
+            }
+        };
+        let mut stopping = JobState::Running;
         loop {
             let lost: Vec<String> = tms
                 .iter()
                 .filter(|t| !self.registry.is_registered(&t.resource_id))
                 .map(|t| t.resource_id.clone())
                 .collect();
-            let (state, job_id, cancel, all_done, any_failed, all_finished) = {
+            let (job_id, cancel, all_done, any_failed, all_finished, all_running, inbox, requests) = {
                 let mut job = handle.lock();
                 for ((_, _), (status, tm)) in job.tasks.iter_mut() {
                     if lost.contains(tm) && !status.is_terminal() {
@@ -318,40 +617,50 @@ impl Scheduler {
                 let all_done = job.tasks.values().all(|(s, _)| s.is_terminal());
                 let any_failed = job.tasks.values().any(|(s, _)| *s == TaskStatus::Failed);
                 let all_finished = job.tasks.values().all(|(s, _)| *s == TaskStatus::Finished);
+                let all_running = job.tasks.values().all(|(s, _)| *s == TaskStatus::Running);
                 (
-                    job.state,
                     job.id.clone(),
                     job.cancel_requested,
                     all_done,
                     any_failed,
                     all_finished,
+                    all_running,
+                    std::mem::take(&mut job.inbox),
+                    std::mem::take(&mut job.savepoint_requests),
                 )
             };
-            match state {
-                JobState::Running if all_finished => {
-                    handle.lock().transition(JobState::Finished, now_ms());
-                    return;
+            if stopping == JobState::Running {
+                for m in inbox {
+                    match m {
+                        CheckpointMessage::Ack(a) => coordinator.on_ack(a).await,
+                        CheckpointMessage::Decline(d) => coordinator.on_decline(&d),
+                    }
                 }
-                JobState::Running if any_failed || cancel => {
-                    let next = if any_failed {
+                coordinator.tick(all_running, requests).await;
+            }
+            match stopping {
+                JobState::Running if all_finished => return Outcome::Finished,
+                JobState::Running if any_failed || cancel || coordinator.fatal.is_some() => {
+                    if let Some(f) = coordinator.fatal.take() {
+                        handle.lock().failure.get_or_insert(f);
+                    }
+                    stopping = if any_failed || !cancel {
                         JobState::Failing
                     } else {
                         JobState::Canceling
                     };
-                    handle.lock().transition(next, now_ms());
+                    handle.lock().transition(stopping, now_ms());
                     self.cancel_on(tms, &job_id, epoch).await;
                     stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
                 }
                 JobState::Failing | JobState::Canceling => {
                     let expired = stop_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                     if all_done || expired {
-                        let end = if state == JobState::Failing {
-                            JobState::Failed
+                        return if stopping == JobState::Failing {
+                            Outcome::Failed
                         } else {
-                            JobState::Canceled
+                            Outcome::Canceled
                         };
-                        handle.lock().transition(end, now_ms());
-                        return;
                     }
                 }
                 _ => {}

@@ -16,7 +16,7 @@ use sluice_common::job::expr::{compile_scalar, CompiledExpr};
 use sluice_common::job::graph::seq_schema;
 use sluice_common::job::spec::ColumnSpec;
 
-use super::{assigned_splits, SourcePoll, SourceReader};
+use super::{assigned_splits, decode_position, encode_position, SourcePoll, SourceReader};
 
 struct Split {
     /// Next k: the split's k-th row.
@@ -37,9 +37,29 @@ pub struct Datagen {
     started: Instant,
     produced: u64,
     turn: usize,
+    rows_per_second: f64,
+    number_of_rows: Option<u64>,
 }
 
 impl Datagen {
+    fn split(&self, id: u64, next: u64) -> Split {
+        let total = self.stride;
+        match self.number_of_rows {
+            Some(n) => Split {
+                next,
+                first: id * n / total,
+                end: Some((id + 1) * n / total),
+                id,
+            },
+            None => Split {
+                next,
+                first: 0,
+                end: None,
+                id,
+            },
+        }
+    }
+
     pub fn new(
         options: &DatagenOptions,
         columns: &[ColumnSpec],
@@ -91,6 +111,8 @@ impl Datagen {
             started: Instant::now(),
             produced: 0,
             turn: 0,
+            rows_per_second: options.rows_per_second,
+            number_of_rows: options.number_of_rows,
         })
     }
 
@@ -165,6 +187,33 @@ impl SourceReader for Datagen {
         self.splits
             .get(i)
             .is_none_or(|s| s.end.is_some_and(|end| s.first + s.next >= end))
+    }
+
+    fn snapshot(&self) -> Vec<Vec<u8>> {
+        (0..self.splits.len())
+            .filter(|i| !self.split_finished(*i))
+            .map(|i| encode_position(self.splits[i].id, self.splits[i].next))
+            .collect()
+    }
+
+    fn restore(&mut self, elements: &[Vec<u8>]) -> Result<(), String> {
+        let mut splits = Vec::new();
+        for e in elements {
+            let (id, next) = decode_position(e)?;
+            if id >= self.stride {
+                return Err(format!(
+                    "restored datagen split {id} does not exist (splits: {})",
+                    self.stride
+                ));
+            }
+            splits.push(self.split(id, next));
+        }
+        self.splits = splits;
+        self.rate = self.rows_per_second * self.splits.len() as f64 / self.stride as f64;
+        self.started = Instant::now();
+        self.produced = 0;
+        self.turn = 0;
+        Ok(())
     }
 }
 

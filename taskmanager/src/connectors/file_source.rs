@@ -1,6 +1,7 @@
 //! `file` source: JSON lines or CSV (with a header) read with the declared schema. Each file
 //! is one split; a directory's files (sorted, hidden and `_`-prefixed ones skipped) are dealt
-//! round robin over the subtasks.
+//! round robin over the subtasks. A split's position is its file's index in that listing and
+//! the number of batches already read from it.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,15 +11,18 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use sluice_common::job::connectors::{FileFormat, FileSourceOptions};
 
-use super::{assigned_splits, SourcePoll, SourceReader};
+use super::{assigned_splits, decode_position, encode_position, SourcePoll, SourceReader};
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>;
 
 pub struct FileSource {
-    files: Vec<PathBuf>,
+    all: Vec<PathBuf>,
+    /// (index into `all`, batches to skip when opened).
+    files: Vec<(usize, u64)>,
     format: FileFormat,
     schema: SchemaRef,
-    current: Option<(usize, Batches)>,
+    /// (index into `files`, its batches, batches read so far).
+    current: Option<(usize, Batches, u64)>,
     next_file: usize,
 }
 
@@ -53,9 +57,10 @@ impl FileSource {
         let all = list_files(&options.path)?;
         let files = assigned_splits(all.len() as u32, parallelism, subtask)
             .into_iter()
-            .map(|i| all[i as usize].clone())
+            .map(|i| (i as usize, 0))
             .collect();
         Ok(FileSource {
+            all,
             files,
             format: options.format,
             schema,
@@ -88,10 +93,13 @@ impl FileSource {
 impl SourceReader for FileSource {
     fn poll(&mut self) -> Result<SourcePoll, String> {
         loop {
-            if let Some((i, batches)) = &mut self.current {
+            if let Some((i, batches, read)) = &mut self.current {
                 match batches.next() {
-                    Some(Ok(b)) => return Ok(SourcePoll::Batch(b, *i)),
-                    Some(Err(e)) => return Err(format!("{}: {e}", self.files[*i].display())),
+                    Some(Ok(b)) => {
+                        *read += 1;
+                        return Ok(SourcePoll::Batch(b, *i));
+                    }
+                    Some(Err(e)) => return Err(format!("{}: {e}", self.all[self.files[*i].0].display())),
                     None => self.current = None,
                 }
             }
@@ -100,7 +108,14 @@ impl SourceReader for FileSource {
             }
             let i = self.next_file;
             self.next_file += 1;
-            self.current = Some((i, self.open(&self.files[i])?));
+            let (file, skip) = self.files[i];
+            let mut batches = self.open(&self.all[file])?;
+            for _ in 0..skip {
+                if let Some(Err(e)) = batches.next() {
+                    return Err(format!("{}: {e}", self.all[file].display()));
+                }
+            }
+            self.current = Some((i, batches, skip));
         }
     }
 
@@ -109,6 +124,35 @@ impl SourceReader for FileSource {
     }
 
     fn split_finished(&self, i: usize) -> bool {
-        i < self.next_file && self.current.as_ref().is_none_or(|(c, _)| *c != i)
+        i < self.next_file && self.current.as_ref().is_none_or(|(c, _, _)| *c != i)
+    }
+
+    fn snapshot(&self) -> Vec<Vec<u8>> {
+        (0..self.files.len())
+            .filter_map(|i| match &self.current {
+                Some((c, _, read)) if *c == i => Some(encode_position(self.files[i].0 as u64, *read)),
+                _ if i >= self.next_file => Some(encode_position(self.files[i].0 as u64, self.files[i].1)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, elements: &[Vec<u8>]) -> Result<(), String> {
+        let mut files = Vec::new();
+        for e in elements {
+            let (file, skip) = decode_position(e)?;
+            let file = usize::try_from(file).map_err(|e| e.to_string())?;
+            if file >= self.all.len() {
+                return Err(format!(
+                    "restored file split {file} does not exist: the source now lists {} files",
+                    self.all.len()
+                ));
+            }
+            files.push((file, skip));
+        }
+        self.files = files;
+        self.current = None;
+        self.next_file = 0;
+        Ok(())
     }
 }

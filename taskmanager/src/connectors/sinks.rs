@@ -1,15 +1,26 @@
 //! Sinks: `print` (JSON lines on the taskmanager's stdout, prefixed `N> ` with the 1-based
-//! subtask as Flink prints), `blackhole` (discards), and `file` (JSON lines or CSV, one part
-//! file per subtask, written as `.inprogress` and renamed when the subtask finishes).
+//! subtask as Flink prints), `blackhole` (discards), and `file` (JSON lines or CSV).
+//!
+//! The file sink writes hidden `.inprogress` part files and commits them by renaming. Without
+//! checkpoints a subtask has one part file, committed when it finishes. With checkpoints it is
+//! exactly-once by two-phase commit: at a barrier the open part file is flushed, synced and
+//! becomes pending for that checkpoint (its names are operator state); when the checkpoint
+//! completes its pending files are committed; on restore the pending files of the restored
+//! checkpoint are committed (they were durable before it completed) and every other
+//! in-progress file of an earlier attempt is deleted (its rows will be produced again).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 use sluice_common::job::connectors::{FileFormat, FileSinkOptions};
+use sluice_common::proto::checkpoint::RedistributionMode;
 
 use crate::operators::Operator;
+use crate::state::snapshot::{OperatorRestoreData, OperatorSnapshot};
+
+const PENDING_STATE: &str = "file-sink-pending";
 
 fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
@@ -63,16 +74,98 @@ pub struct FileSink {
     format: FileFormat,
     subtask: u32,
     open: Option<(Writer, PathBuf)>,
+    /// Set when the job checkpoints: part files are `part-<attempt>-<subtask>-<n>`.
+    attempt: Option<u64>,
+    counter: u64,
+    /// (checkpoint id, in-progress file, committed name) waiting for their checkpoint.
+    pending: Vec<(u64, PathBuf, PathBuf)>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> String {
+    format!("file sink {}: {e}", path.display())
+}
+
+/// Commits a pending file; one already committed (a retried commit) is fine.
+fn commit(from: &Path, to: &Path) -> Result<(), String> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) if !from.exists() && to.exists() => Ok(()),
+        Err(e) => Err(format!(
+            "file sink: committing {} → {}: {e}",
+            from.display(),
+            to.display()
+        )),
+    }
+}
+
+fn encode_pending(from: &Path, to: &Path) -> Vec<u8> {
+    format!("{}\n{}", from.display(), to.display()).into_bytes()
+}
+
+fn decode_pending(e: &[u8]) -> Result<(PathBuf, PathBuf), String> {
+    let s = std::str::from_utf8(e).map_err(|e| format!("file sink state: {e}"))?;
+    let (a, b) = s.split_once('\n').ok_or("file sink state: malformed pending entry")?;
+    Ok((PathBuf::from(a), PathBuf::from(b)))
 }
 
 impl FileSink {
-    pub fn new(options: &FileSinkOptions, subtask: u32) -> Self {
-        FileSink {
+    /// `attempt` is the job attempt's epoch when the job checkpoints.
+    pub fn new(
+        options: &FileSinkOptions,
+        subtask: u32,
+        parallelism: u32,
+        attempt: Option<u64>,
+        restore: Option<&OperatorRestoreData>,
+    ) -> Result<Self, String> {
+        let sink = FileSink {
             dir: options.path.clone(),
             format: options.format,
             subtask,
             open: None,
+            attempt,
+            counter: 0,
+            pending: Vec::new(),
+        };
+        if let Some(r) = restore {
+            sink.recover(r, parallelism)?;
         }
+        Ok(sink)
+    }
+
+    /// Commits this subtask's share of the restored pending files; subtask 0 deletes the
+    /// in-progress files of earlier attempts that no checkpoint made pending.
+    fn recover(&self, r: &OperatorRestoreData, parallelism: u32) -> Result<(), String> {
+        let entries = r
+            .lists
+            .list(PENDING_STATE)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| decode_pending(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, (from, to)) in entries.iter().enumerate() {
+            if i as u32 % parallelism == self.subtask {
+                commit(from, to)?;
+            }
+        }
+        if self.subtask != 0 {
+            return Ok(());
+        }
+        let Ok(listing) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        let mine = self.attempt.map(|a| format!(".part-{a:x}-"));
+        for entry in listing.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let stale = name.starts_with(".part-")
+                && name.ends_with(".inprogress")
+                && mine.as_deref().is_none_or(|m| !name.starts_with(m))
+                && !entries.iter().any(|(from, _)| *from == path);
+            if stale {
+                std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            }
+        }
+        Ok(())
     }
 
     fn extension(&self) -> &'static str {
@@ -82,16 +175,18 @@ impl FileSink {
         }
     }
 
-    fn final_path(&self) -> PathBuf {
-        self.dir.join(format!("part-{}-0.{}", self.subtask, self.extension()))
+    /// The committed name of the open part file.
+    fn part_name(&self) -> String {
+        match self.attempt {
+            Some(a) => format!("part-{a:x}-{}-{}.{}", self.subtask, self.counter, self.extension()),
+            None => format!("part-{}-0.{}", self.subtask, self.extension()),
+        }
     }
 
     fn writer(&mut self) -> Result<&mut Writer, String> {
         if self.open.is_none() {
             std::fs::create_dir_all(&self.dir).map_err(|e| format!("file sink {}: {e}", self.dir.display()))?;
-            let path = self
-                .dir
-                .join(format!(".part-{}-0.{}.inprogress", self.subtask, self.extension()));
+            let path = self.dir.join(format!(".{}.inprogress", self.part_name()));
             let file = File::create(&path).map_err(|e| format!("file sink {}: {e}", path.display()))?;
             let buf = BufWriter::with_capacity(256 << 10, file);
             let w = match self.format {
@@ -107,16 +202,10 @@ impl FileSink {
     }
 }
 
-impl Operator for FileSink {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        match self.writer()? {
-            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
-            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Closes the part file and moves it to its final name.
-    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+impl FileSink {
+    /// Flushes, syncs and closes the open part file; it becomes pending for `checkpoint_id`.
+    fn close_part(&mut self, checkpoint_id: u64) -> Result<(), String> {
+        let target = self.dir.join(self.part_name());
         let Some((writer, path)) = self.open.take() else {
             return Ok(());
         };
@@ -127,11 +216,53 @@ impl Operator for FileSink {
             }
             Writer::Csv(w) => (*w).into_inner(),
         };
-        buf.flush().map_err(|e| format!("file sink {}: {e}", path.display()))?;
-        buf.get_ref()
-            .sync_all()
-            .map_err(|e| format!("file sink {}: {e}", path.display()))?;
-        let target = self.final_path();
-        std::fs::rename(&path, &target).map_err(|e| format!("file sink {} → {}: {e}", path.display(), target.display()))
+        buf.flush().map_err(|e| io_err(&path, e))?;
+        buf.get_ref().sync_all().map_err(|e| io_err(&path, e))?;
+        self.pending.push((checkpoint_id, path, target));
+        self.counter += 1;
+        Ok(())
+    }
+}
+
+impl Operator for FileSink {
+    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        match self.writer()? {
+            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// End of input: the open part file and every pending one are committed.
+    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.close_part(u64::MAX)?;
+        for (_, from, to) in std::mem::take(&mut self.pending) {
+            commit(&from, &to)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, String> {
+        self.close_part(checkpoint_id)?;
+        let mut snap = OperatorSnapshot::default();
+        snap.list(
+            PENDING_STATE,
+            RedistributionMode::Union,
+            self.pending
+                .iter()
+                .map(|(_, from, to)| encode_pending(from, to))
+                .collect(),
+        );
+        Ok(snap)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(c, _, _)| *c <= checkpoint_id);
+        self.pending = rest;
+        for (_, from, to) in done {
+            commit(&from, &to)?;
+        }
+        Ok(())
     }
 }

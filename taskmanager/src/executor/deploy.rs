@@ -11,9 +11,9 @@ use crate::network::{
     gate_required, partition_required, ChannelId, GateKey, InputGate, NetworkEnvironment, RecordWriter, Reservation,
     WriterPartition,
 };
-use crate::runtime::build::{build_task, TaskPlan};
+use crate::runtime::build::{build_task, TaskContext, TaskPlan};
 use crate::runtime::metrics::TaskMetrics;
-use crate::runtime::task::run_task;
+use crate::runtime::task::{run_task, CheckpointHooks};
 
 /// One job attempt's subtasks for this taskmanager.
 pub struct Deployment {
@@ -22,6 +22,8 @@ pub struct Deployment {
     pub tasks: Vec<(usize, u32)>,
     /// Data address of every subtask of the job, by (vertex, subtask).
     pub locations: HashMap<(usize, u32), String>,
+    /// What each task is built with (state settings, restored state).
+    pub contexts: HashMap<(usize, u32), TaskContext>,
 }
 
 /// A subtask ready to run: its gate is registered and its buffers reserved.
@@ -39,6 +41,10 @@ pub struct PreparedTask {
 }
 
 impl PreparedTask {
+    pub fn is_source(&self) -> bool {
+        self.plan.source.is_some()
+    }
+
     fn gate_key(&self) -> GateKey {
         GateKey {
             epoch: self.epoch,
@@ -67,7 +73,7 @@ fn consumers(graph: &JobGraph, edge: usize, subtask: u32) -> Vec<u32> {
 }
 
 /// Reserves buffers and registers gates for every task of the deployment, all or nothing.
-pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<PreparedTask>, String> {
+pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<PreparedTask>, String> {
     let locations = Arc::new(d.locations);
     let mut prepared: Vec<PreparedTask> = Vec::new();
     let rollback = |prepared: &[PreparedTask]| {
@@ -78,7 +84,11 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, d: Deployment) -> Result<Vec<Prepa
     for &(vertex, subtask) in &d.tasks {
         let result = (|| -> Result<PreparedTask, String> {
             let metrics = TaskMetrics::new();
-            let plan = build_task(&d.graph, vertex, subtask, &metrics)?;
+            let mut ctx = d
+                .contexts
+                .remove(&(vertex, subtask))
+                .ok_or_else(|| format!("no task context for subtask {subtask} of vertex {vertex}"))?;
+            let plan = build_task(&d.graph, vertex, subtask, &metrics, &mut ctx)?;
             let inputs: Vec<(u32, Vec<u32>)> = d
                 .graph
                 .inputs_of(vertex)
@@ -190,7 +200,7 @@ async fn writers(
 }
 
 /// Runs a prepared subtask to its end, then releases its gate and buffers.
-pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask) -> Result<(), String> {
+pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: CheckpointHooks) -> Result<(), String> {
     let key = t.gate_key();
     let PreparedTask {
         vertex,
@@ -206,7 +216,7 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask) -> Result<(), St
     } = t;
     let result = async {
         let writers = writers(&env, &graph, &locations, epoch, vertex, subtask).await?;
-        run_task(plan, gate, writers, metrics).await
+        run_task(plan, gate, writers, metrics, hooks).await
     }
     .await;
     env.gates.unregister(key, &input_edges);

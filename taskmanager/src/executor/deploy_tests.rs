@@ -47,6 +47,65 @@ sinks:
 
 type Row = (i64, i64, i64, f64);
 
+/// Heap-backend contexts without restored state, for every task.
+fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), crate::runtime::build::TaskContext> {
+    let state = crate::state::StateSettings {
+        backend: sluice_common::config::options::StateBackendKind::HashMap,
+        incremental: false,
+        heap_budget: 1 << 30,
+        managed_budget: 64 << 20,
+        write_buffer_ratio: 0.5,
+        high_prio_pool_ratio: 0.1,
+        tmp_dir: std::env::temp_dir(),
+        max_parallelism: 128,
+        key_groups: sluice_common::state::KeyGroupRange::new(0, 127),
+        task_name: String::new(),
+    };
+    tasks
+        .iter()
+        .map(|t| {
+            (
+                *t,
+                crate::runtime::build::TaskContext {
+                    epoch: 1,
+                    checkpointing: false,
+                    state: state.clone(),
+                    restore: Default::default(),
+                },
+            )
+        })
+        .collect()
+}
+
+struct NoAcks;
+
+impl crate::runtime::checkpointing::SnapshotAcker for NoAcks {
+    fn acknowledge(
+        &self,
+        _: &crate::network::Barrier,
+        _: Vec<(String, crate::state::snapshot::OperatorSnapshot)>,
+        _: u64,
+    ) {
+    }
+    fn decline(&self, _: u64, _: String) {}
+}
+
+/// Hooks for a task that is never checkpointed; keep the sender alive while it runs.
+fn hooks() -> (
+    crate::runtime::task::CheckpointHooks,
+    tokio::sync::mpsc::UnboundedSender<crate::runtime::checkpointing::TaskControl>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        crate::runtime::task::CheckpointHooks {
+            control: rx,
+            acker: Arc::new(NoAcks),
+            exactly_once: true,
+        },
+        tx,
+    )
+}
+
 fn compile(yaml: &str) -> Arc<sluice_common::job::JobGraph> {
     let options = GraphOptions {
         default_parallelism: 1,
@@ -68,14 +127,20 @@ async fn run_locally(env: &Arc<NetworkEnvironment>, graph: Arc<sluice_common::jo
         Deployment {
             epoch: 1,
             graph,
+            contexts: contexts(&tasks),
             tasks,
             locations,
         },
     )
     .unwrap();
+    let mut senders = Vec::new();
     let handles: Vec<_> = prepared
         .into_iter()
-        .map(|t| tokio::spawn(run(env.clone(), t)))
+        .map(|t| {
+            let (h, tx) = hooks();
+            senders.push(tx);
+            tokio::spawn(run(env.clone(), t, h))
+        })
         .collect();
     for h in handles {
         tokio::time::timeout(std::time::Duration::from_secs(60), h)
@@ -159,6 +224,7 @@ fn too_few_buffers_fail_with_flinks_message() {
             Deployment {
                 epoch: 1,
                 graph: graph.clone(),
+                contexts: contexts(&tasks),
                 tasks,
                 locations,
             },

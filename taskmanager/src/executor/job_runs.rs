@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_proto::control::TaskDigest;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::SlotTable;
+use crate::runtime::checkpointing::TaskControl;
 use crate::runtime::metrics::TaskMetrics;
 
 /// A running subtask's identity and counters.
@@ -21,6 +22,8 @@ pub struct TaskEntry {
     pub task_name: String,
     pub subtask: u32,
     pub metrics: Arc<TaskMetrics>,
+    pub is_source: bool,
+    pub control: mpsc::UnboundedSender<TaskControl>,
 }
 
 struct JobRun {
@@ -113,6 +116,16 @@ impl JobRuns {
         if let Some(run) = self.lock().runs.remove(&(job.to_string(), epoch)) {
             table.give_back(run.slots);
         }
+    }
+
+    /// The running subtasks of one attempt.
+    pub fn tasks_of(&self, job: &str, epoch: u64) -> Vec<TaskEntry> {
+        self.lock()
+            .tasks
+            .iter()
+            .filter(|((j, e, _, _), _)| j == job && *e == epoch)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     pub fn tasks(&self) -> Vec<TaskEntry> {

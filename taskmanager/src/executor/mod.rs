@@ -2,6 +2,7 @@
 //! (`service`), deploying and running subtasks (`deploy`), and staying registered with the
 //! jobmanager (`registration`).
 
+mod checkpoint_acker;
 pub mod deploy;
 mod job_runs;
 mod registration;
@@ -12,7 +13,7 @@ mod slot_table;
 pub use job_runs::{JobRuns, TaskEntry};
 pub use registration::{maintain_registration, RegistrationSettings, Reported};
 pub use reporter::StateReporter;
-pub use service::TaskManagerGateway;
+pub use service::{StateEnv, TaskManagerGateway};
 pub use slot_table::SlotTable;
 
 #[cfg(test)]

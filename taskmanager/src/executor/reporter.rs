@@ -1,16 +1,34 @@
-//! Sends subtask state changes to the jobmanager (`UpdateTaskState`), in order, retrying a
-//! few times while the jobmanager is briefly unreachable.
+//! Sends subtask state changes (`UpdateTaskState`) and checkpoint acknowledgements and
+//! declines to the jobmanager, in order, retrying a few times while the jobmanager is briefly
+//! unreachable.
 
 use std::time::Duration;
 
 use sluice_proto::control::job_manager_service_client::JobManagerServiceClient;
-use sluice_proto::control::TaskStateUpdate;
+use sluice_proto::control::{CheckpointAck, CheckpointDecline, TaskStateUpdate};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
+#[derive(Clone, Debug)]
+pub enum Report {
+    State(TaskStateUpdate),
+    Ack(CheckpointAck),
+    Decline(CheckpointDecline),
+}
+
+impl Report {
+    fn job_id(&self) -> &str {
+        match self {
+            Report::State(u) => &u.job_id,
+            Report::Ack(a) => &a.job_id,
+            Report::Decline(d) => &d.job_id,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct StateReporter {
-    tx: mpsc::UnboundedSender<TaskStateUpdate>,
+    tx: mpsc::UnboundedSender<Report>,
 }
 
 impl StateReporter {
@@ -21,17 +39,22 @@ impl StateReporter {
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         let mut client = JobManagerServiceClient::new(channel);
-        let (tx, mut rx) = mpsc::unbounded_channel::<TaskStateUpdate>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
         tokio::spawn(async move {
             while let Some(update) = rx.recv().await {
                 let mut delay = Duration::from_millis(100);
                 for attempt in 1..=5 {
-                    match client.update_task_state(update.clone()).await {
+                    let sent = match update.clone() {
+                        Report::State(u) => client.update_task_state(u).await.map(|_| ()),
+                        Report::Ack(a) => client.acknowledge_checkpoint(a).await.map(|_| ()),
+                        Report::Decline(d) => client.decline_checkpoint(d).await.map(|_| ()),
+                    };
+                    match sent {
                         Ok(_) => break,
                         Err(status) if attempt == 5 => {
                             tracing::warn!(
-                                "could not report task state of job {}: {}",
-                                update.job_id,
+                                "could not report to the jobmanager for job {}: {}",
+                                update.job_id(),
                                 status.message()
                             )
                         }
@@ -47,6 +70,10 @@ impl StateReporter {
     }
 
     pub fn report(&self, update: TaskStateUpdate) {
-        let _ = self.tx.send(update);
+        let _ = self.tx.send(Report::State(update));
+    }
+
+    pub fn send(&self, report: Report) {
+        let _ = self.tx.send(report);
     }
 }

@@ -1,23 +1,52 @@
 //! The taskmanager's gRPC gateway (`TaskManagerService`): the jobmanager's reachability check,
-//! deploying subtasks (all of a request or none) and cancelling a job attempt. Each subtask
-//! reports RUNNING, then FINISHED, FAILED (with the cause) or CANCELED.
+//! deploying subtasks (all of a request or none, with their restored state fetched first) and
+//! cancelling a job attempt, and the checkpoint messages: triggers go to the attempt's source
+//! subtasks, completions to all of them. Each subtask reports RUNNING, then FINISHED, FAILED
+//! (with the cause) or CANCELED.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::config::options::{
+    CheckpointingMode, CHECKPOINT_INCREMENTAL, CHECKPOINT_MODE, ROCKSDB_HIGH_PRIO_POOL_RATIO,
+    ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
+};
+use sluice_common::config::{Configuration, Origin};
+use sluice_common::job::{compile_job, GraphOptions, JobGraph};
+use sluice_common::state::assignment::assign;
+use sluice_common::state::KeyGroupRange;
+use sluice_common::storage::decode_metadata;
 use sluice_proto::control::task_manager_service_server::TaskManagerService;
 use sluice_proto::control::{
-    CancelJobRequest, CancelJobResponse, DescribeTaskManagerRequest, SubmitTasksRequest, SubmitTasksResponse,
-    TaskManagerDescription, TaskState, TaskStateUpdate,
+    CancelJobRequest, CancelJobResponse, CheckpointAckResponse, DescribeTaskManagerRequest, NotifyCheckpointRequest,
+    SubmitTasksRequest, SubmitTasksResponse, TaskManagerDescription, TaskState, TaskStateUpdate,
+    TriggerCheckpointRequest,
 };
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::checkpoint_acker::TaskAcker;
 use super::deploy::{prepare, run, Deployment};
 use super::job_runs::{JobRuns, TaskEntry};
 use super::reporter::StateReporter;
 use super::SlotTable;
-use crate::network::NetworkEnvironment;
+use crate::network::{Barrier, NetworkEnvironment};
+use crate::runtime::build::TaskContext;
+use crate::runtime::checkpointing::TaskControl;
+use crate::runtime::task::CheckpointHooks;
+use crate::state::transfer::fetch;
+use crate::state::StateSettings;
+
+/// What state backends of this taskmanager are given: its configuration (storage keys), each
+/// slot's share of task heap and managed memory, and the working directory.
+#[derive(Clone)]
+pub struct StateEnv {
+    pub config: Configuration,
+    pub heap_per_slot: u64,
+    pub managed_per_slot: u64,
+    pub tmp_dir: PathBuf,
+}
 
 pub struct TaskManagerGateway {
     resource_id: String,
@@ -25,6 +54,7 @@ pub struct TaskManagerGateway {
     network: Arc<NetworkEnvironment>,
     runs: JobRuns,
     reporter: StateReporter,
+    state: StateEnv,
 }
 
 impl TaskManagerGateway {
@@ -34,6 +64,7 @@ impl TaskManagerGateway {
         network: Arc<NetworkEnvironment>,
         runs: JobRuns,
         reporter: StateReporter,
+        state: StateEnv,
     ) -> Self {
         TaskManagerGateway {
             resource_id,
@@ -41,7 +72,81 @@ impl TaskManagerGateway {
             network,
             runs,
             reporter,
+            state,
         }
+    }
+
+    /// The job's effective configuration: this taskmanager's, with the job's keys on top.
+    fn job_config(&self, req: &SubmitTasksRequest) -> Configuration {
+        let mut c = self.state.config.clone();
+        for (k, v) in &req.job_config {
+            c.set(k.clone(), v.clone(), Origin::Program);
+        }
+        c
+    }
+
+    fn settings(&self, config: &Configuration) -> Result<StateSettings, String> {
+        let e = |e: sluice_common::config::ConfigError| e.to_string();
+        Ok(StateSettings {
+            backend: config.get(&STATE_BACKEND).map_err(e)?,
+            incremental: config.get(&CHECKPOINT_INCREMENTAL).map_err(e)?,
+            heap_budget: self.state.heap_per_slot,
+            managed_budget: self.state.managed_per_slot,
+            write_buffer_ratio: f64::from(config.get(&ROCKSDB_WRITE_BUFFER_RATIO).map_err(e)?),
+            high_prio_pool_ratio: f64::from(config.get(&ROCKSDB_HIGH_PRIO_POOL_RATIO).map_err(e)?),
+            tmp_dir: self.state.tmp_dir.clone(),
+            max_parallelism: 128,
+            key_groups: KeyGroupRange::new(0, 0),
+            task_name: String::new(),
+        })
+    }
+
+    /// Each task's context, with its share of the restored snapshot fetched.
+    async fn contexts(
+        &self,
+        req: &SubmitTasksRequest,
+        graph: &JobGraph,
+        tasks: &[(usize, u32)],
+        config: &Configuration,
+    ) -> Result<HashMap<(usize, u32), TaskContext>, String> {
+        let settings = self.settings(config)?;
+        let metadata = if req.restore_metadata.is_empty() {
+            None
+        } else {
+            Some(decode_metadata(&req.restore_metadata).map_err(|e| format!("restored metadata: {e}"))?)
+        };
+        let mut out = HashMap::new();
+        for &(vertex, subtask) in tasks {
+            let mut restore = HashMap::new();
+            if let Some(m) = &metadata {
+                for &n in &graph.vertices[vertex].nodes {
+                    let node = &graph.nodes[n];
+                    if let Some(assigned) = assign(m, &node.uid, node.parallelism, subtask) {
+                        let data = fetch(&self.state.config, &req.restore_url, assigned, &self.state.tmp_dir).await?;
+                        restore.insert(node.uid.clone(), data);
+                    }
+                }
+            }
+            out.insert(
+                (vertex, subtask),
+                TaskContext {
+                    epoch: req.epoch,
+                    checkpointing: !req.checkpoint_url.is_empty(),
+                    state: settings.clone(),
+                    restore,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn controls(&self, job: &str, epoch: u64, sources_only: bool) -> Vec<mpsc::UnboundedSender<TaskControl>> {
+        self.runs
+            .tasks_of(job, epoch)
+            .into_iter()
+            .filter(|t| !sources_only || t.is_source)
+            .map(|t| t.control)
+            .collect()
     }
 }
 
@@ -65,7 +170,8 @@ impl TaskManagerService for TaskManagerGateway {
         let options = GraphOptions {
             default_parallelism: req.default_parallelism.max(1),
             parallelism: (req.parallelism > 0).then_some(req.parallelism),
-            node_parallelism: req.node_parallelism.into_iter().collect(),
+            node_parallelism: req.node_parallelism.clone().into_iter().collect(),
+            restored_max_parallelism: (req.max_parallelism > 0).then_some(req.max_parallelism),
         };
         let graph = Arc::new(
             compile_job(&req.job_yaml, &req.job_file, &options).map_err(|e| Status::invalid_argument(e.to_string()))?,
@@ -84,6 +190,15 @@ impl TaskManagerService for TaskManagerGateway {
             .iter()
             .map(|l| ((l.vertex as usize, l.subtask), l.data_address.clone()))
             .collect();
+        let config = self.job_config(&req);
+        let exactly_once = config
+            .get(&CHECKPOINT_MODE)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            == CheckpointingMode::ExactlyOnce;
+        let contexts = self
+            .contexts(&req, &graph, &tasks, &config)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("restoring state: {e}")))?;
         let cancel = self
             .runs
             .start(&req.job_id, req.epoch, tasks.len(), req.slots, &self.slots)
@@ -95,6 +210,7 @@ impl TaskManagerService for TaskManagerGateway {
                 graph: graph.clone(),
                 tasks,
                 locations,
+                contexts,
             },
         ) {
             Ok(p) => p,
@@ -112,6 +228,7 @@ impl TaskManagerService for TaskManagerGateway {
         );
         for task in prepared {
             let vertex = &graph.vertices[task.vertex];
+            let (control_tx, control_rx) = mpsc::unbounded_channel();
             let entry = TaskEntry {
                 job_id: req.job_id.clone(),
                 job_name: req.job_name.clone(),
@@ -120,8 +237,22 @@ impl TaskManagerService for TaskManagerGateway {
                 task_name: vertex.name.clone(),
                 subtask: task.subtask,
                 metrics: task.metrics.clone(),
+                is_source: task.is_source(),
+                control: control_tx,
             };
             self.runs.add_task(req.epoch, entry.clone());
+            let hooks = CheckpointHooks {
+                control: control_rx,
+                acker: Arc::new(TaskAcker {
+                    reporter: self.reporter.clone(),
+                    config: Arc::new(self.state.config.clone()),
+                    job_id: req.job_id.clone(),
+                    epoch: req.epoch,
+                    vertex: task.vertex as u32,
+                    subtask: task.subtask,
+                }),
+                exactly_once,
+            };
             let update = move |state: TaskState, failure: String| TaskStateUpdate {
                 job_id: entry.job_id.clone(),
                 epoch: req.epoch,
@@ -144,7 +275,7 @@ impl TaskManagerService for TaskManagerGateway {
                 reporter.report(update(TaskState::Running, String::new()));
                 let (vertex, subtask) = (task.vertex as u32, task.subtask);
                 let outcome = tokio::select! {
-                    r = run(network, task) => r.map(|_| TaskState::Finished),
+                    r = run(network, task, hooks) => r.map(|_| TaskState::Finished),
                     _ = cancel.wait_for(|c| *c) => Ok(TaskState::Canceled),
                 };
                 let (state, failure) = match outcome {
@@ -170,5 +301,34 @@ impl TaskManagerService for TaskManagerGateway {
             tracing::info!("Cancelling job {} attempt {}.", req.job_id, req.epoch);
         }
         Ok(Response::new(CancelJobResponse {}))
+    }
+
+    async fn trigger_checkpoint(
+        &self,
+        request: Request<TriggerCheckpointRequest>,
+    ) -> Result<Response<CheckpointAckResponse>, Status> {
+        let req = request.into_inner();
+        let barrier = Barrier {
+            id: req.checkpoint_id,
+            timestamp_ms: req.timestamp_ms,
+            savepoint: req.savepoint,
+            target_url: req.target_url.as_str().into(),
+            stop: req.stop,
+        };
+        for control in self.controls(&req.job_id, req.epoch, true) {
+            let _ = control.send(TaskControl::Trigger(barrier.clone(), req.drain));
+        }
+        Ok(Response::new(CheckpointAckResponse {}))
+    }
+
+    async fn notify_checkpoint_complete(
+        &self,
+        request: Request<NotifyCheckpointRequest>,
+    ) -> Result<Response<CheckpointAckResponse>, Status> {
+        let req = request.into_inner();
+        for control in self.controls(&req.job_id, req.epoch, false) {
+            let _ = control.send(TaskControl::Complete(req.checkpoint_id));
+        }
+        Ok(Response::new(CheckpointAckResponse {}))
     }
 }

@@ -1,6 +1,23 @@
 //! What travels on a channel, in order: data buffers and in-band events.
 
+use std::sync::Arc;
+
 use arrow::record_batch::RecordBatch;
+
+/// A checkpoint barrier (DESIGN §8): everything before it on a channel belongs to checkpoint
+/// `id`, everything after to later ones. It names where the snapshot's files go, so a task
+/// needs no other message to take its part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Barrier {
+    pub id: u64,
+    pub timestamp_ms: u64,
+    /// A savepoint: self-contained, every file under `target_url`.
+    pub savepoint: bool,
+    /// URL of the directory this snapshot's exclusive files go to.
+    pub target_url: Arc<str>,
+    /// Stop-with-savepoint: the job ends after this barrier.
+    pub stop: bool,
+}
 
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
@@ -10,6 +27,8 @@ pub enum StreamEvent {
     Watermark(i64),
     /// The channel's producer is idle (true) or active again (false).
     Idle(bool),
+    /// A checkpoint barrier, in order with the data.
+    Barrier(Barrier),
     /// The producer finished; nothing follows.
     EndOfPartition,
     /// The channel broke (its connection failed); never sent on the wire.

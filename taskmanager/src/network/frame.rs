@@ -1,7 +1,9 @@
 //! The data-plane wire format. Every frame: `u32` length of the rest, `u8` kind, the channel
 //! (`u64` epoch, `u32` edge, `u32` from, `u32` to), then the payload. Sender → receiver: OPEN,
 //! DATA (`u32` backlog + Arrow IPC), WATERMARK (`u32` backlog + `i64`), IDLE (`u32` backlog +
-//! `u8`), END (`u32` backlog), BACKLOG (`u32`). Receiver → sender: CREDIT (`u32`).
+//! `u8`), END (`u32` backlog), BACKLOG (`u32`), BARRIER (`u32` backlog, `u64` id, `u64`
+//! timestamp, `u8` flags: 1 savepoint, 2 stop; then the target URL in UTF-8). Receiver →
+//! sender: CREDIT (`u32`).
 
 use super::event::ChannelId;
 
@@ -12,6 +14,7 @@ pub const IDLE: u8 = 4;
 pub const END: u8 = 5;
 pub const BACKLOG: u8 = 6;
 pub const CREDIT: u8 = 7;
+pub const BARRIER: u8 = 8;
 
 const HEADER: usize = 1 + 8 + 4 + 4 + 4;
 /// Frames larger than this are refused as corrupt.

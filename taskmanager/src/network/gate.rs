@@ -1,8 +1,10 @@
 //! An input gate: all channels feeding one consumer subtask (across all its input edges), one
 //! ordered queue of their buffers and events, and the credit bookkeeping that bounds it. A
-//! buffer counts as in use until the task asks for the next one.
+//! buffer counts as in use until the task asks for the next one. For barrier alignment a
+//! channel can be blocked: what arrives on it is held back (its credit not returned, so its
+//! sender soon stops) and replayed, in order, once the gate is unblocked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -101,6 +103,11 @@ pub struct InputGate {
     rx: mpsc::UnboundedReceiver<(usize, StreamEvent)>,
     holding: Option<usize>,
     channels: usize,
+    blocked: Vec<bool>,
+    /// Held back from blocked channels, in arrival order.
+    stashed: VecDeque<(usize, StreamEvent)>,
+    /// Released by `unblock_all`, served before anything new.
+    replay: VecDeque<(usize, StreamEvent)>,
 }
 
 impl InputGate {
@@ -130,6 +137,9 @@ impl InputGate {
             rx,
             holding: None,
             channels: offset,
+            blocked: vec![false; offset],
+            stashed: VecDeque::new(),
+            replay: VecDeque::new(),
         }
     }
 
@@ -141,13 +151,36 @@ impl InputGate {
         self.channels
     }
 
-    /// The next buffer or event of any channel, releasing the previous one's buffer.
+    /// Holds back channel `ch` until `unblock_all` (barrier alignment).
+    pub fn block(&mut self, ch: usize) {
+        if let Some(b) = self.blocked.get_mut(ch) {
+            *b = true;
+        }
+    }
+
+    /// Unblocks every channel; what they held back comes next, in order.
+    pub fn unblock_all(&mut self) {
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        self.replay.extend(self.stashed.drain(..));
+    }
+
+    /// The next buffer or event of any unblocked channel, releasing the previous one's buffer.
     pub async fn next(&mut self) -> Option<(usize, StreamEvent)> {
         if let Some(ch) = self.holding.take() {
             self.shared.consumed(ch);
         }
-        let (ch, event) = self.rx.recv().await?;
-        self.holding = Some(ch);
-        Some((ch, event))
+        if let Some((ch, event)) = self.replay.pop_front() {
+            self.holding = Some(ch);
+            return Some((ch, event));
+        }
+        loop {
+            let (ch, event) = self.rx.recv().await?;
+            if self.blocked.get(ch).copied().unwrap_or(false) && !matches!(event, StreamEvent::Broken(_)) {
+                self.stashed.push_back((ch, event));
+                continue;
+            }
+            self.holding = Some(ch);
+            return Some((ch, event));
+        }
     }
 }

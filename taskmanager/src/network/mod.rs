@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 pub use buffer_pool::{gate_required, partition_required, NetworkBufferPool, Reservation};
-pub use event::{ChannelId, GateKey, StreamEvent};
+pub use event::{Barrier, ChannelId, GateKey, StreamEvent};
 pub use gate::{CreditSink, GateShared, InputGate};
 pub use transport::Connection;
 pub use writer::{OutputChannel, RecordWriter, WriterPartition};

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::credit::SenderCredit;
-use super::event::{ChannelId, StreamEvent};
+use super::event::{Barrier, ChannelId, StreamEvent};
 use super::frame;
 use super::gate::{CreditSink, GateShared};
 use super::ipc;
@@ -165,7 +165,7 @@ async fn receive_frames(
         };
         let result = match kind {
             frame::BACKLOG => gate.backlog(ch, frame::read_u32(payload)?.0),
-            frame::DATA | frame::WATERMARK | frame::IDLE | frame::END => {
+            frame::DATA | frame::WATERMARK | frame::IDLE | frame::END | frame::BARRIER => {
                 let (backlog, rest) = frame::read_u32(payload)?;
                 let event = match kind {
                     frame::DATA => StreamEvent::Batch(ipc::decode(rest)?),
@@ -177,6 +177,7 @@ async fn receive_frames(
                         StreamEvent::Watermark(i64::from_le_bytes(bytes))
                     }
                     frame::IDLE => StreamEvent::Idle(rest.first().copied().unwrap_or(0) != 0),
+                    frame::BARRIER => StreamEvent::Barrier(decode_barrier(rest)?),
                     _ => {
                         if let Ok(mut r) = routes.lock() {
                             r.remove(&id);
@@ -193,6 +194,26 @@ async fn receive_frames(
         }
     }
     Ok(())
+}
+
+fn decode_barrier(rest: &[u8]) -> Result<Barrier, String> {
+    if rest.len() < 17 {
+        return Err("short barrier frame".into());
+    }
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&rest[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let flags = rest[16];
+    let target = std::str::from_utf8(&rest[17..]).map_err(|e| format!("barrier target: {e}"))?;
+    Ok(Barrier {
+        id: u64_at(0),
+        timestamp_ms: u64_at(8),
+        savepoint: flags & 1 != 0,
+        stop: flags & 2 != 0,
+        target_url: target.into(),
+    })
 }
 
 /// The sending side of one connection to a remote taskmanager.
@@ -297,6 +318,13 @@ impl Connection {
             StreamEvent::Idle(idle) => {
                 payload.push(u8::from(*idle));
                 frame::IDLE
+            }
+            StreamEvent::Barrier(b) => {
+                payload.extend_from_slice(&b.id.to_le_bytes());
+                payload.extend_from_slice(&b.timestamp_ms.to_le_bytes());
+                payload.push(u8::from(b.savepoint) | (u8::from(b.stop) << 1));
+                payload.extend_from_slice(b.target_url.as_bytes());
+                frame::BARRIER
             }
             StreamEvent::EndOfPartition => frame::END,
             StreamEvent::Broken(_) => return Err("a broken-channel marker is not sent".into()),

@@ -1,12 +1,15 @@
 //! Operators and the operator chain a subtask runs: each takes whole batches and emits batches;
 //! watermarks pass through the chain in order, so rows a window emits on a watermark reach the
-//! operators after it before they see that watermark.
+//! operators after it before they see that watermark. At a barrier every operator of the
+//! chain hands over its snapshot, labelled with its uid.
 
 mod filter;
 mod select;
 pub mod window;
 
 use arrow::record_batch::RecordBatch;
+
+use crate::state::snapshot::OperatorSnapshot;
 
 pub use filter::Filter;
 pub use select::Select;
@@ -33,16 +36,47 @@ pub trait Operator: Send {
     fn uses_processing_time(&self) -> bool {
         false
     }
+
+    /// The synchronous part of a checkpoint: the operator's state as of the barrier.
+    fn snapshot(&mut self, _checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, String> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// Checkpoint `checkpoint_id` is complete (two-phase-commit sinks commit here).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Operators chained in one subtask.
 pub struct Chain {
     ops: Vec<Box<dyn Operator>>,
+    /// The uid of each operator (its state's name in snapshots).
+    uids: Vec<String>,
 }
 
 impl Chain {
-    pub fn new(ops: Vec<Box<dyn Operator>>) -> Chain {
-        Chain { ops }
+    pub fn new(ops: Vec<(String, Box<dyn Operator>)>) -> Chain {
+        let (uids, ops) = ops.into_iter().unzip();
+        Chain { ops, uids }
+    }
+
+    /// Every operator's snapshot that holds state, by uid.
+    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<Vec<(String, OperatorSnapshot)>, String> {
+        let mut out = Vec::new();
+        for (uid, op) in self.uids.iter().zip(self.ops.iter_mut()) {
+            let s = op.snapshot(checkpoint_id, savepoint)?;
+            if !s.is_empty() {
+                out.push((uid.clone(), s));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+        self.ops
+            .iter_mut()
+            .try_for_each(|op| op.notify_checkpoint_complete(checkpoint_id))
     }
 
     pub fn uses_processing_time(&self) -> bool {

@@ -2,6 +2,7 @@
 //! (`task`), event-time tracking (`watermarks`) and per-subtask counters (`metrics`).
 
 pub mod build;
+pub mod checkpointing;
 pub mod metrics;
 pub mod task;
 pub mod watermarks;

@@ -4,6 +4,10 @@
 //! and are forwarded. At the end of input the maximum watermark fires every window, sinks
 //! finish, and end-of-partition goes downstream. Time is accounted as busy, idle (waiting for
 //! input) or back-pressured (waiting for credit).
+//!
+//! Checkpoints: a source subtask snapshots when triggered and emits the barrier; any other
+//! subtask snapshots when its `Aligner` says every channel delivered the barrier, then forwards
+//! it. A stop barrier (stop-with-savepoint) ends the subtask once that savepoint completes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,12 +17,31 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMillisecondType;
 use arrow::record_batch::RecordBatch;
 
+use sluice_common::proto::checkpoint::RedistributionMode;
+use tokio::sync::mpsc;
+
 use super::build::TaskPlan;
+use super::checkpointing::{AlignStep, Aligner, SnapshotAcker, TaskControl};
 use super::metrics::TaskMetrics;
 use super::watermarks::WatermarkValve;
-use crate::connectors::SourcePoll;
-use crate::network::{InputGate, RecordWriter, StreamEvent};
+use crate::connectors::{SourcePoll, SPLITS_STATE};
+use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
 use crate::operators::Chain;
+use crate::state::snapshot::OperatorSnapshot;
+
+/// A subtask's link to checkpointing.
+pub struct CheckpointHooks {
+    pub control: mpsc::UnboundedReceiver<TaskControl>,
+    pub acker: std::sync::Arc<dyn SnapshotAcker>,
+    pub exactly_once: bool,
+}
+
+/// What the subtask does after a barrier.
+enum AfterBarrier {
+    Continue,
+    /// The stop-with-savepoint completed: end without flushing.
+    Stop,
+}
 
 /// How often processing-time operators are ticked.
 const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
@@ -73,6 +96,52 @@ impl Output<'_> {
     }
 }
 
+/// Snapshots the chain (and the source's split positions), acknowledges, forwards the barrier;
+/// for a stop barrier, waits for the savepoint to complete (or be abandoned).
+async fn take_checkpoint(
+    out: &mut Output<'_>,
+    chain: &mut Chain,
+    source: Option<(String, Vec<Vec<u8>>)>,
+    barrier: Barrier,
+    hooks: &mut CheckpointHooks,
+) -> Result<AfterBarrier, String> {
+    let started = Instant::now();
+    let result = (|| -> Result<Vec<(String, OperatorSnapshot)>, String> {
+        let mut snaps = chain.snapshot(barrier.id, barrier.savepoint)?;
+        if let Some((uid, positions)) = source {
+            let mut s = OperatorSnapshot::default();
+            s.list(SPLITS_STATE, RedistributionMode::SplitDistribute, positions);
+            snaps.push((uid, s));
+        }
+        Ok(snaps)
+    })();
+    match result {
+        Ok(snaps) => {
+            let sync_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            hooks.acker.acknowledge(&barrier, snaps, sync_ms);
+        }
+        // A failed synchronous part fails the task (Flink's rule).
+        Err(e) => return Err(format!("checkpoint {} failed in its synchronous part: {e}", barrier.id)),
+    }
+    out.event(StreamEvent::Barrier(barrier.clone())).await?;
+    if !barrier.stop {
+        return Ok(AfterBarrier::Continue);
+    }
+    loop {
+        match hooks.control.recv().await {
+            Some(TaskControl::Complete(id)) => {
+                chain.notify_checkpoint_complete(id)?;
+                if id >= barrier.id {
+                    return Ok(AfterBarrier::Stop);
+                }
+            }
+            Some(TaskControl::Abort(id)) if id == barrier.id => return Ok(AfterBarrier::Continue),
+            Some(_) => {}
+            None => return Ok(AfterBarrier::Stop),
+        }
+    }
+}
+
 fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
     let ts = batch.column(column).as_primitive_opt::<TimestampMillisecondType>()?;
     (0..ts.len()).filter(|i| !ts.is_null(*i)).map(|i| ts.value(i)).max()
@@ -84,6 +153,7 @@ pub async fn run_task(
     gate: Option<InputGate>,
     mut writers: Vec<RecordWriter>,
     metrics: Arc<TaskMetrics>,
+    mut hooks: CheckpointHooks,
 ) -> Result<(), String> {
     let TaskPlan { source, mut chain } = plan;
     let mut out = Output {
@@ -95,6 +165,25 @@ pub async fn run_task(
             let mut last_wm = i64::MIN;
             let mut idle_announced = false;
             loop {
+                while let Ok(control) = hooks.control.try_recv() {
+                    match control {
+                        TaskControl::Trigger(barrier, drain) => {
+                            // Stop with drain: every window fires before the final savepoint.
+                            if drain && last_wm < i64::MAX {
+                                out.watermark(&mut chain, i64::MAX).await?;
+                                last_wm = i64::MAX;
+                            }
+                            let positions = (source.uid.clone(), source.reader.snapshot());
+                            let step =
+                                take_checkpoint(&mut out, &mut chain, Some(positions), barrier, &mut hooks).await?;
+                            if let AfterBarrier::Stop = step {
+                                return Ok(());
+                            }
+                        }
+                        TaskControl::Complete(id) => chain.notify_checkpoint_complete(id)?,
+                        TaskControl::Abort(_) => {}
+                    }
+                }
                 let start = Instant::now();
                 match source.reader.poll()? {
                     SourcePoll::Batch(batch, split) => {
@@ -135,6 +224,7 @@ pub async fn run_task(
         }
         (None, Some(mut gate)) => {
             let mut valve = WatermarkValve::new(gate.channels());
+            let mut aligner = Aligner::new(gate.channels(), hooks.exactly_once);
             let mut ended = 0usize;
             let mut tick = tokio::time::interval(PROCESSING_TIME_TICK);
             let ticking = chain.uses_processing_time();
@@ -142,6 +232,15 @@ pub async fn run_task(
                 let waiting = Instant::now();
                 let next = tokio::select! {
                     next = gate.next() => next,
+                    control = hooks.control.recv() => {
+                        match control {
+                            Some(TaskControl::Complete(id)) => chain.notify_checkpoint_complete(id)?,
+                            Some(_) => {}
+                            // The executor dropped its end: the task is being torn down.
+                            None => return Err("the task's control channel closed".into()),
+                        }
+                        continue;
+                    }
                     _ = tick.tick(), if ticking => {
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                         let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX))?;
@@ -166,7 +265,44 @@ pub async fn run_task(
                     StreamEvent::Idle(idle) => valve.on_idle(ch, idle),
                     StreamEvent::EndOfPartition => {
                         ended += 1;
+                        if let Some(barrier) = aligner.on_end(ch) {
+                            gate.unblock_all();
+                            if let AfterBarrier::Stop =
+                                take_checkpoint(&mut out, &mut chain, None, barrier, &mut hooks).await?
+                            {
+                                return Ok(());
+                            }
+                        }
                         valve.on_end(ch)
+                    }
+                    StreamEvent::Barrier(barrier) => {
+                        match aligner.on_barrier(ch, barrier) {
+                            AlignStep::Wait { block } => {
+                                if block {
+                                    gate.block(ch);
+                                }
+                            }
+                            AlignStep::Overtaken { old, block } => {
+                                hooks.acker.decline(
+                                    old,
+                                    format!("checkpoint {old} was overtaken by a newer barrier during alignment"),
+                                );
+                                gate.unblock_all();
+                                if block {
+                                    gate.block(ch);
+                                }
+                            }
+                            AlignStep::Snapshot(b) => {
+                                gate.unblock_all();
+                                if let AfterBarrier::Stop =
+                                    take_checkpoint(&mut out, &mut chain, None, b, &mut hooks).await?
+                                {
+                                    return Ok(());
+                                }
+                            }
+                            AlignStep::Ignore => {}
+                        }
+                        continue;
                     }
                     StreamEvent::Broken(reason) => return Err(reason),
                 };

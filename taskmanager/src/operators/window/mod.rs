@@ -3,5 +3,7 @@
 
 mod aggregate;
 pub mod assigner;
+mod rocks_state;
+mod state_codec;
 
 pub use aggregate::WindowAggregate;

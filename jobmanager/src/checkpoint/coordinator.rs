@@ -1,0 +1,481 @@
+//! The checkpoint coordinator of one job attempt (DESIGN §8, Flink's `CheckpointCoordinator`):
+//! triggers a checkpoint every `execution.checkpointing.interval` (honouring `min-pause` and
+//! `max-concurrent-checkpoints`, and only while every subtask runs) or a savepoint on request,
+//! by sending the barrier's id and target to the source subtasks; collects every subtask's
+//! acknowledgement; then writes `_metadata` create-only (the checkpoint exists from that
+//! moment), tells the taskmanagers (two-phase-commit sinks commit), and drops checkpoints
+//! beyond `num-retained` with the shared files no retained checkpoint references. Declines and
+//! expiry (`timeout`) fail a checkpoint; more consecutive failures than
+//! `tolerable-failed-checkpoints` fail the job.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use sluice_common::config::Configuration;
+use sluice_common::job::JobGraph;
+use sluice_common::proto::checkpoint::{CheckpointMetadata, OperatorState};
+use sluice_common::storage::{encode_metadata, open_location, CheckpointStore};
+use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, TriggerCheckpointRequest};
+
+use super::stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
+use crate::resource_manager::{now_ms, TaskManagerRecord};
+
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub interval: Option<Duration>,
+    pub timeout: Duration,
+    pub min_pause: Duration,
+    pub max_concurrent: u32,
+    pub tolerable_failures: u32,
+    pub retained: u32,
+    /// `execution.checkpointing.dir` (URL), when set.
+    pub dir: Option<String>,
+    pub savepoint_dir: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SavepointRequest {
+    pub trigger_id: String,
+    pub target_dir: Option<String>,
+    pub stop: bool,
+    pub drain: bool,
+}
+
+/// State that outlives one attempt: the id counter and the retained checkpoints with the
+/// shared files each references.
+#[derive(Debug, Default)]
+pub struct CheckpointHistory {
+    pub next_id: u64,
+    pub retained: VecDeque<(u64, HashSet<String>)>,
+}
+
+struct Pending {
+    id: u64,
+    started: Instant,
+    trigger_ms: u64,
+    target_url: String,
+    savepoint: Option<SavepointRequest>,
+    acks: BTreeMap<(u32, u32), CheckpointAck>,
+}
+
+pub struct Coordinator {
+    pub settings: CheckpointSettings,
+    config: Configuration,
+    job_id: String,
+    epoch: u64,
+    graph: Arc<JobGraph>,
+    tms: Vec<TaskManagerRecord>,
+    expected: HashSet<(u32, u32)>,
+    stats: Arc<Mutex<CheckpointStats>>,
+    history: Arc<Mutex<CheckpointHistory>>,
+    pending: BTreeMap<u64, Pending>,
+    last_trigger: Instant,
+    last_end: Option<Instant>,
+    consecutive_failures: u32,
+    /// Set when failures exceeded the tolerance: the job must fail with this cause.
+    pub fatal: Option<String>,
+    /// A stop-with-savepoint completed: the job finishes as its tasks end.
+    pub stopped: bool,
+}
+
+fn url_join(base: &str, name: &str) -> String {
+    format!("{}/{name}", base.trim_end_matches('/'))
+}
+
+impl Coordinator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: CheckpointSettings,
+        config: Configuration,
+        job_id: String,
+        epoch: u64,
+        graph: Arc<JobGraph>,
+        tms: Vec<TaskManagerRecord>,
+        stats: Arc<Mutex<CheckpointStats>>,
+        history: Arc<Mutex<CheckpointHistory>>,
+    ) -> Self {
+        let expected = graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| (v.index as u32, s)))
+            .collect();
+        Coordinator {
+            settings,
+            config,
+            job_id,
+            epoch,
+            graph,
+            tms,
+            expected,
+            stats,
+            history,
+            pending: BTreeMap::new(),
+            last_trigger: Instant::now(),
+            last_end: None,
+            consecutive_failures: 0,
+            fatal: None,
+            stopped: false,
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, CheckpointStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, CheckpointHistory> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checkpoint store of this job, when checkpoints are configured.
+    pub fn store(&self) -> Result<Option<CheckpointStore>, String> {
+        match &self.settings.dir {
+            Some(dir) => Ok(Some(CheckpointStore::new(
+                open_location(dir, &self.config)?,
+                &self.job_id,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Periodic work: expire, trigger a periodic checkpoint, start requested savepoints.
+    pub async fn tick(&mut self, all_running: bool, requests: Vec<SavepointRequest>) {
+        let expired: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|p| p.started.elapsed() >= self.settings.timeout)
+            .map(|p| p.id)
+            .collect();
+        for id in expired {
+            let reason = format!("Checkpoint {id} of job {} expired before completing.", self.job_id);
+            self.fail(id, reason, true);
+        }
+        for request in requests {
+            if !all_running {
+                self.stats().savepoints.insert(
+                    request.trigger_id.clone(),
+                    SavepointStatus::Failed("not every task of the job is running; try again later".into()),
+                );
+                continue;
+            }
+            let dir = request
+                .target_dir
+                .clone()
+                .or_else(|| self.settings.savepoint_dir.clone());
+            let Some(dir) = dir else {
+                self.stats().savepoints.insert(
+                    request.trigger_id.clone(),
+                    SavepointStatus::Failed(
+                        "No savepoint directory was given: pass a target directory or set execution.checkpointing.savepoint-dir (state.savepoints.dir).".into(),
+                    ),
+                );
+                continue;
+            };
+            let dir = if dir.contains("://") {
+                dir
+            } else {
+                format!("file://{dir}")
+            };
+            let short: String = self.job_id.chars().take(6).collect();
+            let rand: String = uuid::Uuid::new_v4().simple().to_string().chars().take(12).collect();
+            let target = url_join(&dir, &format!("savepoint-{short}-{rand}"));
+            self.trigger(target, Some(request)).await;
+        }
+        let Some(interval) = self.settings.interval else {
+            return;
+        };
+        let paused = self.last_end.is_some_and(|t| t.elapsed() < self.settings.min_pause);
+        let periodic_pending = self.pending.values().filter(|p| p.savepoint.is_none()).count();
+        if all_running
+            && !self.stopped
+            && self.last_trigger.elapsed() >= interval
+            && periodic_pending < self.settings.max_concurrent as usize
+            && !paused
+        {
+            if let Some(dir) = self.settings.dir.clone() {
+                let id = self.history().next_id.max(1);
+                let target = url_join(&url_join(&dir, &self.job_id), &format!("chk-{id}"));
+                self.trigger(target, None).await;
+            }
+        }
+    }
+
+    async fn trigger(&mut self, target_url: String, savepoint: Option<SavepointRequest>) {
+        let id = {
+            let mut h = self.history();
+            let id = h.next_id.max(1);
+            h.next_id = id + 1;
+            id
+        };
+        self.last_trigger = Instant::now();
+        let trigger_ms = now_ms();
+        let (stop, drain) = savepoint.as_ref().map(|s| (s.stop, s.drain)).unwrap_or_default();
+        if let Some(s) = &savepoint {
+            self.stats()
+                .savepoints
+                .insert(s.trigger_id.clone(), SavepointStatus::InProgress);
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                id,
+                started: Instant::now(),
+                trigger_ms,
+                target_url: target_url.clone(),
+                savepoint: savepoint.clone(),
+                acks: BTreeMap::new(),
+            },
+        );
+        self.stats().in_progress = self.pending.len() as u64;
+        tracing::info!(
+            "Triggering {} {id} for job {} (target {target_url}).",
+            if savepoint.is_some() { "savepoint" } else { "checkpoint" },
+            self.job_id
+        );
+        for tm in &self.tms {
+            let mut gw = tm.gateway.clone();
+            let req = TriggerCheckpointRequest {
+                job_id: self.job_id.clone(),
+                epoch: self.epoch,
+                checkpoint_id: id,
+                timestamp_ms: trigger_ms,
+                savepoint: savepoint.is_some(),
+                target_url: target_url.clone(),
+                stop,
+                drain,
+            };
+            if let Err(e) = gw.trigger_checkpoint(req).await {
+                let reason = format!("triggering at TaskManager {} failed: {}", tm.resource_id, e.message());
+                self.fail(id, reason, false);
+                return;
+            }
+        }
+    }
+
+    fn fail(&mut self, id: u64, reason: String, counts: bool) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        tracing::warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
+        let record = CheckpointRecord {
+            id,
+            status: "FAILED",
+            savepoint: p.savepoint.is_some(),
+            trigger_timestamp: p.trigger_ms,
+            latest_ack_timestamp: now_ms(),
+            state_size: 0,
+            duration_ms: p.started.elapsed().as_millis() as u64,
+            external_path: String::new(),
+            num_subtasks: self.expected.len(),
+            acknowledged: p.acks.len(),
+            failure: Some(reason.clone()),
+        };
+        let mut stats = self.stats();
+        stats.record(record);
+        stats.in_progress = self.pending.len() as u64;
+        if let Some(s) = &p.savepoint {
+            stats
+                .savepoints
+                .insert(s.trigger_id.clone(), SavepointStatus::Failed(reason.clone()));
+        }
+        drop(stats);
+        self.last_end = Some(Instant::now());
+        if counts && p.savepoint.is_none() {
+            self.consecutive_failures += 1;
+            if self.consecutive_failures > self.settings.tolerable_failures {
+                self.fatal = Some(format!(
+                    "Exceeded checkpoint tolerable failure threshold ({}): {reason}",
+                    self.settings.tolerable_failures
+                ));
+            }
+        }
+    }
+
+    pub fn on_decline(&mut self, d: &CheckpointDecline) {
+        if d.epoch == self.epoch {
+            let reason = format!("subtask {} of vertex {} declined: {}", d.subtask, d.vertex, d.reason);
+            self.fail(d.checkpoint_id, reason, true);
+        }
+    }
+
+    /// An acknowledgement; completes the checkpoint when it is the last one.
+    pub async fn on_ack(&mut self, ack: CheckpointAck) {
+        if ack.epoch != self.epoch {
+            return;
+        }
+        let id = ack.checkpoint_id;
+        let complete = match self.pending.get_mut(&id) {
+            Some(p) => {
+                p.acks.insert((ack.vertex, ack.subtask), ack);
+                p.acks.len() >= self.expected.len()
+            }
+            None => false,
+        };
+        if complete {
+            if let Some(p) = self.pending.remove(&id) {
+                if let Err(e) = self.complete(p).await {
+                    let reason = format!("completing failed: {e}");
+                    // Put it back so `fail` records it.
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            id,
+                            started: Instant::now(),
+                            trigger_ms: now_ms(),
+                            target_url: String::new(),
+                            savepoint: None,
+                            acks: BTreeMap::new(),
+                        },
+                    );
+                    self.fail(id, reason, true);
+                }
+            }
+        }
+    }
+
+    fn metadata(&self, p: &Pending) -> CheckpointMetadata {
+        let mut operators: BTreeMap<String, OperatorState> = BTreeMap::new();
+        for ack in p.acks.values() {
+            for op in &ack.operators {
+                let parallelism = self
+                    .graph
+                    .nodes
+                    .iter()
+                    .find(|n| n.uid == op.uid)
+                    .map(|n| n.parallelism)
+                    .unwrap_or(0);
+                let entry = operators.entry(op.uid.clone()).or_insert_with(|| OperatorState {
+                    uid: op.uid.clone(),
+                    parallelism,
+                    subtasks: Vec::new(),
+                });
+                if let Some(s) = &op.state {
+                    entry.subtasks.push(s.clone());
+                }
+            }
+        }
+        CheckpointMetadata {
+            job_id: self.job_id.clone(),
+            checkpoint_id: p.id,
+            timestamp_ms: p.trigger_ms,
+            max_parallelism: self.graph.max_parallelism,
+            savepoint: p.savepoint.is_some(),
+            operators: operators.into_values().collect(),
+        }
+    }
+
+    async fn complete(&mut self, p: Pending) -> Result<(), String> {
+        let metadata = self.metadata(&p);
+        let location = open_location(&p.target_url, &self.config)?;
+        let path = location.prefix.clone().join("_metadata");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        location
+            .store
+            .put_opts(&path, PutPayload::from_bytes(encode_metadata(&metadata)), opts)
+            .await
+            .map_err(|e| format!("writing {}/_metadata: {e}", p.target_url))?;
+        let size: u64 = p.acks.values().map(|a| a.state_size).sum();
+        let duration = p.started.elapsed().as_millis() as u64;
+        tracing::info!(
+            "Completed {} {} for job {} ({size} bytes, {duration} ms).",
+            if p.savepoint.is_some() {
+                "savepoint"
+            } else {
+                "checkpoint"
+            },
+            p.id,
+            self.job_id
+        );
+        self.consecutive_failures = 0;
+        self.last_end = Some(Instant::now());
+        {
+            let mut stats = self.stats();
+            stats.record(CheckpointRecord {
+                id: p.id,
+                status: "COMPLETED",
+                savepoint: p.savepoint.is_some(),
+                trigger_timestamp: p.trigger_ms,
+                latest_ack_timestamp: now_ms(),
+                state_size: size,
+                duration_ms: duration,
+                external_path: p.target_url.clone(),
+                num_subtasks: self.expected.len(),
+                acknowledged: p.acks.len(),
+                failure: None,
+            });
+            stats.in_progress = self.pending.len() as u64;
+            if let Some(s) = &p.savepoint {
+                stats
+                    .savepoints
+                    .insert(s.trigger_id.clone(), SavepointStatus::Completed(p.target_url.clone()));
+            }
+        }
+        if p.savepoint.as_ref().is_some_and(|s| s.stop) {
+            self.stopped = true;
+        }
+        for tm in &self.tms {
+            let mut gw = tm.gateway.clone();
+            let _ = gw
+                .notify_checkpoint_complete(NotifyCheckpointRequest {
+                    job_id: self.job_id.clone(),
+                    epoch: self.epoch,
+                    checkpoint_id: p.id,
+                })
+                .await;
+        }
+        if p.savepoint.is_none() {
+            let shared: HashSet<String> = metadata
+                .operators
+                .iter()
+                .flat_map(|o| o.subtasks.iter())
+                .flat_map(|s| s.keyed.iter())
+                .flat_map(|h| h.shared_files.iter().cloned())
+                .collect();
+            self.retain(p.id, shared).await;
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest `num-retained` checkpoints; deletes the others and the shared files
+    /// only they referenced.
+    async fn retain(&mut self, id: u64, shared: HashSet<String>) {
+        let dropped: Vec<(u64, HashSet<String>)> = {
+            let mut h = self.history();
+            h.retained.push_back((id, shared));
+            let mut out = Vec::new();
+            while h.retained.len() > self.settings.retained as usize {
+                if let Some(x) = h.retained.pop_front() {
+                    out.push(x);
+                }
+            }
+            out
+        };
+        if dropped.is_empty() {
+            return;
+        }
+        let still: HashSet<String> = self
+            .history()
+            .retained
+            .iter()
+            .flat_map(|(_, s)| s.iter().cloned())
+            .collect();
+        let Ok(Some(store)) = self.store() else {
+            return;
+        };
+        for (old, files) in dropped {
+            if let Err(e) = store.discard(old).await {
+                tracing::warn!("could not delete checkpoint {old} of job {}: {e}", self.job_id);
+            }
+            for f in files.difference(&still) {
+                let path = f.split('/').fold(store.layout.root().clone(), |p, part| p.join(part));
+                if let Err(e) = store.location.store.delete(&path).await {
+                    tracing::warn!("could not delete {f} of job {}: {e}", self.job_id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What is known about a job's checkpoints, in Flink's REST shape (`/jobs/:id/checkpoints`):
+//! counts, the latest completed / failed / savepoint / restored, and a bounded history. Also
+//! the outcome of each savepoint trigger (`/jobs/:id/savepoints/:triggerid`).
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{json, Value};
+
+const HISTORY: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct CheckpointRecord {
+    pub id: u64,
+    pub status: &'static str,
+    pub savepoint: bool,
+    pub trigger_timestamp: u64,
+    pub latest_ack_timestamp: u64,
+    pub state_size: u64,
+    pub duration_ms: u64,
+    pub external_path: String,
+    pub num_subtasks: usize,
+    pub acknowledged: usize,
+    pub failure: Option<String>,
+}
+
+impl CheckpointRecord {
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "className": if self.status == "COMPLETED" { ".CompletedCheckpointStatistics" } else { ".FailedCheckpointStatistics" },
+            "id": self.id,
+            "status": self.status,
+            "is_savepoint": self.savepoint,
+            "checkpoint_type": if self.savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+            "trigger_timestamp": self.trigger_timestamp,
+            "latest_ack_timestamp": self.latest_ack_timestamp,
+            "state_size": self.state_size,
+            "checkpointed_size": self.state_size,
+            "end_to_end_duration": self.duration_ms,
+            "num_subtasks": self.num_subtasks,
+            "num_acknowledged_subtasks": self.acknowledged,
+            "external_path": self.external_path,
+            "discarded": false,
+        });
+        if let Some(f) = &self.failure {
+            v["failure_message"] = json!(f);
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SavepointStatus {
+    InProgress,
+    Completed(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointStats {
+    pub completed: u64,
+    pub failed: u64,
+    pub in_progress: u64,
+    pub restored: Option<(u64, String, u64)>,
+    pub latest_completed: Option<CheckpointRecord>,
+    pub latest_failed: Option<CheckpointRecord>,
+    pub latest_savepoint: Option<CheckpointRecord>,
+    pub history: VecDeque<CheckpointRecord>,
+    pub savepoints: HashMap<String, SavepointStatus>,
+    pub num_restarts: u64,
+}
+
+impl CheckpointStats {
+    pub fn record(&mut self, r: CheckpointRecord) {
+        if r.status == "COMPLETED" {
+            self.completed += 1;
+            if r.savepoint {
+                self.latest_savepoint = Some(r.clone());
+            } else {
+                self.latest_completed = Some(r.clone());
+            }
+        } else {
+            self.failed += 1;
+            self.latest_failed = Some(r.clone());
+        }
+        self.history.push_front(r);
+        self.history.truncate(HISTORY);
+    }
+
+    pub fn to_json(&self) -> Value {
+        let opt = |r: &Option<CheckpointRecord>| r.as_ref().map(|r| r.to_json()).unwrap_or(Value::Null);
+        let durations: Vec<u64> = self
+            .history
+            .iter()
+            .filter(|r| r.status == "COMPLETED")
+            .map(|r| r.duration_ms)
+            .collect();
+        let sizes: Vec<u64> = self
+            .history
+            .iter()
+            .filter(|r| r.status == "COMPLETED")
+            .map(|r| r.state_size)
+            .collect();
+        let summary = |v: &[u64]| {
+            let n = v.len().max(1) as u64;
+            json!({
+                "min": v.iter().min().copied().unwrap_or(0),
+                "max": v.iter().max().copied().unwrap_or(0),
+                "avg": v.iter().sum::<u64>() / n,
+            })
+        };
+        json!({
+            "counts": {
+                "restored": u64::from(self.restored.is_some()),
+                "total": self.completed + self.failed + self.in_progress,
+                "in_progress": self.in_progress,
+                "completed": self.completed,
+                "failed": self.failed,
+            },
+            "summary": {
+                "state_size": summary(&sizes),
+                "checkpointed_size": summary(&sizes),
+                "end_to_end_duration": summary(&durations),
+            },
+            "latest": {
+                "completed": opt(&self.latest_completed),
+                "savepoint": opt(&self.latest_savepoint),
+                "failed": opt(&self.latest_failed),
+                "restored": self.restored.as_ref().map(|(id, path, ts)| json!({
+                    "id": id, "external_path": path, "restore_timestamp": ts, "is_savepoint": path.contains("/savepoint-"),
+                })).unwrap_or(Value::Null),
+            },
+            "history": self.history.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! The asynchronous part of a subtask's checkpoint: upload every operator's snapshot to the
+//! barrier's target, then acknowledge to the jobmanager with the state handles (or decline
+//! with the reason when an upload fails).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_common::config::Configuration;
+use sluice_common::proto::checkpoint::OperatorSubtaskState;
+use sluice_proto::control::{CheckpointAck, CheckpointDecline};
+
+use super::reporter::{Report, StateReporter};
+use crate::network::Barrier;
+use crate::runtime::checkpointing::SnapshotAcker;
+use crate::state::snapshot::OperatorSnapshot;
+use crate::state::transfer::upload;
+
+pub struct TaskAcker {
+    pub reporter: StateReporter,
+    pub config: Arc<Configuration>,
+    pub job_id: String,
+    pub epoch: u64,
+    pub vertex: u32,
+    pub subtask: u32,
+}
+
+impl SnapshotAcker for TaskAcker {
+    fn acknowledge(&self, barrier: &Barrier, snapshots: Vec<(String, OperatorSnapshot)>, sync_ms: u64) {
+        let (reporter, config) = (self.reporter.clone(), self.config.clone());
+        let (job_id, epoch, vertex, subtask) = (self.job_id.clone(), self.epoch, self.vertex, self.subtask);
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut operators = Vec::new();
+            let mut size = 0u64;
+            for (uid, snap) in snapshots {
+                match upload(&config, &barrier.target_url, &uid, subtask, snap).await {
+                    Ok((state, written)) => {
+                        size += written;
+                        operators.push(OperatorSubtaskState {
+                            uid,
+                            state: Some(state),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("checkpoint {} of job {job_id}: upload failed: {e}", barrier.id);
+                        reporter.send(Report::Decline(CheckpointDecline {
+                            job_id,
+                            epoch,
+                            checkpoint_id: barrier.id,
+                            vertex,
+                            subtask,
+                            reason: format!("uploading the state of {uid} failed: {e}"),
+                        }));
+                        return;
+                    }
+                }
+            }
+            reporter.send(Report::Ack(CheckpointAck {
+                job_id,
+                epoch,
+                checkpoint_id: barrier.id,
+                vertex,
+                subtask,
+                operators,
+                state_size: size,
+                sync_duration_ms: sync_ms,
+                async_duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }));
+        });
+    }
+
+    fn decline(&self, checkpoint_id: u64, reason: String) {
+        self.reporter.send(Report::Decline(CheckpointDecline {
+            job_id: self.job_id.clone(),
+            epoch: self.epoch,
+            checkpoint_id,
+            vertex: self.vertex,
+            subtask: self.subtask,
+            reason,
+        }));
+    }
+}

@@ -1,0 +1,155 @@
+//! Tumbling and sliding window panes in RocksDB (`state.backend.type: rocksdb`). A batch is
+//! applied in one round trip: its distinct (window, key) groups are read with one multi-get,
+//! merged into fresh group accumulators with the batch's rows, and written back in one write
+//! batch. Which windows hold state is kept in memory (rebuilt from the keys on restore), so a
+//! watermark fires a window by scanning that window's prefix in each owned key group.
+
+use std::collections::{BTreeSet, HashMap};
+
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use rocksdb::WriteBatch;
+use sluice_common::key_groups::{hash_keys, key_group};
+
+use super::assigner::Window;
+use super::state_codec::{pane_key, pane_prefix, parse_pane_key, StateCodec};
+use crate::state::rocks::{prefixed, RocksStore};
+use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
+use crate::state::{state_ids, StateSettings};
+
+pub struct RocksPanes {
+    pub store: RocksStore,
+    windows: BTreeSet<Window>,
+}
+
+fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+pub fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
+    aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
+}
+
+impl RocksPanes {
+    pub fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksPanes, String> {
+        let store = RocksStore::open(settings, restore)?;
+        let mut windows = BTreeSet::new();
+        for kg in store.range().iter() {
+            store.scan(kg, &[state_ids::PANE], |k, _| {
+                windows.insert(parse_pane_key(k)?.0);
+                Ok(())
+            })?;
+        }
+        Ok(RocksPanes { store, windows })
+    }
+
+    /// Applies the rows `assigned` = (window, row) of a batch: `args` are each aggregate's
+    /// argument arrays, `key_columns`/`key_rows` the batch's keys.
+    pub fn update(
+        &mut self,
+        codec: &StateCodec,
+        aggs: &[AggregateFunctionExpr],
+        args: &[Vec<ArrayRef>],
+        key_columns: &[ArrayRef],
+        key_rows: &arrow::row::Rows,
+        assigned: &[(Window, u32)],
+    ) -> Result<(), String> {
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let hashes = hash_keys(key_columns, key_rows.num_rows())?;
+        let mut index: HashMap<(Window, &[u8]), usize, ahash::RandomState> = HashMap::default();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut group_of = Vec::with_capacity(assigned.len());
+        for &(w, r) in assigned {
+            let row = key_rows.row(r as usize);
+            let g = *index.entry((w, row.data())).or_insert_with(|| {
+                let kg = key_group(hashes[r as usize], codec.max_parallelism);
+                keys.push(prefixed(kg, &pane_key(w, row.as_ref())));
+                keys.len() - 1
+            });
+            group_of.push(g);
+            self.windows.insert(w);
+        }
+        let n = keys.len();
+        let existing = self.store.multi_get(&keys)?;
+        let mut accs = new_accumulators(aggs)?;
+        let found: Vec<usize> = (0..n).filter(|g| existing[*g].is_some()).collect();
+        if !found.is_empty() {
+            let states = codec.decode_states(found.iter().filter_map(|g| existing[*g].as_deref()))?;
+            for (acc, st) in accs.iter_mut().zip(&states) {
+                df(acc.merge_batch(st, &found, n))?;
+            }
+        }
+        let idx = UInt32Array::from_iter_values(assigned.iter().map(|(_, r)| *r));
+        for (a, acc) in accs.iter_mut().enumerate() {
+            let values = args[a]
+                .iter()
+                .map(|arr| take(arr.as_ref(), &idx, None).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            df(acc.update_batch(&values, &group_of, None, n))?;
+        }
+        let states = accs
+            .iter_mut()
+            .map(|a| df(a.state(EmitTo::All)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = codec.encode_states(&states)?;
+        let mut batch = WriteBatch::default();
+        for (g, k) in keys.iter().enumerate() {
+            batch.put(k, rows.row(g).as_ref());
+        }
+        self.store.write(batch)
+    }
+
+    /// Removes and returns every fired window's keys and accumulators, oldest first.
+    #[allow(clippy::type_complexity)]
+    pub fn take_fired(
+        &mut self,
+        codec: &StateCodec,
+        aggs: &[AggregateFunctionExpr],
+        time: i64,
+    ) -> Result<Vec<(Window, Vec<Vec<u8>>, Vec<Box<dyn GroupsAccumulator>>)>, String> {
+        let mut out = Vec::new();
+        while let Some(w) = self.windows.first().copied() {
+            if !w.is_fired_by(time) {
+                break;
+            }
+            self.windows.pop_first();
+            let prefix = pane_prefix(w);
+            let mut keys = Vec::new();
+            let mut states = Vec::new();
+            let mut batch = WriteBatch::default();
+            for kg in self.store.range().iter() {
+                self.store.scan(kg, &prefix, |k, v| {
+                    let (_, key) = parse_pane_key(k)?;
+                    keys.push(key.to_vec());
+                    states.push(v.to_vec());
+                    batch.delete(prefixed(kg, k));
+                    Ok(())
+                })?;
+            }
+            let n = keys.len();
+            let mut accs = new_accumulators(aggs)?;
+            if n > 0 {
+                let decoded = codec.decode_states(states.iter().map(|s| s.as_slice()))?;
+                let groups: Vec<usize> = (0..n).collect();
+                for (acc, st) in accs.iter_mut().zip(&decoded) {
+                    df(acc.merge_batch(st, &groups, n))?;
+                }
+            }
+            self.store.write(batch)?;
+            out.push((w, keys, accs));
+        }
+        Ok(out)
+    }
+
+    pub fn snapshot(&mut self, checkpoint_id: u64, incremental: bool) -> Result<KeyedSnapshot, String> {
+        if incremental {
+            self.store.snapshot_incremental(checkpoint_id)
+        } else {
+            self.store.snapshot_full()
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! What an operator hands over at a barrier (the synchronous part of a checkpoint), before
+//! `upload` makes it durable: its keyed state, full or as a RocksDB checkpoint directory, and
+//! its operator list states.
+
+use std::path::PathBuf;
+
+use sluice_common::proto::checkpoint::{OperatorListState, RedistributionMode};
+use sluice_common::state::assignment::OperatorRestore;
+use sluice_common::state::KeyGroupRange;
+
+pub enum KeyedSnapshot {
+    /// Per-key-group blocks (`key_group_blocks`).
+    Full {
+        range: KeyGroupRange,
+        data: Vec<u8>,
+        offsets: Vec<u64>,
+    },
+    /// A RocksDB checkpoint in `dir`: SST files named `shared_name(file)` in `shared/` are
+    /// uploaded unless `already_uploaded`; other files are private to this checkpoint.
+    RocksIncremental {
+        range: KeyGroupRange,
+        dir: PathBuf,
+        /// (local file name, name under shared/, already uploaded).
+        ssts: Vec<(String, String, bool)>,
+        private: Vec<String>,
+    },
+}
+
+#[derive(Default)]
+pub struct OperatorSnapshot {
+    pub keyed: Option<KeyedSnapshot>,
+    pub lists: Vec<OperatorListState>,
+}
+
+impl OperatorSnapshot {
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_none() && self.lists.is_empty()
+    }
+
+    pub fn list(&mut self, name: &str, mode: RedistributionMode, elements: Vec<Vec<u8>>) {
+        self.lists.push(OperatorListState {
+            name: name.to_string(),
+            mode: mode as i32,
+            elements,
+        });
+    }
+}
+
+/// The restored state of one operator: its lists, and its keyed state already fetched.
+#[derive(Default)]
+pub struct OperatorRestoreData {
+    pub lists: OperatorRestore,
+    /// Full snapshots: (file bytes, its range, offsets); the reader keeps its own key groups.
+    pub full: Vec<(Vec<u8>, KeyGroupRange, Vec<u64>)>,
+    /// Incremental RocksDB snapshots, each downloaded into a local directory.
+    pub rocks_dirs: Vec<(PathBuf, KeyGroupRange)>,
+}

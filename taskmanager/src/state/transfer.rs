@@ -1,0 +1,182 @@
+//! Moving state between a subtask and checkpoint storage: the asynchronous part of a
+//! checkpoint (write the snapshot's files, describe them with state handles) and, on restore,
+//! fetching the handles a subtask was assigned. Exclusive files go to the snapshot's directory
+//! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/`; handle paths are
+//! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
+//! can be moved.
+
+use std::path::Path as FsPath;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use sluice_common::config::Configuration;
+use sluice_common::proto::checkpoint::{StateHandle, SubtaskState};
+use sluice_common::state::assignment::OperatorRestore;
+use sluice_common::state::KeyGroupRange;
+use sluice_common::storage::{open_location, StorageLocation};
+
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
+
+pub const FORMAT_FULL: &str = "full";
+pub const FORMAT_ROCKS_INCREMENTAL: &str = "rocksdb-incremental";
+
+/// The parent of a directory URL (`…/job/chk-3` → `…/job`).
+pub fn parent_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(i) if !trimmed[..i].ends_with('/') => trimmed[..i].to_string(),
+        _ => trimmed.to_string(),
+    }
+}
+
+fn join(location: &StorageLocation, name: &str) -> Path {
+    name.split('/')
+        .filter(|p| !p.is_empty())
+        .fold(location.prefix.clone(), |p, part| p.join(part))
+}
+
+async fn put(location: &StorageLocation, name: &str, data: Bytes) -> Result<(), String> {
+    let path = join(location, name);
+    location
+        .store
+        .put(&path, PutPayload::from_bytes(data))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("writing {}/{name}: {e}", location.url))
+}
+
+async fn get(location: &StorageLocation, name: &str) -> Result<Bytes, String> {
+    let path = join(location, name);
+    let r = location
+        .store
+        .get(&path)
+        .await
+        .map_err(|e| format!("reading {}/{name}: {e}", location.url))?;
+    r.bytes()
+        .await
+        .map_err(|e| format!("reading {}/{name}: {e}", location.url))
+}
+
+/// Writes one operator's snapshot of subtask `subtask`; returns its handles and bytes written.
+pub async fn upload(
+    config: &Configuration,
+    target_url: &str,
+    uid: &str,
+    subtask: u32,
+    snapshot: OperatorSnapshot,
+) -> Result<(SubtaskState, u64), String> {
+    let mut state = SubtaskState {
+        subtask,
+        lists: snapshot.lists,
+        ..Default::default()
+    };
+    let mut written = 0u64;
+    match snapshot.keyed {
+        None => {}
+        Some(KeyedSnapshot::Full { range, data, offsets }) => {
+            let target = open_location(target_url, config)?;
+            let name = format!("{uid}-{subtask}-keyed");
+            let size = data.len() as u64;
+            put(&target, &name, Bytes::from(data)).await?;
+            written += size;
+            state.keyed.push(StateHandle {
+                path: name,
+                size,
+                key_group_start: range.start,
+                key_group_end: range.end,
+                key_group_offsets: offsets,
+                format: FORMAT_FULL.into(),
+                ..Default::default()
+            });
+        }
+        Some(KeyedSnapshot::RocksIncremental {
+            range,
+            dir,
+            ssts,
+            private,
+        }) => {
+            let target = open_location(target_url, config)?;
+            let root = open_location(&parent_url(target_url), config)?;
+            let mut handle = StateHandle {
+                key_group_start: range.start,
+                key_group_end: range.end,
+                format: FORMAT_ROCKS_INCREMENTAL.into(),
+                ..Default::default()
+            };
+            for (local, shared, uploaded) in ssts {
+                if !uploaded {
+                    let data = read_local(&dir.join(&local))?;
+                    written += data.len() as u64;
+                    put(&root, &format!("shared/{shared}"), data).await?;
+                }
+                handle.shared_files.push(format!("shared/{shared}"));
+            }
+            for name in private {
+                let data = read_local(&dir.join(&name))?;
+                written += data.len() as u64;
+                let stored = format!("{uid}-{subtask}-db/{name}");
+                put(&target, &stored, data).await?;
+                handle.private_files.push(stored);
+            }
+            handle.size = written;
+            state.keyed.push(handle);
+        }
+    }
+    Ok((state, written))
+}
+
+fn read_local(path: &FsPath) -> Result<Bytes, String> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Fetches the keyed handles of `assigned` from the snapshot at `snapshot_url`; incremental
+/// RocksDB handles are downloaded into fresh directories under `tmp_dir`.
+pub async fn fetch(
+    config: &Configuration,
+    snapshot_url: &str,
+    assigned: OperatorRestore,
+    tmp_dir: &FsPath,
+) -> Result<OperatorRestoreData, String> {
+    let dir = open_location(snapshot_url, config)?;
+    let mut out = OperatorRestoreData::default();
+    for h in &assigned.keyed {
+        let range = KeyGroupRange::new(h.key_group_start, h.key_group_end);
+        if h.format == FORMAT_ROCKS_INCREMENTAL {
+            let root = open_location(&parent_url(snapshot_url), config)?;
+            let local = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+            for f in &h.shared_files {
+                let data = get(&root, f).await?;
+                let name = f.rsplit('/').next().unwrap_or(f);
+                // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
+                let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
+                std::fs::write(local.join(own), &data).map_err(|e| format!("{}: {e}", local.display()))?;
+            }
+            for f in &h.private_files {
+                let data = get(&dir, f).await?;
+                let name = f.rsplit('/').next().unwrap_or(f);
+                std::fs::write(local.join(name), &data).map_err(|e| format!("{}: {e}", local.display()))?;
+            }
+            out.rocks_dirs.push((local, range));
+        } else {
+            let data = get(&dir, &h.path).await?;
+            out.full.push((data.to_vec(), range, h.key_group_offsets.clone()));
+        }
+    }
+    out.lists = assigned;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_url("s3://b/ck/job/chk-3"), "s3://b/ck/job");
+        assert_eq!(parent_url("file:///tmp/ck/job/chk-3/"), "file:///tmp/ck/job");
+    }
+}
