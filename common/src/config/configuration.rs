@@ -89,6 +89,15 @@ impl Configuration {
         );
     }
 
+    /// This configuration with `overrides` on top (a job's own keys over the cluster's).
+    pub fn overlaid<'a>(&self, overrides: impl IntoIterator<Item = (&'a String, &'a String)>) -> Configuration {
+        let mut c = self.clone();
+        for (k, v) in overrides {
+            c.set(k.clone(), v.clone(), Origin::Program);
+        }
+        c
+    }
+
     /// Convenience for programs and tests: `set(key, value, Origin::Program)`.
     pub fn with(mut self, key: &str, value: &str) -> Self {
         self.set(key, value, Origin::Program);

@@ -6,6 +6,6 @@ mod layout;
 mod metadata;
 mod store;
 
-pub use layout::{checkpoint_id_of, CheckpointLayout};
+pub use layout::{checkpoint_id_of, checkpoint_url, job_url, location_url, parent_url, url_join, CheckpointLayout};
 pub use metadata::{decode_metadata, encode_metadata, MetadataError};
 pub use store::{open_location, CheckpointStore, StorageLocation};

@@ -89,6 +89,68 @@ pub fn open_location(url: &str, config: &Configuration) -> Result<StorageLocatio
     })
 }
 
+/// `_metadata` written create-only: a snapshot directory completes once, whoever races for it.
+async fn put_metadata_once(store: &dyn ObjectStore, path: &Path, m: &CheckpointMetadata) -> object_store::Result<()> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(path, PutPayload::from_bytes(encode_metadata(m)), opts)
+        .await
+        .map(|_| ())
+}
+
+impl StorageLocation {
+    /// `name` (slash-separated) inside this location.
+    pub fn path(&self, name: &str) -> Path {
+        name.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// Writes a file; overwriting is allowed.
+    pub async fn put_path(&self, path: &Path, data: Bytes) -> Result<(), String> {
+        self.store
+            .put(path, PutPayload::from_bytes(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing {path} in {}: {e}", self.url))
+    }
+
+    pub async fn get_path(&self, path: &Path) -> Result<Bytes, String> {
+        let r = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| format!("reading {path} in {}: {e}", self.url))?;
+        r.bytes()
+            .await
+            .map_err(|e| format!("reading {path} in {}: {e}", self.url))
+    }
+
+    pub async fn put(&self, name: &str, data: Bytes) -> Result<(), String> {
+        self.put_path(&self.path(name), data).await
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Bytes, String> {
+        self.get_path(&self.path(name)).await
+    }
+
+    /// Completes the snapshot directory this location names: its `_metadata`, create-only.
+    pub async fn write_metadata(&self, m: &CheckpointMetadata) -> Result<(), String> {
+        put_metadata_once(self.store.as_ref(), &self.path("_metadata"), m)
+            .await
+            .map_err(|e| format!("writing {}/_metadata: {e}", self.url))
+    }
+
+    /// The `_metadata` of the snapshot directory this location names.
+    pub async fn read_metadata(&self) -> Result<CheckpointMetadata, String> {
+        let bytes = self.get("_metadata").await?;
+        decode_metadata(&bytes).map_err(|e| format!("{}/_metadata is not usable: {e}", self.url))
+    }
+}
+
 /// Checkpoints of one job in one location.
 #[derive(Clone, Debug)]
 pub struct CheckpointStore {
@@ -104,39 +166,19 @@ impl CheckpointStore {
 
     /// Writes a file (state of a checkpoint); overwriting is allowed.
     pub async fn put(&self, path: &Path, data: Bytes) -> Result<(), String> {
-        self.location
-            .store
-            .put(path, PutPayload::from_bytes(data))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("writing {path}: {e}"))
+        self.location.put_path(path, data).await
     }
 
     pub async fn get(&self, path: &Path) -> Result<Bytes, String> {
-        let r = self
-            .location
-            .store
-            .get(path)
-            .await
-            .map_err(|e| format!("reading {path}: {e}"))?;
-        r.bytes().await.map_err(|e| format!("reading {path}: {e}"))
+        self.location.get_path(path).await
     }
 
     /// Completes checkpoint `metadata.checkpoint_id`: `_metadata` is written create-only, so a
     /// checkpoint id can complete once, whoever races for it.
     pub async fn complete(&self, metadata: &CheckpointMetadata) -> Result<Path, String> {
         let path = self.layout.metadata(metadata.checkpoint_id);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .location
-            .store
-            .put_opts(&path, PutPayload::from_bytes(encode_metadata(metadata)), opts)
-            .await
-        {
-            Ok(_) => Ok(path),
+        match put_metadata_once(self.location.store.as_ref(), &path, metadata).await {
+            Ok(()) => Ok(path),
             Err(object_store::Error::AlreadyExists { .. }) => Err(format!(
                 "checkpoint {} already exists at {path}",
                 metadata.checkpoint_id

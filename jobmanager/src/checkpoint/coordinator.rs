@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 use sluice_common::config::Configuration;
 use sluice_common::job::JobGraph;
 use sluice_common::proto::checkpoint::{CheckpointMetadata, OperatorState};
-use sluice_common::storage::{encode_metadata, open_location, CheckpointStore};
+use sluice_common::storage::{checkpoint_url, location_url, open_location, url_join, CheckpointStore};
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, TriggerCheckpointRequest};
 
 use super::stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
@@ -78,10 +78,6 @@ pub struct Coordinator {
     pub fatal: Option<String>,
     /// A stop-with-savepoint completed: the job finishes as its tasks end.
     pub stopped: bool,
-}
-
-fn url_join(base: &str, name: &str) -> String {
-    format!("{}/{name}", base.trim_end_matches('/'))
 }
 
 impl Coordinator {
@@ -172,15 +168,10 @@ impl Coordinator {
                 );
                 continue;
             };
-            let dir = if dir.contains("://") {
-                dir
-            } else {
-                format!("file://{dir}")
-            };
             let short: String = self.job_id.chars().take(6).collect();
             let rand: String = uuid::Uuid::new_v4().simple().to_string().chars().take(12).collect();
-            let target = url_join(&dir, &format!("savepoint-{short}-{rand}"));
-            self.trigger(target, Some(request)).await;
+            let target = url_join(&location_url(&dir), &format!("savepoint-{short}-{rand}"));
+            self.trigger(|_| target, Some(request)).await;
         }
         let Some(interval) = self.settings.interval else {
             return;
@@ -194,20 +185,21 @@ impl Coordinator {
             && !paused
         {
             if let Some(dir) = self.settings.dir.clone() {
-                let id = self.history().next_id.max(1);
-                let target = url_join(&url_join(&dir, &self.job_id), &format!("chk-{id}"));
-                self.trigger(target, None).await;
+                let job_id = self.job_id.clone();
+                self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
             }
         }
     }
 
-    async fn trigger(&mut self, target_url: String, savepoint: Option<SavepointRequest>) {
+    /// Starts checkpoint (or savepoint) number next; `target_of(id)` is where its files go.
+    async fn trigger(&mut self, target_of: impl FnOnce(u64) -> String, savepoint: Option<SavepointRequest>) {
         let id = {
             let mut h = self.history();
             let id = h.next_id.max(1);
             h.next_id = id + 1;
             id
         };
+        let target_url = target_of(id);
         self.last_trigger = Instant::now();
         let trigger_ms = now_ms();
         let (stop, drain) = savepoint.as_ref().map(|s| (s.stop, s.drain)).unwrap_or_default();
@@ -254,9 +246,14 @@ impl Coordinator {
     }
 
     fn fail(&mut self, id: u64, reason: String, counts: bool) {
-        let Some(p) = self.pending.remove(&id) else {
-            return;
-        };
+        if let Some(p) = self.pending.remove(&id) {
+            self.record_failure(p, reason, counts);
+        }
+    }
+
+    /// Records a failed checkpoint that is no longer pending; too many in a row fail the job.
+    fn record_failure(&mut self, p: Pending, reason: String, counts: bool) {
+        let id = p.id;
         tracing::warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
         let record = CheckpointRecord {
             id,
@@ -314,21 +311,8 @@ impl Coordinator {
         };
         if complete {
             if let Some(p) = self.pending.remove(&id) {
-                if let Err(e) = self.complete(p).await {
-                    let reason = format!("completing failed: {e}");
-                    // Put it back so `fail` records it.
-                    self.pending.insert(
-                        id,
-                        Pending {
-                            id,
-                            started: Instant::now(),
-                            trigger_ms: now_ms(),
-                            target_url: String::new(),
-                            savepoint: None,
-                            acks: BTreeMap::new(),
-                        },
-                    );
-                    self.fail(id, reason, true);
+                if let Err(e) = self.complete(&p).await {
+                    self.record_failure(p, format!("completing failed: {e}"), true);
                 }
             }
         }
@@ -365,19 +349,11 @@ impl Coordinator {
         }
     }
 
-    async fn complete(&mut self, p: Pending) -> Result<(), String> {
-        let metadata = self.metadata(&p);
-        let location = open_location(&p.target_url, &self.config)?;
-        let path = location.prefix.clone().join("_metadata");
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        location
-            .store
-            .put_opts(&path, PutPayload::from_bytes(encode_metadata(&metadata)), opts)
-            .await
-            .map_err(|e| format!("writing {}/_metadata: {e}", p.target_url))?;
+    async fn complete(&mut self, p: &Pending) -> Result<(), String> {
+        let metadata = self.metadata(p);
+        open_location(&p.target_url, &self.config)?
+            .write_metadata(&metadata)
+            .await?;
         let size: u64 = p.acks.values().map(|a| a.state_size).sum();
         let duration = p.started.elapsed().as_millis() as u64;
         tracing::info!(

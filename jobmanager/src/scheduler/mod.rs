@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStoreExt;
 use sluice_common::config::options::*;
-use sluice_common::config::{format_duration, Configuration, Origin};
+use sluice_common::config::{format_duration, Configuration};
 use sluice_common::job::{compile_job, GraphOptions};
 use sluice_common::state::assignment::check_max_parallelism;
-use sluice_common::storage::{decode_metadata, encode_metadata, open_location};
+use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, location_url, open_location};
 use sluice_proto::control::{
     CancelJobRequest, CheckpointAck, CheckpointDecline, SubmitTasksRequest, TaskAddress, TaskLocation, TaskState,
     TaskStateUpdate,
@@ -49,15 +48,6 @@ pub struct SchedulerSettings {
     /// The cluster configuration (checkpointing, state backend and restart keys are read per
     /// job, with the job file's overrides on top).
     pub config: Configuration,
-}
-
-/// A job's effective configuration: the cluster's with the job file's `config:` on top.
-fn job_config(cluster: &Configuration, overrides: &[(String, String)]) -> Configuration {
-    let mut c = cluster.clone();
-    for (k, v) in overrides {
-        c.set(k.clone(), v.clone(), Origin::Program);
-    }
-    c
 }
 
 fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String> {
@@ -125,23 +115,11 @@ impl Scheduler {
         &self,
         path: &str,
     ) -> Result<(String, sluice_common::proto::checkpoint::CheckpointMetadata), String> {
-        let dir = path.trim_end_matches('/').trim_end_matches("/_metadata").to_string();
-        let url = if dir.contains("://") {
-            dir
-        } else {
-            format!("file://{dir}")
-        };
-        let location = open_location(&url, &self.settings.config)?;
-        let meta_path = location.prefix.clone().join("_metadata");
-        let bytes = location
-            .store
-            .get(&meta_path)
+        let url = location_url(path.trim_end_matches('/').trim_end_matches("/_metadata"));
+        let metadata = open_location(&url, &self.settings.config)?
+            .read_metadata()
             .await
-            .map_err(|e| format!("Cannot read the savepoint at {url}: {e}"))?
-            .bytes()
-            .await
-            .map_err(|e| format!("Cannot read the savepoint at {url}: {e}"))?;
-        let metadata = decode_metadata(&bytes).map_err(|e| format!("The savepoint at {url} is not usable: {e}"))?;
+            .map_err(|e| format!("Cannot restore from the savepoint at {url}: {e}"))?;
         Ok((url, metadata))
     }
 
@@ -176,7 +154,8 @@ impl Scheduler {
             }
         }
         let graph = compile_job(&yaml, &file, &options).map_err(|e| e.to_string())?;
-        let config = job_config(&self.settings.config, &graph.config);
+        // The job's effective configuration: the cluster's with the job file's `config:` on top.
+        let config = self.settings.config.overlaid(graph.config.iter().map(|(k, v)| (k, v)));
         checkpoint_settings(&config)?;
         if let Some(r) = &restore {
             if !r.allow_non_restored_state {
@@ -425,7 +404,7 @@ impl Scheduler {
         if let Some(dir) = cfg(config.get_opt(&CHECKPOINTS_DIR))? {
             let store = sluice_common::storage::CheckpointStore::new(open_location(&dir, &config)?, &job_id);
             if let Some(m) = store.latest_complete().await? {
-                let url = format!("{}/{job_id}/chk-{}", dir.trim_end_matches('/'), m.checkpoint_id);
+                let url = checkpoint_url(&dir, &job_id, m.checkpoint_id);
                 tracing::info!("Restoring job {job_id} from checkpoint {} ({url}).", m.checkpoint_id);
                 return Ok(Some((url, encode_metadata(&m).to_vec())));
             }
@@ -482,7 +461,7 @@ impl Scheduler {
                 .ok()
                 .flatten()
                 .filter(|_| job.config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some())
-                .map(|d| format!("{}/{}", d.trim_end_matches('/'), job.id))
+                .map(|d| job_url(&d, &job.id))
                 .unwrap_or_default();
             let base = SubmitTasksRequest {
                 job_id: job.id.clone(),

@@ -12,7 +12,7 @@ use sluice_common::config::options::{
     CheckpointingMode, CHECKPOINT_INCREMENTAL, CHECKPOINT_MODE, ROCKSDB_HIGH_PRIO_POOL_RATIO,
     ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
 };
-use sluice_common::config::{Configuration, Origin};
+use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions, JobGraph};
 use sluice_common::state::assignment::assign;
 use sluice_common::state::KeyGroupRange;
@@ -74,15 +74,6 @@ impl TaskManagerGateway {
             reporter,
             state,
         }
-    }
-
-    /// The job's effective configuration: this taskmanager's, with the job's keys on top.
-    fn job_config(&self, req: &SubmitTasksRequest) -> Configuration {
-        let mut c = self.state.config.clone();
-        for (k, v) in &req.job_config {
-            c.set(k.clone(), v.clone(), Origin::Program);
-        }
-        c
     }
 
     fn settings(&self, config: &Configuration) -> Result<StateSettings, String> {
@@ -190,7 +181,8 @@ impl TaskManagerService for TaskManagerGateway {
             .iter()
             .map(|l| ((l.vertex as usize, l.subtask), l.data_address.clone()))
             .collect();
-        let config = self.job_config(&req);
+        // The job's effective configuration: this taskmanager's, with the job's keys on top.
+        let config = self.state.config.overlaid(&req.job_config);
         let exactly_once = config
             .get(&CHECKPOINT_MODE)
             .map_err(|e| Status::invalid_argument(e.to_string()))?

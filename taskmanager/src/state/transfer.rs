@@ -8,55 +8,16 @@
 use std::path::Path as FsPath;
 
 use bytes::Bytes;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use sluice_common::config::Configuration;
 use sluice_common::proto::checkpoint::{StateHandle, SubtaskState};
 use sluice_common::state::assignment::OperatorRestore;
 use sluice_common::state::KeyGroupRange;
-use sluice_common::storage::{open_location, StorageLocation};
+use sluice_common::storage::{open_location, parent_url};
 
 use super::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
 
 pub const FORMAT_FULL: &str = "full";
 pub const FORMAT_ROCKS_INCREMENTAL: &str = "rocksdb-incremental";
-
-/// The parent of a directory URL (`…/job/chk-3` → `…/job`).
-pub fn parent_url(url: &str) -> String {
-    let trimmed = url.trim_end_matches('/');
-    match trimmed.rfind('/') {
-        Some(i) if !trimmed[..i].ends_with('/') => trimmed[..i].to_string(),
-        _ => trimmed.to_string(),
-    }
-}
-
-fn join(location: &StorageLocation, name: &str) -> Path {
-    name.split('/')
-        .filter(|p| !p.is_empty())
-        .fold(location.prefix.clone(), |p, part| p.join(part))
-}
-
-async fn put(location: &StorageLocation, name: &str, data: Bytes) -> Result<(), String> {
-    let path = join(location, name);
-    location
-        .store
-        .put(&path, PutPayload::from_bytes(data))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("writing {}/{name}: {e}", location.url))
-}
-
-async fn get(location: &StorageLocation, name: &str) -> Result<Bytes, String> {
-    let path = join(location, name);
-    let r = location
-        .store
-        .get(&path)
-        .await
-        .map_err(|e| format!("reading {}/{name}: {e}", location.url))?;
-    r.bytes()
-        .await
-        .map_err(|e| format!("reading {}/{name}: {e}", location.url))
-}
 
 /// Writes one operator's snapshot of subtask `subtask`; returns its handles and bytes written.
 pub async fn upload(
@@ -78,7 +39,7 @@ pub async fn upload(
             let target = open_location(target_url, config)?;
             let name = format!("{uid}-{subtask}-keyed");
             let size = data.len() as u64;
-            put(&target, &name, Bytes::from(data)).await?;
+            target.put(&name, Bytes::from(data)).await?;
             written += size;
             state.keyed.push(StateHandle {
                 path: name,
@@ -108,7 +69,7 @@ pub async fn upload(
                 if !uploaded {
                     let data = read_local(&dir.join(&local))?;
                     written += data.len() as u64;
-                    put(&root, &format!("shared/{shared}"), data).await?;
+                    root.put(&format!("shared/{shared}"), data).await?;
                 }
                 handle.shared_files.push(format!("shared/{shared}"));
             }
@@ -116,7 +77,7 @@ pub async fn upload(
                 let data = read_local(&dir.join(&name))?;
                 written += data.len() as u64;
                 let stored = format!("{uid}-{subtask}-db/{name}");
-                put(&target, &stored, data).await?;
+                target.put(&stored, data).await?;
                 handle.private_files.push(stored);
             }
             handle.size = written;
@@ -149,34 +110,23 @@ pub async fn fetch(
             let local = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
             for f in &h.shared_files {
-                let data = get(&root, f).await?;
+                let data = root.get(f).await?;
                 let name = f.rsplit('/').next().unwrap_or(f);
                 // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
                 let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
                 std::fs::write(local.join(own), &data).map_err(|e| format!("{}: {e}", local.display()))?;
             }
             for f in &h.private_files {
-                let data = get(&dir, f).await?;
+                let data = dir.get(f).await?;
                 let name = f.rsplit('/').next().unwrap_or(f);
                 std::fs::write(local.join(name), &data).map_err(|e| format!("{}: {e}", local.display()))?;
             }
             out.rocks_dirs.push((local, range));
         } else {
-            let data = get(&dir, &h.path).await?;
+            let data = dir.get(&h.path).await?;
             out.full.push((data.to_vec(), range, h.key_group_offsets.clone()));
         }
     }
     out.lists = assigned;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parents() {
-        assert_eq!(parent_url("s3://b/ck/job/chk-3"), "s3://b/ck/job");
-        assert_eq!(parent_url("file:///tmp/ck/job/chk-3/"), "file:///tmp/ck/job");
-    }
 }
