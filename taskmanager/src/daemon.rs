@@ -142,7 +142,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     };
     let slot_count = u64::from(slots.total().max(1));
     let state_env = StateEnv {
-        config: config.clone(),
+        config: Arc::new(config.clone()),
         heap_per_slot: pools.memory.flink.task_heap.bytes() / slot_count,
         managed_per_slot: pools.memory.flink.managed.bytes() / slot_count,
         tmp_dir,

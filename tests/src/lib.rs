@@ -169,6 +169,20 @@ pub fn get_text(url: &str) -> Option<String> {
 
 /// A local cluster in a temporary directory: one config dir, fixed ports for the jobmanager,
 /// a fresh metrics port per daemon.
+/// The JobID `sluice run` printed ("Job has been submitted with JobID …").
+pub fn job_id_of(o: &std::process::Output) -> String {
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.split("JobID ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no job id in: {out}"))
+        .to_string()
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub rpc_port: u16,

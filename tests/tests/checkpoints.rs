@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sluice_tests::seaweed::SeaweedFs;
-use sluice_tests::{wait_for, Cluster};
+use sluice_tests::{job_id_of as job_id, wait_for, Cluster};
 
 const ROWS: i64 = 150_000;
 const KEYS: i64 = 50;
@@ -105,19 +105,6 @@ fn assert_exact(out: &Path) {
     assert!((total - want_total).abs() < 1e-6, "sum {total} vs {want_total}");
 }
 
-fn job_id(o: &std::process::Output) -> String {
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out.split("JobID ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no job id in: {out}"))
-        .to_string()
-}
-
 fn completed_checkpoints(cluster: &Cluster, id: &str) -> u64 {
     cluster
         .rest(&format!("/jobs/{id}/checkpoints"))
@@ -163,8 +150,8 @@ fn kill_and_recover(extra_config: &str) {
         "{stats}"
     );
     assert_exact(&out);
-    let restarts = stats["counts"]["completed"].as_u64().unwrap_or(0);
-    println!("{restarts} checkpoints completed; output exact after kill -9 and restore");
+    let completed = stats["counts"]["completed"].as_u64().unwrap_or(0);
+    println!("{completed} checkpoints completed; output exact after kill -9 and restore");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use sluice_tests::Cluster;
+use sluice_tests::{job_id_of as job_id, Cluster};
 
 fn text(o: &Output) -> String {
     format!(
@@ -15,15 +15,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn job_id(o: &Output) -> String {
-    let out = text(o);
-    out.split("JobID ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no job id in: {out}"))
-        .to_string()
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).

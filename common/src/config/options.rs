@@ -314,6 +314,8 @@ options! {
     /// RocksDB's block cache and write buffers come out of the slot's managed memory.
     ROCKSDB_MEMORY_MANAGED: bool = "state.backend.rocksdb.memory.managed", Some("true");
     ROCKSDB_WRITE_BUFFER_RATIO: f32 = "state.backend.rocksdb.memory.write-buffer-ratio", Some("0.5");
+    /// Accepted for Flink compatibility; the RocksDB binding has no high-priority cache pool,
+    /// so index and filter blocks share the one block cache.
     ROCKSDB_HIGH_PRIO_POOL_RATIO: f32 = "state.backend.rocksdb.memory.high-prio-pool-ratio", Some("0.1");
 
     // ---- restart strategies (Flink's RestartStrategyOptions)

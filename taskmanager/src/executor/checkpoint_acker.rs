@@ -15,6 +15,7 @@ use crate::runtime::checkpointing::SnapshotAcker;
 use crate::state::snapshot::OperatorSnapshot;
 use crate::state::transfer::upload;
 
+#[derive(Clone)]
 pub struct TaskAcker {
     pub reporter: StateReporter,
     pub config: Arc<Configuration>,
@@ -24,17 +25,37 @@ pub struct TaskAcker {
     pub subtask: u32,
 }
 
+impl TaskAcker {
+    fn decline_report(&self, checkpoint_id: u64, reason: String) -> Report {
+        Report::Decline(CheckpointDecline {
+            job_id: self.job_id.clone(),
+            epoch: self.epoch,
+            checkpoint_id,
+            vertex: self.vertex,
+            subtask: self.subtask,
+            reason,
+        })
+    }
+}
+
 impl SnapshotAcker for TaskAcker {
     fn acknowledge(&self, barrier: &Barrier, snapshots: Vec<(String, OperatorSnapshot)>, sync_ms: u64) {
-        let (reporter, config) = (self.reporter.clone(), self.config.clone());
-        let (job_id, epoch, vertex, subtask) = (self.job_id.clone(), self.epoch, self.vertex, self.subtask);
+        let me = self.clone();
         let barrier = barrier.clone();
         tokio::spawn(async move {
+            let TaskAcker {
+                reporter,
+                config,
+                job_id,
+                epoch,
+                vertex,
+                subtask,
+            } = &me;
             let started = Instant::now();
             let mut operators = Vec::new();
             let mut size = 0u64;
             for (uid, snap) in snapshots {
-                match upload(&config, &barrier.target_url, &uid, subtask, snap).await {
+                match upload(config, &barrier.target_url, &uid, *subtask, snap).await {
                     Ok((state, written)) => {
                         size += written;
                         operators.push(OperatorSubtaskState {
@@ -44,24 +65,18 @@ impl SnapshotAcker for TaskAcker {
                     }
                     Err(e) => {
                         tracing::warn!("checkpoint {} of job {job_id}: upload failed: {e}", barrier.id);
-                        reporter.send(Report::Decline(CheckpointDecline {
-                            job_id,
-                            epoch,
-                            checkpoint_id: barrier.id,
-                            vertex,
-                            subtask,
-                            reason: format!("uploading the state of {uid} failed: {e}"),
-                        }));
+                        let reason = format!("uploading the state of {uid} failed: {e}");
+                        reporter.send(me.decline_report(barrier.id, reason));
                         return;
                     }
                 }
             }
             reporter.send(Report::Ack(CheckpointAck {
-                job_id,
-                epoch,
+                job_id: job_id.clone(),
+                epoch: *epoch,
                 checkpoint_id: barrier.id,
-                vertex,
-                subtask,
+                vertex: *vertex,
+                subtask: *subtask,
                 operators,
                 state_size: size,
                 sync_duration_ms: sync_ms,
@@ -71,13 +86,6 @@ impl SnapshotAcker for TaskAcker {
     }
 
     fn decline(&self, checkpoint_id: u64, reason: String) {
-        self.reporter.send(Report::Decline(CheckpointDecline {
-            job_id: self.job_id.clone(),
-            epoch: self.epoch,
-            checkpoint_id,
-            vertex: self.vertex,
-            subtask: self.subtask,
-            reason,
-        }));
+        self.reporter.send(self.decline_report(checkpoint_id, reason));
     }
 }

@@ -55,7 +55,6 @@ fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), c
         heap_budget: 1 << 30,
         managed_budget: 64 << 20,
         write_buffer_ratio: 0.5,
-        high_prio_pool_ratio: 0.1,
         tmp_dir: std::env::temp_dir(),
         max_parallelism: 128,
         key_groups: sluice_common::state::KeyGroupRange::new(0, 127),

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_common::config::options::{
-    CheckpointingMode, CHECKPOINT_INCREMENTAL, CHECKPOINT_MODE, ROCKSDB_HIGH_PRIO_POOL_RATIO,
-    ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
+    CheckpointingMode, CHECKPOINT_INCREMENTAL, CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
 };
 use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions, JobGraph};
@@ -42,7 +41,7 @@ use crate::state::StateSettings;
 /// slot's share of task heap and managed memory, and the working directory.
 #[derive(Clone)]
 pub struct StateEnv {
-    pub config: Configuration,
+    pub config: Arc<Configuration>,
     pub heap_per_slot: u64,
     pub managed_per_slot: u64,
     pub tmp_dir: PathBuf,
@@ -84,7 +83,6 @@ impl TaskManagerGateway {
             heap_budget: self.state.heap_per_slot,
             managed_budget: self.state.managed_per_slot,
             write_buffer_ratio: f64::from(config.get(&ROCKSDB_WRITE_BUFFER_RATIO).map_err(e)?),
-            high_prio_pool_ratio: f64::from(config.get(&ROCKSDB_HIGH_PRIO_POOL_RATIO).map_err(e)?),
             tmp_dir: self.state.tmp_dir.clone(),
             max_parallelism: 128,
             key_groups: KeyGroupRange::new(0, 0),
@@ -237,7 +235,7 @@ impl TaskManagerService for TaskManagerGateway {
                 control: control_rx,
                 acker: Arc::new(TaskAcker {
                     reporter: self.reporter.clone(),
-                    config: Arc::new(self.state.config.clone()),
+                    config: self.state.config.clone(),
                     job_id: req.job_id.clone(),
                     epoch: req.epoch,
                     vertex: task.vertex as u32,

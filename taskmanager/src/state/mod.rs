@@ -25,7 +25,6 @@ pub struct StateSettings {
     /// The slot's share of managed memory: RocksDB's block cache and write buffers.
     pub managed_budget: u64,
     pub write_buffer_ratio: f64,
-    pub high_prio_pool_ratio: f64,
     /// Where RocksDB working directories go (`io.tmp.dirs`).
     pub tmp_dir: PathBuf,
     pub max_parallelism: u32,

@@ -6,7 +6,7 @@
 //! files not uploaded before go to `shared/`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
 use sluice_common::state::key_group_blocks::{read_blocks, BlocksWriter};
@@ -238,10 +238,6 @@ impl RocksStore {
                 }
             }
         }
-    }
-
-    pub fn working_dir(&self) -> &Path {
-        &self.dir
     }
 }
 

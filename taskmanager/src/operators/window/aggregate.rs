@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::take;
 use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -29,7 +28,7 @@ use sluice_common::proto::checkpoint::RedistributionMode;
 use sluice_common::state::key_group_blocks::{read_blocks, BlocksWriter};
 
 use super::assigner::{self, Window};
-use super::rocks_state::{new_accumulators, RocksPanes};
+use super::rocks_state::{new_accumulators, take_rows, RocksPanes};
 use super::state_codec::{pane_key, parse_pane_key, parse_session_key, session_key, StateCodec};
 use crate::operators::Operator;
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
@@ -322,67 +321,37 @@ impl WindowAggregate {
         rows: &arrow::row::Rows,
     ) -> Result<(), String> {
         let args = self.arguments(batch)?;
-        if self.rocks.is_some() {
-            let assigned = self.assign_rows(ts);
-            let (codec, aggs) = (&self.codec, &self.aggs);
-            if let Some(r) = self.rocks.as_mut() {
-                r.update(codec, aggs, &args, key_columns, rows, &assigned)?;
-            }
-            return Ok(());
+        let assigned = self.assign_rows(ts);
+        if let Some(r) = self.rocks.as_mut() {
+            return r.update(&self.codec, &self.aggs, &args, key_columns, rows, &assigned);
         }
         let mut per_window: BTreeMap<Window, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-        let mut late = 0u64;
-        for (r, &t) in ts.iter().enumerate() {
-            let mut windows = std::mem::take(&mut self.scratch);
-            match self.kind {
-                WindowKind::Tumbling { size } => {
-                    windows.clear();
-                    windows.push(assigner::tumbling(t, millis(size)));
-                }
-                WindowKind::Sliding { size, slide } => assigner::sliding(t, millis(size), millis(slide), &mut windows),
-                WindowKind::Session { .. } => unreachable!("sessions are handled apart"),
+        for (w, r) in assigned {
+            if !self.panes.contains_key(&w) {
+                let pane = self.new_pane()?;
+                self.panes.insert(w, pane);
             }
-            let mut placed = false;
-            for w in &windows {
-                if t == i64::MIN || w.is_fired_by(self.watermark) {
-                    continue;
+            let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
+            let row = rows.row(r as usize);
+            let group = match pane.groups.get(row.as_ref()) {
+                Some(g) => *g,
+                None => {
+                    let g = pane.keys.len();
+                    pane.keys.push(row.owned());
+                    pane.groups.insert(row.as_ref().to_vec(), g);
+                    g
                 }
-                placed = true;
-                if !self.panes.contains_key(w) {
-                    let pane = self.new_pane()?;
-                    self.panes.insert(*w, pane);
-                }
-                let pane = self.panes.get_mut(w).ok_or("pane vanished")?;
-                let row = rows.row(r);
-                let group = match pane.groups.get(row.as_ref()) {
-                    Some(g) => *g,
-                    None => {
-                        let g = pane.keys.len();
-                        pane.keys.push(row.owned());
-                        pane.groups.insert(row.as_ref().to_vec(), g);
-                        g
-                    }
-                };
-                let entry = per_window.entry(*w).or_default();
-                entry.0.push(r as u32);
-                entry.1.push(group);
-            }
-            self.scratch = windows;
-            if !placed {
-                late += 1;
-            }
+            };
+            let entry = per_window.entry(w).or_default();
+            entry.0.push(r);
+            entry.1.push(group);
         }
-        self.late.fetch_add(late, Ordering::Relaxed);
         for (w, (row_idx, groups)) in per_window {
             let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
             let idx = UInt32Array::from(row_idx);
             let total = pane.keys.len();
             for (a, acc) in pane.accs.iter_mut().enumerate() {
-                let values = args[a]
-                    .iter()
-                    .map(|arr| take(arr.as_ref(), &idx, None).map_err(|e| e.to_string()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                df(acc.update_batch(&values, &groups, None, total))?;
+                df(acc.update_batch(&take_rows(&args[a], &idx)?, &groups, None, total))?;
             }
             let bytes = pane.accs.iter().map(|a| a.size()).sum::<usize>() + pane.keys.len() * 48;
             self.heap_bytes = (self.heap_bytes + bytes).saturating_sub(pane.bytes);
@@ -681,7 +650,6 @@ mod tests {
             heap_budget: 64 << 20,
             managed_budget: 16 << 20,
             write_buffer_ratio: 0.5,
-            high_prio_pool_ratio: 0.1,
             tmp_dir: dir.to_path_buf(),
             max_parallelism: 128,
             key_groups: sluice_common::state::KeyGroupRange::new(range.0, range.1),

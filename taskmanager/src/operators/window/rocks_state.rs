@@ -28,6 +28,13 @@ fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
 
+/// The rows `idx` of each argument array.
+pub fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
+    args.iter()
+        .map(|arr| take(arr.as_ref(), idx, None).map_err(|e| e.to_string()))
+        .collect()
+}
+
 pub fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
     aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
 }
@@ -85,11 +92,7 @@ impl RocksPanes {
         }
         let idx = UInt32Array::from_iter_values(assigned.iter().map(|(_, r)| *r));
         for (a, acc) in accs.iter_mut().enumerate() {
-            let values = args[a]
-                .iter()
-                .map(|arr| take(arr.as_ref(), &idx, None).map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            df(acc.update_batch(&values, &group_of, None, n))?;
+            df(acc.update_batch(&take_rows(&args[a], &idx)?, &group_of, None, n))?;
         }
         let states = accs
             .iter_mut()
