@@ -43,7 +43,8 @@ echo "==> sluice run conf/jobs/analytics.yaml"
 rm -rf /tmp/sluice-out/analytics
 "$(sluice_bin_dir)/sluice" --config-dir "$SLUICE_CONF_DIR" run "$SLUICE_HOME/conf/jobs/analytics.yaml" | sed 's/^/  /'
 echo "==> Its output: $(cat /tmp/sluice-out/analytics/part-* | wc -l) windows in /tmp/sluice-out/analytics, for example:"
-head -n 3 /tmp/sluice-out/analytics/part-0-0.json | sed 's/^/  /'
+first=$(ls /tmp/sluice-out/analytics/part-* | head -n 1)
+head -n 3 "$first" | sed 's/^/  /'
 echo "==> Prometheus metrics of the jobmanager"
 for port in $(seq 9250 9260); do
     out=$(curl -fs "http://localhost:$port/metrics" 2>/dev/null | grep '^flink_jobmanager_\(numRegistered\|taskSlots\)') && { echo "$out" | sed 's/^/  /'; break; }

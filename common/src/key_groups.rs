@@ -97,6 +97,11 @@ fn encode(column: &ArrayRef, row: usize, out: &mut Vec<u8>) -> Result<(), String
     Ok(())
 }
 
+/// The key hash of a key's canonical bytes.
+pub fn hash_bytes(canonical: &[u8]) -> u64 {
+    XxHash64::oneshot(0, canonical)
+}
+
 /// The key hash of every row of a batch's key columns.
 pub fn hash_keys(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>, String> {
     let mut hashes = Vec::with_capacity(rows);
@@ -106,7 +111,7 @@ pub fn hash_keys(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>, String> 
         for c in columns {
             encode(c, row, &mut buf)?;
         }
-        hashes.push(XxHash64::oneshot(0, &buf));
+        hashes.push(hash_bytes(&buf));
     }
     Ok(hashes)
 }

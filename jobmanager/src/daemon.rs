@@ -78,6 +78,9 @@ pub async fn run(config: Configuration) -> Result<(), String> {
             .filter(|j| !j.state.is_terminal())
             .count();
         metrics::gauge!("flink_jobmanager_numRunningJobs", &labels).set(running as f64);
+        for job in metrics_scheduler.jobs() {
+            job_metrics(&host_label, &job);
+        }
         metrics::gauge!("flink_jobmanager_Status_JVM_Memory_Heap_Used", &labels).set(heap_used_bytes() as f64);
         let load = cpu.lock().map(|mut c| c.sample()).unwrap_or(0.0);
         metrics::gauge!("flink_jobmanager_Status_JVM_CPU_Load", &labels).set(load);
@@ -136,4 +139,27 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     }
     tracing::info!("JobManager stopped.");
     Ok(())
+}
+
+/// Flink's job-scope metrics on the jobmanager: checkpoint counts and the latest completed
+/// checkpoint's duration and size, and `numRestarts`.
+fn job_metrics(host: &str, job: &crate::scheduler::job::Job) {
+    let labels = [
+        ("host", host.to_string()),
+        ("job_id", label_value(&job.id)),
+        ("job_name", label_value(&job.name)),
+    ];
+    let stats = job.checkpoint_stats();
+    let (duration, size) = stats
+        .latest_completed
+        .as_ref()
+        .map_or((0.0, 0.0), |c| (c.duration_ms as f64, c.state_size as f64));
+    metrics::gauge!("flink_jobmanager_job_lastCheckpointDuration", &labels).set(duration);
+    metrics::gauge!("flink_jobmanager_job_lastCheckpointSize", &labels).set(size);
+    metrics::gauge!("flink_jobmanager_job_numberOfCompletedCheckpoints", &labels).set(stats.completed as f64);
+    metrics::gauge!("flink_jobmanager_job_numberOfFailedCheckpoints", &labels).set(stats.failed as f64);
+    metrics::gauge!("flink_jobmanager_job_numberOfInProgressCheckpoints", &labels).set(stats.in_progress as f64);
+    let total = stats.completed + stats.failed + stats.in_progress;
+    metrics::gauge!("flink_jobmanager_job_totalNumberOfCheckpoints", &labels).set(total as f64);
+    metrics::gauge!("flink_jobmanager_job_numRestarts", &labels).set(stats.num_restarts as f64);
 }

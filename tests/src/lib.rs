@@ -167,8 +167,6 @@ pub fn get_text(url: &str) -> Option<String> {
     get(url)?.body_mut().read_to_string().ok()
 }
 
-/// A local cluster in a temporary directory: one config dir, fixed ports for the jobmanager,
-/// a fresh metrics port per daemon.
 /// The JobID `sluice run` printed ("Job has been submitted with JobID …").
 pub fn job_id_of(o: &std::process::Output) -> String {
     let out = format!(
@@ -183,6 +181,8 @@ pub fn job_id_of(o: &std::process::Output) -> String {
         .to_string()
 }
 
+/// A local cluster in a temporary directory: one config dir, fixed ports for the jobmanager,
+/// a fresh metrics port per daemon.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub rpc_port: u16,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sluice_tests::seaweed::SeaweedFs;
-use sluice_tests::{job_id_of as job_id, wait_for, Cluster};
+use sluice_tests::{get_text, job_id_of as job_id, wait_for, Cluster, Daemon};
 
 const ROWS: i64 = 150_000;
 const KEYS: i64 = 50;
@@ -112,19 +112,24 @@ fn completed_checkpoints(cluster: &Cluster, id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the job with checkpoints, kills one taskmanager with SIGKILL after two completed
-/// checkpoints, starts a replacement, and checks the committed output.
-fn kill_and_recover(extra_config: &str) {
-    let mut cluster = Cluster::new(&format!(
-        "execution.checkpointing.interval: 1 s\nrestart-strategy.type: fixed-delay\n\
-         restart-strategy.fixed-delay.attempts: 3\nrestart-strategy.fixed-delay.delay: 500 ms\n\
-         execution.checkpointing.num-retained: 2\n{extra_config}"
-    ));
-    let (_jm, _) = cluster.start_jobmanager();
-    // One slot each, so the job's two slots span both taskmanagers and the kill hits it.
-    let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
-    let (_a, _) = cluster.start_taskmanager(&one_slot);
-    let (mut b, _) = cluster.start_taskmanager(&one_slot);
+/// One slot per taskmanager, so the job's two slots span both and a kill hits it.
+const ONE_SLOT: &[&str] = &["-D", "taskmanager.numberOfTaskSlots=1"];
+
+struct Running {
+    jm: Daemon,
+    jm_metrics: u16,
+    survivor: Daemon,
+    victim: Daemon,
+    out: std::path::PathBuf,
+    id: String,
+}
+
+/// Starts a jobmanager and two one-slot taskmanagers, submits the job and waits for two
+/// completed checkpoints.
+fn run_until_two_checkpoints(cluster: &mut Cluster) -> Running {
+    let (jm, jm_metrics) = cluster.start_jobmanager();
+    let (survivor, _) = cluster.start_taskmanager(ONE_SLOT);
+    let (victim, _) = cluster.start_taskmanager(ONE_SLOT);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let out = cluster.config_dir().join("out");
     let file = cluster.config_dir().join("job.yaml");
@@ -133,10 +138,36 @@ fn kill_and_recover(extra_config: &str) {
     assert!(run.status.success(), "{run:?}");
     let id = job_id(&run);
     wait_for(Duration::from_secs(30), "two completed checkpoints", || {
-        (completed_checkpoints(&cluster, &id) >= 2).then_some(())
+        (completed_checkpoints(cluster, &id) >= 2).then_some(())
     });
-    b.kill9();
-    let (_c, _) = cluster.start_taskmanager(&one_slot);
+    Running {
+        jm,
+        jm_metrics,
+        survivor,
+        victim,
+        out,
+        id,
+    }
+}
+
+/// Runs the job with checkpoints, kills one taskmanager with SIGKILL after two completed
+/// checkpoints, starts a replacement, and checks the committed output.
+fn kill_and_recover(extra_config: &str) {
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.interval: 1 s\nrestart-strategy.type: fixed-delay\n\
+         restart-strategy.fixed-delay.attempts: 3\nrestart-strategy.fixed-delay.delay: 500 ms\n\
+         execution.checkpointing.num-retained: 2\n{extra_config}"
+    ));
+    let Running {
+        jm: _jm,
+        jm_metrics,
+        survivor: _a,
+        mut victim,
+        out,
+        id,
+    } = run_until_two_checkpoints(&mut cluster);
+    victim.kill9();
+    let (_c, _) = cluster.start_taskmanager(ONE_SLOT);
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
     let stats = cluster
         .rest(&format!("/jobs/{id}/checkpoints"))
@@ -152,6 +183,23 @@ fn kill_and_recover(extra_config: &str) {
     assert_exact(&out);
     let completed = stats["counts"]["completed"].as_u64().unwrap_or(0);
     println!("{completed} checkpoints completed; output exact after kill -9 and restore");
+
+    // Flink's job-scope checkpoint metrics on the jobmanager's Prometheus endpoint.
+    let scrape = get_text(&format!("http://127.0.0.1:{jm_metrics}/metrics")).expect("jobmanager metrics");
+    let value = |name: &str| -> f64 {
+        scrape
+            .lines()
+            .find(|l| l.starts_with(&format!("flink_jobmanager_job_{name}{{")) && l.contains(&id))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for job {id} in:\n{scrape}"))
+    };
+    assert_eq!(value("numberOfCompletedCheckpoints"), completed as f64);
+    assert!(value("numRestarts") >= 1.0, "numRestarts");
+    assert!(value("lastCheckpointSize") > 0.0, "lastCheckpointSize");
+    assert!(value("lastCheckpointDuration") > 0.0, "lastCheckpointDuration");
+    value("numberOfFailedCheckpoints");
+    assert_eq!(value("numberOfInProgressCheckpoints"), 0.0);
 }
 
 #[test]
@@ -175,10 +223,7 @@ fn exactly_once_after_kill9_rocksdb_incremental_s3_checkpoints() {
 }
 
 /// Stop-with-savepoint at parallelism 2, restore at 3, stop again, restore at 1 and finish.
-/// Known failure (session 2): the first attempt's output of the earliest windows goes missing
-/// across the stop/restore; see the closing note.
 #[test]
-#[ignore = "known failure: windows of the first attempt are lost across stop-with-savepoint"]
 fn savepoint_restores_at_other_parallelism() {
     let savepoints = tempfile::tempdir().expect("dir");
     let mut cluster = Cluster::new("state.backend.type: hashmap\n");
@@ -219,4 +264,179 @@ fn savepoint_restores_at_other_parallelism() {
         ),
         "{text}"
     );
+}
+
+/// One listing of the job's `shared/` directory: object → (size, e-tag or modification time).
+type Listing = BTreeMap<String, (u64, String)>;
+
+/// Incremental RocksDB checkpoints on a real S3 server, checked on the object listing: each
+/// checkpoint uploads only the SST files it references that were not there before (objects
+/// already there are not written again), and once a checkpoint is dropped (num-retained 1) the
+/// shared files no retained checkpoint references are deleted.
+#[test]
+fn incremental_checkpoints_upload_only_new_files_and_delete_dropped_ones() {
+    use sluice_common::config::{load, ConfigSources};
+    use sluice_common::storage::{open_location, CheckpointStore};
+
+    let s3 = SeaweedFs::start();
+    let url = format!("s3://{}/checkpoints", sluice_tests::seaweed::BUCKET);
+    // A pause of 2 s after each checkpoint leaves the listing still between two of them.
+    let mut cluster = Cluster::new(&format!(
+        "state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
+         execution.checkpointing.dir: {url}\nexecution.checkpointing.interval: 1 s\n\
+         execution.checkpointing.min-pause: 2 s\nexecution.checkpointing.num-retained: 1\n{}",
+        s3.config_lines()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_tm, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let file = cluster.config_dir().join("job.yaml");
+    std::fs::write(&file, job(&out, 6_000)).expect("job file");
+    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+    assert!(run.status.success(), "{run:?}");
+    let id = job_id(&run);
+
+    let config = load(&ConfigSources {
+        properties: Some(s3.config_lines()),
+        ..Default::default()
+    })
+    .expect("config")
+    .config;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = CheckpointStore::new(open_location(&url, &config).expect("location"), &id);
+    let shared_dir = store.layout.root().clone().join("shared");
+    let list = || -> Listing {
+        rt.block_on(store.location.list_path(&shared_dir))
+            .expect("listing")
+            .into_iter()
+            .map(|o| {
+                let version = o.e_tag.clone().unwrap_or_else(|| o.last_modified.to_rfc3339());
+                (o.location.filename().unwrap_or("").to_string(), (o.size, version))
+            })
+            .collect()
+    };
+    // The shared files checkpoint `n`'s metadata references.
+    let referenced = |n: u64| -> BTreeMap<String, ()> {
+        let bytes = rt.block_on(store.get(&store.layout.metadata(n))).expect("metadata");
+        let m = sluice_common::storage::decode_metadata(&bytes).expect("decodes");
+        m.operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .flat_map(|s| &s.keyed)
+            .flat_map(|h| &h.shared_files)
+            .map(|f| (f.rsplit('/').next().unwrap_or(f).to_string(), ()))
+            .collect()
+    };
+
+    // (checkpoint id, referenced files, listing once the dropped checkpoint's files are gone)
+    let mut seen: Vec<(u64, BTreeMap<String, ()>, Listing)> = Vec::new();
+    let mut last = 0;
+    let started = std::time::Instant::now();
+    while seen.len() < 8 && started.elapsed() < Duration::from_secs(60) {
+        let stats = cluster.rest(&format!("/jobs/{id}/checkpoints"));
+        let latest = stats
+            .as_ref()
+            .and_then(|s| s["latest"]["completed"]["id"].as_u64())
+            .unwrap_or(0);
+        if latest > last {
+            last = latest;
+            let refs = referenced(latest);
+            // Retention runs right after completion: wait (bounded) until it has deleted.
+            let listing = wait_for(
+                Duration::from_secs(3),
+                "dropped checkpoints' shared files deleted",
+                || {
+                    let l = list();
+                    l.keys().eq(refs.keys()).then_some(l)
+                },
+            );
+            seen.push((latest, refs, listing));
+        }
+        if cluster.job_state(&id).as_deref() == Some("FINISHED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen.len() >= 4, "only {} checkpoints completed", seen.len());
+    let mut reused = 0;
+    let mut deleted = 0;
+    for pair in seen.windows(2) {
+        let ((a, _, before), (b, refs, after)) = (&pair[0], &pair[1]);
+        let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+        let kept: Vec<_> = after.keys().filter(|k| before.contains_key(*k)).collect();
+        let gone = before.keys().filter(|k| !after.contains_key(*k)).count();
+        for k in &kept {
+            assert_eq!(before[*k], after[*k], "{k} was uploaded again by checkpoint {b}");
+        }
+        assert!(new.iter().all(|k| refs.contains_key(*k)));
+        println!(
+            "checkpoint {b}: references {} shared files, uploaded {} new, reused {} of checkpoint {a}, \
+             {gone} of checkpoint {a} deleted",
+            refs.len(),
+            new.len(),
+            kept.len()
+        );
+        reused += kept.len();
+        deleted += gone;
+    }
+    assert!(reused > 0, "no checkpoint reused an earlier one's SST files");
+    assert!(
+        deleted > 0,
+        "no dropped checkpoint's shared file was deleted (no compaction?)"
+    );
+    // The private part of dropped checkpoints is gone too: only the newest directory is left.
+    let ids = rt.block_on(store.checkpoint_ids()).expect("ids");
+    assert!(ids.len() <= 2, "checkpoint directories left: {ids:?}");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert_exact(&out);
+}
+
+/// The newest checkpoint's `_metadata` is corrupted while the job is down after a `kill -9`:
+/// recovery uses the previous checkpoint and the jobmanager logs why it passed the newest over.
+#[test]
+fn corrupted_newest_metadata_falls_back_to_the_previous_checkpoint() {
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&format!(
+        "state.backend.type: hashmap\nexecution.checkpointing.dir: file://{}\n\
+         execution.checkpointing.interval: 1 s\nexecution.checkpointing.num-retained: 3\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 3\n\
+         restart-strategy.fixed-delay.delay: 200 ms\n",
+        checkpoints.path().display()
+    ));
+    let Running {
+        jm,
+        survivor: _a,
+        mut victim,
+        id,
+        ..
+    } = run_until_two_checkpoints(&mut cluster);
+    victim.kill9();
+    // With one slot left the job cannot run again until the replacement comes.
+    wait_for(Duration::from_secs(20), "the job to leave RUNNING", || {
+        (cluster.job_state(&id).as_deref() != Some("RUNNING")).then_some(())
+    });
+    let job_dir = checkpoints.path().join(&id);
+    let newest = std::fs::read_dir(&job_dir)
+        .expect("job checkpoint dir")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        .filter(|n| job_dir.join(format!("chk-{n}/_metadata")).exists())
+        .max()
+        .expect("a completed checkpoint");
+    std::fs::write(job_dir.join(format!("chk-{newest}/_metadata")), b"torn write").expect("corrupt");
+    let (_c, _) = cluster.start_taskmanager(ONE_SLOT);
+    let restored = wait_for(Duration::from_secs(30), "the job to restore", || {
+        cluster
+            .rest(&format!("/jobs/{id}/checkpoints"))
+            .and_then(|s| s["latest"]["restored"]["id"].as_u64())
+    });
+    assert_eq!(restored, newest - 1, "restored the checkpoint before the corrupted one");
+    let log = jm.log();
+    assert!(
+        log.contains(&format!("Checkpoint {newest} of")) && log.contains("is not usable"),
+        "the jobmanager logs why checkpoint {newest} was passed over:\n{log}"
+    );
+    println!("checkpoint {newest} corrupted; restored {restored}");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
 }

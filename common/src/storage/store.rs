@@ -10,7 +10,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::config::options::{S3_ACCESS_KEY, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION, S3_SECRET_KEY};
 use crate::config::Configuration;
@@ -133,6 +133,15 @@ impl StorageLocation {
         self.put_path(&self.path(name), data).await
     }
 
+    /// Every object under `dir`, at any depth.
+    pub async fn list_path(&self, dir: &Path) -> Result<Vec<ObjectMeta>, String> {
+        self.store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing {dir} in {}: {e}", self.url))
+    }
+
     pub async fn get(&self, name: &str) -> Result<Bytes, String> {
         self.get_path(&self.path(name)).await
     }
@@ -240,14 +249,7 @@ impl CheckpointStore {
     /// Deletes every file of checkpoint `id` (its directory; shared files are not touched).
     pub async fn discard(&self, id: u64) -> Result<(), String> {
         let dir = self.layout.checkpoint_dir(id);
-        let files: Vec<_> = self
-            .location
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| format!("listing {dir}: {e}"))?;
-        for f in files {
+        for f in self.location.list_path(&dir).await? {
             self.location
                 .store
                 .delete(&f.location)

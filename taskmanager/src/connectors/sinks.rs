@@ -1,8 +1,10 @@
 //! Sinks: `print` (JSON lines on the taskmanager's stdout, prefixed `N> ` with the 1-based
 //! subtask as Flink prints), `blackhole` (discards), and `file` (JSON lines or CSV).
 //!
-//! The file sink writes hidden `.inprogress` part files and commits them by renaming. Without
-//! checkpoints a subtask has one part file, committed when it finishes. With checkpoints it is
+//! The file sink writes hidden `.inprogress` part files and commits them by renaming. Part files
+//! are named `part-<attempt epoch hex>-<subtask>-<n>`, so no attempt of any job overwrites another
+//! one's output in a shared directory. Without checkpoints a subtask has one part file, committed
+//! when it finishes. With checkpoints (and savepoints) it is
 //! exactly-once by two-phase commit: at a barrier the open part file is flushed, synced and
 //! becomes pending for that checkpoint (its names are operator state); when the checkpoint
 //! completes its pending files are committed; on restore the pending files of the restored
@@ -74,8 +76,8 @@ pub struct FileSink {
     format: FileFormat,
     subtask: u32,
     open: Option<(Writer, PathBuf)>,
-    /// Set when the job checkpoints: part files are `part-<attempt>-<subtask>-<n>`.
-    attempt: Option<u64>,
+    /// The job attempt's epoch: part files are `part-<attempt>-<subtask>-<n>`.
+    attempt: u64,
     counter: u64,
     /// (checkpoint id, in-progress file, committed name) waiting for their checkpoint.
     pending: Vec<(u64, PathBuf, PathBuf)>,
@@ -109,12 +111,12 @@ fn decode_pending(e: &[u8]) -> Result<(PathBuf, PathBuf), String> {
 }
 
 impl FileSink {
-    /// `attempt` is the job attempt's epoch when the job checkpoints.
+    /// `attempt` is the job attempt's epoch, unique across the cluster's jobs and attempts.
     pub fn new(
         options: &FileSinkOptions,
         subtask: u32,
         parallelism: u32,
-        attempt: Option<u64>,
+        attempt: u64,
         restore: Option<&OperatorRestoreData>,
     ) -> Result<Self, String> {
         let sink = FileSink {
@@ -153,13 +155,13 @@ impl FileSink {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return Ok(());
         };
-        let mine = self.attempt.map(|a| format!(".part-{a:x}-"));
+        let mine = format!(".part-{:x}-", self.attempt);
         for entry in listing.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             let stale = name.starts_with(".part-")
                 && name.ends_with(".inprogress")
-                && mine.as_deref().is_none_or(|m| !name.starts_with(m))
+                && !name.starts_with(&mine)
                 && !entries.iter().any(|(from, _)| *from == path);
             if stale {
                 std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
@@ -177,10 +179,13 @@ impl FileSink {
 
     /// The committed name of the open part file.
     fn part_name(&self) -> String {
-        match self.attempt {
-            Some(a) => format!("part-{a:x}-{}-{}.{}", self.subtask, self.counter, self.extension()),
-            None => format!("part-{}-0.{}", self.subtask, self.extension()),
-        }
+        format!(
+            "part-{:x}-{}-{}.{}",
+            self.attempt,
+            self.subtask,
+            self.counter,
+            self.extension()
+        )
     }
 
     fn writer(&mut self) -> Result<&mut Writer, String> {

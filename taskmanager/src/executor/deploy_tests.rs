@@ -67,7 +67,6 @@ fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), c
                 *t,
                 crate::runtime::build::TaskContext {
                     epoch: 1,
-                    checkpointing: false,
                     state: state.clone(),
                     restore: Default::default(),
                 },

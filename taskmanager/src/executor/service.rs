@@ -120,7 +120,6 @@ impl TaskManagerGateway {
                 (vertex, subtask),
                 TaskContext {
                     epoch: req.epoch,
-                    checkpointing: !req.checkpoint_url.is_empty(),
                     state: settings.clone(),
                     restore,
                 },

@@ -22,8 +22,6 @@ use sluice_common::state::KeyGroupRange;
 /// What a subtask is built with besides the graph.
 pub struct TaskContext {
     pub epoch: u64,
-    /// Whether the job checkpoints (the file sink is then two-phase commit).
-    pub checkpointing: bool,
     /// State backend settings; `key_groups`/`task_name` are filled in per subtask.
     pub state: StateSettings,
     /// Restored state by operator uid.
@@ -128,14 +126,8 @@ pub fn build_task(
                     SinkConnector::Print => Box::new(PrintSink::new(subtask)),
                     SinkConnector::Blackhole => Box::new(Blackhole),
                     SinkConnector::File(o) => Box::new(
-                        FileSink::new(
-                            o,
-                            subtask,
-                            node.parallelism,
-                            ctx.checkpointing.then_some(ctx.epoch),
-                            ctx.restore.get(&node.uid),
-                        )
-                        .map_err(named)?,
+                        FileSink::new(o, subtask, node.parallelism, ctx.epoch, ctx.restore.get(&node.uid))
+                            .map_err(named)?,
                     ),
                 };
                 ops.push((node.uid.clone(), op));

@@ -6,14 +6,20 @@
 //! RocksDB can also snapshot incrementally (`incremental`). `transfer` moves a snapshot to the
 //! checkpoint storage and describes it with state handles, and fetches restored state back.
 
+pub mod keyed;
+pub mod kv;
 pub mod rocks;
 pub mod snapshot;
+pub mod timers;
 pub mod transfer;
 
 use std::path::PathBuf;
 
 use sluice_common::config::options::StateBackendKind;
+use sluice_common::state::key_group_blocks::read_blocks;
 use sluice_common::state::KeyGroupRange;
+
+use snapshot::OperatorRestoreData;
 
 /// What a stateful operator of a subtask needs to know about its backend.
 #[derive(Debug, Clone)]
@@ -43,12 +49,47 @@ impl StateSettings {
     }
 }
 
+/// Calls `f(kg, key, value)` for every restored keyed entry of the key groups in `want`, from
+/// full snapshots and from downloaded incremental ones alike, whichever backend wrote them.
+pub fn for_each_restored(
+    settings: &StateSettings,
+    r: &OperatorRestoreData,
+    want: KeyGroupRange,
+    mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    for (data, range, offsets) in &r.full {
+        read_blocks(data, *range, offsets, want, &mut f)?;
+    }
+    for (dir, _) in &r.rocks_dirs {
+        rocks::read_rocks_dir(settings, dir, want, &mut f)?;
+    }
+    Ok(())
+}
+
+/// Settings for unit tests: the given backend and key-group range, 64 MiB of heap budget.
+#[cfg(test)]
+pub fn test_settings(backend: StateBackendKind, dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
+    StateSettings {
+        backend,
+        incremental: false,
+        heap_budget: 64 << 20,
+        managed_budget: 16 << 20,
+        write_buffer_ratio: 0.5,
+        tmp_dir: dir.to_path_buf(),
+        max_parallelism: 128,
+        key_groups: KeyGroupRange::new(range.0, range.1),
+        task_name: "w (1/1)".into(),
+    }
+}
+
 /// State ids: the first byte of every logical key (DESIGN §7 "key group + state id + key").
 pub mod state_ids {
     /// A window pane's accumulators: window end, window start, key.
     pub const PANE: u8 = 1;
-    /// A session's accumulators: key, session start, session end.
-    pub const SESSION: u8 = 2;
+    /// The typed keyed state of `keyed`: state name, key, and a map's user key.
+    pub const USER: u8 = 3;
+    /// Timers (`timers`): time domain, time, key.
+    pub const TIMER: u8 = 4;
 }
 
 /// Order-preserving big-endian encoding of an `i64`.

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
-use sluice_common::state::key_group_blocks::{read_blocks, BlocksWriter};
+use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
 use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
@@ -19,6 +19,8 @@ pub struct RocksStore {
     db: Option<DB>,
     dir: PathBuf,
     range: KeyGroupRange,
+    /// `execution.checkpointing.incremental`: checkpoints (not savepoints) are native ones.
+    incremental: bool,
     /// Names this instance's SST files get under shared/.
     instance: String,
     /// SST files (shared names) of completed checkpoints, not uploaded again.
@@ -75,6 +77,7 @@ impl RocksStore {
             db: Some(db),
             dir,
             range: settings.key_groups,
+            incremental: settings.incremental,
             instance,
             confirmed: HashSet::new(),
             pending: Vec::new(),
@@ -92,39 +95,28 @@ impl RocksStore {
     }
 
     fn restore(&mut self, settings: &StateSettings, r: &OperatorRestoreData) -> Result<(), String> {
-        let range = self.range;
         let db = self.db()?;
-        for (data, handle_range, offsets) in &r.full {
-            let mut batch = WriteBatch::default();
-            read_blocks(data, *handle_range, offsets, range, |kg, k, v| {
-                batch.put(prefixed(kg, k), v);
-                Ok(())
-            })?;
-            db.write(batch).map_err(rocks_err)?;
-        }
-        for (dir, _) in &r.rocks_dirs {
-            // Copy the key groups this subtask owns out of the downloaded instance.
-            let (opts, _c, _w) = options(settings);
-            let other = DB::open(&opts, dir).map_err(rocks_err)?;
-            let start = prefixed(range.start, &[]);
-            let mut batch = WriteBatch::default();
-            let mut n = 0usize;
-            for item in other.iterator(IteratorMode::From(&start, Direction::Forward)) {
-                let (k, v) = item.map_err(rocks_err)?;
-                if kg_of(&k)? > range.end {
-                    break;
-                }
-                batch.put(&k, &v);
-                n += 1;
-                if n.is_multiple_of(10_000) {
-                    db.write(std::mem::take(&mut batch)).map_err(rocks_err)?;
-                }
+        let mut batch = WriteBatch::default();
+        super::for_each_restored(settings, r, self.range, |kg, k, v| {
+            batch.put(prefixed(kg, k), v);
+            if batch.len() >= 10_000 {
+                db.write(std::mem::take(&mut batch)).map_err(rocks_err)?;
             }
-            db.write(batch).map_err(rocks_err)?;
-            drop(other);
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        Ok(())
+            Ok(())
+        })?;
+        db.write(batch).map_err(rocks_err)
+    }
+
+    pub fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.db()?.get(prefixed(kg, key)).map_err(rocks_err)
+    }
+
+    pub fn put(&self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.db()?.put(prefixed(kg, key), value).map_err(rocks_err)
+    }
+
+    pub fn delete(&self, kg: u32, key: &[u8]) -> Result<(), String> {
+        self.db()?.delete(prefixed(kg, key)).map_err(rocks_err)
     }
 
     pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
@@ -176,9 +168,19 @@ impl RocksStore {
         })
     }
 
+    /// The synchronous part of a checkpoint: incremental when so configured, full for
+    /// savepoints (self-contained) and otherwise.
+    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+        if self.incremental && !savepoint {
+            self.snapshot_incremental(checkpoint_id)
+        } else {
+            self.snapshot_full()
+        }
+    }
+
     /// An incremental snapshot: a RocksDB checkpoint (hard links) of the instance; its SST
     /// files that a completed checkpoint already uploaded are referenced, not uploaded.
-    pub fn snapshot_incremental(&mut self, checkpoint_id: u64) -> Result<KeyedSnapshot, String> {
+    fn snapshot_incremental(&mut self, checkpoint_id: u64) -> Result<KeyedSnapshot, String> {
         let dir = self.dir.join(format!("chk-{checkpoint_id}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -246,4 +248,29 @@ impl Drop for RocksStore {
         self.db.take();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Calls `f(kg, key, value)` for every entry of the key groups of `want` in a downloaded
+/// incremental snapshot (a RocksDB directory), then deletes the directory. Either backend
+/// restores incremental snapshots through this.
+pub fn read_rocks_dir(
+    settings: &StateSettings,
+    dir: &std::path::Path,
+    want: KeyGroupRange,
+    mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let (opts, _c, _w) = options(settings);
+    let other = DB::open(&opts, dir).map_err(rocks_err)?;
+    let start = prefixed(want.start, &[]);
+    for item in other.iterator(IteratorMode::From(&start, Direction::Forward)) {
+        let (k, v) = item.map_err(rocks_err)?;
+        let kg = kg_of(&k)?;
+        if kg > want.end {
+            break;
+        }
+        f(kg, &k[2..], &v)?;
+    }
+    drop(other);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
 }

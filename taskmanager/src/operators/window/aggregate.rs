@@ -1,10 +1,10 @@
 //! The keyed window aggregate. Tumbling and sliding windows keep one pane per window with a
 //! DataFusion `GroupsAccumulator` per aggregate (one group per key), updated a batch at a time;
-//! session windows keep, per key, sessions with plain accumulators that merge (via their state)
-//! when sessions join. A window fires when the watermark (or, in processing time, the clock)
+//! session windows (`sessions`) keep per key, in the typed keyed state, sessions whose
+//! accumulators merge when sessions join. A window fires when the watermark (or, in processing time, the clock)
 //! reaches its max timestamp; rows for fired windows are dropped and counted as late.
 //!
-//! State lives in the job's backend: with `hashmap` the panes and sessions above are the heap
+//! Pane state lives in the job's backend: with `hashmap` the panes above are the heap
 //! representation (live accumulators, budgeted against the slot's share of task heap); with
 //! `rocksdb` panes live in RocksDB (`rocks_state`). Both snapshot to the same per-key-group
 //! format (`state_codec`), so a restore may change parallelism or backend. The operator's
@@ -20,19 +20,21 @@ use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use sluice_common::job::expr::compile_aggregate;
 use sluice_common::job::spec::{TimeKind, WindowKind, WindowSpec};
 use sluice_common::proto::checkpoint::RedistributionMode;
-use sluice_common::state::key_group_blocks::{read_blocks, BlocksWriter};
+use sluice_common::state::key_group_blocks::BlocksWriter;
 
 use super::assigner::{self, Window};
 use super::rocks_state::{new_accumulators, take_rows, RocksPanes};
-use super::state_codec::{pane_key, parse_pane_key, parse_session_key, session_key, StateCodec};
+use super::sessions::{FiredSessions, SessionWindows};
+use super::state_codec::{pane_key, parse_pane_key, StateCodec};
 use crate::operators::Operator;
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
-use crate::state::{state_ids, StateSettings};
+use crate::state::timers::TimeDomain;
+use crate::state::{for_each_restored, state_ids, StateSettings};
 use sluice_common::config::options::StateBackendKind;
 
 const WATERMARK_STATE: &str = "window-watermark";
@@ -46,11 +48,6 @@ struct Pane {
     bytes: usize,
 }
 
-struct Session {
-    window: Window,
-    accs: Vec<Box<dyn Accumulator>>,
-}
-
 pub struct WindowAggregate {
     kind: WindowKind,
     time: TimeKind,
@@ -61,7 +58,8 @@ pub struct WindowAggregate {
     output: SchemaRef,
     watermark: i64,
     panes: BTreeMap<Window, Pane>,
-    sessions: HashMap<OwnedRow, Vec<Session>, ahash::RandomState>,
+    /// Session windows' state (session kinds only).
+    sessions: Option<SessionWindows>,
     late: Arc<AtomicU64>,
     scratch: Vec<Window>,
     settings: StateSettings,
@@ -110,12 +108,17 @@ impl WindowAggregate {
             .map(|(name, sql)| compile_aggregate(name, sql, input))
             .collect::<Result<_, _>>()?;
         let codec = StateCodec::new(converter, &aggs, settings.max_parallelism)?;
-        let rocks = match (settings.backend, kind) {
-            (StateBackendKind::HashMap, _) => None,
-            (StateBackendKind::RocksDb, WindowKind::Session { .. }) => {
-                return Err("session windows keep their state on the heap: set state.backend.type: hashmap for this job (RocksDB holds tumbling and sliding windows)".into())
+        let (rocks, sessions) = match (settings.backend, kind) {
+            (_, WindowKind::Session { gap }) => {
+                let domain = match time {
+                    TimeKind::Event => TimeDomain::EventTime,
+                    TimeKind::Processing => TimeDomain::ProcessingTime,
+                };
+                let s = SessionWindows::open(&settings, restore.as_ref(), millis(gap), domain)?;
+                (None, Some(s))
             }
-            (StateBackendKind::RocksDb, _) => Some(RocksPanes::open(&settings, restore.as_ref())?),
+            (StateBackendKind::HashMap, _) => (None, None),
+            (StateBackendKind::RocksDb, _) => (Some(RocksPanes::open(&settings, restore.as_ref())?), None),
         };
         let mut op = WindowAggregate {
             kind,
@@ -127,7 +130,7 @@ impl WindowAggregate {
             output,
             watermark: i64::MIN,
             panes: BTreeMap::new(),
-            sessions: HashMap::default(),
+            sessions,
             late,
             scratch: Vec::new(),
             settings,
@@ -148,34 +151,22 @@ impl WindowAggregate {
                 .min()
                 .unwrap_or(i64::MIN);
         }
-        if self.rocks.is_some() {
+        // RocksDB panes and sessions loaded their keyed state when they opened.
+        if self.rocks.is_some() || self.sessions.is_some() {
             return Ok(());
-        }
-        if !r.rocks_dirs.is_empty() {
-            return Err(
-                "the snapshot holds incremental RocksDB state; restore it with state.backend.type: rocksdb".into(),
-            );
         }
         type Entries = Vec<(Vec<u8>, Vec<u8>)>;
         let mut panes: BTreeMap<Window, Entries> = BTreeMap::new();
-        let mut sessions: Vec<(Vec<u8>, Window, Vec<u8>)> = Vec::new();
-        let range = self.settings.key_groups;
-        for (data, handle_range, offsets) in &r.full {
-            read_blocks(data, *handle_range, offsets, range, |_, k, v| {
-                match k.first() {
-                    Some(&state_ids::PANE) => {
-                        let (w, key) = parse_pane_key(k)?;
-                        panes.entry(w).or_default().push((key.to_vec(), v.to_vec()));
-                    }
-                    Some(&state_ids::SESSION) => {
-                        let (key, w) = parse_session_key(k)?;
-                        sessions.push((key.to_vec(), w, v.to_vec()));
-                    }
-                    _ => return Err("unknown state in a window snapshot".into()),
+        for_each_restored(&self.settings, &r, self.settings.key_groups, |_, k, v| {
+            match k.first() {
+                Some(&state_ids::PANE) => {
+                    let (w, key) = parse_pane_key(k)?;
+                    panes.entry(w).or_default().push((key.to_vec(), v.to_vec()));
                 }
-                Ok(())
-            })?;
-        }
+                _ => return Err("unknown state in a window snapshot".into()),
+            }
+            Ok(())
+        })?;
         let parser = self.codec.keys.parser();
         for (w, entries) in panes {
             let mut pane = self.new_pane()?;
@@ -190,21 +181,6 @@ impl WindowAggregate {
                 df(acc.merge_batch(st, &groups, n))?;
             }
             self.panes.insert(w, pane);
-        }
-        for (key, window, value) in sessions {
-            let states = self.codec.decode_states(std::iter::once(value.as_slice()))?;
-            let mut accs = self
-                .aggs
-                .iter()
-                .map(|a| df(a.create_accumulator()))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (acc, st) in accs.iter_mut().zip(&states) {
-                df(acc.merge_batch(st))?;
-            }
-            self.sessions
-                .entry(parser.parse(&key).owned())
-                .or_default()
-                .push(Session { window, accs });
         }
         Ok(())
     }
@@ -233,27 +209,6 @@ impl WindowAggregate {
             let kgs = self.codec.key_groups(pane.keys.iter().map(|k| k.row().data()))?;
             for (i, key) in pane.keys.iter().enumerate() {
                 entries.push((kgs[i], pane_key(*w, key.row().as_ref()), rows.row(i).as_ref().to_vec()));
-            }
-        }
-        for (key, list) in self.sessions.iter_mut() {
-            let kg = self.codec.key_groups(std::iter::once(key.row().data()))?[0];
-            for s in list.iter_mut() {
-                let per_agg = s
-                    .accs
-                    .iter_mut()
-                    .map(|a| {
-                        df(a.state())?
-                            .iter()
-                            .map(|v| df(v.to_array()))
-                            .collect::<Result<Vec<ArrayRef>, String>>()
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let rows = self.codec.encode_states(&per_agg)?;
-                entries.push((
-                    kg,
-                    session_key(key.row().as_ref(), s.window),
-                    rows.row(0).as_ref().to_vec(),
-                ));
             }
         }
         entries.sort_by_key(|e| e.0);
@@ -390,51 +345,12 @@ impl WindowAggregate {
         out
     }
 
-    fn process_sessions(
-        &mut self,
-        batch: &RecordBatch,
-        ts: &[i64],
-        rows: &arrow::row::Rows,
-        gap: i64,
-    ) -> Result<(), String> {
+    fn process_sessions(&mut self, batch: &RecordBatch, ts: &[i64], rows: &arrow::row::Rows) -> Result<(), String> {
         let args = self.arguments(batch)?;
-        let mut late = 0u64;
-        for (r, &t) in ts.iter().enumerate() {
-            let window = assigner::session(t, gap);
-            if t == i64::MIN || window.is_fired_by(self.watermark) {
-                late += 1;
-                continue;
-            }
-            let sessions = self.sessions.entry(rows.row(r).owned()).or_default();
-            let (mut joined, rest): (Vec<Session>, Vec<Session>) =
-                sessions.drain(..).partition(|s| s.window.intersects(&window));
-            *sessions = rest;
-            let mut session = match joined.pop() {
-                Some(s) => s,
-                None => Session {
-                    window,
-                    accs: self
-                        .aggs
-                        .iter()
-                        .map(|a| df(a.create_accumulator()))
-                        .collect::<Result<_, _>>()?,
-                },
-            };
-            for other in joined {
-                session.window = session.window.cover(&other.window);
-                for (acc, mut o) in session.accs.iter_mut().zip(other.accs) {
-                    let state = df(o.state())?;
-                    let arrays = state.iter().map(|s| df(s.to_array())).collect::<Result<Vec<_>, _>>()?;
-                    df(acc.merge_batch(&arrays))?;
-                }
-            }
-            session.window = session.window.cover(&window);
-            for (a, acc) in session.accs.iter_mut().enumerate() {
-                let values: Vec<ArrayRef> = args[a].iter().map(|arr| arr.slice(r, 1)).collect();
-                df(acc.update_batch(&values))?;
-            }
-            sessions.push(session);
-        }
+        let Some(sessions) = self.sessions.as_mut() else {
+            return Ok(());
+        };
+        let late = sessions.process(&self.codec, &self.aggs, &args, ts, rows, self.watermark)?;
         self.late.fetch_add(late, Ordering::Relaxed);
         Ok(())
     }
@@ -499,35 +415,16 @@ impl WindowAggregate {
                 out.push(b);
             }
         }
-        if self.sessions.is_empty() {
+        let Some(sessions) = self.sessions.as_mut() else {
             return Ok(());
-        }
-        let mut windows = Vec::new();
-        let mut keys = Vec::new();
-        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.aggs.len()];
-        for (key, sessions) in self.sessions.iter_mut() {
-            let (fired, open): (Vec<Session>, Vec<Session>) =
-                sessions.drain(..).partition(|s| s.window.is_fired_by(time));
-            *sessions = open;
-            for mut s in fired {
-                windows.push(s.window);
-                keys.push(key.clone());
-                for (a, acc) in s.accs.iter_mut().enumerate() {
-                    values[a].push(df(acc.evaluate())?);
-                }
-            }
-        }
-        self.sessions.retain(|_, s| !s.is_empty());
+        };
+        let FiredSessions { windows, keys, values } = sessions.fire(&self.codec, &self.aggs, time)?;
         if windows.is_empty() {
             return Ok(());
         }
         let (start, end) = Self::window_columns(&windows);
         let mut columns = vec![start, end];
-        columns.extend(df(self
-            .codec
-            .keys
-            .convert_rows(keys.iter().map(|k| k.row()))
-            .map_err(Into::into))?);
+        columns.extend(self.codec.key_columns(keys.iter().map(|k| k.as_slice()))?);
         for v in values {
             columns.push(df(ScalarValue::iter_to_array(v))?);
         }
@@ -549,16 +446,16 @@ impl Operator for WindowAggregate {
             .convert_columns(&key_columns)
             .map_err(|e| e.to_string())?;
         match self.kind {
-            WindowKind::Session { gap } => self.process_sessions(&batch, &ts, &rows, millis(gap)),
+            WindowKind::Session { .. } => self.process_sessions(&batch, &ts, &rows),
             _ => self.process_panes(&batch, &ts, &key_columns, &rows),
         }
     }
 
     fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, String> {
-        let keyed = match self.rocks.as_mut() {
-            // Savepoints are self-contained and backend-independent: always full.
-            Some(r) => r.snapshot(checkpoint_id, self.settings.incremental && !savepoint)?,
-            None => self.snapshot_heap()?,
+        let keyed = match (self.rocks.as_mut(), self.sessions.as_mut()) {
+            (Some(r), _) => r.snapshot(checkpoint_id, savepoint)?,
+            (None, Some(s)) => s.snapshot(checkpoint_id, savepoint)?,
+            (None, None) => self.snapshot_heap()?,
         };
         let mut snap = OperatorSnapshot {
             keyed: Some(keyed),
@@ -575,6 +472,9 @@ impl Operator for WindowAggregate {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
         if let Some(r) = self.rocks.as_mut() {
             r.store.confirm(checkpoint_id);
+        }
+        if let Some(s) = self.sessions.as_mut() {
+            s.notify_checkpoint_complete(checkpoint_id);
         }
         Ok(())
     }
@@ -608,6 +508,7 @@ impl Operator for WindowAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::test_settings;
     use arrow::array::{Float64Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::time::Duration;
@@ -643,20 +544,6 @@ mod tests {
         .unwrap()
     }
 
-    pub(super) fn settings(backend: StateBackendKind, dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
-        StateSettings {
-            backend,
-            incremental: false,
-            heap_budget: 64 << 20,
-            managed_budget: 16 << 20,
-            write_buffer_ratio: 0.5,
-            tmp_dir: dir.to_path_buf(),
-            max_parallelism: 128,
-            key_groups: sluice_common::state::KeyGroupRange::new(range.0, range.1),
-            task_name: "w (1/1)".into(),
-        }
-    }
-
     fn op(kind: WindowKind) -> (WindowAggregate, Arc<AtomicU64>) {
         op_with(kind, StateBackendKind::HashMap, (0, 127), None)
     }
@@ -685,7 +572,7 @@ mod tests {
             &input(),
             output(),
             late.clone(),
-            settings(backend, &std::env::temp_dir(), range),
+            test_settings(backend, &std::env::temp_dir(), range),
             restore,
         )
         .unwrap();
@@ -746,7 +633,7 @@ mod tests {
             time: TimeKind::Processing,
             pos: Default::default(),
         };
-        let s = settings(StateBackendKind::HashMap, &std::env::temp_dir(), (0, 127));
+        let s = test_settings(StateBackendKind::HashMap, &std::env::temp_dir(), (0, 127));
         let mut w = WindowAggregate::new(&spec, None, &["k".into()], &aggs, &input(), output(), late, s, None).unwrap();
         assert!(w.uses_processing_time());
         let mut out = Vec::new();
@@ -782,20 +669,29 @@ mod tests {
 
     #[test]
     fn sessions_merge_per_key() {
-        let (mut w, late) = op(WindowKind::Session {
-            gap: Duration::from_millis(100),
-        });
-        let mut out = Vec::new();
-        w.process(batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]), &mut out)
-            .unwrap();
-        // 120 bridges nothing yet (0+100 < 120); 180 joins [120,220) with [250,350) once 150 arrives.
-        w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out).unwrap();
-        w.on_watermark(99, &mut out).unwrap();
-        assert_eq!(rows(&out), vec![(0, 100, 1, 1, 1.0), (0, 100, 2, 1, 5.0)]);
-        out.clear();
-        w.finish(&mut out).unwrap();
-        assert_eq!(rows(&out), vec![(120, 350, 1, 3, 3.0)]);
-        assert_eq!(late.load(Ordering::Relaxed), 0);
+        for backend in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {
+            let session = WindowKind::Session {
+                gap: Duration::from_millis(100),
+            };
+            let (mut w, late) = op_with(session, backend, (0, 127), None);
+            let mut out = Vec::new();
+            w.process(batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]), &mut out)
+                .unwrap();
+            // 120 bridges nothing yet (0+100 < 120); 180 joins [120,220) with [250,350) once 150 arrives.
+            w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out).unwrap();
+            w.on_watermark(99, &mut out).unwrap();
+            assert_eq!(
+                rows(&out),
+                vec![(0, 100, 1, 1, 1.0), (0, 100, 2, 1, 5.0)],
+                "{backend:?}"
+            );
+            out.clear();
+            // Its session [-1, 99) has already fired at 99: late.
+            w.process(batch(&[(2, 1.0, -1)]), &mut out).unwrap();
+            w.finish(&mut out).unwrap();
+            assert_eq!(rows(&out), vec![(120, 350, 1, 3, 3.0)], "{backend:?}");
+            assert_eq!(late.load(Ordering::Relaxed), 1, "{backend:?}");
+        }
     }
 
     /// Snapshot at parallelism 1, restore split over two subtasks (and on the other backend):
@@ -804,23 +700,34 @@ mod tests {
     fn snapshot_restores_by_key_group_on_either_backend() {
         let rows_a: Vec<(i64, f64, i64)> = (0..200).map(|i| (i % 37, i as f64, (i * 7) % 3000)).collect();
         let rows_b: Vec<(i64, f64, i64)> = (200..400).map(|i| (i % 37, i as f64, (i * 7) % 3000)).collect();
-        let tumbling = WindowKind::Tumbling {
-            size: Duration::from_millis(1000),
-        };
+        for kind in [
+            WindowKind::Tumbling {
+                size: Duration::from_millis(1000),
+            },
+            WindowKind::Session {
+                gap: Duration::from_millis(40),
+            },
+        ] {
+            restores_by_key_group(kind, &rows_a, &rows_b);
+        }
+    }
+
+    fn restores_by_key_group(tumbling: WindowKind, rows_a: &[(i64, f64, i64)], rows_b: &[(i64, f64, i64)]) {
         let (mut whole, _) = op(tumbling);
         let mut expected = Vec::new();
-        whole.process(batch(&rows_a), &mut expected).unwrap();
-        whole.process(batch(&rows_b), &mut expected).unwrap();
+        whole.process(batch(rows_a), &mut expected).unwrap();
+        whole.process(batch(rows_b), &mut expected).unwrap();
         whole.finish(&mut expected).unwrap();
 
         for (from, to) in [
             (StateBackendKind::HashMap, StateBackendKind::HashMap),
             (StateBackendKind::HashMap, StateBackendKind::RocksDb),
             (StateBackendKind::RocksDb, StateBackendKind::HashMap),
+            (StateBackendKind::RocksDb, StateBackendKind::RocksDb),
         ] {
             let (mut first, _) = op_with(tumbling, from, (0, 127), None);
             let mut out = Vec::new();
-            first.process(batch(&rows_a), &mut out).unwrap();
+            first.process(batch(rows_a), &mut out).unwrap();
             let snap = first.snapshot(1, false).unwrap();
             let Some(KeyedSnapshot::Full { range, data, offsets }) = snap.keyed else {
                 panic!("full snapshot expected");
@@ -855,7 +762,7 @@ mod tests {
                 }
                 part.finish(&mut got).unwrap();
             }
-            assert_eq!(rows(&got), rows(&expected), "{from:?} → {to:?}");
+            assert_eq!(rows(&got), rows(&expected), "{tumbling:?}: {from:?} → {to:?}");
         }
     }
 }

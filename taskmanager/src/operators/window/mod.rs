@@ -4,6 +4,7 @@
 mod aggregate;
 pub mod assigner;
 mod rocks_state;
+mod sessions;
 mod state_codec;
 
 pub use aggregate::WindowAggregate;

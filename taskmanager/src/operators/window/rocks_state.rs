@@ -148,11 +148,7 @@ impl RocksPanes {
         Ok(out)
     }
 
-    pub fn snapshot(&mut self, checkpoint_id: u64, incremental: bool) -> Result<KeyedSnapshot, String> {
-        if incremental {
-            self.store.snapshot_incremental(checkpoint_id)
-        } else {
-            self.store.snapshot_full()
-        }
+    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+        self.store.snapshot(checkpoint_id, savepoint)
     }
 }

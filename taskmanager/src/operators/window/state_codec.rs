@@ -1,8 +1,8 @@
 //! How window state is keyed and encoded, the same for both backends and in snapshots: a
-//! pane's logical key is `PANE, end, start, key row`; a session's is `SESSION, key row, start,
-//! end` (timestamps order-preserving big-endian, key rows in Arrow's row format). The value is
-//! the row (Arrow row format) of every aggregate's accumulator state fields, so accumulators
-//! are rebuilt by `merge_batch`.
+//! pane's logical key is `PANE, end, start, key row` (timestamps order-preserving big-endian,
+//! key rows in Arrow's row format); sessions are typed keyed state (`sessions`). A value is the
+//! row (Arrow row format) of every aggregate's accumulator state fields, so accumulators are
+//! rebuilt by `merge_batch`.
 
 use arrow::array::ArrayRef;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -105,24 +105,4 @@ pub fn parse_pane_key(k: &[u8]) -> Result<(Window, &[u8]), String> {
     let end = decode_i64(&k[1..9])?;
     let start = decode_i64(&k[9..17])?;
     Ok((Window { start, end }, &k[17..]))
-}
-
-pub fn session_key(key_row: &[u8], w: Window) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17 + key_row.len());
-    k.push(state_ids::SESSION);
-    k.extend_from_slice(key_row);
-    k.extend_from_slice(&encode_i64(w.start));
-    k.extend_from_slice(&encode_i64(w.end));
-    k
-}
-
-/// (key row, session window) of a session key.
-pub fn parse_session_key(k: &[u8]) -> Result<(&[u8], Window), String> {
-    if k.len() < 17 || k[0] != state_ids::SESSION {
-        return Err("malformed session key in state".into());
-    }
-    let n = k.len();
-    let start = decode_i64(&k[n - 16..n - 8])?;
-    let end = decode_i64(&k[n - 8..])?;
-    Ok((&k[1..n - 16], Window { start, end }))
 }
