@@ -142,7 +142,8 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 }
 
 /// Flink's job-scope metrics on the jobmanager: checkpoint counts and the latest completed
-/// checkpoint's duration and size, and `numRestarts`.
+/// checkpoint's duration and size, `numRestarts`; and Sluice's rescale figures (`numRescales`,
+/// `lastRescaleDurationMs`, `parallelism`).
 fn job_metrics(host: &str, job: &crate::scheduler::job::Job) {
     let labels = [
         ("host", host.to_string()),
@@ -162,4 +163,8 @@ fn job_metrics(host: &str, job: &crate::scheduler::job::Job) {
     let total = stats.completed + stats.failed + stats.in_progress;
     metrics::gauge!("flink_jobmanager_job_totalNumberOfCheckpoints", &labels).set(total as f64);
     metrics::gauge!("flink_jobmanager_job_numRestarts", &labels).set(stats.num_restarts as f64);
+    metrics::gauge!("flink_jobmanager_job_numRescales", &labels).set(job.rescales.len() as f64);
+    let last = job.rescales.last().map_or(0.0, |r| r.pause_ms as f64);
+    metrics::gauge!("flink_jobmanager_job_lastRescaleDurationMs", &labels).set(last);
+    metrics::gauge!("flink_jobmanager_job_parallelism", &labels).set(f64::from(job.current_parallelism()));
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod seaweed;
+pub mod windowed_job;
 
 /// Directory holding the workspace's built binaries (next to this test executable).
 pub fn bin_dir() -> PathBuf {
@@ -274,6 +275,13 @@ impl Cluster {
         wait_for(timeout, &format!("job {id} to be {state}"), || {
             (self.job_state(id).as_deref() == Some(state)).then_some(())
         });
+    }
+
+    /// How many checkpoints job `id` completed (0 while REST does not answer).
+    pub fn completed_checkpoints(&self, id: &str) -> u64 {
+        self.rest(&format!("/jobs/{id}/checkpoints"))
+            .and_then(|v| v["counts"]["completed"].as_u64())
+            .unwrap_or(0)
     }
 
     /// Waits until `/overview` reports `n` taskmanagers; returns how long it took.

@@ -9,107 +9,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use sluice_tests::seaweed::SeaweedFs;
+use sluice_tests::windowed_job::WindowedJob;
 use sluice_tests::{get_text, job_id_of as job_id, wait_for, Cluster, Daemon};
 
-const ROWS: i64 = 150_000;
-const KEYS: i64 = 50;
+/// 150k rows over 50 users: 75 windows of 2 s.
+const JOB: WindowedJob = WindowedJob {
+    rows: 150_000,
+    keys: 50,
+    splits: 4,
+};
 
 fn job(out: &Path, rate: u32) -> String {
-    format!(
-        r#"name: exactly-once
-parallelism: 2
-sources:
-  - id: events
-    connector: datagen
-    options: {{number-of-rows: {ROWS}, splits: 4, rows-per-second: {rate}}}
-    schema:
-      - {{name: user_id, type: bigint, expr: "seq % {KEYS}"}}
-      - {{name: amount,  type: double, expr: "CAST(seq % 10 AS DOUBLE)"}}
-      - {{name: ts,      type: timestamp, expr: "to_timestamp_millis(1767225600000 + seq)"}}
-    watermark: {{column: ts, max-out-of-orderness: 0 ms}}
-operators:
-  - id: per-user
-    input: events
-    key-by: [user_id]
-    window: {{type: tumbling, size: 2 s}}
-    aggregate: {{n: "count(*)", total: "sum(amount)"}}
-sinks:
-  - id: out
-    input: per-user
-    connector: file
-    options: {{path: "{}", format: json}}
-"#,
-        out.display()
-    )
-}
-
-type Windows = BTreeMap<(String, i64), (i64, f64)>;
-
-fn reference() -> BTreeMap<(i64, i64), (i64, f64)> {
-    let mut m = BTreeMap::new();
-    for seq in 0..ROWS {
-        let ts = 1767225600000 + seq;
-        let e: &mut (i64, f64) = m.entry((ts - ts.rem_euclid(2000), seq % KEYS)).or_default();
-        e.0 += 1;
-        e.1 += (seq % 10) as f64;
-    }
-    m
-}
-
-/// Every committed row of the sink; a window seen twice fails the test.
-fn committed(out: &Path) -> Windows {
-    let mut got = Windows::new();
-    for entry in std::fs::read_dir(out).expect("output dir") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
-        if !name.starts_with("part-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("part file").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            let key = (
-                v["window_start"].as_str().expect("window_start").to_string(),
-                v["user_id"].as_i64().expect("user_id"),
-            );
-            let prev = got.insert(
-                key.clone(),
-                (v["n"].as_i64().expect("n"), v["total"].as_f64().expect("total")),
-            );
-            assert!(prev.is_none(), "window {key:?} committed twice (in {name})");
-        }
-    }
-    got
+    JOB.yaml(out, rate, 2)
 }
 
 fn assert_exact(out: &Path) {
-    let got = committed(out);
-    let want = reference();
-    let mut starts: BTreeMap<String, usize> = BTreeMap::new();
-    for (s, _) in got.keys() {
-        *starts.entry(s.clone()).or_default() += 1;
-    }
-    let partial: Vec<_> = starts.iter().filter(|(_, n)| **n != KEYS as usize).collect();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "number of committed windows; {} window starts seen, incomplete ones: {partial:?}",
-        starts.len()
-    );
-    let mut counts: Vec<(i64, i64)> = got.iter().map(|((_, k), (n, _))| (*k, *n)).collect();
-    let mut expected: Vec<(i64, i64)> = want.iter().map(|((_, k), (n, _))| (*k, *n)).collect();
-    counts.sort_unstable();
-    expected.sort_unstable();
-    assert_eq!(counts, expected, "per-window counts");
-    let total: f64 = got.values().map(|v| v.1).sum();
-    let want_total: f64 = want.values().map(|v| v.1).sum();
-    assert!((total - want_total).abs() < 1e-6, "sum {total} vs {want_total}");
-}
-
-fn completed_checkpoints(cluster: &Cluster, id: &str) -> u64 {
-    cluster
-        .rest(&format!("/jobs/{id}/checkpoints"))
-        .and_then(|v| v["counts"]["completed"].as_u64())
-        .unwrap_or(0)
+    JOB.assert_exact(out)
 }
 
 /// One slot per taskmanager, so the job's two slots span both and a kill hits it.
@@ -138,7 +53,7 @@ fn run_until_two_checkpoints(cluster: &mut Cluster) -> Running {
     assert!(run.status.success(), "{run:?}");
     let id = job_id(&run);
     wait_for(Duration::from_secs(30), "two completed checkpoints", || {
-        (completed_checkpoints(cluster, &id) >= 2).then_some(())
+        (cluster.completed_checkpoints(&id) >= 2).then_some(())
     });
     Running {
         jm,

@@ -122,6 +122,13 @@ choice!(
 );
 
 choice!(
+    /// `scheduler-mode`: unset (the default scheduler) or reactive.
+    SchedulerMode, "reactive", {
+        Reactive => ["reactive"],
+    }
+);
+
+choice!(
     /// `restart-strategy.type`.
     RestartStrategyKind, "none, fixed-delay, failure-rate or exponential-delay", {
         None => ["none", "off", "disable"],
@@ -289,6 +296,13 @@ options! {
     PARALLELISM_DEFAULT: NonZeroU32 = "parallelism.default", Some("1");
     /// How long a job waits for the slots it needs before it fails.
     RESOURCE_WAIT_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-wait-timeout", Some("5 min");
+    /// `reactive`: every vertex runs at min(its max parallelism, the job's share of slots).
+    SCHEDULER_MODE: SchedulerMode = "scheduler-mode", None;
+    /// How long the slots must stay unchanged before a running reactive job scales up (Flink's
+    /// reactive default: 0).
+    RESOURCE_STABILIZATION_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-stabilization-timeout", Some("0 ms");
+    /// The smallest rise of a reactive job's summed vertex parallelism worth a rescale.
+    MIN_PARALLELISM_INCREASE: NonZeroU32 = "jobmanager.adaptive-scheduler.min-parallelism-increase", Some("1");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
     // ---- checkpoints (Flink 2 names; the 1.x names are accepted)

@@ -57,6 +57,8 @@ struct Pending {
     trigger_ms: u64,
     target_url: String,
     savepoint: Option<SavepointRequest>,
+    /// The barrier also stops the tasks (stop-with-savepoint, or a reactive rescale).
+    stop: bool,
     acks: BTreeMap<(u32, u32), CheckpointAck>,
 }
 
@@ -76,8 +78,10 @@ pub struct Coordinator {
     consecutive_failures: u32,
     /// Set when failures exceeded the tolerance: the job must fail with this cause.
     pub fatal: Option<String>,
-    /// A stop-with-savepoint completed: the job finishes as its tasks end.
+    /// A stop-with-savepoint (or stop-with-checkpoint) completed: the tasks end.
     pub stopped: bool,
+    /// The next periodic-style trigger is a stop-with-checkpoint.
+    stop_next: bool,
 }
 
 impl Coordinator {
@@ -113,6 +117,7 @@ impl Coordinator {
             consecutive_failures: 0,
             fatal: None,
             stopped: false,
+            stop_next: false,
         }
     }
 
@@ -191,6 +196,27 @@ impl Coordinator {
         }
     }
 
+    /// A checkpoint whose barrier also stops the tasks, so a rescale replays nothing (reactive
+    /// scale-up). `false` when it cannot start: no checkpoint directory, or a stop under way.
+    pub async fn stop_with_checkpoint(&mut self) -> bool {
+        let Some(dir) = self.settings.dir.clone() else {
+            return false;
+        };
+        if self.stopped || self.stopping() {
+            return false;
+        }
+        self.stop_next = true;
+        let job_id = self.job_id.clone();
+        self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
+        self.stop_next = false;
+        true
+    }
+
+    /// Whether a stopping checkpoint or savepoint is pending.
+    pub fn stopping(&self) -> bool {
+        self.pending.values().any(|p| p.stop)
+    }
+
     /// Starts checkpoint (or savepoint) number next; `target_of(id)` is where its files go.
     async fn trigger(&mut self, target_of: impl FnOnce(u64) -> String, savepoint: Option<SavepointRequest>) {
         let id = {
@@ -202,7 +228,9 @@ impl Coordinator {
         let target_url = target_of(id);
         self.last_trigger = Instant::now();
         let trigger_ms = now_ms();
-        let (stop, drain) = savepoint.as_ref().map(|s| (s.stop, s.drain)).unwrap_or_default();
+        let (stop, drain) = savepoint
+            .as_ref()
+            .map_or((std::mem::take(&mut self.stop_next), false), |s| (s.stop, s.drain));
         if let Some(s) = &savepoint {
             self.stats()
                 .savepoints
@@ -216,6 +244,7 @@ impl Coordinator {
                 trigger_ms,
                 target_url: target_url.clone(),
                 savepoint: savepoint.clone(),
+                stop,
                 acks: BTreeMap::new(),
             },
         );
@@ -390,7 +419,7 @@ impl Coordinator {
                     .insert(s.trigger_id.clone(), SavepointStatus::Completed(p.target_url.clone()));
             }
         }
-        if p.savepoint.as_ref().is_some_and(|s| s.stop) {
+        if p.stop {
             self.stopped = true;
         }
         for tm in &self.tms {

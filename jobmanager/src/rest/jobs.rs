@@ -137,6 +137,14 @@ fn details(job: &Job, records: &HashMap<(String, u32), (u64, u64)>) -> Value {
         "status-counts": job.task_counts(None),
         "plan": {"jid": job.id, "name": job.name, "type": "STREAMING", "nodes": nodes},
         "failure-cause": job.failure,
+        "scheduler-mode": if job.reactive { "reactive" } else { "default" },
+        "parallelism": job.current_parallelism(),
+        "rescales": {
+            "count": job.rescales.len(),
+            "last-duration-ms": job.rescales.last().map(|r| r.pause_ms),
+            "in-progress": job.pending_rescale.is_some(),
+            "history": job.rescales.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        },
     })
 }
 

@@ -11,6 +11,8 @@ use sluice_proto::control::{CheckpointAck, CheckpointDecline};
 use crate::checkpoint::coordinator::CheckpointHistory;
 use crate::checkpoint::{CheckpointStats, SavepointRequest};
 
+use super::reactive::{PendingRescale, RescaleRecord};
+
 /// A checkpoint message from a taskmanager, waiting for the coordinator.
 #[derive(Debug, Clone)]
 pub enum CheckpointMessage {
@@ -108,9 +110,19 @@ pub struct Job {
     pub inbox: Vec<CheckpointMessage>,
     pub savepoint_requests: Vec<SavepointRequest>,
     pub restore: Option<RestoreSource>,
+    /// `scheduler-mode: reactive`: the parallelism follows the slots.
+    pub reactive: bool,
+    /// Rescales so far (reactive), and the one under way.
+    pub rescales: Vec<RescaleRecord>,
+    pub pending_rescale: Option<PendingRescale>,
 }
 
 impl Job {
+    /// The parallelism the job runs at: its widest vertex's.
+    pub fn current_parallelism(&self) -> u32 {
+        self.graph.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+    }
+
     pub fn checkpoint_stats(&self) -> CheckpointStats {
         self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -4,9 +4,12 @@
 //! checkpoint, or the savepoint it was started from), and follows its subtasks' states to
 //! FINISHED, CANCELED or a failure. A failure restarts the job under its restart strategy
 //! (`restart`) and fails it with the cause when the strategy gives up. While it runs, the
-//! checkpoint coordinator (`crate::checkpoint`) takes checkpoints and savepoints.
+//! checkpoint coordinator (`crate::checkpoint`) takes checkpoints and savepoints. In reactive
+//! mode (`reactive`) every attempt runs at the parallelism the job's share of slots allows, a
+//! running job scales up by stop-with-checkpoint and redeploy, and down by failover.
 
 pub mod job;
+pub mod reactive;
 pub mod restart;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +31,7 @@ use tokio::sync::Notify;
 use crate::checkpoint::{CheckpointSettings, Coordinator, SavepointRequest};
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
 use job::{CheckpointMessage, Job, JobState, RestoreSource, TaskStatus};
+use reactive::{PendingRescale, ReactiveSettings, RescaleRecord, ScaleUpWatch};
 use restart::RestartStrategy;
 
 /// How long cancelling or failing waits for subtasks to report before giving up on them.
@@ -39,6 +43,8 @@ enum Outcome {
     Finished,
     Canceled,
     Failed,
+    /// Stopped with a checkpoint to run again at another parallelism.
+    Rescale,
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +162,11 @@ impl Scheduler {
         let graph = compile_job(&yaml, &file, &options).map_err(|e| e.to_string())?;
         // The job's effective configuration: the cluster's with the job file's `config:` on top.
         let config = self.settings.config.overlaid(graph.config.iter().map(|(k, v)| (k, v)));
-        checkpoint_settings(&config)?;
+        let cp = checkpoint_settings(&config)?;
+        let reactive = cfg(config.get_opt(&SCHEDULER_MODE))?.is_some();
+        if reactive && (cp.interval.is_none() || cp.dir.is_none()) {
+            return Err("Reactive mode (scheduler-mode: reactive) rescales from checkpoints: set execution.checkpointing.interval and execution.checkpointing.dir.".into());
+        }
         if let Some(r) = &restore {
             if !r.allow_non_restored_state {
                 for op in &r.metadata.operators {
@@ -194,6 +204,9 @@ impl Scheduler {
             inbox: Vec::new(),
             savepoint_requests: Vec::new(),
             restore,
+            reactive,
+            rescales: Vec::new(),
+            pending_rescale: None,
         };
         tracing::info!(
             "Received job {} ({id}) needing {} slots.",
@@ -313,51 +326,120 @@ impl Scheduler {
         uuid::Uuid::new_v4().simple().to_string()
     }
 
-    async fn drive(self, handle: Arc<Handle>) {
-        let (needed, wait, config) = {
+    /// Reactive mode: the slots to take now, 0 to keep waiting. The job's share if that many
+    /// are free; what is free once the slots stayed short for the stabilization timeout.
+    fn reactive_slots(&self, handle: &Handle, r: &ReactiveSettings, waiting_since: Instant) -> u32 {
+        let want = self.reactive_target(handle);
+        let (_, _, free) = self.registry.totals();
+        if want > 0 && free >= want {
+            want
+        } else if free > 0 && want > 0 && waiting_since.elapsed() >= r.stabilization {
+            free.min(want)
+        } else {
+            0
+        }
+    }
+
+    /// Reactive mode: min(max parallelism, the job's even share of the registered slots).
+    fn reactive_target(&self, handle: &Handle) -> u32 {
+        let (id, max_parallelism) = {
             let job = handle.lock();
-            (
-                job.graph.slots_needed(),
-                self.settings.resource_wait_timeout,
-                job.config.clone(),
-            )
+            (job.id.clone(), job.graph.max_parallelism)
+        };
+        let mut jobs: Vec<(u64, String)> = self
+            .jobs()
+            .into_iter()
+            .filter(|j| j.reactive && !j.state.is_terminal())
+            .map(|j| (j.start_time, j.id))
+            .collect();
+        jobs.sort();
+        let index = jobs.iter().position(|(_, j)| *j == id).unwrap_or(0);
+        let (_, total, _) = self.registry.totals();
+        reactive::share(total, index, jobs.len()).min(max_parallelism)
+    }
+
+    /// Recompiles the job at parallelism `p`, keeping its max parallelism (the key groups).
+    fn replan(&self, handle: &Handle, p: u32) -> Result<(), String> {
+        let mut job = handle.lock();
+        let options = GraphOptions {
+            default_parallelism: self.settings.default_parallelism,
+            parallelism: Some(p),
+            node_parallelism: BTreeMap::new(),
+            restored_max_parallelism: Some(job.graph.max_parallelism),
+        };
+        let graph = compile_job(&job.yaml, &job.file, &options).map_err(|e| e.to_string())?;
+        job.graph = Arc::new(graph);
+        Ok(())
+    }
+
+    async fn drive(self, handle: Arc<Handle>) {
+        let (fixed_need, config, reactive) = {
+            let job = handle.lock();
+            (job.graph.slots_needed(), job.config.clone(), job.reactive)
         };
         let checkpointing = config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some();
-        let mut strategy = match RestartStrategy::from_config(&config, checkpointing) {
+        let setup = RestartStrategy::from_config(&config, checkpointing).and_then(|s| {
+            let r = reactive.then(|| ReactiveSettings::from_config(&config)).transpose()?;
+            Ok((s, r))
+        });
+        let (mut strategy, reactive) = match setup {
             Ok(s) => s,
             Err(e) => {
                 Self::fail(&handle, e);
                 return;
             }
         };
+        // Reactive mode waits for slots as long as it takes unless a timeout is set (Flink's
+        // reactive default for resource-wait-timeout is -1).
+        let wait = (reactive.is_none() || config.contains(&RESOURCE_WAIT_TIMEOUT))
+            .then_some(self.settings.resource_wait_timeout);
         loop {
             // 1. Slots.
-            let deadline = tokio::time::Instant::now() + wait;
-            let allocation = loop {
+            let waiting_since = Instant::now();
+            let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+            let (allocation, took) = loop {
                 if handle.lock().cancel_requested {
                     handle.lock().transition(JobState::Canceled, now_ms());
                     return;
                 }
-                if let Some(a) = self.registry.allocate(needed) {
-                    break a;
+                let needed = match &reactive {
+                    Some(r) => self.reactive_slots(&handle, r, waiting_since),
+                    None => fixed_need,
+                };
+                if let Some(a) = (needed > 0).then(|| self.registry.allocate(needed)).flatten() {
+                    break (a, needed);
                 }
-                if tokio::time::Instant::now() >= deadline {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                     let (tms, total, free) = self.registry.totals();
                     Self::fail(
                         &handle,
                         format!(
-                            "Could not acquire the minimum required resources: the job needs {needed} slots, but only {free} of {total} slots (on {tms} taskmanagers) were available after waiting {} (jobmanager.adaptive-scheduler.resource-wait-timeout).",
-                            format_duration(wait)
+                            "Could not acquire the minimum required resources: the job needs {} slots, but only {free} of {total} slots (on {tms} taskmanagers) were available after waiting {} (jobmanager.adaptive-scheduler.resource-wait-timeout).",
+                            needed.max(1),
+                            format_duration(wait.unwrap_or_default())
                         ),
                     );
                     return;
                 }
                 Self::wait(&handle).await;
             };
+            if reactive.is_some() {
+                if let Err(e) = self.replan(&handle, took) {
+                    Self::fail(&handle, e);
+                    return;
+                }
+            }
             let held: Vec<(String, u32)> = allocation.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
-            let outcome = self.run(&handle, allocation).await;
+            let outcome = self.run(&handle, allocation, reactive.as_ref()).await;
             self.registry.release(&held);
             let end = match outcome {
+                Outcome::Rescale => {
+                    let mut job = handle.lock();
+                    job.transition(JobState::Restarting, now_ms());
+                    job.tasks.clear();
+                    job.inbox.clear();
+                    continue;
+                }
                 Outcome::Finished => JobState::Finished,
                 Outcome::Canceled => JobState::Canceled,
                 Outcome::Failed => {
@@ -413,7 +495,12 @@ impl Scheduler {
     }
 
     /// Deploys onto the allocated slots and follows the attempt to its end.
-    async fn run(&self, handle: &Arc<Handle>, allocation: Vec<(TaskManagerRecord, u32)>) -> Outcome {
+    async fn run(
+        &self,
+        handle: &Arc<Handle>,
+        allocation: Vec<(TaskManagerRecord, u32)>,
+        reactive: Option<&ReactiveSettings>,
+    ) -> Outcome {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
         let restore = match self.restore_point(handle).await {
             Ok(r) => r,
@@ -469,7 +556,12 @@ impl Scheduler {
                 job_yaml: job.yaml.clone(),
                 job_file: job.file.clone(),
                 default_parallelism: self.settings.default_parallelism,
-                parallelism: job.parallelism.unwrap_or(0),
+                // Reactive: the parallelism this attempt was planned at.
+                parallelism: if job.reactive {
+                    job.current_parallelism()
+                } else {
+                    job.parallelism.unwrap_or(0)
+                },
                 job_name: job.name.clone(),
                 job_config,
                 max_parallelism: graph.max_parallelism,
@@ -525,7 +617,7 @@ impl Scheduler {
             }
             deployed.push(tm.clone());
         }
-        self.follow(handle, &deployed, epoch).await
+        self.follow(handle, &deployed, epoch, reactive).await
     }
 
     async fn cancel_on(&self, tms: &[TaskManagerRecord], job_id: &str, epoch: u64) {
@@ -554,7 +646,86 @@ impl Scheduler {
         ))
     }
 
-    async fn follow(&self, handle: &Arc<Handle>, tms: &[TaskManagerRecord], epoch: u64) -> Outcome {
+    /// Reactive scale-up: stops the job with a checkpoint when its share of slots grew enough
+    /// and the extra slots are free. `true` once the stop is under way.
+    async fn maybe_scale_up(
+        &self,
+        handle: &Handle,
+        r: &ReactiveSettings,
+        watch: &mut ScaleUpWatch,
+        coordinator: &mut Coordinator,
+    ) -> bool {
+        let (current, vertices) = {
+            let job = handle.lock();
+            (job.current_parallelism(), job.graph.vertices.len() as u32)
+        };
+        let desired = self.reactive_target(handle);
+        let (_, _, free) = self.registry.totals();
+        let fits = desired > current && free >= desired - current;
+        if !watch.observe(
+            r,
+            current * vertices,
+            if fits { desired * vertices } else { 0 },
+            Instant::now(),
+        ) {
+            return false;
+        }
+        let since = Instant::now();
+        if !coordinator.stop_with_checkpoint().await {
+            return false;
+        }
+        let mut job = handle.lock();
+        tracing::info!(
+            "Rescaling job {} ({}) from parallelism {current} to {desired}: stopping it with a checkpoint.",
+            job.name,
+            job.id
+        );
+        job.pending_rescale = Some(PendingRescale {
+            from: current,
+            cause: format!("{desired} slots became available to the job"),
+            since,
+            timestamp_ms: now_ms(),
+        });
+        true
+    }
+
+    /// The first time every task of an attempt runs: a rescale under way is over.
+    fn finish_rescale(handle: &Handle) {
+        let mut job = handle.lock();
+        let Some(pending) = job.pending_rescale.take() else {
+            return;
+        };
+        let to = job.current_parallelism();
+        if to == pending.from {
+            return;
+        }
+        let pause_ms = pending.since.elapsed().as_millis() as u64;
+        tracing::info!(
+            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}).",
+            job.name,
+            job.id,
+            pending.from,
+            pending.cause
+        );
+        job.rescales.push(RescaleRecord {
+            timestamp_ms: pending.timestamp_ms,
+            from: pending.from,
+            to,
+            cause: pending.cause,
+            pause_ms,
+        });
+    }
+
+    async fn follow(
+        &self,
+        handle: &Arc<Handle>,
+        tms: &[TaskManagerRecord],
+        epoch: u64,
+        reactive: Option<&ReactiveSettings>,
+    ) -> Outcome {
+        let mut watch = ScaleUpWatch::default();
+        let mut rescaling = false;
+        let mut was_running = false;
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         let mut coordinator = match self.coordinator(handle, tms, epoch) {
             Ok(c) => c,
@@ -616,8 +787,25 @@ impl Scheduler {
                     }
                 }
                 coordinator.tick(all_running, requests).await;
+                if all_running && !was_running {
+                    was_running = true;
+                    Self::finish_rescale(handle);
+                }
+                if let Some(r) = reactive {
+                    if rescaling && !coordinator.stopping() && !coordinator.stopped {
+                        tracing::warn!(
+                            "The stop-with-checkpoint for a rescale of job {job_id} failed; the job keeps running."
+                        );
+                        rescaling = false;
+                        handle.lock().pending_rescale = None;
+                    }
+                    if all_running && !rescaling && !coordinator.stopping() && !coordinator.stopped {
+                        rescaling = self.maybe_scale_up(handle, r, &mut watch, &mut coordinator).await;
+                    }
+                }
             }
             match stopping {
+                JobState::Running if all_finished && rescaling && coordinator.stopped => return Outcome::Rescale,
                 JobState::Running if all_finished => return Outcome::Finished,
                 JobState::Running if any_failed || cancel || coordinator.fatal.is_some() => {
                     if let Some(f) = coordinator.fatal.take() {
@@ -628,7 +816,21 @@ impl Scheduler {
                     } else {
                         JobState::Canceling
                     };
-                    handle.lock().transition(stopping, now_ms());
+                    {
+                        let mut job = handle.lock();
+                        job.transition(stopping, now_ms());
+                        // Reactive: a failover restarts at whatever parallelism is left.
+                        if reactive.is_some() && stopping == JobState::Failing && job.pending_rescale.is_none() {
+                            let from = job.current_parallelism();
+                            let cause = job.failure.clone().unwrap_or_default();
+                            job.pending_rescale = Some(PendingRescale {
+                                from,
+                                cause,
+                                since: Instant::now(),
+                                timestamp_ms: now_ms(),
+                            });
+                        }
+                    }
                     self.cancel_on(tms, &job_id, epoch).await;
                     stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
                 }

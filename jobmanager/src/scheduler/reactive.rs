@@ -1,0 +1,134 @@
+//! Reactive mode (`scheduler-mode: reactive`, DESIGN §9): a job runs at the parallelism the
+//! slots allow. Unlike Flink it works in a session cluster: the registered slots are split
+//! evenly between the reactive jobs that have not ended, in the order they were submitted
+//! (the first `total mod n` jobs get one more). Each vertex then runs at min(its max
+//! parallelism, the job's share). A running job scales up when its share rose by at least
+//! `min-parallelism-increase` (summed over vertices), the extra slots are free, and the slots
+//! have not changed for `resource-stabilization-timeout`; it scales down only by failover when
+//! a taskmanager is lost. Every rescale is recorded with its cause and pause.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_common::config::options::{MIN_PARALLELISM_INCREASE, RESOURCE_STABILIZATION_TIMEOUT};
+use sluice_common::config::Configuration;
+
+#[derive(Debug, Clone)]
+pub struct ReactiveSettings {
+    pub stabilization: Duration,
+    pub min_increase: u32,
+}
+
+impl ReactiveSettings {
+    pub fn from_config(c: &Configuration) -> Result<Self, String> {
+        Ok(ReactiveSettings {
+            stabilization: c.get(&RESOURCE_STABILIZATION_TIMEOUT).map_err(|e| e.to_string())?,
+            min_increase: c.get(&MIN_PARALLELISM_INCREASE).map_err(|e| e.to_string())?.get(),
+        })
+    }
+}
+
+/// The slots job number `index` (in submission order) of `jobs` reactive jobs gets of `total`.
+pub fn share(total: u32, index: usize, jobs: usize) -> u32 {
+    let n = jobs.max(1) as u32;
+    total / n + u32::from((index as u32) < total % n)
+}
+
+/// The summed parallelism of vertices whose max parallelisms are `maxes` at a share of `p`.
+pub fn aggregate(maxes: &[u32], p: u32) -> u32 {
+    maxes.iter().map(|m| (*m).min(p)).sum()
+}
+
+/// Decides when a running job scales up: the desired parallelism must have been the same,
+/// and enough above the current one, for the stabilization timeout.
+#[derive(Debug, Default)]
+pub struct ScaleUpWatch {
+    seen: Option<(u32, Instant)>,
+}
+
+impl ScaleUpWatch {
+    /// `current`/`desired` are summed over vertices; `true` means rescale now.
+    pub fn observe(&mut self, settings: &ReactiveSettings, current: u32, desired: u32, now: Instant) -> bool {
+        if desired < current + settings.min_increase {
+            self.seen = None;
+            return false;
+        }
+        match self.seen {
+            Some((d, since)) if d == desired => now.duration_since(since) >= settings.stabilization,
+            _ => {
+                self.seen = Some((desired, now));
+                settings.stabilization.is_zero()
+            }
+        }
+    }
+}
+
+/// One rescale of a job, as REST shows it.
+#[derive(Debug, Clone)]
+pub struct RescaleRecord {
+    pub timestamp_ms: u64,
+    pub from: u32,
+    pub to: u32,
+    pub cause: String,
+    /// From the stop barrier (or the failure) to every task of the new attempt running.
+    pub pause_ms: u64,
+}
+
+impl RescaleRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "timestamp": self.timestamp_ms,
+            "from_parallelism": self.from,
+            "to_parallelism": self.to,
+            "cause": self.cause,
+            "pause_ms": self.pause_ms,
+        })
+    }
+}
+
+/// A rescale under way: what it started from and when the job stopped processing.
+#[derive(Debug, Clone)]
+pub struct PendingRescale {
+    pub from: u32,
+    pub cause: String,
+    pub since: Instant,
+    pub timestamp_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_split_evenly_in_submission_order() {
+        assert_eq!(share(6, 0, 2), 3);
+        assert_eq!(share(6, 1, 2), 3);
+        assert_eq!(share(5, 0, 2), 3);
+        assert_eq!(share(5, 1, 2), 2);
+        assert_eq!(share(3, 0, 1), 3);
+        assert_eq!(share(0, 0, 1), 0);
+        assert_eq!(aggregate(&[128, 2, 128], 3), 7);
+    }
+
+    #[test]
+    fn scale_up_waits_for_stable_resources_and_the_minimum_increase() {
+        let s = ReactiveSettings {
+            stabilization: Duration::from_secs(2),
+            min_increase: 2,
+        };
+        let t0 = Instant::now();
+        let mut w = ScaleUpWatch::default();
+        assert!(!w.observe(&s, 4, 5, t0), "below the minimum increase");
+        assert!(!w.observe(&s, 4, 6, t0));
+        assert!(!w.observe(&s, 4, 6, t0 + Duration::from_secs(1)));
+        // The slots changed again: stabilization starts over.
+        assert!(!w.observe(&s, 4, 8, t0 + Duration::from_millis(1500)));
+        assert!(!w.observe(&s, 4, 8, t0 + Duration::from_secs(3)));
+        assert!(w.observe(&s, 4, 8, t0 + Duration::from_millis(3500)));
+        let now = ReactiveSettings {
+            stabilization: Duration::ZERO,
+            min_increase: 1,
+        };
+        assert!(ScaleUpWatch::default().observe(&now, 2, 3, t0));
+    }
+}

@@ -1,0 +1,157 @@
+//! Reactive mode end to end, with real processes: a keyed windowed job with an exactly-once file
+//! sink follows taskmanagers joining (scale-up by stop-with-checkpoint) and being killed with
+//! SIGKILL (scale-down by failover), five alternating rounds, and its committed output equals
+//! the reference. Every rescale's pause is printed. Two reactive jobs in one session cluster
+//! both scale up when a taskmanager joins.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_tests::windowed_job::WindowedJob;
+use sluice_tests::{job_id_of, wait_for, Cluster, Daemon};
+
+fn reactive_config(checkpoints: &std::path::Path) -> String {
+    format!(
+        "scheduler-mode: reactive\nstate.backend.type: hashmap\n\
+         execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
+         execution.checkpointing.num-retained: 2\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
+         restart-strategy.fixed-delay.delay: 100 ms\n",
+        checkpoints.display()
+    )
+}
+
+/// The job's REST details once it runs at `p` with no rescale under way.
+fn wait_parallelism(cluster: &Cluster, id: &str, p: u64, timeout: Duration) -> Value {
+    wait_for(timeout, &format!("job {id} running at parallelism {p}"), || {
+        let job = cluster.rest(&format!("/jobs/{id}"))?;
+        let running = job["state"] == "RUNNING"
+            && job["parallelism"].as_u64() == Some(p)
+            && job["rescales"]["in-progress"] == false
+            && job["vertices"]
+                .as_array()?
+                .iter()
+                .all(|v| v["status"] == "RUNNING" && v["parallelism"].as_u64() == Some(p));
+        running.then_some(job)
+    })
+}
+
+fn submit(cluster: &Cluster, yaml: &str, name: &str) -> String {
+    let file = cluster.config_dir().join(name);
+    std::fs::write(&file, yaml).expect("job file");
+    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+    assert!(run.status.success(), "{run:?}");
+    job_id_of(&run)
+}
+
+#[test]
+fn reactive_job_follows_taskmanagers_with_exact_results() {
+    let job = WindowedJob {
+        rows: 400_000,
+        keys: 50,
+        splits: 6,
+    };
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&reactive_config(checkpoints.path()));
+    let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
+    let (_jm, _) = cluster.start_jobmanager();
+    let mut tms: Vec<Daemon> = (0..2).map(|_| cluster.start_taskmanager(&one_slot).0).collect();
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let id = submit(&cluster, &job.yaml(&out, 8_000, 1), "job.yaml");
+    wait_parallelism(&cluster, &id, 2, Duration::from_secs(30));
+
+    for round in 1..=5 {
+        // Up: a third taskmanager joins.
+        tms.push(cluster.start_taskmanager(&one_slot).0);
+        wait_parallelism(&cluster, &id, 3, Duration::from_secs(30));
+        let done = cluster.completed_checkpoints(&id);
+        wait_for(Duration::from_secs(20), "a checkpoint at parallelism 3", || {
+            (cluster.completed_checkpoints(&id) > done).then_some(())
+        });
+        // Down: the oldest taskmanager is killed.
+        tms.remove(0).kill9();
+        wait_parallelism(&cluster, &id, 2, Duration::from_secs(30));
+        let done = cluster.completed_checkpoints(&id);
+        wait_for(Duration::from_secs(20), "a checkpoint at parallelism 2", || {
+            (cluster.completed_checkpoints(&id) > done).then_some(())
+        });
+        println!("round {round}: 2 → 3 → 2");
+    }
+    let state = cluster.rest(&format!("/jobs/{id}")).expect("job");
+    assert_eq!(state["state"], "RUNNING", "the source must outlast the rounds: {state}");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
+
+    let details = cluster.rest(&format!("/jobs/{id}")).expect("job");
+    let history = details["rescales"]["history"].as_array().expect("history").clone();
+    for r in &history {
+        println!(
+            "rescale {} → {}: pause {} ms ({})",
+            r["from_parallelism"], r["to_parallelism"], r["pause_ms"], r["cause"]
+        );
+    }
+    assert!(history.len() >= 10, "5 rounds make 10 rescales: {history:?}");
+    let ups: Vec<u64> = history
+        .iter()
+        .filter(|r| r["to_parallelism"].as_u64() > r["from_parallelism"].as_u64())
+        .filter_map(|r| r["pause_ms"].as_u64())
+        .collect();
+    let downs: Vec<u64> = history
+        .iter()
+        .filter(|r| r["to_parallelism"].as_u64() < r["from_parallelism"].as_u64())
+        .filter_map(|r| r["pause_ms"].as_u64())
+        .collect();
+    println!(
+        "scale-up pauses (ms): {ups:?}, max {:?}; scale-down pauses (ms): {downs:?}, max {:?}",
+        ups.iter().max(),
+        downs.iter().max()
+    );
+    job.assert_exact(&out);
+}
+
+#[test]
+fn two_reactive_jobs_in_a_session_cluster_both_scale_up() {
+    let job = WindowedJob {
+        rows: 10_000_000,
+        keys: 20,
+        splits: 6,
+    };
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&reactive_config(checkpoints.path()));
+    let (_jm, _) = cluster.start_jobmanager();
+    let two_slots = ["-D", "taskmanager.numberOfTaskSlots=2"];
+    let _a = cluster.start_taskmanager(&two_slots);
+    let _b = cluster.start_taskmanager(&two_slots);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let first = submit(
+        &cluster,
+        &job.yaml(&cluster.config_dir().join("out-1"), 500, 1),
+        "one.yaml",
+    );
+    wait_parallelism(&cluster, &first, 4, Duration::from_secs(30));
+    // The second job gets an even share once the first rescales... which it does only when
+    // slots are free: the first keeps its 4 until it fails or the cluster grows.
+    let second = submit(
+        &cluster,
+        &job.yaml(&cluster.config_dir().join("out-2"), 500, 1),
+        "two.yaml",
+    );
+    let _c = cluster.start_taskmanager(&two_slots);
+    cluster.wait_taskmanagers(3, Duration::from_secs(20));
+    // 6 slots: the first job keeps 4 (a running job is not scaled down), the second takes 2.
+    wait_parallelism(&cluster, &second, 2, Duration::from_secs(30));
+    let _d = cluster.start_taskmanager(&two_slots);
+    let _e = cluster.start_taskmanager(&two_slots);
+    cluster.wait_taskmanagers(5, Duration::from_secs(20));
+    // 10 slots split evenly: 5 each; both rescale.
+    let one = wait_parallelism(&cluster, &first, 5, Duration::from_secs(30));
+    let two = wait_parallelism(&cluster, &second, 5, Duration::from_secs(30));
+    for (name, j) in [("first", &one), ("second", &two)] {
+        println!("{name} job rescales: {}", j["rescales"]["history"]);
+        assert!(j["rescales"]["count"].as_u64() >= Some(1), "{name}: {j}");
+    }
+    for id in [&first, &second] {
+        let c = cluster.sluice("cancel", &[id.as_str()]);
+        assert!(c.status.success(), "{c:?}");
+    }
+}
