@@ -192,3 +192,26 @@ pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Que
         ),
     }
 }
+
+/// `GET /jobs/:id/resource-requirements`: Flink's body, per vertex id.
+pub async fn get_requirements(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    match state.scheduler.requirements(&id) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+/// `PUT /jobs/:id/resource-requirements`: the job rescales to fit the new bounds.
+pub async fn put_requirements(State(state): State<SharedState>, Path(id): Path<String>, body: String) -> Response {
+    let parsed: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("The request body is not JSON: {e}")),
+    };
+    if state.scheduler.job(&id).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
+    }
+    match state.scheduler.set_requirements(&id, &parsed) {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}

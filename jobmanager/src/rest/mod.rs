@@ -52,6 +52,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/jobs/{id}/savepoints", post(checkpoints::trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(checkpoints::savepoint_status))
         .route("/jobs/{id}/stop", post(checkpoints::stop))
+        .route(
+            "/jobs/{id}/resource-requirements",
+            get(jobs::get_requirements).put(jobs::put_requirements),
+        )
         .with_state(state);
     Router::new().nest("/v1", api.clone()).merge(api).fallback(not_found)
 }

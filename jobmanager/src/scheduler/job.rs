@@ -12,6 +12,7 @@ use crate::checkpoint::coordinator::CheckpointHistory;
 use crate::checkpoint::{CheckpointStats, SavepointRequest};
 
 use super::reactive::{PendingRescale, RescaleRecord};
+use super::requirements::Requirements;
 
 /// A checkpoint message from a taskmanager, waiting for the coordinator.
 #[derive(Debug, Clone)]
@@ -115,6 +116,12 @@ pub struct Job {
     /// Rescales so far (reactive), and the one under way.
     pub rescales: Vec<RescaleRecord>,
     pub pending_rescale: Option<PendingRescale>,
+    /// Per-vertex resource requirements (`PUT /jobs/:id/resource-requirements`), and whether
+    /// the running attempt has yet to fit them.
+    pub requirements: Requirements,
+    pub requirements_changed: bool,
+    /// Per-node parallelism the scheduler decided (by node id), sent to the taskmanagers.
+    pub node_parallelism: BTreeMap<String, u32>,
 }
 
 impl Job {

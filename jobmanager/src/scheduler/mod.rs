@@ -10,7 +10,9 @@
 
 pub mod job;
 pub mod reactive;
+pub mod requirements;
 pub mod restart;
+mod states;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_common::config::options::*;
-use sluice_common::config::{format_duration, Configuration};
+use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions};
 use sluice_common::state::assignment::check_max_parallelism;
 use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, location_url, open_location};
@@ -32,20 +34,8 @@ use crate::checkpoint::{CheckpointSettings, Coordinator, SavepointRequest};
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
 use job::{CheckpointMessage, Job, JobState, RestoreSource, TaskStatus};
 use reactive::{PendingRescale, ReactiveSettings, RescaleRecord, ScaleUpWatch};
-use restart::RestartStrategy;
 
-/// How long cancelling or failing waits for subtasks to report before giving up on them.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
-
-/// How an attempt ended.
-enum Outcome {
-    Finished,
-    Canceled,
-    Failed,
-    /// Stopped with a checkpoint to run again at another parallelism.
-    Rescale,
-}
 
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
@@ -207,6 +197,9 @@ impl Scheduler {
             reactive,
             rescales: Vec::new(),
             pending_rescale: None,
+            requirements: Default::default(),
+            requirements_changed: false,
+            node_parallelism: BTreeMap::new(),
         };
         tracing::info!(
             "Received job {} ({id}) needing {} slots.",
@@ -218,7 +211,7 @@ impl Scheduler {
             changed: Notify::new(),
         });
         self.handles().insert(id.clone(), handle.clone());
-        tokio::spawn(self.clone().drive(handle));
+        tokio::spawn(states::drive(self.clone(), handle));
         Ok(id)
     }
 
@@ -358,13 +351,15 @@ impl Scheduler {
         reactive::share(total, index, jobs.len()).min(max_parallelism)
     }
 
-    /// Recompiles the job at parallelism `p`, keeping its max parallelism (the key groups).
-    fn replan(&self, handle: &Handle, p: u32) -> Result<(), String> {
+    /// Recompiles the job at parallelism `p` (reactive) or with its submitted parallelism, and
+    /// the per-node parallelism the scheduler decided; the max parallelism (the key groups)
+    /// stays.
+    fn replan(&self, handle: &Handle, p: Option<u32>) -> Result<(), String> {
         let mut job = handle.lock();
         let options = GraphOptions {
             default_parallelism: self.settings.default_parallelism,
-            parallelism: Some(p),
-            node_parallelism: BTreeMap::new(),
+            parallelism: p.or(job.parallelism),
+            node_parallelism: job.node_parallelism.clone(),
             restored_max_parallelism: Some(job.graph.max_parallelism),
         };
         let graph = compile_job(&job.yaml, &job.file, &options).map_err(|e| e.to_string())?;
@@ -372,108 +367,72 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn drive(self, handle: Arc<Handle>) {
-        let (fixed_need, config, reactive) = {
-            let job = handle.lock();
-            (job.graph.slots_needed(), job.config.clone(), job.reactive)
-        };
-        let checkpointing = config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some();
-        let setup = RestartStrategy::from_config(&config, checkpointing).and_then(|s| {
-            let r = reactive.then(|| ReactiveSettings::from_config(&config)).transpose()?;
-            Ok((s, r))
-        });
-        let (mut strategy, reactive) = match setup {
-            Ok(s) => s,
-            Err(e) => {
-                Self::fail(&handle, e);
-                return;
-            }
-        };
-        // Reactive mode waits for slots as long as it takes unless a timeout is set (Flink's
-        // reactive default for resource-wait-timeout is -1).
-        let wait = (reactive.is_none() || config.contains(&RESOURCE_WAIT_TIMEOUT))
-            .then_some(self.settings.resource_wait_timeout);
-        loop {
-            // 1. Slots.
-            let waiting_since = Instant::now();
-            let deadline = wait.map(|w| tokio::time::Instant::now() + w);
-            let (allocation, took) = loop {
-                if handle.lock().cancel_requested {
-                    handle.lock().transition(JobState::Canceled, now_ms());
-                    return;
-                }
-                let needed = match &reactive {
-                    Some(r) => self.reactive_slots(&handle, r, waiting_since),
-                    None => fixed_need,
-                };
-                if let Some(a) = (needed > 0).then(|| self.registry.allocate(needed)).flatten() {
-                    break (a, needed);
-                }
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                    let (tms, total, free) = self.registry.totals();
-                    Self::fail(
-                        &handle,
-                        format!(
-                            "Could not acquire the minimum required resources: the job needs {} slots, but only {free} of {total} slots (on {tms} taskmanagers) were available after waiting {} (jobmanager.adaptive-scheduler.resource-wait-timeout).",
-                            needed.max(1),
-                            format_duration(wait.unwrap_or_default())
-                        ),
-                    );
-                    return;
-                }
-                Self::wait(&handle).await;
-            };
-            if reactive.is_some() {
-                if let Err(e) = self.replan(&handle, took) {
-                    Self::fail(&handle, e);
-                    return;
-                }
-            }
-            let held: Vec<(String, u32)> = allocation.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
-            let outcome = self.run(&handle, allocation, reactive.as_ref()).await;
-            self.registry.release(&held);
-            let end = match outcome {
-                Outcome::Rescale => {
-                    let mut job = handle.lock();
-                    job.transition(JobState::Restarting, now_ms());
-                    job.tasks.clear();
-                    job.inbox.clear();
-                    continue;
-                }
-                Outcome::Finished => JobState::Finished,
-                Outcome::Canceled => JobState::Canceled,
-                Outcome::Failed => {
-                    let cancel = handle.lock().cancel_requested;
-                    match (!cancel).then(|| strategy.on_failure(Instant::now())).flatten() {
-                        Some(delay) => {
-                            let (stats, cause) = {
-                                let mut job = handle.lock();
-                                job.transition(JobState::Restarting, now_ms());
-                                (job.checkpoints.clone(), job.failure.take().unwrap_or_default())
-                            };
-                            let restarts = {
-                                let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
-                                s.num_restarts += 1;
-                                s.num_restarts
-                            };
-                            tracing::info!(
-                                "Restarting job {} (restart {restarts}) in {} after: {cause}",
-                                handle.lock().id,
-                                format_duration(delay)
-                            );
-                            tokio::time::sleep(delay).await;
-                            let mut job = handle.lock();
-                            job.tasks.clear();
-                            job.inbox.clear();
-                            continue;
-                        }
-                        None => JobState::Failed,
-                    }
-                }
-            };
-            handle.lock().transition(end, now_ms());
-            return;
+    /// The job's resource requirements in Flink's body.
+    pub fn requirements(&self, id: &str) -> Result<serde_json::Value, String> {
+        let handle = self.handle(id)?;
+        let job = handle.lock();
+        Ok(requirements::to_json(&job.graph, &job.requirements))
+    }
+
+    /// Sets the job's resource requirements; a running job rescales to fit them.
+    pub fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), String> {
+        let handle = self.handle(id)?;
+        let mut job = handle.lock();
+        if job.reactive {
+            return Err("Resource requirements cannot be changed in reactive mode (scheduler-mode: reactive): the parallelism follows the slots.".into());
         }
+        if job.state.is_terminal() {
+            return Err(format!("Job {id} has already ended ({}).", job.state.name()));
+        }
+        if job.config.get_opt(&CHECKPOINTS_DIR).ok().flatten().is_none() {
+            return Err("Rescaling a job goes through a checkpoint: set execution.checkpointing.dir.".into());
+        }
+        job.requirements = requirements::parse(&job.graph, body)?;
+        job.requirements_changed = true;
+        drop(job);
+        handle.changed.notify_one();
+        Ok(())
+    }
+
+    /// A running job whose requirements changed: when another per-vertex parallelism fits the
+    /// slots (those it holds and the free ones), stops it with a checkpoint to rescale.
+    async fn maybe_fit_requirements(&self, handle: &Handle, held: u32, coordinator: &mut Coordinator) -> bool {
+        let (graph, reqs) = {
+            let mut job = handle.lock();
+            if !std::mem::take(&mut job.requirements_changed) {
+                return false;
+            }
+            (job.graph.clone(), job.requirements.clone())
+        };
+        let (_, _, free) = self.registry.totals();
+        let Some(target) = requirements::fit(&graph, &reqs, held + free) else {
+            tracing::warn!("The resource requirements of job {} do not fit the slots; it keeps its parallelism.", graph.name);
+            return false;
+        };
+        if graph.vertices.iter().all(|v| target.get(&v.id) == Some(&v.parallelism)) {
+            return false;
+        }
+        let since = Instant::now();
+        if !coordinator.stop_with_checkpoint().await {
+            return false;
+        }
+        let mut job = handle.lock();
+        for v in &graph.vertices {
+            for &n in &v.nodes {
+                if let Some(p) = target.get(&v.id) {
+                    job.node_parallelism.insert(graph.nodes[n].id.clone(), *p);
+                }
+            }
+        }
+        let from = job.current_parallelism();
+        tracing::info!("Rescaling job {} ({}) to fit its resource requirements: {target:?}.", job.name, job.id);
+        job.pending_rescale = Some(PendingRescale {
+            from,
+            cause: "resource requirements changed".into(),
+            since,
+            timestamp_ms: now_ms(),
+        });
+        true
     }
 
     /// What the attempt restores: the latest completed checkpoint (an unusable newest one is
@@ -495,23 +454,20 @@ impl Scheduler {
     }
 
     /// Deploys onto the allocated slots and follows the attempt to its end.
-    async fn run(
+    /// Deploys the job onto the allocated slots (restoring the latest completed checkpoint, or
+    /// the snapshot the job started from); the taskmanagers it reached go into `attempt`.
+    async fn deploy(
         &self,
         handle: &Arc<Handle>,
         allocation: Vec<(TaskManagerRecord, u32)>,
-        reactive: Option<&ReactiveSettings>,
-    ) -> Outcome {
+        attempt: &mut states::Attempt,
+    ) -> Result<(), String> {
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
-        let restore = match self.restore_point(handle).await {
-            Ok(r) => r,
-            Err(e) => {
-                handle
-                    .lock()
-                    .failure
-                    .get_or_insert(format!("Cannot read the checkpoints: {e}"));
-                return Outcome::Failed;
-            }
-        };
+        attempt.epoch = epoch;
+        let restore = self
+            .restore_point(handle)
+            .await
+            .map_err(|e| format!("Cannot read the checkpoints: {e}"))?;
         // Slot i → its taskmanager.
         let slots: Vec<&TaskManagerRecord> = allocation
             .iter()
@@ -535,7 +491,6 @@ impl Scheduler {
                         Some((m.checkpoint_id, url.clone(), now_ms()));
                 }
             }
-            job.transition(JobState::Running, now_ms());
             let job_config: HashMap<String, String> = job
                 .config
                 .entries()
@@ -562,6 +517,8 @@ impl Scheduler {
                 } else {
                     job.parallelism.unwrap_or(0)
                 },
+                // Every node's planned parallelism, so the taskmanagers build this very graph.
+                node_parallelism: graph.nodes.iter().map(|n| (n.id.clone(), n.parallelism)).collect(),
                 job_name: job.name.clone(),
                 job_config,
                 max_parallelism: graph.max_parallelism,
@@ -584,7 +541,6 @@ impl Scheduler {
             })
             .collect();
         let mut slot = 0usize;
-        let mut deployed: Vec<TaskManagerRecord> = Vec::new();
         for (tm, n) in &allocation {
             let mine: Vec<u32> = (slot as u32..slot as u32 + n).collect();
             slot += *n as usize;
@@ -611,13 +567,11 @@ impl Scheduler {
                     tm.resource_id,
                     status.message()
                 );
-                self.cancel_on(&deployed, &request_base.job_id, epoch).await;
-                handle.lock().failure.get_or_insert(cause);
-                return Outcome::Failed;
+                return Err(cause);
             }
-            deployed.push(tm.clone());
+            attempt.tms.push(tm.clone());
         }
-        self.follow(handle, &deployed, epoch, reactive).await
+        Ok(())
     }
 
     async fn cancel_on(&self, tms: &[TaskManagerRecord], job_id: &str, epoch: u64) {
@@ -714,139 +668,5 @@ impl Scheduler {
             cause: pending.cause,
             pause_ms,
         });
-    }
-
-    async fn follow(
-        &self,
-        handle: &Arc<Handle>,
-        tms: &[TaskManagerRecord],
-        epoch: u64,
-        reactive: Option<&ReactiveSettings>,
-    ) -> Outcome {
-        let mut watch = ScaleUpWatch::default();
-        let mut rescaling = false;
-        let mut was_running = false;
-        let mut stop_deadline: Option<tokio::time::Instant> = None;
-        let mut coordinator = match self.coordinator(handle, tms, epoch) {
-            Ok(c) => c,
-            Err(e) => {
-                let id = {
-                    let mut job = handle.lock();
-                    job.failure.get_or_insert(e);
-                    job.id.clone()
-                };
-                self.cancel_on(tms, &id, epoch).await;
-                return Outcome::Failed;
-            }
-        };
-        let mut stopping = JobState::Running;
-        loop {
-            let lost: Vec<String> = tms
-                .iter()
-                .filter(|t| !self.registry.is_registered(&t.resource_id))
-                .map(|t| t.resource_id.clone())
-                .collect();
-            let (job_id, cancel, all_done, any_failed, all_finished, all_running, inbox, requests) = {
-                let mut job = handle.lock();
-                for ((_, _), (status, tm)) in job.tasks.iter_mut() {
-                    if lost.contains(tm) && !status.is_terminal() {
-                        *status = TaskStatus::Failed;
-                    }
-                }
-                // A lost taskmanager is the cause; what its peers reported (broken channels) is
-                // a consequence, kept as detail.
-                if let Some(tm) = lost.first() {
-                    let cause = format!("TaskManager {tm} was lost while running the job.");
-                    if !job.failure.as_deref().is_some_and(|f| f.starts_with(&cause)) {
-                        job.failure = Some(match job.failure.take() {
-                            Some(first) => format!("{cause} First reported task failure: {first}"),
-                            None => cause,
-                        });
-                    }
-                }
-                let all_done = job.tasks.values().all(|(s, _)| s.is_terminal());
-                let any_failed = job.tasks.values().any(|(s, _)| *s == TaskStatus::Failed);
-                let all_finished = job.tasks.values().all(|(s, _)| *s == TaskStatus::Finished);
-                let all_running = job.tasks.values().all(|(s, _)| *s == TaskStatus::Running);
-                (
-                    job.id.clone(),
-                    job.cancel_requested,
-                    all_done,
-                    any_failed,
-                    all_finished,
-                    all_running,
-                    std::mem::take(&mut job.inbox),
-                    std::mem::take(&mut job.savepoint_requests),
-                )
-            };
-            if stopping == JobState::Running {
-                for m in inbox {
-                    match m {
-                        CheckpointMessage::Ack(a) => coordinator.on_ack(a).await,
-                        CheckpointMessage::Decline(d) => coordinator.on_decline(&d),
-                    }
-                }
-                coordinator.tick(all_running, requests).await;
-                if all_running && !was_running {
-                    was_running = true;
-                    Self::finish_rescale(handle);
-                }
-                if let Some(r) = reactive {
-                    if rescaling && !coordinator.stopping() && !coordinator.stopped {
-                        tracing::warn!(
-                            "The stop-with-checkpoint for a rescale of job {job_id} failed; the job keeps running."
-                        );
-                        rescaling = false;
-                        handle.lock().pending_rescale = None;
-                    }
-                    if all_running && !rescaling && !coordinator.stopping() && !coordinator.stopped {
-                        rescaling = self.maybe_scale_up(handle, r, &mut watch, &mut coordinator).await;
-                    }
-                }
-            }
-            match stopping {
-                JobState::Running if all_finished && rescaling && coordinator.stopped => return Outcome::Rescale,
-                JobState::Running if all_finished => return Outcome::Finished,
-                JobState::Running if any_failed || cancel || coordinator.fatal.is_some() => {
-                    if let Some(f) = coordinator.fatal.take() {
-                        handle.lock().failure.get_or_insert(f);
-                    }
-                    stopping = if any_failed || !cancel {
-                        JobState::Failing
-                    } else {
-                        JobState::Canceling
-                    };
-                    {
-                        let mut job = handle.lock();
-                        job.transition(stopping, now_ms());
-                        // Reactive: a failover restarts at whatever parallelism is left.
-                        if reactive.is_some() && stopping == JobState::Failing && job.pending_rescale.is_none() {
-                            let from = job.current_parallelism();
-                            let cause = job.failure.clone().unwrap_or_default();
-                            job.pending_rescale = Some(PendingRescale {
-                                from,
-                                cause,
-                                since: Instant::now(),
-                                timestamp_ms: now_ms(),
-                            });
-                        }
-                    }
-                    self.cancel_on(tms, &job_id, epoch).await;
-                    stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
-                }
-                JobState::Failing | JobState::Canceling => {
-                    let expired = stop_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-                    if all_done || expired {
-                        return if stopping == JobState::Failing {
-                            Outcome::Failed
-                        } else {
-                            Outcome::Canceled
-                        };
-                    }
-                }
-                _ => {}
-            }
-            Self::wait(handle).await;
-        }
     }
 }

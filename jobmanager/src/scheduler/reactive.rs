@@ -34,11 +34,6 @@ pub fn share(total: u32, index: usize, jobs: usize) -> u32 {
     total / n + u32::from((index as u32) < total % n)
 }
 
-/// The summed parallelism of vertices whose max parallelisms are `maxes` at a share of `p`.
-pub fn aggregate(maxes: &[u32], p: u32) -> u32 {
-    maxes.iter().map(|m| (*m).min(p)).sum()
-}
-
 /// Decides when a running job scales up: the desired parallelism must have been the same,
 /// and enough above the current one, for the stabilization timeout.
 #[derive(Debug, Default)]
@@ -107,7 +102,6 @@ mod tests {
         assert_eq!(share(5, 1, 2), 2);
         assert_eq!(share(3, 0, 1), 3);
         assert_eq!(share(0, 0, 1), 0);
-        assert_eq!(aggregate(&[128, 2, 128], 3), 7);
     }
 
     #[test]

@@ -1,0 +1,41 @@
+//! Created: the job was accepted; its restart strategy and reactive settings are read from its
+//! configuration (a bad value fails the job with the key named), then it waits for slots.
+
+use std::sync::Arc;
+
+use sluice_common::config::options::{CHECKPOINT_INTERVAL, RESOURCE_WAIT_TIMEOUT};
+
+use super::{Ctx, Phase, Transition};
+use crate::scheduler::reactive::ReactiveSettings;
+use crate::scheduler::restart::RestartStrategy;
+use crate::scheduler::{Handle, Scheduler};
+
+pub fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, String> {
+    let (config, reactive) = {
+        let job = handle.lock();
+        (job.config.clone(), job.reactive)
+    };
+    let checkpointing = config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some();
+    let strategy = RestartStrategy::from_config(&config, checkpointing)?;
+    let reactive = reactive.then(|| ReactiveSettings::from_config(&config)).transpose()?;
+    // Reactive mode waits for slots as long as it takes unless a timeout is set (Flink's
+    // reactive default for resource-wait-timeout is -1).
+    let resource_wait = (reactive.is_none() || config.contains(&RESOURCE_WAIT_TIMEOUT))
+        .then_some(scheduler.settings.resource_wait_timeout);
+    Ok(Ctx {
+        scheduler: scheduler.clone(),
+        handle: handle.clone(),
+        strategy,
+        reactive,
+        resource_wait,
+    })
+}
+
+pub fn run(ctx: &Ctx) -> Transition {
+    let slots = ctx.handle.lock().graph.slots_needed();
+    let what = match ctx.reactive {
+        Some(_) => "reactive: as many slots as its share allows".to_string(),
+        None => format!("needs {slots} slots"),
+    };
+    Transition::to(Phase::WaitingForResources, format!("submitted ({what})"))
+}

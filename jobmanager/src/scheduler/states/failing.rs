@@ -1,0 +1,59 @@
+//! Failing: a subtask failed, a taskmanager was lost, or checkpoints failed beyond tolerance.
+//! The attempt is cancelled; once its subtasks ended the restart strategy decides: restarting
+//! (after its delay) or FAILED with the cause. In reactive mode the restart is also a
+//! scale-down to whatever parallelism the remaining slots allow, recorded as a rescale.
+
+use std::time::Instant;
+
+use super::{Attempt, Ctx, Phase, Transition, STOP_GRACE};
+use crate::resource_manager::now_ms;
+use crate::scheduler::job::JobState;
+use crate::scheduler::reactive::PendingRescale;
+
+pub async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
+    let (id, cause) = {
+        let mut job = ctx.handle.lock();
+        let cause = job.failure.clone().unwrap_or_default();
+        if ctx.reactive.is_some() && job.pending_rescale.is_none() {
+            job.pending_rescale = Some(PendingRescale {
+                from: job.current_parallelism(),
+                cause: cause.clone(),
+                since: Instant::now(),
+                timestamp_ms: now_ms(),
+            });
+        }
+        (job.id.clone(), cause)
+    };
+    ctx.scheduler.cancel_on(&attempt.tms, &id, attempt.epoch).await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    loop {
+        let o = ctx.observe(&attempt);
+        if o.all_done || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        ctx.wait().await;
+    }
+    drop(attempt);
+    let cancel = ctx.handle.lock().cancel_requested;
+    match (!cancel)
+        .then(|| ctx.strategy.on_failure(std::time::Instant::now()))
+        .flatten()
+    {
+        Some(delay) => {
+            let restarts = {
+                let stats = ctx.handle.lock().checkpoints.clone();
+                let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                s.num_restarts += 1;
+                s.num_restarts
+            };
+            Transition::to(
+                Phase::Restarting(delay),
+                format!(
+                    "restart {restarts} in {} after: {cause}",
+                    sluice_common::config::format_duration(delay)
+                ),
+            )
+        }
+        None => Transition::to(Phase::Finished(JobState::Failed), cause),
+    }
+}

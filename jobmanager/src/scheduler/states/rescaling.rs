@@ -1,0 +1,29 @@
+//! Rescaling (reactive scale-up): a checkpoint whose barrier also stops the tasks is on its
+//! way; once it completed and every task ended, the attempt's slots go back and the job waits
+//! for its new share (nothing is replayed: the restored checkpoint is where the tasks stopped).
+//! If that checkpoint fails the job keeps executing at its parallelism.
+
+use super::{Attempt, Ctx, Phase, Transition};
+
+pub async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
+    loop {
+        let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
+        if o.all_finished && stopped {
+            let mut job = ctx.handle.lock();
+            job.tasks.clear();
+            job.inbox.clear();
+            return Transition::to(Phase::WaitingForResources, "stopped with a checkpoint to rescale");
+        }
+        if let Some(to) = ctx.interrupted(&attempt, &o) {
+            return ctx.interrupt(to, attempt);
+        }
+        if !stopping && !stopped {
+            ctx.handle.lock().pending_rescale = None;
+            return Transition::to(
+                Phase::Executing(attempt),
+                "the stop-with-checkpoint for the rescale failed; the job keeps running",
+            );
+        }
+        ctx.wait().await;
+    }
+}

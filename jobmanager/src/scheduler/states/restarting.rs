@@ -1,0 +1,15 @@
+//! Restarting: the restart strategy's delay after a failure, then the job waits for slots
+//! again (and restores the latest completed checkpoint when it is deployed).
+
+use std::time::Duration;
+
+use super::{Ctx, Phase, Transition};
+
+pub async fn run(ctx: &Ctx, delay: Duration) -> Transition {
+    tokio::time::sleep(delay).await;
+    let mut job = ctx.handle.lock();
+    job.tasks.clear();
+    job.inbox.clear();
+    job.failure = None;
+    Transition::to(Phase::WaitingForResources, "restart delay over")
+}
