@@ -246,6 +246,24 @@ impl Cluster {
         get_json(&format!("http://127.0.0.1:{}{path}", self.rest_port))
     }
 
+    /// PUT a JSON body to the REST API; the status and the response body.
+    pub fn rest_put(&self, path: &str, body: &Value) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}{path}", self.rest_port);
+        match agent
+            .put(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+        {
+            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// The `/overview` counter `field`, when the REST endpoint answers.
     pub fn overview(&self, field: &str) -> Option<u64> {
         self.rest("/overview")?.get(field)?.as_u64()

@@ -406,7 +406,10 @@ impl Scheduler {
         };
         let (_, _, free) = self.registry.totals();
         let Some(target) = requirements::fit(&graph, &reqs, held + free) else {
-            tracing::warn!("The resource requirements of job {} do not fit the slots; it keeps its parallelism.", graph.name);
+            tracing::warn!(
+                "The resource requirements of job {} do not fit the slots; it keeps its parallelism.",
+                graph.name
+            );
             return false;
         };
         if graph.vertices.iter().all(|v| target.get(&v.id) == Some(&v.parallelism)) {
@@ -425,7 +428,11 @@ impl Scheduler {
             }
         }
         let from = job.current_parallelism();
-        tracing::info!("Rescaling job {} ({}) to fit its resource requirements: {target:?}.", job.name, job.id);
+        tracing::info!(
+            "Rescaling job {} ({}) to fit its resource requirements: {target:?}.",
+            job.name,
+            job.id
+        );
         job.pending_rescale = Some(PendingRescale {
             from,
             cause: "resource requirements changed".into(),

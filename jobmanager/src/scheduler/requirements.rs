@@ -98,7 +98,9 @@ mod tests {
         assert_eq!((fitted[&a], fitted[&b]), (2, 2));
         assert!(fit(&g, &set, 1).is_none(), "vertex b needs 2");
         let bad = json!({ &a: {"parallelism": {"lowerBound": 3, "upperBound": 2}} });
-        assert!(parse(&g, &bad).unwrap_err().contains("lowerBound (3) <= upperBound (2)"));
+        assert!(parse(&g, &bad)
+            .unwrap_err()
+            .contains("lowerBound (3) <= upperBound (2)"));
         assert!(parse(&g, &json!({"nope": {}})).unwrap_err().contains("no vertex nope"));
         let wide = json!({ &a: {"parallelism": {"lowerBound": 1, "upperBound": 1000}} });
         assert!(parse(&g, &wide).unwrap_err().contains("max parallelism"));
