@@ -8,6 +8,7 @@ pub mod memory;
 pub mod net;
 pub mod observability;
 pub mod signals;
+pub mod systemd;
 pub mod state;
 pub mod storage;
 pub mod yaml_tree;

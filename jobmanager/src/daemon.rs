@@ -127,8 +127,11 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         sluice_common::VERSION
     );
 
+    sluice_common::systemd::ready(&format!("serving RPC on {rpc_addr}, REST on http://{rest_addr}"));
+
     let signal = shutdown_signal().await;
     tracing::info!("Received {signal}; shutting down the JobManager.");
+    sluice_common::systemd::stopping();
     let _ = shutdown_tx.send(true);
     let stopped = async {
         let _ = rpc_server.await;

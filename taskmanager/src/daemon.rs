@@ -199,6 +199,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 
     let signal = shutdown_signal().await;
     tracing::info!("Received {signal}; shutting down the TaskManager.");
+    sluice_common::systemd::stopping();
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), registration).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), rpc_server).await;

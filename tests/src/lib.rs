@@ -218,6 +218,12 @@ impl Cluster {
     }
 
     fn start(&mut self, binary_name: &str, extra: &[&str]) -> (Daemon, u16) {
+        self.start_with_env(binary_name, extra, &[])
+    }
+
+    /// Starts `jobmanager` or `taskmanager` with extra flags and environment variables;
+    /// returns it with its metrics port.
+    pub fn start_with_env(&mut self, binary_name: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Daemon, u16) {
         self.started += 1;
         let metrics_port = free_port();
         let mut args = vec![
@@ -229,7 +235,10 @@ impl Cluster {
         args.extend(extra.iter().map(|s| s.to_string()));
         let name = format!("{binary_name}-{}", self.started);
         let log = self.dir.path().join(format!("{name}.log"));
-        (Daemon::start(&name, &binary(binary_name), &args, log), metrics_port)
+        (
+            Daemon::start_with_env(&name, &binary(binary_name), &args, envs, log),
+            metrics_port,
+        )
     }
 
     /// Starts a jobmanager; returns it with its metrics port.

@@ -161,6 +161,8 @@ pub async fn maintain_registration(
         match register(&settings).await {
             Ok(mut session) => {
                 backoff = settings.initial_backoff;
+                // systemd (Type=notify): a taskmanager is ready once registered.
+                sluice_common::systemd::ready(&format!("registered at {}", settings.jobmanager_url));
                 match heartbeat(&mut session, &reported, &mut shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Broken(why) => {

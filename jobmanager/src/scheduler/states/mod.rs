@@ -21,7 +21,6 @@ mod waiting_for_resources;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_common::config::format_duration;
 
 use super::job::{CheckpointMessage, JobState, TaskStatus};
 use super::reactive::{ReactiveSettings, ScaleUpWatch};
@@ -257,9 +256,9 @@ pub async fn drive(scheduler: Scheduler, handle: Arc<Handle>) {
             (job.id.clone(), job.name.clone())
         };
         tracing::info!(
-            "Job {name} ({id}): {leaving} → {} after {} in {leaving}: {}",
+            "Job {name} ({id}): {leaving} → {} after {} ms in {leaving}: {}",
             t.to.name(),
-            format_duration(entered.elapsed()),
+            entered.elapsed().as_millis(),
             t.cause
         );
         entered = Instant::now();
