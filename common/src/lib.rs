@@ -8,9 +8,9 @@ pub mod memory;
 pub mod net;
 pub mod observability;
 pub mod signals;
-pub mod systemd;
 pub mod state;
 pub mod storage;
+pub mod systemd;
 pub mod yaml_tree;
 
 pub use sluice_proto as proto;

@@ -38,8 +38,14 @@ fn installed_units_pass_systemd_analyze_verify() {
     assert!(copy.success(), "copying systemd's units");
     for unit in ["sluice-jobmanager.service", "sluice-taskmanager.service"] {
         let text = std::fs::read_to_string(root.path().join("etc/systemd/system").join(unit)).expect("unit");
-        assert!(text.contains("Type=notify") && text.contains("Restart=on-failure"), "{text}");
-        assert!(text.contains("ExecStart=/usr/local/bin/") && text.contains("--config-dir /etc/sluice"), "{text}");
+        assert!(
+            text.contains("Type=notify") && text.contains("Restart=on-failure"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ExecStart=/usr/local/bin/") && text.contains("--config-dir /etc/sluice"),
+            "{text}"
+        );
         let verify = Command::new("systemd-analyze")
             .arg("verify")
             .arg(format!("--root={}", root.path().display()))
@@ -76,13 +82,20 @@ fn daemons_notify_systemd_when_ready_and_when_stopping() {
     let ready = notification(&jm_socket);
     assert!(ready.contains("READY=1"), "{ready}");
     // Ready means serving: REST answers at once.
-    assert!(cluster.overview("taskmanagers").is_some(), "REST serves once READY=1 is sent");
+    assert!(
+        cluster.overview("taskmanagers").is_some(),
+        "REST serves once READY=1 is sent"
+    );
 
     let tm_env = tm_socket_path.to_str().expect("path");
     let (tm, _) = cluster.start_with_env("taskmanager", &[], &[("NOTIFY_SOCKET", tm_env)]);
     let ready = notification(&tm_socket);
     assert!(ready.contains("READY=1") && ready.contains("registered"), "{ready}");
-    assert_eq!(cluster.overview("taskmanagers"), Some(1), "registered once READY=1 is sent");
+    assert_eq!(
+        cluster.overview("taskmanagers"),
+        Some(1),
+        "registered once READY=1 is sent"
+    );
     tm.signal(libc::SIGTERM);
     let stopping = notification(&tm_socket);
     assert!(stopping.contains("STOPPING=1"), "{stopping}");

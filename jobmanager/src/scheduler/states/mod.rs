@@ -21,7 +21,6 @@ mod waiting_for_resources;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use super::job::{CheckpointMessage, JobState, TaskStatus};
 use super::reactive::{ReactiveSettings, ScaleUpWatch};
 use super::restart::RestartStrategy;

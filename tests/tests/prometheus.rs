@@ -1,0 +1,142 @@
+//! A real Prometheus server (Debian's `prometheus`) on 127.0.0.1 scrapes the jobmanager and the
+//! taskmanagers of a running job, loads `scripts/prometheus/alerts.yml` unchanged, and every
+//! alert expression evaluates; their `>= 0` variants return series, so the metrics the rules
+//! need are there; every query of the shipped Grafana dashboard evaluates too. Skipped, with a
+//! message, where `prometheus` is not installed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_tests::{free_port, get_json, job_id_of, wait_for, Cluster, Daemon};
+
+fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn query(port: u16, expr: &str) -> Option<Value> {
+    let mut url = format!("http://127.0.0.1:{port}/api/v1/query?query=");
+    for b in expr.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let v = get_json(&url)?;
+    (v["status"] == "success").then(|| v["data"]["result"].clone())
+}
+
+#[test]
+fn alert_rules_evaluate_on_a_running_job() {
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        println!("SKIPPED: prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)");
+        return;
+    }
+    let mut cluster = Cluster::new("");
+    let (_jm, jm_metrics) = cluster.start_jobmanager();
+    let (_a, tm_a) = cluster.start_taskmanager(&[]);
+    let (_b, tm_b) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let job = r#"name: watched
+parallelism: 3
+sources:
+  - id: events
+    connector: datagen
+    options: {rows-per-second: 20000}
+    schema:
+      - {name: k, type: bigint, expr: "seq % 100"}
+operators:
+  - id: per-key
+    input: events
+    key-by: [k]
+    window: {type: tumbling, size: 1 s, time: processing}
+    aggregate: {n: "count(*)"}
+sinks:
+  - id: out
+    input: per-key
+    connector: blackhole
+"#;
+    let file = cluster.config_dir().join("job.yaml");
+    std::fs::write(&file, job).expect("job file");
+    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+    assert!(run.status.success(), "{run:?}");
+    let id = job_id_of(&run);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = repo_root().join("scripts/prometheus/alerts.yml");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: [\"127.0.0.1:{jm_metrics}\", \"127.0.0.1:{tm_a}\", \"127.0.0.1:{tm_b}\"]\n",
+        rules.display()
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("config");
+    let port = free_port();
+    let args = vec![
+        format!("--config.file={}", config_path.display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+    ];
+    let _prometheus = Daemon::start(
+        "prometheus",
+        Path::new("prometheus"),
+        &args,
+        dir.path().join("prometheus.log"),
+    );
+    let presence = [
+        "avg(flink_taskmanager_job_task_backPressuredTimeMsPerSecond) >= 0",
+        "avg(flink_taskmanager_Status_JVM_CPU_Load) >= 0",
+        "avg(flink_taskmanager_job_task_busyTimeMsPerSecond) >= 0",
+    ];
+    for expr in presence {
+        let result = wait_for(Duration::from_secs(60), expr, || {
+            query(port, expr).filter(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        });
+        println!("{expr}: {}", result[0]["value"]);
+    }
+    // The rules themselves, loaded unchanged from scripts/prometheus/alerts.yml.
+    let rules = wait_for(Duration::from_secs(30), "the rules evaluated", || {
+        let v = get_json(&format!("http://127.0.0.1:{port}/api/v1/rules"))?;
+        let rules: Vec<Value> = v["data"]["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        (rules.len() == 3
+            && rules
+                .iter()
+                .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z"))
+        .then_some(rules)
+    });
+    for r in &rules {
+        println!(
+            "rule {}: {} (health {}, state {})",
+            r["name"], r["query"], r["health"], r["state"]
+        );
+        let expr = r["query"].as_str().expect("query");
+        assert!(query(port, expr).is_some(), "{expr} evaluates");
+    }
+    // The jobmanager is scraped too.
+    wait_for(Duration::from_secs(30), "the jobmanager's metrics", || {
+        let r = query(port, "flink_jobmanager_numRegisteredTaskManagers")?;
+        (r[0]["value"][1] == "2").then_some(())
+    });
+    // Every query of the shipped Grafana dashboard evaluates.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("scripts/grafana/sluice-dashboard.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+    {
+        let expr = target["expr"].as_str().expect("expr");
+        assert!(query(port, expr).is_some(), "dashboard query {expr} does not evaluate");
+    }
+    println!("{} dashboard panels' queries evaluate", panels.len());
+    let c = cluster.sluice("cancel", &[id.as_str()]);
+    assert!(c.status.success(), "{c:?}");
+}
