@@ -15,11 +15,13 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_6
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev >/dev/null
 fi
 
-# Tools the deployment tests use from Debian: systemd-analyze (systemd) and Prometheus. The
+# Tools the deployment tests use from Debian: systemd-analyze (systemd), Prometheus and
+# Chromium (the dashboard test loads the page headless). The
 # tests say SKIPPED when one is missing; here they are installed when apt-get is available.
 missing=()
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     echo "==> Installing ${missing[*]} (deployment tests)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

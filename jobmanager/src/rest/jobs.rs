@@ -81,16 +81,26 @@ pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
     Json(json!({ "jobs": jobs }))
 }
 
-fn details(job: &Job, records: &HashMap<(String, u32), (u64, u64)>) -> Value {
+/// A vertex's metrics summed (records) or maxed (accumulated times) over its subtasks.
+#[derive(Debug, Default, Clone, Copy)]
+struct VertexMetrics {
+    read: u64,
+    written: u64,
+    busy_ms: u64,
+    backpressured_ms: u64,
+    idle_ms: u64,
+}
+
+fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value {
     let g = &job.graph;
     let vertices: Vec<Value> = g
         .vertices
         .iter()
         .map(|v| {
-            let (read, written) = records
+            let m = records
                 .get(&(job.id.clone(), v.index as u32))
                 .copied()
-                .unwrap_or((0, 0));
+                .unwrap_or_default();
             json!({
                 "id": v.id,
                 "name": v.name,
@@ -102,10 +112,13 @@ fn details(job: &Job, records: &HashMap<(String, u32), (u64, u64)>) -> Value {
                 "duration": duration(job),
                 "tasks": job.task_counts(Some(v.index as u32)),
                 "metrics": {
-                    "read-records": read,
+                    "read-records": m.read,
                     "read-records-complete": job.state.is_terminal(),
-                    "write-records": written,
+                    "write-records": m.written,
                     "write-records-complete": job.state.is_terminal(),
+                    "accumulated-busy-time": m.busy_ms,
+                    "accumulated-backpressured-time": m.backpressured_ms,
+                    "accumulated-idle-time": m.idle_ms,
                 },
             })
         })
@@ -152,11 +165,15 @@ pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Re
     let Some(job) = state.scheduler.job(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     };
-    let mut records: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+    let mut records: HashMap<(String, u32), VertexMetrics> = HashMap::new();
     for d in state.registry.task_digests() {
-        let e = records.entry((d.job_id, d.vertex)).or_default();
-        e.0 += d.records_in;
-        e.1 += d.records_out;
+        let e = records.entry((d.job_id.clone(), d.vertex)).or_default();
+        e.read += d.records_in;
+        e.written += d.records_out;
+        // Flink takes the largest subtask's accumulated times for a vertex.
+        e.busy_ms = e.busy_ms.max(d.busy_ms);
+        e.backpressured_ms = e.backpressured_ms.max(d.backpressured_ms);
+        e.idle_ms = e.idle_ms.max(d.idle_ms);
     }
     Json(details(&job, &records)).into_response()
 }

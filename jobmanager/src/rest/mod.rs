@@ -1,5 +1,6 @@
 //! The jobmanager's REST API on `rest.port` with Flink's paths and field names, served both
-//! bare and under `/v1` as Flink does. Errors use Flink's `{"errors": [...]}` body.
+//! bare and under `/v1` as Flink does. Errors use Flink's `{"errors": [...]}` body. `/` serves
+//! the dashboard (`dashboard.html`).
 
 mod checkpoints;
 mod cluster;
@@ -33,6 +34,15 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
 }
 
+/// The dashboard (`/`): one static page that reads this API and refreshes itself.
+async fn dashboard() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
 async fn not_found(uri: Uri) -> Response {
     error(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
 }
@@ -57,5 +67,9 @@ pub fn router(state: SharedState) -> Router {
             get(jobs::get_requirements).put(jobs::put_requirements),
         )
         .with_state(state);
-    Router::new().nest("/v1", api.clone()).merge(api).fallback(not_found)
+    Router::new()
+        .route("/", get(dashboard))
+        .nest("/v1", api.clone())
+        .merge(api)
+        .fallback(not_found)
 }

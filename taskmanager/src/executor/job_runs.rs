@@ -143,6 +143,9 @@ impl JobRuns {
                     subtask: t.subtask,
                     records_in: s.records_in,
                     records_out: s.records_out,
+                    busy_ms: s.busy_ns / 1_000_000,
+                    backpressured_ms: s.backpressured_ns / 1_000_000,
+                    idle_ms: s.idle_ns / 1_000_000,
                 }
             })
             .collect()
