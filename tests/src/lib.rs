@@ -304,6 +304,15 @@ impl Cluster {
         });
     }
 
+    /// Writes `yaml` as `file_name` in the config dir, submits it detached, and returns its id.
+    pub fn submit(&self, yaml: &str, file_name: &str) -> String {
+        let file = self.config_dir().join(file_name);
+        std::fs::write(&file, yaml).expect("job file");
+        let run = self.sluice("run", &["-d", file.to_str().expect("path")]);
+        assert!(run.status.success(), "{run:?}");
+        job_id_of(&run)
+    }
+
     /// How many checkpoints job `id` completed (0 while REST does not answer).
     pub fn completed_checkpoints(&self, id: &str) -> u64 {
         self.rest(&format!("/jobs/{id}/checkpoints"))
@@ -319,4 +328,30 @@ impl Cluster {
         });
         start.elapsed()
     }
+}
+
+/// An unbounded job: generated keys at `rows_per_second`, 1 s processing-time windows per key,
+/// into a blackhole, at `parallelism`.
+pub fn unbounded_job(name: &str, parallelism: u32, rows_per_second: u32) -> String {
+    format!(
+        r#"name: {name}
+parallelism: {parallelism}
+sources:
+  - id: events
+    connector: datagen
+    options: {{rows-per-second: {rows_per_second}}}
+    schema:
+      - {{name: k, type: bigint, expr: "seq % 100"}}
+operators:
+  - id: per-key
+    input: events
+    key-by: [k]
+    window: {{type: tumbling, size: 1 s, time: processing}}
+    aggregate: {{n: "count(*)"}}
+sinks:
+  - id: out
+    input: per-key
+    connector: blackhole
+"#
+    )
 }

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::{job_id_of, wait_for, Cluster};
+use sluice_tests::{unbounded_job, wait_for, Cluster};
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
@@ -33,30 +33,7 @@ fn dashboard_renders_cluster_job_graph_and_checkpoints() {
     let _a = cluster.start_taskmanager(&[]);
     let _b = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let job = r#"name: dashboard-demo
-parallelism: 3
-sources:
-  - id: events
-    connector: datagen
-    options: {rows-per-second: 5000}
-    schema:
-      - {name: k, type: bigint, expr: "seq % 100"}
-operators:
-  - id: per-key
-    input: events
-    key-by: [k]
-    window: {type: tumbling, size: 1 s, time: processing}
-    aggregate: {n: "count(*)"}
-sinks:
-  - id: out
-    input: per-key
-    connector: blackhole
-"#;
-    let file = cluster.config_dir().join("job.yaml");
-    std::fs::write(&file, job).expect("job file");
-    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
-    assert!(run.status.success(), "{run:?}");
-    let id = job_id_of(&run);
+    let id = cluster.submit(&unbounded_job("dashboard-demo", 3, 5000), "job.yaml");
     wait_for(Duration::from_secs(30), "two checkpoints", || {
         (cluster.completed_checkpoints(&id) >= 2).then_some(())
     });

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_tests::{free_port, get_json, job_id_of, wait_for, Cluster, Daemon};
+use sluice_tests::{free_port, get_json, unbounded_job, wait_for, Cluster, Daemon};
 
 fn repo_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -39,30 +39,7 @@ fn alert_rules_evaluate_on_a_running_job() {
     let (_a, tm_a) = cluster.start_taskmanager(&[]);
     let (_b, tm_b) = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let job = r#"name: watched
-parallelism: 3
-sources:
-  - id: events
-    connector: datagen
-    options: {rows-per-second: 20000}
-    schema:
-      - {name: k, type: bigint, expr: "seq % 100"}
-operators:
-  - id: per-key
-    input: events
-    key-by: [k]
-    window: {type: tumbling, size: 1 s, time: processing}
-    aggregate: {n: "count(*)"}
-sinks:
-  - id: out
-    input: per-key
-    connector: blackhole
-"#;
-    let file = cluster.config_dir().join("job.yaml");
-    std::fs::write(&file, job).expect("job file");
-    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
-    assert!(run.status.success(), "{run:?}");
-    let id = job_id_of(&run);
+    let id = cluster.submit(&unbounded_job("watched", 3, 20000), "job.yaml");
 
     let dir = tempfile::tempdir().expect("dir");
     let rules = repo_root().join("scripts/prometheus/alerts.yml");

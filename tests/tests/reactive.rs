@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{job_id_of, wait_for, Cluster, Daemon};
+use sluice_tests::{wait_for, Cluster, Daemon};
 
 fn reactive_config(checkpoints: &std::path::Path) -> String {
     format!(
@@ -36,14 +36,6 @@ fn wait_parallelism(cluster: &Cluster, id: &str, p: u64, timeout: Duration) -> V
     })
 }
 
-fn submit(cluster: &Cluster, yaml: &str, name: &str) -> String {
-    let file = cluster.config_dir().join(name);
-    std::fs::write(&file, yaml).expect("job file");
-    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
-    assert!(run.status.success(), "{run:?}");
-    job_id_of(&run)
-}
-
 #[test]
 fn reactive_job_follows_taskmanagers_with_exact_results() {
     let job = WindowedJob {
@@ -58,7 +50,7 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
     let mut tms: Vec<Daemon> = (0..2).map(|_| cluster.start_taskmanager(&one_slot).0).collect();
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let out = cluster.config_dir().join("out");
-    let id = submit(&cluster, &job.yaml(&out, 8_000, 1), "job.yaml");
+    let id = cluster.submit(&job.yaml(&out, 8_000, 1), "job.yaml");
     wait_parallelism(&cluster, &id, 2, Duration::from_secs(30));
 
     for round in 1..=5 {
@@ -123,19 +115,11 @@ fn two_reactive_jobs_in_a_session_cluster_both_scale_up() {
     let _a = cluster.start_taskmanager(&two_slots);
     let _b = cluster.start_taskmanager(&two_slots);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let first = submit(
-        &cluster,
-        &job.yaml(&cluster.config_dir().join("out-1"), 500, 1),
-        "one.yaml",
-    );
+    let first = cluster.submit(&job.yaml(&cluster.config_dir().join("out-1"), 500, 1), "one.yaml");
     wait_parallelism(&cluster, &first, 4, Duration::from_secs(30));
-    // The second job gets an even share once the first rescales... which it does only when
-    // slots are free: the first keeps its 4 until it fails or the cluster grows.
-    let second = submit(
-        &cluster,
-        &job.yaml(&cluster.config_dir().join("out-2"), 500, 1),
-        "two.yaml",
-    );
+    // The second job's even share (2 of 4) is not free: a running job is not scaled down to
+    // make room, so it waits until the cluster grows.
+    let second = cluster.submit(&job.yaml(&cluster.config_dir().join("out-2"), 500, 1), "two.yaml");
     let _c = cluster.start_taskmanager(&two_slots);
     cluster.wait_taskmanagers(3, Duration::from_secs(20));
     // 6 slots: the first job keeps 4 (a running job is not scaled down), the second takes 2.
