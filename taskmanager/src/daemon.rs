@@ -34,6 +34,13 @@ fn announced_host(config: &Configuration, jm_host: &str, jm_port: u16) -> Result
     if let Some(host) = cfg(config.get_opt(&TASKMANAGER_HOST))? {
         return Ok(host);
     }
+    detect_host(jm_host, jm_port)
+}
+
+/// The local address the OS would use to reach the jobmanager (no packet is sent). Without
+/// `taskmanager.host` it is detected again at every registration, so a taskmanager whose
+/// address changed (a container reconnected to its network) announces the new one.
+pub fn detect_host(jm_host: &str, jm_port: u16) -> Result<String, String> {
     let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("cannot detect taskmanager.host: {e}"))?;
     socket.connect((jm_host, jm_port)).map_err(|e| {
         format!("cannot detect taskmanager.host from jobmanager.rpc.address {jm_host}: {e}; set taskmanager.host")
@@ -181,6 +188,9 @@ pub async fn run(config: Configuration) -> Result<(), String> {
             }),
             version: sluice_common::VERSION.to_string(),
         },
+        detect_host: cfg(config.get_opt(&TASKMANAGER_HOST))?
+            .is_none()
+            .then(|| (jm_host.clone(), jm_port)),
         initial_backoff: cfg(config.get(&REGISTRATION_INITIAL_TIMEOUT))?,
         max_backoff: cfg(config.get(&REGISTRATION_MAX_TIMEOUT))?,
         heartbeat_interval: cfg(config.get(&HEARTBEAT_INTERVAL))?,
@@ -194,6 +204,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     let reported = Reported {
         slots: slots.clone(),
         runs,
+        network: network.clone(),
     };
     let registration = tokio::spawn(maintain_registration(settings, reported, shutdown_rx.clone()));
 

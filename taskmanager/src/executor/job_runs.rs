@@ -100,6 +100,16 @@ impl JobRuns {
         }
     }
 
+    /// Cancels every attempt running here (the jobmanager was lost: it has failed them, and
+    /// their results would no longer be accepted). Returns how many were cancelled.
+    pub fn cancel_all(&self) -> usize {
+        let inner = self.lock();
+        for run in inner.runs.values() {
+            let _ = run.cancel.send(true);
+        }
+        inner.runs.len()
+    }
+
     /// Signals cancellation to every subtask of the attempt; false when none runs here.
     pub fn cancel(&self, job: &str, epoch: u64) -> bool {
         match self.lock().runs.get(&(job.to_string(), epoch)) {

@@ -21,6 +21,9 @@ pub struct RegistrationSettings {
     /// `http://host:port` of the jobmanager's RPC endpoint.
     pub jobmanager_url: String,
     pub request: RegisterTaskManagerRequest,
+    /// Without `taskmanager.host`: the jobmanager's host and port to detect the announced
+    /// address from, again at every registration.
+    pub detect_host: Option<(String, u16)>,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub heartbeat_interval: Duration,
@@ -48,8 +51,19 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
         .keep_alive_timeout(Duration::from_secs(20));
     let channel = endpoint.connect().await.map_err(|e| format!("cannot connect: {e}"))?;
     let mut client = JobManagerServiceClient::new(channel);
+    let mut request = settings.request.clone();
+    if let Some((jm_host, jm_port)) = &settings.detect_host {
+        match crate::daemon::detect_host(jm_host, *jm_port) {
+            Ok(host) if host != request.host => {
+                tracing::info!("This taskmanager's address is now {host} (was {}).", request.host);
+                request.host = host;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
     let answer = client
-        .register_task_manager(settings.request.clone())
+        .register_task_manager(request)
         .await
         .map_err(|s| format!("registration refused: {}", s.message()))?
         .into_inner();
@@ -78,6 +92,8 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
 pub struct Reported {
     pub slots: Arc<SlotTable>,
     pub runs: JobRuns,
+    /// Data connections to other taskmanagers, forgotten when the jobmanager is lost.
+    pub network: Arc<crate::network::NetworkEnvironment>,
 }
 
 fn beat(registration_id: &str, reported: &Reported, cpu: &mut CpuLoad) -> TaskManagerHeartbeat {
@@ -166,7 +182,14 @@ pub async fn maintain_registration(
                 match heartbeat(&mut session, &reported, &mut shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Broken(why) => {
-                        tracing::warn!("Connection to the jobmanager lost: {why}. Registering again.");
+                        // The jobmanager declared us lost (or will): it failed over our tasks,
+                        // so they stop here too instead of running on as zombies.
+                        // Pooled data connections may be dead the same way.
+                        let cancelled = reported.runs.cancel_all();
+                        let forgotten = reported.network.forget_connections().await;
+                        tracing::warn!(
+                            "Connection to the jobmanager lost: {why}. Cancelled {cancelled} job attempt(s) running here, dropped {forgotten} data connection(s); registering again."
+                        );
                     }
                 }
             }

