@@ -77,9 +77,10 @@ fn register_kill_restart_and_deregister() {
         assert!(tm_text.contains(name), "taskmanager metrics lack {name}:\n{tm_text}");
     }
 
-    // kill -9 → gone within 2 s although heartbeat.timeout is 50 s.
+    // kill -9 → gone at once (the bound leaves room for a loaded CI machine) although
+    // heartbeat.timeout is 50 s.
     tm1.kill9();
-    let took = cluster.wait_taskmanagers(1, Duration::from_secs(2));
+    let took = cluster.wait_taskmanagers(1, Duration::from_secs(5));
     println!("killed taskmanager left /overview after {} ms", took.as_millis());
     assert_eq!(cluster.overview("slots-total"), Some(2));
     assert!(jm.log().contains("is lost: heartbeat stream broke"), "{}", jm.log());

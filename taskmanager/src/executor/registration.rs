@@ -188,7 +188,7 @@ pub async fn maintain_registration(
                         let cancelled = reported.runs.cancel_all();
                         let forgotten = reported.network.forget_connections().await;
                         tracing::warn!(
-                            "Connection to the jobmanager lost: {why}. Cancelled {cancelled} job attempt(s) running here, dropped {forgotten} data connection(s); registering again."
+                            "Connection to the jobmanager lost: {why}. Registering again (cancelled {cancelled} job attempt(s) running here, dropped {forgotten} data connection(s))."
                         );
                     }
                 }
