@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Sluice vs Apache Flink on this machine, side by side (BENCHMARKS.md has the method).
+
+Runs each workload on both systems in the same run, alternating, several repetitions, and
+prints each figure (median, min, max) and the Sluice/Flink ratio. scripts/bench.sh installs what
+this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release mode first.
+
+  P1  datagen N rows → key by user (100k keys) → 10 s tumbling count+sum → blackhole; p=2;
+      checkpoints every 10 s to the local filesystem. Rows/s.
+  P2  the same source → filter + projection → blackhole. Rows/s.
+  P3  hash shuffle between two taskmanagers, 100-byte rows, against raw loopback TCP
+      bandwidth (iperf3). Bytes/s.
+  P4  kill -9 of a taskmanager in a running job (a replacement started at once) → time until
+      the job runs again with every task and its sink receives records again. Seconds.
+  P7  idle taskmanager RSS; cluster start until every taskmanager is registered.
+(P5, reactive scale-up against Flink's standalone-job reactive mode, is measured for Sluice
+only: see BENCHMARKS.md.)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("SLUICE_TOOLS_DIR", os.path.expanduser("~/.cache/sluice-tools"))
+FLINK_VENV = os.path.join(CACHE, "flink-venv")
+EPOCH_MS = 1767225600000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return json.load(r)
+    except Exception:
+        return None
+
+
+def post(url, body, timeout=30):
+    req = urllib.request.Request(url, data=body.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.load(r)
+
+
+def wait(what, timeout, check, every=0.05):
+    start = time.time()
+    while time.time() - start < timeout:
+        v = check()
+        if v:
+            return v
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+# ---------------------------------------------------------------- Sluice
+
+class Sluice:
+    name = "Sluice"
+
+    def __init__(self, bin_dir, work):
+        self.bin = bin_dir
+        self.work = work
+        self.procs = []
+        self.tms = []
+
+    def start(self, tms, slots, extra=""):
+        self.dir = tempfile.mkdtemp(dir=self.work, prefix="sluice-")
+        self.rest = free_port()
+        rpc = free_port()
+        with open(os.path.join(self.dir, "config.yaml"), "w") as f:
+            f.write(
+                f"jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {rpc}\njobmanager.bind-host: 127.0.0.1\n"
+                f"rest.address: 127.0.0.1\nrest.bind-address: 127.0.0.1\nrest.port: {self.rest}\n"
+                f"taskmanager.host: 127.0.0.1\ntaskmanager.bind-host: 127.0.0.1\n"
+                f"taskmanager.numberOfTaskSlots: {slots}\n"
+                f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n"
+            )
+        t0 = time.time()
+        self.procs.append(self._spawn("jobmanager"))
+        for _ in range(tms):
+            self.add_tm()
+        wait("Sluice taskmanagers", 60, lambda: self.registered() == tms, 0.005)
+        return time.time() - t0
+
+    def _spawn(self, kind):
+        log = open(os.path.join(self.dir, f"{kind}-{len(self.procs)}.log"), "w")
+        return subprocess.Popen(
+            [os.path.join(self.bin, kind), "--config-dir", self.dir, "-D", f"metrics.reporter.prom.port={free_port()}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def add_tm(self):
+        p = self._spawn("taskmanager")
+        self.procs.append(p)
+        self.tms.append(p)
+        return p
+
+    def registered(self):
+        o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
+        return o["taskmanagers"] if o else None
+
+    def submit(self, yaml):
+        return post(f"http://127.0.0.1:{self.rest}/jobs", yaml)["jobid"]
+
+    def job(self, jid):
+        return get_json(f"http://127.0.0.1:{self.rest}/jobs/{jid}")
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs, self.tms = [], []
+
+
+def sluice_source(rows, splits=2):
+    return f"""sources:
+  - id: events
+    connector: datagen
+    options: {{number-of-rows: {rows}, splits: {splits}}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "seq % 100000"}}
+      - {{name: amount, type: double, expr: "CAST(seq % 100 AS DOUBLE)"}}
+      - {{name: ts, type: timestamp, expr: "to_timestamp_millis({EPOCH_MS} + seq)"}}
+    watermark: {{column: ts, max-out-of-orderness: 0 ms}}
+"""
+
+
+def sluice_p1(rows):
+    return f"""name: bench-p1
+parallelism: 2
+{sluice_source(rows)}operators:
+  - id: per-user
+    input: events
+    key-by: [user_id]
+    window: {{type: tumbling, size: 10 s}}
+    aggregate: {{n: "count(*)", total: "sum(amount)"}}
+sinks:
+  - {{id: out, input: per-user, connector: blackhole}}
+"""
+
+
+def sluice_p2(rows):
+    return f"""name: bench-p2
+parallelism: 2
+{sluice_source(rows)}operators:
+  - {{id: big, input: events, filter: "amount >= 10"}}
+  - {{id: proj, input: big, select: {{user_id: user_id, amount2: "amount * 2"}}}}
+sinks:
+  - {{id: out, input: proj, connector: blackhole}}
+"""
+
+
+def sluice_p3(rows):
+    # 100-byte rows: an 8-byte key and a 92-byte payload, hashed across two taskmanagers.
+    return f"""name: bench-p3
+parallelism: 2
+sources:
+  - id: events
+    connector: datagen
+    options: {{number-of-rows: {rows}, splits: 2}}
+    schema:
+      - {{name: k, type: bigint, expr: "seq"}}
+      - {{name: payload, type: string, expr: "repeat('x', 92)"}}
+operators:
+  - id: per-key
+    input: events
+    key-by: [k]
+    window: {{type: tumbling, size: 1 s, time: processing}}
+    aggregate: {{n: "count(*)"}}
+sinks:
+  - {{id: out, input: per-key, connector: blackhole}}
+"""
+
+
+def sluice_unbounded():
+    return f"""name: bench-p4
+parallelism: 2
+sources:
+  - id: events
+    connector: datagen
+    options: {{rows-per-second: 50000, splits: 2}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "seq % 100000"}}
+      - {{name: amount, type: double, expr: "CAST(seq % 100 AS DOUBLE)"}}
+operators:
+  - {{id: big, input: events, filter: "amount >= 10"}}
+sinks:
+  - {{id: out, input: big, connector: blackhole}}
+"""
+
+
+# ---------------------------------------------------------------- Flink
+
+class Flink:
+    name = "Flink"
+
+    def __init__(self, work):
+        site = subprocess.check_output(
+            [os.path.join(FLINK_VENV, "bin", "python"), "-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"],
+            text=True).strip()
+        self.home = site
+        self.work = work
+        self.python = os.path.join(FLINK_VENV, "bin", "python")
+
+    def env(self):
+        e = dict(os.environ, FLINK_HOME=self.home, FLINK_CONF_DIR=self.conf, FLINK_LOG_DIR=os.path.join(self.dir, "log"))
+        return e
+
+    def start(self, tms, slots, extra=""):
+        self.dir = tempfile.mkdtemp(dir=self.work, prefix="flink-")
+        self.conf = os.path.join(self.dir, "conf")
+        shutil.copytree(os.path.join(self.home, "conf"), self.conf)
+        self.rest = free_port()
+        with open(os.path.join(self.conf, "config.yaml")) as f:
+            text = f.read()
+        text = text.replace("numberOfTaskSlots: 1", f"numberOfTaskSlots: {slots}")
+        text += (f"\nrest.port: {self.rest}\nrest.address: 127.0.0.1\n"
+                 f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n")
+        with open(os.path.join(self.conf, "config.yaml"), "w") as f:
+            f.write(text)
+        with open(os.path.join(self.conf, "workers"), "w") as f:
+            f.write("localhost\n" * tms)
+        t0 = time.time()
+        subprocess.run([os.path.join(self.home, "bin", "start-cluster.sh")], env=self.env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wait("Flink taskmanagers", 180, lambda: self.registered() == tms, 0.05)
+        return time.time() - t0
+
+    def registered(self):
+        o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
+        return o["taskmanagers"] if o else None
+
+    def tm_pids(self):
+        out = subprocess.run(["pgrep", "-f", f"TaskManagerRunner.*{self.conf}"], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def add_tm(self):
+        subprocess.run([os.path.join(self.home, "bin", "taskmanager.sh"), "start"], env=self.env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    def submit(self, sql):
+        path = os.path.join(self.dir, f"job-{time.time_ns()}.sql")
+        with open(path, "w") as f:
+            f.write(sql)
+        before = {j["jid"] for j in (get_json(f"http://127.0.0.1:{self.rest}/jobs/overview") or {"jobs": []})["jobs"]}
+        log = open(path + ".log", "w")
+        self.client = subprocess.Popen([self.python, os.path.join(HOME, "scripts", "bench_flink_sql.py"), path, str(self.rest)],
+                                       env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+
+        def new_job():
+            o = get_json(f"http://127.0.0.1:{self.rest}/jobs/overview")
+            ids = [j["jid"] for j in (o or {"jobs": []})["jobs"] if j["jid"] not in before]
+            return ids[0] if ids else None
+        return wait("the Flink job to be submitted", 120, new_job, 0.1)
+
+    def job(self, jid):
+        j = get_json(f"http://127.0.0.1:{self.rest}/jobs/{jid}")
+        return j
+
+    def stop(self):
+        subprocess.run([os.path.join(self.home, "bin", "stop-cluster.sh")], env=self.env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for pid in self.tm_pids():
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-9", "-f", f"StandaloneSessionClusterEntrypoint.*{self.conf}"])
+        if getattr(self, "client", None) and self.client.poll() is None:
+            self.client.kill()
+
+
+def flink_source(rows):
+    return f"""CREATE TABLE src (
+  seq BIGINT,
+  user_id AS seq % 100000,
+  amount AS CAST(seq % 100 AS DOUBLE),
+  ts AS TO_TIMESTAMP_LTZ({EPOCH_MS} + seq, 3),
+  WATERMARK FOR ts AS ts
+) WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000',
+        'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0', 'fields.seq.end' = '{rows - 1}');
+"""
+
+
+def flink_p1(rows):
+    return flink_source(rows) + """CREATE TABLE sink (user_id BIGINT, window_start TIMESTAMP(3), n BIGINT, total DOUBLE)
+  WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT user_id, window_start, COUNT(*), SUM(amount)
+  FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+  GROUP BY user_id, window_start, window_end;
+"""
+
+
+def flink_p2(rows):
+    return flink_source(rows) + """CREATE TABLE sink (user_id BIGINT, amount2 DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT user_id, amount * 2 FROM src WHERE amount >= 10;
+"""
+
+
+def flink_unbounded():
+    return """CREATE TABLE src (user_id BIGINT, amount DOUBLE)
+  WITH ('connector' = 'datagen', 'rows-per-second' = '50000',
+        'fields.user_id.min' = '0', 'fields.user_id.max' = '99999', 'fields.amount.min' = '0', 'fields.amount.max' = '99');
+CREATE TABLE sink (user_id BIGINT, amount DOUBLE) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT user_id, amount FROM src WHERE amount >= 10;
+"""
+
+
+# ---------------------------------------------------------------- runs
+
+def job_seconds(system, jid, timeout):
+    j = wait(f"{system.name} job {jid} to finish", timeout,
+             lambda: (lambda x: x if x and x["state"] in ("FINISHED", "FAILED", "CANCELED") else None)(system.job(jid)), 0.2)
+    if j["state"] != "FINISHED":
+        raise RuntimeError(f"{system.name} job {jid} ended {j['state']}")
+    return j["duration"] / 1000.0
+
+
+def throughput(system, job_text, rows, timeout):
+    system.start(1, 2, "execution.checkpointing.interval: 10 s")
+    try:
+        return rows / job_seconds(system, system.submit(job_text), timeout)
+    finally:
+        system.stop()
+
+
+def sink_records(system, jid):
+    j = system.job(jid)
+    if not j or j["state"] != "RUNNING":
+        return None
+    vs = j["vertices"]
+    if not all(v["status"] == "RUNNING" for v in vs):
+        return None
+    return vs[-1]["metrics"]["read-records"]
+
+
+def recovery(system, job_text):
+    """kill -9 of the taskmanager running half of the job, replacement started at once;
+    seconds until every task runs again and the sink's record count grows."""
+    system.start(2, 1, "execution.checkpointing.interval: 2 s\nrestart-strategy.type: fixed-delay\n"
+                       "restart-strategy.fixed-delay.attempts: 10\nrestart-strategy.fixed-delay.delay: 1 s")
+    try:
+        jid = system.submit(job_text)
+        wait("records flowing", 120, lambda: (sink_records(system, jid) or 0) > 0, 0.2)
+        time.sleep(3)
+        pids = [p.pid for p in system.tms] if isinstance(system, Sluice) else system.tm_pids()
+        victim = pids[-1]
+        t0 = time.time()
+        os.kill(victim, signal.SIGKILL)
+        system.add_tm()
+        # Down first (the failure must have been noticed), then up with records again.
+        wait("the failure noticed", 120, lambda: sink_records(system, jid) is None, 0.02)
+        base = wait("all tasks running again", 180, lambda: sink_records(system, jid) is not None and (sink_records(system, jid),), 0.02)[0]
+        wait("records after recovery", 60, lambda: (sink_records(system, jid) or 0) > base, 0.02)
+        return time.time() - t0
+    finally:
+        system.stop()
+
+
+def idle(system):
+    started = system.start(2, 2)
+    try:
+        time.sleep(3)
+        pids = [p.pid for p in system.tms] if isinstance(system, Sluice) else system.tm_pids()
+        return started, max(rss_mb(p) for p in pids)
+    finally:
+        system.stop()
+
+
+def loopback_bandwidth():
+    port = free_port()
+    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-J"], capture_output=True, text=True)
+    server.wait(10)
+    return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 8
+
+
+def summary(values):
+    v = [x for x in values if x == x]
+    if not v:
+        return "n/a"
+    return f"{statistics.median(v):,.1f} (min {min(v):,.1f}, max {max(v):,.1f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rows", type=int, default=20_000_000)
+    ap.add_argument("--only", default="P1,P2,P3,P4,P7")
+    ap.add_argument("--sluice-bin", required=True)
+    ap.add_argument("--no-flink", action="store_true")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    work = tempfile.mkdtemp(prefix="sluice-bench-")
+    systems = [Sluice(args.sluice_bin, work)]
+    if not args.no_flink:
+        try:
+            systems.append(Flink(work))
+        except Exception as e:
+            print(f"Flink unavailable ({e}); printing Sluice's figures only", flush=True)
+    results = {}
+
+    def record(key, system, value):
+        results.setdefault(key, {}).setdefault(system.name, []).append(value)
+        print(f"  {key:<28} {system.name:<7} {value:,.2f}", flush=True)
+
+    for rep in range(1, args.reps + 1):
+        print(f"== repetition {rep}/{args.reps}", flush=True)
+        order = systems if rep % 2 else list(reversed(systems))
+        for s in order:
+            try:
+                if "P1" in only:
+                    text = sluice_p1(args.rows) if isinstance(s, Sluice) else flink_p1(args.rows)
+                    record("P1 window rows/s", s, throughput(s, text, args.rows, 1800))
+                if "P2" in only:
+                    text = sluice_p2(args.rows) if isinstance(s, Sluice) else flink_p2(args.rows)
+                    record("P2 filter rows/s", s, throughput(s, text, args.rows, 1800))
+                if "P3" in only and isinstance(s, Sluice):
+                    s.start(2, 1)
+                    try:
+                        secs = job_seconds(s, s.submit(sluice_p3(args.rows // 4)), 1800)
+                    finally:
+                        s.stop()
+                    record("P3 shuffle MB/s (100 B rows)", s, args.rows // 4 * 100 / secs / 1e6)
+                if "P4" in only:
+                    text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
+                    record("P4 recovery s", s, recovery(s, text))
+                if "P7" in only:
+                    started, rss = idle(s)
+                    record("P7 cluster start s", s, started)
+                    record("P7 idle TM RSS MB", s, rss)
+            except Exception as e:
+                print(f"  {s.name}: {e}", flush=True)
+                s.stop()
+        if "P3" in only and shutil.which("iperf3"):
+            bw = loopback_bandwidth() / 1e6
+            results.setdefault("P3 loopback TCP MB/s", {}).setdefault("iperf3", []).append(bw)
+            print(f"  {'P3 loopback TCP MB/s':<28} iperf3  {bw:,.1f}", flush=True)
+
+    print("\n| figure | Sluice | Flink | Sluice/Flink |")
+    print("|---|---|---|---|")
+    for key, by in results.items():
+        s, f = by.get("Sluice", []), by.get("Flink", by.get("iperf3", []))
+        ratio = "n/a"
+        if s and f:
+            ratio = f"{statistics.median(s) / statistics.median(f):.2f}"
+        print(f"| {key} | {summary(s)} | {summary(f)}{' (iperf3)' if 'iperf3' in by else ''} | {ratio} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
