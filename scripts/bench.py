@@ -150,7 +150,7 @@ def sluice_source(rows, splits=2):
     schema:
       - {{name: user_id, type: bigint, expr: "seq % 100000"}}
       - {{name: amount, type: double, expr: "CAST(seq % 100 AS DOUBLE)"}}
-      - {{name: ts, type: timestamp, expr: "to_timestamp_millis({EPOCH_MS} + seq)"}}
+      - {{name: ts, type: timestamp, expr: "to_timestamp_millis({EPOCH_MS} + seq % {rows // 2})"}}
     watermark: {{column: ts, max-out-of-orderness: 0 ms}}
 """
 
@@ -308,7 +308,7 @@ def flink_source(rows):
   seq BIGINT,
   user_id AS seq % 100000,
   amount AS CAST(seq % 100 AS DOUBLE),
-  ts AS TO_TIMESTAMP_LTZ({EPOCH_MS} + seq, 3),
+  ts AS TO_TIMESTAMP_LTZ({EPOCH_MS} + seq % {rows // 2}, 3),
   WATERMARK FOR ts AS ts
 ) WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000',
         'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0', 'fields.seq.end' = '{rows - 1}');
@@ -350,7 +350,7 @@ def job_seconds(system, jid, timeout):
 
 
 def throughput(system, job_text, rows, timeout):
-    system.start(1, 2, "execution.checkpointing.interval: 10 s")
+    system.start(1, 2, "execution.checkpointing.interval: 10 s\nrestart-strategy.type: none")
     try:
         return rows / job_seconds(system, system.submit(job_text), timeout)
     finally:
