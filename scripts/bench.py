@@ -34,6 +34,9 @@ HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("SLUICE_TOOLS_DIR", os.path.expanduser("~/.cache/sluice-tools"))
 FLINK_VENV = os.path.join(CACHE, "flink-venv")
 EPOCH_MS = 1767225600000
+# Both systems' taskmanagers get the same process size (Flink's default, 1728m, left its
+# taskmanager in garbage collection until its heartbeat timed out on P1 here).
+TM_MEMORY = "4g"
 
 
 def free_port():
@@ -98,7 +101,7 @@ class Sluice:
                 f"rest.address: 127.0.0.1\nrest.bind-address: 127.0.0.1\nrest.port: {self.rest}\n"
                 f"taskmanager.host: 127.0.0.1\ntaskmanager.bind-host: 127.0.0.1\n"
                 f"taskmanager.numberOfTaskSlots: {slots}\n"
-                f"jobmanager.memory.process.size: 1600m\ntaskmanager.memory.process.size: 1728m\n"
+                f"jobmanager.memory.process.size: 1600m\ntaskmanager.memory.process.size: {TM_MEMORY}\n"
                 f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n"
             )
         t0 = time.time()
@@ -250,6 +253,7 @@ class Flink:
         with open(os.path.join(self.conf, "config.yaml")) as f:
             text = f.read()
         text = text.replace("numberOfTaskSlots: 1", f"numberOfTaskSlots: {slots}")
+        text = text.replace("size: 1728m", f"size: {TM_MEMORY}")
         text += (f"\nrest.port: {self.rest}\nrest.address: 127.0.0.1\n"
                  f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n")
         with open(os.path.join(self.conf, "config.yaml"), "w") as f:
