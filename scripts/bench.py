@@ -305,6 +305,13 @@ class Flink:
         subprocess.run(["pkill", "-9", "-f", f"StandaloneSessionClusterEntrypoint.*{self.conf}"])
         if getattr(self, "client", None) and self.client.poll() is None:
             self.client.kill()
+        # The next measurement must not share the CPUs with JVMs still shutting down.
+        gone = lambda: subprocess.run(["pgrep", "-f", self.dir], capture_output=True).returncode != 0
+        try:
+            wait("Flink's processes to exit", 30, gone, 0.2)
+        except RuntimeError:
+            subprocess.run(["pkill", "-9", "-f", self.dir])
+        time.sleep(2)
 
 
 def flink_source(rows):

@@ -280,28 +280,42 @@ impl WindowAggregate {
         if let Some(r) = self.rocks.as_mut() {
             return r.update(&self.codec, &self.aggs, &args, key_columns, rows, &assigned);
         }
-        let mut per_window: BTreeMap<Window, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-        for (w, r) in assigned {
+        // Rows of a batch mostly share a window: runs of equal windows take one pane lookup.
+        let mut per_window: Vec<(Window, Vec<u32>, Vec<usize>)> = Vec::new();
+        let mut i = 0;
+        while i < assigned.len() {
+            let w = assigned[i].0;
+            let run = assigned[i..].iter().take_while(|(x, _)| *x == w).count();
             if !self.panes.contains_key(&w) {
                 let pane = self.new_pane()?;
                 self.panes.insert(w, pane);
             }
             let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
-            let row = rows.row(r as usize);
-            let group = match pane.groups.get(row.as_ref()) {
-                Some(g) => *g,
+            let slot = match per_window.iter().position(|(x, _, _)| *x == w) {
+                Some(s) => s,
                 None => {
-                    let g = pane.keys.len();
-                    pane.keys.push(row.owned());
-                    pane.groups.insert(row.as_ref().to_vec(), g);
-                    g
+                    per_window.push((w, Vec::with_capacity(run), Vec::with_capacity(run)));
+                    per_window.len() - 1
                 }
             };
-            let entry = per_window.entry(w).or_default();
-            entry.0.push(r);
-            entry.1.push(group);
+            let (_, row_idx, groups) = &mut per_window[slot];
+            for &(_, r) in &assigned[i..i + run] {
+                let row = rows.row(r as usize);
+                let group = match pane.groups.get(row.as_ref()) {
+                    Some(g) => *g,
+                    None => {
+                        let g = pane.keys.len();
+                        pane.keys.push(row.owned());
+                        pane.groups.insert(row.as_ref().to_vec(), g);
+                        g
+                    }
+                };
+                row_idx.push(r);
+                groups.push(group);
+            }
+            i += run;
         }
-        for (w, (row_idx, groups)) in per_window {
+        for (w, row_idx, groups) in per_window {
             let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
             let idx = UInt32Array::from(row_idx);
             let total = pane.keys.len();
