@@ -24,6 +24,11 @@ pub fn bin_dir() -> PathBuf {
         .expect("target directory")
 }
 
+/// The repository's root (scripts, conf).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// Path of a workspace binary; fails the test with the command to build it if missing.
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);

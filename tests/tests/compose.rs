@@ -7,17 +7,13 @@
 //! job fails over without it, and once reconnected its late messages are fenced. The committed
 //! output is exact: nothing lost, nothing doubled.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{bin_dir, free_port, get_json, job_id_of, wait_for};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sluice_tests::{bin_dir, free_port, get_json, job_id_of, repo_root, wait_for};
 
 /// `docker-compose` (Debian's) or `docker compose` (the plugin).
 fn compose_tool() -> Option<Vec<String>> {

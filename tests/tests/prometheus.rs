@@ -9,11 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_tests::{free_port, get_json, unbounded_job, wait_for, Cluster, Daemon};
-
-fn repo_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sluice_tests::{free_port, get_json, repo_root, unbounded_job, wait_for, Cluster, Daemon};
 
 fn query(port: u16, expr: &str) -> Option<Value> {
     let mut url = format!("http://127.0.0.1:{port}/api/v1/query?query=");

@@ -5,15 +5,10 @@
 //! socket, as systemd provides one.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::{bin_dir, Cluster};
-
-fn repo_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sluice_tests::{bin_dir, repo_root, Cluster};
 
 #[test]
 fn installed_units_pass_systemd_analyze_verify() {

@@ -339,11 +339,14 @@ impl Scheduler {
             let job = handle.lock();
             (job.id.clone(), job.graph.max_parallelism)
         };
-        let mut jobs: Vec<(u64, String)> = self
-            .jobs()
-            .into_iter()
-            .filter(|j| j.reactive && !j.state.is_terminal())
-            .map(|j| (j.start_time, j.id))
+        // Called every tick: read the few fields needed, not a clone of every job.
+        let handles: Vec<Arc<Handle>> = self.handles().values().cloned().collect();
+        let mut jobs: Vec<(u64, String)> = handles
+            .iter()
+            .filter_map(|h| {
+                let j = h.lock();
+                (j.reactive && !j.state.is_terminal()).then(|| (j.start_time, j.id.clone()))
+            })
             .collect();
         jobs.sort();
         let index = jobs.iter().position(|(_, j)| *j == id).unwrap_or(0);
@@ -415,8 +418,8 @@ impl Scheduler {
         if graph.vertices.iter().all(|v| target.get(&v.id) == Some(&v.parallelism)) {
             return false;
         }
-        let since = Instant::now();
-        if !coordinator.stop_with_checkpoint().await {
+        let what = format!("to fit its resource requirements ({target:?})");
+        if !Self::begin_rescale(handle, coordinator, "resource requirements changed".into(), &what).await {
             return false;
         }
         let mut job = handle.lock();
@@ -427,18 +430,6 @@ impl Scheduler {
                 }
             }
         }
-        let from = job.current_parallelism();
-        tracing::info!(
-            "Rescaling job {} ({}) to fit its resource requirements: {target:?}.",
-            job.name,
-            job.id
-        );
-        job.pending_rescale = Some(PendingRescale {
-            from,
-            cause: "resource requirements changed".into(),
-            since,
-            timestamp_ms: now_ms(),
-        });
         true
     }
 
@@ -631,22 +622,30 @@ impl Scheduler {
         ) {
             return false;
         }
-        let since = Instant::now();
+        let cause = format!("{desired} slots became available to the job");
+        Self::begin_rescale(
+            handle,
+            coordinator,
+            cause,
+            &format!("from parallelism {current} to {desired}"),
+        )
+        .await
+    }
+
+    /// Stops the job with a checkpoint for a rescale and records the rescale as under way;
+    /// `false` when the stop cannot start.
+    async fn begin_rescale(handle: &Handle, coordinator: &mut Coordinator, cause: String, what: &str) -> bool {
+        let pending = PendingRescale::now(handle.lock().current_parallelism(), cause);
         if !coordinator.stop_with_checkpoint().await {
             return false;
         }
         let mut job = handle.lock();
         tracing::info!(
-            "Rescaling job {} ({}) from parallelism {current} to {desired}: stopping it with a checkpoint.",
+            "Rescaling job {} ({}) {what}: stopping it with a checkpoint.",
             job.name,
             job.id
         );
-        job.pending_rescale = Some(PendingRescale {
-            from: current,
-            cause: format!("{desired} slots became available to the job"),
-            since,
-            timestamp_ms: now_ms(),
-        });
+        job.pending_rescale = Some(pending);
         true
     }
 

@@ -90,6 +90,18 @@ pub struct PendingRescale {
     pub timestamp_ms: u64,
 }
 
+impl PendingRescale {
+    /// A rescale from parallelism `from` that starts now.
+    pub fn now(from: u32, cause: String) -> Self {
+        PendingRescale {
+            from,
+            cause,
+            since: Instant::now(),
+            timestamp_ms: crate::resource_manager::now_ms(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

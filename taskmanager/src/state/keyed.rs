@@ -112,6 +112,9 @@ pub struct KeyedState {
     clock: Clock,
     /// The current key: its key group and canonical bytes.
     current: Option<(u32, Vec<u8>)>,
+    /// A state with a TTL may hold entries (restored or written): snapshots then drop expired
+    /// ones. Without TTLs that scan of every key group is skipped.
+    ttl_used: bool,
 }
 
 impl KeyedState {
@@ -121,6 +124,7 @@ impl KeyedState {
             max_parallelism: settings.max_parallelism,
             clock: system_clock(),
             current: None,
+            ttl_used: restore.is_some(),
         })
     }
 
@@ -195,6 +199,7 @@ impl KeyedState {
     }
 
     fn write(&mut self, d: &StateDescriptor, kg: u32, key: &[u8], payload: &[u8]) -> Result<(), String> {
+        self.ttl_used |= d.ttl.is_some();
         let expires = d
             .ttl
             .map_or(i64::MAX, |t| self.now().saturating_add(t.as_millis() as i64));
@@ -204,8 +209,8 @@ impl KeyedState {
         self.kv.put(kg, key, &v)
     }
 
-    /// The synchronous part of a checkpoint; expired entries are dropped first.
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    /// Deletes every expired entry of the typed states.
+    fn drop_expired(&mut self) -> Result<(), String> {
         let now = self.now();
         for kg in self.kv.key_groups().iter() {
             let mut dead = Vec::new();
@@ -218,6 +223,14 @@ impl KeyedState {
             for k in dead {
                 self.kv.delete(kg, &k)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of a checkpoint; expired entries are dropped first.
+    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+        if self.ttl_used {
+            self.drop_expired()?;
         }
         self.kv.snapshot(checkpoint_id, savepoint)
     }

@@ -44,16 +44,20 @@ impl HeapKv {
             .ok_or_else(|| out_of_range(kg, r))
     }
 
-    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+    fn group_mut(&mut self, kg: u32) -> Result<&mut BTreeMap<Vec<u8>, Vec<u8>>, String> {
         let r = self.settings.key_groups;
-        let group = kg
-            .checked_sub(r.start)
+        kg.checked_sub(r.start)
             .and_then(|i| self.groups.get_mut(i as usize))
-            .ok_or_else(|| out_of_range(kg, r))?;
+            .ok_or_else(|| out_of_range(kg, r))
+    }
+
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let (budget, bytes) = (self.settings.heap_budget, self.bytes);
+        let group = self.group_mut(kg)?;
         let added = entry_cost(key, value);
         let removed = group.get(key).map_or(0, |old| entry_cost(key, old));
-        let after = self.bytes - removed + added;
-        if after > self.settings.heap_budget && added > removed {
+        let after = bytes - removed + added;
+        if after > budget && added > removed {
             return Err(self.settings.heap_budget_error(after));
         }
         group.insert(key.to_vec(), value.to_vec());
@@ -62,12 +66,7 @@ impl HeapKv {
     }
 
     fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
-        let r = self.settings.key_groups;
-        let group = kg
-            .checked_sub(r.start)
-            .and_then(|i| self.groups.get_mut(i as usize))
-            .ok_or_else(|| out_of_range(kg, r))?;
-        if let Some(old) = group.remove(key) {
+        if let Some(old) = self.group_mut(kg)?.remove(key) {
             self.bytes -= entry_cost(key, &old);
         }
         Ok(())

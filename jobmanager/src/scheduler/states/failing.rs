@@ -3,10 +3,7 @@
 //! (after its delay) or FAILED with the cause. In reactive mode the restart is also a
 //! scale-down to whatever parallelism the remaining slots allow, recorded as a rescale.
 
-use std::time::Instant;
-
 use super::{Attempt, Ctx, Phase, Transition, STOP_GRACE};
-use crate::resource_manager::now_ms;
 use crate::scheduler::job::JobState;
 use crate::scheduler::reactive::PendingRescale;
 
@@ -15,12 +12,7 @@ pub async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
         let mut job = ctx.handle.lock();
         let cause = job.failure.clone().unwrap_or_default();
         if ctx.reactive.is_some() && job.pending_rescale.is_none() {
-            job.pending_rescale = Some(PendingRescale {
-                from: job.current_parallelism(),
-                cause: cause.clone(),
-                since: Instant::now(),
-                timestamp_ms: now_ms(),
-            });
+            job.pending_rescale = Some(PendingRescale::now(job.current_parallelism(), cause.clone()));
         }
         (job.id.clone(), cause)
     };
