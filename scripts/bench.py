@@ -12,9 +12,9 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       bandwidth (iperf3). Bytes/s.
   P4  kill -9 of a taskmanager in a running job (a replacement started at once) → time until
       the job runs again with every task RUNNING (output resumes then). Seconds.
+  P5  reactive mode (Flink: an application cluster from standalone-job.sh): a second
+      taskmanager is started → seconds until the job runs at parallelism 2 everywhere.
   P7  idle taskmanager RSS; cluster start until every taskmanager is registered.
-(P5, reactive scale-up against Flink's standalone-job reactive mode, is measured for Sluice
-only: see BENCHMARKS.md.)
 """
 
 import argparse
@@ -244,7 +244,7 @@ class Flink:
         e = dict(os.environ, FLINK_HOME=self.home, FLINK_CONF_DIR=self.conf, FLINK_LOG_DIR=os.path.join(self.dir, "log"))
         return e
 
-    def start(self, tms, slots, extra=""):
+    def _configure(self, slots, extra):
         self.dir = tempfile.mkdtemp(dir=self.work, prefix="flink-")
         self.conf = os.path.join(self.dir, "conf")
         os.makedirs(os.path.join(self.dir, "log"))
@@ -255,9 +255,13 @@ class Flink:
         text = text.replace("numberOfTaskSlots: 1", f"numberOfTaskSlots: {slots}")
         text = text.replace("size: 1728m", f"size: {TM_MEMORY}")
         text += (f"\nrest.port: {self.rest}\nrest.address: 127.0.0.1\n"
-                 f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n")
+                 f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n"
+                 f"python.client.executable: {self.python}\npython.executable: {self.python}\n{extra}\n")
         with open(os.path.join(self.conf, "config.yaml"), "w") as f:
             f.write(text)
+
+    def start(self, tms, slots, extra=""):
+        self._configure(slots, extra)
         with open(os.path.join(self.conf, "workers"), "w") as f:
             f.write("localhost\n" * tms)
         t0 = time.time()
@@ -265,6 +269,22 @@ class Flink:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         wait("Flink taskmanagers", 180, lambda: self.registered() == tms, 0.05)
         return time.time() - t0
+
+    def start_application(self, tms, slots, extra, sql):
+        """An application cluster (`standalone-job.sh`) running the SQL job, the only
+        deployment Flink's reactive mode supports; returns the job id."""
+        self._configure(slots, extra)
+        path = os.path.join(self.dir, "job.sql")
+        with open(path, "w") as f:
+            f.write(sql)
+        subprocess.run([os.path.join(self.home, "bin", "standalone-job.sh"), "start", "-py",
+                        os.path.join(HOME, "scripts", "bench_flink_sql.py"), path, "application"],
+                       env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        for _ in range(tms):
+            self.add_tm()
+        o = wait("the Flink application's job", 180,
+                 lambda: (lambda o: o if o and o["jobs"] else None)(get_json(f"http://127.0.0.1:{self.rest}/jobs/overview")), 0.1)
+        return o["jobs"][0]["jid"]
 
     def registered(self):
         o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
@@ -298,8 +318,9 @@ class Flink:
         return j
 
     def stop(self):
-        subprocess.run([os.path.join(self.home, "bin", "stop-cluster.sh")], env=self.env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for script in ("stop-cluster.sh", "standalone-job.sh"):
+            subprocess.run([os.path.join(self.home, "bin", script)] + (["stop"] if script == "standalone-job.sh" else []),
+                           env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in self.tm_pids():
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["pkill", "-9", "-f", f"StandaloneSessionClusterEntrypoint.*{self.conf}"])
@@ -402,6 +423,42 @@ def recovery(system, job_text):
         system.stop()
 
 
+def vertices_at(system, jid, parallelism):
+    j = system.job(jid)
+    if not j or j["state"] != "RUNNING":
+        return False
+    return all(v["parallelism"] == parallelism and v["status"] == "RUNNING" for v in j["vertices"])
+
+
+REACTIVE = ("scheduler-mode: reactive\nexecution.checkpointing.interval: 2 s\nrestart-strategy.type: fixed-delay\n"
+            "restart-strategy.fixed-delay.attempts: 2147483647\nrestart-strategy.fixed-delay.delay: 1 s\n")
+# Flink's adaptive scheduler waits 30 s after a rescale (the job's start counts) and up to 60 s
+# for resources to settle by default; both are set to zero so it rescales as soon as it can.
+# It still rescales at the next completed checkpoint (FLIP-461), at most the 2 s interval later.
+FLINK_REACTIVE = ("jobmanager.adaptive-scheduler.executing.cooldown-after-rescaling: 0 s\n"
+                  "jobmanager.adaptive-scheduler.executing.resource-stabilization-timeout: 0 s\n")
+
+
+def scale_up(system, job_text):
+    """Reactive mode, one 1-slot taskmanager running the job at parallelism 1; a second one is
+    started → seconds until every vertex runs at parallelism 2. The time includes the new
+    taskmanager's own start, as an operator would see it."""
+    if isinstance(system, Sluice):
+        system.start(1, 1, REACTIVE)
+        jid = system.submit(job_text)
+    else:
+        jid = system.start_application(1, 1, REACTIVE + FLINK_REACTIVE, job_text)
+    try:
+        wait("the job running at parallelism 1", 180, lambda: vertices_at(system, jid, 1), 0.1)
+        time.sleep(5)
+        t0 = time.time()
+        system.add_tm()
+        wait("the job running at parallelism 2", 180, lambda: vertices_at(system, jid, 2), 0.02)
+        return time.time() - t0
+    finally:
+        system.stop()
+
+
 def idle(system):
     started = system.start(2, 2)
     try:
@@ -432,7 +489,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P7")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -472,6 +529,9 @@ def main():
                 if "P4" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))
+                if "P5" in only:
+                    text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
+                    record("P5 reactive scale-up s", s, scale_up(s, text))
                 if "P7" in only:
                     started, rss = idle(s)
                     record("P7 cluster start s", s, started)

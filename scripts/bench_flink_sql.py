@@ -2,17 +2,19 @@
 Flink cluster through PyFlink's Table API and waits for the job; used by scripts/bench.py,
 run with the Python of the venv scripts/bench.sh installs apache-flink into.
 
-  bench_flink_sql.py SCRIPT.sql REST_PORT
+  bench_flink_sql.py SCRIPT.sql REST_PORT     submit to a session cluster
+  bench_flink_sql.py SCRIPT.sql application   run as the job of an application cluster
+                                              (`standalone-job.sh start -py` this script)
 """
 import sys
 from pyflink.table import EnvironmentSettings, TableEnvironment
 from pyflink.common import Configuration
 conf = Configuration()
-conf.set_string("execution.target", "remote")
-conf.set_string("rest.address", "localhost")
-conf.set_string("rest.port", sys.argv[2] if len(sys.argv) > 2 else "8081")
-conf.set_string("parallelism.default", "2")
-conf.set_string("rest.address", "127.0.0.1")
+if sys.argv[2:3] != ["application"]:
+    conf.set_string("execution.target", "remote")
+    conf.set_string("rest.address", "127.0.0.1")
+    conf.set_string("rest.port", sys.argv[2] if len(sys.argv) > 2 else "8081")
+    conf.set_string("parallelism.default", "2")
 env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
 stmts = [s.strip() for s in open(sys.argv[1]).read().split(";") if s.strip() and not s.strip().upper().startswith("SET")]
 for s in stmts[:-1]:

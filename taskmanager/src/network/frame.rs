@@ -1,9 +1,13 @@
 //! The data-plane wire format. Every frame: `u32` length of the rest, `u8` kind, the channel
 //! (`u64` epoch, `u32` edge, `u32` from, `u32` to), then the payload. Sender → receiver: OPEN,
-//! DATA (`u32` backlog + Arrow IPC), WATERMARK (`u32` backlog + `i64`), IDLE (`u32` backlog +
+//! DATA_STREAM (`u32` backlog + the Arrow IPC schema message and one record-batch message:
+//! it starts the channel's IPC stream), DATA (`u32` backlog + one IPC record-batch message of
+//! that stream), WATERMARK (`u32` backlog + `i64`), IDLE (`u32` backlog +
 //! `u8`), END (`u32` backlog), BACKLOG (`u32`), BARRIER (`u32` backlog, `u64` id, `u64`
 //! timestamp, `u8` flags: 1 savepoint, 2 stop; then the target URL in UTF-8). Receiver →
 //! sender: CREDIT (`u32`).
+
+use arrow::buffer::Buffer;
 
 use super::event::ChannelId;
 
@@ -15,21 +19,42 @@ pub const END: u8 = 5;
 pub const BACKLOG: u8 = 6;
 pub const CREDIT: u8 = 7;
 pub const BARRIER: u8 = 8;
+pub const DATA_STREAM: u8 = 9;
 
-const HEADER: usize = 1 + 8 + 4 + 4 + 4;
+pub const HEADER: usize = 1 + 8 + 4 + 4 + 4;
 /// Frames larger than this are refused as corrupt.
 pub const MAX_FRAME: usize = 256 << 20;
 
-pub fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + HEADER + payload.len());
-    out.extend_from_slice(&((HEADER + payload.len()) as u32).to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(&id.epoch.to_le_bytes());
-    out.extend_from_slice(&id.edge.to_le_bytes());
-    out.extend_from_slice(&id.from.to_le_bytes());
-    out.extend_from_slice(&id.to.to_le_bytes());
-    out.extend_from_slice(payload);
-    out
+/// A frame to write: its head (length, header, small payload) and then, for data, the batch's
+/// IPC buffers, written with vectored I/O so the batch's bytes are not copied into the frame.
+pub struct OutFrame {
+    pub head: Vec<u8>,
+    pub body: Vec<Buffer>,
+}
+
+impl OutFrame {
+    /// The frame's bytes in order.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.head.as_slice()).chain(self.body.iter().map(|b| b.as_slice()))
+    }
+}
+
+/// A frame whose payload is `payload` followed by the bytes of `body`.
+pub fn encode_with(kind: u8, id: ChannelId, payload: &[u8], body: Vec<Buffer>) -> OutFrame {
+    let len = HEADER + payload.len() + body.iter().map(|b| b.len()).sum::<usize>();
+    let mut head = Vec::with_capacity(4 + HEADER + payload.len());
+    head.extend_from_slice(&(len as u32).to_le_bytes());
+    head.push(kind);
+    head.extend_from_slice(&id.epoch.to_le_bytes());
+    head.extend_from_slice(&id.edge.to_le_bytes());
+    head.extend_from_slice(&id.from.to_le_bytes());
+    head.extend_from_slice(&id.to.to_le_bytes());
+    head.extend_from_slice(payload);
+    OutFrame { head, body }
+}
+
+pub fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> OutFrame {
+    encode_with(kind, id, payload, Vec::new())
 }
 
 /// Splits a frame body (after the length) into kind, channel and payload.
@@ -71,7 +96,11 @@ mod tests {
             from: 2,
             to: 3,
         };
-        let f = encode(DATA, id, b"xyz");
+        let f: Vec<u8> = encode_with(DATA, id, b"x", vec![Buffer::from_vec(b"yz".to_vec())])
+            .slices()
+            .flatten()
+            .copied()
+            .collect();
         let len = u32::from_le_bytes([f[0], f[1], f[2], f[3]]) as usize;
         assert_eq!(len, f.len() - 4);
         let (kind, got, payload) = decode(&f[4..]).unwrap();

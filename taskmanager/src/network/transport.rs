@@ -7,22 +7,33 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use std::io::IoSlice;
+
+use arrow::buffer::{Buffer, MutableBuffer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::credit::SenderCredit;
 use super::event::{Barrier, ChannelId, StreamEvent};
-use super::frame;
+use super::frame::{self, OutFrame};
 use super::gate::{CreditSink, GateShared};
-use super::ipc;
+use super::ipc::{ChannelDecoder, ChannelEncoder};
 use super::GateRegistry;
+
+/// The receive buffer of a data connection.
+const READ_BUFFER: usize = 256 << 10;
 
 /// How long an OPEN waits for its consumer task to be deployed.
 const GATE_WAIT: Duration = Duration::from_secs(60);
 
-async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Vec<u8>>, String> {
+/// Bytes in front of a frame's body in its receive buffer, so that the IPC bytes of a data
+/// frame (after the header and the backlog) start 64-byte aligned and decode without a copy.
+const FRONT_PAD: usize = 64 - (frame::HEADER + 4);
+
+/// Reads one frame's body (after its length) into an aligned buffer.
+async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Buffer>, String> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -33,42 +44,79 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Vec<
     if len > frame::MAX_FRAME {
         return Err(format!("frame of {len} bytes exceeds the limit"));
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-    Ok(Some(body))
+    let mut body = MutableBuffer::with_capacity(FRONT_PAD + len);
+    body.extend_zeros(FRONT_PAD);
+    let mut left = len;
+    while left > 0 {
+        let available = reader.fill_buf().await.map_err(|e| e.to_string())?;
+        if available.is_empty() {
+            return Err(format!("connection closed inside a frame of {len} bytes"));
+        }
+        let n = available.len().min(left);
+        body.extend_from_slice(&available[..n]);
+        reader.consume(n);
+        left -= n;
+    }
+    Ok(Some(Buffer::from(body).slice(FRONT_PAD)))
 }
 
-/// Writes queued frames, flushing whenever the queue runs dry, until the queue closes or
-/// `stop` fires (then the socket is shut so the peer sees the end).
-async fn write_frames(half: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, stop: Arc<tokio::sync::Notify>) {
-    let mut w = BufWriter::with_capacity(64 << 10, half);
+/// Writes queued frames with vectored writes (a batch's buffers go to the socket as they are),
+/// gathering what is queued into each write, until the queue closes or `stop` fires (then
+/// the socket is shut so the peer sees the end).
+async fn write_frames(
+    mut half: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<OutFrame>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut queued = Vec::new();
     loop {
         let f = tokio::select! {
             f = rx.recv() => f,
             _ = stop.notified() => None,
         };
         let Some(f) = f else {
-            let _ = w.shutdown().await;
+            let _ = half.shutdown().await;
             return;
         };
-        if w.write_all(&f).await.is_err() {
-            return;
-        }
-        while let Ok(f) = rx.try_recv() {
-            if w.write_all(&f).await.is_err() {
-                return;
+        queued.push(f);
+        while queued.len() < WRITE_GATHER {
+            match rx.try_recv() {
+                Ok(f) => queued.push(f),
+                Err(_) => break,
             }
         }
-        if w.flush().await.is_err() {
+        if write_all_vectored(&mut half, &queued).await.is_err() {
             return;
         }
+        queued.clear();
     }
+}
+
+/// Frames gathered into one vectored write at most.
+const WRITE_GATHER: usize = 64;
+
+async fn write_all_vectored(half: &mut OwnedWriteHalf, frames: &[OutFrame]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = frames
+        .iter()
+        .flat_map(|f| f.slices())
+        .filter(|s| !s.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = half.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 /// Sends CREDIT frames for one channel back to its remote sender.
 struct RemoteCreditSink {
     id: ChannelId,
-    writer: mpsc::UnboundedSender<Vec<u8>>,
+    writer: mpsc::UnboundedSender<OutFrame>,
 }
 
 impl CreditSink for RemoteCreditSink {
@@ -129,9 +177,11 @@ async fn receive_frames(
     read: OwnedReadHalf,
     gates: &Arc<GateRegistry>,
     routes: &Routes,
-    writer: &mpsc::UnboundedSender<Vec<u8>>,
+    writer: &mpsc::UnboundedSender<OutFrame>,
 ) -> Result<(), String> {
-    let mut reader = BufReader::with_capacity(64 << 10, read);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read);
+    // Each channel's IPC stream; dropped at its END.
+    let mut decoders: HashMap<ChannelId, ChannelDecoder> = HashMap::new();
     while let Some(body) = read_frame(&mut reader).await? {
         let (kind, id, payload) = frame::decode(&body)?;
         if kind == frame::OPEN {
@@ -165,10 +215,17 @@ async fn receive_frames(
         };
         let result = match kind {
             frame::BACKLOG => gate.backlog(ch, frame::read_u32(payload)?.0),
-            frame::DATA | frame::WATERMARK | frame::IDLE | frame::END | frame::BARRIER => {
+            frame::DATA | frame::DATA_STREAM | frame::WATERMARK | frame::IDLE | frame::END | frame::BARRIER => {
                 let (backlog, rest) = frame::read_u32(payload)?;
                 let event = match kind {
-                    frame::DATA => StreamEvent::Batch(ipc::decode(rest)?),
+                    frame::DATA | frame::DATA_STREAM => {
+                        let ipc = body.slice(frame::HEADER + 4);
+                        let batch = decoders
+                            .entry(id)
+                            .or_default()
+                            .decode(ipc, kind == frame::DATA_STREAM)?;
+                        StreamEvent::Batch(batch)
+                    }
                     frame::WATERMARK => {
                         let bytes: [u8; 8] = rest
                             .get(..8)
@@ -182,6 +239,7 @@ async fn receive_frames(
                         if let Ok(mut r) = routes.lock() {
                             r.remove(&id);
                         }
+                        decoders.remove(&id);
                         StreamEvent::EndOfPartition
                     }
                 };
@@ -219,7 +277,7 @@ fn decode_barrier(rest: &[u8]) -> Result<Barrier, String> {
 /// The sending side of one connection to a remote taskmanager.
 pub struct Connection {
     peer: String,
-    writer: mpsc::UnboundedSender<Vec<u8>>,
+    writer: mpsc::UnboundedSender<OutFrame>,
     credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>>,
 }
 
@@ -237,6 +295,7 @@ impl Connection {
         let peer = address.to_string();
         tokio::spawn(async move {
             let mut reader = BufReader::new(read);
+            // Only CREDIT frames come back, small ones.
             loop {
                 match read_frame(&mut reader).await {
                     Ok(Some(body)) => {
@@ -303,13 +362,24 @@ impl Connection {
             .map_err(|_| "data connection closed".to_string())
     }
 
-    /// Ships one buffer or event (its credit already taken).
-    pub fn send_event(&self, id: ChannelId, event: &StreamEvent, backlog: u32) -> Result<(), String> {
+    /// Ships one buffer or event (its credit already taken); a batch goes on the channel's
+    /// IPC stream `encoder`.
+    pub fn send_event(
+        &self,
+        id: ChannelId,
+        event: &StreamEvent,
+        backlog: u32,
+        encoder: &mut ChannelEncoder,
+    ) -> Result<(), String> {
         let mut payload = backlog.to_le_bytes().to_vec();
         let kind = match event {
             StreamEvent::Batch(b) => {
-                payload.extend_from_slice(&ipc::encode(b)?);
-                frame::DATA
+                let (starts, buffers) = encoder.encode(b)?;
+                let kind = if starts { frame::DATA_STREAM } else { frame::DATA };
+                return self
+                    .writer
+                    .send(frame::encode_with(kind, id, &payload, buffers))
+                    .map_err(|_| "data connection closed".to_string());
             }
             StreamEvent::Watermark(w) => {
                 payload.extend_from_slice(&w.to_le_bytes());

@@ -14,11 +14,13 @@ use sluice_common::key_groups::{hash_keys, key_group, subtask_for_key_group};
 use super::credit::SenderCredit;
 use super::event::{ChannelId, StreamEvent};
 use super::gate::GateShared;
+use super::ipc::ChannelEncoder;
 use super::transport::Connection;
 
 enum Target {
     Local(Arc<GateShared>, usize),
-    Remote(Arc<Connection>),
+    /// The connection, and the channel's IPC stream on it.
+    Remote(Arc<Connection>, Box<ChannelEncoder>),
 }
 
 pub struct OutputChannel {
@@ -40,23 +42,23 @@ impl OutputChannel {
         OutputChannel {
             id,
             credit,
-            target: Target::Remote(conn),
+            target: Target::Remote(conn, Box::default()),
         }
     }
 
     /// Sends one buffer or event, waiting for credit if there is none (telling the receiver
     /// the backlog first). Adds the wait to `blocked`.
-    pub async fn send(&self, event: StreamEvent, backlog: u32, blocked: &mut Duration) -> Result<(), String> {
+    pub async fn send(&mut self, event: StreamEvent, backlog: u32, blocked: &mut Duration) -> Result<(), String> {
         if !self.credit.try_acquire() {
             match &self.target {
                 Target::Local(gate, ch) => gate.backlog(*ch, backlog + 1)?,
-                Target::Remote(conn) => conn.send_backlog(self.id, backlog + 1)?,
+                Target::Remote(conn, _) => conn.send_backlog(self.id, backlog + 1)?,
             }
             let start = Instant::now();
             self.credit.acquire().await.map_err(|_| {
                 let peer = match &self.target {
                     Target::Local(..) => "its local consumer".to_string(),
-                    Target::Remote(conn) => format!("the taskmanager at {}", conn.peer()),
+                    Target::Remote(conn, _) => format!("the taskmanager at {}", conn.peer()),
                 };
                 format!(
                     "channel {:?} to {peer} closed while waiting for credit (the consumer is gone)",
@@ -65,9 +67,9 @@ impl OutputChannel {
             })?;
             *blocked += start.elapsed();
         }
-        match &self.target {
+        match &mut self.target {
             Target::Local(gate, ch) => gate.deliver(*ch, event, backlog),
-            Target::Remote(conn) => conn.send_event(self.id, &event, backlog),
+            Target::Remote(conn, encoder) => conn.send_event(self.id, &event, backlog, encoder),
         }
     }
 }
@@ -76,7 +78,7 @@ impl OutputChannel {
 /// routing credit to it.
 impl Drop for OutputChannel {
     fn drop(&mut self) {
-        if let Target::Remote(conn) = &self.target {
+        if let Target::Remote(conn, _) = &self.target {
             conn.close_channel(self.id);
         }
     }
@@ -93,8 +95,17 @@ pub enum WriterPartition {
     },
 }
 
+/// Key group → consumer channel, computed once per writer instead of once per row.
+fn key_group_routes(max_parallelism: u32, channels: usize) -> Vec<u32> {
+    (0..max_parallelism)
+        .map(|kg| subtask_for_key_group(max_parallelism, channels as u32, kg))
+        .collect()
+}
+
 pub struct RecordWriter {
     partition: WriterPartition,
+    /// For hash partitioning: key group → channel.
+    routes: Vec<u32>,
     channels: Vec<OutputChannel>,
     next: usize,
     segment_size: usize,
@@ -121,15 +132,20 @@ impl RecordWriter {
         } else {
             producer % channels.len()
         };
+        let routes = match &partition {
+            WriterPartition::Hash { max_parallelism, .. } => key_group_routes(*max_parallelism, channels.len()),
+            _ => Vec::new(),
+        };
         RecordWriter {
             partition,
+            routes,
             channels,
             next,
             segment_size,
         }
     }
 
-    async fn send_batch(&self, ch: usize, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
+    async fn send_batch(&mut self, ch: usize, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
         let parts = buffers(batch, self.segment_size);
         let n = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
@@ -164,11 +180,11 @@ impl RecordWriter {
             } => {
                 let keys: Vec<_> = key_columns.iter().map(|i| batch.column(*i).clone()).collect();
                 let hashes = hash_keys(&keys, batch.num_rows())?;
-                let p = self.channels.len() as u32;
                 let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.channels.len()];
                 for (row, h) in hashes.iter().enumerate() {
-                    let target = subtask_for_key_group(*max_parallelism, p, key_group(*h, *max_parallelism));
-                    rows[target as usize].push(row as u32);
+                    let kg = key_group(*h, *max_parallelism) as usize;
+                    let target = self.routes.get(kg).ok_or("key group outside max parallelism")?;
+                    rows[*target as usize].push(row as u32);
                 }
                 for (ch, idx) in rows.into_iter().enumerate() {
                     if idx.is_empty() {
@@ -184,7 +200,7 @@ impl RecordWriter {
 
     /// Sends an event (watermark, idleness, end of partition) to every consumer.
     pub async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
-        for ch in &self.channels {
+        for ch in &mut self.channels {
             ch.send(event.clone(), 0, blocked).await?;
         }
         Ok(())
