@@ -11,14 +11,14 @@
 //! watermark is operator state (union, the minimum wins on restore), so rows of windows fired
 //! before a checkpoint stay late after recovery.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -28,6 +28,7 @@ use sluice_common::proto::checkpoint::RedistributionMode;
 use sluice_common::state::key_group_blocks::BlocksWriter;
 
 use super::assigner::{self, Window};
+use super::pane_keys::PaneKeys;
 use super::rocks_state::{new_accumulators, take_rows, RocksPanes};
 use super::sessions::{FiredSessions, SessionWindows};
 use super::state_codec::{pane_key, parse_pane_key, StateCodec};
@@ -40,9 +41,8 @@ use sluice_common::config::options::StateBackendKind;
 const WATERMARK_STATE: &str = "window-watermark";
 
 struct Pane {
-    /// Key row bytes → group index.
-    groups: HashMap<Vec<u8>, usize, ahash::RandomState>,
-    keys: Vec<OwnedRow>,
+    /// Key row bytes ↔ group index.
+    keys: PaneKeys,
     accs: Vec<Box<dyn GroupsAccumulator>>,
     /// Heap bytes at the last count (keys and accumulators).
     bytes: usize,
@@ -167,16 +167,11 @@ impl WindowAggregate {
             }
             Ok(())
         })?;
-        let parser = self.codec.keys.parser();
         for (w, entries) in panes {
             let mut pane = self.new_pane()?;
-            let n = entries.len();
-            for (g, (key, _)) in entries.iter().enumerate() {
-                pane.keys.push(parser.parse(key).owned());
-                pane.groups.insert(key.clone(), g);
-            }
+            let groups: Vec<usize> = entries.iter().map(|(key, _)| pane.keys.intern(key)).collect();
+            let n = pane.keys.len();
             let states = self.codec.decode_states(entries.iter().map(|(_, v)| v.as_slice()))?;
-            let groups: Vec<usize> = (0..n).collect();
             for (acc, st) in pane.accs.iter_mut().zip(&states) {
                 df(acc.merge_batch(st, &groups, n))?;
             }
@@ -206,9 +201,9 @@ impl WindowAggregate {
             }
             pane.accs = fresh;
             let rows = self.codec.encode_states(&states)?;
-            let kgs = self.codec.key_groups(pane.keys.iter().map(|k| k.row().data()))?;
+            let kgs = self.codec.key_groups(pane.keys.iter())?;
             for (i, key) in pane.keys.iter().enumerate() {
-                entries.push((kgs[i], pane_key(*w, key.row().as_ref()), rows.row(i).as_ref().to_vec()));
+                entries.push((kgs[i], pane_key(*w, key), rows.row(i).as_ref().to_vec()));
             }
         }
         entries.sort_by_key(|e| e.0);
@@ -261,8 +256,7 @@ impl WindowAggregate {
 
     fn new_pane(&self) -> Result<Pane, String> {
         Ok(Pane {
-            groups: HashMap::default(),
-            keys: Vec::new(),
+            keys: PaneKeys::default(),
             accs: new_accumulators(&self.aggs)?,
             bytes: 0,
         })
@@ -300,18 +294,8 @@ impl WindowAggregate {
             };
             let (_, row_idx, groups) = &mut per_window[slot];
             for &(_, r) in &assigned[i..i + run] {
-                let row = rows.row(r as usize);
-                let group = match pane.groups.get(row.as_ref()) {
-                    Some(g) => *g,
-                    None => {
-                        let g = pane.keys.len();
-                        pane.keys.push(row.owned());
-                        pane.groups.insert(row.as_ref().to_vec(), g);
-                        g
-                    }
-                };
                 row_idx.push(r);
-                groups.push(group);
+                groups.push(pane.keys.intern(rows.row(r as usize).as_ref()));
             }
             i += run;
         }
@@ -322,7 +306,7 @@ impl WindowAggregate {
             for (a, acc) in pane.accs.iter_mut().enumerate() {
                 df(acc.update_batch(&take_rows(&args[a], &idx)?, &groups, None, total))?;
             }
-            let bytes = pane.accs.iter().map(|a| a.size()).sum::<usize>() + pane.keys.len() * 48;
+            let bytes = pane.accs.iter().map(|a| a.size()).sum::<usize>() + pane.keys.heap_bytes();
             self.heap_bytes = (self.heap_bytes + bytes).saturating_sub(pane.bytes);
             pane.bytes = bytes;
         }
@@ -420,10 +404,11 @@ impl WindowAggregate {
             };
             self.heap_bytes = self.heap_bytes.saturating_sub(pane.bytes);
             let n = pane.keys.len();
+            let parser = self.codec.keys.parser();
             let columns = df(self
                 .codec
                 .keys
-                .convert_rows(pane.keys.iter().map(|k| k.row()))
+                .convert_rows(pane.keys.iter().map(|k| parser.parse(k)))
                 .map_err(Into::into))?;
             if let Some(b) = self.emit_pane(w, columns, n, pane.accs)? {
                 out.push(b);

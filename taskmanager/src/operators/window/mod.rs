@@ -3,6 +3,7 @@
 
 mod aggregate;
 pub mod assigner;
+mod pane_keys;
 mod rocks_state;
 mod sessions;
 mod state_codec;
