@@ -482,7 +482,8 @@ def summary(values):
     v = [x for x in values if x == x]
     if not v:
         return "n/a"
-    return f"{statistics.median(v):,.1f} (min {min(v):,.1f}, max {max(v):,.1f})"
+    d = 2 if statistics.median(v) < 10 else 1
+    return f"{statistics.median(v):,.{d}f} (min {min(v):,.{d}f}, max {max(v):,.{d}f})"
 
 
 def main():

@@ -132,6 +132,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         format!("{host}:{data_port}"),
         cfg(config.get(&NETWORK_BUFFERS_PER_CHANNEL))?.get(),
         cfg(config.get(&NETWORK_FLOATING_BUFFERS_PER_GATE))?.get(),
+        cfg(config.get(&NETWORK_MAX_BUFFERS_PER_CHANNEL))?.get(),
     );
     network.serve(data_listener);
     let runs = JobRuns::default();

@@ -374,6 +374,7 @@ options! {
     TM_MIN_SEGMENT_SIZE: MemorySize = "taskmanager.memory.min-segment-size", Some("256 bytes");
     NETWORK_BUFFERS_PER_CHANNEL: NonZeroU32 = "taskmanager.network.memory.buffers-per-channel", Some("2");
     NETWORK_FLOATING_BUFFERS_PER_GATE: NonZeroU32 = "taskmanager.network.memory.floating-buffers-per-gate", Some("8");
+    NETWORK_MAX_BUFFERS_PER_CHANNEL: NonZeroU32 = "taskmanager.network.memory.max-buffers-per-channel", Some("10");
 
     // ---- jobmanager memory (Flink's JobManagerOptions)
     JM_PROCESS_SIZE: MemorySize = "jobmanager.memory.process.size", None;

@@ -37,6 +37,8 @@ pub struct PreparedTask {
     gate: Option<InputGate>,
     input_edges: Vec<u32>,
     locations: Arc<HashMap<(usize, u32), String>>,
+    /// Per output edge: buffers a channel may queue (its share of the partition's buffers).
+    queue_limits: Vec<usize>,
     _buffers: Vec<Reservation>,
 }
 
@@ -100,11 +102,18 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
             if channels > 0 {
                 buffers.push(env.pool.reserve(gate_required(channels, bpc))?);
             }
+            // A result partition needs its required buffers; beyond them it takes, if the pool
+            // has them, up to max-buffers-per-channel per channel for its queues (Flink's
+            // local buffer pool of a partition grows the same way).
+            let mut queue_limits = Vec::new();
             for e in d.graph.outputs_of(vertex) {
-                buffers.push(
-                    env.pool
-                        .reserve(partition_required(consumers(&d.graph, e.index, subtask).len() as u64))?,
-                );
+                let n = consumers(&d.graph, e.index, subtask).len() as u64;
+                let required = env.pool.reserve(partition_required(n))?;
+                let max = u64::from(env.max_buffers_per_channel);
+                let extra = env.pool.reserve_up_to((n * max).saturating_sub(required.count));
+                queue_limits.push(((required.count + extra.count) / n.max(1)).clamp(1, max) as usize);
+                buffers.push(required);
+                buffers.push(extra);
             }
             let gate = if channels > 0 {
                 // Floating buffers beyond the one required are taken if the pool has them.
@@ -135,6 +144,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                 gate,
                 input_edges: inputs.iter().map(|(e, _)| *e).collect(),
                 locations: locations.clone(),
+                queue_limits,
                 _buffers: buffers,
             })
         })();
@@ -161,9 +171,10 @@ async fn writers(
     epoch: u64,
     vertex: usize,
     subtask: u32,
+    queue_limits: &[usize],
 ) -> Result<Vec<RecordWriter>, String> {
     let mut out = Vec::new();
-    for e in graph.outputs_of(vertex) {
+    for (e, limit) in graph.outputs_of(vertex).zip(queue_limits) {
         let mut channels = Vec::new();
         for to in consumers(graph, e.index, subtask) {
             let address = locations
@@ -175,7 +186,7 @@ async fn writers(
                 from: subtask,
                 to,
             };
-            channels.push(env.open_channel(id, address).await?);
+            channels.push(env.open_channel(id, address, *limit).await?);
         }
         let partition = match &e.partition {
             EdgePartition::Forward => WriterPartition::Forward,
@@ -212,10 +223,11 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: Checkpoin
         gate,
         input_edges,
         locations,
+        queue_limits,
         _buffers,
     } = t;
     let result = async {
-        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask).await?;
+        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &queue_limits).await?;
         run_task(plan, gate, writers, metrics, hooks).await
     }
     .await;

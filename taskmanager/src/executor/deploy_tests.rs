@@ -190,7 +190,7 @@ async fn keyed_window_job_matches_its_reference() {
     let out = dir.path().join("out");
     let rows = 200_000;
     let graph = compile(&job(&out.display().to_string(), rows));
-    let env = NetworkEnvironment::new(NetworkBufferPool::new(4096, 32 << 10), "local:0".into(), 2, 8);
+    let env = NetworkEnvironment::new(NetworkBufferPool::new(4096, 32 << 10), "local:0".into(), 2, 8, 10);
     run_locally(&env, graph.clone()).await;
     let got = read_output(&out);
     let want = reference(rows);
@@ -210,7 +210,7 @@ fn too_few_buffers_fail_with_flinks_message() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let env = NetworkEnvironment::new(NetworkBufferPool::new(5, 32 << 10), "local:0".into(), 2, 8);
+        let env = NetworkEnvironment::new(NetworkBufferPool::new(5, 32 << 10), "local:0".into(), 2, 8, 10);
         let tasks: Vec<(usize, u32)> = graph
             .vertices
             .iter()
@@ -263,7 +263,7 @@ async fn file_source_reads_json_and_csv_splits() {
             out.display()
         );
         let graph = compile(&yaml);
-        let env = NetworkEnvironment::new(NetworkBufferPool::new(64, 32 << 10), "local:0".into(), 2, 8);
+        let env = NetworkEnvironment::new(NetworkBufferPool::new(64, 32 << 10), "local:0".into(), 2, 8, 10);
         run_locally(&env, graph).await;
         let mut ids: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(&out).unwrap() {

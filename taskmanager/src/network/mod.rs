@@ -8,6 +8,7 @@ mod event;
 mod frame;
 mod gate;
 mod ipc;
+mod output_queue;
 mod transport;
 mod writer;
 
@@ -21,10 +22,12 @@ use tokio::sync::Notify;
 pub use buffer_pool::{gate_required, partition_required, NetworkBufferPool, Reservation};
 pub use event::{Barrier, ChannelId, GateKey, StreamEvent};
 pub use gate::{CreditSink, GateShared, InputGate};
+pub use output_queue::OutputChannel;
 pub use transport::Connection;
-pub use writer::{OutputChannel, RecordWriter, WriterPartition};
+pub use writer::{RecordWriter, WriterPartition};
 
 use credit::SenderCredit;
+use output_queue::Target;
 
 /// Gates of the tasks deployed here, found by (epoch, input edge, consumer subtask).
 #[derive(Default)]
@@ -87,6 +90,8 @@ pub struct NetworkEnvironment {
     pub local_address: String,
     pub buffers_per_channel: u32,
     pub floating_per_gate: u32,
+    /// Buffers a producer may queue on one channel before it is back-pressured.
+    pub max_buffers_per_channel: u32,
     connections: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
 }
 
@@ -99,6 +104,7 @@ impl NetworkEnvironment {
         local_address: String,
         buffers_per_channel: u32,
         floating_per_gate: u32,
+        max_buffers_per_channel: u32,
     ) -> Arc<Self> {
         Arc::new(NetworkEnvironment {
             pool,
@@ -106,6 +112,7 @@ impl NetworkEnvironment {
             local_address,
             buffers_per_channel,
             floating_per_gate,
+            max_buffers_per_channel,
             connections: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -135,8 +142,9 @@ impl NetworkEnvironment {
         Ok(c)
     }
 
-    /// Opens the channel `id` to the consumer at `address` (this taskmanager or another).
-    pub async fn open_channel(&self, id: ChannelId, address: &str) -> Result<OutputChannel, String> {
+    /// Opens the channel `id` to the consumer at `address` (this taskmanager or another); its
+    /// producer may queue `max_queued` buffers and events on it.
+    pub async fn open_channel(&self, id: ChannelId, address: &str, max_queued: usize) -> Result<OutputChannel, String> {
         let credit = Arc::new(SenderCredit::default());
         if address == self.local_address {
             let gate = self
@@ -148,11 +156,16 @@ impl NetworkEnvironment {
                 .channel_index(id.edge, id.from)
                 .ok_or_else(|| format!("channel {id:?} does not belong to its gate"))?;
             gate.attach(ch, Arc::new(LocalCreditSink(credit.clone())))?;
-            Ok(OutputChannel::local(id, credit, gate, ch))
+            Ok(OutputChannel::new(id, credit, Target::Local(gate, ch), max_queued))
         } else {
             let conn = self.connection(address).await?;
             conn.open(id, credit.clone())?;
-            Ok(OutputChannel::remote(id, credit, conn))
+            Ok(OutputChannel::new(
+                id,
+                credit,
+                Target::Remote(conn, Box::default()),
+                max_queued,
+            ))
         }
     }
 }

@@ -15,7 +15,7 @@ use super::*;
 async fn environment() -> Arc<NetworkEnvironment> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let env = NetworkEnvironment::new(NetworkBufferPool::new(1000, 1024), address, 2, 3);
+    let env = NetworkEnvironment::new(NetworkBufferPool::new(1000, 1024), address, 2, 3, 10);
     env.serve(listener);
     env
 }
@@ -47,7 +47,7 @@ async fn run(remote: bool) {
         to: 0,
     };
     let channel = producer_env
-        .open_channel(id, &consumer_env.local_address)
+        .open_channel(id, &consumer_env.local_address, 2)
         .await
         .unwrap();
     // 1 KiB segments: each 1000-row batch (8 KB) becomes about 8 buffers.

@@ -1,88 +1,18 @@
 //! Output side of a task: one `OutputChannel` per consumer subtask of an edge, and the
 //! `RecordWriter` that partitions batches over them (forward, hash by key group, rebalance,
-//! broadcast), cuts them into buffers of at most one segment, and sends each against credit.
-//! Time spent waiting for credit is the task's back-pressured time.
+//! broadcast), cuts them into buffers of at most one segment, and queues each on its channel
+//! (`output_queue`), which sends against credit. Time spent waiting for queue room is the
+//! task's back-pressured time.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use sluice_common::key_groups::{hash_keys, key_group, subtask_for_key_group};
 
-use super::credit::SenderCredit;
-use super::event::{ChannelId, StreamEvent};
-use super::gate::GateShared;
-use super::ipc::ChannelEncoder;
-use super::transport::Connection;
-
-enum Target {
-    Local(Arc<GateShared>, usize),
-    /// The connection, and the channel's IPC stream on it.
-    Remote(Arc<Connection>, Box<ChannelEncoder>),
-}
-
-pub struct OutputChannel {
-    id: ChannelId,
-    credit: Arc<SenderCredit>,
-    target: Target,
-}
-
-impl OutputChannel {
-    pub(super) fn local(id: ChannelId, credit: Arc<SenderCredit>, gate: Arc<GateShared>, ch: usize) -> Self {
-        OutputChannel {
-            id,
-            credit,
-            target: Target::Local(gate, ch),
-        }
-    }
-
-    pub(super) fn remote(id: ChannelId, credit: Arc<SenderCredit>, conn: Arc<Connection>) -> Self {
-        OutputChannel {
-            id,
-            credit,
-            target: Target::Remote(conn, Box::default()),
-        }
-    }
-
-    /// Sends one buffer or event, waiting for credit if there is none (telling the receiver
-    /// the backlog first). Adds the wait to `blocked`.
-    pub async fn send(&mut self, event: StreamEvent, backlog: u32, blocked: &mut Duration) -> Result<(), String> {
-        if !self.credit.try_acquire() {
-            match &self.target {
-                Target::Local(gate, ch) => gate.backlog(*ch, backlog + 1)?,
-                Target::Remote(conn, _) => conn.send_backlog(self.id, backlog + 1)?,
-            }
-            let start = Instant::now();
-            self.credit.acquire().await.map_err(|_| {
-                let peer = match &self.target {
-                    Target::Local(..) => "its local consumer".to_string(),
-                    Target::Remote(conn, _) => format!("the taskmanager at {}", conn.peer()),
-                };
-                format!(
-                    "channel {:?} to {peer} closed while waiting for credit (the consumer is gone)",
-                    self.id
-                )
-            })?;
-            *blocked += start.elapsed();
-        }
-        match &mut self.target {
-            Target::Local(gate, ch) => gate.deliver(*ch, event, backlog),
-            Target::Remote(conn, encoder) => conn.send_event(self.id, &event, backlog, encoder),
-        }
-    }
-}
-
-/// A channel's task ended (finished or cancelled by dropping it): the shared connection stops
-/// routing credit to it.
-impl Drop for OutputChannel {
-    fn drop(&mut self) {
-        if let Target::Remote(conn, _) = &self.target {
-            conn.close_channel(self.id);
-        }
-    }
-}
+use super::event::StreamEvent;
+use super::output_queue::OutputChannel;
 
 pub enum WriterPartition {
     /// Producer i → consumer i.
@@ -146,12 +76,8 @@ impl RecordWriter {
     }
 
     async fn send_batch(&mut self, ch: usize, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
-        let parts = buffers(batch, self.segment_size);
-        let n = parts.len();
-        for (i, part) in parts.into_iter().enumerate() {
-            self.channels[ch]
-                .send(StreamEvent::Batch(part), (n - i - 1) as u32, blocked)
-                .await?;
+        for part in buffers(batch, self.segment_size) {
+            self.channels[ch].send(StreamEvent::Batch(part), blocked).await?;
         }
         Ok(())
     }
@@ -201,7 +127,7 @@ impl RecordWriter {
     /// Sends an event (watermark, idleness, end of partition) to every consumer.
     pub async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
         for ch in &mut self.channels {
-            ch.send(event.clone(), 0, blocked).await?;
+            ch.send(event.clone(), blocked).await?;
         }
         Ok(())
     }
@@ -212,6 +138,7 @@ mod tests {
     use super::*;
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
 
     #[test]
     fn buffers_respect_the_segment_size() {
