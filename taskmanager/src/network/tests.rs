@@ -1,6 +1,7 @@
 //! Two network environments (two "taskmanagers") on loopback: data arrives complete and in
 //! order over a remote and a local channel, a slow consumer back-pressures the producer, and
-//! the consumer never holds more buffers than its credit allows.
+//! the consumer never holds more buffers than its credit allows; a producer queues ahead of
+//! credit up to its limit and hears when its channel closes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use tokio::net::TcpListener;
 
+use super::credit::SenderCredit;
 use super::*;
 
 async fn environment() -> Arc<NetworkEnvironment> {
@@ -101,4 +103,73 @@ async fn remote_channel_is_ordered_bounded_and_backpressured() {
 #[tokio::test]
 async fn local_channel_keeps_the_same_credit_rules() {
     run(false).await;
+}
+
+async fn fill(channel: &mut OutputChannel, blocked: &mut Duration, values: std::ops::Range<i64>) {
+    for i in values {
+        channel.send(StreamEvent::Batch(batch(i, 1)), blocked).await.unwrap();
+    }
+}
+
+/// A producer whose consumer does not read sends its credit's worth, then queues up to its
+/// queue limit without waiting, then is back-pressured; the queue drains in order as the
+/// consumer reads; when the channel closes (its connection broke), the producer's next send
+/// fails with the reason instead of hanging.
+#[tokio::test]
+async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_closes() {
+    let key = GateKey {
+        epoch: 2,
+        vertex: 1,
+        subtask: 0,
+    };
+    // 2 exclusive buffers, no floating ones: credit for 2 buffers at a time.
+    let mut gate = InputGate::new(key, &[(0, vec![0])], 2, 0);
+    let credit = Arc::new(SenderCredit::default());
+    gate.shared()
+        .attach(0, Arc::new(LocalCreditSink(credit.clone())))
+        .unwrap();
+    let id = ChannelId {
+        epoch: 2,
+        edge: 0,
+        from: 0,
+        to: 0,
+    };
+    let limit = 3;
+    let mut channel = OutputChannel::new(id, credit.clone(), output_queue::Target::Local(gate.shared(), 0), limit);
+    let mut blocked = Duration::ZERO;
+    fill(&mut channel, &mut blocked, 0..(2 + limit) as i64).await;
+    assert_eq!(
+        blocked,
+        Duration::ZERO,
+        "credit plus queue room took every buffer at once"
+    );
+    let full = tokio::time::timeout(
+        Duration::from_millis(200),
+        channel.send(StreamEvent::Batch(batch(99, 1)), &mut blocked),
+    )
+    .await;
+    assert!(full.is_err(), "a full queue back-pressures the producer");
+    for want in 0..(2 + limit) as i64 {
+        let (_, event) = tokio::time::timeout(Duration::from_secs(5), gate.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let StreamEvent::Batch(b) = event else {
+            panic!("expected a batch, got {event:?}");
+        };
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), want);
+    }
+    // The connection broke: the pump, waiting for credit, stops, and the producer hears why.
+    fill(&mut channel, &mut blocked, 10..10 + limit as i64).await;
+    credit.close();
+    let err = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Err(e) = channel.send(StreamEvent::Batch(batch(100, 1)), &mut blocked).await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("closed while waiting for credit"), "{err}");
 }
