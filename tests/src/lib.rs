@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,12 +41,23 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1. It is taken below Linux's ephemeral range
+/// (32768–60999), from a counter each test process starts at its own offset, so that a port the
+/// kernel hands out meanwhile (an outgoing connection, a daemon's port-0 bind in a test running
+/// in parallel) cannot be the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = (std::process::id() % 100) * (SPAN / 100);
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
@@ -326,12 +338,44 @@ impl Cluster {
     }
 
     /// Waits until `/overview` reports `n` taskmanagers; returns how long it took.
+    /// On a timeout the panic carries the end of every daemon log.
     pub fn wait_taskmanagers(&self, n: u64, timeout: Duration) -> Duration {
         let start = Instant::now();
-        wait_for(timeout, &format!("{n} registered taskmanagers"), || {
-            (self.overview("taskmanagers") == Some(n)).then_some(())
-        });
+        while self.overview("taskmanagers") != Some(n) {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} registered taskmanagers (have {:?}); logs:\n{}",
+                    self.overview("taskmanagers"),
+                    self.log_tails(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         start.elapsed()
+    }
+
+    /// The last `lines` lines of each daemon log of this cluster.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return out;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", log.display()));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 
