@@ -37,8 +37,9 @@ pub struct PreparedTask {
     gate: Option<InputGate>,
     input_edges: Vec<u32>,
     locations: Arc<HashMap<(usize, u32), String>>,
-    /// Per output edge: buffers a channel may queue (its share of the partition's buffers).
-    queue_limits: Vec<usize>,
+    /// Per output edge: its consumers, and the buffers its partition holds (required, plus
+    /// what `reserve_partition_extras` adds).
+    partitions: Vec<(u64, u64)>,
     _buffers: Vec<Reservation>,
 }
 
@@ -102,18 +103,12 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
             if channels > 0 {
                 buffers.push(env.pool.reserve(gate_required(channels, bpc))?);
             }
-            // A result partition needs its required buffers; beyond them it takes, if the pool
-            // has them, up to max-buffers-per-channel per channel for its queues (Flink's
-            // local buffer pool of a partition grows the same way).
-            let mut queue_limits = Vec::new();
+            let mut partitions = Vec::new();
             for e in d.graph.outputs_of(vertex) {
                 let n = consumers(&d.graph, e.index, subtask).len() as u64;
                 let required = env.pool.reserve(partition_required(n))?;
-                let max = u64::from(env.max_buffers_per_channel);
-                let extra = env.pool.reserve_up_to((n * max).saturating_sub(required.count));
-                queue_limits.push(((required.count + extra.count) / n.max(1)).clamp(1, max) as usize);
+                partitions.push((n, required.count));
                 buffers.push(required);
-                buffers.push(extra);
             }
             let gate = if channels > 0 {
                 // Floating buffers beyond the one required are taken if the pool has them.
@@ -144,7 +139,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                 gate,
                 input_edges: inputs.iter().map(|(e, _)| *e).collect(),
                 locations: locations.clone(),
-                queue_limits,
+                partitions,
                 _buffers: buffers,
             })
         })();
@@ -161,7 +156,23 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
             }
         }
     }
+    reserve_partition_extras(env, &mut prepared);
     Ok(prepared)
+}
+
+/// Beyond its required buffers a result partition takes, if the pool has them, up to Flink's
+/// maximum for its local buffer pool, `subpartitions × buffers-per-channel +
+/// floating-buffers-per-gate`, for its queues. This runs once every task of the deployment has
+/// its required buffers, so no partition's extras can starve a later task of those.
+fn reserve_partition_extras(env: &NetworkEnvironment, prepared: &mut [PreparedTask]) {
+    let (bpc, floating) = (u64::from(env.buffers_per_channel), u64::from(env.floating_per_gate));
+    for p in prepared {
+        for (n, buffers) in &mut p.partitions {
+            let extra = env.pool.reserve_up_to((*n * bpc + floating).saturating_sub(*buffers));
+            *buffers += extra.count;
+            p._buffers.push(extra);
+        }
+    }
 }
 
 async fn writers(
@@ -171,10 +182,11 @@ async fn writers(
     epoch: u64,
     vertex: usize,
     subtask: u32,
-    queue_limits: &[usize],
+    partitions: &[(u64, u64)],
 ) -> Result<Vec<RecordWriter>, String> {
     let mut out = Vec::new();
-    for (e, limit) in graph.outputs_of(vertex).zip(queue_limits) {
+    for (e, (_, buffers)) in graph.outputs_of(vertex).zip(partitions) {
+        let room = Arc::new(tokio::sync::Semaphore::new(*buffers as usize));
         let mut channels = Vec::new();
         for to in consumers(graph, e.index, subtask) {
             let address = locations
@@ -186,7 +198,7 @@ async fn writers(
                 from: subtask,
                 to,
             };
-            channels.push(env.open_channel(id, address, *limit).await?);
+            channels.push(env.open_channel(id, address, room.clone()).await?);
         }
         let partition = match &e.partition {
             EdgePartition::Forward => WriterPartition::Forward,
@@ -223,11 +235,11 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: Checkpoin
         gate,
         input_edges,
         locations,
-        queue_limits,
+        partitions,
         _buffers,
     } = t;
     let result = async {
-        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &queue_limits).await?;
+        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &partitions).await?;
         run_task(plan, gate, writers, metrics, hooks).await
     }
     .await;

@@ -143,8 +143,15 @@ impl NetworkEnvironment {
     }
 
     /// Opens the channel `id` to the consumer at `address` (this taskmanager or another); its
-    /// producer may queue `max_queued` buffers and events on it.
-    pub async fn open_channel(&self, id: ChannelId, address: &str, max_queued: usize) -> Result<OutputChannel, String> {
+    /// producer may queue up to max-buffers-per-channel buffers and events on it, within the
+    /// buffers of its partition (`partition`, shared by the partition's channels).
+    pub async fn open_channel(
+        &self,
+        id: ChannelId,
+        address: &str,
+        partition: Arc<tokio::sync::Semaphore>,
+    ) -> Result<OutputChannel, String> {
+        let max_queued = self.max_buffers_per_channel as usize;
         let credit = Arc::new(SenderCredit::default());
         if address == self.local_address {
             let gate = self
@@ -156,7 +163,13 @@ impl NetworkEnvironment {
                 .channel_index(id.edge, id.from)
                 .ok_or_else(|| format!("channel {id:?} does not belong to its gate"))?;
             gate.attach(ch, Arc::new(LocalCreditSink(credit.clone())))?;
-            Ok(OutputChannel::new(id, credit, Target::Local(gate, ch), max_queued))
+            Ok(OutputChannel::new(
+                id,
+                credit,
+                Target::Local(gate, ch),
+                max_queued,
+                partition,
+            ))
         } else {
             let conn = self.connection(address).await?;
             conn.open(id, credit.clone())?;
@@ -165,6 +178,7 @@ impl NetworkEnvironment {
                 credit,
                 Target::Remote(conn, Box::default()),
                 max_queued,
+                partition,
             ))
         }
     }

@@ -1,8 +1,8 @@
 //! The sending side of one channel, split the way Flink splits a subpartition queue from its
 //! netty writer. While the channel has credit and nothing queued, the task sends a buffer
 //! itself. Without credit it queues (up to `taskmanager.network.memory.max-buffers-per-channel`
-//! waiting; beyond that the task is back-pressured) and a pump sends the queue in order as
-//! credit arrives, announcing the real backlog so the receiver lends floating buffers early.
+//! on the channel, and within its partition's buffers, which its channels share; beyond that
+//! the task is back-pressured) and a pump sends the queue in order as credit arrives, announcing the real backlog so the receiver lends floating buffers early.
 //! So the task does not wait out a credit round trip while its queue has room, and one slow
 //! channel does not hold up the others. Both sides send under one lock, which keeps order.
 
@@ -66,8 +66,10 @@ struct Shared {
     id: ChannelId,
     credit: Arc<SenderCredit>,
     state: Mutex<State>,
-    /// Queue room: one permit per buffer or event that may still be queued.
+    /// Queue room: one permit per buffer or event that may still be queued on this channel.
     room: Semaphore,
+    /// The partition's buffers, shared by its channels; a queued item holds one.
+    partition: Arc<Semaphore>,
     /// Something was queued, or the task closed the channel.
     work: Notify,
 }
@@ -92,7 +94,13 @@ pub struct OutputChannel {
 }
 
 impl OutputChannel {
-    pub(super) fn new(id: ChannelId, credit: Arc<SenderCredit>, target: Target, max_queued: usize) -> Self {
+    pub(super) fn new(
+        id: ChannelId,
+        credit: Arc<SenderCredit>,
+        target: Target,
+        max_queued: usize,
+        partition: Arc<Semaphore>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             id,
             credit,
@@ -103,6 +111,7 @@ impl OutputChannel {
                 closed: false,
             }),
             room: Semaphore::new(max_queued.max(1)),
+            partition,
             work: Notify::new(),
         });
         let pump = tokio::spawn(pump(shared.clone()));
@@ -128,23 +137,28 @@ impl OutputChannel {
                 return state.target.send(s.id, event, 0).map_err(|e| s.fail(&mut state, e));
             }
         }
-        let permit = match s.room.try_acquire() {
-            Ok(p) => p,
-            Err(_) => {
-                let start = Instant::now();
-                let p = s.room.acquire().await;
-                *blocked += start.elapsed();
-                p.map_err(|_| {
-                    s.lock()
-                        .ok()
-                        .and_then(|st| st.failure.clone())
-                        .unwrap_or_else(|| format!("channel {:?} stopped sending", s.id))
-                })?
-            }
+        let stopped = || {
+            s.lock()
+                .ok()
+                .and_then(|st| st.failure.clone())
+                .unwrap_or_else(|| format!("channel {:?} stopped sending", s.id))
         };
-        permit.forget();
+        for room in [&s.room, s.partition.as_ref()] {
+            let permit = match room.try_acquire() {
+                Ok(p) => p,
+                Err(_) => {
+                    let start = Instant::now();
+                    let p = room.acquire().await;
+                    *blocked += start.elapsed();
+                    p.map_err(|_| stopped())?
+                }
+            };
+            permit.forget();
+        }
         let mut state = s.lock()?;
         if let Some(e) = &state.failure {
+            // The pump stopped meanwhile; the item is not queued.
+            s.partition.add_permits(1);
             return Err(e.clone());
         }
         state.queue.push_back(event);
@@ -217,6 +231,7 @@ async fn pump(s: Arc<Shared>) {
             state.target.send(s.id, event, backlog)?;
             drop(state);
             s.room.add_permits(1);
+            s.partition.add_permits(1);
         }
     }
     .await;
@@ -224,8 +239,11 @@ async fn pump(s: Arc<Shared>) {
         if let Err(e) = result {
             tracing::debug!("output channel {:?} stopped: {e}", s.id);
             s.fail(&mut state, e);
-            // A task waiting for room wakes and fails with the reason.
+            // A task waiting for room wakes and fails with the reason; what was queued gives
+            // its partition buffers back to the channel's siblings.
             s.room.close();
+            s.partition.add_permits(state.queue.len());
+            state.queue.clear();
         }
         if let Target::Remote(conn, _) = &state.target {
             conn.close_channel(s.id);

@@ -49,7 +49,11 @@ async fn run(remote: bool) {
         to: 0,
     };
     let channel = producer_env
-        .open_channel(id, &consumer_env.local_address, 2)
+        .open_channel(
+            id,
+            &consumer_env.local_address,
+            Arc::new(tokio::sync::Semaphore::new(2)),
+        )
         .await
         .unwrap();
     // 1 KiB segments: each 1000-row batch (8 KB) becomes about 8 buffers.
@@ -135,7 +139,10 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
         to: 0,
     };
     let limit = 3;
-    let mut channel = OutputChannel::new(id, credit.clone(), output_queue::Target::Local(gate.shared(), 0), limit);
+    // The channel's own limit binds here: its partition has plenty of buffers.
+    let partition = Arc::new(tokio::sync::Semaphore::new(100));
+    let target = output_queue::Target::Local(gate.shared(), 0);
+    let mut channel = OutputChannel::new(id, credit.clone(), target, limit, partition.clone());
     let mut blocked = Duration::ZERO;
     fill(&mut channel, &mut blocked, 0..(2 + limit) as i64).await;
     assert_eq!(
@@ -172,4 +179,9 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
     .await
     .unwrap();
     assert!(err.contains("closed while waiting for credit"), "{err}");
+    assert_eq!(
+        partition.available_permits(),
+        100,
+        "a stopped channel gives its partition buffers back"
+    );
 }
