@@ -172,19 +172,18 @@ impl OutputChannel {
 /// otherwise (a cancelled or failed task) it stops now.
 impl Drop for OutputChannel {
     fn drop(&mut self) {
+        if !self.ended {
+            self.pump.abort();
+        }
         if let Ok(mut state) = self.shared.state.lock() {
             state.closed = true;
-        }
-        if self.ended {
-            self.shared.work.notify_one();
-        } else {
-            self.pump.abort();
-            if let Ok(state) = self.shared.state.lock() {
+            if !self.ended {
                 if let Target::Remote(conn, _) = &state.target {
                     conn.close_channel(self.shared.id);
                 }
             }
         }
+        self.shared.work.notify_one();
     }
 }
 

@@ -37,18 +37,22 @@ impl HeapKv {
         }
     }
 
-    fn group(&self, kg: u32) -> Result<&BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    /// The position of key group `kg` in `groups`, or why it is not held here.
+    fn index(&self, kg: u32) -> Result<usize, String> {
         let r = self.settings.key_groups;
         kg.checked_sub(r.start)
-            .and_then(|i| self.groups.get(i as usize))
+            .map(|i| i as usize)
+            .filter(|i| *i < self.groups.len())
             .ok_or_else(|| out_of_range(kg, r))
     }
 
+    fn group(&self, kg: u32) -> Result<&BTreeMap<Vec<u8>, Vec<u8>>, String> {
+        Ok(&self.groups[self.index(kg)?])
+    }
+
     fn group_mut(&mut self, kg: u32) -> Result<&mut BTreeMap<Vec<u8>, Vec<u8>>, String> {
-        let r = self.settings.key_groups;
-        kg.checked_sub(r.start)
-            .and_then(|i| self.groups.get_mut(i as usize))
-            .ok_or_else(|| out_of_range(kg, r))
+        let i = self.index(kg)?;
+        Ok(&mut self.groups[i])
     }
 
     fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
