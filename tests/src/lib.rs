@@ -61,16 +61,24 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(timeout: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_or_explain(timeout, check, || format!("waiting for {what}"))
+}
+
+/// As `wait_for`; on a timeout the panic says `explain()` (evaluated only then).
+pub fn wait_or_explain<T>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} {}", explain());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -341,16 +349,17 @@ impl Cluster {
     /// On a timeout the panic carries the end of every daemon log.
     pub fn wait_taskmanagers(&self, n: u64, timeout: Duration) -> Duration {
         let start = Instant::now();
-        while self.overview("taskmanagers") != Some(n) {
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for {n} registered taskmanagers (have {:?}); logs:\n{}",
+        wait_or_explain(
+            timeout,
+            || (self.overview("taskmanagers") == Some(n)).then_some(()),
+            || {
+                format!(
+                    "waiting for {n} registered taskmanagers (have {:?}); logs:\n{}",
                     self.overview("taskmanagers"),
                     self.log_tails(20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                )
+            },
+        );
         start.elapsed()
     }
 
@@ -377,6 +386,22 @@ impl Cluster {
         }
         out
     }
+}
+
+/// The REST details of job `id` (jobmanager REST at `rest_port`) once it runs at parallelism
+/// `p` in every vertex with no rescale under way.
+pub fn wait_parallelism(rest_port: u16, id: &str, p: u64, timeout: Duration) -> Value {
+    wait_for(timeout, &format!("job {id} running at parallelism {p}"), || {
+        let job = get_json(&format!("http://127.0.0.1:{rest_port}/jobs/{id}"))?;
+        let running = job["state"] == "RUNNING"
+            && job["parallelism"].as_u64() == Some(p)
+            && job["rescales"]["in-progress"] == false
+            && job["vertices"]
+                .as_array()?
+                .iter()
+                .all(|v| v["status"] == "RUNNING" && v["parallelism"].as_u64() == Some(p));
+        running.then_some(job)
+    })
 }
 
 /// An unbounded job: generated keys at `rows_per_second`, 1 s processing-time windows per key,

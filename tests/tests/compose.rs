@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{bin_dir, free_port, get_json, job_id_of, repo_root, wait_for};
+use sluice_tests::{bin_dir, free_port, get_json, job_id_of, repo_root, wait_for, wait_parallelism};
 
 /// `docker-compose` (Debian's) or `docker compose` (the plugin).
 fn compose_tool() -> Option<Vec<String>> {
@@ -92,16 +92,6 @@ fn docker(args: &[&str]) -> String {
 
 fn job_details(rest: u16, id: &str) -> Option<Value> {
     get_json(&format!("http://127.0.0.1:{rest}/jobs/{id}"))
-}
-
-fn wait_parallelism(rest: u16, id: &str, p: u64, timeout: Duration) {
-    wait_for(timeout, &format!("job {id} running at parallelism {p}"), || {
-        let j = job_details(rest, id)?;
-        let ok = j["state"] == "RUNNING"
-            && j["parallelism"].as_u64() == Some(p)
-            && j["vertices"].as_array()?.iter().all(|v| v["status"] == "RUNNING");
-        ok.then_some(())
-    });
 }
 
 fn taskmanagers(rest: u16) -> Option<u64> {

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{wait_for, Cluster, Daemon};
+use sluice_tests::{wait_for, wait_parallelism, Cluster, Daemon};
 
 fn reactive_config(checkpoints: &std::path::Path) -> String {
     format!(
@@ -19,21 +18,6 @@ fn reactive_config(checkpoints: &std::path::Path) -> String {
          restart-strategy.fixed-delay.delay: 100 ms\n",
         checkpoints.display()
     )
-}
-
-/// The job's REST details once it runs at `p` with no rescale under way.
-fn wait_parallelism(cluster: &Cluster, id: &str, p: u64, timeout: Duration) -> Value {
-    wait_for(timeout, &format!("job {id} running at parallelism {p}"), || {
-        let job = cluster.rest(&format!("/jobs/{id}"))?;
-        let running = job["state"] == "RUNNING"
-            && job["parallelism"].as_u64() == Some(p)
-            && job["rescales"]["in-progress"] == false
-            && job["vertices"]
-                .as_array()?
-                .iter()
-                .all(|v| v["status"] == "RUNNING" && v["parallelism"].as_u64() == Some(p));
-        running.then_some(job)
-    })
 }
 
 #[test]
@@ -51,19 +35,19 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let out = cluster.config_dir().join("out");
     let id = cluster.submit(&job.yaml(&out, 8_000, 1), "job.yaml");
-    wait_parallelism(&cluster, &id, 2, Duration::from_secs(30));
+    wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
 
     for round in 1..=5 {
         // Up: a third taskmanager joins.
         tms.push(cluster.start_taskmanager(&one_slot).0);
-        wait_parallelism(&cluster, &id, 3, Duration::from_secs(30));
+        wait_parallelism(cluster.rest_port, &id, 3, Duration::from_secs(30));
         let done = cluster.completed_checkpoints(&id);
         wait_for(Duration::from_secs(20), "a checkpoint at parallelism 3", || {
             (cluster.completed_checkpoints(&id) > done).then_some(())
         });
         // Down: the oldest taskmanager is killed.
         tms.remove(0).kill9();
-        wait_parallelism(&cluster, &id, 2, Duration::from_secs(30));
+        wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
         let done = cluster.completed_checkpoints(&id);
         wait_for(Duration::from_secs(20), "a checkpoint at parallelism 2", || {
             (cluster.completed_checkpoints(&id) > done).then_some(())
@@ -116,20 +100,20 @@ fn two_reactive_jobs_in_a_session_cluster_both_scale_up() {
     let _b = cluster.start_taskmanager(&two_slots);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let first = cluster.submit(&job.yaml(&cluster.config_dir().join("out-1"), 500, 1), "one.yaml");
-    wait_parallelism(&cluster, &first, 4, Duration::from_secs(30));
+    wait_parallelism(cluster.rest_port, &first, 4, Duration::from_secs(30));
     // The second job's even share (2 of 4) is not free: a running job is not scaled down to
     // make room, so it waits until the cluster grows.
     let second = cluster.submit(&job.yaml(&cluster.config_dir().join("out-2"), 500, 1), "two.yaml");
     let _c = cluster.start_taskmanager(&two_slots);
     cluster.wait_taskmanagers(3, Duration::from_secs(20));
     // 6 slots: the first job keeps 4 (a running job is not scaled down), the second takes 2.
-    wait_parallelism(&cluster, &second, 2, Duration::from_secs(30));
+    wait_parallelism(cluster.rest_port, &second, 2, Duration::from_secs(30));
     let _d = cluster.start_taskmanager(&two_slots);
     let _e = cluster.start_taskmanager(&two_slots);
     cluster.wait_taskmanagers(5, Duration::from_secs(20));
     // 10 slots split evenly: 5 each; both rescale.
-    let one = wait_parallelism(&cluster, &first, 5, Duration::from_secs(30));
-    let two = wait_parallelism(&cluster, &second, 5, Duration::from_secs(30));
+    let one = wait_parallelism(cluster.rest_port, &first, 5, Duration::from_secs(30));
+    let two = wait_parallelism(cluster.rest_port, &second, 5, Duration::from_secs(30));
     for (name, j) in [("first", &one), ("second", &two)] {
         println!("{name} job rescales: {}", j["rescales"]["history"]);
         assert!(j["rescales"]["count"].as_u64() >= Some(1), "{name}: {j}");
