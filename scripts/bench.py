@@ -80,9 +80,20 @@ def rss_mb(pid):
     return float("nan")
 
 
+class System:
+    """What both systems share: Flink's REST paths, on `self.rest`."""
+
+    def registered(self):
+        o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
+        return o["taskmanagers"] if o else None
+
+    def job(self, jid):
+        return get_json(f"http://127.0.0.1:{self.rest}/jobs/{jid}")
+
+
 # ---------------------------------------------------------------- Sluice
 
-class Sluice:
+class Sluice(System):
     name = "Sluice"
 
     def __init__(self, bin_dir, work):
@@ -123,15 +134,11 @@ class Sluice:
         self.tms.append(p)
         return p
 
-    def registered(self):
-        o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
-        return o["taskmanagers"] if o else None
+    def tm_pids(self):
+        return [p.pid for p in self.tms]
 
     def submit(self, yaml):
         return post(f"http://127.0.0.1:{self.rest}/jobs", yaml)["jobid"]
-
-    def job(self, jid):
-        return get_json(f"http://127.0.0.1:{self.rest}/jobs/{jid}")
 
     def stop(self):
         for p in reversed(self.procs):
@@ -183,22 +190,21 @@ sinks:
 """
 
 
-def sluice_p3(rows):
-    # 100-byte rows: an 8-byte key (1000 distinct, so the aggregation stays cheap and the
-    # exchange dominates) and a 92-byte payload, hashed across two taskmanagers.
-    return f"""name: bench-p3
+def sluice_count_per_key(name, options, columns, key):
+    """datagen (`options`, `columns` as (name, type, expr)) → key by `key` → 1 s
+    processing-time count per key → blackhole, at parallelism 2 over 2 splits."""
+    schema = "".join(f'      - {{name: {c}, type: {t}, expr: "{e}"}}\n' for c, t, e in columns)
+    return f"""name: {name}
 parallelism: 2
 sources:
   - id: events
     connector: datagen
-    options: {{number-of-rows: {rows}, splits: 2}}
+    options: {{{options}, splits: 2}}
     schema:
-      - {{name: k, type: bigint, expr: "seq % 1000"}}
-      - {{name: payload, type: string, expr: "repeat('x', 92)"}}
-operators:
+{schema}operators:
   - id: per-key
     input: events
-    key-by: [k]
+    key-by: [{key}]
     window: {{type: tumbling, size: 1 s, time: processing}}
     aggregate: {{n: "count(*)"}}
 sinks:
@@ -206,30 +212,22 @@ sinks:
 """
 
 
+def sluice_p3(rows):
+    # 100-byte rows: an 8-byte key (1000 distinct, so the aggregation stays cheap and the
+    # exchange dominates) and a 92-byte payload, hashed across two taskmanagers.
+    return sluice_count_per_key("bench-p3", f"number-of-rows: {rows}",
+                                [("k", "bigint", "seq % 1000"), ("payload", "string", "repeat('x', 92)")], "k")
+
+
 def sluice_unbounded():
     # Two vertices (a hash shuffle), so the sink vertex's records-in show output resuming.
-    return """name: bench-p4
-parallelism: 2
-sources:
-  - id: events
-    connector: datagen
-    options: {rows-per-second: 50000, splits: 2}
-    schema:
-      - {name: user_id, type: bigint, expr: "seq % 100000"}
-operators:
-  - id: per-user
-    input: events
-    key-by: [user_id]
-    window: {type: tumbling, size: 1 s, time: processing}
-    aggregate: {n: "count(*)"}
-sinks:
-  - {id: out, input: per-user, connector: blackhole}
-"""
+    return sluice_count_per_key("bench-p4", "rows-per-second: 50000",
+                                [("user_id", "bigint", "seq % 100000")], "user_id")
 
 
 # ---------------------------------------------------------------- Flink
 
-class Flink:
+class Flink(System):
     name = "Flink"
 
     def __init__(self, work):
@@ -286,10 +284,6 @@ class Flink:
                  lambda: (lambda o: o if o and o["jobs"] else None)(get_json(f"http://127.0.0.1:{self.rest}/jobs/overview")), 0.1)
         return o["jobs"][0]["jid"]
 
-    def registered(self):
-        o = get_json(f"http://127.0.0.1:{self.rest}/overview", 1)
-        return o["taskmanagers"] if o else None
-
     def tm_pids(self):
         out = subprocess.run(["pgrep", "-f", f"TaskManagerRunner.*{self.conf}"], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
@@ -313,13 +307,9 @@ class Flink:
             return ids[0] if ids else None
         return wait("the Flink job to be submitted", 120, new_job, 0.1)
 
-    def job(self, jid):
-        j = get_json(f"http://127.0.0.1:{self.rest}/jobs/{jid}")
-        return j
-
     def stop(self):
-        for script in ("stop-cluster.sh", "standalone-job.sh"):
-            subprocess.run([os.path.join(self.home, "bin", script)] + (["stop"] if script == "standalone-job.sh" else []),
+        for command in (["stop-cluster.sh"], ["standalone-job.sh", "stop"]):
+            subprocess.run([os.path.join(self.home, "bin", command[0])] + command[1:],
                            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in self.tm_pids():
             os.kill(pid, signal.SIGKILL)
@@ -373,6 +363,11 @@ INSERT INTO sink SELECT user_id, COUNT(*) FROM TABLE(TUMBLE(TABLE src, DESCRIPTO
 
 # ---------------------------------------------------------------- runs
 
+# Restarts that never give up, 1 s apart, on both systems.
+RESTARTS = ("restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 2147483647\n"
+            "restart-strategy.fixed-delay.delay: 1 s\n")
+
+
 def job_seconds(system, jid, timeout):
     j = wait(f"{system.name} job {jid} to finish", timeout,
              lambda: (lambda x: x if x and x["state"] in ("FINISHED", "FAILED", "CANCELED") else None)(system.job(jid)), 0.2)
@@ -402,14 +397,12 @@ def sink_records(system, jid):
 def recovery(system, job_text):
     """kill -9 of the taskmanager running half of the job, replacement started at once;
     seconds until every task runs again."""
-    system.start(2, 1, "execution.checkpointing.interval: 2 s\nrestart-strategy.type: fixed-delay\n"
-                       "restart-strategy.fixed-delay.attempts: 2147483647\nrestart-strategy.fixed-delay.delay: 1 s")
+    system.start(2, 1, "execution.checkpointing.interval: 2 s\n" + RESTARTS)
     try:
         jid = system.submit(job_text)
         wait("records flowing", 120, lambda: (sink_records(system, jid) or 0) > 0, 0.2)
         time.sleep(3)
-        pids = [p.pid for p in system.tms] if isinstance(system, Sluice) else system.tm_pids()
-        victim = pids[-1]
+        victim = system.tm_pids()[-1]
         t0 = time.time()
         os.kill(victim, signal.SIGKILL)
         system.add_tm()
@@ -430,8 +423,7 @@ def vertices_at(system, jid, parallelism):
     return all(v["parallelism"] == parallelism and v["status"] == "RUNNING" for v in j["vertices"])
 
 
-REACTIVE = ("scheduler-mode: reactive\nexecution.checkpointing.interval: 2 s\nrestart-strategy.type: fixed-delay\n"
-            "restart-strategy.fixed-delay.attempts: 2147483647\nrestart-strategy.fixed-delay.delay: 1 s\n")
+REACTIVE = "scheduler-mode: reactive\nexecution.checkpointing.interval: 2 s\n" + RESTARTS
 # Flink's adaptive scheduler waits 30 s after a rescale (the job's start counts) and up to 60 s
 # for resources to settle by default; both are set to zero so it rescales as soon as it can.
 # It still rescales at the next completed checkpoint (FLIP-461), at most the 2 s interval later.
@@ -463,8 +455,7 @@ def idle(system):
     started = system.start(2, 2)
     try:
         time.sleep(3)
-        pids = [p.pid for p in system.tms] if isinstance(system, Sluice) else system.tm_pids()
-        return started, max(rss_mb(p) for p in pids)
+        return started, max(rss_mb(p) for p in system.tm_pids())
     finally:
         system.stop()
 
