@@ -8,21 +8,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$SLUICE_HOME"
-SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}
-export SLUICE_TOOLS_DIR
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-missing=()
-command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
-command -v iperf3 >/dev/null || missing+=(iperf3)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> Installing ${missing[*]}"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if [ ! -x "$SLUICE_TOOLS_DIR/flink-venv/bin/python" ] || ! "$SLUICE_TOOLS_DIR/flink-venv/bin/python" -c "import pyflink" 2>/dev/null; then
-    echo "==> Installing Apache Flink 2.3 (PyPI apache-flink) into $SLUICE_TOOLS_DIR/flink-venv"
-    python3 -m venv "$SLUICE_TOOLS_DIR/flink-venv"
-    "$SLUICE_TOOLS_DIR/flink-venv/bin/pip" install -q apache-flink==2.3.0 || echo "(Flink could not be installed; Sluice's figures only)"
-fi
+sluice_deps build java iperf3 || die "missing dependencies (see above)"
+sluice_deps flink || echo "(Flink could not be installed; Sluice's figures only)"
 echo "==> cargo build --release --bins"
 cargo build --release --bins --quiet
 echo "==> $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"

@@ -23,3 +23,6 @@ sluice_bin_dir() {
 }
 
 die() { echo "Error: $*" >&2; exit 1; }
+
+# sluice_deps NAME...: the one place that installs what a script needs (scripts/deps.sh).
+. "$SLUICE_HOME/scripts/deps.sh"

