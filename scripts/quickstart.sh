@@ -16,8 +16,9 @@ sluice_deps build curl || die "missing dependencies (see above)"
 echo "==> Building (target dir $CARGO_TARGET_DIR)"
 (cd "$SLUICE_HOME" && cargo build --bins --quiet)
 
-# rest.port of conf/config.yaml (override with SLUICE_REST_PORT when you change it).
-rest="http://localhost:${SLUICE_REST_PORT:-8081}"
+# The REST endpoint as the configuration says (rest.port of conf/config.yaml, SLUICE_PROPERTIES).
+jm_option() { "$(sluice_bin_dir)/jobmanager" --config-dir "$SLUICE_CONF_DIR" --print-option "$1" 2>/dev/null; }
+rest="http://localhost:$(jm_option rest.port)"
 workers=$(grep -cv '^[[:space:]]*\(#\|$\)' "$SLUICE_CONF_DIR/workers")
 
 cleanup() { "$SLUICE_HOME/scripts/stop-cluster.sh" >/dev/null 2>&1 || true; }
@@ -46,10 +47,10 @@ rm -rf /tmp/sluice-out/analytics
 echo "==> Its output: $(cat /tmp/sluice-out/analytics/part-* | wc -l) windows in /tmp/sluice-out/analytics, for example:"
 first=$(ls /tmp/sluice-out/analytics/part-* | head -n 1)
 head -n 3 "$first" | sed 's/^/  /'
-echo "==> Prometheus metrics of the jobmanager"
-for port in $(seq 9250 9260); do
-    out=$(curl -fs "http://localhost:$port/metrics" 2>/dev/null | grep '^flink_jobmanager_\(numRegistered\|taskSlots\)') && { echo "$out" | sed 's/^/  /'; break; }
-done
+# The jobmanager announced its metrics address in a Prometheus target file (file SD).
+target=$(sed -n 's/.*"targets": *\["\([^"]*\)".*/\1/p' "$SLUICE_LOG_DIR"/prometheus-targets/jobmanager-*.json 2>/dev/null | head -n 1)
+echo "==> Prometheus metrics of the jobmanager (http://$target/metrics, from $SLUICE_LOG_DIR/prometheus-targets)"
+curl -fs "http://$target/metrics" 2>/dev/null | grep '^flink_jobmanager_\(numRegistered\|taskSlots\)' | sed 's/^/  /' || true
 if $keep; then
     echo "==> Cluster left running: REST at $rest, logs in $SLUICE_LOG_DIR; stop it with scripts/stop-cluster.sh"
 else

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Starts and stops Sluice daemons in the background, as Flink's flink-daemon.sh does:
 #   sluice-daemon.sh (start|stop|stop-all|status) (jobmanager|taskmanager) [daemon flags...]
-# One pid file per daemon kind ($SLUICE_PID_DIR/sluice-$USER-<kind>.pid, one pid per line, so
-# several taskmanagers can run on one host); logs in $SLUICE_LOG_DIR.
+# One pid file per daemon kind and cluster ($SLUICE_PID_DIR/sluice-$USER-<kind>-<cluster>.pid,
+# one pid per line, so several taskmanagers can run on one host; <cluster> tells the config
+# directories apart); logs in $SLUICE_LOG_DIR. Each daemon announces its metrics address to
+# Prometheus through a target file in $SLUICE_LOG_DIR/prometheus-targets (file-based service
+# discovery; scripts/prometheus/prometheus.yml reads it) unless the config names another
+# metrics.reporter.prom.file-sd-dir.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -10,7 +14,7 @@ set -euo pipefail
 action=$1; kind=$2; shift 2
 case "$kind" in jobmanager|taskmanager) ;; *) die "unknown daemon '$kind' (jobmanager or taskmanager)";; esac
 
-pid_file="$SLUICE_PID_DIR/sluice-${USER:-$(id -un)}-$kind.pid"
+pid_file="$SLUICE_PID_DIR/sluice-${USER:-$(id -un)}-$kind-$SLUICE_CLUSTER_ID.pid"
 mkdir -p "$SLUICE_LOG_DIR" "$SLUICE_PID_DIR"
 
 # Running, and not a zombie waiting for its (re)parent to reap it.
@@ -45,8 +49,12 @@ case "$action" in
         bin="$(sluice_bin_dir)/$kind"
         [ -x "$bin" ] || die "$bin not found; build with 'cargo build --bins' or set SLUICE_BIN_DIR"
         n=$( [ -f "$pid_file" ] && wc -l < "$pid_file" || echo 0 )
-        log="$SLUICE_LOG_DIR/sluice-${USER:-$(id -un)}-$kind-$n-$(hostname).log"
-        nohup "$bin" --config-dir "$SLUICE_CONF_DIR" "$@" >> "$log" 2>&1 < /dev/null &
+        log="$SLUICE_LOG_DIR/sluice-${USER:-$(id -un)}-$kind-$SLUICE_CLUSTER_ID-$n-$(hostname).log"
+        sd=()
+        if ! "$(sluice_bin_dir)/jobmanager" --config-dir "$SLUICE_CONF_DIR" --print-option metrics.reporter.prom.file-sd-dir >/dev/null 2>&1; then
+            sd=(-D "metrics.reporter.prom.file-sd-dir=$SLUICE_LOG_DIR/prometheus-targets")
+        fi
+        nohup "$bin" --config-dir "$SLUICE_CONF_DIR" "${sd[@]}" "$@" >> "$log" 2>&1 < /dev/null &
         pid=$!
         sleep 0.2
         alive "$pid" || die "$kind exited at once; see $log:"$'\n'"$(tail -n 5 "$log")"

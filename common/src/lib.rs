@@ -10,6 +10,7 @@ pub mod observability;
 pub mod signals;
 pub mod state;
 pub mod storage;
+pub mod suggest;
 pub mod systemd;
 pub mod yaml_tree;
 

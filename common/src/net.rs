@@ -12,6 +12,18 @@ pub fn bind_host(option: Option<String>) -> String {
     option.unwrap_or_else(|| "0.0.0.0".to_string())
 }
 
+/// This host's name (`gethostname`), or `localhost` when it has none.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
 /// Binds the first port of `ports` that is free on `host`.
 pub async fn bind_first_free(host: &str, ports: &PortRange) -> io::Result<TcpListener> {
     let mut last_error = None;

@@ -8,7 +8,7 @@ use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
 use sluice_common::memory::JobManagerMemory;
 use sluice_common::net::{bind_first_free, bind_host};
-use sluice_common::observability::{heap_used_bytes, label_value, serve_prometheus, CpuLoad};
+use sluice_common::observability::{announce_metrics, heap_used_bytes, label_value, serve_prometheus, CpuLoad};
 use sluice_common::signals::shutdown_signal;
 use sluice_proto::control::job_manager_service_server::JobManagerServiceServer;
 use tokio::sync::watch;
@@ -86,6 +86,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         metrics::gauge!("flink_jobmanager_Status_JVM_CPU_Load", &labels).set(load);
     });
     let metrics_addr = serve_prometheus(&rpc_host, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
+    let _file_sd = announce_metrics(&config, "jobmanager", metrics_addr)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let settings = RpcSettings {

@@ -16,6 +16,10 @@ struct Cli {
     /// Print the derived memory configuration and exit without starting.
     #[arg(long)]
     print_memory: bool,
+    /// Print the effective value of a configuration key (file, SLUICE_PROPERTIES, -D, else the
+    /// default) and exit: how scripts read e.g. rest.port.
+    #[arg(long, value_name = "KEY")]
+    print_option: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(key) = &cli.print_option {
+        return match loaded.config.effective_text(key) {
+            Some(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("Error: configuration key '{key}' has no value and no default");
+                ExitCode::from(1)
+            }
+        };
+    }
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

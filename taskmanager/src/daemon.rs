@@ -9,7 +9,9 @@ use std::time::Duration;
 use sluice_common::config::options::*;
 use sluice_common::config::{ConfigError, Configuration};
 use sluice_common::net::{bind_first_free, bind_host};
-use sluice_common::observability::{heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad};
+use sluice_common::observability::{
+    announce_metrics, heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad,
+};
 use sluice_common::signals::shutdown_signal;
 use sluice_proto::control::task_manager_service_server::TaskManagerServiceServer;
 use sluice_proto::control::{Hardware, RegisterTaskManagerRequest};
@@ -139,6 +141,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 
     let refresh = install_metrics_refresh(&pools, &network, &runs, &resource_id, &host);
     let metrics_addr = serve_prometheus(&bind, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
+    let _file_sd = announce_metrics(&config, "taskmanager", metrics_addr)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let jobmanager_url = format!("http://{jm_host}:{jm_port}");

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         return match MemoryPools::from_config(&loaded.config) {
             Ok(pools) => {
                 match cli.format {
-                    Format::Text => print!("{}", pools.memory.breakdown()),
+                    Format::Text => print!("{}\n{}", pools.memory.breakdown(), pools.sluice_breakdown()),
                     Format::Json => println!("{}", pools.to_json()),
                 }
                 ExitCode::SUCCESS

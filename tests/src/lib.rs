@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod seaweed;
+pub mod tools;
 pub mod windowed_job;
 
 /// Directory holding the workspace's built binaries (next to this test executable).

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::windowed_job::WindowedJob;
 use sluice_tests::{bin_dir, free_port, get_json, job_id_of, repo_root, wait_for, wait_parallelism};
 
@@ -100,18 +101,17 @@ fn taskmanagers(rest: u16) -> Option<u64> {
 
 #[test]
 fn compose_cluster_rescales_and_fences_a_partitioned_taskmanager() {
-    if !Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        println!("SKIPPED: `docker info` failed: no Docker engine here");
+    if !have_tool(runs("docker", &["info"]), "`docker info` failed: no Docker engine here") {
         return;
     }
-    let Some(tool) = compose_tool() else {
-        println!("SKIPPED: neither docker-compose nor `docker compose` is installed");
+    let tool = compose_tool();
+    if !have_tool(
+        tool.is_some(),
+        "neither docker-compose nor `docker compose` is installed",
+    ) {
         return;
-    };
+    }
+    let Some(tool) = tool else { return };
     let build = Command::new(repo_root().join("scripts/docker/build-image.sh"))
         .env("SLUICE_BIN_DIR", bin_dir())
         .output()

@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_tests::tools::have_tool;
 use sluice_tests::{unbounded_job, wait_for, Cluster};
 
 fn chromium() -> Option<&'static str> {
@@ -20,10 +21,14 @@ fn chromium() -> Option<&'static str> {
 
 #[test]
 fn dashboard_renders_cluster_job_graph_and_checkpoints() {
-    let Some(browser) = chromium() else {
-        println!("SKIPPED: Chromium is not installed (Debian package chromium; scripts/test.sh installs it)");
+    let browser = chromium();
+    if !have_tool(
+        browser.is_some(),
+        "Chromium is not installed (Debian package chromium; scripts/test.sh installs it)",
+    ) {
         return;
-    };
+    }
+    let Some(browser) = browser else { return };
     let checkpoints = tempfile::tempdir().expect("dir");
     let mut cluster = Cluster::new(&format!(
         "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 500 ms\n",

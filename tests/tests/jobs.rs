@@ -239,7 +239,11 @@ fn cancel_stops_a_running_job() {
     sluice_tests::wait_for(Duration::from_secs(10), "slots to be released", || {
         (cluster.overview("slots-available") == Some(4)).then_some(())
     });
+    // As Flink's CLI: terminated jobs only with -a, start times as local dates.
     let list = cluster.sluice("list", &[]);
+    assert!(text(&list).contains("No running jobs."), "{}", text(&list));
+    assert!(!text(&list).contains(&id), "{}", text(&list));
+    let list = cluster.sluice("list", &["-a"]);
     assert!(
         text(&list).contains(&format!("{id} : endless (CANCELED)")),
         "{}",
@@ -317,4 +321,82 @@ fn killing_a_taskmanager_fails_the_job_and_frees_the_survivors_slots() {
     sluice_tests::wait_for(Duration::from_secs(10), "the survivor's slots to be free", || {
         (cluster.overview("slots-available") == Some(2) && cluster.overview("slots-total") == Some(2)).then_some(())
     });
+}
+
+#[test]
+fn dynamic_properties_on_run_reach_the_job_before_or_after_the_verb() {
+    let checkpoints = tempfile::tempdir().expect("dir");
+    // The cluster checkpoints nowhere by itself: no interval configured.
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.dir: file://{}\n",
+        checkpoints.path().display()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let file = cluster.config_dir().join("endless.yaml");
+    std::fs::write(&file, sluice_tests::unbounded_job("endless", 1, 1000)).expect("job file");
+    let rest = format!("127.0.0.1:{}", cluster.rest_port);
+    let file = file.to_str().expect("path");
+    // `flink run -Dkey=value` muscle memory: after the verb, attached value; and before it.
+    let after = cluster.sluice("run", &["-d", "-Dexecution.checkpointing.interval=300ms", file]);
+    assert!(after.status.success(), "{}", text(&after));
+    let before = std::process::Command::new(sluice_tests::binary("sluice"))
+        .args([
+            "-D",
+            "execution.checkpointing.interval=300ms",
+            "run",
+            "-m",
+            &rest,
+            "-d",
+            file,
+        ])
+        .env_remove("SLUICE_PROPERTIES")
+        .env_remove("SLUICE_CONF_DIR")
+        .output()
+        .expect("run sluice");
+    assert!(before.status.success(), "{}", text(&before));
+    for id in [job_id(&after), job_id(&before)] {
+        sluice_tests::wait_for(Duration::from_secs(30), "checkpoints from the -D interval", || {
+            (cluster.completed_checkpoints(&id) >= 2).then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_job_waiting_for_slots_says_so_and_the_cli_names_what_is_wrong() {
+    let mut cluster = Cluster::new("jobmanager.adaptive-scheduler.resource-wait-timeout: 10 min\n");
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_a, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let id = cluster.submit(&sluice_tests::unbounded_job("wide", 64, 10), "wide.yaml");
+    let waiting = sluice_tests::wait_for(Duration::from_secs(10), "waiting-for-resources", || {
+        cluster
+            .rest(&format!("/jobs/{id}"))?
+            .get("waiting-for-resources")
+            .cloned()
+    });
+    assert_eq!(waiting["slots-needed"], 64);
+    assert_eq!(waiting["slots-total"], 2);
+    let list = cluster.sluice("list", &["-s"]);
+    let out = text(&list);
+    assert!(out.contains(&format!("{id} : wide (CREATED)")), "{out}");
+    assert!(
+        out.contains("Waiting for resources: the job needs 64 slots, 2 of 2 are free; it fails if they do not come within 10 min (jobmanager.adaptive-scheduler.resource-wait-timeout)."),
+        "{out}"
+    );
+    // `-m` as a URL works; a port that is not the REST port says what to check.
+    let url = format!("http://127.0.0.1:{}/", cluster.rest_port);
+    let by_url = std::process::Command::new(sluice_tests::binary("sluice"))
+        .args(["list", "-m", &url])
+        .output()
+        .expect("run sluice");
+    assert!(by_url.status.success(), "{}", text(&by_url));
+    let rpc = format!("127.0.0.1:{}", cluster.rpc_port);
+    let wrong = std::process::Command::new(sluice_tests::binary("sluice"))
+        .args(["list", "-m", &rpc])
+        .output()
+        .expect("run sluice");
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("rest.port"), "{}", text(&wrong));
 }

@@ -41,6 +41,13 @@ fn print_memory_text_and_json() {
         stdout.contains("        Managed:                 512.000mb (536870920 bytes)\n"),
         "{stdout}"
     );
+    // After Flink's breakdown, what Sluice itself enforces per slot.
+    assert!(stdout.contains("Task heap per slot:"), "{stdout}");
+    assert!(stdout.contains("Managed memory per slot:"), "{stdout}");
+    assert!(
+        stdout.contains("Network buffers:               4096 of 32.000kb"),
+        "{stdout}"
+    );
 
     let out = run(
         "taskmanager",
@@ -85,11 +92,38 @@ fn bad_memory_config_exits_non_zero_with_flinks_message() {
     let err = text(&out.stderr);
     assert!(err.contains("TaskManager memory configuration failed: Sum of configured JVM Metaspace (256.000mb (268435456 bytes)) and JVM Overhead (192.000mb (201326592 bytes)) exceed configured Total Process Memory (400.000mb (419430400 bytes))."), "{err}");
 
+    // Flink 2.3's wording, verbatim (double space included).
+    let out = run(
+        "taskmanager",
+        Some("taskmanager.memory.process.size: 8g\ntaskmanager.memory.task.heap.size: 8g\ntaskmanager.memory.managed.size: 2g\n"),
+        &["--print-memory"],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("TaskManager memory configuration failed: The configured Total Process Memory size (8.000gb (8589934592 bytes)) is less than the sum of the derived Total Flink Memory size (11.389gb (12228726349 bytes)) and the configured or default JVM Metaspace size  (256.000mb (268435456 bytes))."), "{err}");
+
     let out = run("taskmanager", Some("parallelism.default: 1\n"), &["--print-memory"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains(
         "Either required fine-grained memory (taskmanager.memory.task.heap.size and taskmanager.memory.managed.size)"
     ));
+}
+
+#[test]
+fn misspelt_and_foreign_keys_get_a_hint() {
+    let out = run(
+        "taskmanager",
+        Some("taskmanager.memory.proces.size: 1728m\ntaskmanager.memory.process.size: 1728m\ntaskmanager.memory.jvm-heap.size: 1g\ntaskmanager.memory.managed.size: 256m\ntaskmanager.memory.managed.fraction: 0.5\n"),
+        &["--print-memory"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("Did you mean 'taskmanager.memory.process.size'?"), "{err}");
+    assert!(
+        err.contains("taskmanager.memory.task.heap.size plus taskmanager.memory.framework.heap.size"),
+        "{err}"
+    );
+    assert!(err.contains("so taskmanager.memory.managed.fraction (0.5"), "{err}");
 }
 
 #[test]

@@ -5,10 +5,10 @@
 //! message, where `prometheus` is not installed.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::{free_port, get_json, repo_root, unbounded_job, wait_for, Cluster, Daemon};
 
 fn query(port: u16, expr: &str) -> Option<Value> {
@@ -26,26 +26,48 @@ fn query(port: u16, expr: &str) -> Option<Value> {
 
 #[test]
 fn alert_rules_evaluate_on_a_running_job() {
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        println!("SKIPPED: prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)");
+    if !have_tool(
+        runs("prometheus", &["--version"]),
+        "prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)",
+    ) {
         return;
     }
-    let mut cluster = Cluster::new("");
+    // The shipped scripts/prometheus/prometheus.yml, laid out as in an installation
+    // (scripts/prometheus/ beside log/), finds the daemons through the target files they write
+    // into log/prometheus-targets: no port is listed anywhere.
+    let dir = tempfile::tempdir().expect("dir");
+    let prom_dir = dir.path().join("scripts/prometheus");
+    std::fs::create_dir_all(&prom_dir).expect("mkdir");
+    let targets = dir.path().join("log/prometheus-targets");
+    let shipped =
+        std::fs::read_to_string(repo_root().join("scripts/prometheus/prometheus.yml")).expect("prometheus.yml");
+    let config = shipped
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+        .replace("refresh_interval: 30s", "refresh_interval: 1s");
+    assert!(config.contains("file_sd_configs"), "{config}");
+    let config_path = prom_dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("config");
+    std::fs::copy(
+        repo_root().join("scripts/prometheus/alerts.yml"),
+        prom_dir.join("alerts.yml"),
+    )
+    .expect("alerts.yml");
+
+    let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
     let (_jm, jm_metrics) = cluster.start_jobmanager();
     let (_a, tm_a) = cluster.start_taskmanager(&[]);
     let (_b, tm_b) = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let id = cluster.submit(&unbounded_job("watched", 3, 20000), "job.yaml");
+    for port in [jm_metrics, tm_a, tm_b] {
+        let found = std::fs::read_dir(&targets)
+            .expect("target files")
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(&format!("-{port}.json")));
+        assert!(found, "no target file for metrics port {port} in {}", targets.display());
+    }
 
-    let dir = tempfile::tempdir().expect("dir");
-    let rules = repo_root().join("scripts/prometheus/alerts.yml");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-         scrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: [\"127.0.0.1:{jm_metrics}\", \"127.0.0.1:{tm_a}\", \"127.0.0.1:{tm_b}\"]\n",
-        rules.display()
-    );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).expect("config");
     let port = free_port();
     let args = vec![
         format!("--config.file={}", config_path.display()),

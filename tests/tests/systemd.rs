@@ -8,12 +8,15 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::{bin_dir, repo_root, Cluster};
 
 #[test]
 fn installed_units_pass_systemd_analyze_verify() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        println!("SKIPPED: systemd-analyze is not installed (Debian package systemd)");
+    if !have_tool(
+        runs("systemd-analyze", &["--version"]),
+        "systemd-analyze is not installed (Debian package systemd; scripts/test.sh installs it)",
+    ) {
         return;
     }
     let root = tempfile::tempdir().expect("dir");

@@ -8,10 +8,11 @@ use super::ConfigError;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// Directory holding config.yaml (default: $SLUICE_CONF_DIR, else the embedded defaults).
-    #[arg(long = "config-dir", env = "SLUICE_CONF_DIR", value_name = "DIR")]
+    #[arg(long = "config-dir", env = "SLUICE_CONF_DIR", value_name = "DIR", global = true)]
     pub config_dir: Option<PathBuf>,
-    /// Overrides a configuration key; repeatable (highest precedence).
-    #[arg(short = 'D', value_name = "key=value")]
+    /// Overrides a configuration key; repeatable (highest precedence). Accepted before or
+    /// after a subcommand.
+    #[arg(short = 'D', value_name = "key=value", global = true)]
     pub dynamic: Vec<String>,
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::options::{find_option, ConfigOption, OptionValue};
+use super::options::{find_option, ConfigOption, OptionValue, KNOWN_OPTIONS, TM_MANAGED_FRACTION, TM_MANAGED_SIZE};
 
 /// Where a configuration value came from, for error messages and `/jobmanager/config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,18 @@ impl Configuration {
         self.entries.get(key)
     }
 
+    /// The value a key has here as text: set explicitly (under its name or a deprecated one),
+    /// else its default; `None` when neither (for scripts: `jobmanager --print-option KEY`).
+    pub fn effective_text(&self, key: &str) -> Option<String> {
+        let Some(option) = find_option(key) else {
+            return self.entries.get(key).map(|e| e.value.clone());
+        };
+        std::iter::once(option.key())
+            .chain(option.deprecated_keys().iter().copied())
+            .find_map(|k| self.entries.get(k).map(|e| e.value.clone()))
+            .or_else(|| option.default_value().map(str::to_string))
+    }
+
     /// The explicitly configured entry for an option: its key, else a deprecated key.
     fn explicit<T>(&self, option: &ConfigOption<T>) -> Option<(&str, &Entry)> {
         std::iter::once(option.key)
@@ -165,8 +177,9 @@ impl Configuration {
         for (key, entry) in &self.entries {
             match find_option(key) {
                 None => warnings.push(format!(
-                    "Unknown configuration key '{key}' ({}) is ignored by Sluice.",
-                    entry.origin
+                    "Unknown configuration key '{key}' ({}) is ignored by Sluice.{}",
+                    entry.origin,
+                    unknown_key_hint(key)
                 )),
                 Some(option) => {
                     option.check(&entry.value).map_err(|reason| ConfigError::InvalidValue {
@@ -186,6 +199,15 @@ impl Configuration {
                 }
             }
         }
+        if let (Some(size), Some(fraction)) = (
+            self.entries.get(TM_MANAGED_SIZE.key),
+            self.entries.get(TM_MANAGED_FRACTION.key),
+        ) {
+            warnings.push(format!(
+                "Note: taskmanager.memory.managed.size ({}, {}) is set, so taskmanager.memory.managed.fraction ({}, {}) is not used: an explicit size wins over a fraction, as in Flink.",
+                size.value, size.origin, fraction.value, fraction.origin
+            ));
+        }
         Ok(warnings)
     }
 
@@ -203,6 +225,18 @@ impl Configuration {
             })
             .collect()
     }
+}
+
+/// What to say about a key Sluice does not know: the JVM-heap keys people bring from other
+/// tools, else the closest known key.
+fn unknown_key_hint(key: &str) -> String {
+    if key.ends_with(".jvm-heap.size") && key.starts_with("taskmanager.") {
+        return " The taskmanager's heap is taskmanager.memory.task.heap.size plus taskmanager.memory.framework.heap.size; set those, or taskmanager.memory.process.size and let them be derived.".to_string();
+    }
+    let known = KNOWN_OPTIONS
+        .iter()
+        .flat_map(|o| std::iter::once(o.key()).chain(o.deprecated_keys().iter().copied()));
+    crate::suggest::did_you_mean(key, known)
 }
 
 /// Flink hides values of keys containing these words (`GlobalConfiguration.isSensitive`).
@@ -230,6 +264,29 @@ mod tests {
     use super::super::options::*;
     use super::super::units::MemorySize;
     use super::*;
+
+    #[test]
+    fn unknown_keys_get_a_hint() {
+        let c = Configuration::new()
+            .with("taskmanager.memory.proces.size", "1g")
+            .with("taskmanager.memory.jvm-heap.size", "1g")
+            .with("taskmanager.memory.managed.size", "256m")
+            .with("taskmanager.memory.managed.fraction", "0.5");
+        let w = c.validate().unwrap().join("\n");
+        assert!(
+            w.contains("Unknown configuration key 'taskmanager.memory.proces.size' (set by the program) is ignored by Sluice. Did you mean 'taskmanager.memory.process.size'?"),
+            "{w}"
+        );
+        assert!(
+            w.contains("'taskmanager.memory.jvm-heap.size'")
+                && w.contains("taskmanager.memory.task.heap.size plus taskmanager.memory.framework.heap.size"),
+            "{w}"
+        );
+        assert!(
+            w.contains("taskmanager.memory.managed.size (256m, set by the program) is set, so taskmanager.memory.managed.fraction (0.5, set by the program) is not used"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn typed_reads_fall_back_to_deprecated_keys_then_defaults() {

@@ -289,6 +289,9 @@ options! {
 
     // ---- metrics
     PROMETHEUS_PORT: PortRange = "metrics.reporter.prom.port", Some("9249");
+    /// Sluice's own: a directory where each daemon writes a Prometheus `file_sd_configs` target
+    /// file for its metrics address (removed when it stops). Unset: none is written.
+    PROMETHEUS_FILE_SD_DIR: String = "metrics.reporter.prom.file-sd-dir", None;
     /// Accepted for Flink compatibility; Sluice always serves Prometheus text.
     PROMETHEUS_FACTORY_CLASS: String = "metrics.reporter.prom.factory.class", None;
 

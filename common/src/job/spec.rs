@@ -180,9 +180,26 @@ impl<'a> Fields<'a> {
     }
 
     fn required(&mut self, key: &str) -> JobResult<(String, Pos)> {
-        let (pos, what) = (self.pos, self.what);
-        self.str(key)?
-            .ok_or_else(|| JobError::at(pos, format!("{what} needs a '{key}' field")))
+        match self.str(key)? {
+            Some(v) => Ok(v),
+            None => Err(self.missing(key, format!("{} needs a '{key}' field", self.what))),
+        }
+    }
+
+    /// A required field is absent: a field that looks like its misspelling is named (with
+    /// where it stands), else `message` at the mapping.
+    fn missing(&self, key: &str, message: String) -> JobError {
+        let typo = self
+            .entries
+            .iter()
+            .find(|(k, v, _)| !v.is_null() && crate::suggest::closest(k, [key]).is_some());
+        match typo {
+            Some((k, _, pos)) => JobError::at(
+                *pos,
+                format!("unknown field '{k}' in {}. Did you mean '{key}'?", self.what),
+            ),
+            None => JobError::at(self.pos, message),
+        }
     }
 
     /// An optional field parsed by `parse`; a bad value names the key, the expected form and
@@ -231,9 +248,10 @@ impl<'a> Fields<'a> {
             Some((key, _, pos)) => Err(JobError::at(
                 pos,
                 format!(
-                    "unknown field '{key}' in {}; expected one of: {}",
+                    "unknown field '{key}' in {}; expected one of: {}.{}",
                     self.what,
-                    allowed.join(", ")
+                    allowed.join(", "),
+                    crate::suggest::did_you_mean(key, allowed.iter().copied())
                 ),
             )),
         }
@@ -475,16 +493,17 @@ struct Head<'a> {
 }
 
 /// Reads `id`, `uid` (default: the id), `partition` (default for every input) and `input`.
-fn head<'a>(f: &mut Fields<'a>, node: &Node, what: &str) -> JobResult<Head<'a>> {
+fn head<'a>(f: &mut Fields<'a>, what: &str) -> JobResult<Head<'a>> {
     let (id, _) = f.required("id")?;
     let uid = f.str("uid")?.map(|(u, _)| u).unwrap_or_else(|| id.clone());
     let default_partition = match f.str("partition")? {
         Some((t, pos)) => Some(partition(&t, pos)?),
         None => None,
     };
-    let input_node = f
-        .take("input")
-        .ok_or_else(|| JobError::at(node.pos, format!("{what} '{id}' needs an 'input'")))?;
+    let input_node = match f.take("input") {
+        Some(n) => n,
+        None => return Err(f.missing("input", format!("{what} '{id}' needs an 'input'"))),
+    };
     let inputs = inputs(input_node, default_partition)?;
     Ok(Head {
         id,
@@ -501,7 +520,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         uid,
         inputs,
         input_node,
-    } = head(&mut f, node, "operator")?;
+    } = head(&mut f, "operator")?;
     let parallelism = f.positive("parallelism")?;
     let chain = f.bool("chain")?.unwrap_or(true);
     let key_by = f
@@ -607,7 +626,7 @@ fn sink(node: &Node) -> JobResult<SinkSpec> {
         uid,
         inputs: mut ins,
         input_node,
-    } = head(&mut f, node, "sink")?;
+    } = head(&mut f, "sink")?;
     if ins.len() != 1 {
         return Err(JobError::at(
             input_node.pos,

@@ -164,6 +164,13 @@ fn parallelism_above_max_parallelism() {
 fn structural_errors() {
     let e = error(&CHAINED.replace("filter: x > 1", "filter: x > 1\n    fliter: x"));
     assert!(e.contains("unknown field 'fliter' in an operator"), "{e}");
+    assert!(e.contains("Did you mean 'filter'?"), "{e}");
+    // A misspelt required field is reported as itself, not as the field it lacks.
+    let e = error(&DESIGN_EXAMPLE.replace("    input: valid\n", "    inputs: valid\n"));
+    assert!(
+        e.contains("job.yaml:22:5: unknown field 'inputs' in an operator. Did you mean 'input'?"),
+        "{e}"
+    );
     let e = error(&DESIGN_EXAMPLE.replace("    watermark: {column: ts, max-out-of-orderness: 5 s}\n", ""));
     assert!(
         e.contains("event-time window needs rows with a watermark column"),

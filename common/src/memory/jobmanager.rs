@@ -44,15 +44,39 @@ impl FlinkMemory for JobManagerFlinkMemory {
     fn derive_from_fine_grained(config: &Configuration) -> Result<Self, MemoryError> {
         let heap = read_size(config, &JM_HEAP)?;
         let off_heap = read_size(config, &JM_OFF_HEAP)?;
+        // Flink 2.3's JobManagerFlinkMemoryUtils: an explicit off-heap size must add up with the
+        // heap to the total; else the off-heap size is what the total leaves.
+        let mut off_heap = off_heap;
         if config.contains(&JM_FLINK_SIZE) {
             let total = read_size(config, &JM_FLINK_SIZE)?;
-            if heap.0 + off_heap.0 != total.0 {
-                return Err(MemoryError::new(format!(
-                    "Sum of the configured JVM Heap Memory ({}) and the configured or default Off-heap Memory ({}) exceeds the configured Total Flink Memory ({}). Please, make the configuration consistent or configure only one option: either JVM Heap or Total Flink Memory.",
-                    heap.human(),
-                    off_heap.human(),
-                    total.human()
-                )));
+            if config.contains(&JM_OFF_HEAP) {
+                if heap.0 + off_heap.0 != total.0 {
+                    return Err(MemoryError::new(format!(
+                        "Sum of the configured JVM Heap Memory ({}) and the configured Off-heap Memory ({}) does not match the configured Total Flink Memory ({}). Please, make the configuration consistent or configure only one option: either JVM Heap or Total Flink Memory.",
+                        heap.human(),
+                        off_heap.human(),
+                        total.human()
+                    )));
+                }
+            } else {
+                if heap > total {
+                    return Err(MemoryError::new(format!(
+                        "The configured JVM Heap Memory ({}) exceeds the configured Total Flink Memory ({}). Please, make the configuration consistent or configure only one option: either JVM Heap or Total Flink Memory.",
+                        heap.human(),
+                        total.human()
+                    )));
+                }
+                let derived = MemorySize(total.0 - heap.0);
+                if derived != off_heap {
+                    tracing::info!(
+                        "The Off-Heap Memory size ({}) is derived the configured Total Flink Memory size ({}) minus the configured JVM Heap Memory size ({}). The default Off-Heap Memory size ({}) is ignored.",
+                        derived.human(),
+                        total.human(),
+                        heap.human(),
+                        off_heap.human()
+                    );
+                }
+                off_heap = derived;
             }
         }
         Ok(checked(heap, off_heap))
@@ -139,12 +163,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "The configured Total Flink Memory (100.000mb (104857600 bytes)) is less than the configured Off-heap Memory (128.000mb (134217728 bytes)).");
-        let e = derive(&[
+        // Flink 2.3: without an explicit off-heap size, it is what the total leaves (here 0).
+        let m = derive(&[
             ("jobmanager.memory.flink.size", "1g"),
             ("jobmanager.memory.heap.size", "1g"),
         ])
+        .unwrap();
+        assert_eq!(m.flink.off_heap, MemorySize(0));
+        let e = derive(&[
+            ("jobmanager.memory.flink.size", "1g"),
+            ("jobmanager.memory.heap.size", "2g"),
+        ])
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("Sum of the configured JVM Heap Memory (1024.000mb (1073741824 bytes)) and the configured or default Off-heap Memory (128.000mb (134217728 bytes)) exceeds the configured Total Flink Memory"), "{e}");
+        assert_eq!(e, "The configured JVM Heap Memory (2.000gb (2147483648 bytes)) exceeds the configured Total Flink Memory (1024.000mb (1073741824 bytes)). Please, make the configuration consistent or configure only one option: either JVM Heap or Total Flink Memory.");
+        let e = derive(&[
+            ("jobmanager.memory.flink.size", "1g"),
+            ("jobmanager.memory.heap.size", "1g"),
+            ("jobmanager.memory.off-heap.size", "128m"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "Sum of the configured JVM Heap Memory (1024.000mb (1073741824 bytes)) and the configured Off-heap Memory (128.000mb (134217728 bytes)) does not match the configured Total Flink Memory (1024.000mb (1073741824 bytes)). Please, make the configuration consistent or configure only one option: either JVM Heap or Total Flink Memory.");
     }
 }

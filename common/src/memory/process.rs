@@ -123,11 +123,12 @@ fn jvm_from_total_flink<F: FlinkMemory>(
     }
     let process = read_size(config, o.total_process)?;
     if flink_and_metaspace > process {
+        // Flink 2.3's wording, double space before the last parenthesis included.
         return Err(MemoryError::new(format!(
-            "Sum of configured Total Flink Memory ({}) and JVM Metaspace ({}) exceed configured Total Process Memory ({}).",
+            "The configured Total Process Memory size ({}) is less than the sum of the derived Total Flink Memory size ({}) and the configured or default JVM Metaspace size  ({}).",
+            process.human(),
             total_flink.human(),
-            metaspace.human(),
-            process.human()
+            metaspace.human()
         )));
     }
     let overhead = process.saturating_sub(flink_and_metaspace);
@@ -141,7 +142,7 @@ fn jvm_from_total_flink<F: FlinkMemory>(
     }
     if config.contains(o.overhead_fraction) && overhead != process.multiply(range.fraction) {
         tracing::info!(
-            "The derived JVM Overhead size ({}) does not match the configured JVM Overhead fraction ({}) from the configured Total Process Memory size ({}). The derived JVM OVerhead size will be used.",
+            "The derived JVM Overhead size ({}) does not match the configured or default JVM Overhead fraction ({}) from the configured Total Process Memory size ({}). The derived JVM Overhead size will be used.",
             overhead.human(),
             range.fraction,
             process.human()

@@ -403,6 +403,19 @@ mod tests {
     }
 
     #[test]
+    fn error_when_process_is_below_derived_flink_and_metaspace() {
+        // Flink 2.3's text, verbatim (the double space before the last parenthesis included).
+        let e = derive(&[
+            ("taskmanager.memory.process.size", "8g"),
+            ("taskmanager.memory.task.heap.size", "8g"),
+            ("taskmanager.memory.managed.size", "2g"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "The configured Total Process Memory size (8.000gb (8589934592 bytes)) is less than the sum of the derived Total Flink Memory size (11.389gb (12228726349 bytes)) and the configured or default JVM Metaspace size  (256.000mb (268435456 bytes)).");
+    }
+
+    #[test]
     fn error_when_derived_overhead_is_outside_its_range() {
         let e = derive(&[
             ("taskmanager.memory.process.size", "3g"),

@@ -1,11 +1,19 @@
 //! The `sluice` command line client (Flink's `flink` CLI shape): a REST client for
-//! `run [-m host:port] [-p N] [-d] JOB.yaml`, `list`, `cancel JOBID` and `info JOB.yaml`.
+//! `run [-m host:port] [-p N] [-d] [-Dkey=value] JOB.yaml`, `list [-r|-s|-a]`, `cancel JOBID`,
+//! `savepoint`, `stop` and `info JOB.yaml`. `-D` may stand before or after the verb; on `run`
+//! the dynamic properties become the job's configuration (over the job file's `config:`), as
+//! `flink run -Dkey=value` does.
+
+mod client;
+mod list;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+
+use client::Client;
 use sluice_common::config::options::{PARALLELISM_DEFAULT, REST_ADDRESS, REST_PORT};
 use sluice_common::config::ConfigArgs;
 use sluice_common::job::{compile_job, GraphOptions};
@@ -60,10 +68,19 @@ enum Command {
         drain: bool,
         job_id: String,
     },
-    /// Lists the jobs of the cluster.
+    /// Lists the jobs of the cluster (running and scheduled; -a adds terminated ones).
     List {
         #[arg(short = 'm', long = "jobmanager")]
         jobmanager: Option<String>,
+        /// Only running (and restarting) jobs.
+        #[arg(short = 'r', long = "running")]
+        running: bool,
+        /// Only scheduled jobs (waiting for slots).
+        #[arg(short = 's', long = "scheduled")]
+        scheduled: bool,
+        /// Running, scheduled and terminated jobs.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
     },
     /// Cancels a job.
     Cancel {
@@ -77,46 +94,6 @@ enum Command {
         parallelism: Option<u32>,
         job: PathBuf,
     },
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Flink's error body (`{"errors": [...]}`) or the status line.
-fn body_or_error(mut response: ureq::http::Response<ureq::Body>, what: &str) -> Result<Value, String> {
-    let status = response.status();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("{what}: {e}"))?;
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(value);
-    }
-    let errors = value["errors"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e.as_str()).collect::<Vec<_>>().join("\n"));
-    Err(errors.unwrap_or_else(|| format!("{what}: HTTP {status}")))
-}
-
-struct Client {
-    base: String,
-}
-
-impl Client {
-    fn get(&self, path: &str) -> Result<Value, String> {
-        let url = format!("{}{path}", self.base);
-        let r = agent()
-            .get(&url)
-            .call()
-            .map_err(|e| format!("cannot reach the jobmanager at {}: {e}", self.base))?;
-        body_or_error(r, &url)
-    }
 }
 
 fn client(args: &ConfigArgs, jobmanager: Option<String>) -> Result<Client, String> {
@@ -133,9 +110,7 @@ fn client(args: &ConfigArgs, jobmanager: Option<String>) -> Result<Client, Strin
             format!("{host}:{port}")
         }
     };
-    Ok(Client {
-        base: format!("http://{address}"),
-    })
+    Client::new(&address)
 }
 
 fn read_job(path: &PathBuf) -> Result<(String, String), String> {
@@ -154,6 +129,8 @@ fn query_value(v: &str) -> String {
 }
 
 struct RunArgs {
+    /// `-D key=value` flags: the job's configuration on top of its file's `config:`.
+    dynamic: Vec<String>,
     parallelism: Option<u32>,
     detached: bool,
     from_savepoint: Option<String>,
@@ -162,12 +139,7 @@ struct RunArgs {
 
 /// Triggers a savepoint (or stop-with-savepoint) and waits for its location.
 fn savepoint(c: &Client, id: &str, path: &str, body: Value) -> Result<(), String> {
-    let url = format!("{}/jobs/{id}/{path}", c.base);
-    let r = agent()
-        .post(&url)
-        .send(body.to_string().as_str())
-        .map_err(|e| format!("cannot reach the jobmanager at {}: {e}", c.base))?;
-    let trigger = body_or_error(r, "savepoint")?["request-id"]
+    let trigger = c.post(&format!("/jobs/{id}/{path}"), &body.to_string())?["request-id"]
         .as_str()
         .ok_or("the jobmanager returned no trigger id")?
         .to_string();
@@ -193,13 +165,14 @@ fn savepoint(c: &Client, id: &str, path: &str, body: Value) -> Result<(), String
 
 fn run(c: &Client, job: &PathBuf, args: RunArgs) -> Result<(), String> {
     let RunArgs {
+        dynamic,
         parallelism,
         detached,
         from_savepoint,
         allow_non_restored_state,
     } = args;
     let (text, file) = read_job(job)?;
-    let mut url = format!("{}/jobs?file={}", c.base, file.replace(['&', '?', '#', ' '], "_"));
+    let mut url = format!("/jobs?file={}", file.replace(['&', '?', '#', ' '], "_"));
     if let Some(p) = parallelism {
         url.push_str(&format!("&parallelism={p}"));
     }
@@ -209,11 +182,18 @@ fn run(c: &Client, job: &PathBuf, args: RunArgs) -> Result<(), String> {
     if allow_non_restored_state {
         url.push_str("&allowNonRestoredState=true");
     }
-    let r = agent()
-        .post(&url)
-        .send(text.as_str())
-        .map_err(|e| format!("cannot reach the jobmanager at {}: {e}", c.base))?;
-    let id = body_or_error(r, "submit")?["jobid"]
+    if !dynamic.is_empty() {
+        let mut config = serde_json::Map::new();
+        for flag in &dynamic {
+            let (k, v) = flag
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| format!("-D {flag}: expected key=value"))?;
+            config.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+        }
+        url.push_str(&format!("&config={}", query_value(&Value::Object(config).to_string())));
+    }
+    let id = c.post(&url, &text)?["jobid"]
         .as_str()
         .ok_or("the jobmanager returned no job id")?
         .to_string();
@@ -222,9 +202,16 @@ fn run(c: &Client, job: &PathBuf, args: RunArgs) -> Result<(), String> {
         return Ok(());
     }
     let started = Instant::now();
+    let mut told_waiting = false;
     loop {
         let job = c.get(&format!("/jobs/{id}"))?;
         let state = job["state"].as_str().unwrap_or("UNKNOWN").to_string();
+        if !told_waiting {
+            if let Some(w) = waiting_note(&job) {
+                println!("{w}");
+                told_waiting = true;
+            }
+        }
         match state.as_str() {
             "FINISHED" => {
                 println!("Program execution finished");
@@ -244,44 +231,39 @@ fn run(c: &Client, job: &PathBuf, args: RunArgs) -> Result<(), String> {
     }
 }
 
-fn list(c: &Client) -> Result<(), String> {
+/// What a job that waits for slots waits for (`waiting-for-resources` of `GET /jobs/:id`).
+fn waiting_note(job: &Value) -> Option<String> {
+    let w = job.get("waiting-for-resources")?;
+    let timeout = match w["timeout-ms"].as_u64() {
+        Some(ms) => format!(
+            "it fails if they do not come within {} (jobmanager.adaptive-scheduler.resource-wait-timeout)",
+            sluice_common::config::format_duration(Duration::from_millis(ms))
+        ),
+        None => "it waits until they come".to_string(),
+    };
+    Some(format!(
+        "Waiting for resources: the job needs {} slots, {} of {} are free; {timeout}.",
+        w["slots-needed"], w["slots-available"], w["slots-total"]
+    ))
+}
+
+fn list(c: &Client, show: list::Show) -> Result<(), String> {
+    println!("Waiting for response...");
     let jobs = c.get("/jobs/overview")?;
     let jobs = jobs["jobs"].as_array().cloned().unwrap_or_default();
-    let line = |j: &Value| {
-        format!(
-            "{} : {} : {} ({})",
-            j["start-time"],
-            j["jid"].as_str().unwrap_or(""),
-            j["name"].as_str().unwrap_or(""),
-            j["state"].as_str().unwrap_or("")
-        )
+    let note = |j: &Value| {
+        let id = j["jid"].as_str()?;
+        waiting_note(&c.get(&format!("/jobs/{id}")).ok()?)
     };
-    let (running, ended): (Vec<&Value>, Vec<&Value>) = jobs
-        .iter()
-        .partition(|j| !matches!(j["state"].as_str(), Some("FINISHED" | "FAILED" | "CANCELED")));
-    println!("------------------ Running/Restarting Jobs -------------------");
-    if running.is_empty() {
-        println!("No running jobs.");
+    for line in list::render(&jobs, show, &note) {
+        println!("{line}");
     }
-    for j in running {
-        println!("{}", line(j));
-    }
-    println!("--------------------------------------------------------------");
-    println!("---------------------- Terminated Jobs -----------------------");
-    for j in ended {
-        println!("{}", line(j));
-    }
-    println!("--------------------------------------------------------------");
     Ok(())
 }
 
 fn cancel(c: &Client, id: &str) -> Result<(), String> {
     println!("Cancelling job {id}.");
-    let r = agent()
-        .patch(&format!("{}/jobs/{id}?mode=cancel", c.base))
-        .send_empty()
-        .map_err(|e| format!("cannot reach the jobmanager at {}: {e}", c.base))?;
-    body_or_error(r, "cancel")?;
+    c.patch(&format!("/jobs/{id}?mode=cancel"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if c.get(&format!("/jobs/{id}"))?["state"].as_str() == Some("CANCELED") {
@@ -329,6 +311,7 @@ pub fn main(cli: Cli) -> Result<(), String> {
             &client(&cli.config, jobmanager)?,
             &job,
             RunArgs {
+                dynamic: cli.config.dynamic.clone(),
                 parallelism,
                 detached,
                 from_savepoint,
@@ -356,7 +339,19 @@ pub fn main(cli: Cli) -> Result<(), String> {
             "stop",
             serde_json::json!({ "targetDirectory": savepoint_path, "drain": drain }),
         ),
-        Command::List { jobmanager } => list(&client(&cli.config, jobmanager)?),
+        Command::List {
+            jobmanager,
+            running,
+            scheduled,
+            all,
+        } => list(
+            &client(&cli.config, jobmanager)?,
+            list::Show {
+                running,
+                scheduled,
+                all,
+            },
+        ),
         Command::Cancel { jobmanager, job_id } => cancel(&client(&cli.config, jobmanager)?, &job_id),
         Command::Info { parallelism, job } => info(&cli.config, &job, parallelism),
     }

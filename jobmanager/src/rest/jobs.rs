@@ -25,6 +25,23 @@ pub struct SubmitQuery {
     savepoint_path: Option<String>,
     #[serde(rename = "allowNonRestoredState", default)]
     allow_non_restored_state: bool,
+    /// The job's configuration from the CLI's `-D key=value` flags: a JSON object of strings,
+    /// over the job file's `config:`.
+    config: Option<String>,
+}
+
+/// `?config={"key": "value", …}` as key/value pairs; anything else is a 400 naming it.
+fn dynamic_config(text: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| format!("config '{text}' is not a JSON object of strings: {e}"))?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
 }
 
 pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuery>, body: String) -> Response {
@@ -32,7 +49,12 @@ pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuer
         return error(StatusCode::BAD_REQUEST, "parallelism must be at least 1");
     }
     let file = q.file.unwrap_or_else(|| "job.yaml".to_string());
+    let dynamic = match dynamic_config(q.config.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let opts = crate::scheduler::SubmitOptions {
+        dynamic,
         parallelism: q.parallelism,
         savepoint_path: q.savepoint_path,
         allow_non_restored_state: q.allow_non_restored_state,
@@ -73,6 +95,10 @@ fn overview_of(job: &Job) -> Value {
         "duration": duration(job),
         "last-modification": job.timestamps.values().max().copied().unwrap_or(job.start_time),
         "tasks": tasks,
+        // Flink 2's JobDetails: operators not yet in the job graph (adaptive batch); none here.
+        "pending-operators": 0,
+        "jobType": "STREAMING",
+        "schedulerType": if job.reactive { "Adaptive" } else { "Default" },
     })
 }
 
@@ -165,6 +191,15 @@ pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Re
     let Some(job) = state.scheduler.job(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     };
+    let waiting = job.waiting.map(|w| {
+        let (_, total, free) = state.registry.totals();
+        json!({
+            "slots-needed": w.slots_needed,
+            "slots-available": free,
+            "slots-total": total,
+            "timeout-ms": w.timeout_ms,
+        })
+    });
     let mut records: HashMap<(String, u32), VertexMetrics> = HashMap::new();
     for d in state.registry.task_digests() {
         let e = records.entry((d.job_id.clone(), d.vertex)).or_default();
@@ -175,7 +210,11 @@ pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Re
         e.backpressured_ms = e.backpressured_ms.max(d.backpressured_ms);
         e.idle_ms = e.idle_ms.max(d.idle_ms);
     }
-    Json(details(&job, &records)).into_response()
+    let mut body = details(&job, &records);
+    if let (Some(w), Some(o)) = (waiting, body.as_object_mut()) {
+        o.insert("waiting-for-resources".into(), w);
+    }
+    Json(body).into_response()
 }
 
 pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {

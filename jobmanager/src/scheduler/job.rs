@@ -122,6 +122,16 @@ pub struct Job {
     pub requirements_changed: bool,
     /// Per-node parallelism the scheduler decided (by node id), sent to the taskmanagers.
     pub node_parallelism: BTreeMap<String, u32>,
+    /// While the job waits for slots: what it waits for (shown by REST and the CLI).
+    pub waiting: Option<Waiting>,
+}
+
+/// What a job waiting for slots needs, and until when it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub slots_needed: u32,
+    /// `jobmanager.adaptive-scheduler.resource-wait-timeout`; `None`: as long as it takes.
+    pub timeout_ms: Option<u64>,
 }
 
 impl Job {
@@ -185,7 +195,19 @@ impl Job {
     /// Subtask counts by status name, for `tasks` fields.
     pub fn task_counts(&self, vertex: Option<u32>) -> BTreeMap<&'static str, usize> {
         let mut counts: BTreeMap<&'static str, usize> =
-            ["CREATED", "DEPLOYING", "RUNNING", "FINISHED", "CANCELED", "FAILED"]
+            // Every ExecutionState of Flink, so its clients find each count.
+            [
+                "CREATED",
+                "SCHEDULED",
+                "DEPLOYING",
+                "RUNNING",
+                "FINISHED",
+                "CANCELING",
+                "CANCELED",
+                "FAILED",
+                "RECONCILING",
+                "INITIALIZING",
+            ]
                 .iter()
                 .map(|s| (*s, 0))
                 .collect();

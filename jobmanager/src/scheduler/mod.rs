@@ -66,6 +66,8 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
 /// Options of a submission besides the job file.
 #[derive(Debug, Clone, Default)]
 pub struct SubmitOptions {
+    /// Configuration from `run -D key=value`: over the job file's `config:`.
+    pub dynamic: Vec<(String, String)>,
     pub parallelism: Option<u32>,
     /// `run -s`: a savepoint or retained checkpoint directory (or its `_metadata`).
     pub savepoint_path: Option<String>,
@@ -150,8 +152,12 @@ impl Scheduler {
             }
         }
         let graph = compile_job(&yaml, &file, &options).map_err(|e| e.to_string())?;
-        // The job's effective configuration: the cluster's with the job file's `config:` on top.
-        let config = self.settings.config.overlaid(graph.config.iter().map(|(k, v)| (k, v)));
+        // The job's effective configuration: the cluster's, the job file's `config:` on top,
+        // then the submitter's `-D` flags.
+        let config = self
+            .settings
+            .config
+            .overlaid(graph.config.iter().chain(&opts.dynamic).map(|(k, v)| (k, v)));
         let cp = checkpoint_settings(&config)?;
         let reactive = cfg(config.get_opt(&SCHEDULER_MODE))?.is_some();
         if reactive && (cp.interval.is_none() || cp.dir.is_none()) {
@@ -187,6 +193,7 @@ impl Scheduler {
             epoch: 0,
             tasks: HashMap::new(),
             failure: None,
+            waiting: None,
             cancel_requested: false,
             config,
             checkpoints: Arc::default(),

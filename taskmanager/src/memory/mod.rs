@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use sluice_common::config::options::TM_SEGMENT_SIZE;
+use sluice_common::config::options::{
+    NETWORK_BUFFERS_PER_CHANNEL, NETWORK_FLOATING_BUFFERS_PER_GATE, TASK_SLOTS, TM_SEGMENT_SIZE,
+};
 use sluice_common::config::{Configuration, MemorySize};
 use sluice_common::memory::TaskManagerMemory;
 
@@ -13,6 +15,11 @@ use sluice_common::memory::TaskManagerMemory;
 pub struct MemoryPools {
     pub memory: TaskManagerMemory,
     pub segment_size: MemorySize,
+    /// `taskmanager.numberOfTaskSlots`: the pools' shares are per slot.
+    pub slots: u32,
+    /// `taskmanager.network.memory.buffers-per-channel` and `floating-buffers-per-gate`.
+    pub buffers_per_channel: u32,
+    pub floating_buffers_per_gate: u32,
 }
 
 impl MemoryPools {
@@ -24,7 +31,50 @@ impl MemoryPools {
         if segment_size.bytes() == 0 {
             return Err("taskmanager.memory.segment-size must be larger than 0 bytes".into());
         }
-        Ok(MemoryPools { memory, segment_size })
+        let read = |e: sluice_common::config::ConfigError| e.to_string();
+        Ok(MemoryPools {
+            memory,
+            segment_size,
+            slots: config.get(&TASK_SLOTS).map_err(read)?.get(),
+            buffers_per_channel: config.get(&NETWORK_BUFFERS_PER_CHANNEL).map_err(read)?.get(),
+            floating_buffers_per_gate: config.get(&NETWORK_FLOATING_BUFFERS_PER_GATE).map_err(read)?.get(),
+        })
+    }
+
+    /// What Sluice enforces beyond Flink's breakdown: each slot's share of task heap (heap
+    /// state backend, window panes, operator buffers) and of managed memory (RocksDB), and what
+    /// the network buffers allow. Printed after Flink's breakdown by `--print-memory`.
+    pub fn sluice_breakdown(&self) -> String {
+        let f = &self.memory.flink;
+        let slots = u64::from(self.slots);
+        let segments = self.total_network_segments();
+        let per_slot = segments / slots;
+        let bpc = u64::from(self.buffers_per_channel);
+        // A subtask with one keyed input gate and one keyed output partition at parallelism p
+        // needs p·bpc + 1 (gate) + p + 1 (partition) buffers: Flink's required minimums.
+        let max_p = per_slot.saturating_sub(2) / (bpc + 1);
+        let mut out = String::new();
+        out.push_str(&format!(
+            "Enforced by Sluice per slot (taskmanager.numberOfTaskSlots: {}):\n",
+            self.slots
+        ));
+        out.push_str(&format!(
+            "  Task heap per slot:            {}  (heap state backend, window panes, operator buffers)\n",
+            MemorySize(f.task_heap.bytes() / slots).human()
+        ));
+        out.push_str(&format!(
+            "  Managed memory per slot:       {}  (RocksDB block cache and write buffers)\n",
+            MemorySize(f.managed.bytes() / slots).human()
+        ));
+        out.push_str(&format!(
+            "  Network buffers:               {segments} of {} (taskmanager.memory.segment-size), {per_slot} per slot\n",
+            self.segment_size.human()
+        ));
+        out.push_str(&format!(
+            "    an input gate of n channels needs n x {bpc} (buffers-per-channel) + 1, an output partition of n subpartitions n + 1,\n    and a gate borrows up to {} floating buffers (floating-buffers-per-gate) when free:\n    every slot can run a keyed exchange (one input gate, one output partition) at parallelism up to {max_p}.\n",
+            self.floating_buffers_per_gate
+        ));
+        out
     }
 
     /// Network memory / segment size, as Flink's `NetworkBufferPool` counts segments.
@@ -68,6 +118,17 @@ mod tests {
         let pools = MemoryPools::from_config(&config).unwrap();
         // 134217730 bytes of network / 32 KiB segments.
         assert_eq!(pools.total_network_segments(), 4096);
+        let text = pools.sluice_breakdown();
+        assert!(
+            text.contains("Task heap per slot:            384.000mb (402653174 bytes)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Managed memory per slot:       512.000mb (536870920 bytes)"),
+            "{text}"
+        );
+        // (4096 - 2) / (2 + 1)
+        assert!(text.contains("parallelism up to 1364."), "{text}");
         assert_eq!(pools.to_json()["taskmanager.memory.managed.size"], 536870920u64);
         let bad = Configuration::new();
         assert!(MemoryPools::from_config(&bad)

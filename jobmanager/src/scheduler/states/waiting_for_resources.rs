@@ -8,7 +8,7 @@ use std::time::Instant;
 use sluice_common::config::format_duration;
 
 use super::{Attempt, Ctx, Phase, Transition};
-use crate::scheduler::job::JobState;
+use crate::scheduler::job::{JobState, Waiting};
 use crate::scheduler::reactive::ScaleUpWatch;
 
 pub async fn run(ctx: &Ctx) -> Transition {
@@ -25,6 +25,7 @@ pub async fn run(ctx: &Ctx) -> Transition {
     let deadline = ctx.resource_wait.map(|w| since + w);
     let (allocation, took) = loop {
         if ctx.handle.lock().cancel_requested {
+            ctx.handle.lock().waiting = None;
             return Transition::to(Phase::Finished(JobState::Canceled), "cancelled while waiting for slots");
         }
         let needed = match &ctx.reactive {
@@ -32,8 +33,13 @@ pub async fn run(ctx: &Ctx) -> Transition {
             None => ctx.handle.lock().graph.slots_needed(),
         };
         if let Some(a) = (needed > 0).then(|| s.registry.allocate(needed)).flatten() {
+            ctx.handle.lock().waiting = None;
             break (a, needed);
         }
+        ctx.handle.lock().waiting = Some(Waiting {
+            slots_needed: needed.max(1),
+            timeout_ms: ctx.resource_wait.map(|w| w.as_millis() as u64),
+        });
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let (tms, total, free) = s.registry.totals();
             let cause = format!(
@@ -41,7 +47,9 @@ pub async fn run(ctx: &Ctx) -> Transition {
                 needed.max(1),
                 format_duration(ctx.resource_wait.unwrap_or_default())
             );
-            ctx.handle.lock().failure.get_or_insert(cause.clone());
+            let mut job = ctx.handle.lock();
+            job.waiting = None;
+            job.failure.get_or_insert(cause.clone());
             return Transition::to(Phase::Finished(JobState::Failed), cause);
         }
         ctx.wait().await;
