@@ -118,8 +118,17 @@ fn start_scale_and_stop_a_local_cluster_with_the_scripts() {
     let logs: Vec<String> = std::fs::read_dir(cluster.dir.path().join("log"))
         .expect("log dir")
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
+    // Every daemon announced its metrics port to Prometheus (file SD) and took it back on stop.
+    let targets = cluster.dir.path().join("log/prometheus-targets");
+    assert!(targets.is_dir(), "no {}", targets.display());
+    let left: Vec<_> = std::fs::read_dir(&targets)
+        .expect("targets")
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(left.is_empty(), "target files left after a clean stop: {left:?}");
     assert_eq!(logs.len(), 4, "one log per daemon started");
     let jm_log = logs
         .iter()

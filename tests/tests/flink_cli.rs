@@ -99,7 +99,10 @@ fn flink_cli_lists_savepoints_stops_and_cancels_sluice_jobs() {
     let shipped_conf = flink.bin.parent().and_then(Path::parent).map(|home| home.join("conf"));
     if let Some(conf) = shipped_conf {
         // The CLI's own logging setup, so it logs to FLINK_LOG_DIR instead of complaining.
-        let _ = std::fs::copy(conf.join("log4j-cli.properties"), flink.dir.path().join("log4j-cli.properties"));
+        let _ = std::fs::copy(
+            conf.join("log4j-cli.properties"),
+            flink.dir.path().join("log4j-cli.properties"),
+        );
     }
 
     // Three running jobs of one slot each, and one that needs more slots than the cluster has.
