@@ -9,7 +9,7 @@
 #   scripts/deps.sh [--check] NAME...                    # the same from the shell; --check only reports
 #
 # Names: build (cc, libclang), curl, seaweedfs, prometheus, chromium, systemd-analyze, docker,
-# java, flink, iperf3. SLUICE_DEPS_ROOT (tests only) prefixes every path the libclang search
+# java, jdk (javac), flink, iperf3. SLUICE_DEPS_ROOT (tests only) prefixes every path the libclang search
 # looks at, so the detection can be tried against a made-up tree.
 
 SLUICE_TOOLS_DIR=${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}
@@ -79,6 +79,7 @@ dep_present() {
         systemd-analyze) _runs systemd-analyze --version ;;
         docker) _runs docker info && { _runs docker-compose version || _runs docker compose version; } ;;
         java) _runs java -version ;;
+        jdk) _runs javac -version ;;
         flink) [ -x "$SLUICE_FLINK_VENV/bin/flink" ] || _runs "$SLUICE_FLINK_VENV/bin/python" -c "import pyflink" ;;
         iperf3) _runs iperf3 --version ;;
         *) echo "deps.sh: unknown dependency '$1'" >&2; return 2 ;;
@@ -97,6 +98,7 @@ dep_debian_packages() {
         systemd-analyze) echo "systemd" ;;
         docker) echo "docker.io docker-compose" ;;
         java) echo "openjdk-17-jre-headless" ;;
+        jdk) echo "openjdk-17-jdk-headless" ;;
         iperf3) echo "iperf3" ;;
     esac
 }

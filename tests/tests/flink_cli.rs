@@ -1,14 +1,16 @@
 //! The real Flink 2.3 CLI (`flink` of PyPI's `apache-flink`, installed by scripts/test.sh through
 //! scripts/deps.sh) drives a Sluice cluster with `-m 127.0.0.1:<rest.port>`: `list` (default,
 //! `-r`, `-s`, `-a`), `savepoint` (with and without `--type`), `stop --savepointPath` (with and
-//! without `--drain`) and `cancel`, each answer parsed by Flink's own REST client classes.
+//! without `--drain`) and `cancel`, each answer parsed by Flink's own REST client classes; the
+//! job details and status the CLI has no verb for are read by `tests/java/FlinkRestProbe.java`
+//! through Flink's `RestClusterClient`.
 //! A job that waits for slots is listed as scheduled.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_tests::tools::have_tool;
+use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::{unbounded_job, wait_for, Cluster};
 
 /// `pyflink/bin/flink` of the venv scripts/deps.sh installs (`SLUICE_FLINK_VENV`, default
@@ -55,6 +57,36 @@ impl Flink {
     }
 }
 
+impl Flink {
+    /// Compiles tests/java/FlinkRestProbe.java against Flink's jars and runs it for job `id`.
+    fn probe(&self, id: &str) -> String {
+        let home = self.bin.parent().and_then(Path::parent).expect("FLINK_HOME");
+        let jars = format!("{}/lib/*", home.display());
+        let classes = self.dir.path().join("probe");
+        let javac = Command::new("javac")
+            .arg("-d")
+            .arg(&classes)
+            .args(["-cp", &jars])
+            .arg(sluice_tests::repo_root().join("tests/java/FlinkRestProbe.java"))
+            .output()
+            .expect("run javac");
+        assert!(javac.status.success(), "{}", String::from_utf8_lossy(&javac.stderr));
+        let (host, port) = self.rest.split_once(':').expect("host:port");
+        let out = Command::new("java")
+            .args(["-cp", &format!("{}:{jars}", classes.display())])
+            .args(["FlinkRestProbe", host, port, id])
+            .output()
+            .expect("run java");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        println!(
+            "$ java FlinkRestProbe {id}\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    }
+}
+
 fn line_of(text: &str, id: &str) -> String {
     text.lines().find(|l| l.contains(id)).unwrap_or_default().to_string()
 }
@@ -74,8 +106,8 @@ fn assert_listed(text: &str, id: &str, name: &str, state: &str) {
 fn flink_cli_lists_savepoints_stops_and_cancels_sluice_jobs() {
     let bin = flink_bin();
     if !have_tool(
-        bin.is_some(),
-        "the Flink CLI is not installed (PyPI apache-flink in ~/.cache/sluice-tools/flink-venv; scripts/test.sh installs it)",
+        bin.is_some() && runs("javac", &["-version"]),
+        "the Flink CLI (PyPI apache-flink in ~/.cache/sluice-tools/flink-venv) or javac (Debian openjdk-17-jdk-headless) is missing; scripts/test.sh installs both",
     ) {
         return;
     }
@@ -137,6 +169,23 @@ fn flink_cli_lists_savepoints_stops_and_cancels_sluice_jobs() {
     assert!(ok && out.contains(&running[1]) && !out.contains(&waiting), "{out}");
     let (ok, out) = flink.run("list", &["-s"]);
     assert!(ok && out.contains(&waiting) && !out.contains(&running[1]), "{out}");
+
+    // The job details the CLI has no verb for, through Flink's own REST client classes.
+    let probe = flink.probe(&running[0]);
+    assert!(
+        probe.contains(&format!("listed {} first RUNNING", running[0])),
+        "{probe}"
+    );
+    assert!(probe.contains(&format!("listed {waiting} too-wide CREATED")), "{probe}");
+    assert!(
+        probe.contains(&format!(
+            "details {} first RUNNING maxParallelism=128 vertices=2 plan-nodes=2",
+            running[0]
+        )),
+        "{probe}"
+    );
+    assert!(probe.contains("parallelism=1 RUNNING"), "{probe}");
+    assert!(probe.contains("status RUNNING"), "{probe}");
 
     // savepoint, with and without --type
     let (ok, out) = flink.run("savepoint", &[&running[0]]);

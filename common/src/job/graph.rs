@@ -138,11 +138,12 @@ pub fn seq_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("seq", DataType::Int64, false)]))
 }
 
-fn vertex_id(uid: &str) -> String {
+/// A stable 32-hex-character id (the form of Flink's `AbstractID`s) derived from a name.
+pub fn stable_id(name: &str) -> String {
     format!(
         "{:016x}{:016x}",
-        XxHash64::oneshot(1, uid.as_bytes()),
-        XxHash64::oneshot(2, uid.as_bytes())
+        XxHash64::oneshot(1, name.as_bytes()),
+        XxHash64::oneshot(2, name.as_bytes())
     )
 }
 
@@ -670,7 +671,7 @@ fn chain(nodes: &[GraphNode], order: &[usize]) -> (Vec<Vertex>, Vec<Edge>) {
             vertex_of[i] = vertices.len();
             vertices.push(Vertex {
                 index: vertices.len(),
-                id: vertex_id(&n.uid),
+                id: stable_id(&n.uid),
                 name: display_name(n),
                 nodes: vec![i],
                 parallelism: n.parallelism,

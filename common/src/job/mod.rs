@@ -10,7 +10,7 @@ pub mod spec;
 pub mod types;
 
 pub use error::{JobError, JobResult};
-pub use graph::{EdgePartition, GraphNode, GraphOptions, JobGraph, NodeKind, Vertex};
+pub use graph::{stable_id, EdgePartition, GraphNode, GraphOptions, JobGraph, NodeKind, Vertex};
 pub use spec::JobSpec;
 
 /// Parses and builds a job in one step, naming `file` in errors.

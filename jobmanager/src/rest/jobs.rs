@@ -1,6 +1,7 @@
 //! Job endpoints with Flink's paths and field names: `POST /jobs` (the job YAML as the body,
 //! `?parallelism=N`), `GET /jobs`, `GET /jobs/overview`, `GET /jobs/:id`,
-//! `GET /jobs/:id/exceptions`, `PATCH /jobs/:id?mode=cancel`.
+//! `GET /jobs/:id/status`, `GET /jobs/:id/exceptions`, `PATCH /jobs/:id?mode=cancel`, in the
+//! shapes Flink 2.3's REST client parses.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -117,8 +118,30 @@ struct VertexMetrics {
     idle_ms: u64,
 }
 
+/// Flink's `JobStatus` values: `timestamps` carries each (0 for a state never entered).
+const JOB_STATUSES: [&str; 11] = [
+    "INITIALIZING",
+    "CREATED",
+    "RUNNING",
+    "FAILING",
+    "FAILED",
+    "CANCELLING",
+    "CANCELED",
+    "FINISHED",
+    "RESTARTING",
+    "SUSPENDED",
+    "RECONCILING",
+];
+
+/// Flink 2.3's `JobDetailsInfo` (what `RestClusterClient.getJobDetails` parses), plus Sluice's
+/// fields (`failure-cause`, `scheduler-mode`, `parallelism`, `rescales`).
 fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value {
     let g = &job.graph;
+    let end_time = job.end_time.map(|t| t as i64).unwrap_or(-1);
+    // Sluice puts every vertex of a job in one slot sharing group (a slot holds one subtask of
+    // each vertex), as Flink's default does.
+    let slot_sharing_group = sluice_common::job::stable_id(&format!("{}#slot-sharing-group", job.id));
+    let mut vertices_per_state: BTreeMap<&str, usize> = job.task_counts(None).keys().map(|k| (*k, 0)).collect();
     let vertices: Vec<Value> = g
         .vertices
         .iter()
@@ -127,21 +150,29 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
                 .get(&(job.id.clone(), v.index as u32))
                 .copied()
                 .unwrap_or_default();
+            let status = job.vertex_status(v.index as u32);
+            *vertices_per_state.entry(status).or_default() += 1;
+            let complete = job.state.is_terminal();
             json!({
                 "id": v.id,
+                "slotSharingGroupId": slot_sharing_group,
                 "name": v.name,
                 "maxParallelism": g.max_parallelism,
                 "parallelism": v.parallelism,
-                "status": job.vertex_status(v.index as u32),
+                "status": status,
                 "start-time": job.start_time,
-                "end-time": job.end_time.map(|t| t as i64).unwrap_or(-1),
+                "end-time": end_time,
                 "duration": duration(job),
                 "tasks": job.task_counts(Some(v.index as u32)),
                 "metrics": {
+                    "read-bytes": 0,
+                    "read-bytes-complete": complete,
+                    "write-bytes": 0,
+                    "write-bytes-complete": complete,
                     "read-records": m.read,
-                    "read-records-complete": job.state.is_terminal(),
+                    "read-records-complete": complete,
                     "write-records": m.written,
-                    "write-records-complete": job.state.is_terminal(),
+                    "write-records-complete": complete,
                     "accumulated-busy-time": m.busy_ms,
                     "accumulated-backpressured-time": m.backpressured_ms,
                     "accumulated-idle-time": m.idle_ms,
@@ -156,25 +187,48 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
             let inputs: Vec<Value> = g
                 .inputs_of(v.index)
                 .enumerate()
-                .map(|(i, e)| json!({"num": i, "id": g.vertices[e.source].id, "ship_strategy": e.partition.name(), "exchange": "pipelined_bounded"}))
+                .map(|(i, e)| {
+                    json!({
+                        "num": i,
+                        "id": g.vertices[e.source].id,
+                        "ship_strategy": e.partition.name(),
+                        "local_strategy": "NONE",
+                        "caching": "NONE",
+                        "exchange": "pipelined_bounded",
+                    })
+                })
                 .collect();
-            json!({"id": v.id, "parallelism": v.parallelism, "operator": "", "description": v.name, "inputs": inputs})
+            json!({
+                "id": v.id,
+                "parallelism": v.parallelism,
+                "operator": "",
+                "operator_strategy": "",
+                "description": v.name,
+                "optimizer_properties": {},
+                "inputs": inputs,
+            })
         })
         .collect();
+    let mut timestamps: BTreeMap<&str, u64> = JOB_STATUSES.iter().map(|s| (*s, 0)).collect();
+    timestamps.extend(job.timestamps.iter().map(|(k, v)| (*k, *v)));
     json!({
         "jid": job.id,
         "name": job.name,
         "isStoppable": false,
         "state": job.state.name(),
+        "job-type": "STREAMING",
+        "schedulerType": if job.reactive { "Adaptive" } else { "Default" },
         "start-time": job.start_time,
-        "end-time": job.end_time.map(|t| t as i64).unwrap_or(-1),
+        "end-time": end_time,
         "duration": duration(job),
         "maxParallelism": g.max_parallelism,
         "now": now_ms(),
-        "timestamps": job.timestamps,
+        "timestamps": timestamps,
         "vertices": vertices,
-        "status-counts": job.task_counts(None),
+        "status-counts": vertices_per_state,
         "plan": {"jid": job.id, "name": job.name, "type": "STREAMING", "nodes": nodes},
+        "stream-graph": {},
+        "pending-operators": 0,
         "failure-cause": job.failure,
         "scheduler-mode": if job.reactive { "reactive" } else { "default" },
         "parallelism": job.current_parallelism(),
@@ -215,6 +269,14 @@ pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Re
         o.insert("waiting-for-resources".into(), w);
     }
     Json(body).into_response()
+}
+
+/// `GET /jobs/:id/status`: Flink's `JobStatusInfo`.
+pub async fn status(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    match state.scheduler.job(&id) {
+        Some(job) => Json(json!({ "status": job.state.name() })).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
+    }
 }
 
 pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {

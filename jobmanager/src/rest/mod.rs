@@ -57,6 +57,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/overview", get(jobs::overview))
         .route("/jobs/{id}", get(jobs::get).patch(jobs::patch))
+        .route("/jobs/{id}/status", get(jobs::status))
         .route("/jobs/{id}/exceptions", get(jobs::exceptions))
         .route("/jobs/{id}/checkpoints", get(checkpoints::stats))
         .route("/jobs/{id}/savepoints", post(checkpoints::trigger_savepoint))
