@@ -2,6 +2,7 @@
 //! process observability (`observability`) and the wire types re-exported from `sluice-proto`.
 
 pub mod config;
+pub mod failure;
 pub mod job;
 pub mod key_groups;
 pub mod memory;

@@ -3,6 +3,7 @@
 
 pub mod connectors;
 pub mod daemon;
+pub mod error;
 pub mod executor;
 pub mod memory;
 pub mod metrics;

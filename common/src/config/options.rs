@@ -316,6 +316,9 @@ options! {
     SAVEPOINTS_DIR: String = "execution.checkpointing.savepoint-dir", None, deprecated &["state.savepoints.dir"];
     CHECKPOINTS_RETAINED: NonZeroU32 = "execution.checkpointing.num-retained", Some("1"), deprecated &["state.checkpoints.num-retained"];
     CHECKPOINT_MODE: CheckpointingMode = "execution.checkpointing.mode", Some("EXACTLY_ONCE");
+    /// Flink's final checkpoints (FLIP-147): a subtask at the end of its input waits for a
+    /// checkpoint that covers it, and sinks commit their last data only through it.
+    CHECKPOINTS_AFTER_TASKS_FINISH: bool = "execution.checkpointing.checkpoints-after-tasks-finish", Some("true"), deprecated &["execution.checkpointing.checkpoints-after-tasks-finish.enabled"];
     /// A checkpoint not complete after this long is aborted.
     CHECKPOINT_TIMEOUT: Duration = "execution.checkpointing.timeout", Some("10 min");
     /// Least time between the end of one checkpoint and the start of the next.

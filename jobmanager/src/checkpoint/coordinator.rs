@@ -6,7 +6,10 @@
 //! moment), tells the taskmanagers (two-phase-commit sinks commit), and drops checkpoints
 //! beyond `num-retained` with the shared files no retained checkpoint references. Declines and
 //! expiry (`timeout`) fail a checkpoint; more consecutive failures than
-//! `tolerable-failed-checkpoints` fail the job.
+//! `tolerable-failed-checkpoints` fail the job. Final checkpoints (FLIP-147): the trigger goes
+//! to every subtask (one past the end of its input snapshots on it); a checkpoint that every
+//! subtask acknowledged as taken after the end of its input is the job's final one, and its
+//! completion notice says so.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -422,6 +425,9 @@ impl Coordinator {
         if p.stop {
             self.stopped = true;
         }
+        // Every subtask snapshotted it after the end of its input: the job's final checkpoint
+        // (FLIP-147); the subtasks waiting for it end.
+        let end_of_input = !p.acks.is_empty() && p.acks.values().all(|a| a.end_of_input);
         for tm in &self.tms {
             let mut gw = tm.gateway.clone();
             let _ = gw
@@ -429,6 +435,7 @@ impl Coordinator {
                     job_id: self.job_id.clone(),
                     epoch: self.epoch,
                     checkpoint_id: p.id,
+                    end_of_input,
                 })
                 .await;
         }

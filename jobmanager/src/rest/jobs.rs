@@ -286,6 +286,7 @@ pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>
     let ts = job.timestamps.get("FAILED").or(job.timestamps.get("FAILING")).copied();
     Json(json!({
         "root-exception": job.failure,
+        "failure-class": job.failure.as_ref().map(|_| job.failure_class.map_or("transient", |c| c.name())),
         "timestamp": ts,
         "all-exceptions": [],
         "truncated": false,

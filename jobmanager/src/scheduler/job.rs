@@ -1,6 +1,7 @@
 //! A job as the scheduler tracks it: its graph, its state (Flink's names), timestamps, the
 //! subtasks of its current attempt and where they run, and why it failed.
 
+use sluice_common::failure::FailureClass;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -103,6 +104,9 @@ pub struct Job {
     /// (vertex, subtask) → status and the taskmanager running it.
     pub tasks: HashMap<(u32, u32), (TaskStatus, String)>,
     pub failure: Option<String>,
+    /// The class of the failure that set `failure`, when a task reported it; `None` counts as
+    /// transient (a lost taskmanager, a failed deployment).
+    pub failure_class: Option<FailureClass>,
     pub cancel_requested: bool,
     /// The job's effective configuration: the cluster's with the job file's `config:`.
     pub config: Configuration,

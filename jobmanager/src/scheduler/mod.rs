@@ -193,6 +193,7 @@ impl Scheduler {
             epoch: 0,
             tasks: HashMap::new(),
             failure: None,
+            failure_class: None,
             waiting: None,
             cancel_requested: false,
             config,
@@ -306,6 +307,7 @@ impl Scheduler {
         }
         if status == TaskStatus::Failed && job.failure.is_none() {
             job.failure = Some(update.failure.clone());
+            job.failure_class = Some(sluice_common::failure::FailureClass::from_wire(update.failure_class));
         }
         drop(job);
         handle.changed.notify_one();

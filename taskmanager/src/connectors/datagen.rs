@@ -143,7 +143,7 @@ impl Datagen {
 }
 
 impl SourceReader for Datagen {
-    fn poll(&mut self) -> Result<SourcePoll, String> {
+    fn poll(&mut self) -> Result<SourcePoll, crate::error::TaskError> {
         let open: Vec<usize> = (0..self.splits.len())
             .filter(|&i| {
                 self.splits[i]

@@ -1,7 +1,8 @@
 //! `file` source: JSON lines or CSV (with a header) read with the declared schema. Each file
 //! is one split; a directory's files (sorted, hidden and `_`-prefixed ones skipped) are dealt
 //! round robin over the subtasks. A split's position is its file's index in that listing and
-//! the number of batches already read from it.
+//! the number of batches already read from it. A record that does not decode fails the job
+//! (a user failure: no restart), naming the file, the line, the record and the reason.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -12,8 +13,12 @@ use arrow::record_batch::RecordBatch;
 use sluice_common::job::connectors::{FileFormat, FileSourceOptions};
 
 use super::{assigned_splits, decode_position, encode_position, SourcePoll, SourceReader};
+use crate::error::TaskError;
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>;
+
+/// Records per batch read from a file.
+const BATCH_ROWS: usize = 4096;
 
 pub struct FileSource {
     all: Vec<PathBuf>,
@@ -71,27 +76,70 @@ impl FileSource {
 
     fn open(&self, path: &Path) -> Result<Batches, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let reader = BufReader::new(file);
+        self.reader(BufReader::new(file), BATCH_ROWS, true)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Batches of `rows` records decoded from `input` with the declared schema (`header`: the
+    /// input starts with the CSV header).
+    fn reader<R: std::io::BufRead + Send + 'static>(
+        &self,
+        input: R,
+        rows: usize,
+        header: bool,
+    ) -> Result<Batches, arrow::error::ArrowError> {
         Ok(match self.format {
             FileFormat::Json => Box::new(
                 arrow::json::ReaderBuilder::new(self.schema.clone())
-                    .with_batch_size(4096)
-                    .build(reader)
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                    .with_batch_size(rows)
+                    .build(input)?,
             ),
             FileFormat::Csv => Box::new(
                 arrow::csv::ReaderBuilder::new(self.schema.clone())
-                    .with_header(true)
-                    .with_batch_size(4096)
-                    .build(reader)
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                    .with_header(header)
+                    .with_batch_size(rows)
+                    .build(input)?,
             ),
         })
+    }
+
+    /// A record of batch `batch` of `path` did not decode: find it by decoding that batch's
+    /// records one by one, and fail as the user's (every attempt would fail the same way)
+    /// with the file, the line, the record and the decoder's reason.
+    fn bad_record(&self, path: &Path, batch: u64, error: &arrow::error::ArrowError) -> TaskError {
+        let whole = || TaskError::user(format!("{}: {error}", path.display()));
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return whole();
+        };
+        let header = usize::from(self.format == FileFormat::Csv);
+        // (1-based line number, text) of each record; JSON lines skip blank lines.
+        let records = text
+            .lines()
+            .enumerate()
+            .skip(header)
+            .filter(|(_, l)| !l.trim().is_empty())
+            .skip(usize::try_from(batch).unwrap_or(usize::MAX).saturating_mul(BATCH_ROWS))
+            .take(BATCH_ROWS);
+        for (n, line) in records {
+            let one = std::io::Cursor::new(format!("{line}\n").into_bytes());
+            let failed = match self.reader(one, 1, false) {
+                Ok(mut r) => r.next().and_then(Result::err),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                return TaskError::user(format!(
+                    "{}, line {}: cannot read record {line:?}: {e}",
+                    path.display(),
+                    n + 1
+                ));
+            }
+        }
+        whole()
     }
 }
 
 impl SourceReader for FileSource {
-    fn poll(&mut self) -> Result<SourcePoll, String> {
+    fn poll(&mut self) -> Result<SourcePoll, TaskError> {
         loop {
             if let Some((i, batches, read)) = &mut self.current {
                 match batches.next() {
@@ -99,7 +147,10 @@ impl SourceReader for FileSource {
                         *read += 1;
                         return Ok(SourcePoll::Batch(b, *i));
                     }
-                    Some(Err(e)) => return Err(format!("{}: {e}", self.all[self.files[*i].0].display())),
+                    Some(Err(e)) => {
+                        let (file, batch) = (self.files[*i].0, *read);
+                        return Err(self.bad_record(&self.all[file], batch, &e));
+                    }
                     None => self.current = None,
                 }
             }
@@ -110,9 +161,9 @@ impl SourceReader for FileSource {
             self.next_file += 1;
             let (file, skip) = self.files[i];
             let mut batches = self.open(&self.all[file])?;
-            for _ in 0..skip {
+            for read in 0..skip {
                 if let Some(Err(e)) = batches.next() {
-                    return Err(format!("{}: {e}", self.all[file].display()));
+                    return Err(self.bad_record(&self.all[file], read, &e));
                 }
             }
             self.current = Some((i, batches, skip));

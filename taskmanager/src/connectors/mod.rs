@@ -23,7 +23,9 @@ pub enum SourcePoll {
 }
 
 pub trait SourceReader: Send {
-    fn poll(&mut self) -> Result<SourcePoll, String>;
+    /// The next batch; a record that cannot be read fails with `TaskError::user`, naming where
+    /// it stands.
+    fn poll(&mut self) -> Result<SourcePoll, crate::error::TaskError>;
     /// How many splits this subtask reads (0 = idle subtask).
     fn split_count(&self) -> usize;
     /// Whether split `i` has ended.

@@ -9,8 +9,12 @@
 //! becomes pending for that checkpoint (its names are operator state); when the checkpoint
 //! completes its pending files are committed; on restore the pending files of the restored
 //! checkpoint are committed (they were durable before it completed) and every other
-//! in-progress file of an earlier attempt is deleted (its rows will be produced again).
+//! in-progress file of an earlier attempt is deleted (its rows will be produced again). With
+//! final checkpoints (Flink's FLIP-147, on whenever the job checkpoints) the end of input
+//! commits nothing: the last part file is committed by the checkpoint that covers the end of
+//! input, so a failure in the finishing phase replays it instead of committing it twice.
 
+use crate::error::TaskError;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -46,7 +50,7 @@ impl PrintSink {
 }
 
 impl Operator for PrintSink {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         let text = json_lines(&batch)?;
         let mut stdout = std::io::stdout().lock();
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -61,7 +65,7 @@ impl Operator for PrintSink {
 pub struct Blackhole;
 
 impl Operator for Blackhole {
-    fn process(&mut self, _batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, _batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -81,10 +85,15 @@ pub struct FileSink {
     counter: u64,
     /// (checkpoint id, in-progress file, committed name) waiting for their checkpoint.
     pending: Vec<(u64, PathBuf, PathBuf)>,
+    /// Final checkpoints: at the end of input nothing is committed; the open part file becomes
+    /// pending at the final checkpoint's snapshot and is committed when that completes.
+    final_checkpoint: bool,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> String {
-    format!("file sink {}: {e}", path.display())
+/// An I/O error on the sink's path, classed: a path that cannot be written is the setting's
+/// fault (the job fails at once), anything else may pass.
+fn io_err(path: &Path, e: std::io::Error) -> TaskError {
+    TaskError::new(crate::error::io_class(&e), format!("file sink {}: {e}", path.display()))
 }
 
 /// Commits a pending file; one already committed (a retried commit) is fine.
@@ -118,6 +127,7 @@ impl FileSink {
         parallelism: u32,
         attempt: u64,
         restore: Option<&OperatorRestoreData>,
+        final_checkpoint: bool,
     ) -> Result<Self, String> {
         let sink = FileSink {
             dir: options.path.clone(),
@@ -127,16 +137,17 @@ impl FileSink {
             attempt,
             counter: 0,
             pending: Vec::new(),
+            final_checkpoint,
         };
         if let Some(r) = restore {
-            sink.recover(r, parallelism)?;
+            sink.recover(r, parallelism).map_err(|e| e.message)?;
         }
         Ok(sink)
     }
 
     /// Commits this subtask's share of the restored pending files; subtask 0 deletes the
     /// in-progress files of earlier attempts that no checkpoint made pending.
-    fn recover(&self, r: &OperatorRestoreData, parallelism: u32) -> Result<(), String> {
+    fn recover(&self, r: &OperatorRestoreData, parallelism: u32) -> Result<(), TaskError> {
         let entries = r
             .lists
             .list(PENDING_STATE)
@@ -188,11 +199,11 @@ impl FileSink {
         )
     }
 
-    fn writer(&mut self) -> Result<&mut Writer, String> {
+    fn writer(&mut self) -> Result<&mut Writer, TaskError> {
         if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| format!("file sink {}: {e}", self.dir.display()))?;
+            std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))?;
             let path = self.dir.join(format!(".{}.inprogress", self.part_name()));
-            let file = File::create(&path).map_err(|e| format!("file sink {}: {e}", path.display()))?;
+            let file = File::create(&path).map_err(|e| io_err(&path, e))?;
             let buf = BufWriter::with_capacity(256 << 10, file);
             let w = match self.format {
                 FileFormat::Json => Writer::Json(arrow::json::LineDelimitedWriter::new(buf)),
@@ -200,16 +211,18 @@ impl FileSink {
             };
             self.open = Some((w, path));
         }
-        self.open
-            .as_mut()
-            .map(|(w, _)| w)
-            .ok_or_else(|| "file sink writer missing".to_string())
+        self.open.as_mut().map(|(w, _)| w).ok_or_else(|| {
+            TaskError::new(
+                sluice_common::failure::FailureClass::Internal,
+                "file sink writer missing",
+            )
+        })
     }
 }
 
 impl FileSink {
     /// Flushes, syncs and closes the open part file; it becomes pending for `checkpoint_id`.
-    fn close_part(&mut self, checkpoint_id: u64) -> Result<(), String> {
+    fn close_part(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         let target = self.dir.join(self.part_name());
         let Some((writer, path)) = self.open.take() else {
             return Ok(());
@@ -230,15 +243,19 @@ impl FileSink {
 }
 
 impl Operator for FileSink {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         match self.writer()? {
-            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string()),
-            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string()),
+            Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string().into()),
+            Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string().into()),
         }
     }
 
-    /// End of input: the open part file and every pending one are committed.
-    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    /// End of input without final checkpoints: the open part file and every pending one are
+    /// committed. With them, nothing happens here (see `final_checkpoint`).
+    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        if self.final_checkpoint {
+            return Ok(());
+        }
         self.close_part(u64::MAX)?;
         for (_, from, to) in std::mem::take(&mut self.pending) {
             commit(&from, &to)?;
@@ -246,7 +263,7 @@ impl Operator for FileSink {
         Ok(())
     }
 
-    fn snapshot(&mut self, checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, String> {
+    fn snapshot(&mut self, checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
         self.close_part(checkpoint_id)?;
         let mut snap = OperatorSnapshot::default();
         snap.list(
@@ -260,7 +277,7 @@ impl Operator for FileSink {
         Ok(snap)
     }
 
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(c, _, _)| *c <= checkpoint_id);

@@ -39,7 +39,13 @@ impl TaskAcker {
 }
 
 impl SnapshotAcker for TaskAcker {
-    fn acknowledge(&self, barrier: &Barrier, snapshots: Vec<(String, OperatorSnapshot)>, sync_ms: u64) {
+    fn acknowledge(
+        &self,
+        barrier: &Barrier,
+        snapshots: Vec<(String, OperatorSnapshot)>,
+        sync_ms: u64,
+        end_of_input: bool,
+    ) {
         let me = self.clone();
         let barrier = barrier.clone();
         tokio::spawn(async move {
@@ -81,6 +87,7 @@ impl SnapshotAcker for TaskAcker {
                 state_size: size,
                 sync_duration_ms: sync_ms,
                 async_duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                end_of_input,
             }));
         });
     }

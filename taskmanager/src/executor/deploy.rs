@@ -2,6 +2,7 @@
 //! counts), create and register their input gates before any of them runs (so a producer never
 //! waits on a consumer that is not there yet), then open their output channels and run them.
 
+use crate::error::TaskError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -223,7 +224,7 @@ async fn writers(
 }
 
 /// Runs a prepared subtask to its end, then releases its gate and buffers.
-pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: CheckpointHooks) -> Result<(), String> {
+pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: CheckpointHooks) -> Result<(), TaskError> {
     let key = t.gate_key();
     let PreparedTask {
         vertex,
@@ -239,7 +240,9 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: Checkpoin
         _buffers,
     } = t;
     let result = async {
-        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &partitions).await?;
+        let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &partitions)
+            .await
+            .map_err(TaskError::from)?;
         run_task(plan, gate, writers, metrics, hooks).await
     }
     .await;

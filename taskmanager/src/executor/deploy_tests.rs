@@ -69,6 +69,7 @@ fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), c
                     epoch: 1,
                     state: state.clone(),
                     restore: Default::default(),
+                    final_checkpoint: false,
                 },
             )
         })
@@ -83,6 +84,7 @@ impl crate::runtime::checkpointing::SnapshotAcker for NoAcks {
         _: &crate::network::Barrier,
         _: Vec<(String, crate::state::snapshot::OperatorSnapshot)>,
         _: u64,
+        _: bool,
     ) {
     }
     fn decline(&self, _: u64, _: String) {}
@@ -99,6 +101,9 @@ fn hooks() -> (
             control: rx,
             acker: Arc::new(NoAcks),
             exactly_once: true,
+            final_checkpoint: false,
+            last_snapshot: 0,
+            unanswered_trigger: None,
         },
         tx,
     )

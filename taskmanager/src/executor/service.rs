@@ -4,12 +4,14 @@
 //! subtasks, completions to all of them. Each subtask reports RUNNING, then FINISHED, FAILED
 //! (with the cause) or CANCELED.
 
+use crate::error::TaskError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_common::config::options::{
-    CheckpointingMode, CHECKPOINT_INCREMENTAL, CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
+    CheckpointingMode, CHECKPOINTS_AFTER_TASKS_FINISH, CHECKPOINTS_DIR, CHECKPOINT_INCREMENTAL, CHECKPOINT_INTERVAL,
+    CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
 };
 use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions, JobGraph};
@@ -97,6 +99,7 @@ impl TaskManagerGateway {
         graph: &JobGraph,
         tasks: &[(usize, u32)],
         config: &Configuration,
+        final_checkpoint: bool,
     ) -> Result<HashMap<(usize, u32), TaskContext>, String> {
         let settings = self.settings(config)?;
         let metadata = if req.restore_metadata.is_empty() {
@@ -122,6 +125,7 @@ impl TaskManagerGateway {
                     epoch: req.epoch,
                     state: settings.clone(),
                     restore,
+                    final_checkpoint,
                 },
             );
         }
@@ -136,6 +140,16 @@ impl TaskManagerGateway {
             .map(|t| t.control)
             .collect()
     }
+}
+
+/// Whether subtasks that reach the end of their input wait for a final checkpoint: the job
+/// checkpoints (an interval and a directory) and
+/// `execution.checkpointing.checkpoints-after-tasks-finish` is on (Flink's default).
+fn final_checkpoints(config: &Configuration) -> Result<bool, String> {
+    let e = |e: sluice_common::config::ConfigError| e.to_string();
+    Ok(config.get_opt(&CHECKPOINT_INTERVAL).map_err(e)?.is_some()
+        && config.get_opt(&CHECKPOINTS_DIR).map_err(e)?.is_some()
+        && config.get(&CHECKPOINTS_AFTER_TASKS_FINISH).map_err(e)?)
 }
 
 #[tonic::async_trait]
@@ -184,8 +198,9 @@ impl TaskManagerService for TaskManagerGateway {
             .get(&CHECKPOINT_MODE)
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             == CheckpointingMode::ExactlyOnce;
+        let final_checkpoint = final_checkpoints(&config).map_err(Status::invalid_argument)?;
         let contexts = self
-            .contexts(&req, &graph, &tasks, &config)
+            .contexts(&req, &graph, &tasks, &config, final_checkpoint)
             .await
             .map_err(|e| Status::failed_precondition(format!("restoring state: {e}")))?;
         let cancel = self
@@ -241,14 +256,18 @@ impl TaskManagerService for TaskManagerGateway {
                     subtask: task.subtask,
                 }),
                 exactly_once,
+                final_checkpoint,
+                last_snapshot: 0,
+                unanswered_trigger: None,
             };
-            let update = move |state: TaskState, failure: String| TaskStateUpdate {
+            let update = move |state: TaskState, failure: Option<TaskError>| TaskStateUpdate {
                 job_id: entry.job_id.clone(),
                 epoch: req.epoch,
                 vertex: entry.vertex,
                 subtask: entry.subtask,
                 state: state as i32,
-                failure,
+                failure_class: failure.as_ref().map_or(0, |f| f.class.to_wire()),
+                failure: failure.map(|f| f.message).unwrap_or_default(),
                 resource_id: String::new(),
             };
             let (reporter, runs, slots, network, mut cancel) = (
@@ -261,19 +280,23 @@ impl TaskManagerService for TaskManagerGateway {
             let (job_id, epoch, name, parallelism) =
                 (req.job_id.clone(), req.epoch, vertex.name.clone(), vertex.parallelism);
             tokio::spawn(async move {
-                reporter.report(update(TaskState::Running, String::new()));
+                reporter.report(update(TaskState::Running, None));
                 let (vertex, subtask) = (task.vertex as u32, task.subtask);
                 let outcome = tokio::select! {
                     r = run(network, task, hooks) => r.map(|_| TaskState::Finished),
                     _ = cancel.wait_for(|c| *c) => Ok(TaskState::Canceled),
                 };
                 let (state, failure) = match outcome {
-                    Ok(state) => (state, String::new()),
+                    Ok(state) => (state, None),
                     Err(e) => {
-                        tracing::warn!("{name} ({}/{parallelism}) of job {job_id} failed: {e}", subtask + 1);
+                        tracing::warn!(
+                            "{name} ({}/{parallelism}) of job {job_id} failed ({} failure): {e}",
+                            subtask + 1,
+                            e.class.name()
+                        );
                         (
                             TaskState::Failed,
-                            format!("{name} ({}/{parallelism}): {e}", subtask + 1),
+                            Some(e.context(format!("{name} ({}/{parallelism})", subtask + 1))),
                         )
                     }
                 };
@@ -304,7 +327,9 @@ impl TaskManagerService for TaskManagerGateway {
             target_url: req.target_url.as_str().into(),
             stop: req.stop,
         };
-        for control in self.controls(&req.job_id, req.epoch, true) {
+        // Sources start the barrier; a subtask past the end of its input (waiting for its final
+        // checkpoint) snapshots on the trigger itself; the others ignore it.
+        for control in self.controls(&req.job_id, req.epoch, false) {
             let _ = control.send(TaskControl::Trigger(barrier.clone(), req.drain));
         }
         Ok(Response::new(CheckpointAckResponse {}))
@@ -316,7 +341,7 @@ impl TaskManagerService for TaskManagerGateway {
     ) -> Result<Response<CheckpointAckResponse>, Status> {
         let req = request.into_inner();
         for control in self.controls(&req.job_id, req.epoch, false) {
-            let _ = control.send(TaskControl::Complete(req.checkpoint_id));
+            let _ = control.send(TaskControl::Complete(req.checkpoint_id, req.end_of_input));
         }
         Ok(Response::new(CheckpointAckResponse {}))
     }

@@ -1,5 +1,6 @@
 //! `filter: <SQL predicate>`: keeps the rows where it is true (null counts as false).
 
+use crate::error::TaskError;
 use arrow::array::AsArray;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
@@ -21,7 +22,7 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         let mask = self.predicate.evaluate(&batch)?;
         let mask = mask.as_boolean_opt().ok_or("filter did not yield booleans")?;
         let kept = filter_record_batch(&batch, mask).map_err(|e| e.to_string())?;

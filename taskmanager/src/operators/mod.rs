@@ -1,7 +1,9 @@
 //! Operators and the operator chain a subtask runs: each takes whole batches and emits batches;
 //! watermarks pass through the chain in order, so rows a window emits on a watermark reach the
 //! operators after it before they see that watermark. At a barrier every operator of the
-//! chain hands over its snapshot, labelled with its uid.
+//! chain hands over its snapshot, labelled with its uid. Errors are `TaskError`s: an operator
+//! that knows the failure is the job's or a setting's says so, so the job is not restarted
+//! in vain.
 
 mod filter;
 mod select;
@@ -9,26 +11,27 @@ pub mod window;
 
 use arrow::record_batch::RecordBatch;
 
+use crate::error::TaskError;
 use crate::state::snapshot::OperatorSnapshot;
 
 pub use filter::Filter;
 pub use select::Select;
 
 pub trait Operator: Send {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String>;
+    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError>;
 
     /// Event time reached `watermark`.
-    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         Ok(())
     }
 
     /// Wall-clock tick for processing-time operators.
-    fn on_processing_time(&mut self, _now_ms: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn on_processing_time(&mut self, _now_ms: i64, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         Ok(())
     }
 
     /// Input ended (after the final watermark): flush and close.
-    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         Ok(())
     }
 
@@ -38,12 +41,12 @@ pub trait Operator: Send {
     }
 
     /// The synchronous part of a checkpoint: the operator's state as of the barrier.
-    fn snapshot(&mut self, _checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, String> {
+    fn snapshot(&mut self, _checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
         Ok(OperatorSnapshot::default())
     }
 
     /// Checkpoint `checkpoint_id` is complete (two-phase-commit sinks commit here).
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), String> {
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -62,7 +65,11 @@ impl Chain {
     }
 
     /// Every operator's snapshot that holds state, by uid.
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<Vec<(String, OperatorSnapshot)>, String> {
+    pub fn snapshot(
+        &mut self,
+        checkpoint_id: u64,
+        savepoint: bool,
+    ) -> Result<Vec<(String, OperatorSnapshot)>, TaskError> {
         let mut out = Vec::new();
         for (uid, op) in self.uids.iter().zip(self.ops.iter_mut()) {
             let s = op.snapshot(checkpoint_id, savepoint)?;
@@ -73,7 +80,7 @@ impl Chain {
         Ok(out)
     }
 
-    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         self.ops
             .iter_mut()
             .try_for_each(|op| op.notify_checkpoint_complete(checkpoint_id))
@@ -83,7 +90,7 @@ impl Chain {
         self.ops.iter().any(|o| o.uses_processing_time())
     }
 
-    fn run_from(&mut self, k: usize, mut batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
+    fn run_from(&mut self, k: usize, mut batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, TaskError> {
         for op in &mut self.ops[k..] {
             if batches.is_empty() {
                 break;
@@ -98,14 +105,14 @@ impl Chain {
     }
 
     /// Runs a batch through the chain; returns what leaves its end.
-    pub fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, String> {
+    pub fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, TaskError> {
         self.run_from(0, vec![batch])
     }
 
     fn each(
         &mut self,
-        mut call: impl FnMut(&mut dyn Operator, &mut Vec<RecordBatch>) -> Result<(), String>,
-    ) -> Result<Vec<RecordBatch>, String> {
+        mut call: impl FnMut(&mut dyn Operator, &mut Vec<RecordBatch>) -> Result<(), TaskError>,
+    ) -> Result<Vec<RecordBatch>, TaskError> {
         let mut outputs = Vec::new();
         for k in 0..self.ops.len() {
             let mut emitted = Vec::new();
@@ -115,15 +122,15 @@ impl Chain {
         Ok(outputs)
     }
 
-    pub fn watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>, String> {
+    pub fn watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(|op, out| op.on_watermark(watermark, out))
     }
 
-    pub fn processing_time(&mut self, now_ms: i64) -> Result<Vec<RecordBatch>, String> {
+    pub fn processing_time(&mut self, now_ms: i64) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(|op, out| op.on_processing_time(now_ms, out))
     }
 
-    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, String> {
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(|op, out| op.finish(out))
     }
 }

@@ -1,5 +1,6 @@
 //! `select: {column: <SQL expression>, …}`: computes the output columns from each batch.
 
+use crate::error::TaskError;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use sluice_common::job::expr::{compile_scalar, CompiledExpr};
@@ -22,7 +23,7 @@ impl Select {
 }
 
 impl Operator for Select {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         let arrays = self
             .columns
             .iter()

@@ -26,6 +26,8 @@ pub struct TaskContext {
     pub state: StateSettings,
     /// Restored state by operator uid.
     pub restore: HashMap<String, OperatorRestoreData>,
+    /// Sinks commit their last data through a final checkpoint, not at the end of input.
+    pub final_checkpoint: bool,
 }
 
 pub struct SourcePlan {
@@ -126,8 +128,15 @@ pub fn build_task(
                     SinkConnector::Print => Box::new(PrintSink::new(subtask)),
                     SinkConnector::Blackhole => Box::new(Blackhole),
                     SinkConnector::File(o) => Box::new(
-                        FileSink::new(o, subtask, node.parallelism, ctx.epoch, ctx.restore.get(&node.uid))
-                            .map_err(named)?,
+                        FileSink::new(
+                            o,
+                            subtask,
+                            node.parallelism,
+                            ctx.epoch,
+                            ctx.restore.get(&node.uid),
+                            ctx.final_checkpoint,
+                        )
+                        .map_err(named)?,
                     ),
                 };
                 ops.push((node.uid.clone(), op));

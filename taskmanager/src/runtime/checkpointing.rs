@@ -14,15 +14,23 @@ pub enum TaskControl {
     /// Sources: take a snapshot and emit this barrier; `true` = first emit the maximum
     /// watermark (stop-with-savepoint with drain).
     Trigger(Barrier, bool),
-    /// Checkpoint N is complete.
-    Complete(u64),
+    /// Checkpoint N is complete; `true`: every subtask of the job snapshotted it after the end
+    /// of its input (the job's final checkpoint).
+    Complete(u64, bool),
     /// Checkpoint N was abandoned.
     Abort(u64),
 }
 
 /// Receives a subtask's snapshots (the synchronous part is done) and declines.
 pub trait SnapshotAcker: Send + Sync {
-    fn acknowledge(&self, barrier: &Barrier, snapshots: Vec<(String, OperatorSnapshot)>, sync_ms: u64);
+    /// `end_of_input`: the snapshot was taken after the subtask's input ended.
+    fn acknowledge(
+        &self,
+        barrier: &Barrier,
+        snapshots: Vec<(String, OperatorSnapshot)>,
+        sync_ms: u64,
+        end_of_input: bool,
+    );
     fn decline(&self, checkpoint_id: u64, reason: String);
 }
 

@@ -8,6 +8,8 @@
 //! Checkpoints: a source subtask snapshots when triggered and emits the barrier; any other
 //! subtask snapshots when its `Aligner` says every channel delivered the barrier, then forwards
 //! it. A stop barrier (stop-with-savepoint) ends the subtask once that savepoint completes.
+//! With final checkpoints a subtask at the end of its input snapshots on the trigger itself
+//! and ends only when such a checkpoint completes (`await_final_checkpoint`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use super::checkpointing::{AlignStep, Aligner, SnapshotAcker, TaskControl};
 use super::metrics::TaskMetrics;
 use super::watermarks::WatermarkValve;
 use crate::connectors::{SourcePoll, SPLITS_STATE};
+use crate::error::TaskError;
 use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
 use crate::operators::Chain;
 use crate::state::snapshot::OperatorSnapshot;
@@ -34,6 +37,14 @@ pub struct CheckpointHooks {
     pub control: mpsc::UnboundedReceiver<TaskControl>,
     pub acker: std::sync::Arc<dyn SnapshotAcker>,
     pub exactly_once: bool,
+    /// Final checkpoints (FLIP-147): at the end of its input the subtask waits for a
+    /// checkpoint that covers it before it finishes.
+    pub final_checkpoint: bool,
+    /// The newest checkpoint this subtask snapshotted.
+    pub last_snapshot: u64,
+    /// A trigger a running non-source subtask received (it snapshots when the barrier comes
+    /// through its inputs); answered in the finishing phase if that barrier never came.
+    pub unanswered_trigger: Option<Barrier>,
 }
 
 /// What the subtask does after a barrier.
@@ -56,7 +67,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Output<'_> {
-    async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<Duration, String> {
+    async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<Duration, TaskError> {
         let mut blocked = Duration::ZERO;
         for b in &batches {
             TaskMetrics::add(&self.metrics.records_out, b.num_rows() as u64);
@@ -68,7 +79,7 @@ impl Output<'_> {
         Ok(blocked)
     }
 
-    async fn event(&mut self, event: StreamEvent) -> Result<Duration, String> {
+    async fn event(&mut self, event: StreamEvent) -> Result<Duration, TaskError> {
         let mut blocked = Duration::ZERO;
         for w in self.writers.iter_mut() {
             w.broadcast_event(event.clone(), &mut blocked).await?;
@@ -77,7 +88,7 @@ impl Output<'_> {
         Ok(blocked)
     }
 
-    async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<Duration, String> {
+    async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<Duration, TaskError> {
         let fired = chain.watermark(wm)?;
         let mut blocked = self.batches(fired).await?;
         blocked += self.event(StreamEvent::Watermark(wm)).await?;
@@ -85,7 +96,7 @@ impl Output<'_> {
     }
 
     /// End of input: final watermark, flush the chain, end-of-partition downstream.
-    async fn finish(&mut self, chain: &mut Chain, watermark_sent: i64) -> Result<(), String> {
+    async fn finish(&mut self, chain: &mut Chain, watermark_sent: i64) -> Result<(), TaskError> {
         if watermark_sent < i64::MAX {
             self.watermark(chain, i64::MAX).await?;
         }
@@ -104,9 +115,38 @@ async fn take_checkpoint(
     source: Option<(String, Vec<Vec<u8>>)>,
     barrier: Barrier,
     hooks: &mut CheckpointHooks,
-) -> Result<AfterBarrier, String> {
+) -> Result<AfterBarrier, TaskError> {
+    snapshot_and_ack(chain, source, &barrier, hooks, false)?;
+    out.event(StreamEvent::Barrier(barrier.clone())).await?;
+    if !barrier.stop {
+        return Ok(AfterBarrier::Continue);
+    }
+    loop {
+        match hooks.control.recv().await {
+            Some(TaskControl::Complete(id, _)) => {
+                chain.notify_checkpoint_complete(id)?;
+                if id >= barrier.id {
+                    return Ok(AfterBarrier::Stop);
+                }
+            }
+            Some(TaskControl::Abort(id)) if id == barrier.id => return Ok(AfterBarrier::Continue),
+            Some(_) => {}
+            None => return Ok(AfterBarrier::Stop),
+        }
+    }
+}
+
+/// The synchronous part of a checkpoint: snapshot the chain (and the source's split
+/// positions) and hand the snapshot to the acker, which uploads it and acknowledges.
+fn snapshot_and_ack(
+    chain: &mut Chain,
+    source: Option<(String, Vec<Vec<u8>>)>,
+    barrier: &Barrier,
+    hooks: &mut CheckpointHooks,
+    end_of_input: bool,
+) -> Result<(), TaskError> {
     let started = Instant::now();
-    let result = (|| -> Result<Vec<(String, OperatorSnapshot)>, String> {
+    let result = (|| -> Result<Vec<(String, OperatorSnapshot)>, TaskError> {
         let mut snaps = chain.snapshot(barrier.id, barrier.savepoint)?;
         if let Some((uid, positions)) = source {
             let mut s = OperatorSnapshot::default();
@@ -118,26 +158,49 @@ async fn take_checkpoint(
     match result {
         Ok(snaps) => {
             let sync_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            hooks.acker.acknowledge(&barrier, snaps, sync_ms);
+            hooks.last_snapshot = hooks.last_snapshot.max(barrier.id);
+            hooks.acker.acknowledge(barrier, snaps, sync_ms, end_of_input);
+            Ok(())
         }
         // A failed synchronous part fails the task (Flink's rule).
-        Err(e) => return Err(format!("checkpoint {} failed in its synchronous part: {e}", barrier.id)),
+        Err(e) => Err(e.context(format!("checkpoint {} failed in its synchronous part", barrier.id))),
     }
-    out.event(StreamEvent::Barrier(barrier.clone())).await?;
-    if !barrier.stop {
-        return Ok(AfterBarrier::Continue);
+}
+
+/// The finishing phase with final checkpoints (FLIP-147): the subtask's input has ended and
+/// its last output went downstream, but its sinks committed nothing since the last checkpoint.
+/// It snapshots on each checkpoint's trigger (its inputs ended, so no barrier comes through
+/// them), including one it was triggered for while still running whose barrier never reached
+/// it, and acknowledges it as taken after the end of input. Sinks commit as those checkpoints
+/// complete. It ends with the job's final checkpoint: the first one that every subtask
+/// snapshotted after the end of its input, so no later checkpoint needs it.
+async fn await_final_checkpoint(
+    chain: &mut Chain,
+    source: Option<(String, Vec<Vec<u8>>)>,
+    hooks: &mut CheckpointHooks,
+) -> Result<(), TaskError> {
+    if let Some(barrier) = hooks.unanswered_trigger.take() {
+        if barrier.id > hooks.last_snapshot {
+            snapshot_and_ack(chain, source.clone(), &barrier, hooks, true)?;
+        }
     }
     loop {
         match hooks.control.recv().await {
-            Some(TaskControl::Complete(id)) => {
+            Some(TaskControl::Trigger(barrier, _)) if barrier.id > hooks.last_snapshot => {
+                snapshot_and_ack(chain, source.clone(), &barrier, hooks, true)?;
+            }
+            Some(TaskControl::Complete(id, job_final)) => {
                 chain.notify_checkpoint_complete(id)?;
-                if id >= barrier.id {
-                    return Ok(AfterBarrier::Stop);
+                if job_final {
+                    return Ok(());
                 }
             }
-            Some(TaskControl::Abort(id)) if id == barrier.id => return Ok(AfterBarrier::Continue),
             Some(_) => {}
-            None => return Ok(AfterBarrier::Stop),
+            None => {
+                return Err(TaskError::from(
+                    "the task's control channel closed before its final checkpoint",
+                ))
+            }
         }
     }
 }
@@ -154,7 +217,7 @@ pub async fn run_task(
     mut writers: Vec<RecordWriter>,
     metrics: Arc<TaskMetrics>,
     mut hooks: CheckpointHooks,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let TaskPlan { source, mut chain } = plan;
     let mut out = Output {
         writers: &mut writers,
@@ -180,7 +243,7 @@ pub async fn run_task(
                                 return Ok(());
                             }
                         }
-                        TaskControl::Complete(id) => chain.notify_checkpoint_complete(id)?,
+                        TaskControl::Complete(id, _) => chain.notify_checkpoint_complete(id)?,
                         TaskControl::Abort(_) => {}
                     }
                 }
@@ -220,7 +283,12 @@ pub async fn run_task(
                     SourcePoll::Finished => break,
                 }
             }
-            out.finish(&mut chain, last_wm).await
+            out.finish(&mut chain, last_wm).await?;
+            if hooks.final_checkpoint {
+                let positions = (source.uid.clone(), source.reader.snapshot());
+                await_final_checkpoint(&mut chain, Some(positions), &mut hooks).await?;
+            }
+            Ok(())
         }
         (None, Some(mut gate)) => {
             let mut valve = WatermarkValve::new(gate.channels());
@@ -234,7 +302,8 @@ pub async fn run_task(
                     next = gate.next() => next,
                     control = hooks.control.recv() => {
                         match control {
-                            Some(TaskControl::Complete(id)) => chain.notify_checkpoint_complete(id)?,
+                            Some(TaskControl::Complete(id, _)) => chain.notify_checkpoint_complete(id)?,
+                            Some(TaskControl::Trigger(barrier, _)) => hooks.unanswered_trigger = Some(barrier),
                             Some(_) => {}
                             // The executor dropped its end: the task is being torn down.
                             None => return Err("the task's control channel closed".into()),
@@ -304,7 +373,7 @@ pub async fn run_task(
                         }
                         continue;
                     }
-                    StreamEvent::Broken(reason) => return Err(reason),
+                    StreamEvent::Broken(reason) => return Err(reason.into()),
                 };
                 if let Some(wm) = advanced {
                     metrics.input_watermark.store(wm, Ordering::Relaxed);
@@ -315,7 +384,11 @@ pub async fn run_task(
                     break;
                 }
             }
-            out.finish(&mut chain, valve.current()).await
+            out.finish(&mut chain, valve.current()).await?;
+            if hooks.final_checkpoint {
+                await_final_checkpoint(&mut chain, None, &mut hooks).await?;
+            }
+            Ok(())
         }
         (None, None) => Err("a task needs a source or an input".into()),
     }

@@ -1,20 +1,22 @@
 //! Failing: a subtask failed, a taskmanager was lost, or checkpoints failed beyond tolerance.
 //! The attempt is cancelled; once its subtasks ended the restart strategy decides: restarting
 //! (after its delay) or FAILED with the cause. In reactive mode the restart is also a
-//! scale-down to whatever parallelism the remaining slots allow, recorded as a rescale.
+//! scale-down to whatever parallelism the remaining slots allow, recorded as a rescale. A
+//! user- or config-class failure (`sluice_common::failure`) fails the job without a restart.
 
 use super::{Attempt, Ctx, Phase, Transition, STOP_GRACE};
 use crate::scheduler::job::JobState;
 use crate::scheduler::reactive::PendingRescale;
 
 pub async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
-    let (id, cause) = {
+    let (id, cause, class) = {
         let mut job = ctx.handle.lock();
         let cause = job.failure.clone().unwrap_or_default();
+        let class = job.failure_class;
         if ctx.reactive.is_some() && job.pending_rescale.is_none() {
             job.pending_rescale = Some(PendingRescale::now(job.current_parallelism(), cause.clone()));
         }
-        (job.id.clone(), cause)
+        (job.id.clone(), cause, class)
     };
     ctx.scheduler.cancel_on(&attempt.tms, &id, attempt.epoch).await;
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -26,6 +28,14 @@ pub async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
         ctx.wait().await;
     }
     drop(attempt);
+    // Flink's FailureResult.canNotRestart: a failure of the job or its settings fails the same
+    // way on every attempt, so the restart strategy is not asked.
+    if let Some(c) = class.filter(|c| !c.can_restart()) {
+        return Transition::to(
+            Phase::Finished(JobState::Failed),
+            format!("not restarting after a {} failure: {cause}", c.name()),
+        );
+    }
     let cancel = ctx.handle.lock().cancel_requested;
     match (!cancel)
         .then(|| ctx.strategy.on_failure(std::time::Instant::now()))

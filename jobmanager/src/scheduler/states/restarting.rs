@@ -11,5 +11,6 @@ pub async fn run(ctx: &Ctx, delay: Duration) -> Transition {
     job.tasks.clear();
     job.inbox.clear();
     job.failure = None;
+    job.failure_class = None;
     Transition::to(Phase::WaitingForResources, "restart delay over")
 }

@@ -11,6 +11,7 @@
 //! watermark is operator state (union, the minimum wins on restore), so rows of windows fired
 //! before a checkpoint stay late after recovery.
 
+use crate::error::TaskError;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -433,7 +434,7 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -445,12 +446,12 @@ impl Operator for WindowAggregate {
             .convert_columns(&key_columns)
             .map_err(|e| e.to_string())?;
         match self.kind {
-            WindowKind::Session { .. } => self.process_sessions(&batch, &ts, &rows),
-            _ => self.process_panes(&batch, &ts, &key_columns, &rows),
+            WindowKind::Session { .. } => Ok(self.process_sessions(&batch, &ts, &rows)?),
+            _ => Ok(self.process_panes(&batch, &ts, &key_columns, &rows)?),
         }
     }
 
-    fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, String> {
+    fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
         let keyed = match (self.rocks.as_mut(), self.sessions.as_mut()) {
             (Some(r), _) => r.snapshot(checkpoint_id, savepoint)?,
             (None, Some(s)) => s.snapshot(checkpoint_id, savepoint)?,
@@ -468,7 +469,7 @@ impl Operator for WindowAggregate {
         Ok(snap)
     }
 
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), String> {
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         if let Some(r) = self.rocks.as_mut() {
             r.store.confirm(checkpoint_id);
         }
@@ -478,25 +479,25 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         if self.time == TimeKind::Processing {
             return Ok(());
         }
         self.watermark = self.watermark.max(watermark);
-        self.fire(self.watermark, out)
+        Ok(self.fire(self.watermark, out)?)
     }
 
-    fn on_processing_time(&mut self, now_ms: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn on_processing_time(&mut self, now_ms: i64, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         if self.time == TimeKind::Event {
             return Ok(());
         }
         self.watermark = self.watermark.max(now_ms);
-        self.fire(self.watermark, out)
+        Ok(self.fire(self.watermark, out)?)
     }
 
     /// End of input: every open window fires (in processing time too).
-    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        self.fire(i64::MAX, out)
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        Ok(self.fire(i64::MAX, out)?)
     }
 
     fn uses_processing_time(&self) -> bool {

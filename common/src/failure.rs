@@ -1,0 +1,76 @@
+//! Why a task failed, as a class the restart decision reads (Flink's `FailureResult`:
+//! `canRestart` / `canNotRestart`): a bad record or job (user) and a wrong setting (config)
+//! fail the same way on every attempt, so the job fails at once with its cause; a lost peer,
+//! an unreachable store or a full disk (transient) and Sluice's own faults (internal) are
+//! retried under the restart strategy. The class travels with the task's failure report.
+
+use sluice_proto::control::FailureClass as WireClass;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The job or its data: a bad record, an expression that cannot run.
+    User,
+    /// A setting: a sink path that cannot be written, a wrong option.
+    Config,
+    /// The environment, which may recover: a lost peer, an I/O or network error.
+    Transient,
+    /// A fault of Sluice itself.
+    Internal,
+}
+
+impl FailureClass {
+    /// Whether an attempt may succeed where this one failed.
+    pub fn can_restart(self) -> bool {
+        matches!(self, FailureClass::Transient | FailureClass::Internal)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::User => "user",
+            FailureClass::Config => "config",
+            FailureClass::Transient => "transient",
+            FailureClass::Internal => "internal",
+        }
+    }
+
+    pub fn to_wire(self) -> i32 {
+        (match self {
+            FailureClass::User => WireClass::User,
+            FailureClass::Config => WireClass::Config,
+            FailureClass::Transient => WireClass::Transient,
+            FailureClass::Internal => WireClass::Internal,
+        }) as i32
+    }
+
+    /// An unknown or unset class counts as transient (retried), as Flink retries what it
+    /// does not recognise.
+    pub fn from_wire(v: i32) -> FailureClass {
+        match WireClass::try_from(v) {
+            Ok(WireClass::User) => FailureClass::User,
+            Ok(WireClass::Config) => FailureClass::Config,
+            Ok(WireClass::Internal) => FailureClass::Internal,
+            _ => FailureClass::Transient,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_can_succeed_again_restarts() {
+        for c in [
+            FailureClass::User,
+            FailureClass::Config,
+            FailureClass::Transient,
+            FailureClass::Internal,
+        ] {
+            assert_eq!(FailureClass::from_wire(c.to_wire()), c);
+        }
+        assert!(!FailureClass::User.can_restart());
+        assert!(!FailureClass::Config.can_restart());
+        assert!(FailureClass::Transient.can_restart());
+        assert_eq!(FailureClass::from_wire(0), FailureClass::Transient);
+    }
+}

@@ -1,0 +1,113 @@
+//! Final checkpoints (Flink's FLIP-147): a bounded exactly-once job whose sinks used to commit
+//! their last part file the moment their input ended. Every taskmanager is killed with
+//! SIGKILL at moments swept over the job's end — before the sources finish, while the sinks
+//! wait for the checkpoint that covers the end of input, and after — replacements are started,
+//! and every run must end FINISHED with each window committed exactly once.
+
+use std::time::{Duration, Instant};
+
+use sluice_tests::windowed_job::WindowedJob;
+use sluice_tests::{job_id_of, Cluster};
+
+const JOB: WindowedJob = WindowedJob {
+    rows: 40_000,
+    keys: 2_000,
+    splits: 4,
+};
+const RATE: u32 = 20_000;
+const ONE_SLOT: &[&str] = &["-D", "taskmanager.numberOfTaskSlots=1"];
+
+#[test]
+fn kill9_of_every_taskmanager_in_the_finishing_phase_leaves_the_output_exact() {
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\n\
+         restart-strategy.fixed-delay.delay: 200 ms\n",
+        checkpoints.path().display()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let mut tms = vec![
+        cluster.start_taskmanager(ONE_SLOT).0,
+        cluster.start_taskmanager(ONE_SLOT).0,
+    ];
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+
+    let run = |cluster: &Cluster, n: usize| -> (String, std::path::PathBuf) {
+        let out = cluster.config_dir().join(format!("out-{n}"));
+        let file = cluster.config_dir().join(format!("job-{n}.yaml"));
+        std::fs::write(&file, JOB.yaml(&out, RATE, 2)).expect("job file");
+        let submitted = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+        assert!(submitted.status.success(), "{submitted:?}");
+        let id = job_id_of(&submitted);
+        cluster.wait_job_state(&id, "RUNNING", Duration::from_secs(30));
+        (id, out)
+    };
+
+    // How long the job runs undisturbed, from RUNNING to FINISHED: its end (sources done,
+    // sinks waiting for the final checkpoint) is the last second or so of that.
+    let (id, out) = run(&cluster, 0);
+    let started = Instant::now();
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(60));
+    let span = started.elapsed();
+    JOB.assert_exact(&out);
+    println!("undisturbed: {span:?} from RUNNING to FINISHED");
+
+    // Kill every taskmanager at offsets swept across the end of input, and (0) the moment a
+    // first sink subtask reports FINISHED while the job is not (the sweep's other runs stop
+    // early at that moment too): that is where a sink that commits at the end of its own
+    // input duplicates what the restart replays.
+    let mut killed_while_running = 0;
+    for (n, back_ms) in [0u64, 1_600, 1_200, 900, 600, 400, 200, 50].into_iter().enumerate() {
+        let (id, out) = run(&cluster, n + 1);
+        let deadline = Instant::now() + span.saturating_sub(Duration::from_millis(back_ms));
+        let deadline = if back_ms == 0 {
+            Instant::now() + span * 2
+        } else {
+            deadline
+        };
+        let state = first_finished_subtask_or(&cluster, &id, deadline);
+        for tm in &mut tms {
+            tm.kill9();
+        }
+        if state.starts_with("RUNNING") {
+            killed_while_running += 1;
+        }
+        tms = vec![
+            cluster.start_taskmanager(ONE_SLOT).0,
+            cluster.start_taskmanager(ONE_SLOT).0,
+        ];
+        cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+        JOB.assert_exact(&out);
+        println!("killed {back_ms} ms before the undisturbed end (job was {state}): output exact");
+    }
+    assert!(
+        killed_while_running >= 4,
+        "the sweep hit the running job only {killed_while_running} times"
+    );
+}
+
+/// Polls job `id` until `deadline`, or until a sink subtask reports FINISHED while the job does
+/// not; returns the job's state then ("RUNNING (a sink subtask finished)" for the latter).
+fn first_finished_subtask_or(cluster: &Cluster, id: &str, deadline: Instant) -> String {
+    loop {
+        let job = cluster.rest(&format!("/jobs/{id}")).unwrap_or_default();
+        let state = job["state"].as_str().unwrap_or_default().to_string();
+        let finished: u64 = job["vertices"]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("Sink:")))
+                    .filter_map(|v| v["tasks"]["FINISHED"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if state == "RUNNING" && finished > 0 {
+            return format!("{state} (a sink subtask finished)");
+        }
+        if Instant::now() >= deadline || state == "FINISHED" {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
