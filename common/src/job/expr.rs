@@ -106,6 +106,29 @@ pub fn compile_aggregate(name: &str, sql: &str, schema: &SchemaRef) -> Result<Ag
         .map_err(clean)
 }
 
+/// Checks that `agg` can run the way a window keeps it: with a grouped accumulator (one group
+/// per key) for tumbling and sliding windows, a row accumulator per session for session
+/// windows. Aggregates DataFusion offers only one way (e.g. `approx_percentile_cont` has no
+/// grouped accumulator) are rejected here, at submission, instead of failing every attempt.
+pub fn check_window_aggregate(agg: &AggregateFunctionExpr, sessions: bool) -> Result<(), String> {
+    let supported = "count, sum, avg, min, max, bool_and, bool_or, bit_and, bit_or, bit_xor, stddev, var";
+    if sessions {
+        return agg
+            .create_accumulator()
+            .map(|_| ())
+            .map_err(|e| format!("cannot run in a session window: {}", clean(e)));
+    }
+    if !agg.groups_accumulator_supported() {
+        return Err(format!(
+            "'{}' cannot run in a tumbling or sliding window: it has no grouped accumulator (aggregates that do: {supported})",
+            agg.human_display().unwrap_or(agg.name())
+        ));
+    }
+    agg.create_groups_accumulator()
+        .map(|_| ())
+        .map_err(|e| format!("cannot run in a tumbling or sliding window: {}", clean(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +185,15 @@ mod tests {
         assert!(compile_aggregate("x", "amount + 1", &s)
             .unwrap_err()
             .contains("not an aggregate"));
+        // Aggregates DataFusion runs only row by row are refused for tumbling/sliding windows.
+        for sql in ["approx_percentile_cont(amount, 0.5)", "first_value(amount)"] {
+            let a = compile_aggregate("x", sql, &s).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let e = check_window_aggregate(&a, false).unwrap_err();
+            assert!(e.contains("cannot run in a tumbling or sliding window"), "{sql}: {e}");
+            assert!(!e.contains('{'), "no Debug dump: {e}");
+        }
+        let sum = compile_aggregate("x", "sum(amount)", &s).unwrap();
+        assert!(check_window_aggregate(&sum, false).is_ok());
+        assert!(check_window_aggregate(&sum, true).is_ok());
     }
 }

@@ -14,8 +14,8 @@ use crate::yaml_tree::Pos;
 
 use super::connectors::{sink_connector, source_connector, SinkConnector, SourceConnector};
 use super::error::{JobError, JobResult};
-use super::expr::{compile_aggregate, compile_scalar};
-use super::spec::{JobSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowSpec};
+use super::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
+use super::spec::{JobSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind, WindowSpec};
 
 /// Parallelism inputs besides the job file.
 #[derive(Debug, Clone, Default)]
@@ -533,7 +533,9 @@ impl JobGraph {
                                 fields.push(f.clone());
                             }
                             for (name, sql, pos) in aggregates {
+                                let sessions = matches!(window.kind, WindowKind::Session { .. });
                                 let a = compile_aggregate(name, sql, &up.schema)
+                                    .and_then(|a| check_window_aggregate(&a, sessions).map(|()| a))
                                     .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
                                 fields.push(a.field().as_ref().clone().with_name(name));
                             }

@@ -196,6 +196,14 @@ fn structural_errors() {
     assert!(e.contains("invalid YAML"), "{e}");
     let e = error(&DESIGN_EXAMPLE.replace("key-by: [user_id]", "key-by: [amount_typo]"));
     assert!(e.contains("key column 'amount_typo'"), "{e}");
+    // Aggregates a window cannot run are refused at submission, with their position.
+    let e = error(&DESIGN_EXAMPLE.replace("avg(amount)", "approx_percentile_cont(amount, 0.5)"));
+    assert!(
+        e.contains("job.yaml:25:71:")
+            && e.contains("aggregate 'avg_amount'")
+            && e.contains("cannot run in a tumbling or sliding window"),
+        "{e}"
+    );
     let e = error(&DESIGN_EXAMPLE.replace("sum(amount)", "sum(amount_typo)"));
     assert!(e.contains("aggregate 'total'") && e.contains("amount_typo"), "{e}");
 }
