@@ -44,8 +44,7 @@ pub struct StopBody {
 fn accepted(scheduler: &Scheduler, id: &str, request: SavepointRequest) -> Response {
     match scheduler.savepoint(id, request) {
         Ok(trigger) => (StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))).into_response(),
-        Err(e) if e.contains("not found") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(e.status(), e.to_string()),
     }
 }
 

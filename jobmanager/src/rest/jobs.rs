@@ -303,7 +303,7 @@ pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Que
     match q.mode.as_deref() {
         None | Some("cancel") => match state.scheduler.cancel(&id) {
             Ok(()) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
-            Err(e) => error(StatusCode::NOT_FOUND, e),
+            Err(e) => error(e.status(), e.to_string()),
         },
         Some(other) => error(
             StatusCode::BAD_REQUEST,
@@ -316,7 +316,7 @@ pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Que
 pub async fn get_requirements(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.scheduler.requirements(&id) {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(e.status(), e.to_string()),
     }
 }
 
@@ -326,11 +326,8 @@ pub async fn put_requirements(State(state): State<SharedState>, Path(id): Path<S
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("The request body is not JSON: {e}")),
     };
-    if state.scheduler.job(&id).is_none() {
-        return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
-    }
     match state.scheduler.set_requirements(&id, &parsed) {
         Ok(()) => Json(json!({})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(e.status(), e.to_string()),
     }
 }

@@ -8,7 +8,9 @@
 //! mode (`reactive`) every attempt runs at the parallelism the job's share of slots allows, a
 //! running job scales up by stop-with-checkpoint and redeploy, and down by failover.
 
+mod error;
 pub mod job;
+pub use error::SchedulerError;
 pub mod reactive;
 pub mod requirements;
 pub mod restart;
@@ -223,19 +225,22 @@ impl Scheduler {
         Ok(id)
     }
 
-    fn handle(&self, id: &str) -> Result<Arc<Handle>, String> {
+    fn handle(&self, id: &str) -> Result<Arc<Handle>, SchedulerError> {
         self.handles()
             .get(id)
             .cloned()
-            .ok_or_else(|| format!("Job {id} not found"))
+            .ok_or_else(|| SchedulerError::not_found(id))
     }
 
     /// Requests a savepoint (optionally stopping the job); the trigger id names the request.
-    pub fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, String> {
+    pub fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, SchedulerError> {
         let handle = self.handle(id)?;
         let mut job = handle.lock();
         if job.state != JobState::Running {
-            return Err(format!("Job {id} is not running (it is {}).", job.state.name()));
+            return Err(SchedulerError::WrongState(format!(
+                "Job {id} is not running (it is {}).",
+                job.state.name()
+            )));
         }
         let trigger = request.trigger_id.clone();
         job.checkpoints
@@ -273,12 +278,8 @@ impl Scheduler {
     }
 
     /// Requests cancellation; `Err` when the job is unknown.
-    pub fn cancel(&self, id: &str) -> Result<(), String> {
-        let handle = self
-            .handles()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| format!("Job {id} not found"))?;
+    pub fn cancel(&self, id: &str) -> Result<(), SchedulerError> {
+        let handle = self.handle(id)?;
         handle.lock().cancel_requested = true;
         handle.changed.notify_one();
         Ok(())
@@ -380,26 +381,31 @@ impl Scheduler {
     }
 
     /// The job's resource requirements in Flink's body.
-    pub fn requirements(&self, id: &str) -> Result<serde_json::Value, String> {
+    pub fn requirements(&self, id: &str) -> Result<serde_json::Value, SchedulerError> {
         let handle = self.handle(id)?;
         let job = handle.lock();
         Ok(requirements::to_json(&job.graph, &job.requirements))
     }
 
     /// Sets the job's resource requirements; a running job rescales to fit them.
-    pub fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), String> {
+    pub fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), SchedulerError> {
         let handle = self.handle(id)?;
         let mut job = handle.lock();
         if job.reactive {
-            return Err("Resource requirements cannot be changed in reactive mode (scheduler-mode: reactive): the parallelism follows the slots.".into());
+            return Err(SchedulerError::WrongState("Resource requirements cannot be changed in reactive mode (scheduler-mode: reactive): the parallelism follows the slots.".into()));
         }
         if job.state.is_terminal() {
-            return Err(format!("Job {id} has already ended ({}).", job.state.name()));
+            return Err(SchedulerError::WrongState(format!(
+                "Job {id} has already ended ({}).",
+                job.state.name()
+            )));
         }
         if job.config.get_opt(&CHECKPOINTS_DIR).ok().flatten().is_none() {
-            return Err("Rescaling a job goes through a checkpoint: set execution.checkpointing.dir.".into());
+            return Err(SchedulerError::BadRequest(
+                "Rescaling a job goes through a checkpoint: set execution.checkpointing.dir.".into(),
+            ));
         }
-        job.requirements = requirements::parse(&job.graph, body)?;
+        job.requirements = requirements::parse(&job.graph, body).map_err(SchedulerError::BadRequest)?;
         job.requirements_changed = true;
         drop(job);
         handle.changed.notify_one();
