@@ -21,6 +21,18 @@ fn restarts(metrics_port: u16, id: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// Submits `yaml`, which must end FAILED without a restart with a failure of `class`; returns
+/// the root cause `/jobs/:id/exceptions` shows.
+fn fails_at_once(cluster: &Cluster, jm_metrics: u16, yaml: &str, class: &str) -> String {
+    let id = cluster.submit(yaml, &format!("{class}.yaml"));
+    cluster.wait_job_state(&id, "FAILED", Duration::from_secs(30));
+    let exceptions = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions");
+    println!("{class} failure: {exceptions}");
+    assert_eq!(exceptions["failure-class"], class, "{exceptions}");
+    assert_eq!(restarts(jm_metrics, &id), 0, "a {class} failure is not restarted");
+    exceptions["root-exception"].as_str().unwrap_or_default().to_string()
+}
+
 #[test]
 fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
     let mut cluster = Cluster::new(RESTARTS);
@@ -36,14 +48,8 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
         "name: unwritable\nparallelism: 1\nsources:\n  - id: s\n    connector: datagen\n    options: {{number-of-rows: 1000}}\n    schema: [{{name: k, type: bigint, expr: \"seq\"}}]\nsinks:\n  - {{id: o, input: s, connector: file, options: {{path: \"{}/out\"}}}}\n",
         blocker.display()
     );
-    let id = cluster.submit(&sink_job, "unwritable.yaml");
-    cluster.wait_job_state(&id, "FAILED", Duration::from_secs(30));
-    let exceptions = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions");
-    let cause = exceptions["root-exception"].as_str().unwrap_or_default();
-    println!("config failure: {exceptions}");
-    assert_eq!(exceptions["failure-class"], "config", "{exceptions}");
+    let cause = fails_at_once(&cluster, jm_metrics, &sink_job, "config");
     assert!(cause.contains("not-a-directory/out"), "{cause}");
-    assert_eq!(restarts(jm_metrics, &id), 0, "a config failure is not restarted");
 
     // User: one record of a JSON-lines file does not decode.
     let input = dir.join("amounts.json");
@@ -54,17 +60,11 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
         "name: bad-record\nparallelism: 1\nsources:\n  - id: s\n    connector: file\n    options: {{path: \"{}\", format: json}}\n    schema: [{{name: amount, type: double}}]\nsinks:\n  - {{id: o, input: s, connector: blackhole}}\n",
         input.display()
     );
-    let id = cluster.submit(&record_job, "bad-record.yaml");
-    cluster.wait_job_state(&id, "FAILED", Duration::from_secs(30));
-    let exceptions = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions");
-    let cause = exceptions["root-exception"].as_str().unwrap_or_default();
-    println!("user failure: {exceptions}");
-    assert_eq!(exceptions["failure-class"], "user", "{exceptions}");
+    let cause = fails_at_once(&cluster, jm_metrics, &record_job, "user");
     assert!(
         cause.contains(&format!("{}, line 4322: cannot read record", input.display())) && cause.contains("oops"),
         "{cause}"
     );
-    assert_eq!(restarts(jm_metrics, &id), 0, "a user failure is not restarted");
 
     // Transient: the taskmanager running the job is killed; a new one takes over.
     let checkpoints = tempfile::tempdir().expect("dir");
