@@ -24,7 +24,7 @@ fn restarts(metrics_port: u16, id: &str) -> u64 {
 /// Submits `yaml`, which must end FAILED without a restart with a failure of `class`; returns
 /// the root cause `/jobs/:id/exceptions` shows.
 fn fails_at_once(cluster: &Cluster, jm_metrics: u16, yaml: &str, class: &str) -> String {
-    let id = cluster.submit(yaml, &format!("{class}.yaml"));
+    let id = cluster.submit(yaml, &format!("{class}-failure-job.yaml"));
     cluster.wait_job_state(&id, "FAILED", Duration::from_secs(30));
     let exceptions = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions");
     println!("{class} failure: {exceptions}");
@@ -79,9 +79,19 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
     cluster.wait_job_state(&id, "RUNNING", Duration::from_secs(30));
     a.kill9();
     let _b = cluster.start_taskmanager(&[]);
-    sluice_tests::wait_for(Duration::from_secs(60), "a restart after the lost taskmanager", || {
-        (restarts(jm_metrics, &id) >= 1 && cluster.job_state(&id).as_deref() == Some("RUNNING")).then_some(())
-    });
+    sluice_tests::wait_or_explain(
+        Duration::from_secs(60),
+        || (restarts(jm_metrics, &id) >= 1 && cluster.job_state(&id).as_deref() == Some("RUNNING")).then_some(()),
+        || {
+            format!(
+                "waiting for a restart after the lost taskmanager: {} restarts, job {:?}, exceptions {:?}; logs:\n{}",
+                restarts(jm_metrics, &id),
+                cluster.job_state(&id),
+                cluster.rest(&format!("/jobs/{id}/exceptions")),
+                cluster.log_tails(30)
+            )
+        },
+    );
     println!(
         "transient failure: restarted {} time(s), running again",
         restarts(jm_metrics, &id)
