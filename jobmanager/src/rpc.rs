@@ -126,7 +126,7 @@ impl JobManagerService for JobManagerRpc {
             heap_used: 0,
             cpu_load: 0.0,
             streaming: false,
-            gateway,
+            gateway: crate::resource_manager::GrpcGateway::gateway(gateway),
         };
         let address = record.rpc_address();
         // Liveness is watched through the heartbeat stream; one that never opens (the process

@@ -258,7 +258,6 @@ impl Coordinator {
             self.job_id
         );
         for tm in &self.tms {
-            let mut gw = tm.gateway.clone();
             let req = TriggerCheckpointRequest {
                 job_id: self.job_id.clone(),
                 epoch: self.epoch,
@@ -269,8 +268,8 @@ impl Coordinator {
                 stop,
                 drain,
             };
-            if let Err(e) = gw.trigger_checkpoint(req).await {
-                let reason = format!("triggering at TaskManager {} failed: {}", tm.resource_id, e.message());
+            if let Err(e) = tm.gateway.trigger_checkpoint(req).await {
+                let reason = format!("triggering at TaskManager {} failed: {e}", tm.resource_id);
                 self.fail(id, reason, false);
                 return;
             }
@@ -429,8 +428,8 @@ impl Coordinator {
         // (FLIP-147); the subtasks waiting for it end.
         let end_of_input = !p.acks.is_empty() && p.acks.values().all(|a| a.end_of_input);
         for tm in &self.tms {
-            let mut gw = tm.gateway.clone();
-            let _ = gw
+            let _ = tm
+                .gateway
                 .notify_checkpoint_complete(NotifyCheckpointRequest {
                     job_id: self.job_id.clone(),
                     epoch: self.epoch,

@@ -4,6 +4,8 @@
 //! API and metrics show (`stats`).
 
 pub mod coordinator;
+#[cfg(test)]
+mod coordinator_tests;
 pub mod stats;
 
 pub use coordinator::{CheckpointSettings, Coordinator, SavepointRequest};

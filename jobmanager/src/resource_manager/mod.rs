@@ -1,8 +1,12 @@
 //! The jobmanager's view of its taskmanagers (Flink's ResourceManager): who is registered,
 //! their slots and memory pools, and liveness through the heartbeat stream.
 
+mod gateway;
 mod heartbeat;
 mod registry;
 
+pub use gateway::{Gateway, GrpcGateway, TaskManagerGateway};
 pub use heartbeat::monitor_heartbeats;
+#[cfg(test)]
+pub(crate) use registry::test_record;
 pub use registry::{now_ms, LossCause, Registry, TaskManagerRecord};

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{TaskDigest, TaskManagerHeartbeat};
-use tonic::transport::Channel;
+
+use super::Gateway;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -42,7 +42,7 @@ pub struct TaskManagerRecord {
     /// Whether its heartbeat stream is open (liveness is watched through it).
     pub streaming: bool,
     /// Connected gateway for commands to this taskmanager.
-    pub gateway: TaskManagerServiceClient<Channel>,
+    pub gateway: Gateway,
 }
 
 impl TaskManagerRecord {
@@ -231,31 +231,44 @@ impl Registry {
     }
 }
 
+/// A registered taskmanager with two slots behind `gateway`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_record(registration_id: &str, gateway: Gateway) -> TaskManagerRecord {
+    TaskManagerRecord {
+        resource_id: format!("tm-{registration_id}"),
+        registration_id: registration_id.to_string(),
+        host: "127.0.0.1".into(),
+        rpc_port: 1,
+        data_port: 2,
+        slots_total: 2,
+        slots_allocated: 0,
+        tasks: Vec::new(),
+        memory: BTreeMap::new(),
+        cpu_cores: 2,
+        physical_memory: 0,
+        registered_at_ms: now_ms(),
+        last_heartbeat_ms: now_ms(),
+        heap_used: 0,
+        cpu_load: 0.0,
+        streaming: false,
+        gateway,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tonic::transport::Endpoint;
 
     fn record(registration_id: &str) -> TaskManagerRecord {
-        TaskManagerRecord {
-            resource_id: format!("tm-{registration_id}"),
-            registration_id: registration_id.to_string(),
-            host: "127.0.0.1".into(),
-            rpc_port: 1,
-            data_port: 2,
-            slots_total: 2,
-            slots_allocated: 0,
-            tasks: Vec::new(),
-            memory: BTreeMap::new(),
-            cpu_cores: 2,
-            physical_memory: 0,
-            registered_at_ms: now_ms(),
-            last_heartbeat_ms: now_ms(),
-            heap_used: 0,
-            cpu_load: 0.0,
-            streaming: false,
-            gateway: TaskManagerServiceClient::new(Endpoint::from_static("http://127.0.0.1:1").connect_lazy()),
-        }
+        test_record(
+            registration_id,
+            super::super::GrpcGateway::gateway(
+                sluice_proto::control::task_manager_service_client::TaskManagerServiceClient::new(
+                    Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+                ),
+            ),
+        )
     }
 
     #[tokio::test]

@@ -573,14 +573,11 @@ impl Scheduler {
                 slots: *n,
                 ..request_base.clone()
             };
-            let mut gateway = tm.gateway.clone();
-            if let Err(status) = gateway.submit_tasks(request).await {
-                let cause = format!(
-                    "Deployment to TaskManager {} failed: {}",
-                    tm.resource_id,
-                    status.message()
-                );
-                return Err(cause);
+            if let Err(message) = tm.gateway.submit_tasks(request).await {
+                return Err(format!(
+                    "Deployment to TaskManager {} failed: {message}",
+                    tm.resource_id
+                ));
             }
             attempt.tms.push(tm.clone());
         }
@@ -589,8 +586,8 @@ impl Scheduler {
 
     async fn cancel_on(&self, tms: &[TaskManagerRecord], job_id: &str, epoch: u64) {
         for tm in tms {
-            let mut gateway = tm.gateway.clone();
-            let _ = gateway
+            let _ = tm
+                .gateway
                 .cancel_job(CancelJobRequest {
                     job_id: job_id.to_string(),
                     epoch,

@@ -1,0 +1,169 @@
+//! The checkpoint coordinator against a fake taskmanager gateway: a periodic checkpoint is
+//! triggered at every taskmanager, completes with the last acknowledgement (its `_metadata`
+//! written), and is announced; the job's final checkpoint (every subtask past the end of its
+//! input) is announced as such; declines beyond the tolerance make the job fail.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_common::config::Configuration;
+use sluice_common::job::{compile_job, GraphOptions};
+use sluice_proto::control::{
+    CancelJobRequest, CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, SubmitTasksRequest,
+    TriggerCheckpointRequest,
+};
+
+use super::coordinator::{CheckpointSettings, Coordinator};
+use crate::resource_manager::{test_record, Gateway, TaskManagerGateway};
+
+/// Records what the coordinator asks of the taskmanager.
+#[derive(Default)]
+struct FakeGateway {
+    triggers: Mutex<Vec<TriggerCheckpointRequest>>,
+    notices: Mutex<Vec<NotifyCheckpointRequest>>,
+}
+
+#[tonic::async_trait]
+impl TaskManagerGateway for FakeGateway {
+    async fn submit_tasks(&self, _: SubmitTasksRequest) -> Result<(), String> {
+        Ok(())
+    }
+    async fn cancel_job(&self, _: CancelJobRequest) -> Result<(), String> {
+        Ok(())
+    }
+    async fn trigger_checkpoint(&self, r: TriggerCheckpointRequest) -> Result<(), String> {
+        self.triggers.lock().unwrap().push(r);
+        Ok(())
+    }
+    async fn notify_checkpoint_complete(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
+        self.notices.lock().unwrap().push(r);
+        Ok(())
+    }
+}
+
+const JOB: &str = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    schema: [{name: k, type: bigint, expr: \"seq\"}]\nsinks:\n  - {id: o, input: s, connector: blackhole}\n";
+
+struct Fixture {
+    coordinator: Coordinator,
+    gateway: Arc<FakeGateway>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(tolerable_failures: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = Arc::new(compile_job(JOB, "job.yaml", &GraphOptions::default()).unwrap());
+    let gateway = Arc::new(FakeGateway::default());
+    let settings = CheckpointSettings {
+        interval: Some(Duration::ZERO),
+        timeout: Duration::from_secs(60),
+        min_pause: Duration::ZERO,
+        max_concurrent: 1,
+        tolerable_failures,
+        retained: 1,
+        dir: Some(format!("file://{}", dir.path().display())),
+        savepoint_dir: None,
+    };
+    let coordinator = Coordinator::new(
+        settings,
+        Configuration::new(),
+        "job-1".into(),
+        7,
+        graph,
+        vec![test_record("a", Gateway(gateway.clone()))],
+        Arc::default(),
+        Arc::default(),
+    );
+    Fixture {
+        coordinator,
+        gateway,
+        _dir: dir,
+    }
+}
+
+fn ack(id: u64, subtask: u32, end_of_input: bool) -> CheckpointAck {
+    CheckpointAck {
+        job_id: "job-1".into(),
+        epoch: 7,
+        checkpoint_id: id,
+        vertex: 0,
+        subtask,
+        end_of_input,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
+    let mut f = fixture(0);
+    f.coordinator.tick(true, Vec::new()).await;
+    let trigger = f.gateway.triggers.lock().unwrap().last().cloned().expect("a trigger");
+    assert_eq!((trigger.checkpoint_id, trigger.epoch), (1, 7));
+
+    // One vertex (source and sink chained) at parallelism 2: two acks complete it.
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    assert!(
+        f.gateway.notices.lock().unwrap().is_empty(),
+        "not complete after one ack"
+    );
+    f.coordinator.on_ack(ack(1, 1, true)).await;
+    let notice = f
+        .gateway
+        .notices
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a completion notice");
+    assert_eq!(notice.checkpoint_id, 1);
+    assert!(
+        !notice.end_of_input,
+        "one subtask was still running: not the job's final checkpoint"
+    );
+    let metadata = std::fs::read_dir(f._dir.path().join("job-1"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().join("_metadata").exists());
+    assert!(metadata, "chk-1/_metadata written");
+
+    // Every subtask snapshotted checkpoint 2 after the end of its input: the final one.
+    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.on_ack(ack(2, 0, true)).await;
+    f.coordinator.on_ack(ack(2, 1, true)).await;
+    let notice = f
+        .gateway
+        .notices
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a completion notice");
+    assert_eq!((notice.checkpoint_id, notice.end_of_input), (2, true));
+    assert!(f.coordinator.fatal.is_none());
+}
+
+#[tokio::test]
+async fn declines_beyond_the_tolerance_fail_the_job() {
+    let mut f = fixture(1);
+    for id in 1..=2u64 {
+        f.coordinator.tick(true, Vec::new()).await;
+        f.coordinator.on_decline(&CheckpointDecline {
+            job_id: "job-1".into(),
+            epoch: 7,
+            checkpoint_id: id,
+            vertex: 0,
+            subtask: 1,
+            reason: "disk full".into(),
+        });
+    }
+    let fatal = f.coordinator.fatal.clone().expect("the job must fail");
+    assert!(
+        fatal.contains("tolerable failure threshold (1)") && fatal.contains("disk full"),
+        "{fatal}"
+    );
+    // A stale attempt's acknowledgement is ignored.
+    f.coordinator.tick(true, Vec::new()).await;
+    let mut stale = ack(3, 0, false);
+    stale.epoch = 6;
+    f.coordinator.on_ack(stale).await;
+    assert!(f.gateway.notices.lock().unwrap().is_empty());
+}

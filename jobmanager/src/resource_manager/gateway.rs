@@ -1,0 +1,84 @@
+//! What the jobmanager asks of a taskmanager, behind a trait (Flink's `TaskExecutorGateway`):
+//! deploy and cancel a job attempt's subtasks, trigger checkpoints and announce their
+//! completion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
+//! checkpoint coordinator put a fake in its place. Errors are the taskmanager's message.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
+use sluice_proto::control::{CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, TriggerCheckpointRequest};
+use tonic::transport::Channel;
+
+#[tonic::async_trait]
+pub trait TaskManagerGateway: Send + Sync {
+    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String>;
+    async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String>;
+    async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String>;
+    async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
+}
+
+/// A shared gateway, as a registry entry holds it.
+#[derive(Clone)]
+pub struct Gateway(pub Arc<dyn TaskManagerGateway>);
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Gateway")
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = dyn TaskManagerGateway;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+/// The taskmanager's gRPC service (`TaskManagerService`).
+pub struct GrpcGateway(pub TaskManagerServiceClient<Channel>);
+
+impl GrpcGateway {
+    pub fn gateway(client: TaskManagerServiceClient<Channel>) -> Gateway {
+        Gateway(Arc::new(GrpcGateway(client)))
+    }
+}
+
+#[tonic::async_trait]
+impl TaskManagerGateway for GrpcGateway {
+    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String> {
+        self.0
+            .clone()
+            .submit_tasks(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+
+    async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String> {
+        self.0
+            .clone()
+            .cancel_job(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+
+    async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String> {
+        self.0
+            .clone()
+            .trigger_checkpoint(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+
+    async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
+        self.0
+            .clone()
+            .notify_checkpoint_complete(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_string())
+    }
+}
