@@ -3,56 +3,28 @@
 //! written), and is announced; the job's final checkpoint (every subtask past the end of its
 //! input) is announced as such; declines beyond the tolerance make the job fail.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions};
-use sluice_proto::control::{
-    CancelJobRequest, CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, SubmitTasksRequest,
-    TriggerCheckpointRequest,
-};
+use sluice_proto::control::{CheckpointAck, CheckpointDecline};
 
 use super::coordinator::{CheckpointSettings, Coordinator};
-use crate::resource_manager::{test_record, Gateway, TaskManagerGateway};
-
-/// Records what the coordinator asks of the taskmanager.
-#[derive(Default)]
-struct FakeGateway {
-    triggers: Mutex<Vec<TriggerCheckpointRequest>>,
-    notices: Mutex<Vec<NotifyCheckpointRequest>>,
-}
-
-#[tonic::async_trait]
-impl TaskManagerGateway for FakeGateway {
-    async fn submit_tasks(&self, _: SubmitTasksRequest) -> Result<(), String> {
-        Ok(())
-    }
-    async fn cancel_job(&self, _: CancelJobRequest) -> Result<(), String> {
-        Ok(())
-    }
-    async fn trigger_checkpoint(&self, r: TriggerCheckpointRequest) -> Result<(), String> {
-        self.triggers.lock().unwrap().push(r);
-        Ok(())
-    }
-    async fn notify_checkpoint_complete(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
-        self.notices.lock().unwrap().push(r);
-        Ok(())
-    }
-}
+use crate::resource_manager::{test_record, Gateway, RecordingGateway};
 
 const JOB: &str = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    schema: [{name: k, type: bigint, expr: \"seq\"}]\nsinks:\n  - {id: o, input: s, connector: blackhole}\n";
 
 struct Fixture {
     coordinator: Coordinator,
-    gateway: Arc<FakeGateway>,
+    gateway: Arc<RecordingGateway>,
     _dir: tempfile::TempDir,
 }
 
 fn fixture(tolerable_failures: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let graph = Arc::new(compile_job(JOB, "job.yaml", &GraphOptions::default()).unwrap());
-    let gateway = Arc::new(FakeGateway::default());
+    let gateway = Arc::new(RecordingGateway::default());
     let settings = CheckpointSettings {
         interval: Some(Duration::ZERO),
         timeout: Duration::from_secs(60),

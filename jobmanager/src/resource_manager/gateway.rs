@@ -82,3 +82,35 @@ impl TaskManagerGateway for GrpcGateway {
             .map_err(|s| s.message().to_string())
     }
 }
+
+/// A taskmanager that records what it is asked and answers yes, for unit tests of the
+/// scheduler and the checkpoint coordinator.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct RecordingGateway {
+    pub(crate) submits: std::sync::Mutex<Vec<SubmitTasksRequest>>,
+    pub(crate) cancels: std::sync::Mutex<Vec<CancelJobRequest>>,
+    pub(crate) triggers: std::sync::Mutex<Vec<TriggerCheckpointRequest>>,
+    pub(crate) notices: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
+}
+
+#[cfg(test)]
+#[tonic::async_trait]
+impl TaskManagerGateway for RecordingGateway {
+    async fn submit_tasks(&self, r: SubmitTasksRequest) -> Result<(), String> {
+        self.submits.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+    async fn cancel_job(&self, r: CancelJobRequest) -> Result<(), String> {
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+    async fn trigger_checkpoint(&self, r: TriggerCheckpointRequest) -> Result<(), String> {
+        self.triggers.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+    async fn notify_checkpoint_complete(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+}

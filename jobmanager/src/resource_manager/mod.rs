@@ -5,6 +5,8 @@ mod gateway;
 mod heartbeat;
 mod registry;
 
+#[cfg(test)]
+pub(crate) use gateway::RecordingGateway;
 pub use gateway::{Gateway, GrpcGateway, TaskManagerGateway};
 pub use heartbeat::monitor_heartbeats;
 #[cfg(test)]

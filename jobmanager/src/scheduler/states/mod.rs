@@ -16,6 +16,8 @@ mod finished;
 mod rescaling;
 mod restarting;
 mod stopping;
+#[cfg(test)]
+mod tests;
 mod waiting_for_resources;
 
 use std::sync::Arc;
