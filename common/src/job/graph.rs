@@ -479,6 +479,17 @@ impl JobGraph {
                     )
                 }
                 DraftKind::Operator(kind) => {
+                    if let Some(max) = kind.max_inputs().filter(|m| d.inputs.len() > *m) {
+                        return Err(err_at(
+                            d.inputs[max].2,
+                            &d.id,
+                            format!(
+                                "a {} operator takes {max} input; it lists {} (a union takes several)",
+                                kind.name(),
+                                d.inputs.len()
+                            ),
+                        ));
+                    }
                     let up = input(0);
                     match kind {
                         OperatorKind::Filter(sql, pos) => {

@@ -101,6 +101,28 @@ pub enum OperatorKind {
     Union,
 }
 
+impl OperatorKind {
+    /// How many inputs the kind takes (`None`: any number); checked when the graph is built.
+    pub fn max_inputs(&self) -> Option<usize> {
+        match self {
+            OperatorKind::Union => None,
+            OperatorKind::Filter(..) | OperatorKind::Select(_) | OperatorKind::KeyBy | OperatorKind::Window { .. } => {
+                Some(1)
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorKind::Filter(..) => "filter",
+            OperatorKind::Select(_) => "select",
+            OperatorKind::KeyBy => "key-by",
+            OperatorKind::Window { .. } => "window",
+            OperatorKind::Union => "union",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorSpec {
     pub id: String,
@@ -515,12 +537,7 @@ fn head<'a>(f: &mut Fields<'a>, what: &str) -> JobResult<Head<'a>> {
 
 fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let mut f = Fields::of(node, "an operator")?;
-    let Head {
-        id,
-        uid,
-        inputs,
-        input_node,
-    } = head(&mut f, "operator")?;
+    let Head { id, uid, inputs, .. } = head(&mut f, "operator")?;
     let parallelism = f.positive("parallelism")?;
     let chain = f.bool("chain")?.unwrap_or(true);
     let key_by = f
@@ -601,12 +618,6 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
             format!("operator '{id}' does nothing; give it one of filter, select, key-by, window, union"),
         ));
     };
-    if inputs.len() > 1 && !matches!(kind, OperatorKind::Union) {
-        return Err(JobError::at(
-            input_node.pos,
-            format!("only a union takes several inputs; '{id}' lists {}", inputs.len()),
-        ));
-    }
     Ok(OperatorSpec {
         id,
         uid,

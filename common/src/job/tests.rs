@@ -196,6 +196,9 @@ fn structural_errors() {
     assert!(e.contains("invalid YAML"), "{e}");
     let e = error(&DESIGN_EXAMPLE.replace("key-by: [user_id]", "key-by: [amount_typo]"));
     assert!(e.contains("key column 'amount_typo'"), "{e}");
+    // The operator's kind says how many inputs it takes (a union any number).
+    let e = error(&CHAINED.replace("    input: s\n    filter", "    input: [s, s]\n    filter"));
+    assert!(e.contains("a filter operator takes 1 input; it lists 2"), "{e}");
     // Aggregates a window cannot run are refused at submission, with their position.
     let e = error(&DESIGN_EXAMPLE.replace("avg(amount)", "approx_percentile_cont(amount, 0.5)"));
     assert!(

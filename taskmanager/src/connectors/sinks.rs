@@ -15,6 +15,7 @@
 //! input, so a failure in the finishing phase replays it instead of committing it twice.
 
 use crate::error::TaskError;
+use crate::operators::OperatorContext;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -50,7 +51,13 @@ impl PrintSink {
 }
 
 impl Operator for PrintSink {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         let text = json_lines(&batch)?;
         let mut stdout = std::io::stdout().lock();
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -65,7 +72,13 @@ impl Operator for PrintSink {
 pub struct Blackhole;
 
 impl Operator for Blackhole {
-    fn process(&mut self, _batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        _batch: RecordBatch,
+        _ctx: &OperatorContext,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -243,7 +256,13 @@ impl FileSink {
 }
 
 impl Operator for FileSink {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         match self.writer()? {
             Writer::Json(w) => w.write(&batch).map_err(|e| e.to_string().into()),
             Writer::Csv(w) => w.write(&batch).map_err(|e| e.to_string().into()),

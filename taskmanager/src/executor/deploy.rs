@@ -3,6 +3,7 @@
 //! waits on a consumer that is not there yet), then open their output channels and run them.
 
 use crate::error::TaskError;
+use crate::operators::{OperatorContext, TaskInfo};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -93,12 +94,18 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                 .remove(&(vertex, subtask))
                 .ok_or_else(|| format!("no task context for subtask {subtask} of vertex {vertex}"))?;
             let plan = build_task(&d.graph, vertex, subtask, &metrics, &mut ctx)?;
-            let inputs: Vec<(u32, Vec<u32>)> = d
+            let inputs: Vec<(u32, u32, Vec<u32>)> = d
                 .graph
                 .inputs_of(vertex)
-                .map(|e| (e.index as u32, producers(&d.graph, e.index, subtask)))
+                .map(|e| {
+                    (
+                        e.index as u32,
+                        e.target_input as u32,
+                        producers(&d.graph, e.index, subtask),
+                    )
+                })
                 .collect();
-            let channels: u64 = inputs.iter().map(|(_, p)| p.len() as u64).sum();
+            let channels: u64 = inputs.iter().map(|(_, _, p)| p.len() as u64).sum();
             let mut buffers = Vec::new();
             let bpc = u64::from(env.buffers_per_channel);
             if channels > 0 {
@@ -124,7 +131,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                     subtask,
                 };
                 let gate = InputGate::new(key, &inputs, env.buffers_per_channel, floating);
-                let edges: Vec<u32> = inputs.iter().map(|(e, _)| *e).collect();
+                let edges: Vec<u32> = inputs.iter().map(|(e, _, _)| *e).collect();
                 env.gates.register(gate.shared(), &edges);
                 Some(gate)
             } else {
@@ -138,7 +145,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                 graph: d.graph.clone(),
                 plan,
                 gate,
-                input_edges: inputs.iter().map(|(e, _)| *e).collect(),
+                input_edges: inputs.iter().map(|(e, _, _)| *e).collect(),
                 locations: locations.clone(),
                 partitions,
                 _buffers: buffers,
@@ -239,11 +246,19 @@ pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: Checkpoin
         partitions,
         _buffers,
     } = t;
+    let v = &graph.vertices[vertex];
+    let task = Arc::new(TaskInfo {
+        job_name: graph.name.clone(),
+        task_name: v.name.clone(),
+        subtask,
+        parallelism: v.parallelism,
+        attempt: epoch,
+    });
     let result = async {
         let writers = writers(&env, &graph, &locations, epoch, vertex, subtask, &partitions)
             .await
             .map_err(TaskError::from)?;
-        run_task(plan, gate, writers, metrics, hooks).await
+        run_task(plan, gate, writers, OperatorContext::new(task, metrics), hooks).await
     }
     .await;
     env.gates.unregister(key, &input_edges);

@@ -100,6 +100,8 @@ impl GateShared {
 /// The consumer's end.
 pub struct InputGate {
     shared: Arc<GateShared>,
+    /// Channel → the consumer's input it feeds (`Edge.target_input`).
+    input_of: Vec<usize>,
     rx: mpsc::UnboundedReceiver<(usize, StreamEvent)>,
     holding: Option<usize>,
     channels: usize,
@@ -111,14 +113,17 @@ pub struct InputGate {
 }
 
 impl InputGate {
-    /// A gate for `inputs` = (edge, the producer subtasks feeding this consumer) in input
-    /// order, with `exclusive` buffers per channel and `floating` for the gate.
-    pub fn new(key: GateKey, inputs: &[(u32, Vec<u32>)], exclusive: u32, floating: u32) -> InputGate {
+    /// A gate for `inputs` = (edge, the consumer's input it feeds, the producer subtasks
+    /// feeding this consumer) in input order, with `exclusive` buffers per channel and
+    /// `floating` for the gate.
+    pub fn new(key: GateKey, inputs: &[(u32, u32, Vec<u32>)], exclusive: u32, floating: u32) -> InputGate {
         let mut channels = HashMap::new();
-        for (edge, producers) in inputs {
+        let mut input_of = Vec::new();
+        for (edge, input, producers) in inputs {
             for from in producers {
                 let next = channels.len();
                 channels.insert((*edge, *from), next);
+                input_of.push(*input as usize);
             }
         }
         let offset = channels.len();
@@ -134,6 +139,7 @@ impl InputGate {
         });
         InputGate {
             shared,
+            input_of,
             rx,
             holding: None,
             channels: offset,
@@ -149,6 +155,11 @@ impl InputGate {
 
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// Which input of the consumer channel `ch` feeds.
+    pub fn input_of(&self, ch: usize) -> usize {
+        self.input_of.get(ch).copied().unwrap_or(0)
     }
 
     /// Holds back channel `ch` until `unblock_all` (barrier alignment).
@@ -182,5 +193,27 @@ impl InputGate {
             self.holding = Some(ch);
             return Some((ch, event));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_channel_knows_the_input_it_feeds() {
+        let key = GateKey {
+            epoch: 1,
+            vertex: 2,
+            subtask: 0,
+        };
+        // Edge 5 feeds input 0 from producers 0 and 1; edge 7 feeds input 1 from producer 0.
+        let gate = InputGate::new(key, &[(5, 0, vec![0, 1]), (7, 1, vec![0])], 2, 1);
+        assert_eq!(gate.channels(), 3);
+        let shared = gate.shared();
+        let ch = |edge, from| shared.channel_index(edge, from).expect("channel");
+        assert_eq!(gate.input_of(ch(5, 0)), 0);
+        assert_eq!(gate.input_of(ch(5, 1)), 0);
+        assert_eq!(gate.input_of(ch(7, 0)), 1);
     }
 }

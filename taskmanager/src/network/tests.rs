@@ -39,7 +39,7 @@ async fn run(remote: bool) {
         vertex: 1,
         subtask: 0,
     };
-    let mut gate = InputGate::new(key, &[(0, vec![0])], 2, 3);
+    let mut gate = InputGate::new(key, &[(0, 0, vec![0])], 2, 3);
     let shared = gate.shared();
     consumer_env.gates.register(shared.clone(), &[0]);
     let id = ChannelId {
@@ -127,7 +127,7 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
         subtask: 0,
     };
     // 2 exclusive buffers, no floating ones: credit for 2 buffers at a time.
-    let mut gate = InputGate::new(key, &[(0, vec![0])], 2, 0);
+    let mut gate = InputGate::new(key, &[(0, 0, vec![0])], 2, 0);
     let credit = Arc::new(SenderCredit::default());
     gate.shared()
         .attach(0, Arc::new(LocalCreditSink(credit.clone())))

@@ -1,6 +1,7 @@
 //! `filter: <SQL predicate>`: keeps the rows where it is true (null counts as false).
 
 use crate::error::TaskError;
+use crate::operators::OperatorContext;
 use arrow::array::AsArray;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
@@ -22,7 +23,13 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         let mask = self.predicate.evaluate(&batch)?;
         let mask = mask.as_boolean_opt().ok_or("filter did not yield booleans")?;
         let kept = filter_record_batch(&batch, mask).map_err(|e| e.to_string())?;

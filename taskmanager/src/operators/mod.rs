@@ -5,6 +5,7 @@
 //! that knows the failure is the job's or a setting's says so, so the job is not restarted
 //! in vain.
 
+mod context;
 mod filter;
 mod select;
 pub mod window;
@@ -14,11 +15,20 @@ use arrow::record_batch::RecordBatch;
 use crate::error::TaskError;
 use crate::state::snapshot::OperatorSnapshot;
 
+pub use context::{OperatorContext, TaskInfo};
 pub use filter::Filter;
 pub use select::Select;
 
 pub trait Operator: Send {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError>;
+    /// A batch from input `input` (0 for one-input operators; a chained operator's input is
+    /// the previous operator, 0). Synchronous: CPU work, no future per batch.
+    fn process(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &OperatorContext,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError>;
 
     /// Event time reached `watermark`.
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
@@ -90,47 +100,61 @@ impl Chain {
         self.ops.iter().any(|o| o.uses_processing_time())
     }
 
-    fn run_from(&mut self, k: usize, mut batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, TaskError> {
-        for op in &mut self.ops[k..] {
+    /// Runs `batches` from input `input` of operator `k` through the rest of the chain.
+    fn run_from(
+        &mut self,
+        k: usize,
+        input: usize,
+        mut batches: Vec<RecordBatch>,
+        ctx: &OperatorContext,
+    ) -> Result<Vec<RecordBatch>, TaskError> {
+        for (i, op) in self.ops[k..].iter_mut().enumerate() {
             if batches.is_empty() {
                 break;
             }
+            let from = if i == 0 { input } else { 0 };
             let mut next = Vec::new();
             for b in batches {
-                op.process(b, &mut next)?;
+                op.process(from, b, ctx, &mut next)?;
             }
             batches = next;
         }
         Ok(batches)
     }
 
-    /// Runs a batch through the chain; returns what leaves its end.
-    pub fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>, TaskError> {
-        self.run_from(0, vec![batch])
+    /// Runs a batch of the chain's input `input` through it; returns what leaves its end.
+    pub fn process(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &OperatorContext,
+    ) -> Result<Vec<RecordBatch>, TaskError> {
+        self.run_from(0, input, vec![batch], ctx)
     }
 
     fn each(
         &mut self,
+        ctx: &OperatorContext,
         mut call: impl FnMut(&mut dyn Operator, &mut Vec<RecordBatch>) -> Result<(), TaskError>,
     ) -> Result<Vec<RecordBatch>, TaskError> {
         let mut outputs = Vec::new();
         for k in 0..self.ops.len() {
             let mut emitted = Vec::new();
             call(self.ops[k].as_mut(), &mut emitted)?;
-            outputs.extend(self.run_from(k + 1, emitted)?);
+            outputs.extend(self.run_from(k + 1, 0, emitted, ctx)?);
         }
         Ok(outputs)
     }
 
-    pub fn watermark(&mut self, watermark: i64) -> Result<Vec<RecordBatch>, TaskError> {
-        self.each(|op, out| op.on_watermark(watermark, out))
+    pub fn watermark(&mut self, watermark: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+        self.each(ctx, |op, out| op.on_watermark(watermark, out))
     }
 
-    pub fn processing_time(&mut self, now_ms: i64) -> Result<Vec<RecordBatch>, TaskError> {
-        self.each(|op, out| op.on_processing_time(now_ms, out))
+    pub fn processing_time(&mut self, now_ms: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+        self.each(ctx, |op, out| op.on_processing_time(now_ms, out))
     }
 
-    pub fn finish(&mut self) -> Result<Vec<RecordBatch>, TaskError> {
-        self.each(|op, out| op.finish(out))
+    pub fn finish(&mut self, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+        self.each(ctx, |op, out| op.finish(out))
     }
 }

@@ -1,6 +1,7 @@
 //! `select: {column: <SQL expression>, …}`: computes the output columns from each batch.
 
 use crate::error::TaskError;
+use crate::operators::OperatorContext;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use sluice_common::job::expr::{compile_scalar, CompiledExpr};
@@ -23,7 +24,13 @@ impl Select {
 }
 
 impl Operator for Select {
-    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         let arrays = self
             .columns
             .iter()

@@ -12,7 +12,6 @@
 //! and ends only when such a checkpoint completes (`await_final_checkpoint`).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
@@ -29,7 +28,7 @@ use super::watermarks::WatermarkValve;
 use crate::connectors::{SourcePoll, SPLITS_STATE};
 use crate::error::TaskError;
 use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
-use crate::operators::Chain;
+use crate::operators::{Chain, OperatorContext};
 use crate::state::snapshot::OperatorSnapshot;
 
 /// A subtask's link to checkpointing.
@@ -60,6 +59,7 @@ const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
 struct Output<'a> {
     writers: &'a mut [RecordWriter],
     metrics: &'a TaskMetrics,
+    ctx: &'a OperatorContext,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -89,7 +89,7 @@ impl Output<'_> {
     }
 
     async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<Duration, TaskError> {
-        let fired = chain.watermark(wm)?;
+        let fired = chain.watermark(wm, self.ctx)?;
         let mut blocked = self.batches(fired).await?;
         blocked += self.event(StreamEvent::Watermark(wm)).await?;
         Ok(blocked)
@@ -100,7 +100,7 @@ impl Output<'_> {
         if watermark_sent < i64::MAX {
             self.watermark(chain, i64::MAX).await?;
         }
-        let rest = chain.finish()?;
+        let rest = chain.finish(self.ctx)?;
         self.batches(rest).await?;
         self.event(StreamEvent::EndOfPartition).await?;
         Ok(())
@@ -215,13 +215,15 @@ pub async fn run_task(
     plan: TaskPlan,
     gate: Option<InputGate>,
     mut writers: Vec<RecordWriter>,
-    metrics: Arc<TaskMetrics>,
+    ctx: OperatorContext,
     mut hooks: CheckpointHooks,
 ) -> Result<(), TaskError> {
     let TaskPlan { source, mut chain } = plan;
+    let metrics = ctx.metrics();
     let mut out = Output {
         writers: &mut writers,
-        metrics: &metrics,
+        metrics,
+        ctx: &ctx,
     };
     match (source, gate) {
         (Some(mut source), _) => {
@@ -260,7 +262,7 @@ pub async fn run_task(
                         if source.reader.split_finished(split) {
                             source.watermarks.on_split_finished(split);
                         }
-                        let produced = chain.process(batch)?;
+                        let produced = chain.process(0, batch, &ctx)?;
                         let mut blocked = out.batches(produced).await?;
                         if source.rowtime.is_some() {
                             if let Some(wm) = source.watermarks.advance() {
@@ -312,7 +314,7 @@ pub async fn run_task(
                     }
                     _ = tick.tick(), if ticking => {
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                        let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX))?;
+                        let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX), &ctx)?;
                         out.batches(fired).await?;
                         continue;
                     }
@@ -325,7 +327,7 @@ pub async fn run_task(
                 let advanced = match event {
                     StreamEvent::Batch(b) => {
                         TaskMetrics::add(&metrics.records_in, b.num_rows() as u64);
-                        let produced = chain.process(b)?;
+                        let produced = chain.process(gate.input_of(ch), b, &ctx)?;
                         let blocked = out.batches(produced).await?;
                         TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
                         continue;

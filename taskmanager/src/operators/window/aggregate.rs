@@ -12,6 +12,7 @@
 //! before a checkpoint stay late after recovery.
 
 use crate::error::TaskError;
+use crate::operators::OperatorContext;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -434,7 +435,13 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
-    fn process(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        _out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -603,7 +610,9 @@ mod tests {
         });
         let mut out = Vec::new();
         w.process(
+            0,
             batch(&[(1, 1.0, 100), (2, 2.0, 900), (1, 3.0, 999), (1, 4.0, 1000)]),
+            &OperatorContext::for_tests(),
             &mut out,
         )
         .unwrap();
@@ -613,7 +622,13 @@ mod tests {
         assert_eq!(rows(&out), vec![(0, 1000, 1, 2, 4.0), (0, 1000, 2, 1, 2.0)]);
         // A row for the fired window is late; one for the open window is not.
         out.clear();
-        w.process(batch(&[(1, 9.0, 500), (1, 5.0, 1500)]), &mut out).unwrap();
+        w.process(
+            0,
+            batch(&[(1, 9.0, 500), (1, 5.0, 1500)]),
+            &OperatorContext::for_tests(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(late.load(Ordering::Relaxed), 1);
         w.finish(&mut out).unwrap();
         assert_eq!(rows(&out), vec![(1000, 2000, 1, 2, 9.0)]);
@@ -638,7 +653,13 @@ mod tests {
         assert!(w.uses_processing_time());
         let mut out = Vec::new();
         // Event timestamps are ignored: rows land in the window of the wall clock.
-        w.process(batch(&[(1, 2.0, 0), (1, 3.0, 0)]), &mut out).unwrap();
+        w.process(
+            0,
+            batch(&[(1, 2.0, 0), (1, 3.0, 0)]),
+            &OperatorContext::for_tests(),
+            &mut out,
+        )
+        .unwrap();
         w.on_watermark(i64::MAX, &mut out).unwrap();
         assert!(out.is_empty(), "watermarks do not fire processing-time windows");
         let now = i64::try_from(
@@ -662,7 +683,8 @@ mod tests {
             slide: Duration::from_millis(500),
         });
         let mut out = Vec::new();
-        w.process(batch(&[(1, 1.0, 700)]), &mut out).unwrap();
+        w.process(0, batch(&[(1, 1.0, 700)]), &OperatorContext::for_tests(), &mut out)
+            .unwrap();
         w.finish(&mut out).unwrap();
         assert_eq!(rows(&out), vec![(0, 1000, 1, 1, 1.0), (500, 1500, 1, 1, 1.0)]);
     }
@@ -675,10 +697,21 @@ mod tests {
             };
             let (mut w, late) = op_with(session, backend, (0, 127), None);
             let mut out = Vec::new();
-            w.process(batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]), &mut out)
-                .unwrap();
+            w.process(
+                0,
+                batch(&[(1, 1.0, 0), (1, 1.0, 250), (2, 5.0, 0)]),
+                &OperatorContext::for_tests(),
+                &mut out,
+            )
+            .unwrap();
             // 120 bridges nothing yet (0+100 < 120); 180 joins [120,220) with [250,350) once 150 arrives.
-            w.process(batch(&[(1, 1.0, 120), (1, 1.0, 180)]), &mut out).unwrap();
+            w.process(
+                0,
+                batch(&[(1, 1.0, 120), (1, 1.0, 180)]),
+                &OperatorContext::for_tests(),
+                &mut out,
+            )
+            .unwrap();
             w.on_watermark(99, &mut out).unwrap();
             assert_eq!(
                 rows(&out),
@@ -687,7 +720,8 @@ mod tests {
             );
             out.clear();
             // Its session [-1, 99) has already fired at 99: late.
-            w.process(batch(&[(2, 1.0, -1)]), &mut out).unwrap();
+            w.process(0, batch(&[(2, 1.0, -1)]), &OperatorContext::for_tests(), &mut out)
+                .unwrap();
             w.finish(&mut out).unwrap();
             assert_eq!(rows(&out), vec![(120, 350, 1, 3, 3.0)], "{backend:?}");
             assert_eq!(late.load(Ordering::Relaxed), 1, "{backend:?}");
@@ -715,8 +749,12 @@ mod tests {
     fn restores_by_key_group(tumbling: WindowKind, rows_a: &[(i64, f64, i64)], rows_b: &[(i64, f64, i64)]) {
         let (mut whole, _) = op(tumbling);
         let mut expected = Vec::new();
-        whole.process(batch(rows_a), &mut expected).unwrap();
-        whole.process(batch(rows_b), &mut expected).unwrap();
+        whole
+            .process(0, batch(rows_a), &OperatorContext::for_tests(), &mut expected)
+            .unwrap();
+        whole
+            .process(0, batch(rows_b), &OperatorContext::for_tests(), &mut expected)
+            .unwrap();
         whole.finish(&mut expected).unwrap();
 
         for (from, to) in [
@@ -727,7 +765,9 @@ mod tests {
         ] {
             let (mut first, _) = op_with(tumbling, from, (0, 127), None);
             let mut out = Vec::new();
-            first.process(batch(rows_a), &mut out).unwrap();
+            first
+                .process(0, batch(rows_a), &OperatorContext::for_tests(), &mut out)
+                .unwrap();
             let snap = first.snapshot(1, false).unwrap();
             let Some(KeyedSnapshot::Full { range, data, offsets }) = snap.keyed else {
                 panic!("full snapshot expected");
@@ -758,7 +798,8 @@ mod tests {
                     })
                     .collect();
                 if !mine.is_empty() {
-                    part.process(batch(&mine), &mut got).unwrap();
+                    part.process(0, batch(&mine), &OperatorContext::for_tests(), &mut got)
+                        .unwrap();
                 }
                 part.finish(&mut got).unwrap();
             }
