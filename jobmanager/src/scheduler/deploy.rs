@@ -1,0 +1,186 @@
+//! Deploying an attempt: the checkpoint it restores, subtask i of every vertex into the
+//! allocated slots (one request per taskmanager, with every subtask's location), the checkpoint
+//! coordinator of the attempt, and cancelling an attempt on its taskmanagers.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sluice_common::config::options::*;
+use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, open_location};
+use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, TaskAddress, TaskLocation};
+
+use super::job::TaskStatus;
+use crate::checkpoint::Coordinator;
+use crate::resource_manager::{now_ms, TaskManagerRecord};
+
+use super::*;
+
+impl Scheduler {
+    /// What the attempt restores: the latest completed checkpoint (an unusable newest one is
+    /// skipped with a logged reason), else the snapshot the job was started from.
+    pub(super) async fn restore_point(&self, handle: &Handle) -> Result<Option<(String, Vec<u8>)>, String> {
+        let (job_id, config, initial) = {
+            let job = handle.lock();
+            (job.id.clone(), job.config.clone(), job.restore.clone())
+        };
+        if let Some(dir) = cfg(config.get_opt(&CHECKPOINTS_DIR))? {
+            let store = sluice_common::storage::CheckpointStore::new(open_location(&dir, &config)?, &job_id);
+            if let Some(m) = store.latest_complete().await? {
+                let url = checkpoint_url(&dir, &job_id, m.checkpoint_id);
+                tracing::info!("Restoring job {job_id} from checkpoint {} ({url}).", m.checkpoint_id);
+                return Ok(Some((url, encode_metadata(&m).to_vec())));
+            }
+        }
+        Ok(initial.map(|r| (r.url, encode_metadata(&r.metadata).to_vec())))
+    }
+
+    /// Deploys onto the allocated slots and follows the attempt to its end.
+    /// Deploys the job onto the allocated slots (restoring the latest completed checkpoint, or
+    /// the snapshot the job started from); the taskmanagers it reached go into `attempt`.
+    pub(super) async fn deploy(
+        &self,
+        handle: &Arc<Handle>,
+        allocation: Vec<(TaskManagerRecord, u32)>,
+        attempt: &mut states::Attempt,
+    ) -> Result<(), String> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        attempt.epoch = epoch;
+        let restore = self
+            .restore_point(handle)
+            .await
+            .map_err(|e| format!("Cannot read the checkpoints: {e}"))?;
+        // Slot i → its taskmanager.
+        let slots: Vec<&TaskManagerRecord> = allocation
+            .iter()
+            .flat_map(|(r, n)| std::iter::repeat_n(r, *n as usize))
+            .collect();
+        let (request_base, graph) = {
+            let mut job = handle.lock();
+            job.epoch = epoch;
+            let graph = job.graph.clone();
+            for v in &graph.vertices {
+                for s in 0..v.parallelism {
+                    job.tasks.insert(
+                        (v.index as u32, s),
+                        (TaskStatus::Deploying, slots[s as usize].resource_id.clone()),
+                    );
+                }
+            }
+            if let Some((url, bytes)) = &restore {
+                if let Ok(m) = decode_metadata(bytes) {
+                    job.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).restored =
+                        Some((m.checkpoint_id, url.clone(), now_ms()));
+                }
+            }
+            let job_config: HashMap<String, String> = job
+                .config
+                .entries()
+                .filter(|(k, _)| k.starts_with("state.") || k.starts_with("execution.checkpointing."))
+                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .collect();
+            let checkpoint_url = job
+                .config
+                .get_opt(&CHECKPOINTS_DIR)
+                .ok()
+                .flatten()
+                .filter(|_| job.config.get_opt(&CHECKPOINT_INTERVAL).ok().flatten().is_some())
+                .map(|d| job_url(&d, &job.id))
+                .unwrap_or_default();
+            let base = SubmitTasksRequest {
+                job_id: job.id.clone(),
+                epoch,
+                job_yaml: job.yaml.clone(),
+                job_file: job.file.clone(),
+                default_parallelism: self.settings.default_parallelism,
+                // Reactive: the parallelism this attempt was planned at.
+                parallelism: if job.reactive {
+                    job.current_parallelism()
+                } else {
+                    job.parallelism.unwrap_or(0)
+                },
+                // Every node's planned parallelism, so the taskmanagers build this very graph.
+                node_parallelism: graph.nodes.iter().map(|n| (n.id.clone(), n.parallelism)).collect(),
+                job_name: job.name.clone(),
+                job_config,
+                max_parallelism: graph.max_parallelism,
+                checkpoint_url,
+                restore_metadata: restore.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
+                restore_url: restore.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                allow_non_restored_state: job.restore.as_ref().is_some_and(|r| r.allow_non_restored_state),
+                ..Default::default()
+            };
+            (base, graph)
+        };
+        let locations: Vec<TaskLocation> = graph
+            .vertices
+            .iter()
+            .flat_map(|v| (0..v.parallelism).map(move |s| (v.index as u32, s)))
+            .map(|(vertex, subtask)| TaskLocation {
+                vertex,
+                subtask,
+                data_address: slots[subtask as usize].data_address(),
+            })
+            .collect();
+        let mut slot = 0usize;
+        for (tm, n) in &allocation {
+            let mine: Vec<u32> = (slot as u32..slot as u32 + n).collect();
+            slot += *n as usize;
+            let tasks: Vec<TaskAddress> = graph
+                .vertices
+                .iter()
+                .flat_map(|v| {
+                    mine.iter().filter(|s| **s < v.parallelism).map(move |s| TaskAddress {
+                        vertex: v.index as u32,
+                        subtask: *s,
+                    })
+                })
+                .collect();
+            let request = SubmitTasksRequest {
+                tasks,
+                locations: locations.clone(),
+                slots: *n,
+                ..request_base.clone()
+            };
+            if let Err(message) = tm.gateway.submit_tasks(request).await {
+                return Err(format!(
+                    "Deployment to TaskManager {} failed: {message}",
+                    tm.resource_id
+                ));
+            }
+            attempt.tms.push(tm.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn cancel_on(&self, tms: &[TaskManagerRecord], job_id: &str, epoch: u64) {
+        for tm in tms {
+            let _ = tm
+                .gateway
+                .cancel_job(CancelJobRequest {
+                    job_id: job_id.to_string(),
+                    epoch,
+                })
+                .await;
+        }
+    }
+
+    pub(super) fn coordinator(
+        &self,
+        handle: &Handle,
+        tms: &[TaskManagerRecord],
+        epoch: u64,
+    ) -> Result<Coordinator, String> {
+        let job = handle.lock();
+        Ok(Coordinator::new(
+            checkpoint_settings(&job.config)?,
+            job.config.clone(),
+            job.id.clone(),
+            epoch,
+            job.graph.clone(),
+            tms.to_vec(),
+            job.checkpoints.clone(),
+            job.checkpoint_history.clone(),
+        ))
+    }
+}

@@ -1,0 +1,223 @@
+//! Rescaling: the reactive policy (a job's share of the slots, the parallelism it plans with),
+//! per-vertex resource requirements (`PUT /jobs/:id/resource-requirements`), and the
+//! stop-with-checkpoint that starts a rescale and the record that ends it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_common::config::options::*;
+use sluice_common::job::{compile_job, GraphOptions};
+
+use super::reactive::{PendingRescale, ReactiveSettings, RescaleRecord, ScaleUpWatch};
+use crate::checkpoint::Coordinator;
+
+use super::*;
+
+impl Scheduler {
+    /// Reactive mode: the slots to take now, 0 to keep waiting. The job's share if that many
+    /// are free; what is free once the slots stayed short for the stabilization timeout.
+    pub(super) fn reactive_slots(&self, handle: &Handle, r: &ReactiveSettings, waiting_since: Instant) -> u32 {
+        let want = self.reactive_target(handle);
+        let (_, _, free) = self.registry.totals();
+        if want > 0 && free >= want {
+            want
+        } else if free > 0 && want > 0 && waiting_since.elapsed() >= r.stabilization {
+            free.min(want)
+        } else {
+            0
+        }
+    }
+
+    /// Reactive mode: min(max parallelism, the job's even share of the registered slots).
+    pub(super) fn reactive_target(&self, handle: &Handle) -> u32 {
+        let (id, max_parallelism) = {
+            let job = handle.lock();
+            (job.id.clone(), job.graph.max_parallelism)
+        };
+        // Called every tick: read the few fields needed, not a clone of every job.
+        let handles: Vec<Arc<Handle>> = self.handles().values().cloned().collect();
+        let mut jobs: Vec<(u64, String)> = handles
+            .iter()
+            .filter_map(|h| {
+                let j = h.lock();
+                (j.reactive && !j.state.is_terminal()).then(|| (j.start_time, j.id.clone()))
+            })
+            .collect();
+        jobs.sort();
+        let index = jobs.iter().position(|(_, j)| *j == id).unwrap_or(0);
+        let (_, total, _) = self.registry.totals();
+        reactive::share(total, index, jobs.len()).min(max_parallelism)
+    }
+
+    /// Recompiles the job at parallelism `p` (reactive) or with its submitted parallelism, and
+    /// the per-node parallelism the scheduler decided; the max parallelism (the key groups)
+    /// stays.
+    pub(super) fn replan(&self, handle: &Handle, p: Option<u32>) -> Result<(), String> {
+        let mut job = handle.lock();
+        let options = GraphOptions {
+            default_parallelism: self.settings.default_parallelism,
+            parallelism: p.or(job.parallelism),
+            node_parallelism: job.node_parallelism.clone(),
+            restored_max_parallelism: Some(job.graph.max_parallelism),
+        };
+        let graph = compile_job(&job.yaml, &job.file, &options).map_err(|e| e.to_string())?;
+        job.graph = Arc::new(graph);
+        Ok(())
+    }
+
+    /// The job's resource requirements in Flink's body.
+    pub fn requirements(&self, id: &str) -> Result<serde_json::Value, SchedulerError> {
+        let handle = self.handle(id)?;
+        let job = handle.lock();
+        Ok(requirements::to_json(&job.graph, &job.requirements))
+    }
+
+    /// Sets the job's resource requirements; a running job rescales to fit them.
+    pub fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), SchedulerError> {
+        let handle = self.handle(id)?;
+        let mut job = handle.lock();
+        if job.reactive {
+            return Err(SchedulerError::WrongState("Resource requirements cannot be changed in reactive mode (scheduler-mode: reactive): the parallelism follows the slots.".into()));
+        }
+        if job.state.is_terminal() {
+            return Err(SchedulerError::WrongState(format!(
+                "Job {id} has already ended ({}).",
+                job.state.name()
+            )));
+        }
+        if job.config.get_opt(&CHECKPOINTS_DIR).ok().flatten().is_none() {
+            return Err(SchedulerError::BadRequest(
+                "Rescaling a job goes through a checkpoint: set execution.checkpointing.dir.".into(),
+            ));
+        }
+        job.requirements = requirements::parse(&job.graph, body).map_err(SchedulerError::BadRequest)?;
+        job.requirements_changed = true;
+        drop(job);
+        handle.changed.notify_one();
+        Ok(())
+    }
+
+    /// A running job whose requirements changed: when another per-vertex parallelism fits the
+    /// slots (those it holds and the free ones), stops it with a checkpoint to rescale.
+    pub(super) async fn maybe_fit_requirements(
+        &self,
+        handle: &Handle,
+        held: u32,
+        coordinator: &mut Coordinator,
+    ) -> bool {
+        let (graph, reqs) = {
+            let mut job = handle.lock();
+            if !std::mem::take(&mut job.requirements_changed) {
+                return false;
+            }
+            (job.graph.clone(), job.requirements.clone())
+        };
+        let (_, _, free) = self.registry.totals();
+        let Some(target) = requirements::fit(&graph, &reqs, held + free) else {
+            tracing::warn!(
+                "The resource requirements of job {} do not fit the slots; it keeps its parallelism.",
+                graph.name
+            );
+            return false;
+        };
+        if graph.vertices.iter().all(|v| target.get(&v.id) == Some(&v.parallelism)) {
+            return false;
+        }
+        let what = format!("to fit its resource requirements ({target:?})");
+        if !Self::begin_rescale(handle, coordinator, "resource requirements changed".into(), &what).await {
+            return false;
+        }
+        let mut job = handle.lock();
+        for v in &graph.vertices {
+            for &n in &v.nodes {
+                if let Some(p) = target.get(&v.id) {
+                    job.node_parallelism.insert(graph.nodes[n].id.clone(), *p);
+                }
+            }
+        }
+        true
+    }
+
+    /// Reactive scale-up: stops the job with a checkpoint when its share of slots grew enough
+    /// and the extra slots are free. `true` once the stop is under way.
+    pub(super) async fn maybe_scale_up(
+        &self,
+        handle: &Handle,
+        r: &ReactiveSettings,
+        watch: &mut ScaleUpWatch,
+        coordinator: &mut Coordinator,
+    ) -> bool {
+        let (current, vertices) = {
+            let job = handle.lock();
+            (job.current_parallelism(), job.graph.vertices.len() as u32)
+        };
+        let desired = self.reactive_target(handle);
+        let (_, _, free) = self.registry.totals();
+        let fits = desired > current && free >= desired - current;
+        if !watch.observe(
+            r,
+            current * vertices,
+            if fits { desired * vertices } else { 0 },
+            Instant::now(),
+        ) {
+            return false;
+        }
+        let cause = format!("{desired} slots became available to the job");
+        Self::begin_rescale(
+            handle,
+            coordinator,
+            cause,
+            &format!("from parallelism {current} to {desired}"),
+        )
+        .await
+    }
+
+    /// Stops the job with a checkpoint for a rescale and records the rescale as under way;
+    /// `false` when the stop cannot start.
+    pub(super) async fn begin_rescale(
+        handle: &Handle,
+        coordinator: &mut Coordinator,
+        cause: String,
+        what: &str,
+    ) -> bool {
+        let pending = PendingRescale::now(handle.lock().current_parallelism(), cause);
+        if !coordinator.stop_with_checkpoint().await {
+            return false;
+        }
+        let mut job = handle.lock();
+        tracing::info!(
+            "Rescaling job {} ({}) {what}: stopping it with a checkpoint.",
+            job.name,
+            job.id
+        );
+        job.pending_rescale = Some(pending);
+        true
+    }
+
+    /// The first time every task of an attempt runs: a rescale under way is over.
+    pub(super) fn finish_rescale(handle: &Handle) {
+        let mut job = handle.lock();
+        let Some(pending) = job.pending_rescale.take() else {
+            return;
+        };
+        let to = job.current_parallelism();
+        if to == pending.from {
+            return;
+        }
+        let pause_ms = pending.since.elapsed().as_millis() as u64;
+        tracing::info!(
+            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}).",
+            job.name,
+            job.id,
+            pending.from,
+            pending.cause
+        );
+        job.rescales.push(RescaleRecord {
+            timestamp_ms: pending.timestamp_ms,
+            from: pending.from,
+            to,
+            cause: pending.cause,
+            pause_ms,
+        });
+    }
+}
