@@ -257,12 +257,29 @@ impl CheckpointStore {
                 .map_err(|e| format!("deleting {}: {e}", f.location))?;
         }
         if let Some(root) = &self.location.local_root {
+            // The emptied directories themselves, off the async workers.
             let local = root.join(dir.as_ref());
-            if local.exists() {
-                std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;
-            }
+            tokio::task::spawn_blocking(move || {
+                if local.exists() {
+                    std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;
+                }
+                Ok::<(), String>(())
+            })
+            .await
+            .map_err(|e| format!("deleting checkpoint {id}: {e}"))??;
         }
         Ok(())
+    }
+
+    /// Deletes a file of `shared/` (named relative to the job's directory, as state handles
+    /// name it) that no retained checkpoint references any more.
+    pub async fn discard_shared(&self, file: &str) -> Result<(), String> {
+        let path = file.split('/').fold(self.layout.root().clone(), |p, part| p.join(part));
+        self.location
+            .store
+            .delete(&path)
+            .await
+            .map_err(|e| format!("deleting {file}: {e}"))
     }
 }
 

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStoreExt;
 use sluice_common::config::Configuration;
 use sluice_common::job::JobGraph;
 use sluice_common::proto::checkpoint::{CheckpointMetadata, OperatorState};
@@ -482,8 +481,7 @@ impl Coordinator {
                 tracing::warn!("could not delete checkpoint {old} of job {}: {e}", self.job_id);
             }
             for f in files.difference(&still) {
-                let path = f.split('/').fold(store.layout.root().clone(), |p, part| p.join(part));
-                if let Err(e) = store.location.store.delete(&path).await {
+                if let Err(e) = store.discard_shared(f).await {
                     tracing::warn!("could not delete {f} of job {}: {e}", self.job_id);
                 }
             }
