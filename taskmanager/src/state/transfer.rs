@@ -3,7 +3,7 @@
 //! fetching the handles a subtask was assigned. Exclusive files go to the snapshot's directory
 //! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/`; handle paths are
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
-//! can be moved.
+//! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
 use std::path::Path as FsPath;
 
@@ -67,14 +67,14 @@ pub async fn upload(
             };
             for (local, shared, uploaded) in ssts {
                 if !uploaded {
-                    let data = read_local(&dir.join(&local))?;
+                    let data = read_local(&dir.join(&local)).await?;
                     written += data.len() as u64;
                     root.put(&format!("shared/{shared}"), data).await?;
                 }
                 handle.shared_files.push(format!("shared/{shared}"));
             }
             for name in private {
-                let data = read_local(&dir.join(&name))?;
+                let data = read_local(&dir.join(&name)).await?;
                 written += data.len() as u64;
                 let stored = format!("{uid}-{subtask}-db/{name}");
                 target.put(&stored, data).await?;
@@ -87,8 +87,10 @@ pub async fn upload(
     Ok((state, written))
 }
 
-fn read_local(path: &FsPath) -> Result<Bytes, String> {
-    std::fs::read(path)
+/// Reads a local file (a RocksDB checkpoint's SST) off the async workers.
+async fn read_local(path: &FsPath) -> Result<Bytes, String> {
+    tokio::fs::read(path)
+        .await
         .map(Bytes::from)
         .map_err(|e| format!("reading {}: {e}", path.display()))
 }
@@ -108,18 +110,24 @@ pub async fn fetch(
         if h.format == FORMAT_ROCKS_INCREMENTAL {
             let root = open_location(&parent_url(snapshot_url), config)?;
             let local = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+            tokio::fs::create_dir_all(&local)
+                .await
+                .map_err(|e| format!("{}: {e}", local.display()))?;
             for f in &h.shared_files {
                 let data = root.get(f).await?;
                 let name = f.rsplit('/').next().unwrap_or(f);
                 // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
                 let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
-                std::fs::write(local.join(own), &data).map_err(|e| format!("{}: {e}", local.display()))?;
+                tokio::fs::write(local.join(own), &data)
+                    .await
+                    .map_err(|e| format!("{}: {e}", local.display()))?;
             }
             for f in &h.private_files {
                 let data = dir.get(f).await?;
                 let name = f.rsplit('/').next().unwrap_or(f);
-                std::fs::write(local.join(name), &data).map_err(|e| format!("{}: {e}", local.display()))?;
+                tokio::fs::write(local.join(name), &data)
+                    .await
+                    .map_err(|e| format!("{}: {e}", local.display()))?;
             }
             out.rocks_dirs.push((local, range));
         } else {
