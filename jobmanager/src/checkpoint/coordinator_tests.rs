@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions};
-use sluice_proto::control::{CheckpointAck, CheckpointDecline};
+use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest};
 
 use super::coordinator::{CheckpointSettings, Coordinator};
 use crate::resource_manager::{test_record, Gateway, RecordingGateway};
@@ -52,6 +52,19 @@ fn fixture(tolerable_failures: u32) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The newest completion notice the taskmanager received.
+    fn last_notice(&self) -> NotifyCheckpointRequest {
+        self.gateway
+            .notices
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a completion notice")
+    }
+}
+
 fn ack(id: u64, subtask: u32, end_of_input: bool) -> CheckpointAck {
     CheckpointAck {
         job_id: "job-1".into(),
@@ -78,14 +91,7 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
         "not complete after one ack"
     );
     f.coordinator.on_ack(ack(1, 1, true)).await;
-    let notice = f
-        .gateway
-        .notices
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .expect("a completion notice");
+    let notice = f.last_notice();
     assert_eq!(notice.checkpoint_id, 1);
     assert!(
         !notice.end_of_input,
@@ -101,14 +107,7 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
     f.coordinator.tick(true, Vec::new()).await;
     f.coordinator.on_ack(ack(2, 0, true)).await;
     f.coordinator.on_ack(ack(2, 1, true)).await;
-    let notice = f
-        .gateway
-        .notices
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .expect("a completion notice");
+    let notice = f.last_notice();
     assert_eq!((notice.checkpoint_id, notice.end_of_input), (2, true));
     assert!(f.coordinator.fatal.is_none());
 }

@@ -44,42 +44,27 @@ impl GrpcGateway {
     }
 }
 
+/// The taskmanager's answer as the gateway reports it: done, or its message.
+fn answered<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), String> {
+    r.map(|_| ()).map_err(|s| s.message().to_string())
+}
+
 #[tonic::async_trait]
 impl TaskManagerGateway for GrpcGateway {
     async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String> {
-        self.0
-            .clone()
-            .submit_tasks(request)
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        answered(self.0.clone().submit_tasks(request).await)
     }
 
     async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String> {
-        self.0
-            .clone()
-            .cancel_job(request)
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        answered(self.0.clone().cancel_job(request).await)
     }
 
     async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String> {
-        self.0
-            .clone()
-            .trigger_checkpoint(request)
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        answered(self.0.clone().trigger_checkpoint(request).await)
     }
 
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
-        self.0
-            .clone()
-            .notify_checkpoint_complete(request)
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_string())
+        answered(self.0.clone().notify_checkpoint_complete(request).await)
     }
 }
 
