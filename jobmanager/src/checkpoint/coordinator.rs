@@ -82,6 +82,9 @@ pub struct Coordinator {
     pub fatal: Option<String>,
     /// A stop-with-savepoint (or stop-with-checkpoint) completed: the tasks end.
     pub stopped: bool,
+    /// The job's final checkpoint (every subtask past the end of its input) completed: the
+    /// tasks end and nothing more is checkpointed.
+    finished: bool,
     /// The next periodic-style trigger is a stop-with-checkpoint.
     stop_next: bool,
 }
@@ -119,6 +122,7 @@ impl Coordinator {
             consecutive_failures: 0,
             fatal: None,
             stopped: false,
+            finished: false,
             stop_next: false,
         }
     }
@@ -155,6 +159,13 @@ impl Coordinator {
             self.fail(id, reason, true);
         }
         for request in requests {
+            if self.finished {
+                self.stats().savepoints.insert(
+                    request.trigger_id.clone(),
+                    SavepointStatus::Failed("the job has reached the end of its input and is finishing".into()),
+                );
+                continue;
+            }
             if !all_running {
                 self.stats().savepoints.insert(
                     request.trigger_id.clone(),
@@ -187,6 +198,7 @@ impl Coordinator {
         let periodic_pending = self.pending.values().filter(|p| p.savepoint.is_none()).count();
         if all_running
             && !self.stopped
+            && !self.finished
             && self.last_trigger.elapsed() >= interval
             && periodic_pending < self.settings.max_concurrent as usize
             && !paused
@@ -426,6 +438,7 @@ impl Coordinator {
         // Every subtask snapshotted it after the end of its input: the job's final checkpoint
         // (FLIP-147); the subtasks waiting for it end.
         let end_of_input = !p.acks.is_empty() && p.acks.values().all(|a| a.end_of_input);
+        self.finished |= end_of_input;
         for tm in &self.tms {
             let _ = tm
                 .gateway

@@ -110,6 +110,10 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
     let notice = f.last_notice();
     assert_eq!((notice.checkpoint_id, notice.end_of_input), (2, true));
     assert!(f.coordinator.fatal.is_none());
+    // After the job's final checkpoint nothing more is triggered (its tasks are ending).
+    let triggers = f.gateway.triggers.lock().unwrap().len();
+    f.coordinator.tick(true, Vec::new()).await;
+    assert_eq!(f.gateway.triggers.lock().unwrap().len(), triggers);
 }
 
 #[tokio::test]

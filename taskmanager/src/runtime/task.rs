@@ -173,25 +173,32 @@ fn snapshot_and_ack(
 /// them), including one it was triggered for while still running whose barrier never reached
 /// it, and acknowledges it as taken after the end of input. Sinks commit as those checkpoints
 /// complete. It ends with the job's final checkpoint: the first one that every subtask
-/// snapshotted after the end of its input, so no later checkpoint needs it.
+/// snapshotted after the end of its input, so no later checkpoint needs it (or with a stopping
+/// checkpoint it took part in, as a running subtask would).
 async fn await_final_checkpoint(
     chain: &mut Chain,
     source: Option<(String, Vec<Vec<u8>>)>,
     hooks: &mut CheckpointHooks,
 ) -> Result<(), TaskError> {
-    if let Some(barrier) = hooks.unanswered_trigger.take() {
-        if barrier.id > hooks.last_snapshot {
-            snapshot_and_ack(chain, source.clone(), &barrier, hooks, true)?;
-        }
-    }
+    // A stopping checkpoint (stop-with-savepoint, a rescale) this subtask snapshotted ends it
+    // too once complete, as it ends a running subtask.
+    let mut stop: Option<u64> = None;
+    let mut pending = hooks.unanswered_trigger.take();
     loop {
-        match hooks.control.recv().await {
+        let control = match pending.take() {
+            Some(barrier) => Some(TaskControl::Trigger(barrier, false)),
+            None => hooks.control.recv().await,
+        };
+        match control {
             Some(TaskControl::Trigger(barrier, _)) if barrier.id > hooks.last_snapshot => {
                 snapshot_and_ack(chain, source.clone(), &barrier, hooks, true)?;
+                if barrier.stop {
+                    stop = Some(barrier.id);
+                }
             }
             Some(TaskControl::Complete(id, job_final)) => {
                 chain.notify_checkpoint_complete(id)?;
-                if job_final {
+                if job_final || stop.is_some_and(|s| id >= s) {
                     return Ok(());
                 }
             }
