@@ -54,6 +54,78 @@ impl FailureClass {
     }
 }
 
+/// An error with its class: what a task, an operator or a connector fails with. Code that
+/// knows better says so (`ClassedError::user`, `ClassedError::config`); any other error
+/// (`From<String>`) is transient and retried, as Flink retries what it does not recognise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassedError {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+impl ClassedError {
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        ClassedError {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// The job or its data is wrong: no attempt can succeed.
+    pub fn user(message: impl Into<String>) -> Self {
+        Self::new(FailureClass::User, message)
+    }
+
+    /// A setting is wrong: no attempt can succeed until it is changed.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(FailureClass::Config, message)
+    }
+
+    /// A fault of Sluice itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(FailureClass::Internal, message)
+    }
+
+    /// The same failure with `context: ` before its message.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        ClassedError {
+            class: self.class,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+impl From<String> for ClassedError {
+    fn from(message: String) -> Self {
+        Self::new(FailureClass::Transient, message)
+    }
+}
+
+impl From<&str> for ClassedError {
+    fn from(message: &str) -> Self {
+        Self::new(FailureClass::Transient, message)
+    }
+}
+
+impl std::fmt::Display for ClassedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ClassedError {}
+
+/// The class of an I/O error on a path the job's configuration names (a sink directory): a
+/// missing permission or a path that cannot be a directory is the setting's fault; anything
+/// else (a full disk, a flaky mount) may pass.
+pub fn io_class(e: &std::io::Error) -> FailureClass {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied | NotADirectory | IsADirectory | ReadOnlyFilesystem | InvalidFilename => FailureClass::Config,
+        _ => FailureClass::Transient,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

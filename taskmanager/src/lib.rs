@@ -1,7 +1,6 @@
 //! The Sluice taskmanager: slots and the jobmanager link (`executor`), memory pools
 //! (`memory`), and the daemon that wires them (`daemon`).
 
-pub mod connectors;
 pub mod daemon;
 pub mod error;
 pub mod executor;

@@ -12,7 +12,7 @@ use twox_hash::XxHash64;
 use crate::key_groups::{default_max_parallelism, is_key_type, UPPER_BOUND_MAX_PARALLELISM};
 use crate::yaml_tree::Pos;
 
-use super::connectors::{sink_connector, source_connector, SinkConnector, SourceConnector};
+use super::catalog::ConnectorCatalog;
 use super::error::{JobError, JobResult};
 use super::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
 use super::spec::{JobSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind, WindowSpec};
@@ -52,9 +52,9 @@ impl EdgePartition {
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
+    /// Built by the connector registry from the spec (connector name, options, columns).
     Source {
         spec: SourceSpec,
-        connector: SourceConnector,
     },
     Filter {
         predicate: String,
@@ -71,7 +71,6 @@ pub enum NodeKind {
     Union,
     Sink {
         spec: SinkSpec,
-        connector: SinkConnector,
     },
 }
 
@@ -244,7 +243,8 @@ fn err_at(pos: Pos, node: &str, message: impl std::fmt::Display) -> JobError {
     JobError::at(pos, format!("'{node}': {message}"))
 }
 
-fn source_schema(spec: &SourceSpec, connector: &SourceConnector) -> JobResult<SchemaRef> {
+/// The source's columns (the connector checked their rules and its options before).
+fn source_schema(spec: &SourceSpec) -> JobResult<SchemaRef> {
     if spec.schema.is_empty() {
         return Err(err_at(
             spec.pos,
@@ -252,7 +252,6 @@ fn source_schema(spec: &SourceSpec, connector: &SourceConnector) -> JobResult<Sc
             "a source needs a 'schema' listing its columns",
         ));
     }
-    let seq = seq_schema();
     let mut fields = Vec::with_capacity(spec.schema.len());
     for col in &spec.schema {
         if fields.iter().any(|f: &Field| f.name() == &col.name) {
@@ -261,39 +260,6 @@ fn source_schema(spec: &SourceSpec, connector: &SourceConnector) -> JobResult<Sc
                 &spec.id,
                 format!("column '{}' is declared twice", col.name),
             ));
-        }
-        match (connector, &col.expr) {
-            (SourceConnector::Datagen(_), None) => {
-                return Err(err_at(
-                    col.pos,
-                    &spec.id,
-                    format!("datagen column '{}' needs an 'expr' over seq", col.name),
-                ))
-            }
-            (SourceConnector::Datagen(_), Some(expr)) => {
-                let compiled = compile_scalar(expr, &seq)
-                    .map_err(|e| err_at(col.pos, &spec.id, format!("column '{}': {e}", col.name)))?;
-                if !arrow::compute::can_cast_types(&compiled.data_type, &col.ty.arrow()) {
-                    return Err(err_at(
-                        col.pos,
-                        &spec.id,
-                        format!(
-                            "column '{}': expression type {} cannot become {}",
-                            col.name,
-                            compiled.data_type,
-                            col.ty.arrow()
-                        ),
-                    ));
-                }
-            }
-            (SourceConnector::File(_), Some(_)) => {
-                return Err(err_at(
-                    col.pos,
-                    &spec.id,
-                    format!("column '{}': a file source reads columns, it takes no 'expr'", col.name),
-                ))
-            }
-            (SourceConnector::File(_), None) => {}
         }
         fields.push(Field::new(&col.name, col.ty.arrow(), true));
     }
@@ -346,7 +312,7 @@ fn check_keys(keys: &[String], schema: &SchemaRef, pos: Pos, node: &str) -> JobR
 
 impl JobGraph {
     /// Builds and checks the graph of a parsed job.
-    pub fn build(spec: &JobSpec, options: &GraphOptions) -> JobResult<JobGraph> {
+    pub fn build(spec: &JobSpec, options: &GraphOptions, connectors: &dyn ConnectorCatalog) -> JobResult<JobGraph> {
         let drafts = drafts(spec);
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (i, d) in drafts.iter().enumerate() {
@@ -454,26 +420,16 @@ impl JobGraph {
             }
             let (kind, schema, rowtime) = match &d.kind {
                 DraftKind::Source(s) => {
-                    let connector = source_connector(&s.connector, &s.options, s.pos, &s.id, p)?;
-                    let schema = source_schema(s, &connector)?;
+                    connectors.check_source(s, p)?;
+                    let schema = source_schema(s)?;
                     let rowtime = check_rowtime(s, &schema)?;
-                    (
-                        NodeKind::Source {
-                            spec: s.clone(),
-                            connector,
-                        },
-                        schema,
-                        rowtime,
-                    )
+                    (NodeKind::Source { spec: s.clone() }, schema, rowtime)
                 }
                 DraftKind::Sink(s) => {
-                    let connector = sink_connector(&s.connector, &s.options, s.pos, &s.id)?;
+                    connectors.check_sink(s)?;
                     let up = input(0);
                     (
-                        NodeKind::Sink {
-                            spec: s.clone(),
-                            connector,
-                        },
+                        NodeKind::Sink { spec: s.clone() },
                         up.schema.clone(),
                         up.rowtime.clone(),
                     )

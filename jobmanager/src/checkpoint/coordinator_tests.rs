@@ -23,7 +23,8 @@ struct Fixture {
 
 fn fixture(tolerable_failures: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let graph = Arc::new(compile_job(JOB, "job.yaml", &GraphOptions::default()).unwrap());
+    let graph =
+        Arc::new(compile_job(JOB, "job.yaml", &GraphOptions::default(), sluice_connectors::registry()).unwrap());
     let gateway = Arc::new(RecordingGateway::default());
     let settings = CheckpointSettings {
         interval: Some(Duration::ZERO),

@@ -291,6 +291,7 @@ fn info(args: &ConfigArgs, job: &PathBuf, parallelism: Option<u32>) -> Result<()
             parallelism,
             ..Default::default()
         },
+        sluice_connectors::registry(),
     )
     .map_err(|e| e.to_string())?;
     print!("{}", graph.describe());

@@ -1,6 +1,7 @@
 //! Deploying an attempt: the checkpoint it restores, subtask i of every vertex into the
-//! allocated slots (one request per taskmanager, with every subtask's location), the checkpoint
-//! coordinator of the attempt, and cancelling an attempt on its taskmanagers.
+//! allocated slots (one request per taskmanager, with every subtask's location and the source
+//! splits the enumerators dealt it), the checkpoint coordinator of the attempt, and cancelling
+//! an attempt on its taskmanagers.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use sluice_common::config::options::*;
 use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, open_location};
-use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, TaskAddress, TaskLocation};
+use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, SubtaskSplits, TaskAddress, TaskLocation};
 
 use super::job::TaskStatus;
 use crate::checkpoint::Coordinator;
@@ -112,6 +113,16 @@ impl Scheduler {
             };
             (base, graph)
         };
+        // The sources' enumerators deal their splits (listing them may touch files or
+        // external systems, so off the async workers). Subtasks that restore state for their
+        // source read their restored splits instead.
+        let dealt = {
+            let graph = graph.clone();
+            tokio::task::spawn_blocking(move || sluice_connectors::deal_splits(&graph, sluice_connectors::registry()))
+                .await
+                .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
+                .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
+        };
         let locations: Vec<TaskLocation> = graph
             .vertices
             .iter()
@@ -136,10 +147,20 @@ impl Scheduler {
                     })
                 })
                 .collect();
+            let source_splits = dealt
+                .iter()
+                .filter(|d| mine.contains(&d.subtask))
+                .map(|d| SubtaskSplits {
+                    node_uid: d.uid.clone(),
+                    subtask: d.subtask,
+                    splits: d.splits.clone(),
+                })
+                .collect();
             let request = SubmitTasksRequest {
                 tasks,
                 locations: locations.clone(),
                 slots: *n,
+                source_splits,
                 ..request_base.clone()
             };
             if let Err(message) = tm.gateway.submit_tasks(request).await {

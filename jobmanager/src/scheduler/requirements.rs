@@ -81,7 +81,7 @@ mod tests {
 
     fn graph() -> JobGraph {
         let yaml = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    options: {number-of-rows: 10}\n    schema:\n      - {name: k, type: bigint, expr: \"seq\"}\noperators:\n  - id: w\n    input: s\n    key-by: [k]\n    window: {type: tumbling, size: 1 s, time: processing}\n    aggregate: {n: \"count(*)\"}\nsinks:\n  - id: out\n    input: w\n    connector: blackhole\n";
-        compile_job(yaml, "j.yaml", &GraphOptions::default()).unwrap()
+        compile_job(yaml, "j.yaml", &GraphOptions::default(), sluice_connectors::registry()).unwrap()
     }
 
     #[test]

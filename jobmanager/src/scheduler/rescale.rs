@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use sluice_common::config::options::*;
 use sluice_common::job::{compile_job, GraphOptions};
+use sluice_connectors::registry;
 
 use super::reactive::{PendingRescale, ReactiveSettings, RescaleRecord, ScaleUpWatch};
 use crate::checkpoint::Coordinator;
@@ -60,7 +61,7 @@ impl Scheduler {
             node_parallelism: job.node_parallelism.clone(),
             restored_max_parallelism: Some(job.graph.max_parallelism),
         };
-        let graph = compile_job(&job.yaml, &job.file, &options).map_err(|e| e.to_string())?;
+        let graph = compile_job(&job.yaml, &job.file, &options, registry()).map_err(|e| e.to_string())?;
         job.graph = Arc::new(graph);
         Ok(())
     }

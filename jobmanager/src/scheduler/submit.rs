@@ -10,6 +10,7 @@ use sluice_common::config::options::*;
 use sluice_common::job::{compile_job, GraphOptions};
 use sluice_common::state::assignment::check_max_parallelism;
 use sluice_common::storage::{location_url, open_location};
+use sluice_connectors::registry;
 use tokio::sync::Notify;
 
 use super::job::{Job, JobState, RestoreSource};
@@ -56,12 +57,12 @@ impl Scheduler {
                 restored_max_parallelism: Some(sluice_common::key_groups::UPPER_BOUND_MAX_PARALLELISM),
                 ..options.clone()
             };
-            let probe = compile_job(&yaml, &file, &unbounded).map_err(|e| e.to_string())?;
+            let probe = compile_job(&yaml, &file, &unbounded, registry()).map_err(|e| e.to_string())?;
             for v in &probe.vertices {
                 check_max_parallelism(&r.metadata, &v.name, v.parallelism)?;
             }
         }
-        let graph = compile_job(&yaml, &file, &options).map_err(|e| e.to_string())?;
+        let graph = compile_job(&yaml, &file, &options, registry()).map_err(|e| e.to_string())?;
         // The job's effective configuration: the cluster's, the job file's `config:` on top,
         // then the submitter's `-D` flags.
         let config = self

@@ -93,7 +93,7 @@ pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<P
                 .contexts
                 .remove(&(vertex, subtask))
                 .ok_or_else(|| format!("no task context for subtask {subtask} of vertex {vertex}"))?;
-            let plan = build_task(&d.graph, vertex, subtask, &metrics, &mut ctx)?;
+            let plan = build_task(&d.graph, vertex, subtask, &metrics, &mut ctx).map_err(|e| e.to_string())?;
             let inputs: Vec<(u32, u32, Vec<u32>)> = d
                 .graph
                 .inputs_of(vertex)

@@ -47,8 +47,13 @@ sinks:
 
 type Row = (i64, i64, i64, f64);
 
-/// Heap-backend contexts without restored state, for every task.
-fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), crate::runtime::build::TaskContext> {
+/// Heap-backend contexts without restored state, for every task, with the splits the
+/// jobmanager's enumerators would deal.
+fn contexts(
+    graph: &sluice_common::job::JobGraph,
+    tasks: &[(usize, u32)],
+) -> std::collections::HashMap<(usize, u32), crate::runtime::build::TaskContext> {
+    let dealt = sluice_connectors::deal_splits(graph, sluice_connectors::registry()).unwrap();
     let state = crate::state::StateSettings {
         backend: sluice_common::config::options::StateBackendKind::HashMap,
         incremental: false,
@@ -70,6 +75,13 @@ fn contexts(tasks: &[(usize, u32)]) -> std::collections::HashMap<(usize, u32), c
                     state: state.clone(),
                     restore: Default::default(),
                     final_checkpoint: false,
+                    splits: dealt
+                        .iter()
+                        .filter(|d| {
+                            d.subtask == t.1 && graph.vertices[t.0].nodes.iter().any(|n| graph.nodes[*n].uid == d.uid)
+                        })
+                        .map(|d| (d.uid.clone(), d.splits.clone()))
+                        .collect(),
                 },
             )
         })
@@ -114,7 +126,7 @@ fn compile(yaml: &str) -> Arc<sluice_common::job::JobGraph> {
         default_parallelism: 1,
         ..Default::default()
     };
-    Arc::new(compile_job(yaml, "in-process.yaml", &options).unwrap())
+    Arc::new(compile_job(yaml, "in-process.yaml", &options, sluice_connectors::registry()).unwrap())
 }
 
 /// Deploys every subtask of `graph` on `env` (all local) and runs them to the end.
@@ -125,12 +137,13 @@ async fn run_locally(env: &Arc<NetworkEnvironment>, graph: Arc<sluice_common::jo
         .flat_map(|v| (0..v.parallelism).map(move |s| (v.index, s)))
         .collect();
     let locations = tasks.iter().map(|t| (*t, "local:0".to_string())).collect();
+    let contexts = contexts(&graph, &tasks);
     let prepared = prepare(
         env,
         Deployment {
             epoch: 1,
             graph,
-            contexts: contexts(&tasks),
+            contexts,
             tasks,
             locations,
         },
@@ -227,7 +240,7 @@ fn too_few_buffers_fail_with_flinks_message() {
             Deployment {
                 epoch: 1,
                 graph: graph.clone(),
-                contexts: contexts(&tasks),
+                contexts: contexts(&graph, &tasks),
                 tasks,
                 locations,
             },

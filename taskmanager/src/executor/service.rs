@@ -108,8 +108,21 @@ impl TaskManagerGateway {
             Some(decode_metadata(&req.restore_metadata).map_err(|e| format!("restored metadata: {e}"))?)
         };
         let mut out = HashMap::new();
+        let mut dealt: HashMap<(String, u32), Vec<Vec<u8>>> = req
+            .source_splits
+            .iter()
+            .map(|s| ((s.node_uid.clone(), s.subtask), s.splits.clone()))
+            .collect();
         for &(vertex, subtask) in tasks {
             let mut restore = HashMap::new();
+            let splits = graph.vertices[vertex]
+                .nodes
+                .iter()
+                .filter_map(|&n| {
+                    let uid = &graph.nodes[n].uid;
+                    dealt.remove(&(uid.clone(), subtask)).map(|s| (uid.clone(), s))
+                })
+                .collect();
             if let Some(m) = &metadata {
                 for &n in &graph.vertices[vertex].nodes {
                     let node = &graph.nodes[n];
@@ -126,6 +139,7 @@ impl TaskManagerGateway {
                     state: settings.clone(),
                     restore,
                     final_checkpoint,
+                    splits,
                 },
             );
         }
@@ -176,7 +190,8 @@ impl TaskManagerService for TaskManagerGateway {
             restored_max_parallelism: (req.max_parallelism > 0).then_some(req.max_parallelism),
         };
         let graph = Arc::new(
-            compile_job(&req.job_yaml, &req.job_file, &options).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            compile_job(&req.job_yaml, &req.job_file, &options, sluice_connectors::registry())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
         );
         let tasks: Vec<(usize, u32)> = req.tasks.iter().map(|t| (t.vertex as usize, t.subtask)).collect();
         for (v, s) in &tasks {

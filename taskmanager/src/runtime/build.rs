@@ -1,18 +1,19 @@
 //! Turns one vertex of a JobGraph into what a subtask runs: its source reader (when the chain
-//! starts with a source) and its operator chain, ending in a sink or in the vertex's output,
-//! each stateful piece given its restored state.
+//! starts with a source; built by the connector registry and given its splits: the restored
+//! ones, else the ones the jobmanager's enumerator dealt), its operator chain, and its sink
+//! (when the chain ends in one), each stateful piece given its restored state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use sluice_common::job::connectors::{SinkConnector, SourceConnector};
 use sluice_common::job::{JobGraph, NodeKind};
+use sluice_connectors::{registry, SinkContext, Source, SourceContext, Split};
 
 use super::metrics::TaskMetrics;
+use super::sink_stage::SinkStage;
 use super::watermarks::SplitWatermarks;
-use crate::connectors::SPLITS_STATE;
-use crate::connectors::{Blackhole, Datagen, FileSink, FileSource, PrintSink, SourceReader};
+use crate::error::TaskError;
 use crate::operators::window::WindowAggregate;
 use crate::operators::{Chain, Filter, Operator, Select};
 use crate::state::snapshot::OperatorRestoreData;
@@ -28,11 +29,16 @@ pub struct TaskContext {
     pub restore: HashMap<String, OperatorRestoreData>,
     /// Sinks commit their last data through a final checkpoint, not at the end of input.
     pub final_checkpoint: bool,
+    /// The splits the jobmanager dealt to this subtask, by source uid.
+    pub splits: HashMap<String, Vec<Split>>,
 }
+
+/// The operator-list-state name source split positions are stored under.
+pub const SPLITS_STATE: &str = "source-splits";
 
 pub struct SourcePlan {
     pub uid: String,
-    pub reader: Box<dyn SourceReader>,
+    pub reader: Box<dyn Source>,
     /// Index of the event-time column, when the source has a watermark.
     pub rowtime: Option<usize>,
     pub watermarks: SplitWatermarks,
@@ -41,6 +47,7 @@ pub struct SourcePlan {
 pub struct TaskPlan {
     pub source: Option<SourcePlan>,
     pub chain: Chain,
+    pub sink: Option<SinkStage>,
 }
 
 pub fn build_task(
@@ -49,34 +56,36 @@ pub fn build_task(
     subtask: u32,
     metrics: &TaskMetrics,
     ctx: &mut TaskContext,
-) -> Result<TaskPlan, String> {
+) -> Result<TaskPlan, TaskError> {
     let v = graph
         .vertices
         .get(vertex)
-        .ok_or_else(|| format!("job has no vertex {vertex}"))?;
+        .ok_or_else(|| TaskError::internal(format!("job has no vertex {vertex}")))?;
     let mut source = None;
+    let mut sink = None;
     let mut ops: Vec<(String, Box<dyn Operator>)> = Vec::new();
     for &n in &v.nodes {
         let node = &graph.nodes[n];
         let input: Option<SchemaRef> = node.inputs.first().map(|i| graph.nodes[*i].schema.clone());
         let input_rowtime = node.inputs.first().and_then(|i| graph.nodes[*i].rowtime.clone());
         let need_input = || input.clone().ok_or_else(|| format!("'{}' has no input", node.id));
-        let named = |e: String| format!("'{}': {e}", node.id);
+        let named = |e: String| TaskError::from(format!("'{}': {e}", node.id));
+        let classed = |e: TaskError| e.context(format!("'{}'", node.id));
         match &node.kind {
-            NodeKind::Source { spec, connector } => {
-                let mut reader: Box<dyn SourceReader> = match connector {
-                    SourceConnector::Datagen(o) => Box::new(
-                        Datagen::new(o, &spec.schema, node.schema.clone(), node.parallelism, subtask).map_err(named)?,
-                    ),
-                    SourceConnector::File(o) => {
-                        Box::new(FileSource::new(o, node.schema.clone(), node.parallelism, subtask).map_err(named)?)
-                    }
+            NodeKind::Source { spec } => {
+                let connector = registry().source(spec).map_err(classed)?;
+                let context = SourceContext {
+                    spec,
+                    schema: node.schema.clone(),
+                    parallelism: node.parallelism,
+                    subtask,
                 };
-                if let Some(r) = ctx.restore.remove(&node.uid) {
-                    reader
-                        .restore(r.lists.list(SPLITS_STATE).unwrap_or_default())
-                        .map_err(named)?;
-                }
+                let mut reader = connector.create_source(&context).map_err(classed)?;
+                let splits = match ctx.restore.remove(&node.uid) {
+                    Some(r) => r.lists.list(SPLITS_STATE).unwrap_or_default().to_vec(),
+                    None => ctx.splits.remove(&node.uid).unwrap_or_default(),
+                };
+                reader.add_splits(splits).map_err(classed)?;
                 let rowtime = node.rowtime.as_ref().and_then(|c| node.schema.index_of(c).ok());
                 let (ooo, idle) = spec
                     .watermark
@@ -123,28 +132,30 @@ pub fn build_task(
                 .map_err(named)?;
                 ops.push((node.uid.clone(), Box::new(op)));
             }
-            NodeKind::Sink { connector, .. } => {
-                let op: Box<dyn Operator> = match connector {
-                    SinkConnector::Print => Box::new(PrintSink::new(subtask)),
-                    SinkConnector::Blackhole => Box::new(Blackhole),
-                    SinkConnector::File(o) => Box::new(
-                        FileSink::new(
-                            o,
-                            subtask,
-                            node.parallelism,
-                            ctx.epoch,
-                            ctx.restore.get(&node.uid),
-                            ctx.final_checkpoint,
-                        )
-                        .map_err(named)?,
-                    ),
+            NodeKind::Sink { spec } => {
+                let connector = registry().sink(spec).map_err(classed)?;
+                let context = SinkContext {
+                    spec,
+                    schema: node.schema.clone(),
+                    parallelism: node.parallelism,
+                    subtask,
+                    attempt: ctx.epoch,
                 };
-                ops.push((node.uid.clone(), op));
+                let writer = connector.create_sink(&context).map_err(classed)?;
+                let restore = ctx.restore.get(&node.uid);
+                sink = Some(SinkStage::new(
+                    node.uid.clone(),
+                    writer,
+                    restore,
+                    subtask,
+                    node.parallelism,
+                ));
             }
         }
     }
     Ok(TaskPlan {
         source,
         chain: Chain::new(ops),
+        sink,
     })
 }

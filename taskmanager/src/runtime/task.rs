@@ -21,15 +21,16 @@ use arrow::record_batch::RecordBatch;
 use sluice_common::proto::checkpoint::RedistributionMode;
 use tokio::sync::mpsc;
 
-use super::build::TaskPlan;
+use super::build::{SourcePlan, TaskPlan, SPLITS_STATE};
 use super::checkpointing::{AlignStep, Aligner, SnapshotAcker, TaskControl};
 use super::metrics::TaskMetrics;
+use super::sink_stage::SinkStage;
 use super::watermarks::WatermarkValve;
-use crate::connectors::{SourcePoll, SPLITS_STATE};
 use crate::error::TaskError;
 use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
 use crate::operators::{Chain, OperatorContext};
 use crate::state::snapshot::OperatorSnapshot;
+use sluice_connectors::SourcePoll;
 
 /// A subtask's link to checkpointing.
 pub struct CheckpointHooks {
@@ -58,6 +59,8 @@ const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
 
 struct Output<'a> {
     writers: &'a mut [RecordWriter],
+    /// The sink the chain ends in, if it ends in one (then there are no writers).
+    sink: Option<&'a mut SinkStage>,
     metrics: &'a TaskMetrics,
     ctx: &'a OperatorContext,
 }
@@ -69,6 +72,13 @@ fn nanos(d: Duration) -> u64 {
 impl Output<'_> {
     async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<Duration, TaskError> {
         let mut blocked = Duration::ZERO;
+        if let Some(sink) = self.sink.as_deref_mut() {
+            // A sink emits nothing (Flink counts no records out for it).
+            for b in batches {
+                sink.write(b).await?;
+            }
+            return Ok(blocked);
+        }
         for b in &batches {
             TaskMetrics::add(&self.metrics.records_out, b.num_rows() as u64);
             for w in self.writers.iter_mut() {
@@ -95,14 +105,51 @@ impl Output<'_> {
         Ok(blocked)
     }
 
-    /// End of input: final watermark, flush the chain, end-of-partition downstream.
-    async fn finish(&mut self, chain: &mut Chain, watermark_sent: i64) -> Result<(), TaskError> {
+    /// End of input: final watermark, flush the chain and the sink (which commits nothing
+    /// here with final checkpoints), end-of-partition downstream.
+    async fn finish(
+        &mut self,
+        chain: &mut Chain,
+        watermark_sent: i64,
+        final_checkpoint: bool,
+    ) -> Result<(), TaskError> {
         if watermark_sent < i64::MAX {
             self.watermark(chain, i64::MAX).await?;
         }
         let rest = chain.finish(self.ctx)?;
         self.batches(rest).await?;
+        if let Some(sink) = self.sink.as_deref_mut() {
+            sink.end_of_input(final_checkpoint).await?;
+        }
         self.event(StreamEvent::EndOfPartition).await?;
+        Ok(())
+    }
+
+    /// Checkpoint `id` completed: the chain, the sink (which commits) and the source hear it.
+    async fn checkpoint_complete(
+        &mut self,
+        chain: &mut Chain,
+        source: Option<&mut SourcePlan>,
+        id: u64,
+    ) -> Result<(), TaskError> {
+        chain.notify_checkpoint_complete(id)?;
+        if let Some(sink) = self.sink.as_deref_mut() {
+            sink.checkpoint_complete(id).await?;
+        }
+        if let Some(source) = source {
+            source.reader.notify_checkpoint_complete(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `id` was aborted: the sink and the source hear it.
+    async fn checkpoint_aborted(&mut self, source: Option<&mut SourcePlan>, id: u64) -> Result<(), TaskError> {
+        if let Some(sink) = self.sink.as_deref_mut() {
+            sink.checkpoint_aborted(id).await?;
+        }
+        if let Some(source) = source {
+            source.reader.notify_checkpoint_aborted(id).await?;
+        }
         Ok(())
     }
 }
@@ -112,11 +159,11 @@ impl Output<'_> {
 async fn take_checkpoint(
     out: &mut Output<'_>,
     chain: &mut Chain,
-    source: Option<(String, Vec<Vec<u8>>)>,
+    mut source: Option<&mut SourcePlan>,
     barrier: Barrier,
     hooks: &mut CheckpointHooks,
 ) -> Result<AfterBarrier, TaskError> {
-    snapshot_and_ack(chain, source, &barrier, hooks, false)?;
+    snapshot_and_ack(out, chain, split_snapshot(source.as_deref()), &barrier, hooks, false).await?;
     out.event(StreamEvent::Barrier(barrier.clone())).await?;
     if !barrier.stop {
         return Ok(AfterBarrier::Continue);
@@ -124,37 +171,59 @@ async fn take_checkpoint(
     loop {
         match hooks.control.recv().await {
             Some(TaskControl::Complete(id, _)) => {
-                chain.notify_checkpoint_complete(id)?;
+                out.checkpoint_complete(chain, source.as_deref_mut(), id).await?;
                 if id >= barrier.id {
                     return Ok(AfterBarrier::Stop);
                 }
             }
-            Some(TaskControl::Abort(id)) if id == barrier.id => return Ok(AfterBarrier::Continue),
+            Some(TaskControl::Abort(id)) if id == barrier.id => {
+                out.checkpoint_aborted(source.as_deref_mut(), id).await?;
+                return Ok(AfterBarrier::Continue);
+            }
             Some(_) => {}
             None => return Ok(AfterBarrier::Stop),
         }
     }
 }
 
-/// The synchronous part of a checkpoint: snapshot the chain (and the source's split
-/// positions) and hand the snapshot to the acker, which uploads it and acknowledges.
-fn snapshot_and_ack(
+/// A source's split positions as its operator snapshot (taken before any await, so a reader
+/// need not be `Sync`).
+fn split_snapshot(source: Option<&SourcePlan>) -> Option<(String, OperatorSnapshot)> {
+    source.map(|source| {
+        let mut s = OperatorSnapshot::default();
+        s.list(
+            SPLITS_STATE,
+            RedistributionMode::SplitDistribute,
+            source.reader.snapshot_splits(),
+        );
+        (source.uid.clone(), s)
+    })
+}
+
+/// The synchronous part of a checkpoint: snapshot the chain, the source's split positions and
+/// the sink's pre-commit, and hand the snapshot to the acker, which uploads it and
+/// acknowledges.
+async fn snapshot_and_ack(
+    out: &mut Output<'_>,
     chain: &mut Chain,
-    source: Option<(String, Vec<Vec<u8>>)>,
+    splits: Option<(String, OperatorSnapshot)>,
     barrier: &Barrier,
     hooks: &mut CheckpointHooks,
     end_of_input: bool,
 ) -> Result<(), TaskError> {
     let started = Instant::now();
-    let result = (|| -> Result<Vec<(String, OperatorSnapshot)>, TaskError> {
+    let result = async {
         let mut snaps = chain.snapshot(barrier.id, barrier.savepoint)?;
-        if let Some((uid, positions)) = source {
-            let mut s = OperatorSnapshot::default();
-            s.list(SPLITS_STATE, RedistributionMode::SplitDistribute, positions);
-            snaps.push((uid, s));
+        snaps.extend(splits);
+        if let Some(sink) = out.sink.as_deref_mut() {
+            let s = sink.snapshot(barrier.id).await?;
+            if !s.is_empty() {
+                snaps.push((sink.uid.clone(), s));
+            }
         }
-        Ok(snaps)
-    })();
+        Ok::<_, TaskError>(snaps)
+    }
+    .await;
     match result {
         Ok(snaps) => {
             let sync_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -176,8 +245,9 @@ fn snapshot_and_ack(
 /// snapshotted after the end of its input, so no later checkpoint needs it (or with a stopping
 /// checkpoint it took part in, as a running subtask would).
 async fn await_final_checkpoint(
+    out: &mut Output<'_>,
     chain: &mut Chain,
-    source: Option<(String, Vec<Vec<u8>>)>,
+    mut source: Option<&mut SourcePlan>,
     hooks: &mut CheckpointHooks,
 ) -> Result<(), TaskError> {
     // A stopping checkpoint (stop-with-savepoint, a rescale) this subtask snapshotted ends it
@@ -191,17 +261,18 @@ async fn await_final_checkpoint(
         };
         match control {
             Some(TaskControl::Trigger(barrier, _)) if barrier.id > hooks.last_snapshot => {
-                snapshot_and_ack(chain, source.clone(), &barrier, hooks, true)?;
+                snapshot_and_ack(out, chain, split_snapshot(source.as_deref()), &barrier, hooks, true).await?;
                 if barrier.stop {
                     stop = Some(barrier.id);
                 }
             }
             Some(TaskControl::Complete(id, job_final)) => {
-                chain.notify_checkpoint_complete(id)?;
+                out.checkpoint_complete(chain, source.as_deref_mut(), id).await?;
                 if job_final || stop.is_some_and(|s| id >= s) {
                     return Ok(());
                 }
             }
+            Some(TaskControl::Abort(id)) => out.checkpoint_aborted(source.as_deref_mut(), id).await?,
             Some(_) => {}
             None => {
                 return Err(TaskError::from(
@@ -225,10 +296,18 @@ pub async fn run_task(
     ctx: OperatorContext,
     mut hooks: CheckpointHooks,
 ) -> Result<(), TaskError> {
-    let TaskPlan { source, mut chain } = plan;
+    let TaskPlan {
+        source,
+        mut chain,
+        mut sink,
+    } = plan;
     let metrics = ctx.metrics();
+    if let Some(sink) = sink.as_mut() {
+        sink.recover().await?;
+    }
     let mut out = Output {
         writers: &mut writers,
+        sink: sink.as_mut(),
         metrics,
         ctx: &ctx,
     };
@@ -245,19 +324,20 @@ pub async fn run_task(
                                 out.watermark(&mut chain, i64::MAX).await?;
                                 last_wm = i64::MAX;
                             }
-                            let positions = (source.uid.clone(), source.reader.snapshot());
                             let step =
-                                take_checkpoint(&mut out, &mut chain, Some(positions), barrier, &mut hooks).await?;
+                                take_checkpoint(&mut out, &mut chain, Some(&mut source), barrier, &mut hooks).await?;
                             if let AfterBarrier::Stop = step {
                                 return Ok(());
                             }
                         }
-                        TaskControl::Complete(id, _) => chain.notify_checkpoint_complete(id)?,
-                        TaskControl::Abort(_) => {}
+                        TaskControl::Complete(id, _) => {
+                            out.checkpoint_complete(&mut chain, Some(&mut source), id).await?
+                        }
+                        TaskControl::Abort(id) => out.checkpoint_aborted(Some(&mut source), id).await?,
                     }
                 }
                 let start = Instant::now();
-                match source.reader.poll()? {
+                match source.reader.next_batch().await? {
                     SourcePoll::Batch(batch, split) => {
                         if idle_announced {
                             out.event(StreamEvent::Idle(false)).await?;
@@ -292,10 +372,9 @@ pub async fn run_task(
                     SourcePoll::Finished => break,
                 }
             }
-            out.finish(&mut chain, last_wm).await?;
+            out.finish(&mut chain, last_wm, hooks.final_checkpoint).await?;
             if hooks.final_checkpoint {
-                let positions = (source.uid.clone(), source.reader.snapshot());
-                await_final_checkpoint(&mut chain, Some(positions), &mut hooks).await?;
+                await_final_checkpoint(&mut out, &mut chain, Some(&mut source), &mut hooks).await?;
             }
             Ok(())
         }
@@ -311,9 +390,9 @@ pub async fn run_task(
                     next = gate.next() => next,
                     control = hooks.control.recv() => {
                         match control {
-                            Some(TaskControl::Complete(id, _)) => chain.notify_checkpoint_complete(id)?,
+                            Some(TaskControl::Complete(id, _)) => out.checkpoint_complete(&mut chain, None, id).await?,
                             Some(TaskControl::Trigger(barrier, _)) => hooks.unanswered_trigger = Some(barrier),
-                            Some(_) => {}
+                            Some(TaskControl::Abort(id)) => out.checkpoint_aborted(None, id).await?,
                             // The executor dropped its end: the task is being torn down.
                             None => return Err("the task's control channel closed".into()),
                         }
@@ -393,9 +472,9 @@ pub async fn run_task(
                     break;
                 }
             }
-            out.finish(&mut chain, valve.current()).await?;
+            out.finish(&mut chain, valve.current(), hooks.final_checkpoint).await?;
             if hooks.final_checkpoint {
-                await_final_checkpoint(&mut chain, None, &mut hooks).await?;
+                await_final_checkpoint(&mut out, &mut chain, None, &mut hooks).await?;
             }
             Ok(())
         }

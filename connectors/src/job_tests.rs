@@ -1,7 +1,9 @@
-//! Job files end to end through parsing and graph building: the DESIGN example, chaining,
-//! edge types, and each kind of error with its line and column.
+//! Job files end to end through parsing and graph building with the built-in connectors: the
+//! DESIGN example, chaining, edge types, and each kind of error with its line and column.
 
-use super::*;
+use sluice_common::job::{compile_job, EdgePartition, GraphOptions, JobGraph, JobResult};
+
+use crate::registry::registry;
 
 const DESIGN_EXAMPLE: &str = r#"name: scalable-analytics
 parallelism: 4
@@ -44,7 +46,7 @@ fn opts() -> GraphOptions {
 }
 
 fn build(text: &str) -> JobResult<JobGraph> {
-    compile_job(text, "job.yaml", &opts())
+    compile_job(text, "job.yaml", &opts(), registry())
 }
 
 fn error(text: &str) -> String {
@@ -92,6 +94,7 @@ fn forward_edges_chain() {
             parallelism: Some(3),
             ..Default::default()
         },
+        registry(),
     )
     .unwrap();
     assert_eq!(p.vertices[0].parallelism, 3);

@@ -1,8 +1,8 @@
-//! `datagen`: rows whose columns are SQL expressions over the global row index `seq`. With
-//! `number-of-rows` the index range is cut into `splits` contiguous ranges; without it each
-//! split s produces `s, s + splits, s + 2·splits, …` forever. Either way the output is a pure
-//! function of the options, so tests can compute the expected result themselves.
-//! `rows-per-second` limits the total over all subtasks (each takes its splits' share).
+//! The datagen reader. With `number-of-rows` the index range is cut into `splits` contiguous
+//! ranges; without it each split s produces `s, s + splits, s + 2·splits, …` forever. Either
+//! way the output is a pure function of the options, so tests can compute the expected result
+//! themselves. `rows-per-second` limits the total over all subtasks (each reader takes its
+//! splits' share). A split's position is its id and the number of rows it produced.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,14 +11,17 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use sluice_common::job::connectors::DatagenOptions;
+use async_trait::async_trait;
+use sluice_common::failure::ClassedError;
 use sluice_common::job::expr::{compile_scalar, CompiledExpr};
 use sluice_common::job::graph::seq_schema;
 use sluice_common::job::spec::ColumnSpec;
 
-use super::{assigned_splits, decode_position, encode_position, SourcePoll, SourceReader};
+use super::DatagenOptions;
+use crate::contract::{Source, SourcePoll, Split};
+use crate::splits::{decode_position, encode_position};
 
-struct Split {
+struct DataSplit {
     /// Next k: the split's k-th row.
     next: u64,
     /// Bounded: rows `first..end` of the global index; unbounded: `id + k·stride`.
@@ -27,8 +30,8 @@ struct Split {
     id: u64,
 }
 
-pub struct Datagen {
-    splits: Vec<Split>,
+pub(crate) struct DatagenSource {
+    splits: Vec<DataSplit>,
     columns: Vec<(CompiledExpr, DataType)>,
     schema: SchemaRef,
     batch_size: usize,
@@ -41,17 +44,17 @@ pub struct Datagen {
     number_of_rows: Option<u64>,
 }
 
-impl Datagen {
-    fn split(&self, id: u64, next: u64) -> Split {
+impl DatagenSource {
+    fn split(&self, id: u64, next: u64) -> DataSplit {
         let total = self.stride;
         match self.number_of_rows {
-            Some(n) => Split {
+            Some(n) => DataSplit {
                 next,
                 first: id * n / total,
                 end: Some((id + 1) * n / total),
                 id,
             },
-            None => Split {
+            None => DataSplit {
                 next,
                 first: 0,
                 end: None,
@@ -60,13 +63,12 @@ impl Datagen {
         }
     }
 
-    pub fn new(
+    /// A reader with no splits yet (`add_splits` gives them).
+    pub(crate) fn new(
         options: &DatagenOptions,
         columns: &[ColumnSpec],
         schema: SchemaRef,
-        parallelism: u32,
-        subtask: u32,
-    ) -> Result<Datagen, String> {
+    ) -> Result<Self, ClassedError> {
         let seq = seq_schema();
         let columns = columns
             .iter()
@@ -74,40 +76,17 @@ impl Datagen {
                 let sql = c
                     .expr
                     .as_deref()
-                    .ok_or_else(|| format!("datagen column '{}' has no expr", c.name))?;
-                Ok((compile_scalar(sql, &seq)?, c.ty.arrow()))
+                    .ok_or_else(|| ClassedError::config(format!("datagen column '{}' has no expr", c.name)))?;
+                Ok((compile_scalar(sql, &seq).map_err(ClassedError::user)?, c.ty.arrow()))
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        let total = u64::from(options.splits);
-        let mine = assigned_splits(options.splits, parallelism, subtask);
-        let splits = mine
-            .iter()
-            .map(|&s| {
-                let s = u64::from(s);
-                match options.number_of_rows {
-                    Some(n) => Split {
-                        next: 0,
-                        first: s * n / total,
-                        end: Some((s + 1) * n / total),
-                        id: s,
-                    },
-                    None => Split {
-                        next: 0,
-                        first: 0,
-                        end: None,
-                        id: s,
-                    },
-                }
-            })
-            .collect();
-        let rate = options.rows_per_second * mine.len() as f64 / total as f64;
-        Ok(Datagen {
-            splits,
+            .collect::<Result<Vec<_>, ClassedError>>()?;
+        Ok(DatagenSource {
+            splits: Vec::new(),
             columns,
             schema,
             batch_size: options.batch_size,
-            stride: total,
-            rate,
+            stride: u64::from(options.splits),
+            rate: 0.0,
             started: Instant::now(),
             produced: 0,
             turn: 0,
@@ -116,7 +95,7 @@ impl Datagen {
         })
     }
 
-    fn generate(&self, split: &Split, n: u64) -> Result<RecordBatch, String> {
+    fn generate(&self, split: &DataSplit, n: u64) -> Result<RecordBatch, String> {
         let seq: Int64Array = match split.end {
             Some(_) => (split.first + split.next..split.first + split.next + n)
                 .map(|v| v as i64)
@@ -142,8 +121,9 @@ impl Datagen {
     }
 }
 
-impl SourceReader for Datagen {
-    fn poll(&mut self) -> Result<SourcePoll, crate::error::TaskError> {
+#[async_trait]
+impl Source for DatagenSource {
+    async fn next_batch(&mut self) -> Result<SourcePoll, ClassedError> {
         let open: Vec<usize> = (0..self.splits.len())
             .filter(|&i| {
                 self.splits[i]
@@ -189,26 +169,24 @@ impl SourceReader for Datagen {
             .is_none_or(|s| s.end.is_some_and(|end| s.first + s.next >= end))
     }
 
-    fn snapshot(&self) -> Vec<Vec<u8>> {
+    fn snapshot_splits(&self) -> Vec<Split> {
         (0..self.splits.len())
             .filter(|i| !self.split_finished(*i))
             .map(|i| encode_position(self.splits[i].id, self.splits[i].next))
             .collect()
     }
 
-    fn restore(&mut self, elements: &[Vec<u8>]) -> Result<(), String> {
-        let mut splits = Vec::new();
-        for e in elements {
+    fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), ClassedError> {
+        for e in &splits {
             let (id, next) = decode_position(e)?;
             if id >= self.stride {
-                return Err(format!(
-                    "restored datagen split {id} does not exist (splits: {})",
+                return Err(ClassedError::config(format!(
+                    "datagen split {id} does not exist (splits: {}); was 'splits' changed since the checkpoint?",
                     self.stride
-                ));
+                )));
             }
-            splits.push(self.split(id, next));
+            self.splits.push(self.split(id, next));
         }
-        self.splits = splits;
         self.rate = self.rows_per_second * self.splits.len() as f64 / self.stride as f64;
         self.started = Instant::now();
         self.produced = 0;
@@ -224,7 +202,7 @@ mod tests {
     use arrow::datatypes::{Field, Int64Type, Schema};
     use sluice_common::job::types::ColumnType;
 
-    fn reader(rows: Option<u64>, splits: u32, p: u32, i: u32) -> Datagen {
+    fn reader(rows: Option<u64>, splits: u32, p: u32, i: u32) -> DatagenSource {
         let options = DatagenOptions {
             number_of_rows: rows,
             rows_per_second: 0.0,
@@ -238,13 +216,28 @@ mod tests {
             pos: Default::default(),
         }];
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
-        Datagen::new(&options, &cols, schema, p, i).unwrap()
+        let mut r = DatagenSource::new(&options, &cols, schema).unwrap();
+        let mine = (0..u64::from(splits)).filter(|s| s % u64::from(p) == u64::from(i));
+        r.add_splits(mine.map(|s| encode_position(s, 0)).collect()).unwrap();
+        r
     }
 
-    fn drain(mut r: Datagen) -> Vec<i64> {
+    fn poll(r: &mut DatagenSource) -> SourcePoll {
+        block_on(r.next_batch()).unwrap()
+    }
+
+    /// The reader's futures never wait on I/O, so a current-thread runtime drives them.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn drain(mut r: DatagenSource) -> Vec<i64> {
         let mut out = Vec::new();
         loop {
-            match r.poll().unwrap() {
+            match poll(&mut r) {
                 SourcePoll::Batch(b, _) => out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied()),
                 SourcePoll::Finished => return out,
                 SourcePoll::Wait(_) => panic!("no rate limit set"),
@@ -262,7 +255,7 @@ mod tests {
     #[test]
     fn unbounded_splits_interleave() {
         let mut r = reader(None, 2, 2, 1);
-        let SourcePoll::Batch(b, _) = r.poll().unwrap() else {
+        let SourcePoll::Batch(b, _) = poll(&mut r) else {
             panic!("batch")
         };
         let v: Vec<i64> = b.column(0).as_primitive::<Int64Type>().values().to_vec();
@@ -284,7 +277,8 @@ mod tests {
             pos: Default::default(),
         }];
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
-        let mut r = Datagen::new(&options, &cols, schema, 1, 0).unwrap();
-        assert!(matches!(r.poll().unwrap(), SourcePoll::Wait(_)));
+        let mut r = DatagenSource::new(&options, &cols, schema).unwrap();
+        r.add_splits(vec![encode_position(0, 0)]).unwrap();
+        assert!(matches!(poll(&mut r), SourcePoll::Wait(_)));
     }
 }

@@ -1,8 +1,9 @@
-//! `file` source: JSON lines or CSV (with a header) read with the declared schema. Each file
-//! is one split; a directory's files (sorted, hidden and `_`-prefixed ones skipped) are dealt
-//! round robin over the subtasks. A split's position is its file's index in that listing and
+//! The file reader: JSON lines or CSV (with a header) read with the declared schema. Each file
+//! is one split; a directory's files (sorted, hidden and `_`-prefixed ones skipped) are the
+//! splits the enumerator deals. A split's position is its file's index in that listing and
 //! the number of batches already read from it. A record that does not decode fails the job
-//! (a user failure: no restart), naming the file, the line, the record and the reason.
+//! (a user failure: no restart), naming the file, the line, the record and the reason. Files
+//! are read on tokio's blocking threads, a batch at a time.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,17 +11,21 @@ use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use sluice_common::job::connectors::{FileFormat, FileSourceOptions};
+use async_trait::async_trait;
+use sluice_common::failure::{io_class, ClassedError as TaskError};
 
-use super::{assigned_splits, decode_position, encode_position, SourcePoll, SourceReader};
-use crate::error::TaskError;
+use super::FileOptions;
+use crate::contract::{Source, SourcePoll, Split};
+use crate::options::FileFormat;
+use crate::splits::{decode_position, encode_position};
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>;
 
 /// Records per batch read from a file.
 const BATCH_ROWS: usize = 4096;
 
-pub struct FileSource {
+/// The reader's state, moved onto a blocking thread for each batch.
+struct Files {
     all: Vec<PathBuf>,
     /// (index into `all`, batches to skip when opened).
     files: Vec<(usize, u64)>,
@@ -32,13 +37,14 @@ pub struct FileSource {
 }
 
 /// The files of `path`: itself, or a directory's visible files in name order.
-pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("file source {}: {e}", path.display()))?;
+pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>, TaskError> {
+    let failed = |e: std::io::Error| TaskError::new(io_class(&e), format!("file source {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(failed)?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("file source {}: {e}", path.display()))?
+        .map_err(failed)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_file())
@@ -52,28 +58,28 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+pub(crate) struct FileSource {
+    /// `None` only while a batch is being read (or after that read was cancelled).
+    files: Option<Files>,
+}
+
 impl FileSource {
-    pub fn new(
-        options: &FileSourceOptions,
-        schema: SchemaRef,
-        parallelism: u32,
-        subtask: u32,
-    ) -> Result<FileSource, String> {
-        let all = list_files(&options.path)?;
-        let files = assigned_splits(all.len() as u32, parallelism, subtask)
-            .into_iter()
-            .map(|i| (i as usize, 0))
-            .collect();
+    /// A reader with no splits yet (`add_splits` gives them).
+    pub(crate) fn new(options: &FileOptions, schema: SchemaRef) -> Result<FileSource, TaskError> {
         Ok(FileSource {
-            all,
-            files,
-            format: options.format,
-            schema,
-            current: None,
-            next_file: 0,
+            files: Some(Files {
+                all: list_files(&options.path)?,
+                files: Vec::new(),
+                format: options.format,
+                schema,
+                current: None,
+                next_file: 0,
+            }),
         })
     }
+}
 
+impl Files {
     fn open(&self, path: &Path) -> Result<Batches, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         self.reader(BufReader::new(file), BATCH_ROWS, true)
@@ -138,7 +144,7 @@ impl FileSource {
     }
 }
 
-impl SourceReader for FileSource {
+impl Files {
     fn poll(&mut self) -> Result<SourcePoll, TaskError> {
         loop {
             if let Some((i, batches, read)) = &mut self.current {
@@ -169,41 +175,64 @@ impl SourceReader for FileSource {
             self.current = Some((i, batches, skip));
         }
     }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn next_batch(&mut self) -> Result<SourcePoll, TaskError> {
+        let mut files = self
+            .files
+            .take()
+            .ok_or_else(|| TaskError::internal("file source: an earlier read was cancelled"))?;
+        let (files, polled) = tokio::task::spawn_blocking(move || {
+            let polled = files.poll();
+            (files, polled)
+        })
+        .await
+        .map_err(|e| TaskError::internal(format!("file source: the reading thread failed: {e}")))?;
+        self.files = Some(files);
+        polled
+    }
 
     fn split_count(&self) -> usize {
-        self.files.len()
+        self.files.as_ref().map_or(0, |f| f.files.len())
     }
 
     fn split_finished(&self, i: usize) -> bool {
-        i < self.next_file && self.current.as_ref().is_none_or(|(c, _, _)| *c != i)
+        self.files
+            .as_ref()
+            .is_none_or(|f| i < f.next_file && f.current.as_ref().is_none_or(|(c, _, _)| *c != i))
     }
 
-    fn snapshot(&self) -> Vec<Vec<u8>> {
-        (0..self.files.len())
-            .filter_map(|i| match &self.current {
-                Some((c, _, read)) if *c == i => Some(encode_position(self.files[i].0 as u64, *read)),
-                _ if i >= self.next_file => Some(encode_position(self.files[i].0 as u64, self.files[i].1)),
+    fn snapshot_splits(&self) -> Vec<Split> {
+        let Some(f) = &self.files else {
+            return Vec::new();
+        };
+        (0..f.files.len())
+            .filter_map(|i| match &f.current {
+                Some((c, _, read)) if *c == i => Some(encode_position(f.files[i].0 as u64, *read)),
+                _ if i >= f.next_file => Some(encode_position(f.files[i].0 as u64, f.files[i].1)),
                 _ => None,
             })
             .collect()
     }
 
-    fn restore(&mut self, elements: &[Vec<u8>]) -> Result<(), String> {
-        let mut files = Vec::new();
-        for e in elements {
+    fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), TaskError> {
+        let f = self
+            .files
+            .as_mut()
+            .ok_or_else(|| TaskError::internal("file source: an earlier read was cancelled"))?;
+        for e in &splits {
             let (file, skip) = decode_position(e)?;
-            let file = usize::try_from(file).map_err(|e| e.to_string())?;
-            if file >= self.all.len() {
-                return Err(format!(
-                    "restored file split {file} does not exist: the source now lists {} files",
-                    self.all.len()
-                ));
+            let file = usize::try_from(file).map_err(|e| TaskError::internal(e.to_string()))?;
+            if file >= f.all.len() {
+                return Err(TaskError::config(format!(
+                    "file split {file} does not exist: the source now lists {} files",
+                    f.all.len()
+                )));
             }
-            files.push((file, skip));
+            f.files.push((file, skip));
         }
-        self.files = files;
-        self.current = None;
-        self.next_file = 0;
         Ok(())
     }
 }

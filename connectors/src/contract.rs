@@ -1,0 +1,114 @@
+//! The connector contracts. A source subtask owns a `Source`: it is handed splits (by the
+//! jobmanager's enumerator at deployment, or from its restored state), yields batches,
+//! snapshots the position of each split it still reads, and hears when a checkpoint completes
+//! or is aborted (to commit offsets). A sink subtask owns a `Sink`: it writes, pre-commits at
+//! every barrier (returning committables the runtime keeps in the checkpoint), commits them
+//! when that checkpoint completes, and recovers restored committables after a failure (Flink's
+//! two-phase-commit `SinkWriter`/`Committer`). Both are async: a connector talks to external
+//! systems; blocking work (files, blocking clients) runs off tokio's workers.
+
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use sluice_common::failure::ClassedError;
+use sluice_common::job::spec::{SinkSpec, SourceSpec};
+
+/// A split with its position, opaque to everything but its connector (and to the enumerator
+/// that made it). Stored in checkpoints as one element of the source's split list state.
+pub type Split = Vec<u8>;
+
+/// What a sink's pre-commit hands to the checkpoint: enough to commit (or find again) the
+/// data it made durable, opaque to everything but its connector.
+pub type Committable = Vec<u8>;
+
+pub enum SourcePoll {
+    /// Rows read from split `usize` (an index into the reader's own splits).
+    Batch(RecordBatch, usize),
+    /// Nothing now (rate limit, no data yet); ask again after this long.
+    Wait(Duration),
+    /// Every split is exhausted (bounded sources only).
+    Finished,
+}
+
+/// What a source reader is built from.
+pub struct SourceContext<'a> {
+    pub spec: &'a SourceSpec,
+    /// The source's columns.
+    pub schema: SchemaRef,
+    pub parallelism: u32,
+    pub subtask: u32,
+}
+
+#[async_trait]
+pub trait Source: Send {
+    /// Splits to read from now on: the enumerator's assignment, or the splits of a restored
+    /// checkpoint (then they replace nothing: a restored reader starts with none).
+    fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), ClassedError>;
+
+    /// The next batch. A record that cannot be read fails with `ClassedError::user`, naming
+    /// where it stands.
+    async fn next_batch(&mut self) -> Result<SourcePoll, ClassedError>;
+
+    /// How many splits this reader has (0 = idle subtask).
+    fn split_count(&self) -> usize;
+
+    /// Whether split `i` has ended.
+    fn split_finished(&self, i: usize) -> bool;
+
+    /// Every split not yet finished, with its position (redistributed evenly over the readers
+    /// when the parallelism changes).
+    fn snapshot_splits(&self) -> Vec<Split>;
+
+    /// Checkpoint `checkpoint_id` completed (a source commits offsets here).
+    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), ClassedError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint_id` was aborted.
+    async fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), ClassedError> {
+        Ok(())
+    }
+}
+
+/// What a sink writer is built from.
+pub struct SinkContext<'a> {
+    pub spec: &'a SinkSpec,
+    /// The rows the sink receives.
+    pub schema: SchemaRef,
+    pub parallelism: u32,
+    pub subtask: u32,
+    /// The job attempt's epoch, unique across the cluster's jobs and attempts (for names of
+    /// transactions or files no other attempt uses).
+    pub attempt: u64,
+}
+
+#[async_trait]
+pub trait Sink: Send {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ClassedError>;
+
+    /// At the barrier of checkpoint `checkpoint_id`: make everything written so far durable
+    /// but not yet visible, and say how to commit it.
+    async fn pre_commit(&mut self, _checkpoint_id: u64) -> Result<Vec<Committable>, ClassedError> {
+        Ok(Vec::new())
+    }
+
+    /// The checkpoint holding these committables completed: make them visible. A commit may be
+    /// retried after a crash, so committing twice must be harmless.
+    async fn commit(&mut self, _committables: Vec<Committable>) -> Result<(), ClassedError> {
+        Ok(())
+    }
+
+    /// After a restore: `mine` are this subtask's share of the restored checkpoint's
+    /// committables (durable before it completed, so they are committed); `all` are every
+    /// subtask's, so one subtask can clean up what no checkpoint holds.
+    async fn recover(&mut self, mine: Vec<Committable>, _all: &[Committable]) -> Result<(), ClassedError> {
+        self.commit(mine).await
+    }
+
+    /// Checkpoint `checkpoint_id` was aborted.
+    async fn abort(&mut self, _checkpoint_id: u64) -> Result<(), ClassedError> {
+        Ok(())
+    }
+}
