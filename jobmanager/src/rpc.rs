@@ -22,13 +22,13 @@ use crate::scheduler::Scheduler;
 
 /// Settings the service hands to taskmanagers and uses for liveness.
 #[derive(Clone, Debug)]
-pub struct RpcSettings {
+pub(crate) struct RpcSettings {
     pub jobmanager_id: String,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
 }
 
-pub struct JobManagerRpc {
+pub(crate) struct JobManagerRpc {
     registry: Registry,
     scheduler: Scheduler,
     settings: RpcSettings,
@@ -36,7 +36,7 @@ pub struct JobManagerRpc {
 }
 
 impl JobManagerRpc {
-    pub fn new(
+    pub(crate) fn new(
         registry: Registry,
         scheduler: Scheduler,
         settings: RpcSettings,

@@ -4,5 +4,4 @@
 //! so (`TaskError::user`, `TaskError::config`); any other error (`From<String>`) is transient
 //! and retried, as Flink retries what it does not recognise.
 
-pub use sluice_common::failure::io_class;
-pub use sluice_common::failure::ClassedError as TaskError;
+pub(crate) use sluice_common::failure::ClassedError as TaskError;

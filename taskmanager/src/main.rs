@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use sluice_common::config::ConfigArgs;
 use sluice_common::observability::init_logging;
-use sluice_taskmanager::memory::MemoryPools;
+use sluice_taskmanager::MemoryPools;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {

@@ -12,13 +12,13 @@ use crate::executor::TaskEntry;
 use crate::runtime::metrics::TaskSample;
 
 #[derive(Default)]
-pub struct TaskGauges {
+pub(crate) struct TaskGauges {
     host: String,
     tm_id: String,
     last: HashMap<(String, u32, u32), (Instant, TaskSample)>,
 }
 
-pub fn task_gauges(host: &str, tm_id: &str) -> TaskGauges {
+pub(crate) fn task_gauges(host: &str, tm_id: &str) -> TaskGauges {
     TaskGauges {
         host: label_value(host),
         tm_id: label_value(tm_id),
@@ -27,7 +27,7 @@ pub fn task_gauges(host: &str, tm_id: &str) -> TaskGauges {
 }
 
 impl TaskGauges {
-    pub fn refresh(&mut self, tasks: &[TaskEntry]) {
+    pub(crate) fn refresh(&mut self, tasks: &[TaskEntry]) {
         let now = Instant::now();
         let mut seen = HashMap::new();
         for t in tasks {

@@ -5,7 +5,7 @@
 //! acknowledgement; then writes `_metadata` create-only (the checkpoint exists from that
 //! moment), tells the taskmanagers (two-phase-commit sinks commit), and drops checkpoints
 //! beyond `num-retained` with the shared files no retained checkpoint references. Declines and
-//! expiry (`timeout`) fail a checkpoint; more consecutive failures than
+//! expiry (`timeout`) fail a checkpoint, which the taskmanagers are told of; more consecutive failures than
 //! `tolerable-failed-checkpoints` fail the job. Final checkpoints (FLIP-147): the trigger goes
 //! to every subtask (one past the end of its input snapshots on it); a checkpoint that every
 //! subtask acknowledged as taken after the end of its input is the job's final one, and its
@@ -25,7 +25,7 @@ use super::stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
 use crate::resource_manager::{now_ms, TaskManagerRecord};
 
 #[derive(Debug, Clone)]
-pub struct CheckpointSettings {
+pub(crate) struct CheckpointSettings {
     pub interval: Option<Duration>,
     pub timeout: Duration,
     pub min_pause: Duration,
@@ -38,7 +38,7 @@ pub struct CheckpointSettings {
 }
 
 #[derive(Debug, Clone)]
-pub struct SavepointRequest {
+pub(crate) struct SavepointRequest {
     pub trigger_id: String,
     pub target_dir: Option<String>,
     pub stop: bool,
@@ -48,7 +48,7 @@ pub struct SavepointRequest {
 /// State that outlives one attempt: the id counter and the retained checkpoints with the
 /// shared files each references.
 #[derive(Debug, Default)]
-pub struct CheckpointHistory {
+pub(crate) struct CheckpointHistory {
     pub next_id: u64,
     pub retained: VecDeque<(u64, HashSet<String>)>,
 }
@@ -64,7 +64,7 @@ struct Pending {
     acks: BTreeMap<(u32, u32), CheckpointAck>,
 }
 
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     pub settings: CheckpointSettings,
     config: Configuration,
     job_id: String,
@@ -87,11 +87,13 @@ pub struct Coordinator {
     finished: bool,
     /// The next periodic-style trigger is a stop-with-checkpoint.
     stop_next: bool,
+    /// Checkpoints that failed since the taskmanagers last heard of a failure.
+    aborted: Vec<u64>,
 }
 
 impl Coordinator {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         settings: CheckpointSettings,
         config: Configuration,
         job_id: String,
@@ -124,6 +126,7 @@ impl Coordinator {
             stopped: false,
             finished: false,
             stop_next: false,
+            aborted: Vec::new(),
         }
     }
 
@@ -136,7 +139,7 @@ impl Coordinator {
     }
 
     /// The checkpoint store of this job, when checkpoints are configured.
-    pub fn store(&self) -> Result<Option<CheckpointStore>, String> {
+    pub(crate) fn store(&self) -> Result<Option<CheckpointStore>, String> {
         match &self.settings.dir {
             Some(dir) => Ok(Some(CheckpointStore::new(
                 open_location(dir, &self.config)?,
@@ -147,7 +150,7 @@ impl Coordinator {
     }
 
     /// Periodic work: expire, trigger a periodic checkpoint, start requested savepoints.
-    pub async fn tick(&mut self, all_running: bool, requests: Vec<SavepointRequest>) {
+    pub(crate) async fn tick(&mut self, all_running: bool, requests: Vec<SavepointRequest>) {
         let expired: Vec<u64> = self
             .pending
             .values()
@@ -158,6 +161,7 @@ impl Coordinator {
             let reason = format!("Checkpoint {id} of job {} expired before completing.", self.job_id);
             self.fail(id, reason, true);
         }
+        self.notify_aborted().await;
         for request in requests {
             if self.finished {
                 self.stats().savepoints.insert(
@@ -212,7 +216,7 @@ impl Coordinator {
 
     /// A checkpoint whose barrier also stops the tasks, so a rescale replays nothing (reactive
     /// scale-up). `false` when it cannot start: no checkpoint directory, or a stop under way.
-    pub async fn stop_with_checkpoint(&mut self) -> bool {
+    pub(crate) async fn stop_with_checkpoint(&mut self) -> bool {
         let Some(dir) = self.settings.dir.clone() else {
             return false;
         };
@@ -227,7 +231,7 @@ impl Coordinator {
     }
 
     /// Whether a stopping checkpoint or savepoint is pending.
-    pub fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.pending.values().any(|p| p.stop)
     }
 
@@ -287,6 +291,26 @@ impl Coordinator {
         }
     }
 
+    /// Tells every taskmanager of the checkpoints that failed (Flink's
+    /// `notifyCheckpointAborted`): sources and sinks hear it, and a subtask waiting on a
+    /// stop-with-savepoint that failed runs on. A declined checkpoint is announced at the next
+    /// tick.
+    async fn notify_aborted(&mut self) {
+        for checkpoint_id in std::mem::take(&mut self.aborted) {
+            for tm in &self.tms {
+                let _ = tm
+                    .gateway
+                    .notify_checkpoint_aborted(NotifyCheckpointRequest {
+                        job_id: self.job_id.clone(),
+                        epoch: self.epoch,
+                        checkpoint_id,
+                        end_of_input: false,
+                    })
+                    .await;
+            }
+        }
+    }
+
     fn fail(&mut self, id: u64, reason: String, counts: bool) {
         if let Some(p) = self.pending.remove(&id) {
             self.record_failure(p, reason, counts);
@@ -297,6 +321,7 @@ impl Coordinator {
     fn record_failure(&mut self, p: Pending, reason: String, counts: bool) {
         let id = p.id;
         tracing::warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
+        self.aborted.push(id);
         let record = CheckpointRecord {
             id,
             status: "FAILED",
@@ -331,7 +356,7 @@ impl Coordinator {
         }
     }
 
-    pub fn on_decline(&mut self, d: &CheckpointDecline) {
+    pub(crate) fn on_decline(&mut self, d: &CheckpointDecline) {
         if d.epoch == self.epoch {
             let reason = format!("subtask {} of vertex {} declined: {}", d.subtask, d.vertex, d.reason);
             self.fail(d.checkpoint_id, reason, true);
@@ -339,7 +364,7 @@ impl Coordinator {
     }
 
     /// An acknowledgement; completes the checkpoint when it is the last one.
-    pub async fn on_ack(&mut self, ack: CheckpointAck) {
+    pub(crate) async fn on_ack(&mut self, ack: CheckpointAck) {
         if ack.epoch != self.epoch {
             return;
         }
@@ -355,6 +380,7 @@ impl Coordinator {
             if let Some(p) = self.pending.remove(&id) {
                 if let Err(e) = self.complete(&p).await {
                     self.record_failure(p, format!("completing failed: {e}"), true);
+                    self.notify_aborted().await;
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! The checkpoint coordinator against a fake taskmanager gateway: a periodic checkpoint is
 //! triggered at every taskmanager, completes with the last acknowledgement (its `_metadata`
 //! written), and is announced; the job's final checkpoint (every subtask past the end of its
-//! input) is announced as such; declines beyond the tolerance make the job fail.
+//! input) is announced as such; a declined checkpoint is announced as aborted; declines beyond
+//! the tolerance make the job fail.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +132,17 @@ async fn declines_beyond_the_tolerance_fail_the_job() {
             reason: "disk full".into(),
         });
     }
+    // Each declined checkpoint is announced as aborted (at the tick after the decline).
+    f.coordinator.tick(true, Vec::new()).await;
+    let aborted: Vec<u64> = f
+        .gateway
+        .aborts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n.checkpoint_id)
+        .collect();
+    assert_eq!(aborted, vec![1, 2]);
     let fatal = f.coordinator.fatal.clone().expect("the job must fail");
     assert!(
         fatal.contains("tolerable failure threshold (1)") && fatal.contains("disk full"),

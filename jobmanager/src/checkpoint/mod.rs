@@ -3,10 +3,10 @@
 //! completion and deletes what no retained checkpoint references; and the statistics the REST
 //! API and metrics show (`stats`).
 
-pub mod coordinator;
+pub(crate) mod coordinator;
 #[cfg(test)]
 mod coordinator_tests;
-pub mod stats;
+pub(crate) mod stats;
 
-pub use coordinator::{CheckpointSettings, Coordinator, SavepointRequest};
-pub use stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
+pub(crate) use coordinator::{CheckpointSettings, Coordinator, SavepointRequest};
+pub(crate) use stats::{CheckpointStats, SavepointStatus};

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 const HISTORY: usize = 10;
 
 #[derive(Debug, Clone)]
-pub struct CheckpointRecord {
+pub(crate) struct CheckpointRecord {
     pub id: u64,
     pub status: &'static str,
     pub savepoint: bool,
@@ -24,7 +24,7 @@ pub struct CheckpointRecord {
 }
 
 impl CheckpointRecord {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut v = json!({
             "className": if self.status == "COMPLETED" { ".CompletedCheckpointStatistics" } else { ".FailedCheckpointStatistics" },
             "id": self.id,
@@ -49,14 +49,14 @@ impl CheckpointRecord {
 }
 
 #[derive(Debug, Clone)]
-pub enum SavepointStatus {
+pub(crate) enum SavepointStatus {
     InProgress,
     Completed(String),
     Failed(String),
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct CheckpointStats {
+pub(crate) struct CheckpointStats {
     pub completed: u64,
     pub failed: u64,
     pub in_progress: u64,
@@ -70,7 +70,7 @@ pub struct CheckpointStats {
 }
 
 impl CheckpointStats {
-    pub fn record(&mut self, r: CheckpointRecord) {
+    pub(crate) fn record(&mut self, r: CheckpointRecord) {
         if r.status == "COMPLETED" {
             self.completed += 1;
             if r.savepoint {
@@ -86,7 +86,7 @@ impl CheckpointStats {
         self.history.truncate(HISTORY);
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let opt = |r: &Option<CheckpointRecord>| r.as_ref().map(|r| r.to_json()).unwrap_or(Value::Null);
         let durations: Vec<u64> = self
             .history

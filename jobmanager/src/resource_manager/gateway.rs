@@ -1,6 +1,6 @@
 //! What the jobmanager asks of a taskmanager, behind a trait (Flink's `TaskExecutorGateway`):
 //! deploy and cancel a job attempt's subtasks, trigger checkpoints and announce their
-//! completion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
+//! completion or abortion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
 //! checkpoint coordinator put a fake in its place. Errors are the taskmanager's message.
 
 use std::fmt;
@@ -11,16 +11,17 @@ use sluice_proto::control::{CancelJobRequest, NotifyCheckpointRequest, SubmitTas
 use tonic::transport::Channel;
 
 #[tonic::async_trait]
-pub trait TaskManagerGateway: Send + Sync {
+pub(crate) trait TaskManagerGateway: Send + Sync {
     async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String>;
     async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String>;
     async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String>;
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
+    async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
 }
 
 /// A shared gateway, as a registry entry holds it.
 #[derive(Clone)]
-pub struct Gateway(pub Arc<dyn TaskManagerGateway>);
+pub(crate) struct Gateway(pub Arc<dyn TaskManagerGateway>);
 
 impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,10 +37,10 @@ impl std::ops::Deref for Gateway {
 }
 
 /// The taskmanager's gRPC service (`TaskManagerService`).
-pub struct GrpcGateway(pub TaskManagerServiceClient<Channel>);
+pub(crate) struct GrpcGateway(pub TaskManagerServiceClient<Channel>);
 
 impl GrpcGateway {
-    pub fn gateway(client: TaskManagerServiceClient<Channel>) -> Gateway {
+    pub(crate) fn gateway(client: TaskManagerServiceClient<Channel>) -> Gateway {
         Gateway(Arc::new(GrpcGateway(client)))
     }
 }
@@ -66,6 +67,9 @@ impl TaskManagerGateway for GrpcGateway {
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
         answered(self.0.clone().notify_checkpoint_complete(request).await)
     }
+    async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
+        answered(self.0.clone().notify_checkpoint_aborted(request).await)
+    }
 }
 
 /// A taskmanager that records what it is asked and answers yes, for unit tests of the
@@ -77,6 +81,7 @@ pub(crate) struct RecordingGateway {
     pub(crate) cancels: std::sync::Mutex<Vec<CancelJobRequest>>,
     pub(crate) triggers: std::sync::Mutex<Vec<TriggerCheckpointRequest>>,
     pub(crate) notices: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
+    pub(crate) aborts: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
 }
 
 #[cfg(test)]
@@ -96,6 +101,10 @@ impl TaskManagerGateway for RecordingGateway {
     }
     async fn notify_checkpoint_complete(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
         self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+    async fn notify_checkpoint_aborted(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
+        self.aborts.lock().unwrap_or_else(|p| p.into_inner()).push(r);
         Ok(())
     }
 }

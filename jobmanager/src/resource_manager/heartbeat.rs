@@ -12,7 +12,7 @@ use super::registry::{now_ms, LossCause, Registry};
 
 /// Runs until the stream ends, times out, the registration disappears or the jobmanager shuts
 /// down. `first` is the beat already read to learn the registration id.
-pub async fn monitor_heartbeats(
+pub(crate) async fn monitor_heartbeats(
     registry: Registry,
     first: TaskManagerHeartbeat,
     mut inbound: Streaming<TaskManagerHeartbeat>,

@@ -7,8 +7,8 @@ mod registry;
 
 #[cfg(test)]
 pub(crate) use gateway::RecordingGateway;
-pub use gateway::{Gateway, GrpcGateway, TaskManagerGateway};
-pub use heartbeat::monitor_heartbeats;
+pub(crate) use gateway::{Gateway, GrpcGateway};
+pub(crate) use heartbeat::monitor_heartbeats;
 #[cfg(test)]
 pub(crate) use registry::test_record;
-pub use registry::{now_ms, LossCause, Registry, TaskManagerRecord};
+pub(crate) use registry::{now_ms, LossCause, Registry, TaskManagerRecord};

@@ -11,7 +11,7 @@ use sluice_proto::control::{TaskDigest, TaskManagerHeartbeat};
 use super::Gateway;
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -20,7 +20,7 @@ pub fn now_ms() -> u64 {
 
 /// One registered taskmanager.
 #[derive(Clone, Debug)]
-pub struct TaskManagerRecord {
+pub(crate) struct TaskManagerRecord {
     pub resource_id: String,
     pub registration_id: String,
     pub host: String,
@@ -46,22 +46,22 @@ pub struct TaskManagerRecord {
 }
 
 impl TaskManagerRecord {
-    pub fn rpc_address(&self) -> String {
+    pub(crate) fn rpc_address(&self) -> String {
         format!("grpc://{}:{}", self.host, self.rpc_port)
     }
 
-    pub fn data_address(&self) -> String {
+    pub(crate) fn data_address(&self) -> String {
         format!("{}:{}", self.host, self.data_port)
     }
 
-    pub fn slots_free(&self) -> u32 {
+    pub(crate) fn slots_free(&self) -> u32 {
         self.slots_total.saturating_sub(self.slots_allocated)
     }
 }
 
 /// Why a taskmanager left the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LossCause {
+pub(crate) enum LossCause {
     /// Its heartbeat stream broke (process died, connection reset).
     StreamBroken(String),
     /// Nothing heard for `heartbeat.timeout`.
@@ -84,7 +84,7 @@ impl std::fmt::Display for LossCause {
 
 /// Shared, cheaply cloned registry.
 #[derive(Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     inner: Arc<Mutex<BTreeMap<String, TaskManagerRecord>>>,
 }
 
@@ -96,7 +96,7 @@ impl Registry {
 
     /// Adds a registration, replacing any earlier one of the same resource id. Returns the
     /// registration id that was replaced, if any.
-    pub fn register(&self, record: TaskManagerRecord) -> Option<String> {
+    pub(crate) fn register(&self, record: TaskManagerRecord) -> Option<String> {
         let mut map = self.lock();
         let old = map
             .values()
@@ -110,7 +110,7 @@ impl Registry {
     }
 
     /// Records a heartbeat; false when the registration is unknown (replaced or lost).
-    pub fn heartbeat(&self, beat: &TaskManagerHeartbeat) -> bool {
+    pub(crate) fn heartbeat(&self, beat: &TaskManagerHeartbeat) -> bool {
         let mut map = self.lock();
         match map.get_mut(&beat.registration_id) {
             None => false,
@@ -128,7 +128,7 @@ impl Registry {
     }
 
     /// Removes a registration; logs and returns it when it was still present.
-    pub fn remove(&self, registration_id: &str, cause: LossCause) -> Option<TaskManagerRecord> {
+    pub(crate) fn remove(&self, registration_id: &str, cause: LossCause) -> Option<TaskManagerRecord> {
         let removed = self.lock().remove(registration_id);
         if let Some(r) = &removed {
             match &cause {
@@ -149,12 +149,12 @@ impl Registry {
         removed
     }
 
-    pub fn get(&self, resource_id: &str) -> Option<TaskManagerRecord> {
+    pub(crate) fn get(&self, resource_id: &str) -> Option<TaskManagerRecord> {
         self.lock().values().find(|r| r.resource_id == resource_id).cloned()
     }
 
     /// The heartbeat stream of a registration opened; false when it is not known.
-    pub fn attach_stream(&self, registration_id: &str) -> bool {
+    pub(crate) fn attach_stream(&self, registration_id: &str) -> bool {
         match self.lock().get_mut(registration_id) {
             Some(r) => {
                 r.streaming = true;
@@ -165,7 +165,7 @@ impl Registry {
     }
 
     /// Removes a registration whose heartbeat stream never opened within `timeout`.
-    pub async fn expire_unless_streaming(self, registration_id: String, timeout: Duration) {
+    pub(crate) async fn expire_unless_streaming(self, registration_id: String, timeout: Duration) {
         tokio::time::sleep(timeout).await;
         let silent = self.lock().get(&registration_id).is_some_and(|r| !r.streaming);
         if silent {
@@ -173,12 +173,12 @@ impl Registry {
         }
     }
 
-    pub fn snapshot(&self) -> Vec<TaskManagerRecord> {
+    pub(crate) fn snapshot(&self) -> Vec<TaskManagerRecord> {
         self.lock().values().cloned().collect()
     }
 
     /// (taskmanagers, slots total, slots free).
-    pub fn totals(&self) -> (usize, u32, u32) {
+    pub(crate) fn totals(&self) -> (usize, u32, u32) {
         let map = self.lock();
         let total = map.values().map(|r| r.slots_total).sum();
         let free = map.values().map(|r| r.slots_free()).sum();
@@ -187,7 +187,7 @@ impl Registry {
 
     /// Takes `needed` free slots, filling taskmanagers in registration order; all or none.
     /// Returns (taskmanager, slots taken there).
-    pub fn allocate(&self, needed: u32) -> Option<Vec<(TaskManagerRecord, u32)>> {
+    pub(crate) fn allocate(&self, needed: u32) -> Option<Vec<(TaskManagerRecord, u32)>> {
         let mut map = self.lock();
         let free: u32 = map.values().map(|r| r.slots_free()).sum();
         if free < needed {
@@ -212,7 +212,7 @@ impl Registry {
     }
 
     /// Gives slots back (to taskmanagers still registered).
-    pub fn release(&self, allocation: &[(String, u32)]) {
+    pub(crate) fn release(&self, allocation: &[(String, u32)]) {
         let mut map = self.lock();
         for (resource_id, n) in allocation {
             if let Some(r) = map.values_mut().find(|r| &r.resource_id == resource_id) {
@@ -221,12 +221,12 @@ impl Registry {
         }
     }
 
-    pub fn is_registered(&self, resource_id: &str) -> bool {
+    pub(crate) fn is_registered(&self, resource_id: &str) -> bool {
         self.lock().values().any(|r| r.resource_id == resource_id)
     }
 
     /// Subtask counters of every taskmanager, from their last heartbeats.
-    pub fn task_digests(&self) -> Vec<TaskDigest> {
+    pub(crate) fn task_digests(&self) -> Vec<TaskDigest> {
         self.lock().values().flat_map(|r| r.tasks.clone()).collect()
     }
 }

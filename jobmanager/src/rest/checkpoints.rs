@@ -14,7 +14,7 @@ use super::{error, SharedState};
 use crate::checkpoint::{SavepointRequest, SavepointStatus};
 use crate::scheduler::Scheduler;
 
-pub async fn stats(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn stats(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.scheduler.job(&id) {
         Some(job) => Json(job.checkpoint_stats().to_json()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
@@ -22,7 +22,7 @@ pub async fn stats(State(state): State<SharedState>, Path(id): Path<String>) -> 
 }
 
 #[derive(Deserialize, Default)]
-pub struct SavepointBody {
+pub(super) struct SavepointBody {
     #[serde(rename = "target-directory")]
     target_directory: Option<String>,
     #[serde(rename = "cancel-job", default)]
@@ -32,7 +32,7 @@ pub struct SavepointBody {
 }
 
 #[derive(Deserialize, Default)]
-pub struct StopBody {
+pub(super) struct StopBody {
     #[serde(rename = "targetDirectory")]
     target_directory: Option<String>,
     #[serde(default)]
@@ -55,7 +55,11 @@ fn body<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, Box<Res
     serde_json::from_str(text).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("Bad request body: {e}"))))
 }
 
-pub async fn trigger_savepoint(State(state): State<SharedState>, Path(id): Path<String>, text: String) -> Response {
+pub(super) async fn trigger_savepoint(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    text: String,
+) -> Response {
     let b: SavepointBody = match body(&text) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -70,7 +74,7 @@ pub async fn trigger_savepoint(State(state): State<SharedState>, Path(id): Path<
     accepted(&state.scheduler, &id, request)
 }
 
-pub async fn stop(State(state): State<SharedState>, Path(id): Path<String>, text: String) -> Response {
+pub(super) async fn stop(State(state): State<SharedState>, Path(id): Path<String>, text: String) -> Response {
     let b: StopBody = match body(&text) {
         Ok(b) => b,
         Err(r) => return *r,
@@ -84,7 +88,7 @@ pub async fn stop(State(state): State<SharedState>, Path(id): Path<String>, text
     accepted(&state.scheduler, &id, request)
 }
 
-pub async fn savepoint_status(
+pub(super) async fn savepoint_status(
     State(state): State<SharedState>,
     Path((id, trigger)): Path<(String, String)>,
 ) -> Response {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::SharedState;
 
 /// `GET /overview`: Flink's `ClusterOverviewWithVersion`.
-pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn overview(State(state): State<SharedState>) -> Json<Value> {
     let (taskmanagers, slots_total, slots_free) = state.registry.totals();
     let jobs = state.scheduler.jobs();
     let count = |name: &str| jobs.iter().filter(|j| j.state.name() == name).count();
@@ -25,7 +25,7 @@ pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
 }
 
 /// `GET /config`: the web UI's configuration (Flink's `DashboardConfiguration`).
-pub async fn web_config(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn web_config(State(state): State<SharedState>) -> Json<Value> {
     Json(json!({
         "refresh-interval": 3000,
         "timezone-name": "Coordinated Universal Time",
@@ -38,7 +38,7 @@ pub async fn web_config(State(state): State<SharedState>) -> Json<Value> {
 }
 
 /// `GET /jobmanager/config`: the effective configuration as `[{key, value}]`.
-pub async fn jobmanager_config(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn jobmanager_config(State(state): State<SharedState>) -> Json<Value> {
     let entries: Vec<Value> = state
         .config
         .iter()

@@ -17,7 +17,7 @@ use crate::resource_manager::now_ms;
 use crate::scheduler::job::Job;
 
 #[derive(Deserialize)]
-pub struct SubmitQuery {
+pub(super) struct SubmitQuery {
     parallelism: Option<u32>,
     /// The job file's name, for error messages.
     file: Option<String>,
@@ -45,7 +45,7 @@ fn dynamic_config(text: Option<&str>) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
-pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuery>, body: String) -> Response {
+pub(super) async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuery>, body: String) -> Response {
     if q.parallelism == Some(0) {
         return error(StatusCode::BAD_REQUEST, "parallelism must be at least 1");
     }
@@ -66,7 +66,7 @@ pub async fn submit(State(state): State<SharedState>, Query(q): Query<SubmitQuer
     }
 }
 
-pub async fn list(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn list(State(state): State<SharedState>) -> Json<Value> {
     let jobs: Vec<Value> = state
         .scheduler
         .jobs()
@@ -103,7 +103,7 @@ fn overview_of(job: &Job) -> Value {
     })
 }
 
-pub async fn overview(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn overview(State(state): State<SharedState>) -> Json<Value> {
     let jobs: Vec<Value> = state.scheduler.jobs().iter().map(overview_of).collect();
     Json(json!({ "jobs": jobs }))
 }
@@ -241,7 +241,7 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
     })
 }
 
-pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     let Some(job) = state.scheduler.job(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     };
@@ -272,14 +272,14 @@ pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Re
 }
 
 /// `GET /jobs/:id/status`: Flink's `JobStatusInfo`.
-pub async fn status(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn status(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.scheduler.job(&id) {
         Some(job) => Json(json!({ "status": job.state.name() })).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
     }
 }
 
-pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     let Some(job) = state.scheduler.job(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     };
@@ -295,11 +295,15 @@ pub async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>
 }
 
 #[derive(Deserialize)]
-pub struct PatchQuery {
+pub(super) struct PatchQuery {
     mode: Option<String>,
 }
 
-pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Query(q): Query<PatchQuery>) -> Response {
+pub(super) async fn patch(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Query(q): Query<PatchQuery>,
+) -> Response {
     match q.mode.as_deref() {
         None | Some("cancel") => match state.scheduler.cancel(&id) {
             Ok(()) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
@@ -313,7 +317,7 @@ pub async fn patch(State(state): State<SharedState>, Path(id): Path<String>, Que
 }
 
 /// `GET /jobs/:id/resource-requirements`: Flink's body, per vertex id.
-pub async fn get_requirements(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn get_requirements(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.scheduler.requirements(&id) {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(e.status(), e.to_string()),
@@ -321,7 +325,11 @@ pub async fn get_requirements(State(state): State<SharedState>, Path(id): Path<S
 }
 
 /// `PUT /jobs/:id/resource-requirements`: the job rescales to fit the new bounds.
-pub async fn put_requirements(State(state): State<SharedState>, Path(id): Path<String>, body: String) -> Response {
+pub(super) async fn put_requirements(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
     let parsed: Value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("The request body is not JSON: {e}")),

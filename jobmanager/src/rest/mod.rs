@@ -19,7 +19,7 @@ use crate::resource_manager::Registry;
 use crate::scheduler::Scheduler;
 
 /// What the handlers read.
-pub struct RestState {
+pub(crate) struct RestState {
     pub registry: Registry,
     pub scheduler: Scheduler,
     /// Effective configuration as shown by `/jobmanager/config` (secrets masked).
@@ -27,10 +27,10 @@ pub struct RestState {
     pub started_at_ms: u64,
 }
 
-pub type SharedState = Arc<RestState>;
+pub(crate) type SharedState = Arc<RestState>;
 
 /// Flink's error body with a status code.
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
 }
 
@@ -47,7 +47,7 @@ async fn not_found(uri: Uri) -> Response {
     error(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
 }
 
-pub fn router(state: SharedState) -> Router {
+pub(crate) fn router(state: SharedState) -> Router {
     let api = Router::new()
         .route("/overview", get(cluster::overview))
         .route("/config", get(cluster::web_config))

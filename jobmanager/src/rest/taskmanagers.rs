@@ -78,12 +78,12 @@ fn info(r: &TaskManagerRecord) -> Value {
     })
 }
 
-pub async fn list(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn list(State(state): State<SharedState>) -> Json<Value> {
     let tms: Vec<Value> = state.registry.snapshot().iter().map(info).collect();
     Json(json!({ "taskmanagers": tms }))
 }
 
-pub async fn details(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+pub(super) async fn details(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
     match state.registry.get(&id) {
         None => error(StatusCode::NOT_FOUND, format!("Could not find TaskManager {id}")),
         Some(r) => {

@@ -7,7 +7,7 @@ use std::fmt;
 use axum::http::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchedulerError {
+pub(crate) enum SchedulerError {
     /// No job with this id.
     JobNotFound(String),
     /// The job exists but its state does not allow the request.
@@ -17,11 +17,11 @@ pub enum SchedulerError {
 }
 
 impl SchedulerError {
-    pub fn not_found(id: &str) -> Self {
+    pub(crate) fn not_found(id: &str) -> Self {
         SchedulerError::JobNotFound(format!("Job {id} not found"))
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             SchedulerError::JobNotFound(_) => StatusCode::NOT_FOUND,
             SchedulerError::WrongState(_) => StatusCode::CONFLICT,

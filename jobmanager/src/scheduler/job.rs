@@ -17,14 +17,14 @@ use super::requirements::Requirements;
 
 /// A checkpoint message from a taskmanager, waiting for the coordinator.
 #[derive(Debug, Clone)]
-pub enum CheckpointMessage {
+pub(crate) enum CheckpointMessage {
     Ack(CheckpointAck),
     Decline(CheckpointDecline),
 }
 
 /// A snapshot to start the job from (`run -s`).
 #[derive(Debug, Clone)]
-pub struct RestoreSource {
+pub(crate) struct RestoreSource {
     /// URL of the snapshot directory.
     pub url: String,
     pub metadata: sluice_common::proto::checkpoint::CheckpointMetadata,
@@ -32,7 +32,7 @@ pub struct RestoreSource {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum JobState {
+pub(crate) enum JobState {
     Created,
     Running,
     Restarting,
@@ -44,7 +44,7 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             JobState::Created => "CREATED",
             JobState::Running => "RUNNING",
@@ -57,13 +57,13 @@ impl JobState {
         }
     }
 
-    pub fn is_terminal(self) -> bool {
+    pub(crate) fn is_terminal(self) -> bool {
         matches!(self, JobState::Failed | JobState::Canceled | JobState::Finished)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskStatus {
+pub(crate) enum TaskStatus {
     Deploying,
     Running,
     Finished,
@@ -72,7 +72,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TaskStatus::Deploying => "DEPLOYING",
             TaskStatus::Running => "RUNNING",
@@ -82,13 +82,13 @@ impl TaskStatus {
         }
     }
 
-    pub fn is_terminal(self) -> bool {
+    pub(crate) fn is_terminal(self) -> bool {
         matches!(self, TaskStatus::Finished | TaskStatus::Failed | TaskStatus::Canceled)
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     pub id: String,
     pub name: String,
     pub yaml: String,
@@ -132,7 +132,7 @@ pub struct Job {
 
 /// What a job waiting for slots needs, and until when it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waiting {
+pub(crate) struct Waiting {
     pub slots_needed: u32,
     /// `jobmanager.adaptive-scheduler.resource-wait-timeout`; `None`: as long as it takes.
     pub timeout_ms: Option<u64>,
@@ -140,17 +140,17 @@ pub struct Waiting {
 
 impl Job {
     /// The parallelism the job runs at: its widest vertex's.
-    pub fn current_parallelism(&self) -> u32 {
+    pub(crate) fn current_parallelism(&self) -> u32 {
         self.graph.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
     }
 
-    pub fn checkpoint_stats(&self) -> CheckpointStats {
+    pub(crate) fn checkpoint_stats(&self) -> CheckpointStats {
         self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 impl Job {
-    pub fn transition(&mut self, to: JobState, now: u64) {
+    pub(crate) fn transition(&mut self, to: JobState, now: u64) {
         if self.state == to {
             return;
         }
@@ -169,7 +169,7 @@ impl Job {
     }
 
     /// A vertex's status from its subtasks (Flink's `ExecutionJobVertex` aggregation).
-    pub fn vertex_status(&self, vertex: u32) -> &'static str {
+    pub(crate) fn vertex_status(&self, vertex: u32) -> &'static str {
         let states: Vec<TaskStatus> = self
             .tasks
             .iter()
@@ -197,7 +197,7 @@ impl Job {
     }
 
     /// Subtask counts by status name, for `tasks` fields.
-    pub fn task_counts(&self, vertex: Option<u32>) -> BTreeMap<&'static str, usize> {
+    pub(crate) fn task_counts(&self, vertex: Option<u32>) -> BTreeMap<&'static str, usize> {
         let mut counts: BTreeMap<&'static str, usize> =
             // Every ExecutionState of Flink, so its clients find each count.
             [

@@ -15,12 +15,12 @@
 
 mod deploy;
 mod error;
-pub mod job;
-pub use error::SchedulerError;
-pub mod reactive;
-pub mod requirements;
+pub(crate) mod job;
+pub(crate) use error::SchedulerError;
+pub(crate) mod reactive;
+pub(crate) mod requirements;
 mod rescale;
-pub mod restart;
+pub(crate) mod restart;
 mod states;
 mod submit;
 
@@ -41,7 +41,7 @@ use job::{CheckpointMessage, Job, JobState, TaskStatus};
 const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
-pub struct SchedulerSettings {
+pub(crate) struct SchedulerSettings {
     pub default_parallelism: u32,
     pub resource_wait_timeout: Duration,
     /// The cluster configuration (checkpointing, state backend and restart keys are read per
@@ -68,7 +68,7 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
 
 /// Options of a submission besides the job file.
 #[derive(Debug, Clone, Default)]
-pub struct SubmitOptions {
+pub(crate) struct SubmitOptions {
     /// Configuration from `run -D key=value`: over the job file's `config:`.
     pub dynamic: Vec<(String, String)>,
     pub parallelism: Option<u32>,
@@ -89,7 +89,7 @@ impl Handle {
 }
 
 #[derive(Clone)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     jobs: Arc<Mutex<BTreeMap<String, Arc<Handle>>>>,
     registry: Registry,
     settings: SchedulerSettings,
@@ -97,7 +97,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(registry: Registry, settings: SchedulerSettings) -> Self {
+    pub(crate) fn new(registry: Registry, settings: SchedulerSettings) -> Self {
         // Epochs are unique across jobmanager restarts too: start from the clock.
         Scheduler {
             jobs: Arc::default(),
@@ -119,7 +119,7 @@ impl Scheduler {
     }
 
     /// Requests a savepoint (optionally stopping the job); the trigger id names the request.
-    pub fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, SchedulerError> {
+    pub(crate) fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, SchedulerError> {
         let handle = self.handle(id)?;
         let mut job = handle.lock();
         if job.state != JobState::Running {
@@ -140,11 +140,11 @@ impl Scheduler {
         Ok(trigger)
     }
 
-    pub fn on_checkpoint_ack(&self, ack: CheckpointAck) {
+    pub(crate) fn on_checkpoint_ack(&self, ack: CheckpointAck) {
         self.deliver(ack.job_id.clone(), CheckpointMessage::Ack(ack));
     }
 
-    pub fn on_checkpoint_decline(&self, decline: CheckpointDecline) {
+    pub(crate) fn on_checkpoint_decline(&self, decline: CheckpointDecline) {
         self.deliver(decline.job_id.clone(), CheckpointMessage::Decline(decline));
     }
 
@@ -155,16 +155,16 @@ impl Scheduler {
         }
     }
 
-    pub fn jobs(&self) -> Vec<Job> {
+    pub(crate) fn jobs(&self) -> Vec<Job> {
         self.handles().values().map(|h| h.lock().clone()).collect()
     }
 
-    pub fn job(&self, id: &str) -> Option<Job> {
+    pub(crate) fn job(&self, id: &str) -> Option<Job> {
         self.handles().get(id).map(|h| h.lock().clone())
     }
 
     /// Requests cancellation; `Err` when the job is unknown.
-    pub fn cancel(&self, id: &str) -> Result<(), SchedulerError> {
+    pub(crate) fn cancel(&self, id: &str) -> Result<(), SchedulerError> {
         let handle = self.handle(id)?;
         handle.lock().cancel_requested = true;
         handle.changed.notify_one();
@@ -172,7 +172,7 @@ impl Scheduler {
     }
 
     /// A subtask's state from its taskmanager; updates of other attempts are ignored.
-    pub fn on_task_state(&self, update: &TaskStateUpdate) {
+    pub(crate) fn on_task_state(&self, update: &TaskStateUpdate) {
         let Some(handle) = self.handles().get(&update.job_id).cloned() else {
             return;
         };
@@ -211,7 +211,7 @@ impl Scheduler {
     }
 
     /// The id allocation hands out for a savepoint trigger when the caller gives none.
-    pub fn new_trigger_id() -> String {
+    pub(crate) fn new_trigger_id() -> String {
         uuid::Uuid::new_v4().simple().to_string()
     }
 }

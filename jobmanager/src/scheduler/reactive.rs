@@ -14,13 +14,13 @@ use sluice_common::config::options::{MIN_PARALLELISM_INCREASE, RESOURCE_STABILIZ
 use sluice_common::config::Configuration;
 
 #[derive(Debug, Clone)]
-pub struct ReactiveSettings {
+pub(crate) struct ReactiveSettings {
     pub stabilization: Duration,
     pub min_increase: u32,
 }
 
 impl ReactiveSettings {
-    pub fn from_config(c: &Configuration) -> Result<Self, String> {
+    pub(crate) fn from_config(c: &Configuration) -> Result<Self, String> {
         Ok(ReactiveSettings {
             stabilization: c.get(&RESOURCE_STABILIZATION_TIMEOUT).map_err(|e| e.to_string())?,
             min_increase: c.get(&MIN_PARALLELISM_INCREASE).map_err(|e| e.to_string())?.get(),
@@ -29,7 +29,7 @@ impl ReactiveSettings {
 }
 
 /// The slots job number `index` (in submission order) of `jobs` reactive jobs gets of `total`.
-pub fn share(total: u32, index: usize, jobs: usize) -> u32 {
+pub(crate) fn share(total: u32, index: usize, jobs: usize) -> u32 {
     let n = jobs.max(1) as u32;
     total / n + u32::from((index as u32) < total % n)
 }
@@ -37,13 +37,13 @@ pub fn share(total: u32, index: usize, jobs: usize) -> u32 {
 /// Decides when a running job scales up: the desired parallelism must have been the same,
 /// and enough above the current one, for the stabilization timeout.
 #[derive(Debug, Default)]
-pub struct ScaleUpWatch {
+pub(crate) struct ScaleUpWatch {
     seen: Option<(u32, Instant)>,
 }
 
 impl ScaleUpWatch {
     /// `current`/`desired` are summed over vertices; `true` means rescale now.
-    pub fn observe(&mut self, settings: &ReactiveSettings, current: u32, desired: u32, now: Instant) -> bool {
+    pub(crate) fn observe(&mut self, settings: &ReactiveSettings, current: u32, desired: u32, now: Instant) -> bool {
         if desired < current + settings.min_increase {
             self.seen = None;
             return false;
@@ -60,7 +60,7 @@ impl ScaleUpWatch {
 
 /// One rescale of a job, as REST shows it.
 #[derive(Debug, Clone)]
-pub struct RescaleRecord {
+pub(crate) struct RescaleRecord {
     pub timestamp_ms: u64,
     pub from: u32,
     pub to: u32,
@@ -70,7 +70,7 @@ pub struct RescaleRecord {
 }
 
 impl RescaleRecord {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "timestamp": self.timestamp_ms,
             "from_parallelism": self.from,
@@ -83,7 +83,7 @@ impl RescaleRecord {
 
 /// A rescale under way: what it started from and when the job stopped processing.
 #[derive(Debug, Clone)]
-pub struct PendingRescale {
+pub(crate) struct PendingRescale {
     pub from: u32,
     pub cause: String,
     pub since: Instant,
@@ -92,7 +92,7 @@ pub struct PendingRescale {
 
 impl PendingRescale {
     /// A rescale from parallelism `from` that starts now.
-    pub fn now(from: u32, cause: String) -> Self {
+    pub(crate) fn now(from: u32, cause: String) -> Self {
         PendingRescale {
             from,
             cause,

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use sluice_common::job::JobGraph;
 
 /// Vertex id → (lower bound, upper bound).
-pub type Requirements = BTreeMap<String, (u32, u32)>;
+pub(crate) type Requirements = BTreeMap<String, (u32, u32)>;
 
 /// The requirements in Flink's body: the set ones, else lower bound 1 and upper bound the
 /// vertex's parallelism.
-pub fn to_json(graph: &JobGraph, set: &Requirements) -> Value {
+pub(crate) fn to_json(graph: &JobGraph, set: &Requirements) -> Value {
     let mut out = serde_json::Map::new();
     for v in &graph.vertices {
         let (lower, upper) = set.get(&v.id).copied().unwrap_or((1, v.parallelism));
@@ -27,7 +27,7 @@ pub fn to_json(graph: &JobGraph, set: &Requirements) -> Value {
 }
 
 /// Reads and checks a body: every vertex known, 1 ≤ lower ≤ upper ≤ max parallelism.
-pub fn parse(graph: &JobGraph, body: &Value) -> Result<Requirements, String> {
+pub(crate) fn parse(graph: &JobGraph, body: &Value) -> Result<Requirements, String> {
     let map = body
         .as_object()
         .ok_or("the body must be an object of vertex ids to requirements")?;
@@ -61,7 +61,7 @@ pub fn parse(graph: &JobGraph, body: &Value) -> Result<Requirements, String> {
 
 /// Each vertex's parallelism under `set` with `slots` slots (slot sharing: a job needs as many
 /// slots as its widest vertex); `None` when even the lower bounds do not fit.
-pub fn fit(graph: &JobGraph, set: &Requirements, slots: u32) -> Option<BTreeMap<String, u32>> {
+pub(crate) fn fit(graph: &JobGraph, set: &Requirements, slots: u32) -> Option<BTreeMap<String, u32>> {
     let mut out = BTreeMap::new();
     for v in &graph.vertices {
         let (lower, upper) = set.get(&v.id).copied().unwrap_or((v.parallelism, v.parallelism));

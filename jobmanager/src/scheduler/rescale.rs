@@ -67,14 +67,14 @@ impl Scheduler {
     }
 
     /// The job's resource requirements in Flink's body.
-    pub fn requirements(&self, id: &str) -> Result<serde_json::Value, SchedulerError> {
+    pub(crate) fn requirements(&self, id: &str) -> Result<serde_json::Value, SchedulerError> {
         let handle = self.handle(id)?;
         let job = handle.lock();
         Ok(requirements::to_json(&job.graph, &job.requirements))
     }
 
     /// Sets the job's resource requirements; a running job rescales to fit them.
-    pub fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), SchedulerError> {
+    pub(crate) fn set_requirements(&self, id: &str, body: &serde_json::Value) -> Result<(), SchedulerError> {
         let handle = self.handle(id)?;
         let mut job = handle.lock();
         if job.reactive {

@@ -7,7 +7,7 @@ use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
 
 #[derive(Debug, Clone)]
-pub enum RestartStrategy {
+pub(crate) enum RestartStrategy {
     None,
     FixedDelay {
         attempts: u32,
@@ -38,7 +38,7 @@ fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String>
 }
 
 impl RestartStrategy {
-    pub fn from_config(config: &Configuration, checkpointing: bool) -> Result<Self, String> {
+    pub(crate) fn from_config(config: &Configuration, checkpointing: bool) -> Result<Self, String> {
         let kind = match cfg(config.get_opt(&RESTART_STRATEGY))? {
             Some(k) => k,
             None if checkpointing => RestartStrategyKind::ExponentialDelay,
@@ -75,7 +75,7 @@ impl RestartStrategy {
     }
 
     /// A failure happened now: `Some(delay)` to restart after, `None` to give up.
-    pub fn on_failure(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn on_failure(&mut self, now: Instant) -> Option<Duration> {
         match self {
             RestartStrategy::None => None,
             RestartStrategy::FixedDelay { attempts, delay, used } => {

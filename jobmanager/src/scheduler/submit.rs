@@ -33,7 +33,7 @@ impl Scheduler {
     }
 
     /// Compiles and starts a job; the error text names file, line and column.
-    pub async fn submit(&self, yaml: String, file: String, opts: SubmitOptions) -> Result<String, String> {
+    pub(crate) async fn submit(&self, yaml: String, file: String, opts: SubmitOptions) -> Result<String, String> {
         let restore = match &opts.savepoint_path {
             Some(p) => {
                 let (url, metadata) = self.read_snapshot(p).await?;

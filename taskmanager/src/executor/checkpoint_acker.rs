@@ -16,7 +16,7 @@ use crate::state::snapshot::OperatorSnapshot;
 use crate::state::transfer::upload;
 
 #[derive(Clone)]
-pub struct TaskAcker {
+pub(super) struct TaskAcker {
     pub reporter: StateReporter,
     pub config: Arc<Configuration>,
     pub job_id: String,

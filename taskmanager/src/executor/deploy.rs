@@ -18,7 +18,7 @@ use crate::runtime::metrics::TaskMetrics;
 use crate::runtime::task::{run_task, CheckpointHooks};
 
 /// One job attempt's subtasks for this taskmanager.
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub epoch: u64,
     pub graph: Arc<JobGraph>,
     pub tasks: Vec<(usize, u32)>,
@@ -29,7 +29,7 @@ pub struct Deployment {
 }
 
 /// A subtask ready to run: its gate is registered and its buffers reserved.
-pub struct PreparedTask {
+pub(crate) struct PreparedTask {
     pub vertex: usize,
     pub subtask: u32,
     pub metrics: Arc<TaskMetrics>,
@@ -46,7 +46,7 @@ pub struct PreparedTask {
 }
 
 impl PreparedTask {
-    pub fn is_source(&self) -> bool {
+    pub(crate) fn is_source(&self) -> bool {
         self.plan.source.is_some()
     }
 
@@ -78,7 +78,7 @@ fn consumers(graph: &JobGraph, edge: usize, subtask: u32) -> Vec<u32> {
 }
 
 /// Reserves buffers and registers gates for every task of the deployment, all or nothing.
-pub fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<PreparedTask>, String> {
+pub(crate) fn prepare(env: &Arc<NetworkEnvironment>, mut d: Deployment) -> Result<Vec<PreparedTask>, String> {
     let locations = Arc::new(d.locations);
     let mut prepared: Vec<PreparedTask> = Vec::new();
     let rollback = |prepared: &[PreparedTask]| {
@@ -231,7 +231,11 @@ async fn writers(
 }
 
 /// Runs a prepared subtask to its end, then releases its gate and buffers.
-pub async fn run(env: Arc<NetworkEnvironment>, t: PreparedTask, hooks: CheckpointHooks) -> Result<(), TaskError> {
+pub(crate) async fn run(
+    env: Arc<NetworkEnvironment>,
+    t: PreparedTask,
+    hooks: CheckpointHooks,
+) -> Result<(), TaskError> {
     let key = t.gate_key();
     let PreparedTask {
         vertex,

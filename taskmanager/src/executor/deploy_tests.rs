@@ -74,7 +74,6 @@ fn contexts(
                     epoch: 1,
                     state: state.clone(),
                     restore: Default::default(),
-                    final_checkpoint: false,
                     splits: dealt
                         .iter()
                         .filter(|d| {

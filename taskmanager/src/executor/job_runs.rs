@@ -14,7 +14,7 @@ use crate::runtime::metrics::TaskMetrics;
 
 /// A running subtask's identity and counters.
 #[derive(Clone)]
-pub struct TaskEntry {
+pub(crate) struct TaskEntry {
     pub job_id: String,
     pub job_name: String,
     pub vertex: u32,
@@ -39,7 +39,7 @@ struct Inner {
 }
 
 #[derive(Default, Clone)]
-pub struct JobRuns {
+pub(crate) struct JobRuns {
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -49,7 +49,7 @@ impl JobRuns {
     }
 
     /// Registers a deployment of `tasks` subtasks holding `slots`; returns its cancel signal.
-    pub fn start(
+    pub(crate) fn start(
         &self,
         job: &str,
         epoch: u64,
@@ -75,14 +75,14 @@ impl JobRuns {
         Ok(rx)
     }
 
-    pub fn add_task(&self, epoch: u64, entry: TaskEntry) {
+    pub(crate) fn add_task(&self, epoch: u64, entry: TaskEntry) {
         self.lock()
             .tasks
             .insert((entry.job_id.clone(), epoch, entry.vertex, entry.subtask), entry);
     }
 
     /// A subtask ended; when it was the job's last here, its slots are freed.
-    pub fn task_ended(&self, job: &str, epoch: u64, vertex: u32, subtask: u32, table: &SlotTable) {
+    pub(crate) fn task_ended(&self, job: &str, epoch: u64, vertex: u32, subtask: u32, table: &SlotTable) {
         let mut inner = self.lock();
         inner.tasks.remove(&(job.to_string(), epoch, vertex, subtask));
         let key = (job.to_string(), epoch);
@@ -102,7 +102,7 @@ impl JobRuns {
 
     /// Cancels every attempt running here (the jobmanager was lost: it has failed them, and
     /// their results would no longer be accepted). Returns how many were cancelled.
-    pub fn cancel_all(&self) -> usize {
+    pub(crate) fn cancel_all(&self) -> usize {
         let inner = self.lock();
         for run in inner.runs.values() {
             let _ = run.cancel.send(true);
@@ -111,7 +111,7 @@ impl JobRuns {
     }
 
     /// Signals cancellation to every subtask of the attempt; false when none runs here.
-    pub fn cancel(&self, job: &str, epoch: u64) -> bool {
+    pub(crate) fn cancel(&self, job: &str, epoch: u64) -> bool {
         match self.lock().runs.get(&(job.to_string(), epoch)) {
             Some(run) => {
                 let _ = run.cancel.send(true);
@@ -122,14 +122,14 @@ impl JobRuns {
     }
 
     /// Abandons a registration whose deployment failed.
-    pub fn abandon(&self, job: &str, epoch: u64, table: &SlotTable) {
+    pub(crate) fn abandon(&self, job: &str, epoch: u64, table: &SlotTable) {
         if let Some(run) = self.lock().runs.remove(&(job.to_string(), epoch)) {
             table.give_back(run.slots);
         }
     }
 
     /// The running subtasks of one attempt.
-    pub fn tasks_of(&self, job: &str, epoch: u64) -> Vec<TaskEntry> {
+    pub(crate) fn tasks_of(&self, job: &str, epoch: u64) -> Vec<TaskEntry> {
         self.lock()
             .tasks
             .iter()
@@ -138,11 +138,11 @@ impl JobRuns {
             .collect()
     }
 
-    pub fn tasks(&self) -> Vec<TaskEntry> {
+    pub(crate) fn tasks(&self) -> Vec<TaskEntry> {
         self.lock().tasks.values().cloned().collect()
     }
 
-    pub fn digests(&self) -> Vec<TaskDigest> {
+    pub(crate) fn digests(&self) -> Vec<TaskDigest> {
         self.tasks()
             .into_iter()
             .map(|t| {

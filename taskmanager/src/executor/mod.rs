@@ -3,18 +3,18 @@
 //! jobmanager (`registration`).
 
 mod checkpoint_acker;
-pub mod deploy;
+pub(crate) mod deploy;
 mod job_runs;
 mod registration;
 mod reporter;
 mod service;
 mod slot_table;
 
-pub use job_runs::{JobRuns, TaskEntry};
-pub use registration::{maintain_registration, RegistrationSettings, Reported};
-pub use reporter::StateReporter;
-pub use service::{StateEnv, TaskManagerGateway};
-pub use slot_table::SlotTable;
+pub(crate) use job_runs::{JobRuns, TaskEntry};
+pub(crate) use registration::{maintain_registration, RegistrationSettings, Reported};
+pub(crate) use reporter::StateReporter;
+pub(crate) use service::{StateEnv, TaskManagerGateway};
+pub(crate) use slot_table::SlotTable;
 
 #[cfg(test)]
 mod deploy_tests;

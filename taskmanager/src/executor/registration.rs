@@ -17,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::{JobRuns, SlotTable};
 
 #[derive(Clone, Debug)]
-pub struct RegistrationSettings {
+pub(crate) struct RegistrationSettings {
     /// `http://host:port` of the jobmanager's RPC endpoint.
     pub jobmanager_url: String,
     pub request: RegisterTaskManagerRequest,
@@ -89,7 +89,7 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
 }
 
 /// What the taskmanager reports with each heartbeat.
-pub struct Reported {
+pub(crate) struct Reported {
     pub slots: Arc<SlotTable>,
     pub runs: JobRuns,
     /// Data connections to other taskmanagers, forgotten when the jobmanager is lost.
@@ -164,7 +164,7 @@ async fn deregister(session: &mut Session, reason: &str) {
 }
 
 /// Runs until `shutdown` flips; deregisters on the way out when registered.
-pub async fn maintain_registration(
+pub(crate) async fn maintain_registration(
     settings: RegistrationSettings,
     reported: Reported,
     mut shutdown: watch::Receiver<bool>,

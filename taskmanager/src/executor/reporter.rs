@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
 #[derive(Clone, Debug)]
-pub enum Report {
+pub(crate) enum Report {
     State(TaskStateUpdate),
     Ack(CheckpointAck),
     Decline(CheckpointDecline),
@@ -27,13 +27,13 @@ impl Report {
 }
 
 #[derive(Clone)]
-pub struct StateReporter {
+pub(crate) struct StateReporter {
     tx: mpsc::UnboundedSender<Report>,
 }
 
 impl StateReporter {
     /// Starts the reporting task towards `jobmanager_url`.
-    pub fn start(jobmanager_url: &str) -> Result<StateReporter, String> {
+    pub(crate) fn start(jobmanager_url: &str) -> Result<StateReporter, String> {
         let channel = Endpoint::from_shared(jobmanager_url.to_string())
             .map_err(|e| format!("invalid jobmanager address {jobmanager_url}: {e}"))?
             .connect_timeout(Duration::from_secs(5))
@@ -76,11 +76,11 @@ impl StateReporter {
         Ok(StateReporter { tx })
     }
 
-    pub fn report(&self, update: TaskStateUpdate) {
+    pub(crate) fn report(&self, update: TaskStateUpdate) {
         let _ = self.tx.send(Report::State(update));
     }
 
-    pub fn send(&self, report: Report) {
+    pub(crate) fn send(&self, report: Report) {
         let _ = self.tx.send(report);
     }
 }

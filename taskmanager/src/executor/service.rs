@@ -1,7 +1,7 @@
 //! The taskmanager's gRPC gateway (`TaskManagerService`): the jobmanager's reachability check,
 //! deploying subtasks (all of a request or none, with their restored state fetched first) and
 //! cancelling a job attempt, and the checkpoint messages: triggers go to the attempt's source
-//! subtasks, completions to all of them. Each subtask reports RUNNING, then FINISHED, FAILED
+//! subtasks, completions and abortions to all of them. Each subtask reports RUNNING, then FINISHED, FAILED
 //! (with the cause) or CANCELED.
 
 use crate::error::TaskError;
@@ -42,14 +42,14 @@ use crate::state::StateSettings;
 /// What state backends of this taskmanager are given: its configuration (storage keys), each
 /// slot's share of task heap and managed memory, and the working directory.
 #[derive(Clone)]
-pub struct StateEnv {
+pub(crate) struct StateEnv {
     pub config: Arc<Configuration>,
     pub heap_per_slot: u64,
     pub managed_per_slot: u64,
     pub tmp_dir: PathBuf,
 }
 
-pub struct TaskManagerGateway {
+pub(crate) struct TaskManagerGateway {
     resource_id: String,
     slots: Arc<SlotTable>,
     network: Arc<NetworkEnvironment>,
@@ -59,7 +59,7 @@ pub struct TaskManagerGateway {
 }
 
 impl TaskManagerGateway {
-    pub fn new(
+    pub(crate) fn new(
         resource_id: String,
         slots: Arc<SlotTable>,
         network: Arc<NetworkEnvironment>,
@@ -99,7 +99,6 @@ impl TaskManagerGateway {
         graph: &JobGraph,
         tasks: &[(usize, u32)],
         config: &Configuration,
-        final_checkpoint: bool,
     ) -> Result<HashMap<(usize, u32), TaskContext>, String> {
         let settings = self.settings(config)?;
         let metadata = if req.restore_metadata.is_empty() {
@@ -138,7 +137,6 @@ impl TaskManagerGateway {
                     epoch: req.epoch,
                     state: settings.clone(),
                     restore,
-                    final_checkpoint,
                     splits,
                 },
             );
@@ -215,7 +213,7 @@ impl TaskManagerService for TaskManagerGateway {
             == CheckpointingMode::ExactlyOnce;
         let final_checkpoint = final_checkpoints(&config).map_err(Status::invalid_argument)?;
         let contexts = self
-            .contexts(&req, &graph, &tasks, &config, final_checkpoint)
+            .contexts(&req, &graph, &tasks, &config)
             .await
             .map_err(|e| Status::failed_precondition(format!("restoring state: {e}")))?;
         let cancel = self
@@ -357,6 +355,17 @@ impl TaskManagerService for TaskManagerGateway {
         let req = request.into_inner();
         for control in self.controls(&req.job_id, req.epoch, false) {
             let _ = control.send(TaskControl::Complete(req.checkpoint_id, req.end_of_input));
+        }
+        Ok(Response::new(CheckpointAckResponse {}))
+    }
+
+    async fn notify_checkpoint_aborted(
+        &self,
+        request: Request<NotifyCheckpointRequest>,
+    ) -> Result<Response<CheckpointAckResponse>, Status> {
+        let req = request.into_inner();
+        for control in self.controls(&req.job_id, req.epoch, false) {
+            let _ = control.send(TaskControl::Abort(req.checkpoint_id));
         }
         Ok(Response::new(CheckpointAckResponse {}))
     }

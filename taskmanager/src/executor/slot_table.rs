@@ -5,25 +5,25 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use sluice_proto::control::SlotReport;
 
 #[derive(Debug)]
-pub struct SlotTable {
+pub(crate) struct SlotTable {
     total: u32,
     used: AtomicU32,
 }
 
 impl SlotTable {
-    pub fn new(total: u32) -> Self {
+    pub(crate) fn new(total: u32) -> Self {
         SlotTable {
             total,
             used: AtomicU32::new(0),
         }
     }
 
-    pub fn total(&self) -> u32 {
+    pub(crate) fn total(&self) -> u32 {
         self.total
     }
 
     /// Marks `n` slots as used by a deployment.
-    pub fn take(&self, n: u32) -> Result<(), String> {
+    pub(crate) fn take(&self, n: u32) -> Result<(), String> {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             if used + n > self.total {
@@ -42,13 +42,13 @@ impl SlotTable {
         }
     }
 
-    pub fn give_back(&self, n: u32) {
+    pub(crate) fn give_back(&self, n: u32) {
         let _ = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)));
     }
 
-    pub fn report(&self) -> SlotReport {
+    pub(crate) fn report(&self) -> SlotReport {
         let used = self.used.load(Ordering::Relaxed).min(self.total);
         SlotReport {
             total: self.total,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
-pub struct NetworkBufferPool {
+pub(crate) struct NetworkBufferPool {
     total: u64,
     segment_size: u64,
     used: AtomicU64,
@@ -16,7 +16,7 @@ pub struct NetworkBufferPool {
 
 /// Buffers held by one task; returned to the pool when dropped.
 #[derive(Debug)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     pool: Arc<NetworkBufferPool>,
     pub count: u64,
 }
@@ -28,7 +28,7 @@ impl Drop for Reservation {
 }
 
 impl NetworkBufferPool {
-    pub fn new(total_segments: u64, segment_size: u64) -> Arc<Self> {
+    pub(crate) fn new(total_segments: u64, segment_size: u64) -> Arc<Self> {
         Arc::new(NetworkBufferPool {
             total: total_segments,
             segment_size,
@@ -36,16 +36,16 @@ impl NetworkBufferPool {
         })
     }
 
-    pub fn available(&self) -> u64 {
+    pub(crate) fn available(&self) -> u64 {
         self.total.saturating_sub(self.used.load(Ordering::Acquire))
     }
 
-    pub fn segment_size(&self) -> u64 {
+    pub(crate) fn segment_size(&self) -> u64 {
         self.segment_size
     }
 
     /// Reserves `required` buffers or fails with Flink's message.
-    pub fn reserve(self: &Arc<Self>, required: u64) -> Result<Reservation, String> {
+    pub(crate) fn reserve(self: &Arc<Self>, required: u64) -> Result<Reservation, String> {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             let available = self.total.saturating_sub(used);
@@ -71,7 +71,7 @@ impl NetworkBufferPool {
     }
 
     /// Takes up to `wanted` extra buffers if free (floating buffers beyond the required ones).
-    pub fn reserve_up_to(self: &Arc<Self>, wanted: u64) -> Reservation {
+    pub(crate) fn reserve_up_to(self: &Arc<Self>, wanted: u64) -> Reservation {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             let take = wanted.min(self.total.saturating_sub(used));
@@ -93,12 +93,12 @@ impl NetworkBufferPool {
 
 /// Flink's required buffers for an input gate of `channels` channels (streaming):
 /// `channels × buffers-per-channel + 1`.
-pub fn gate_required(channels: u64, buffers_per_channel: u64) -> u64 {
+pub(crate) fn gate_required(channels: u64, buffers_per_channel: u64) -> u64 {
     channels * buffers_per_channel + 1
 }
 
 /// Flink's minimum for a pipelined result partition of `subpartitions`: `subpartitions + 1`.
-pub fn partition_required(subpartitions: u64) -> u64 {
+pub(crate) fn partition_required(subpartitions: u64) -> u64 {
     subpartitions + 1
 }
 

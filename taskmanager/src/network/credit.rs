@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// Credit to hand to one channel's sender.
-pub type Announcement = (usize, u32);
+pub(crate) type Announcement = (usize, u32);
 
 #[derive(Debug, Default, Clone)]
 struct ChannelCredit {
@@ -36,13 +36,13 @@ impl ChannelCredit {
 
 /// The receiver side's accounting for all channels of one input gate.
 #[derive(Debug)]
-pub struct ReceiverCredits {
+pub(crate) struct ReceiverCredits {
     channels: Vec<ChannelCredit>,
     floating_free: u32,
 }
 
 impl ReceiverCredits {
-    pub fn new(channels: usize, exclusive: u32, floating: u32) -> Self {
+    pub(crate) fn new(channels: usize, exclusive: u32, floating: u32) -> Self {
         ReceiverCredits {
             channels: vec![
                 ChannelCredit {
@@ -56,7 +56,7 @@ impl ReceiverCredits {
     }
 
     /// The sender of `ch` connected: announce its exclusive buffers.
-    pub fn attach(&mut self, ch: usize) -> Vec<Announcement> {
+    pub(crate) fn attach(&mut self, ch: usize) -> Vec<Announcement> {
         let c = &mut self.channels[ch];
         c.attached = true;
         let grant = c.capacity() - c.in_use - c.announced;
@@ -70,7 +70,7 @@ impl ReceiverCredits {
 
     /// A buffer arrived on `ch` with the sender's backlog behind it. Returns an error when the
     /// sender sent without credit (a protocol violation).
-    pub fn on_buffer(&mut self, ch: usize, backlog: u32) -> Result<Vec<Announcement>, String> {
+    pub(crate) fn on_buffer(&mut self, ch: usize, backlog: u32) -> Result<Vec<Announcement>, String> {
         let c = &mut self.channels[ch];
         if c.announced == 0 {
             return Err(format!("channel {ch} sent a buffer without credit"));
@@ -82,14 +82,14 @@ impl ReceiverCredits {
     }
 
     /// The sender announced a backlog without sending (it ran out of credit).
-    pub fn on_backlog(&mut self, ch: usize, backlog: u32) -> Vec<Announcement> {
+    pub(crate) fn on_backlog(&mut self, ch: usize, backlog: u32) -> Vec<Announcement> {
         self.channels[ch].backlog = backlog;
         self.lend_floating()
     }
 
     /// The task consumed one buffer of `ch`: its buffer goes back to the channel (exclusive) or
     /// to the gate's floating pool.
-    pub fn on_consumed(&mut self, ch: usize) -> Vec<Announcement> {
+    pub(crate) fn on_consumed(&mut self, ch: usize) -> Vec<Announcement> {
         let c = &mut self.channels[ch];
         c.in_use = c.in_use.saturating_sub(1);
         let mut out = Vec::new();
@@ -126,26 +126,28 @@ impl ReceiverCredits {
     }
 
     /// Buffers held across all channels (received, not consumed) — never above capacity.
-    pub fn in_use(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> u32 {
         self.channels.iter().map(|c| c.in_use).sum()
     }
 
     /// Exclusive + floating buffers of the gate.
-    pub fn capacity(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> u32 {
         self.channels.iter().map(|c| c.capacity()).sum::<u32>() + self.floating_free
     }
 }
 
 /// The sender's view of one channel: credit it may spend, and a wake-up when more arrives.
 #[derive(Debug, Default)]
-pub struct SenderCredit {
+pub(crate) struct SenderCredit {
     available: Mutex<u32>,
     notify: Notify,
     closed: AtomicBool,
 }
 
 impl SenderCredit {
-    pub fn add(&self, credit: u32) {
+    pub(crate) fn add(&self, credit: u32) {
         if let Ok(mut a) = self.available.lock() {
             *a += credit;
         }
@@ -154,14 +156,14 @@ impl SenderCredit {
     }
 
     /// Fails waiters: the channel or the task is gone.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
         self.notify.notify_one();
     }
 
     /// Takes one credit without waiting.
-    pub fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self) -> bool {
         match self.available.lock() {
             Ok(mut a) if *a > 0 => {
                 *a -= 1;
@@ -172,7 +174,7 @@ impl SenderCredit {
     }
 
     /// Waits for one credit. `Err` when the channel was closed.
-    pub async fn acquire(&self) -> Result<(), ()> {
+    pub(crate) async fn acquire(&self) -> Result<(), ()> {
         loop {
             let notified = self.notify.notified();
             if self.try_acquire() {

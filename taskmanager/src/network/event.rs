@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 /// `id`, everything after to later ones. It names where the snapshot's files go, so a task
 /// needs no other message to take its part.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Barrier {
+pub(crate) struct Barrier {
     pub id: u64,
     pub timestamp_ms: u64,
     /// A savepoint: self-contained, every file under `target_url`.
@@ -20,7 +20,7 @@ pub struct Barrier {
 }
 
 #[derive(Debug, Clone)]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     /// At most one segment's worth of rows.
     Batch(RecordBatch),
     /// Event time has reached this value (ms) on this channel.
@@ -37,7 +37,7 @@ pub enum StreamEvent {
 
 /// Identifies a channel across the cluster: job attempt, edge, producer and consumer subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChannelId {
+pub(crate) struct ChannelId {
     pub epoch: u64,
     pub edge: u32,
     pub from: u32,
@@ -46,7 +46,7 @@ pub struct ChannelId {
 
 /// Identifies an input gate: the consumer subtask of a job attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GateKey {
+pub(crate) struct GateKey {
     pub epoch: u64,
     pub vertex: u32,
     pub subtask: u32,

@@ -11,36 +11,36 @@ use arrow::buffer::Buffer;
 
 use super::event::ChannelId;
 
-pub const OPEN: u8 = 1;
-pub const DATA: u8 = 2;
-pub const WATERMARK: u8 = 3;
-pub const IDLE: u8 = 4;
-pub const END: u8 = 5;
-pub const BACKLOG: u8 = 6;
-pub const CREDIT: u8 = 7;
-pub const BARRIER: u8 = 8;
-pub const DATA_STREAM: u8 = 9;
+pub(super) const OPEN: u8 = 1;
+pub(super) const DATA: u8 = 2;
+pub(super) const WATERMARK: u8 = 3;
+pub(super) const IDLE: u8 = 4;
+pub(super) const END: u8 = 5;
+pub(super) const BACKLOG: u8 = 6;
+pub(super) const CREDIT: u8 = 7;
+pub(super) const BARRIER: u8 = 8;
+pub(super) const DATA_STREAM: u8 = 9;
 
-pub const HEADER: usize = 1 + 8 + 4 + 4 + 4;
+pub(super) const HEADER: usize = 1 + 8 + 4 + 4 + 4;
 /// Frames larger than this are refused as corrupt.
-pub const MAX_FRAME: usize = 256 << 20;
+pub(super) const MAX_FRAME: usize = 256 << 20;
 
 /// A frame to write: its head (length, header, small payload) and then, for data, the batch's
 /// IPC buffers, written with vectored I/O so the batch's bytes are not copied into the frame.
-pub struct OutFrame {
+pub(super) struct OutFrame {
     pub head: Vec<u8>,
     pub body: Vec<Buffer>,
 }
 
 impl OutFrame {
     /// The frame's bytes in order.
-    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+    pub(super) fn slices(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(self.head.as_slice()).chain(self.body.iter().map(|b| b.as_slice()))
     }
 }
 
 /// A frame whose payload is `payload` followed by the bytes of `body`.
-pub fn encode_with(kind: u8, id: ChannelId, payload: &[u8], body: Vec<Buffer>) -> OutFrame {
+pub(super) fn encode_with(kind: u8, id: ChannelId, payload: &[u8], body: Vec<Buffer>) -> OutFrame {
     let len = HEADER + payload.len() + body.iter().map(|b| b.len()).sum::<usize>();
     let mut head = Vec::with_capacity(4 + HEADER + payload.len());
     head.extend_from_slice(&(len as u32).to_le_bytes());
@@ -53,12 +53,12 @@ pub fn encode_with(kind: u8, id: ChannelId, payload: &[u8], body: Vec<Buffer>) -
     OutFrame { head, body }
 }
 
-pub fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> OutFrame {
+pub(super) fn encode(kind: u8, id: ChannelId, payload: &[u8]) -> OutFrame {
     encode_with(kind, id, payload, Vec::new())
 }
 
 /// Splits a frame body (after the length) into kind, channel and payload.
-pub fn decode(body: &[u8]) -> Result<(u8, ChannelId, &[u8]), String> {
+pub(super) fn decode(body: &[u8]) -> Result<(u8, ChannelId, &[u8]), String> {
     if body.len() < HEADER {
         return Err(format!("frame of {} bytes is shorter than its header", body.len()));
     }
@@ -74,7 +74,7 @@ pub fn decode(body: &[u8]) -> Result<(u8, ChannelId, &[u8]), String> {
     Ok((body[0], id, &body[HEADER..]))
 }
 
-pub fn read_u32(payload: &[u8]) -> Result<(u32, &[u8]), String> {
+pub(super) fn read_u32(payload: &[u8]) -> Result<(u32, &[u8]), String> {
     if payload.len() < 4 {
         return Err("frame payload too short".into());
     }

@@ -13,7 +13,7 @@ use super::credit::{Announcement, ReceiverCredits};
 use super::event::{GateKey, StreamEvent};
 
 /// Where a channel's credit announcements go: the local sender, or a frame to a remote one.
-pub trait CreditSink: Send + Sync {
+pub(crate) trait CreditSink: Send + Sync {
     fn grant(&self, credit: u32);
 }
 
@@ -23,7 +23,7 @@ struct Inner {
 }
 
 /// The part of a gate that senders and the transport see.
-pub struct GateShared {
+pub(crate) struct GateShared {
     pub key: GateKey,
     /// (input edge, producer subtask) → channel index.
     channels: HashMap<(u32, u32), usize>,
@@ -33,7 +33,7 @@ pub struct GateShared {
 
 impl GateShared {
     /// The channel index of producer `from` on `edge`.
-    pub fn channel_index(&self, edge: u32, from: u32) -> Option<usize> {
+    pub(crate) fn channel_index(&self, edge: u32, from: u32) -> Option<usize> {
         self.channels.get(&(edge, from)).copied()
     }
 
@@ -51,7 +51,7 @@ impl GateShared {
     }
 
     /// A sender connected to channel `ch`; it receives its exclusive credit now.
-    pub fn attach(&self, ch: usize, sink: Arc<dyn CreditSink>) -> Result<(), String> {
+    pub(crate) fn attach(&self, ch: usize, sink: Arc<dyn CreditSink>) -> Result<(), String> {
         self.with(|inner| {
             inner.sinks[ch] = Some(sink);
             let a = inner.credits.attach(ch);
@@ -60,7 +60,7 @@ impl GateShared {
     }
 
     /// A buffer or event arrived on `ch`.
-    pub fn deliver(&self, ch: usize, event: StreamEvent, backlog: u32) -> Result<(), String> {
+    pub(crate) fn deliver(&self, ch: usize, event: StreamEvent, backlog: u32) -> Result<(), String> {
         self.with(|inner| -> Result<(), String> {
             let a = inner.credits.on_buffer(ch, backlog)?;
             Self::dispatch(inner, a);
@@ -72,7 +72,7 @@ impl GateShared {
     }
 
     /// The sender of `ch` has `backlog` buffers waiting for credit.
-    pub fn backlog(&self, ch: usize, backlog: u32) -> Result<(), String> {
+    pub(crate) fn backlog(&self, ch: usize, backlog: u32) -> Result<(), String> {
         self.with(|inner| {
             let a = inner.credits.on_backlog(ch, backlog);
             Self::dispatch(inner, a);
@@ -87,18 +87,19 @@ impl GateShared {
     }
 
     /// The connection carrying channel `ch` failed: the consuming task gets the reason.
-    pub fn fail(&self, ch: usize, reason: String) {
+    pub(crate) fn fail(&self, ch: usize, reason: String) {
         let _ = self.tx.send((ch, StreamEvent::Broken(reason)));
     }
 
     /// Buffers received and not yet consumed.
-    pub fn buffers_in_use(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn buffers_in_use(&self) -> u32 {
         self.with(|inner| inner.credits.in_use()).unwrap_or(0)
     }
 }
 
 /// The consumer's end.
-pub struct InputGate {
+pub(crate) struct InputGate {
     shared: Arc<GateShared>,
     /// Channel → the consumer's input it feeds (`Edge.target_input`).
     input_of: Vec<usize>,
@@ -116,7 +117,7 @@ impl InputGate {
     /// A gate for `inputs` = (edge, the consumer's input it feeds, the producer subtasks
     /// feeding this consumer) in input order, with `exclusive` buffers per channel and
     /// `floating` for the gate.
-    pub fn new(key: GateKey, inputs: &[(u32, u32, Vec<u32>)], exclusive: u32, floating: u32) -> InputGate {
+    pub(crate) fn new(key: GateKey, inputs: &[(u32, u32, Vec<u32>)], exclusive: u32, floating: u32) -> InputGate {
         let mut channels = HashMap::new();
         let mut input_of = Vec::new();
         for (edge, input, producers) in inputs {
@@ -149,34 +150,34 @@ impl InputGate {
         }
     }
 
-    pub fn shared(&self) -> Arc<GateShared> {
+    pub(crate) fn shared(&self) -> Arc<GateShared> {
         self.shared.clone()
     }
 
-    pub fn channels(&self) -> usize {
+    pub(crate) fn channels(&self) -> usize {
         self.channels
     }
 
     /// Which input of the consumer channel `ch` feeds.
-    pub fn input_of(&self, ch: usize) -> usize {
+    pub(crate) fn input_of(&self, ch: usize) -> usize {
         self.input_of.get(ch).copied().unwrap_or(0)
     }
 
     /// Holds back channel `ch` until `unblock_all` (barrier alignment).
-    pub fn block(&mut self, ch: usize) {
+    pub(crate) fn block(&mut self, ch: usize) {
         if let Some(b) = self.blocked.get_mut(ch) {
             *b = true;
         }
     }
 
     /// Unblocks every channel; what they held back comes next, in order.
-    pub fn unblock_all(&mut self) {
+    pub(crate) fn unblock_all(&mut self) {
         self.blocked.iter_mut().for_each(|b| *b = false);
         self.replay.extend(self.stashed.drain(..));
     }
 
     /// The next buffer or event of any unblocked channel, releasing the previous one's buffer.
-    pub async fn next(&mut self) -> Option<(usize, StreamEvent)> {
+    pub(crate) async fn next(&mut self) -> Option<(usize, StreamEvent)> {
         if let Some(ch) = self.holding.take() {
             self.shared.consumed(ch);
         }

@@ -16,14 +16,14 @@ use arrow::record_batch::RecordBatch;
 
 /// The sending end of one channel's IPC stream.
 #[derive(Default)]
-pub struct ChannelEncoder {
+pub(crate) struct ChannelEncoder {
     stream: Option<(SchemaRef, StreamEncoder)>,
 }
 
 impl ChannelEncoder {
     /// The IPC bytes of `batch`, as buffers to write in order, and whether they start a new
     /// stream (the first batch, or one whose schema differs from the stream's).
-    pub fn encode(&mut self, batch: &RecordBatch) -> Result<(bool, Vec<Buffer>), String> {
+    pub(crate) fn encode(&mut self, batch: &RecordBatch) -> Result<(bool, Vec<Buffer>), String> {
         let schema = batch.schema();
         let fresh = !matches!(&self.stream, Some((s, _)) if Arc::ptr_eq(s, &schema) || **s == *schema);
         if fresh {
@@ -40,13 +40,13 @@ impl ChannelEncoder {
 
 /// The receiving end of one channel's IPC stream.
 #[derive(Default)]
-pub struct ChannelDecoder {
+pub(super) struct ChannelDecoder {
     stream: Option<StreamDecoder>,
 }
 
 impl ChannelDecoder {
     /// Decodes the one batch a frame carries; `starts_stream` for a `DATA_STREAM` frame.
-    pub fn decode(&mut self, mut bytes: Buffer, starts_stream: bool) -> Result<RecordBatch, String> {
+    pub(super) fn decode(&mut self, mut bytes: Buffer, starts_stream: bool) -> Result<RecordBatch, String> {
         if starts_stream {
             self.stream = Some(StreamDecoder::new());
         }

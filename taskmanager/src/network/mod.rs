@@ -3,7 +3,7 @@
 //! over one TCP connection per taskmanager pair, input gates, and partitioning record writers.
 
 mod buffer_pool;
-pub mod credit;
+pub(crate) mod credit;
 mod event;
 mod frame;
 mod gate;
@@ -19,25 +19,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-pub use buffer_pool::{gate_required, partition_required, NetworkBufferPool, Reservation};
-pub use event::{Barrier, ChannelId, GateKey, StreamEvent};
-pub use gate::{CreditSink, GateShared, InputGate};
-pub use output_queue::OutputChannel;
-pub use transport::Connection;
-pub use writer::{RecordWriter, WriterPartition};
+pub(crate) use buffer_pool::{gate_required, partition_required, NetworkBufferPool, Reservation};
+pub(crate) use event::{Barrier, ChannelId, GateKey, StreamEvent};
+pub(crate) use gate::{CreditSink, GateShared, InputGate};
+pub(crate) use output_queue::OutputChannel;
+pub(crate) use transport::Connection;
+pub(crate) use writer::{RecordWriter, WriterPartition};
 
 use credit::SenderCredit;
 use output_queue::Target;
 
 /// Gates of the tasks deployed here, found by (epoch, input edge, consumer subtask).
 #[derive(Default)]
-pub struct GateRegistry {
+pub(crate) struct GateRegistry {
     map: Mutex<HashMap<(u64, u32, u32), Arc<GateShared>>>,
     changed: Notify,
 }
 
 impl GateRegistry {
-    pub fn register(&self, gate: Arc<GateShared>, edges: &[u32]) {
+    pub(crate) fn register(&self, gate: Arc<GateShared>, edges: &[u32]) {
         if let Ok(mut map) = self.map.lock() {
             for e in edges {
                 map.insert((gate.key.epoch, *e, gate.key.subtask), gate.clone());
@@ -46,7 +46,7 @@ impl GateRegistry {
         self.changed.notify_waiters();
     }
 
-    pub fn unregister(&self, key: GateKey, edges: &[u32]) {
+    pub(crate) fn unregister(&self, key: GateKey, edges: &[u32]) {
         if let Ok(mut map) = self.map.lock() {
             for e in edges {
                 map.remove(&(key.epoch, *e, key.subtask));
@@ -59,7 +59,13 @@ impl GateRegistry {
     }
 
     /// The gate consuming `edge` at subtask `to`, waiting (bounded) until it is deployed.
-    pub async fn wait_for_edge(&self, epoch: u64, edge: u32, to: u32, timeout: Duration) -> Option<Arc<GateShared>> {
+    pub(crate) async fn wait_for_edge(
+        &self,
+        epoch: u64,
+        edge: u32,
+        to: u32,
+        timeout: Duration,
+    ) -> Option<Arc<GateShared>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
@@ -83,7 +89,7 @@ impl CreditSink for LocalCreditSink {
 }
 
 /// Network settings and shared state of one taskmanager.
-pub struct NetworkEnvironment {
+pub(crate) struct NetworkEnvironment {
     pub pool: Arc<NetworkBufferPool>,
     pub gates: Arc<GateRegistry>,
     /// `host:port` of this taskmanager's data port, to recognise local channels.
@@ -99,7 +105,7 @@ pub struct NetworkEnvironment {
 const LOCAL_GATE_WAIT: Duration = Duration::from_secs(60);
 
 impl NetworkEnvironment {
-    pub fn new(
+    pub(crate) fn new(
         pool: Arc<NetworkBufferPool>,
         local_address: String,
         buffers_per_channel: u32,
@@ -120,7 +126,7 @@ impl NetworkEnvironment {
     /// Drops every pooled connection to other taskmanagers, so later channels open fresh
     /// ones. After a network partition a pooled connection may look open while its peer can
     /// no longer be reached through it.
-    pub async fn forget_connections(&self) -> usize {
+    pub(crate) async fn forget_connections(&self) -> usize {
         let mut conns = self.connections.lock().await;
         let n = conns.len();
         conns.clear();
@@ -128,7 +134,7 @@ impl NetworkEnvironment {
     }
 
     /// Serves the data port.
-    pub fn serve(self: &Arc<Self>, listener: TcpListener) {
+    pub(crate) fn serve(self: &Arc<Self>, listener: TcpListener) {
         tokio::spawn(transport::serve(listener, self.gates.clone()));
     }
 
@@ -145,7 +151,7 @@ impl NetworkEnvironment {
     /// Opens the channel `id` to the consumer at `address` (this taskmanager or another); its
     /// producer may queue up to max-buffers-per-channel buffers and events on it, within the
     /// buffers of its partition (`partition`, shared by the partition's channels).
-    pub async fn open_channel(
+    pub(crate) async fn open_channel(
         &self,
         id: ChannelId,
         address: &str,

@@ -86,7 +86,7 @@ impl Shared {
     }
 }
 
-pub struct OutputChannel {
+pub(crate) struct OutputChannel {
     shared: Arc<Shared>,
     pump: JoinHandle<()>,
     /// End of partition queued or sent: the pump may finish the queue after the task is gone.
@@ -125,7 +125,7 @@ impl OutputChannel {
     /// Sends one buffer or event now if the channel has credit and nothing queued, else
     /// queues it, first waiting for queue room if the queue is full (back-pressure, added to
     /// `blocked`).
-    pub async fn send(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
+    pub(crate) async fn send(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
         self.ended |= matches!(event, StreamEvent::EndOfPartition);
         let s = &self.shared;
         {

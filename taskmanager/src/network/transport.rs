@@ -128,7 +128,7 @@ impl CreditSink for RemoteCreditSink {
 }
 
 /// Accepts connections from sending taskmanagers.
-pub async fn serve(listener: TcpListener, gates: Arc<GateRegistry>) {
+pub(super) async fn serve(listener: TcpListener, gates: Arc<GateRegistry>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -275,14 +275,14 @@ fn decode_barrier(rest: &[u8]) -> Result<Barrier, String> {
 }
 
 /// The sending side of one connection to a remote taskmanager.
-pub struct Connection {
+pub(crate) struct Connection {
     peer: String,
     writer: mpsc::UnboundedSender<OutFrame>,
     credits: Arc<Mutex<HashMap<ChannelId, Arc<SenderCredit>>>>,
 }
 
 impl Connection {
-    pub async fn connect(address: &str) -> Result<Arc<Connection>, String> {
+    pub(crate) async fn connect(address: &str) -> Result<Arc<Connection>, String> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|e| format!("cannot connect to the data port {address}: {e}"))?;
@@ -332,16 +332,16 @@ impl Connection {
     }
 
     /// The receiving taskmanager's data address.
-    pub fn peer(&self) -> &str {
+    pub(crate) fn peer(&self) -> &str {
         &self.peer
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         !self.writer.is_closed()
     }
 
     /// Opens a channel; credit for it will arrive on `credit`.
-    pub fn open(&self, id: ChannelId, credit: Arc<SenderCredit>) -> Result<(), String> {
+    pub(crate) fn open(&self, id: ChannelId, credit: Arc<SenderCredit>) -> Result<(), String> {
         if let Ok(mut map) = self.credits.lock() {
             map.insert(id, credit);
         }
@@ -350,13 +350,13 @@ impl Connection {
             .map_err(|_| "data connection closed".to_string())
     }
 
-    pub fn close_channel(&self, id: ChannelId) {
+    pub(crate) fn close_channel(&self, id: ChannelId) {
         if let Ok(mut map) = self.credits.lock() {
             map.remove(&id);
         }
     }
 
-    pub fn send_backlog(&self, id: ChannelId, backlog: u32) -> Result<(), String> {
+    pub(crate) fn send_backlog(&self, id: ChannelId, backlog: u32) -> Result<(), String> {
         self.writer
             .send(frame::encode(frame::BACKLOG, id, &backlog.to_le_bytes()))
             .map_err(|_| "data connection closed".to_string())
@@ -364,7 +364,7 @@ impl Connection {
 
     /// Ships one buffer or event (its credit already taken); a batch goes on the channel's
     /// IPC stream `encoder`.
-    pub fn send_event(
+    pub(crate) fn send_event(
         &self,
         id: ChannelId,
         event: &StreamEvent,

@@ -14,7 +14,7 @@ use sluice_common::key_groups::{hash_keys, key_group, subtask_for_key_group};
 use super::event::StreamEvent;
 use super::output_queue::OutputChannel;
 
-pub enum WriterPartition {
+pub(crate) enum WriterPartition {
     /// Producer i → consumer i.
     Forward,
     Rebalance,
@@ -32,7 +32,7 @@ fn key_group_routes(max_parallelism: u32, channels: usize) -> Vec<u32> {
         .collect()
 }
 
-pub struct RecordWriter {
+pub(crate) struct RecordWriter {
     partition: WriterPartition,
     /// For hash partitioning: key group → channel.
     routes: Vec<u32>,
@@ -56,7 +56,12 @@ fn buffers(batch: &RecordBatch, segment_size: usize) -> Vec<RecordBatch> {
 }
 
 impl RecordWriter {
-    pub fn new(partition: WriterPartition, channels: Vec<OutputChannel>, segment_size: usize, producer: usize) -> Self {
+    pub(crate) fn new(
+        partition: WriterPartition,
+        channels: Vec<OutputChannel>,
+        segment_size: usize,
+        producer: usize,
+    ) -> Self {
         let next = if channels.is_empty() {
             0
         } else {
@@ -83,7 +88,7 @@ impl RecordWriter {
     }
 
     /// Routes a batch to its consumers.
-    pub async fn emit(&mut self, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
+    pub(crate) async fn emit(&mut self, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
         if batch.num_rows() == 0 || self.channels.is_empty() {
             return Ok(());
         }
@@ -125,7 +130,7 @@ impl RecordWriter {
     }
 
     /// Sends an event (watermark, idleness, end of partition) to every consumer.
-    pub async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
+    pub(crate) async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
         for ch in &mut self.channels {
             ch.send(event.clone(), blocked).await?;
         }

@@ -11,7 +11,7 @@ use crate::runtime::metrics::TaskMetrics;
 
 /// The subtask an operator runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskInfo {
+pub(crate) struct TaskInfo {
     pub job_name: String,
     /// The vertex's name (its chained operators, as Flink names tasks).
     pub task_name: String,
@@ -21,18 +21,26 @@ pub struct TaskInfo {
     pub attempt: u64,
 }
 
-pub struct OperatorContext {
+pub(crate) struct OperatorContext {
+    #[allow(
+        dead_code,
+        reason = "part of the operator contract; the built-in operators do not read it yet"
+    )]
     pub task: Arc<TaskInfo>,
     metrics: Arc<TaskMetrics>,
 }
 
 impl OperatorContext {
-    pub fn new(task: Arc<TaskInfo>, metrics: Arc<TaskMetrics>) -> Self {
+    pub(crate) fn new(task: Arc<TaskInfo>, metrics: Arc<TaskMetrics>) -> Self {
         OperatorContext { task, metrics }
     }
 
     /// Wall-clock time in milliseconds since the Unix epoch (processing time).
-    pub fn now_ms(&self) -> i64 {
+    #[allow(
+        dead_code,
+        reason = "part of the operator contract; the built-in operators do not read it yet"
+    )]
+    pub(crate) fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -40,12 +48,16 @@ impl OperatorContext {
     }
 
     /// The subtask's input watermark (`i64::MIN` before the first one).
-    pub fn current_watermark(&self) -> i64 {
+    #[allow(
+        dead_code,
+        reason = "part of the operator contract; the built-in operators do not read it yet"
+    )]
+    pub(crate) fn current_watermark(&self) -> i64 {
         self.metrics.input_watermark.load(Ordering::Relaxed)
     }
 
     /// The subtask's counters (Flink's task metric group).
-    pub fn metrics(&self) -> &TaskMetrics {
+    pub(crate) fn metrics(&self) -> &TaskMetrics {
         &self.metrics
     }
 }
@@ -53,7 +65,7 @@ impl OperatorContext {
 #[cfg(test)]
 impl OperatorContext {
     /// A context for unit tests of one operator.
-    pub fn for_tests() -> Self {
+    pub(crate) fn for_tests() -> Self {
         OperatorContext::new(
             Arc::new(TaskInfo {
                 job_name: "test".into(),

@@ -10,12 +10,12 @@ use sluice_common::job::expr::{compile_scalar, CompiledExpr};
 
 use super::Operator;
 
-pub struct Filter {
+pub(crate) struct Filter {
     predicate: CompiledExpr,
 }
 
 impl Filter {
-    pub fn new(sql: &str, input: &SchemaRef) -> Result<Filter, String> {
+    pub(crate) fn new(sql: &str, input: &SchemaRef) -> Result<Filter, String> {
         Ok(Filter {
             predicate: compile_scalar(sql, input)?,
         })

@@ -8,18 +8,18 @@
 mod context;
 mod filter;
 mod select;
-pub mod window;
+pub(crate) mod window;
 
 use arrow::record_batch::RecordBatch;
 
 use crate::error::TaskError;
 use crate::state::snapshot::OperatorSnapshot;
 
-pub use context::{OperatorContext, TaskInfo};
-pub use filter::Filter;
-pub use select::Select;
+pub(crate) use context::{OperatorContext, TaskInfo};
+pub(crate) use filter::Filter;
+pub(crate) use select::Select;
 
-pub trait Operator: Send {
+pub(crate) trait Operator: Send {
     /// A batch from input `input` (0 for one-input operators; a chained operator's input is
     /// the previous operator, 0). Synchronous: CPU work, no future per batch.
     fn process(
@@ -62,20 +62,20 @@ pub trait Operator: Send {
 }
 
 /// Operators chained in one subtask.
-pub struct Chain {
+pub(crate) struct Chain {
     ops: Vec<Box<dyn Operator>>,
     /// The uid of each operator (its state's name in snapshots).
     uids: Vec<String>,
 }
 
 impl Chain {
-    pub fn new(ops: Vec<(String, Box<dyn Operator>)>) -> Chain {
+    pub(crate) fn new(ops: Vec<(String, Box<dyn Operator>)>) -> Chain {
         let (uids, ops) = ops.into_iter().unzip();
         Chain { ops, uids }
     }
 
     /// Every operator's snapshot that holds state, by uid.
-    pub fn snapshot(
+    pub(crate) fn snapshot(
         &mut self,
         checkpoint_id: u64,
         savepoint: bool,
@@ -90,13 +90,13 @@ impl Chain {
         Ok(out)
     }
 
-    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
+    pub(crate) fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         self.ops
             .iter_mut()
             .try_for_each(|op| op.notify_checkpoint_complete(checkpoint_id))
     }
 
-    pub fn uses_processing_time(&self) -> bool {
+    pub(crate) fn uses_processing_time(&self) -> bool {
         self.ops.iter().any(|o| o.uses_processing_time())
     }
 
@@ -123,7 +123,7 @@ impl Chain {
     }
 
     /// Runs a batch of the chain's input `input` through it; returns what leaves its end.
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         input: usize,
         batch: RecordBatch,
@@ -146,15 +146,19 @@ impl Chain {
         Ok(outputs)
     }
 
-    pub fn watermark(&mut self, watermark: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+    pub(crate) fn watermark(&mut self, watermark: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(ctx, |op, out| op.on_watermark(watermark, out))
     }
 
-    pub fn processing_time(&mut self, now_ms: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+    pub(crate) fn processing_time(
+        &mut self,
+        now_ms: i64,
+        ctx: &OperatorContext,
+    ) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(ctx, |op, out| op.on_processing_time(now_ms, out))
     }
 
-    pub fn finish(&mut self, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+    pub(crate) fn finish(&mut self, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(ctx, |op, out| op.finish(out))
     }
 }

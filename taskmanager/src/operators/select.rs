@@ -8,13 +8,13 @@ use sluice_common::job::expr::{compile_scalar, CompiledExpr};
 
 use super::Operator;
 
-pub struct Select {
+pub(crate) struct Select {
     columns: Vec<CompiledExpr>,
     output: SchemaRef,
 }
 
 impl Select {
-    pub fn new(columns: &[(String, String)], input: &SchemaRef, output: SchemaRef) -> Result<Select, String> {
+    pub(crate) fn new(columns: &[(String, String)], input: &SchemaRef, output: SchemaRef) -> Result<Select, String> {
         let columns = columns
             .iter()
             .map(|(_, sql)| compile_scalar(sql, input))

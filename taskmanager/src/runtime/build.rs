@@ -21,22 +21,20 @@ use crate::state::StateSettings;
 use sluice_common::state::KeyGroupRange;
 
 /// What a subtask is built with besides the graph.
-pub struct TaskContext {
+pub(crate) struct TaskContext {
     pub epoch: u64,
     /// State backend settings; `key_groups`/`task_name` are filled in per subtask.
     pub state: StateSettings,
     /// Restored state by operator uid.
     pub restore: HashMap<String, OperatorRestoreData>,
-    /// Sinks commit their last data through a final checkpoint, not at the end of input.
-    pub final_checkpoint: bool,
     /// The splits the jobmanager dealt to this subtask, by source uid.
     pub splits: HashMap<String, Vec<Split>>,
 }
 
 /// The operator-list-state name source split positions are stored under.
-pub const SPLITS_STATE: &str = "source-splits";
+pub(crate) const SPLITS_STATE: &str = "source-splits";
 
-pub struct SourcePlan {
+pub(crate) struct SourcePlan {
     pub uid: String,
     pub reader: Box<dyn Source>,
     /// Index of the event-time column, when the source has a watermark.
@@ -44,13 +42,13 @@ pub struct SourcePlan {
     pub watermarks: SplitWatermarks,
 }
 
-pub struct TaskPlan {
+pub(crate) struct TaskPlan {
     pub source: Option<SourcePlan>,
     pub chain: Chain,
     pub sink: Option<SinkStage>,
 }
 
-pub fn build_task(
+pub(crate) fn build_task(
     graph: &JobGraph,
     vertex: usize,
     subtask: u32,

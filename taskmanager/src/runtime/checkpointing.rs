@@ -10,7 +10,7 @@ use crate::network::Barrier;
 use crate::state::snapshot::OperatorSnapshot;
 
 #[derive(Debug)]
-pub enum TaskControl {
+pub(crate) enum TaskControl {
     /// Sources: take a snapshot and emit this barrier; `true` = first emit the maximum
     /// watermark (stop-with-savepoint with drain).
     Trigger(Barrier, bool),
@@ -22,7 +22,7 @@ pub enum TaskControl {
 }
 
 /// Receives a subtask's snapshots (the synchronous part is done) and declines.
-pub trait SnapshotAcker: Send + Sync {
+pub(crate) trait SnapshotAcker: Send + Sync {
     /// `end_of_input`: the snapshot was taken after the subtask's input ended.
     fn acknowledge(
         &self,
@@ -36,7 +36,7 @@ pub trait SnapshotAcker: Send + Sync {
 
 /// What a barrier means for the task after alignment bookkeeping.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AlignStep {
+pub(crate) enum AlignStep {
     /// Keep going (block the channel if asked).
     Wait { block: bool },
     /// Every channel delivered it: snapshot now (and unblock).
@@ -48,7 +48,7 @@ pub enum AlignStep {
     Ignore,
 }
 
-pub struct Aligner {
+pub(crate) struct Aligner {
     channels: usize,
     exactly_once: bool,
     pending: Option<(Barrier, HashSet<usize>)>,
@@ -57,7 +57,7 @@ pub struct Aligner {
 }
 
 impl Aligner {
-    pub fn new(channels: usize, exactly_once: bool) -> Self {
+    pub(crate) fn new(channels: usize, exactly_once: bool) -> Self {
         Aligner {
             channels,
             exactly_once,
@@ -78,7 +78,7 @@ impl Aligner {
         None
     }
 
-    pub fn on_barrier(&mut self, ch: usize, b: Barrier) -> AlignStep {
+    pub(crate) fn on_barrier(&mut self, ch: usize, b: Barrier) -> AlignStep {
         if b.id <= self.last {
             return AlignStep::Ignore;
         }
@@ -104,7 +104,7 @@ impl Aligner {
     }
 
     /// A channel ended: it owes no barrier any more.
-    pub fn on_end(&mut self, ch: usize) -> Option<Barrier> {
+    pub(crate) fn on_end(&mut self, ch: usize) -> Option<Barrier> {
         self.ended.insert(ch);
         self.complete()
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
-pub struct TaskMetrics {
+pub(crate) struct TaskMetrics {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
     pub busy_ns: AtomicU64,
@@ -18,7 +18,7 @@ pub struct TaskMetrics {
 
 /// A point-in-time copy.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TaskSample {
+pub(crate) struct TaskSample {
     pub records_in: u64,
     pub records_out: u64,
     pub busy_ns: u64,
@@ -27,18 +27,18 @@ pub struct TaskSample {
 }
 
 impl TaskMetrics {
-    pub fn new() -> Arc<TaskMetrics> {
+    pub(crate) fn new() -> Arc<TaskMetrics> {
         Arc::new(TaskMetrics {
             input_watermark: AtomicI64::new(i64::MIN),
             ..Default::default()
         })
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn sample(&self) -> TaskSample {
+    pub(crate) fn sample(&self) -> TaskSample {
         TaskSample {
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),

@@ -2,9 +2,9 @@
 //! (`task`), the two-phase-commit sink at a chain's end (`sink_stage`), event-time tracking
 //! (`watermarks`) and per-subtask counters (`metrics`).
 
-pub mod build;
-pub mod checkpointing;
-pub mod metrics;
-pub mod sink_stage;
-pub mod task;
-pub mod watermarks;
+pub(crate) mod build;
+pub(crate) mod checkpointing;
+pub(crate) mod metrics;
+pub(crate) mod sink_stage;
+pub(crate) mod task;
+pub(crate) mod watermarks;

@@ -14,9 +14,9 @@ use crate::error::TaskError;
 use crate::state::snapshot::{OperatorRestoreData, OperatorSnapshot};
 
 /// The operator-list-state name a sink's pending committables are stored under.
-pub const COMMITTABLES_STATE: &str = "sink-committables";
+pub(crate) const COMMITTABLES_STATE: &str = "sink-committables";
 
-pub struct SinkStage {
+pub(crate) struct SinkStage {
     pub uid: String,
     sink: Box<dyn Sink>,
     /// (checkpoint id, its committables) not yet committed.
@@ -26,7 +26,7 @@ pub struct SinkStage {
 }
 
 impl SinkStage {
-    pub fn new(
+    pub(crate) fn new(
         uid: String,
         sink: Box<dyn Sink>,
         restore: Option<&OperatorRestoreData>,
@@ -53,20 +53,20 @@ impl SinkStage {
 
     /// Before the subtask reads anything: commit this subtask's share of the restored
     /// committables (they were durable before their checkpoint completed).
-    pub async fn recover(&mut self) -> Result<(), TaskError> {
+    pub(crate) async fn recover(&mut self) -> Result<(), TaskError> {
         match self.restored.take() {
             Some((mine, all)) => self.sink.recover(mine, &all).await,
             None => Ok(()),
         }
     }
 
-    pub async fn write(&mut self, batch: arrow::record_batch::RecordBatch) -> Result<(), TaskError> {
+    pub(crate) async fn write(&mut self, batch: arrow::record_batch::RecordBatch) -> Result<(), TaskError> {
         self.sink.write(batch).await
     }
 
     /// At the barrier of `checkpoint_id`: pre-commit, and the snapshot of every pending
     /// committable.
-    pub async fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, TaskError> {
+    pub(crate) async fn snapshot(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, TaskError> {
         let committables = self.sink.pre_commit(checkpoint_id).await?;
         if !committables.is_empty() {
             self.pending.push((checkpoint_id, committables));
@@ -81,7 +81,7 @@ impl SinkStage {
     }
 
     /// Checkpoint `checkpoint_id` completed: commit what it and older ones hold.
-    pub async fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
+    pub(crate) async fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(c, _)| *c <= checkpoint_id);
@@ -93,14 +93,14 @@ impl SinkStage {
         self.sink.commit(committables).await
     }
 
-    pub async fn checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
+    pub(crate) async fn checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
         self.sink.abort(checkpoint_id).await
     }
 
     /// End of input. Without final checkpoints everything written is committed now (a failure
     /// after this replays and commits again: at-least-once at the end, as before FLIP-147);
     /// with them nothing is (the final checkpoint commits it).
-    pub async fn end_of_input(&mut self, final_checkpoint: bool) -> Result<(), TaskError> {
+    pub(crate) async fn end_of_input(&mut self, final_checkpoint: bool) -> Result<(), TaskError> {
         if final_checkpoint {
             return Ok(());
         }

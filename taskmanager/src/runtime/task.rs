@@ -33,7 +33,7 @@ use crate::state::snapshot::OperatorSnapshot;
 use sluice_connectors::SourcePoll;
 
 /// A subtask's link to checkpointing.
-pub struct CheckpointHooks {
+pub(crate) struct CheckpointHooks {
     pub control: mpsc::UnboundedReceiver<TaskControl>,
     pub acker: std::sync::Arc<dyn SnapshotAcker>,
     pub exactly_once: bool,
@@ -289,7 +289,7 @@ fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
 }
 
 /// Runs a subtask to its end. Cancellation is by dropping the future.
-pub async fn run_task(
+pub(crate) async fn run_task(
     plan: TaskPlan,
     gate: Option<InputGate>,
     mut writers: Vec<RecordWriter>,

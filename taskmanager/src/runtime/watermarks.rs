@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 /// The watermark of a source subtask from its splits.
-pub struct SplitWatermarks {
+pub(crate) struct SplitWatermarks {
     max_ts: Vec<i64>,
     last_data: Vec<Instant>,
     finished: Vec<bool>,
@@ -17,7 +17,7 @@ pub struct SplitWatermarks {
 }
 
 impl SplitWatermarks {
-    pub fn new(splits: usize, out_of_orderness: Duration, idle_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(splits: usize, out_of_orderness: Duration, idle_timeout: Option<Duration>) -> Self {
         SplitWatermarks {
             max_ts: vec![i64::MIN; splits],
             last_data: vec![Instant::now(); splits],
@@ -28,21 +28,21 @@ impl SplitWatermarks {
         }
     }
 
-    pub fn on_rows(&mut self, split: usize, max_ts: i64) {
+    pub(crate) fn on_rows(&mut self, split: usize, max_ts: i64) {
         if let Some(m) = self.max_ts.get_mut(split) {
             *m = (*m).max(max_ts);
             self.last_data[split] = Instant::now();
         }
     }
 
-    pub fn on_split_finished(&mut self, split: usize) {
+    pub(crate) fn on_split_finished(&mut self, split: usize) {
         if let Some(f) = self.finished.get_mut(split) {
             *f = true;
         }
     }
 
     /// The new watermark when it advanced.
-    pub fn advance(&mut self) -> Option<i64> {
+    pub(crate) fn advance(&mut self) -> Option<i64> {
         let now = Instant::now();
         let live = (0..self.max_ts.len()).filter(|&i| {
             !self.finished[i]
@@ -60,7 +60,7 @@ impl SplitWatermarks {
     }
 
     /// Whether every split is idle (and none finished the subtask): downstream should not wait.
-    pub fn all_idle(&self) -> bool {
+    pub(crate) fn all_idle(&self) -> bool {
         let now = Instant::now();
         self.idle_timeout.is_some_and(|t| {
             (0..self.max_ts.len()).all(|i| self.finished[i] || now.duration_since(self.last_data[i]) >= t)
@@ -76,13 +76,13 @@ struct ChannelState {
 }
 
 /// Combines the watermarks of a gate's channels.
-pub struct WatermarkValve {
+pub(crate) struct WatermarkValve {
     channels: Vec<ChannelState>,
     emitted: i64,
 }
 
 impl WatermarkValve {
-    pub fn new(channels: usize) -> Self {
+    pub(crate) fn new(channels: usize) -> Self {
         WatermarkValve {
             channels: vec![
                 ChannelState {
@@ -96,7 +96,7 @@ impl WatermarkValve {
         }
     }
 
-    pub fn current(&self) -> i64 {
+    pub(crate) fn current(&self) -> i64 {
         self.emitted
     }
 
@@ -114,19 +114,19 @@ impl WatermarkValve {
         })
     }
 
-    pub fn on_watermark(&mut self, ch: usize, wm: i64) -> Option<i64> {
+    pub(crate) fn on_watermark(&mut self, ch: usize, wm: i64) -> Option<i64> {
         let c = &mut self.channels[ch];
         c.watermark = c.watermark.max(wm);
         c.idle = false;
         self.combined()
     }
 
-    pub fn on_idle(&mut self, ch: usize, idle: bool) -> Option<i64> {
+    pub(crate) fn on_idle(&mut self, ch: usize, idle: bool) -> Option<i64> {
         self.channels[ch].idle = idle;
         self.combined()
     }
 
-    pub fn on_end(&mut self, ch: usize) -> Option<i64> {
+    pub(crate) fn on_end(&mut self, ch: usize) -> Option<i64> {
         self.channels[ch].finished = true;
         self.combined()
     }

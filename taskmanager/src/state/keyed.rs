@@ -20,9 +20,9 @@ use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use super::{state_ids, StateSettings};
 
 /// Processing time in ms since the epoch (injectable for tests).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-pub fn system_clock() -> Clock {
+pub(crate) fn system_clock() -> Clock {
     Arc::new(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -32,7 +32,7 @@ pub fn system_clock() -> Clock {
 }
 
 /// Encoding of state values and map keys.
-pub trait StateCodec: Sized {
+pub(crate) trait StateCodec: Sized {
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: &[u8]) -> Result<Self, String>;
 }
@@ -74,20 +74,24 @@ impl StateCodec for String {
 
 /// A state's name and its time to live.
 #[derive(Debug, Clone)]
-pub struct StateDescriptor {
+pub(crate) struct StateDescriptor {
     pub name: String,
     pub ttl: Option<Duration>,
 }
 
 impl StateDescriptor {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         StateDescriptor {
             name: name.to_string(),
             ttl: None,
         }
     }
 
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+    #[allow(
+        dead_code,
+        reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+    )]
+    pub(crate) fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
@@ -106,8 +110,12 @@ fn expired_at(value: &[u8]) -> Result<i64, String> {
 }
 
 /// The keyed state of one operator in one subtask.
-pub struct KeyedState {
+pub(crate) struct KeyedState {
     kv: KvStore,
+    #[allow(
+        dead_code,
+        reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+    )]
     max_parallelism: u32,
     clock: Clock,
     /// The current key: its key group and canonical bytes.
@@ -118,7 +126,7 @@ pub struct KeyedState {
 }
 
 impl KeyedState {
-    pub fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<KeyedState, String> {
+    pub(crate) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<KeyedState, String> {
         Ok(KeyedState {
             kv: KvStore::open(settings, restore)?,
             max_parallelism: settings.max_parallelism,
@@ -128,18 +136,26 @@ impl KeyedState {
         })
     }
 
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    #[allow(
+        dead_code,
+        reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+    )]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
     /// Scopes every state access to `key` (its canonical bytes, as the key hash reads them).
-    pub fn set_current_key(&mut self, key: &[u8]) -> Result<(), String> {
+    #[allow(
+        dead_code,
+        reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+    )]
+    pub(crate) fn set_current_key(&mut self, key: &[u8]) -> Result<(), String> {
         self.set_current_key_in_group(key_group(hash_bytes(key), self.max_parallelism), key)
     }
 
     /// Scopes every state access to `key`, whose key group the caller already knows.
-    pub fn set_current_key_in_group(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub(crate) fn set_current_key_in_group(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
         if !self.kv.key_groups().contains(kg) {
             return Err(format!("key group {kg} is not owned by this subtask"));
         }
@@ -154,15 +170,15 @@ impl KeyedState {
         Ok(())
     }
 
-    pub fn current_key(&self) -> Option<&[u8]> {
+    pub(crate) fn current_key(&self) -> Option<&[u8]> {
         self.current.as_ref().map(|(_, k)| k.as_slice())
     }
 
-    pub fn current_key_group(&self) -> Option<u32> {
+    pub(crate) fn current_key_group(&self) -> Option<u32> {
         self.current.as_ref().map(|(kg, _)| *kg)
     }
 
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         (self.clock)()
     }
 
@@ -228,65 +244,81 @@ impl KeyedState {
     }
 
     /// The synchronous part of a checkpoint; expired entries are dropped first.
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
         if self.ttl_used {
             self.drop_expired()?;
         }
         self.kv.snapshot(checkpoint_id, savepoint)
     }
 
-    pub fn notify_checkpoint_complete(&mut self, id: u64) {
+    pub(crate) fn notify_checkpoint_complete(&mut self, id: u64) {
         self.kv.confirm(id);
     }
 }
 
 /// A single value per key.
-pub struct ValueState<T> {
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) struct ValueState<T> {
     d: StateDescriptor,
     _t: std::marker::PhantomData<T>,
 }
 
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
 impl<T: StateCodec> ValueState<T> {
-    pub fn new(d: StateDescriptor) -> Self {
+    pub(crate) fn new(d: StateDescriptor) -> Self {
         ValueState {
             d,
             _t: std::marker::PhantomData,
         }
     }
 
-    pub fn value(&self, s: &mut KeyedState) -> Result<Option<T>, String> {
+    pub(crate) fn value(&self, s: &mut KeyedState) -> Result<Option<T>, String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         s.read(kg, &k)?.map(|v| T::decode(&v)).transpose()
     }
 
-    pub fn update(&self, s: &mut KeyedState, value: &T) -> Result<(), String> {
+    pub(crate) fn update(&self, s: &mut KeyedState, value: &T) -> Result<(), String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         let mut buf = Vec::new();
         value.encode(&mut buf);
         s.write(&self.d, kg, &k, &buf)
     }
 
-    pub fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
+    pub(crate) fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         s.kv.delete(kg, &k)
     }
 }
 
 /// A list per key; elements are length-prefixed in one value.
-pub struct ListState<T> {
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) struct ListState<T> {
     d: StateDescriptor,
     _t: std::marker::PhantomData<T>,
 }
 
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
 impl<T: StateCodec> ListState<T> {
-    pub fn new(d: StateDescriptor) -> Self {
+    pub(crate) fn new(d: StateDescriptor) -> Self {
         ListState {
             d,
             _t: std::marker::PhantomData,
         }
     }
 
-    pub fn get(&self, s: &mut KeyedState) -> Result<Vec<T>, String> {
+    pub(crate) fn get(&self, s: &mut KeyedState) -> Result<Vec<T>, String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         let Some(bytes) = s.read(kg, &k)? else {
             return Ok(Vec::new());
@@ -308,7 +340,7 @@ impl<T: StateCodec> ListState<T> {
         Ok(out)
     }
 
-    pub fn add(&self, s: &mut KeyedState, value: &T) -> Result<(), String> {
+    pub(crate) fn add(&self, s: &mut KeyedState, value: &T) -> Result<(), String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         let mut bytes = s.read(kg, &k)?.unwrap_or_default();
         let mut item = Vec::new();
@@ -318,7 +350,7 @@ impl<T: StateCodec> ListState<T> {
         s.write(&self.d, kg, &k, &bytes)
     }
 
-    pub fn update(&self, s: &mut KeyedState, values: &[T]) -> Result<(), String> {
+    pub(crate) fn update(&self, s: &mut KeyedState, values: &[T]) -> Result<(), String> {
         self.clear(s)?;
         for v in values {
             self.add(s, v)?;
@@ -326,20 +358,20 @@ impl<T: StateCodec> ListState<T> {
         Ok(())
     }
 
-    pub fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
+    pub(crate) fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
         let (kg, k) = s.state_key(&self.d.name)?;
         s.kv.delete(kg, &k)
     }
 }
 
 /// A map per key; each entry is its own backend entry (and expires on its own).
-pub struct MapState<K, V> {
+pub(crate) struct MapState<K, V> {
     d: StateDescriptor,
     _t: std::marker::PhantomData<(K, V)>,
 }
 
 impl<K: StateCodec, V: StateCodec> MapState<K, V> {
-    pub fn new(d: StateDescriptor) -> Self {
+    pub(crate) fn new(d: StateDescriptor) -> Self {
         MapState {
             d,
             _t: std::marker::PhantomData,
@@ -352,25 +384,29 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
         Ok((kg, k))
     }
 
-    pub fn get(&self, s: &mut KeyedState, user_key: &K) -> Result<Option<V>, String> {
+    #[allow(
+        dead_code,
+        reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+    )]
+    pub(crate) fn get(&self, s: &mut KeyedState, user_key: &K) -> Result<Option<V>, String> {
         let (kg, k) = self.entry_key(s, user_key)?;
         s.read(kg, &k)?.map(|v| V::decode(&v)).transpose()
     }
 
-    pub fn put(&self, s: &mut KeyedState, user_key: &K, value: &V) -> Result<(), String> {
+    pub(crate) fn put(&self, s: &mut KeyedState, user_key: &K, value: &V) -> Result<(), String> {
         let (kg, k) = self.entry_key(s, user_key)?;
         let mut buf = Vec::new();
         value.encode(&mut buf);
         s.write(&self.d, kg, &k, &buf)
     }
 
-    pub fn remove(&self, s: &mut KeyedState, user_key: &K) -> Result<(), String> {
+    pub(crate) fn remove(&self, s: &mut KeyedState, user_key: &K) -> Result<(), String> {
         let (kg, k) = self.entry_key(s, user_key)?;
         s.kv.delete(kg, &k)
     }
 
     /// The live entries in the order of their encoded user keys.
-    pub fn entries(&self, s: &mut KeyedState) -> Result<Vec<(K, V)>, String> {
+    pub(crate) fn entries(&self, s: &mut KeyedState) -> Result<Vec<(K, V)>, String> {
         let (kg, prefix) = s.state_key(&self.d.name)?;
         let now = s.now();
         let mut raw = Vec::new();
@@ -391,7 +427,7 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
         Ok(out)
     }
 
-    pub fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
+    pub(crate) fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
         let (kg, prefix) = s.state_key(&self.d.name)?;
         let mut keys = Vec::new();
         s.kv.scan(kg, &prefix, |k, _| {
@@ -406,7 +442,11 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
 }
 
 /// Flink's `AggregateFunction`: input values folded into an accumulator, read as a result.
-pub trait AggregateFunction {
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) trait AggregateFunction {
     type In;
     type Acc: StateCodec;
     type Out;
@@ -416,35 +456,47 @@ pub trait AggregateFunction {
 }
 
 /// One accumulator per key that every added value is folded into.
-pub struct AggregatingState<F: AggregateFunction> {
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) struct AggregatingState<F: AggregateFunction> {
     acc: ValueState<F::Acc>,
     f: F,
 }
 
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
 impl<F: AggregateFunction> AggregatingState<F> {
-    pub fn new(d: StateDescriptor, f: F) -> Self {
+    pub(crate) fn new(d: StateDescriptor, f: F) -> Self {
         AggregatingState {
             acc: ValueState::new(d),
             f,
         }
     }
 
-    pub fn add(&self, s: &mut KeyedState, value: &F::In) -> Result<(), String> {
+    pub(crate) fn add(&self, s: &mut KeyedState, value: &F::In) -> Result<(), String> {
         let acc = self.acc.value(s)?.unwrap_or_else(|| self.f.create_accumulator());
         self.acc.update(s, &self.f.add(value, acc))
     }
 
-    pub fn get(&self, s: &mut KeyedState) -> Result<Option<F::Out>, String> {
+    pub(crate) fn get(&self, s: &mut KeyedState) -> Result<Option<F::Out>, String> {
         Ok(self.acc.value(s)?.map(|a| self.f.result(&a)))
     }
 
-    pub fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
+    pub(crate) fn clear(&self, s: &mut KeyedState) -> Result<(), String> {
         self.acc.clear(s)
     }
 }
 
 /// Flink's `ReducingState`: an aggregating state whose accumulator is the value itself.
-pub struct Reduce<T, R>(R, std::marker::PhantomData<T>);
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) struct Reduce<T, R>(R, std::marker::PhantomData<T>);
 
 impl<T: StateCodec + Clone + Default, R: Fn(&T, &T) -> T> AggregateFunction for Reduce<T, R> {
     type In = T;
@@ -482,9 +534,17 @@ impl<T: StateCodec> StateCodec for Option<T> {
     }
 }
 
-pub type ReducingState<T, R> = AggregatingState<Reduce<T, R>>;
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) type ReducingState<T, R> = AggregatingState<Reduce<T, R>>;
 
-pub fn reducing_state<T: StateCodec + Clone + Default, R: Fn(&T, &T) -> T>(
+#[allow(
+    dead_code,
+    reason = "Flink's keyed-state API, tested here; the built-in operators use map state and timers so far"
+)]
+pub(crate) fn reducing_state<T: StateCodec + Clone + Default, R: Fn(&T, &T) -> T>(
     d: StateDescriptor,
     reduce: R,
 ) -> ReducingState<T, R> {

@@ -18,7 +18,7 @@ use super::{for_each_restored, StateSettings};
 const ENTRY_OVERHEAD: u64 = 96;
 
 /// Per-key-group ordered maps on the heap, budgeted.
-pub struct HeapKv {
+pub(crate) struct HeapKv {
     settings: StateSettings,
     groups: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     bytes: u64,
@@ -85,7 +85,7 @@ fn out_of_range(kg: u32, r: KeyGroupRange) -> String {
 }
 
 /// The keyed store of one operator in one subtask.
-pub enum KvStore {
+pub(crate) enum KvStore {
     Heap(HeapKv),
     Rocks(Box<RocksStore>),
 }
@@ -93,7 +93,7 @@ pub enum KvStore {
 impl KvStore {
     /// Opens the store of the job's backend and loads the key groups this subtask owns from
     /// `restore` (written by either backend, at any parallelism).
-    pub fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<KvStore, String> {
+    pub(crate) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<KvStore, String> {
         match settings.backend {
             StateBackendKind::RocksDb => Ok(KvStore::Rocks(Box::new(RocksStore::open(settings, restore)?))),
             StateBackendKind::HashMap => {
@@ -106,28 +106,28 @@ impl KvStore {
         }
     }
 
-    pub fn key_groups(&self) -> KeyGroupRange {
+    pub(crate) fn key_groups(&self) -> KeyGroupRange {
         match self {
             KvStore::Heap(h) => h.settings.key_groups,
             KvStore::Rocks(r) => r.range(),
         }
     }
 
-    pub fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    pub(crate) fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         match self {
             KvStore::Heap(h) => Ok(h.group(kg)?.get(key).cloned()),
             KvStore::Rocks(r) => r.get(kg, key),
         }
     }
 
-    pub fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+    pub(crate) fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
         match self {
             KvStore::Heap(h) => h.put(kg, key, value),
             KvStore::Rocks(r) => r.put(kg, key, value),
         }
     }
 
-    pub fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub(crate) fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
         match self {
             KvStore::Heap(h) => h.delete(kg, key),
             KvStore::Rocks(r) => r.delete(kg, key),
@@ -135,7 +135,7 @@ impl KvStore {
     }
 
     /// Every (key, value) of key group `kg` whose key starts with `prefix`, in key order.
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         kg: u32,
         prefix: &[u8],
@@ -156,7 +156,8 @@ impl KvStore {
     }
 
     /// Bytes the heap backend holds (0 for RocksDB, whose memory is managed memory).
-    pub fn heap_bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> u64 {
         match self {
             KvStore::Heap(h) => h.bytes,
             KvStore::Rocks(_) => 0,
@@ -165,7 +166,7 @@ impl KvStore {
 
     /// The synchronous part of a checkpoint: per-key-group blocks, or for RocksDB with
     /// incremental checkpoints (not savepoints, which are self-contained) a native checkpoint.
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
         match self {
             KvStore::Heap(h) => {
                 let range = h.settings.key_groups;
@@ -183,7 +184,7 @@ impl KvStore {
     }
 
     /// Checkpoint `id` completed (RocksDB stops uploading its SST files again).
-    pub fn confirm(&mut self, id: u64) {
+    pub(crate) fn confirm(&mut self, id: u64) {
         if let KvStore::Rocks(r) = self {
             r.confirm(id);
         }

@@ -6,12 +6,12 @@
 //! RocksDB can also snapshot incrementally (`incremental`). `transfer` moves a snapshot to the
 //! checkpoint storage and describes it with state handles, and fetches restored state back.
 
-pub mod keyed;
-pub mod kv;
-pub mod rocks;
-pub mod snapshot;
-pub mod timers;
-pub mod transfer;
+pub(crate) mod keyed;
+pub(crate) mod kv;
+pub(crate) mod rocks;
+pub(crate) mod snapshot;
+pub(crate) mod timers;
+pub(crate) mod transfer;
 
 use std::path::PathBuf;
 
@@ -23,7 +23,7 @@ use snapshot::OperatorRestoreData;
 
 /// What a stateful operator of a subtask needs to know about its backend.
 #[derive(Debug, Clone)]
-pub struct StateSettings {
+pub(crate) struct StateSettings {
     pub backend: StateBackendKind,
     pub incremental: bool,
     /// The slot's share of task heap: the heap backend's budget.
@@ -41,7 +41,7 @@ pub struct StateSettings {
 
 impl StateSettings {
     /// The error a heap backend gives when its state outgrows the slot's budget.
-    pub fn heap_budget_error(&self, needed: u64) -> String {
+    pub(crate) fn heap_budget_error(&self, needed: u64) -> String {
         format!(
             "The keyed state of {} needs {needed} bytes, more than the slot's share of task heap ({} bytes). Increase taskmanager.memory.task.heap.size (or taskmanager.memory.process.size), lower taskmanager.numberOfTaskSlots, or set state.backend.type: rocksdb.",
             self.task_name, self.heap_budget
@@ -51,7 +51,7 @@ impl StateSettings {
 
 /// Calls `f(kg, key, value)` for every restored keyed entry of the key groups in `want`, from
 /// full snapshots and from downloaded incremental ones alike, whichever backend wrote them.
-pub fn for_each_restored(
+pub(crate) fn for_each_restored(
     settings: &StateSettings,
     r: &OperatorRestoreData,
     want: KeyGroupRange,
@@ -68,7 +68,7 @@ pub fn for_each_restored(
 
 /// Settings for unit tests: the given backend and key-group range, 64 MiB of heap budget.
 #[cfg(test)]
-pub fn test_settings(backend: StateBackendKind, dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
+pub(crate) fn test_settings(backend: StateBackendKind, dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
     StateSettings {
         backend,
         incremental: false,
@@ -83,21 +83,21 @@ pub fn test_settings(backend: StateBackendKind, dir: &std::path::Path, range: (u
 }
 
 /// State ids: the first byte of every logical key (DESIGN §7 "key group + state id + key").
-pub mod state_ids {
+pub(crate) mod state_ids {
     /// A window pane's accumulators: window end, window start, key.
-    pub const PANE: u8 = 1;
+    pub(crate) const PANE: u8 = 1;
     /// The typed keyed state of `keyed`: state name, key, and a map's user key.
-    pub const USER: u8 = 3;
+    pub(crate) const USER: u8 = 3;
     /// Timers (`timers`): time domain, time, key.
-    pub const TIMER: u8 = 4;
+    pub(crate) const TIMER: u8 = 4;
 }
 
 /// Order-preserving big-endian encoding of an `i64`.
-pub fn encode_i64(v: i64) -> [u8; 8] {
+pub(crate) fn encode_i64(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub fn decode_i64(b: &[u8]) -> Result<i64, String> {
+pub(crate) fn decode_i64(b: &[u8]) -> Result<i64, String> {
     let bytes: [u8; 8] = b
         .get(..8)
         .and_then(|s| s.try_into().ok())

@@ -15,7 +15,7 @@ use sluice_common::state::KeyGroupRange;
 use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use super::StateSettings;
 
-pub struct RocksStore {
+pub(crate) struct RocksStore {
     db: Option<DB>,
     dir: PathBuf,
     range: KeyGroupRange,
@@ -35,7 +35,7 @@ fn rocks_err(e: rocksdb::Error) -> String {
     format!("RocksDB: {e}")
 }
 
-pub fn prefixed(kg: u32, key: &[u8]) -> Vec<u8> {
+pub(crate) fn prefixed(kg: u32, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + key.len());
     k.extend_from_slice(&(kg as u16).to_be_bytes());
     k.extend_from_slice(key);
@@ -67,7 +67,7 @@ fn options(settings: &StateSettings) -> (Options, Cache, WriteBufferManager) {
 
 impl RocksStore {
     /// Opens a fresh instance and loads `restore` into it (only the key groups it owns).
-    pub fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksStore, String> {
+    pub(crate) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksStore, String> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let dir = settings.tmp_dir.join(format!("sluice-rocksdb-{instance}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("RocksDB working directory {}: {e}", dir.display()))?;
@@ -107,19 +107,19 @@ impl RocksStore {
         db.write(batch).map_err(rocks_err)
     }
 
-    pub fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    pub(crate) fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         self.db()?.get(prefixed(kg, key)).map_err(rocks_err)
     }
 
-    pub fn put(&self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+    pub(crate) fn put(&self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
         self.db()?.put(prefixed(kg, key), value).map_err(rocks_err)
     }
 
-    pub fn delete(&self, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub(crate) fn delete(&self, kg: u32, key: &[u8]) -> Result<(), String> {
         self.db()?.delete(prefixed(kg, key)).map_err(rocks_err)
     }
 
-    pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+    pub(crate) fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
         self.db()?
             .multi_get(keys)
             .into_iter()
@@ -127,12 +127,12 @@ impl RocksStore {
             .collect()
     }
 
-    pub fn write(&self, batch: WriteBatch) -> Result<(), String> {
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), String> {
         self.db()?.write(batch).map_err(rocks_err)
     }
 
     /// Every (key without the key-group prefix, value) under `prefix` in key group `kg`.
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         kg: u32,
         prefix: &[u8],
@@ -149,12 +149,12 @@ impl RocksStore {
         Ok(())
     }
 
-    pub fn range(&self) -> KeyGroupRange {
+    pub(crate) fn range(&self) -> KeyGroupRange {
         self.range
     }
 
     /// A full snapshot: every entry of the owned key groups as per-key-group blocks.
-    pub fn snapshot_full(&self) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot_full(&self) -> Result<KeyedSnapshot, String> {
         let mut w = BlocksWriter::new(self.range);
         for item in self.db()?.iterator(IteratorMode::Start) {
             let (k, v) = item.map_err(rocks_err)?;
@@ -170,7 +170,7 @@ impl RocksStore {
 
     /// The synchronous part of a checkpoint: incremental when so configured, full for
     /// savepoints (self-contained) and otherwise.
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
         if self.incremental && !savepoint {
             self.snapshot_incremental(checkpoint_id)
         } else {
@@ -219,7 +219,7 @@ impl RocksStore {
     }
 
     /// Checkpoint `id` completed: its SST files count as uploaded from now on.
-    pub fn confirm(&mut self, id: u64) {
+    pub(crate) fn confirm(&mut self, id: u64) {
         let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(c, _)| *c <= id);
@@ -253,7 +253,7 @@ impl Drop for RocksStore {
 /// Calls `f(kg, key, value)` for every entry of the key groups of `want` in a downloaded
 /// incremental snapshot (a RocksDB directory), then deletes the directory. Either backend
 /// restores incremental snapshots through this.
-pub fn read_rocks_dir(
+pub(crate) fn read_rocks_dir(
     settings: &StateSettings,
     dir: &std::path::Path,
     want: KeyGroupRange,

@@ -8,7 +8,7 @@ use sluice_common::proto::checkpoint::{OperatorListState, RedistributionMode};
 use sluice_common::state::assignment::OperatorRestore;
 use sluice_common::state::KeyGroupRange;
 
-pub enum KeyedSnapshot {
+pub(crate) enum KeyedSnapshot {
     /// Per-key-group blocks (`key_group_blocks`).
     Full {
         range: KeyGroupRange,
@@ -27,17 +27,17 @@ pub enum KeyedSnapshot {
 }
 
 #[derive(Default)]
-pub struct OperatorSnapshot {
+pub(crate) struct OperatorSnapshot {
     pub keyed: Option<KeyedSnapshot>,
     pub lists: Vec<OperatorListState>,
 }
 
 impl OperatorSnapshot {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keyed.is_none() && self.lists.is_empty()
     }
 
-    pub fn list(&mut self, name: &str, mode: RedistributionMode, elements: Vec<Vec<u8>>) {
+    pub(crate) fn list(&mut self, name: &str, mode: RedistributionMode, elements: Vec<Vec<u8>>) {
         self.lists.push(OperatorListState {
             name: name.to_string(),
             mode: mode as i32,
@@ -48,7 +48,7 @@ impl OperatorSnapshot {
 
 /// The restored state of one operator: its lists, and its keyed state already fetched.
 #[derive(Default)]
-pub struct OperatorRestoreData {
+pub(crate) struct OperatorRestoreData {
     pub lists: OperatorRestore,
     /// Full snapshots: (file bytes, its range, offsets); the reader keeps its own key groups.
     pub full: Vec<(Vec<u8>, KeyGroupRange, Vec<u64>)>,

@@ -10,20 +10,20 @@ use super::keyed::KeyedState;
 use super::{decode_i64, encode_i64, state_ids};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimeDomain {
+pub(crate) enum TimeDomain {
     EventTime = 0,
     ProcessingTime = 1,
 }
 
 /// A due timer: its time and the key it was registered for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timer {
+pub(crate) struct Timer {
     pub time: i64,
     pub key: Vec<u8>,
 }
 
 #[derive(Default)]
-pub struct TimerService {
+pub(crate) struct TimerService {
     /// (time, key group, key) per domain.
     queues: [BTreeSet<(i64, u32, Vec<u8>)>; 2],
 }
@@ -39,7 +39,7 @@ fn timer_key(domain: TimeDomain, time: i64, key: &[u8]) -> Vec<u8> {
 
 impl TimerService {
     /// The timers `state` holds (restored ones included).
-    pub fn open(state: &mut KeyedState) -> Result<TimerService, String> {
+    pub(crate) fn open(state: &mut KeyedState) -> Result<TimerService, String> {
         let mut service = TimerService::default();
         let kv = state.kv();
         for kg in kv.key_groups().iter() {
@@ -67,7 +67,7 @@ impl TimerService {
     }
 
     /// Registers a timer at `time` for the current key.
-    pub fn register(&mut self, state: &mut KeyedState, domain: TimeDomain, time: i64) -> Result<(), String> {
+    pub(crate) fn register(&mut self, state: &mut KeyedState, domain: TimeDomain, time: i64) -> Result<(), String> {
         let (kg, key) = Self::current(state)?;
         state.kv().put(kg, &timer_key(domain, time, &key), &[])?;
         self.queues[domain as usize].insert((time, kg, key));
@@ -75,7 +75,11 @@ impl TimerService {
     }
 
     /// Deletes the current key's timer at `time`, if there is one.
-    pub fn delete(&mut self, state: &mut KeyedState, domain: TimeDomain, time: i64) -> Result<(), String> {
+    #[allow(
+        dead_code,
+        reason = "Flink's timer service API, tested here; session windows only register and advance"
+    )]
+    pub(crate) fn delete(&mut self, state: &mut KeyedState, domain: TimeDomain, time: i64) -> Result<(), String> {
         let (kg, key) = Self::current(state)?;
         state.kv().delete(kg, &timer_key(domain, time, &key))?;
         self.queues[domain as usize].remove(&(time, kg, key));
@@ -84,7 +88,12 @@ impl TimerService {
 
     /// Removes and returns every timer of `domain` at or before `time`, earliest first (the
     /// watermark or the clock advanced to `time`).
-    pub fn advance(&mut self, state: &mut KeyedState, domain: TimeDomain, time: i64) -> Result<Vec<Timer>, String> {
+    pub(crate) fn advance(
+        &mut self,
+        state: &mut KeyedState,
+        domain: TimeDomain,
+        time: i64,
+    ) -> Result<Vec<Timer>, String> {
         let queue = &mut self.queues[domain as usize];
         let mut due = Vec::new();
         while queue.first().is_some_and(|(t, _, _)| *t <= time) {
@@ -97,7 +106,11 @@ impl TimerService {
     }
 
     /// The earliest pending timer of `domain`.
-    pub fn next(&self, domain: TimeDomain) -> Option<i64> {
+    #[allow(
+        dead_code,
+        reason = "Flink's timer service API, tested here; session windows only register and advance"
+    )]
+    pub(crate) fn next(&self, domain: TimeDomain) -> Option<i64> {
         self.queues[domain as usize].first().map(|(t, _, _)| *t)
     }
 }

@@ -16,11 +16,11 @@ use sluice_common::storage::{open_location, parent_url};
 
 use super::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
 
-pub const FORMAT_FULL: &str = "full";
-pub const FORMAT_ROCKS_INCREMENTAL: &str = "rocksdb-incremental";
+pub(crate) const FORMAT_FULL: &str = "full";
+pub(crate) const FORMAT_ROCKS_INCREMENTAL: &str = "rocksdb-incremental";
 
 /// Writes one operator's snapshot of subtask `subtask`; returns its handles and bytes written.
-pub async fn upload(
+pub(crate) async fn upload(
     config: &Configuration,
     target_url: &str,
     uid: &str,
@@ -97,7 +97,7 @@ async fn read_local(path: &FsPath) -> Result<Bytes, String> {
 
 /// Fetches the keyed handles of `assigned` from the snapshot at `snapshot_url`; incremental
 /// RocksDB handles are downloaded into fresh directories under `tmp_dir`.
-pub async fn fetch(
+pub(crate) async fn fetch(
     config: &Configuration,
     snapshot_url: &str,
     assigned: OperatorRestore,

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use super::{Attempt, Ctx, Phase, Transition, STOP_GRACE};
 use crate::scheduler::job::JobState;
 
-pub async fn run(ctx: &Ctx, attempt: Attempt) -> Transition {
+pub(super) async fn run(ctx: &Ctx, attempt: Attempt) -> Transition {
     let id = ctx.handle.lock().id.clone();
     ctx.scheduler.cancel_on(&attempt.tms, &id, attempt.epoch).await;
     let deadline = Instant::now() + STOP_GRACE;

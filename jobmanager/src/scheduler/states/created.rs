@@ -10,7 +10,7 @@ use crate::scheduler::reactive::ReactiveSettings;
 use crate::scheduler::restart::RestartStrategy;
 use crate::scheduler::{Handle, Scheduler};
 
-pub fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, String> {
+pub(super) fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, String> {
     let (config, reactive) = {
         let job = handle.lock();
         (job.config.clone(), job.reactive)
@@ -31,7 +31,7 @@ pub fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, String>
     })
 }
 
-pub fn run(ctx: &Ctx) -> Transition {
+pub(super) fn run(ctx: &Ctx) -> Transition {
     let slots = ctx.handle.lock().graph.slots_needed();
     let what = match ctx.reactive {
         Some(_) => "reactive: as many slots as its share allows".to_string(),

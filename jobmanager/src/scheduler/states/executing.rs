@@ -8,7 +8,7 @@ use super::{Attempt, Ctx, Phase, Transition};
 use crate::scheduler::job::JobState;
 use crate::scheduler::Scheduler;
 
-pub async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
+pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
     loop {
         let mut o = ctx.observe(&attempt);
         ctx.checkpoint_tick(&mut attempt, &mut o).await;

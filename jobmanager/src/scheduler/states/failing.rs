@@ -8,7 +8,7 @@ use super::{Attempt, Ctx, Phase, Transition, STOP_GRACE};
 use crate::scheduler::job::JobState;
 use crate::scheduler::reactive::PendingRescale;
 
-pub async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
+pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
     let (id, cause, class) = {
         let mut job = ctx.handle.lock();
         let cause = job.failure.clone().unwrap_or_default();

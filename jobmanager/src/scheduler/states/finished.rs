@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::scheduler::job::JobState;
 
-pub fn run(ctx: &Ctx, status: JobState) {
+pub(super) fn run(ctx: &Ctx, status: JobState) {
     let job = ctx.handle.lock();
     match (&job.failure, status) {
         (Some(cause), JobState::Failed) => {

@@ -35,7 +35,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The slots and deployment of one attempt. Its slots go back to the registry when it is
 /// dropped, whichever state drops it.
-pub struct Attempt {
+pub(super) struct Attempt {
     pub epoch: u64,
     pub tms: Vec<TaskManagerRecord>,
     pub coordinator: Option<Coordinator>,
@@ -47,7 +47,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn held_slots(&self) -> u32 {
+    pub(super) fn held_slots(&self) -> u32 {
         self.held.iter().map(|(_, n)| n).sum()
     }
 }
@@ -58,7 +58,7 @@ impl Drop for Attempt {
     }
 }
 
-pub enum Phase {
+pub(super) enum Phase {
     Created,
     WaitingForResources,
     Executing(Attempt),
@@ -73,7 +73,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         match self {
             Phase::Created => "Created",
             Phase::WaitingForResources => "WaitingForResources",
@@ -101,13 +101,13 @@ impl Phase {
 }
 
 /// The next state and why.
-pub struct Transition {
+pub(super) struct Transition {
     pub to: Phase,
     pub cause: String,
 }
 
 impl Transition {
-    pub fn to(to: Phase, cause: impl Into<String>) -> Self {
+    pub(super) fn to(to: Phase, cause: impl Into<String>) -> Self {
         Transition {
             to,
             cause: cause.into(),
@@ -116,7 +116,7 @@ impl Transition {
 }
 
 /// What every state works with.
-pub struct Ctx {
+pub(super) struct Ctx {
     pub scheduler: Scheduler,
     pub handle: Arc<Handle>,
     pub strategy: RestartStrategy,
@@ -127,7 +127,7 @@ pub struct Ctx {
 
 /// One look at the attempt: lost taskmanagers fail their subtasks, and the subtasks' states
 /// summed up. Messages for the checkpoint coordinator are taken out of the job.
-pub struct Observation {
+pub(super) struct Observation {
     pub cancel: bool,
     pub all_done: bool,
     pub any_failed: bool,
@@ -138,7 +138,7 @@ pub struct Observation {
 }
 
 impl Ctx {
-    pub fn observe(&self, attempt: &Attempt) -> Observation {
+    pub(super) fn observe(&self, attempt: &Attempt) -> Observation {
         let lost: Vec<String> = attempt
             .tms
             .iter()
@@ -174,7 +174,7 @@ impl Ctx {
     }
 
     /// Feeds acknowledgements and declines to the coordinator and lets it trigger.
-    pub async fn checkpoint_tick(&self, attempt: &mut Attempt, o: &mut Observation) {
+    pub(super) async fn checkpoint_tick(&self, attempt: &mut Attempt, o: &mut Observation) {
         let Some(coordinator) = attempt.coordinator.as_mut() else {
             return;
         };
@@ -189,7 +189,7 @@ impl Ctx {
 
     /// One tick of a stopping state (stop-with-savepoint or -checkpoint): the observation, and
     /// whether the stopping snapshot is still pending and whether it completed.
-    pub async fn stop_tick(&self, attempt: &mut Attempt) -> (Observation, bool, bool) {
+    pub(super) async fn stop_tick(&self, attempt: &mut Attempt) -> (Observation, bool, bool) {
         let mut o = self.observe(attempt);
         self.checkpoint_tick(attempt, &mut o).await;
         let (stopping, stopped) = attempt
@@ -201,7 +201,7 @@ impl Ctx {
 
     /// A failure or cancellation seen while the attempt runs: the state the job goes to,
     /// given the attempt when there is one.
-    pub fn interrupted(&self, attempt: &Attempt, o: &Observation) -> Option<fn(Attempt) -> Phase> {
+    pub(super) fn interrupted(&self, attempt: &Attempt, o: &Observation) -> Option<fn(Attempt) -> Phase> {
         let fatal = attempt.coordinator.as_ref().and_then(|c| c.fatal.clone());
         if let Some(f) = fatal {
             self.handle.lock().failure.get_or_insert(f);
@@ -214,7 +214,7 @@ impl Ctx {
     }
 
     /// The transition for an interruption `interrupted` found.
-    pub fn interrupt(&self, to: fn(Attempt) -> Phase, attempt: Attempt) -> Transition {
+    pub(super) fn interrupt(&self, to: fn(Attempt) -> Phase, attempt: Attempt) -> Transition {
         let phase = to(attempt);
         let cause = match phase {
             Phase::Canceling(_) => "cancellation requested".to_string(),
@@ -223,13 +223,13 @@ impl Ctx {
         Transition::to(phase, cause)
     }
 
-    pub async fn wait(&self) {
+    pub(super) async fn wait(&self) {
         Scheduler::wait(&self.handle).await;
     }
 }
 
 /// Runs a job through its states until it ends.
-pub async fn drive(scheduler: Scheduler, handle: Arc<Handle>) {
+pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>) {
     let mut ctx = match created::setup(&scheduler, &handle) {
         Ok(ctx) => ctx,
         Err(e) => {

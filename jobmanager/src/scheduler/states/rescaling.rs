@@ -5,7 +5,7 @@
 
 use super::{Attempt, Ctx, Phase, Transition};
 
-pub async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
+pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
     loop {
         let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
         if o.all_finished && stopped {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Ctx, Phase, Transition};
 
-pub async fn run(ctx: &Ctx, delay: Duration) -> Transition {
+pub(super) async fn run(ctx: &Ctx, delay: Duration) -> Transition {
     tokio::time::sleep(delay).await;
     let mut job = ctx.handle.lock();
     job.tasks.clear();

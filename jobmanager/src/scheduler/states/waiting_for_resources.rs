@@ -11,7 +11,7 @@ use super::{Attempt, Ctx, Phase, Transition};
 use crate::scheduler::job::{JobState, Waiting};
 use crate::scheduler::reactive::ScaleUpWatch;
 
-pub async fn run(ctx: &Ctx) -> Transition {
+pub(super) async fn run(ctx: &Ctx) -> Transition {
     let s = &ctx.scheduler;
     // A rescale to fit resource requirements planned new per-vertex parallelism.
     let replanned = ctx.reactive.is_none() && !ctx.handle.lock().node_parallelism.is_empty();

@@ -50,7 +50,7 @@ struct Pane {
     bytes: usize,
 }
 
-pub struct WindowAggregate {
+pub(crate) struct WindowAggregate {
     kind: WindowKind,
     time: TimeKind,
     rowtime: Option<usize>,
@@ -81,7 +81,7 @@ fn millis(d: std::time::Duration) -> i64 {
 impl WindowAggregate {
     /// `rowtime` names the event-time column (required for event time).
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         window: &WindowSpec,
         rowtime: Option<&str>,
         keys: &[String],

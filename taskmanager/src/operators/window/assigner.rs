@@ -6,27 +6,27 @@
 
 /// `[start, end)` in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Window {
+pub(crate) struct Window {
     pub start: i64,
     pub end: i64,
 }
 
 impl Window {
     /// The largest timestamp inside the window; it fires once the watermark reaches it.
-    pub fn max_timestamp(&self) -> i64 {
+    pub(crate) fn max_timestamp(&self) -> i64 {
         self.end - 1
     }
 
-    pub fn is_fired_by(&self, watermark: i64) -> bool {
+    pub(crate) fn is_fired_by(&self, watermark: i64) -> bool {
         self.max_timestamp() <= watermark
     }
 
     /// Flink's `TimeWindow.intersects`: overlapping or touching.
-    pub fn intersects(&self, other: &Window) -> bool {
+    pub(crate) fn intersects(&self, other: &Window) -> bool {
         self.start <= other.end && self.end >= other.start
     }
 
-    pub fn cover(&self, other: &Window) -> Window {
+    pub(crate) fn cover(&self, other: &Window) -> Window {
         Window {
             start: self.start.min(other.start),
             end: self.end.max(other.end),
@@ -35,11 +35,11 @@ impl Window {
 }
 
 /// Flink's `getWindowStartWithOffset` (offset 0), correct for negative timestamps too.
-pub fn window_start(ts: i64, size: i64) -> i64 {
+pub(crate) fn window_start(ts: i64, size: i64) -> i64 {
     ts - ts.rem_euclid(size)
 }
 
-pub fn tumbling(ts: i64, size: i64) -> Window {
+pub(crate) fn tumbling(ts: i64, size: i64) -> Window {
     let start = window_start(ts, size);
     Window {
         start,
@@ -48,7 +48,7 @@ pub fn tumbling(ts: i64, size: i64) -> Window {
 }
 
 /// Every sliding window containing `ts`, latest first (as Flink's assigner lists them).
-pub fn sliding(ts: i64, size: i64, slide: i64, out: &mut Vec<Window>) {
+pub(crate) fn sliding(ts: i64, size: i64, slide: i64, out: &mut Vec<Window>) {
     out.clear();
     let mut start = window_start(ts, slide);
     while start > ts - size {
@@ -60,7 +60,7 @@ pub fn sliding(ts: i64, size: i64, slide: i64, out: &mut Vec<Window>) {
     }
 }
 
-pub fn session(ts: i64, gap: i64) -> Window {
+pub(crate) fn session(ts: i64, gap: i64) -> Window {
     Window {
         start: ts,
         end: ts + gap,

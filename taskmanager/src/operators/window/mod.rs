@@ -2,10 +2,10 @@
 //! (`aggregate`) for tumbling, sliding and session windows in event or processing time.
 
 mod aggregate;
-pub mod assigner;
+pub(crate) mod assigner;
 mod pane_keys;
 mod rocks_state;
 mod sessions;
 mod state_codec;
 
-pub use aggregate::WindowAggregate;
+pub(crate) use aggregate::WindowAggregate;

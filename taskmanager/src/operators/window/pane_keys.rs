@@ -6,7 +6,7 @@
 use hashbrown::HashTable;
 
 #[derive(Default)]
-pub struct PaneKeys {
+pub(super) struct PaneKeys {
     bytes: Vec<u8>,
     /// End offset in `bytes` of key `i`.
     ends: Vec<usize>,
@@ -23,7 +23,7 @@ fn key_at<'a>(bytes: &'a [u8], ends: &[usize], i: u32) -> &'a [u8] {
 
 impl PaneKeys {
     /// The group of `key`, adding it as the next group when it is new.
-    pub fn intern(&mut self, key: &[u8]) -> usize {
+    pub(super) fn intern(&mut self, key: &[u8]) -> usize {
         let hash = self.hasher.hash_one(key);
         let (bytes, ends) = (&self.bytes, &self.ends);
         if let Some(&g) = self.table.find(hash, |&g| key_at(bytes, ends, g) == key) {
@@ -38,17 +38,17 @@ impl PaneKeys {
         g as usize
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// The keys in group order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len() as u32).map(|i| key_at(&self.bytes, &self.ends, i))
     }
 
     /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    pub(super) fn heap_bytes(&self) -> usize {
         self.bytes.capacity() + self.ends.capacity() * 8 + self.table.capacity() * 5
     }
 }

@@ -19,7 +19,7 @@ use crate::state::rocks::{prefixed, RocksStore};
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::{state_ids, StateSettings};
 
-pub struct RocksPanes {
+pub(super) struct RocksPanes {
     pub store: RocksStore,
     windows: BTreeSet<Window>,
 }
@@ -29,18 +29,18 @@ fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
 }
 
 /// The rows `idx` of each argument array.
-pub fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
+pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
     args.iter()
         .map(|arr| take(arr.as_ref(), idx, None).map_err(|e| e.to_string()))
         .collect()
 }
 
-pub fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
+pub(super) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
     aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
 }
 
 impl RocksPanes {
-    pub fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksPanes, String> {
+    pub(super) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksPanes, String> {
         let store = RocksStore::open(settings, restore)?;
         let mut windows = BTreeSet::new();
         for kg in store.range().iter() {
@@ -54,7 +54,7 @@ impl RocksPanes {
 
     /// Applies the rows `assigned` = (window, row) of a batch: `args` are each aggregate's
     /// argument arrays, `key_columns`/`key_rows` the batch's keys.
-    pub fn update(
+    pub(super) fn update(
         &mut self,
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
@@ -108,7 +108,7 @@ impl RocksPanes {
 
     /// Removes and returns every fired window's keys and accumulators, oldest first.
     #[allow(clippy::type_complexity)]
-    pub fn take_fired(
+    pub(super) fn take_fired(
         &mut self,
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
@@ -148,7 +148,7 @@ impl RocksPanes {
         Ok(out)
     }
 
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(super) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
         self.store.snapshot(checkpoint_id, savepoint)
     }
 }

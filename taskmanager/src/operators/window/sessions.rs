@@ -47,7 +47,7 @@ struct Session {
 
 /// Fired sessions, ready to become output columns.
 #[derive(Default)]
-pub struct FiredSessions {
+pub(super) struct FiredSessions {
     pub windows: Vec<Window>,
     /// Key rows (Arrow row format).
     pub keys: Vec<Vec<u8>>,
@@ -55,7 +55,7 @@ pub struct FiredSessions {
     pub values: Vec<Vec<ScalarValue>>,
 }
 
-pub struct SessionWindows {
+pub(super) struct SessionWindows {
     state: KeyedState,
     timers: TimerService,
     sessions: MapState<Window, Vec<u8>>,
@@ -64,7 +64,7 @@ pub struct SessionWindows {
 }
 
 impl SessionWindows {
-    pub fn open(
+    pub(super) fn open(
         settings: &StateSettings,
         restore: Option<&OperatorRestoreData>,
         gap: i64,
@@ -122,7 +122,7 @@ impl SessionWindows {
 
     /// Adds the rows of a batch; rows whose session the time has already passed are late and
     /// counted in the result.
-    pub fn process(
+    pub(super) fn process(
         &mut self,
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
@@ -181,7 +181,7 @@ impl SessionWindows {
     }
 
     /// Emits and forgets every session `time` has passed.
-    pub fn fire(
+    pub(super) fn fire(
         &mut self,
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
@@ -210,11 +210,11 @@ impl SessionWindows {
         Ok(out)
     }
 
-    pub fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(super) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
         self.state.snapshot(checkpoint_id, savepoint)
     }
 
-    pub fn notify_checkpoint_complete(&mut self, id: u64) {
+    pub(super) fn notify_checkpoint_complete(&mut self, id: u64) {
         self.state.notify_checkpoint_complete(id);
     }
 }

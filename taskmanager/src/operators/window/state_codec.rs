@@ -12,7 +12,7 @@ use sluice_common::key_groups::{hash_keys, key_group};
 use super::assigner::Window;
 use crate::state::{decode_i64, encode_i64, state_ids};
 
-pub struct StateCodec {
+pub(super) struct StateCodec {
     pub keys: RowConverter,
     states: RowConverter,
     /// How many state fields each aggregate has.
@@ -29,7 +29,11 @@ fn arrow_err(e: arrow::error::ArrowError) -> String {
 }
 
 impl StateCodec {
-    pub fn new(keys: RowConverter, aggs: &[AggregateFunctionExpr], max_parallelism: u32) -> Result<Self, String> {
+    pub(super) fn new(
+        keys: RowConverter,
+        aggs: &[AggregateFunctionExpr],
+        max_parallelism: u32,
+    ) -> Result<Self, String> {
         let mut fields = Vec::new();
         let mut widths = Vec::new();
         for a in aggs {
@@ -46,7 +50,7 @@ impl StateCodec {
     }
 
     /// Key groups of key rows (the same hash the hash partitioner uses).
-    pub fn key_groups<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u32>, String> {
+    pub(super) fn key_groups<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u32>, String> {
         let parser = self.keys.parser();
         let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
         let n = parsed.len();
@@ -58,20 +62,20 @@ impl StateCodec {
     }
 
     /// Key columns from key rows.
-    pub fn key_columns<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>, String> {
+    pub(super) fn key_columns<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>, String> {
         let parser = self.keys.parser();
         let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
         self.keys.convert_rows(parsed).map_err(arrow_err)
     }
 
     /// Rows of the state of each aggregate (one `Vec<ArrayRef>` per aggregate, equal lengths).
-    pub fn encode_states(&self, per_agg: &[Vec<ArrayRef>]) -> Result<Rows, String> {
+    pub(super) fn encode_states(&self, per_agg: &[Vec<ArrayRef>]) -> Result<Rows, String> {
         let columns: Vec<ArrayRef> = per_agg.iter().flatten().cloned().collect();
         self.states.convert_columns(&columns).map_err(arrow_err)
     }
 
     /// The state arrays of each aggregate from encoded rows.
-    pub fn decode_states<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Vec<ArrayRef>>, String> {
+    pub(super) fn decode_states<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Vec<ArrayRef>>, String> {
         let parser = self.states.parser();
         let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
         let mut columns = self.states.convert_rows(parsed).map_err(arrow_err)?.into_iter();
@@ -83,7 +87,7 @@ impl StateCodec {
     }
 }
 
-pub fn pane_prefix(w: Window) -> Vec<u8> {
+pub(super) fn pane_prefix(w: Window) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(state_ids::PANE);
     k.extend_from_slice(&encode_i64(w.end));
@@ -91,14 +95,14 @@ pub fn pane_prefix(w: Window) -> Vec<u8> {
     k
 }
 
-pub fn pane_key(w: Window, key_row: &[u8]) -> Vec<u8> {
+pub(super) fn pane_key(w: Window, key_row: &[u8]) -> Vec<u8> {
     let mut k = pane_prefix(w);
     k.extend_from_slice(key_row);
     k
 }
 
 /// (window, key row) of a pane key.
-pub fn parse_pane_key(k: &[u8]) -> Result<(Window, &[u8]), String> {
+pub(super) fn parse_pane_key(k: &[u8]) -> Result<(Window, &[u8]), String> {
     if k.len() < 17 || k[0] != state_ids::PANE {
         return Err("malformed window pane key in state".into());
     }
