@@ -1,54 +1,41 @@
-//! The keyed window aggregate. Tumbling and sliding windows keep one pane per window with a
-//! DataFusion `GroupsAccumulator` per aggregate (one group per key), updated a batch at a time;
-//! session windows (`sessions`) keep per key, in the typed keyed state, sessions whose
-//! accumulators merge when sessions join. A window fires when the watermark (or, in processing time, the clock)
-//! reaches its max timestamp; rows for fired windows are dropped and counted as late.
+//! The keyed window aggregate: time (event time from the rowtime column, or the clock),
+//! window assignment (tumbling and sliding up front; sessions merge in their store), late rows
+//! (rows of windows the watermark already fired are dropped and counted) and emitting: a window
+//! fires when the watermark (or, in processing time, the clock) reaches its max timestamp.
 //!
-//! Pane state lives in the job's backend: with `hashmap` the panes above are the heap
-//! representation (live accumulators, budgeted against the slot's share of task heap); with
-//! `rocksdb` panes live in RocksDB (`rocks_state`). Both snapshot to the same per-key-group
-//! format (`state_codec`), so a restore may change parallelism or backend. The operator's
-//! watermark is operator state (union, the minimum wins on restore), so rows of windows fired
-//! before a checkpoint stay late after recovery.
+//! The panes themselves live in a `PaneStore` (`pane_store.rs`) chosen by window kind and
+//! state backend: `HeapPanes` (`hashmap`), `RocksPanes` (`rocksdb`) or `SessionWindows`
+//! (sessions, on either backend). The operator's watermark is operator state (union, the
+//! minimum wins on restore), so rows of windows fired before a checkpoint stay late after
+//! recovery.
 
 use crate::error::TaskError;
 use crate::operators::OperatorContext;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use sluice_common::job::expr::compile_aggregate;
 use sluice_common::job::spec::{TimeKind, WindowKind, WindowSpec};
 use sluice_common::proto::checkpoint::RedistributionMode;
-use sluice_common::state::key_group_blocks::BlocksWriter;
 
 use super::assigner::{self, Window};
-use super::pane_keys::PaneKeys;
-use super::rocks_state::{new_accumulators, take_rows, RocksPanes};
-use super::sessions::{FiredSessions, SessionWindows};
-use super::state_codec::{pane_key, parse_pane_key, StateCodec};
+use super::heap_panes::HeapPanes;
+use super::pane_store::{df, PaneBatch, PaneStore};
+use super::rocks_panes::RocksPanes;
+use super::sessions::SessionWindows;
+use super::state_codec::StateCodec;
 use crate::operators::Operator;
-use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
+use crate::state::snapshot::{OperatorRestoreData, OperatorSnapshot};
 use crate::state::timers::TimeDomain;
-use crate::state::{for_each_restored, state_ids, StateSettings};
+use crate::state::StateSettings;
 use sluice_common::config::options::StateBackendKind;
 
 const WATERMARK_STATE: &str = "window-watermark";
-
-struct Pane {
-    /// Key row bytes ↔ group index.
-    keys: PaneKeys,
-    accs: Vec<Box<dyn GroupsAccumulator>>,
-    /// Heap bytes at the last count (keys and accumulators).
-    bytes: usize,
-}
 
 pub(crate) struct WindowAggregate {
     kind: WindowKind,
@@ -59,19 +46,9 @@ pub(crate) struct WindowAggregate {
     aggs: Vec<AggregateFunctionExpr>,
     output: SchemaRef,
     watermark: i64,
-    panes: BTreeMap<Window, Pane>,
-    /// Session windows' state (session kinds only).
-    sessions: Option<SessionWindows>,
+    store: Box<dyn PaneStore>,
     late: Arc<AtomicU64>,
     scratch: Vec<Window>,
-    settings: StateSettings,
-    /// Panes in RocksDB (`state.backend.type: rocksdb`); `panes` stays empty then.
-    rocks: Option<RocksPanes>,
-    heap_bytes: usize,
-}
-
-fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
 }
 
 fn millis(d: std::time::Duration) -> i64 {
@@ -110,19 +87,28 @@ impl WindowAggregate {
             .map(|(name, sql)| compile_aggregate(name, sql, input))
             .collect::<Result<_, _>>()?;
         let codec = StateCodec::new(converter, &aggs, settings.max_parallelism)?;
-        let (rocks, sessions) = match (settings.backend, kind) {
+        let store: Box<dyn PaneStore> = match (settings.backend, kind) {
             (_, WindowKind::Session { gap }) => {
                 let domain = match time {
                     TimeKind::Event => TimeDomain::EventTime,
                     TimeKind::Processing => TimeDomain::ProcessingTime,
                 };
-                let s = SessionWindows::open(&settings, restore.as_ref(), millis(gap), domain)?;
-                (None, Some(s))
+                Box::new(SessionWindows::open(&settings, restore.as_ref(), millis(gap), domain)?)
             }
-            (StateBackendKind::HashMap, _) => (None, None),
-            (StateBackendKind::RocksDb, _) => (Some(RocksPanes::open(&settings, restore.as_ref())?), None),
+            (StateBackendKind::HashMap, _) => Box::new(HeapPanes::open(&settings, restore.as_ref(), &codec, &aggs)?),
+            (StateBackendKind::RocksDb, _) => Box::new(RocksPanes::open(&settings, restore.as_ref())?),
         };
-        let mut op = WindowAggregate {
+        let watermark = restore
+            .as_ref()
+            .and_then(|r| r.lists.list(WATERMARK_STATE))
+            .and_then(|marks| {
+                marks
+                    .iter()
+                    .filter_map(|b| b.as_slice().try_into().ok().map(i64::from_le_bytes))
+                    .min()
+            })
+            .unwrap_or(i64::MIN);
+        Ok(WindowAggregate {
             kind,
             time,
             rowtime,
@@ -130,94 +116,10 @@ impl WindowAggregate {
             codec,
             aggs,
             output,
-            watermark: i64::MIN,
-            panes: BTreeMap::new(),
-            sessions,
+            watermark,
+            store,
             late,
             scratch: Vec::new(),
-            settings,
-            rocks,
-            heap_bytes: 0,
-        };
-        if let Some(r) = restore {
-            op.restore(r)?;
-        }
-        Ok(op)
-    }
-
-    fn restore(&mut self, r: OperatorRestoreData) -> Result<(), String> {
-        if let Some(marks) = r.lists.list(WATERMARK_STATE) {
-            self.watermark = marks
-                .iter()
-                .filter_map(|b| b.as_slice().try_into().ok().map(i64::from_le_bytes))
-                .min()
-                .unwrap_or(i64::MIN);
-        }
-        // RocksDB panes and sessions loaded their keyed state when they opened.
-        if self.rocks.is_some() || self.sessions.is_some() {
-            return Ok(());
-        }
-        type Entries = Vec<(Vec<u8>, Vec<u8>)>;
-        let mut panes: BTreeMap<Window, Entries> = BTreeMap::new();
-        for_each_restored(&self.settings, &r, self.settings.key_groups, |_, k, v| {
-            match k.first() {
-                Some(&state_ids::PANE) => {
-                    let (w, key) = parse_pane_key(k)?;
-                    panes.entry(w).or_default().push((key.to_vec(), v.to_vec()));
-                }
-                _ => return Err("unknown state in a window snapshot".into()),
-            }
-            Ok(())
-        })?;
-        for (w, entries) in panes {
-            let mut pane = self.new_pane()?;
-            let groups: Vec<usize> = entries.iter().map(|(key, _)| pane.keys.intern(key)).collect();
-            let n = pane.keys.len();
-            let states = self.codec.decode_states(entries.iter().map(|(_, v)| v.as_slice()))?;
-            for (acc, st) in pane.accs.iter_mut().zip(&states) {
-                df(acc.merge_batch(st, &groups, n))?;
-            }
-            self.panes.insert(w, pane);
-        }
-        Ok(())
-    }
-
-    /// The heap backend's snapshot: every pane and session as per-key-group entries. Reading a
-    /// pane's state drains its accumulators, so they are rebuilt from that state.
-    fn snapshot_heap(&mut self) -> Result<KeyedSnapshot, String> {
-        let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
-        for (w, pane) in self.panes.iter_mut() {
-            let n = pane.keys.len();
-            if n == 0 {
-                continue;
-            }
-            let states = pane
-                .accs
-                .iter_mut()
-                .map(|a| df(a.state(EmitTo::All)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut fresh = new_accumulators(&self.aggs)?;
-            let groups: Vec<usize> = (0..n).collect();
-            for (acc, st) in fresh.iter_mut().zip(&states) {
-                df(acc.merge_batch(st, &groups, n))?;
-            }
-            pane.accs = fresh;
-            let rows = self.codec.encode_states(&states)?;
-            let kgs = self.codec.key_groups(pane.keys.iter())?;
-            for (i, key) in pane.keys.iter().enumerate() {
-                entries.push((kgs[i], pane_key(*w, key), rows.row(i).as_ref().to_vec()));
-            }
-        }
-        entries.sort_by_key(|e| e.0);
-        let mut w = BlocksWriter::new(self.settings.key_groups);
-        for (kg, k, v) in &entries {
-            w.entry(*kg, k, v)?;
-        }
-        let (data, offsets) = w.finish();
-        Ok(KeyedSnapshot::Full {
-            range: self.settings.key_groups,
-            data,
-            offsets,
         })
     }
 
@@ -256,70 +158,12 @@ impl WindowAggregate {
             .collect()
     }
 
-    fn new_pane(&self) -> Result<Pane, String> {
-        Ok(Pane {
-            keys: PaneKeys::default(),
-            accs: new_accumulators(&self.aggs)?,
-            bytes: 0,
-        })
-    }
-
-    fn process_panes(
-        &mut self,
-        batch: &RecordBatch,
-        ts: &[i64],
-        key_columns: &[ArrayRef],
-        rows: &arrow::row::Rows,
-    ) -> Result<(), String> {
-        let args = self.arguments(batch)?;
-        let assigned = self.assign_rows(ts);
-        if let Some(r) = self.rocks.as_mut() {
-            return r.update(&self.codec, &self.aggs, &args, key_columns, rows, &assigned);
-        }
-        // Rows of a batch mostly share a window: runs of equal windows take one pane lookup.
-        let mut per_window: Vec<(Window, Vec<u32>, Vec<usize>)> = Vec::new();
-        let mut i = 0;
-        while i < assigned.len() {
-            let w = assigned[i].0;
-            let run = assigned[i..].iter().take_while(|(x, _)| *x == w).count();
-            if !self.panes.contains_key(&w) {
-                let pane = self.new_pane()?;
-                self.panes.insert(w, pane);
-            }
-            let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
-            let slot = match per_window.iter().position(|(x, _, _)| *x == w) {
-                Some(s) => s,
-                None => {
-                    per_window.push((w, Vec::with_capacity(run), Vec::with_capacity(run)));
-                    per_window.len() - 1
-                }
-            };
-            let (_, row_idx, groups) = &mut per_window[slot];
-            for &(_, r) in &assigned[i..i + run] {
-                row_idx.push(r);
-                groups.push(pane.keys.intern(rows.row(r as usize).as_ref()));
-            }
-            i += run;
-        }
-        for (w, row_idx, groups) in per_window {
-            let pane = self.panes.get_mut(&w).ok_or("pane vanished")?;
-            let idx = UInt32Array::from(row_idx);
-            let total = pane.keys.len();
-            for (a, acc) in pane.accs.iter_mut().enumerate() {
-                df(acc.update_batch(&take_rows(&args[a], &idx)?, &groups, None, total))?;
-            }
-            let bytes = pane.accs.iter().map(|a| a.size()).sum::<usize>() + pane.keys.heap_bytes();
-            self.heap_bytes = (self.heap_bytes + bytes).saturating_sub(pane.bytes);
-            pane.bytes = bytes;
-        }
-        if self.heap_bytes as u64 > self.settings.heap_budget {
-            return Err(self.settings.heap_budget_error(self.heap_bytes as u64));
-        }
-        Ok(())
-    }
-
     /// (window, row) for every row of a batch that is not late; counts the late ones.
+    /// Sessions assign their own windows (they merge), so nothing is assigned for them here.
     fn assign_rows(&mut self, ts: &[i64]) -> Vec<(Window, u32)> {
+        if matches!(self.kind, WindowKind::Session { .. }) {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(ts.len());
         let mut late = 0u64;
         let mut windows = std::mem::take(&mut self.scratch);
@@ -345,91 +189,11 @@ impl WindowAggregate {
         out
     }
 
-    fn process_sessions(&mut self, batch: &RecordBatch, ts: &[i64], rows: &arrow::row::Rows) -> Result<(), String> {
-        let args = self.arguments(batch)?;
-        let Some(sessions) = self.sessions.as_mut() else {
-            return Ok(());
-        };
-        let late = sessions.process(&self.codec, &self.aggs, &args, ts, rows, self.watermark)?;
-        self.late.fetch_add(late, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn window_columns(windows: &[Window]) -> (ArrayRef, ArrayRef) {
-        (
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                windows.iter().map(|w| w.start),
-            )),
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                windows.iter().map(|w| w.end),
-            )),
-        )
-    }
-
-    fn emit_pane(
-        &self,
-        window: Window,
-        keys: Vec<ArrayRef>,
-        n: usize,
-        mut accs: Vec<Box<dyn GroupsAccumulator>>,
-    ) -> Result<Option<RecordBatch>, String> {
-        if n == 0 {
-            return Ok(None);
-        }
-        let (start, end) = Self::window_columns(&vec![window; n]);
-        let mut columns = vec![start, end];
-        columns.extend(keys);
-        for acc in accs.iter_mut() {
-            columns.push(df(acc.evaluate(EmitTo::All))?);
-        }
-        RecordBatch::try_new(self.output.clone(), columns)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-
     fn fire(&mut self, time: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if let Some(rocks) = self.rocks.as_mut() {
-            for (w, keys, accs) in rocks.take_fired(&self.codec, &self.aggs, time)? {
-                let n = keys.len();
-                let columns = self.codec.key_columns(keys.iter().map(|k| k.as_slice()))?;
-                if let Some(b) = self.emit_pane(w, columns, n, accs)? {
-                    out.push(b);
-                }
-            }
+        for fired in self.store.fire(&self.codec, &self.aggs, time)? {
+            let batch = RecordBatch::try_new(self.output.clone(), fired.into_columns()).map_err(|e| e.to_string())?;
+            out.push(batch);
         }
-        while let Some((w, _)) = self.panes.first_key_value() {
-            if !w.is_fired_by(time) {
-                break;
-            }
-            let Some((w, pane)) = self.panes.pop_first() else {
-                break;
-            };
-            self.heap_bytes = self.heap_bytes.saturating_sub(pane.bytes);
-            let n = pane.keys.len();
-            let parser = self.codec.keys.parser();
-            let columns = df(self
-                .codec
-                .keys
-                .convert_rows(pane.keys.iter().map(|k| parser.parse(k)))
-                .map_err(Into::into))?;
-            if let Some(b) = self.emit_pane(w, columns, n, pane.accs)? {
-                out.push(b);
-            }
-        }
-        let Some(sessions) = self.sessions.as_mut() else {
-            return Ok(());
-        };
-        let FiredSessions { windows, keys, values } = sessions.fire(&self.codec, &self.aggs, time)?;
-        if windows.is_empty() {
-            return Ok(());
-        }
-        let (start, end) = Self::window_columns(&windows);
-        let mut columns = vec![start, end];
-        columns.extend(self.codec.key_columns(keys.iter().map(|k| k.as_slice()))?);
-        for v in values {
-            columns.push(df(ScalarValue::iter_to_array(v))?);
-        }
-        out.push(RecordBatch::try_new(self.output.clone(), columns).map_err(|e| e.to_string())?);
         Ok(())
     }
 }
@@ -447,23 +211,28 @@ impl Operator for WindowAggregate {
         }
         let ts = self.timestamps(&batch)?;
         let key_columns: Vec<ArrayRef> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
-        let rows = self
+        let key_rows = self
             .codec
             .keys
             .convert_columns(&key_columns)
             .map_err(|e| e.to_string())?;
-        match self.kind {
-            WindowKind::Session { .. } => Ok(self.process_sessions(&batch, &ts, &rows)?),
-            _ => Ok(self.process_panes(&batch, &ts, &key_columns, &rows)?),
-        }
+        let args = self.arguments(&batch)?;
+        let assigned = self.assign_rows(&ts);
+        let rows = PaneBatch {
+            args: &args,
+            key_columns: &key_columns,
+            key_rows: &key_rows,
+            ts: &ts,
+            assigned: &assigned,
+            watermark: self.watermark,
+        };
+        let late = self.store.add(&self.codec, &self.aggs, &rows)?;
+        self.late.fetch_add(late, Ordering::Relaxed);
+        Ok(())
     }
 
     fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
-        let keyed = match (self.rocks.as_mut(), self.sessions.as_mut()) {
-            (Some(r), _) => r.snapshot(checkpoint_id, savepoint)?,
-            (None, Some(s)) => s.snapshot(checkpoint_id, savepoint)?,
-            (None, None) => self.snapshot_heap()?,
-        };
+        let keyed = self.store.snapshot(&self.codec, &self.aggs, checkpoint_id, savepoint)?;
         let mut snap = OperatorSnapshot {
             keyed: Some(keyed),
             ..Default::default()
@@ -477,12 +246,7 @@ impl Operator for WindowAggregate {
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), TaskError> {
-        if let Some(r) = self.rocks.as_mut() {
-            r.store.confirm(checkpoint_id);
-        }
-        if let Some(s) = self.sessions.as_mut() {
-            s.notify_checkpoint_complete(checkpoint_id);
-        }
+        self.store.notify_checkpoint_complete(checkpoint_id);
         Ok(())
     }
 
@@ -515,7 +279,9 @@ impl Operator for WindowAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::snapshot::KeyedSnapshot;
     use crate::state::test_settings;
+    use arrow::array::TimestampMillisecondArray;
     use arrow::array::{Float64Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::time::Duration;

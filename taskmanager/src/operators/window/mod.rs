@@ -1,10 +1,13 @@
 //! Keyed windows with aggregates: window assignment (`assigner`) and the aggregating operator
-//! (`aggregate`) for tumbling, sliding and session windows in event or processing time.
+//! (`aggregate`) for tumbling, sliding and session windows in event or processing time, whose
+//! panes live behind one store interface (`pane_store`: heap, RocksDB, sessions).
 
 mod aggregate;
 pub(crate) mod assigner;
+mod heap_panes;
 mod pane_keys;
-mod rocks_state;
+mod pane_store;
+mod rocks_panes;
 mod sessions;
 mod state_codec;
 

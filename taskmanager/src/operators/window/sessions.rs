@@ -14,15 +14,12 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use super::assigner::{self, Window};
+use super::pane_store::{df, Fired, PaneBatch, PaneStore};
 use super::state_codec::StateCodec;
 use crate::state::keyed::{self, KeyedState, MapState, StateDescriptor};
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{decode_i64, encode_i64, StateSettings};
-
-fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
-}
 
 impl keyed::StateCodec for Window {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -43,16 +40,6 @@ impl keyed::StateCodec for Window {
 struct Session {
     window: Window,
     accs: Vec<Box<dyn Accumulator>>,
-}
-
-/// Fired sessions, ready to become output columns.
-#[derive(Default)]
-pub(super) struct FiredSessions {
-    pub windows: Vec<Window>,
-    /// Key rows (Arrow row format).
-    pub keys: Vec<Vec<u8>>,
-    /// Per aggregate, one value per fired session.
-    pub values: Vec<Vec<ScalarValue>>,
 }
 
 pub(super) struct SessionWindows {
@@ -119,18 +106,13 @@ impl SessionWindows {
         }
         Ok(())
     }
+}
 
-    /// Adds the rows of a batch; rows whose session the time has already passed are late and
-    /// counted in the result.
-    pub(super) fn process(
-        &mut self,
-        codec: &StateCodec,
-        aggs: &[AggregateFunctionExpr],
-        args: &[Vec<ArrayRef>],
-        ts: &[i64],
-        keys: &Rows,
-        time: i64,
-    ) -> Result<u64, String> {
+impl PaneStore for SessionWindows {
+    /// Rows whose session the watermark has already passed are late and counted in the result.
+    fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
+        let (args, ts, keys, time): (&[Vec<ArrayRef>], &[i64], &Rows, i64) =
+            (batch.args, batch.ts, batch.key_rows, batch.watermark);
         let mut late = 0u64;
         let mut by_key: HashMap<&[u8], Vec<usize>, ahash::RandomState> = HashMap::default();
         for (r, &t) in ts.iter().enumerate() {
@@ -181,16 +163,10 @@ impl SessionWindows {
     }
 
     /// Emits and forgets every session `time` has passed.
-    pub(super) fn fire(
-        &mut self,
-        codec: &StateCodec,
-        aggs: &[AggregateFunctionExpr],
-        time: i64,
-    ) -> Result<FiredSessions, String> {
-        let mut out = FiredSessions {
-            values: vec![Vec::new(); aggs.len()],
-            ..Default::default()
-        };
+    fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String> {
+        let mut windows = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut values: Vec<Vec<ScalarValue>> = vec![Vec::new(); aggs.len()];
         let mut due = self.timers.advance(&mut self.state, self.domain, time)?;
         due.sort_by(|a, b| a.key.cmp(&b.key));
         due.dedup_by(|a, b| a.key == b.key);
@@ -200,21 +176,37 @@ impl SessionWindows {
             let sessions = self.load(codec, aggs)?;
             for mut s in sessions.into_iter().filter(|s| s.window.is_fired_by(time)) {
                 self.sessions.remove(&mut self.state, &s.window)?;
-                out.windows.push(s.window);
-                out.keys.push(timer.key.clone());
+                windows.push(s.window);
+                keys.push(timer.key.clone());
                 for (a, acc) in s.accs.iter_mut().enumerate() {
-                    out.values[a].push(df(acc.evaluate())?);
+                    values[a].push(df(acc.evaluate())?);
                 }
             }
         }
-        Ok(out)
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Fired {
+            windows,
+            keys: codec.key_columns(keys.iter().map(|k| k.as_slice()))?,
+            values: values
+                .into_iter()
+                .map(|v| df(ScalarValue::iter_to_array(v)))
+                .collect::<Result<_, _>>()?,
+        }])
     }
 
-    pub(super) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    fn snapshot(
+        &mut self,
+        _codec: &StateCodec,
+        _aggs: &[AggregateFunctionExpr],
+        checkpoint_id: u64,
+        savepoint: bool,
+    ) -> Result<KeyedSnapshot, String> {
         self.state.snapshot(checkpoint_id, savepoint)
     }
 
-    pub(super) fn notify_checkpoint_complete(&mut self, id: u64) {
+    fn notify_checkpoint_complete(&mut self, id: u64) {
         self.state.notify_checkpoint_complete(id);
     }
 }

@@ -10,6 +10,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use sluice_common::key_groups::{hash_keys, key_group};
 
 use super::assigner::Window;
+use super::pane_store::df;
 use crate::state::{decode_i64, encode_i64, state_ids};
 
 pub(super) struct StateCodec {
@@ -18,10 +19,6 @@ pub(super) struct StateCodec {
     /// How many state fields each aggregate has.
     widths: Vec<usize>,
     pub max_parallelism: u32,
-}
-
-fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
 }
 
 fn arrow_err(e: arrow::error::ArrowError) -> String {

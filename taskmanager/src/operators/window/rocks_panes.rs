@@ -6,37 +6,22 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use arrow::array::{ArrayRef, UInt32Array};
-use arrow::compute::take;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use arrow::array::UInt32Array;
+use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use rocksdb::WriteBatch;
 use sluice_common::key_groups::{hash_keys, key_group};
 
 use super::assigner::Window;
+use super::pane_store::{df, new_accumulators, take_rows, Fired, PaneBatch, PaneStore};
 use super::state_codec::{pane_key, pane_prefix, parse_pane_key, StateCodec};
 use crate::state::rocks::{prefixed, RocksStore};
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::{state_ids, StateSettings};
 
 pub(super) struct RocksPanes {
-    pub store: RocksStore,
+    store: RocksStore,
     windows: BTreeSet<Window>,
-}
-
-fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
-}
-
-/// The rows `idx` of each argument array.
-pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
-    args.iter()
-        .map(|arr| take(arr.as_ref(), idx, None).map_err(|e| e.to_string()))
-        .collect()
-}
-
-pub(super) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
-    aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
 }
 
 impl RocksPanes {
@@ -51,22 +36,16 @@ impl RocksPanes {
         }
         Ok(RocksPanes { store, windows })
     }
+}
 
-    /// Applies the rows `assigned` = (window, row) of a batch: `args` are each aggregate's
-    /// argument arrays, `key_columns`/`key_rows` the batch's keys.
-    pub(super) fn update(
-        &mut self,
-        codec: &StateCodec,
-        aggs: &[AggregateFunctionExpr],
-        args: &[Vec<ArrayRef>],
-        key_columns: &[ArrayRef],
-        key_rows: &arrow::row::Rows,
-        assigned: &[(Window, u32)],
-    ) -> Result<(), String> {
+impl PaneStore for RocksPanes {
+    /// Applies the batch's assigned rows in one round trip.
+    fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
+        let (args, key_rows, assigned) = (batch.args, batch.key_rows, batch.assigned);
         if assigned.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let hashes = hash_keys(key_columns, key_rows.num_rows())?;
+        let hashes = hash_keys(batch.key_columns, key_rows.num_rows())?;
         let mut index: HashMap<(Window, &[u8]), usize, ahash::RandomState> = HashMap::default();
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut group_of = Vec::with_capacity(assigned.len());
@@ -99,21 +78,16 @@ impl RocksPanes {
             .map(|a| df(a.state(EmitTo::All)))
             .collect::<Result<Vec<_>, _>>()?;
         let rows = codec.encode_states(&states)?;
-        let mut batch = WriteBatch::default();
+        let mut write = WriteBatch::default();
         for (g, k) in keys.iter().enumerate() {
-            batch.put(k, rows.row(g).as_ref());
+            write.put(k, rows.row(g).as_ref());
         }
-        self.store.write(batch)
+        self.store.write(write)?;
+        Ok(0)
     }
 
-    /// Removes and returns every fired window's keys and accumulators, oldest first.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn take_fired(
-        &mut self,
-        codec: &StateCodec,
-        aggs: &[AggregateFunctionExpr],
-        time: i64,
-    ) -> Result<Vec<(Window, Vec<Vec<u8>>, Vec<Box<dyn GroupsAccumulator>>)>, String> {
+    /// Scans each fired window's prefix in every owned key group, deleting what it emits.
+    fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String> {
         let mut out = Vec::new();
         while let Some(w) = self.windows.first().copied() {
             if !w.is_fired_by(time) {
@@ -143,12 +117,23 @@ impl RocksPanes {
                 }
             }
             self.store.write(batch)?;
-            out.push((w, keys, accs));
+            let columns = codec.key_columns(keys.iter().map(|k| k.as_slice()))?;
+            out.extend(Fired::pane(w, columns, n, accs)?);
         }
         Ok(out)
     }
 
-    pub(super) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    fn snapshot(
+        &mut self,
+        _codec: &StateCodec,
+        _aggs: &[AggregateFunctionExpr],
+        checkpoint_id: u64,
+        savepoint: bool,
+    ) -> Result<KeyedSnapshot, String> {
         self.store.snapshot(checkpoint_id, savepoint)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.store.confirm(checkpoint_id);
     }
 }

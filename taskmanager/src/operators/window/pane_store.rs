@@ -1,0 +1,115 @@
+//! The pane-store interface: where a window aggregate keeps its windows' accumulators between
+//! batches. The aggregate (`aggregate.rs`) owns time, window assignment, late rows and
+//! emitting; a store owns the representation: `HeapPanes` (live group accumulators per pane,
+//! `hashmap` backend), `RocksPanes` (pane state in RocksDB, `rocksdb` backend) and
+//! `SessionWindows` (per-key merging sessions on the keyed state of either backend). Every
+//! store snapshots to the same per-key-group format, so a restore may change parallelism or
+//! backend.
+
+use arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::take;
+use arrow::row::Rows;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use std::sync::Arc;
+
+use super::assigner::Window;
+use super::state_codec::StateCodec;
+use crate::state::snapshot::KeyedSnapshot;
+
+/// The rows of one batch, as a store takes them.
+pub(super) struct PaneBatch<'a> {
+    /// Each aggregate's argument arrays.
+    pub args: &'a [Vec<ArrayRef>],
+    pub key_columns: &'a [ArrayRef],
+    /// The keys in Arrow's row format.
+    pub key_rows: &'a Rows,
+    /// Each row's time (event or processing), `i64::MIN` for a null event time.
+    pub ts: &'a [i64],
+    /// (window, row) of every row that is not late, for window kinds assigned up front
+    /// (tumbling, sliding); empty for sessions, which assign (and merge) their own.
+    pub assigned: &'a [(Window, u32)],
+    /// Windows this time has fired take no more rows.
+    pub watermark: i64,
+}
+
+/// Fired windows as output columns: one row per (window, key).
+pub(super) struct Fired {
+    pub windows: Vec<Window>,
+    pub keys: Vec<ArrayRef>,
+    /// One array per aggregate.
+    pub values: Vec<ArrayRef>,
+}
+
+impl Fired {
+    /// The rows of one fired pane: its keys and its group accumulators (one group per key).
+    pub(super) fn pane(
+        window: Window,
+        keys: Vec<ArrayRef>,
+        n: usize,
+        accs: Vec<Box<dyn GroupsAccumulator>>,
+    ) -> Result<Option<Fired>, String> {
+        if n == 0 {
+            return Ok(None);
+        }
+        let values = accs
+            .into_iter()
+            .map(|mut acc| df(acc.evaluate(EmitTo::All)))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Fired {
+            windows: vec![window; n],
+            keys,
+            values,
+        }))
+    }
+
+    /// `window_start`, `window_end`, the keys, then the aggregates.
+    pub(super) fn into_columns(self) -> Vec<ArrayRef> {
+        let start = TimestampMillisecondArray::from_iter_values(self.windows.iter().map(|w| w.start));
+        let end = TimestampMillisecondArray::from_iter_values(self.windows.iter().map(|w| w.end));
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(start), Arc::new(end)];
+        columns.extend(self.keys);
+        columns.extend(self.values);
+        columns
+    }
+}
+
+pub(super) trait PaneStore: Send {
+    /// Adds a batch's rows; returns how many of them it found late (only stores that assign
+    /// their own windows find any).
+    fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String>;
+
+    /// Removes and returns every window `time` has fired, oldest first.
+    fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String>;
+
+    /// The keyed part of the operator's snapshot.
+    fn snapshot(
+        &mut self,
+        codec: &StateCodec,
+        aggs: &[AggregateFunctionExpr],
+        checkpoint_id: u64,
+        savepoint: bool,
+    ) -> Result<KeyedSnapshot, String>;
+
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) {}
+}
+
+/// A DataFusion result with its error as the task's message.
+pub(super) fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+/// The rows `idx` of each argument array.
+pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
+    args.iter()
+        .map(|arr| take(arr.as_ref(), idx, None).map_err(|e| e.to_string()))
+        .collect()
+}
+
+pub(super) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
+    aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
+}
+
+#[cfg(test)]
+#[path = "pane_store_tests.rs"]
+mod tests;
