@@ -88,7 +88,7 @@ pub struct GraphNode {
     pub schema: SchemaRef,
     /// The event-time column of the emitted rows, when there is one.
     pub rowtime: Option<String>,
-    chain: bool,
+    pub(crate) chain: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,11 +1,13 @@
 //! Jobs (DESIGN §3a): the YAML job file (`spec`), SQL expressions compiled with DataFusion
 //! (`expr`), and the checked, chained JobGraph (`graph`); connectors are checked through a
-//! `ConnectorCatalog` (`catalog`), the registry of `sluice-connectors`.
+//! `ConnectorCatalog` (`catalog`), the registry of `sluice-connectors`. The jobmanager ships the
+//! compiled graph to taskmanagers as a protobuf plan (`plan`).
 
 pub mod catalog;
 mod error;
 pub mod expr;
 pub mod graph;
+pub mod plan;
 pub mod spec;
 pub mod types;
 

@@ -31,6 +31,19 @@ impl ColumnType {
         })
     }
 
+    /// The name a job file uses (`parse` reads it back).
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::BigInt => "bigint",
+            ColumnType::Int => "int",
+            ColumnType::Double => "double",
+            ColumnType::Float => "float",
+            ColumnType::String => "string",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+
     pub fn arrow(self) -> DataType {
         match self {
             ColumnType::BigInt => DataType::Int64,

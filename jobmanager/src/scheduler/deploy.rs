@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sluice_common::config::options::*;
+use sluice_common::job::plan::to_plan;
 use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, open_location};
 use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, SubtaskSplits, TaskAddress, TaskLocation};
 
@@ -56,7 +57,7 @@ impl Scheduler {
             .iter()
             .flat_map(|(r, n)| std::iter::repeat_n(r, *n as usize))
             .collect();
-        let (request_base, graph) = {
+        let (mut request_base, graph) = {
             let mut job = handle.lock();
             job.epoch = epoch;
             let graph = job.graph.clone();
@@ -91,20 +92,8 @@ impl Scheduler {
             let base = SubmitTasksRequest {
                 job_id: job.id.clone(),
                 epoch,
-                job_yaml: job.yaml.clone(),
-                job_file: job.file.clone(),
-                default_parallelism: self.settings.default_parallelism,
-                // Reactive: the parallelism this attempt was planned at.
-                parallelism: if job.reactive {
-                    job.current_parallelism()
-                } else {
-                    job.parallelism.unwrap_or(0)
-                },
-                // Every node's planned parallelism, so the taskmanagers build this very graph.
-                node_parallelism: graph.nodes.iter().map(|n| (n.id.clone(), n.parallelism)).collect(),
                 job_name: job.name.clone(),
                 job_config,
-                max_parallelism: graph.max_parallelism,
                 checkpoint_url,
                 restore_metadata: restore.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
                 restore_url: restore.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
@@ -113,6 +102,9 @@ impl Scheduler {
             };
             (base, graph)
         };
+        // The compiled graph of this attempt (its planned parallelism included): the
+        // taskmanagers build their tasks from it and never see the job file.
+        request_base.plan = Some(to_plan(&graph).map_err(|e| format!("Encoding the job's plan failed: {e}"))?);
         // The sources' enumerators deal their splits (listing them may touch files or
         // external systems, so off the async workers). Subtasks that restore state for their
         // source read their restored splits instead.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sluice_common::job::plan::{from_plan, to_plan};
 use sluice_common::job::{compile_job, GraphOptions};
 
 use super::deploy::{prepare, run, Deployment};
@@ -120,12 +121,14 @@ fn hooks() -> (
     )
 }
 
+/// The graph as a taskmanager gets it: compiled (as the jobmanager does), then through the plan.
 fn compile(yaml: &str) -> Arc<sluice_common::job::JobGraph> {
     let options = GraphOptions {
         default_parallelism: 1,
         ..Default::default()
     };
-    Arc::new(compile_job(yaml, "in-process.yaml", &options, sluice_connectors::registry()).unwrap())
+    let graph = compile_job(yaml, "in-process.yaml", &options, sluice_connectors::registry()).unwrap();
+    Arc::new(from_plan(&to_plan(&graph).unwrap()).unwrap())
 }
 
 /// Deploys every subtask of `graph` on `env` (all local) and runs them to the end.

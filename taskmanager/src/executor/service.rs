@@ -14,7 +14,8 @@ use sluice_common::config::options::{
     CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
 };
 use sluice_common::config::Configuration;
-use sluice_common::job::{compile_job, GraphOptions, JobGraph};
+use sluice_common::job::plan::from_plan;
+use sluice_common::job::JobGraph;
 use sluice_common::state::assignment::assign;
 use sluice_common::state::KeyGroupRange;
 use sluice_common::storage::decode_metadata;
@@ -181,16 +182,12 @@ impl TaskManagerService for TaskManagerGateway {
         request: Request<SubmitTasksRequest>,
     ) -> Result<Response<SubmitTasksResponse>, Status> {
         let req = request.into_inner();
-        let options = GraphOptions {
-            default_parallelism: req.default_parallelism.max(1),
-            parallelism: (req.parallelism > 0).then_some(req.parallelism),
-            node_parallelism: req.node_parallelism.clone().into_iter().collect(),
-            restored_max_parallelism: (req.max_parallelism > 0).then_some(req.max_parallelism),
-        };
-        let graph = Arc::new(
-            compile_job(&req.job_yaml, &req.job_file, &options, sluice_connectors::registry())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?,
-        );
+        // The jobmanager's compiled graph; the job file never reaches a taskmanager.
+        let plan = req
+            .plan
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("the request carries no job plan"))?;
+        let graph = Arc::new(from_plan(plan).map_err(Status::invalid_argument)?);
         let tasks: Vec<(usize, u32)> = req.tasks.iter().map(|t| (t.vertex as usize, t.subtask)).collect();
         for (v, s) in &tasks {
             let ok = graph.vertices.get(*v).is_some_and(|vx| *s < vx.parallelism);
