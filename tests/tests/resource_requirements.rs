@@ -71,9 +71,12 @@ fn a_running_job_rescales_to_fit_new_resource_requirements() {
                 )
             })
             .collect();
-        let ok = ps
-            .iter()
-            .all(|(vid, p, st)| st == "RUNNING" && ((vid == narrow && *p == 1) || (vid == wide && *p == 3)));
+        // The tasks of the new attempt may report RUNNING before the job leaves its rescale.
+        let settled = j["state"] == "RUNNING" && j["rescales"]["in-progress"] == false;
+        let ok = settled
+            && ps
+                .iter()
+                .all(|(vid, p, st)| st == "RUNNING" && ((vid == narrow && *p == 1) || (vid == wide && *p == 3)));
         ok.then_some(j)
     });
     println!("rescales: {}", details["rescales"]["history"]);
