@@ -9,7 +9,8 @@
 //! `tolerable-failed-checkpoints` fail the job. Final checkpoints (FLIP-147): the trigger goes
 //! to every subtask (one past the end of its input snapshots on it); a checkpoint that every
 //! subtask acknowledged as taken after the end of its input is the job's final one, and its
-//! completion notice says so.
+//! completion notice says so. Once every subtask reported the end of its input, that
+//! checkpoint is triggered at once rather than at the next interval.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -150,7 +151,9 @@ impl Coordinator {
     }
 
     /// Periodic work: expire, trigger a periodic checkpoint, start requested savepoints.
-    pub(crate) async fn tick(&mut self, all_running: bool, requests: Vec<SavepointRequest>) {
+    /// `input_ended`: every subtask waits for the final checkpoint, which then need not wait
+    /// for the interval.
+    pub(crate) async fn tick(&mut self, all_running: bool, input_ended: bool, requests: Vec<SavepointRequest>) {
         let expired: Vec<u64> = self
             .pending
             .values()
@@ -203,7 +206,7 @@ impl Coordinator {
         if all_running
             && !self.stopped
             && !self.finished
-            && self.last_trigger.elapsed() >= interval
+            && (self.last_trigger.elapsed() >= interval || (input_ended && periodic_pending == 0))
             && periodic_pending < self.settings.max_concurrent as usize
             && !paused
         {

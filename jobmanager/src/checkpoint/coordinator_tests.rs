@@ -2,7 +2,8 @@
 //! triggered at every taskmanager, completes with the last acknowledgement (its `_metadata`
 //! written), and is announced; the job's final checkpoint (every subtask past the end of its
 //! input) is announced as such; a declined checkpoint is announced as aborted; declines beyond
-//! the tolerance make the job fail.
+//! the tolerance make the job fail; once every subtask's input ended, the final checkpoint is
+//! triggered without waiting for the interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +24,16 @@ struct Fixture {
 }
 
 fn fixture(tolerable_failures: u32) -> Fixture {
+    fixture_every(tolerable_failures, Duration::ZERO)
+}
+
+fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let graph =
         Arc::new(compile_job(JOB, "job.yaml", &GraphOptions::default(), sluice_connectors::registry()).unwrap());
     let gateway = Arc::new(RecordingGateway::default());
     let settings = CheckpointSettings {
-        interval: Some(Duration::ZERO),
+        interval: Some(interval),
         timeout: Duration::from_secs(60),
         min_pause: Duration::ZERO,
         max_concurrent: 1,
@@ -82,7 +87,7 @@ fn ack(id: u64, subtask: u32, end_of_input: bool) -> CheckpointAck {
 #[tokio::test]
 async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
     let mut f = fixture(0);
-    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
     let trigger = f.gateway.triggers.lock().unwrap().last().cloned().expect("a trigger");
     assert_eq!((trigger.checkpoint_id, trigger.epoch), (1, 7));
 
@@ -106,7 +111,7 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
     assert!(metadata, "chk-1/_metadata written");
 
     // Every subtask snapshotted checkpoint 2 after the end of its input: the final one.
-    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
     f.coordinator.on_ack(ack(2, 0, true)).await;
     f.coordinator.on_ack(ack(2, 1, true)).await;
     let notice = f.last_notice();
@@ -114,7 +119,7 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
     assert!(f.coordinator.fatal.is_none());
     // After the job's final checkpoint nothing more is triggered (its tasks are ending).
     let triggers = f.gateway.triggers.lock().unwrap().len();
-    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
     assert_eq!(f.gateway.triggers.lock().unwrap().len(), triggers);
 }
 
@@ -122,7 +127,7 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
 async fn declines_beyond_the_tolerance_fail_the_job() {
     let mut f = fixture(1);
     for id in 1..=2u64 {
-        f.coordinator.tick(true, Vec::new()).await;
+        f.coordinator.tick(true, false, Vec::new()).await;
         f.coordinator.on_decline(&CheckpointDecline {
             job_id: "job-1".into(),
             epoch: 7,
@@ -133,7 +138,7 @@ async fn declines_beyond_the_tolerance_fail_the_job() {
         });
     }
     // Each declined checkpoint is announced as aborted (at the tick after the decline).
-    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
     let aborted: Vec<u64> = f
         .gateway
         .aborts
@@ -149,9 +154,42 @@ async fn declines_beyond_the_tolerance_fail_the_job() {
         "{fatal}"
     );
     // A stale attempt's acknowledgement is ignored.
-    f.coordinator.tick(true, Vec::new()).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
     let mut stale = ack(3, 0, false);
     stale.epoch = 6;
     f.coordinator.on_ack(stale).await;
     assert!(f.gateway.notices.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_final_checkpoint_does_not_wait_for_the_interval() {
+    let mut f = fixture_every(0, Duration::from_secs(3600));
+    let triggers = |f: &Fixture| f.gateway.triggers.lock().unwrap().len();
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(triggers(&f), 0, "the interval has not passed");
+
+    // Every subtask reported the end of its input: the final checkpoint starts now, once.
+    f.coordinator.tick(true, true, Vec::new()).await;
+    assert_eq!(triggers(&f), 1);
+    f.coordinator.tick(true, true, Vec::new()).await;
+    assert_eq!(triggers(&f), 1, "not again while it is pending");
+    f.coordinator.on_ack(ack(1, 0, true)).await;
+    f.coordinator.on_ack(ack(1, 1, true)).await;
+    let notice = f.last_notice();
+    assert_eq!((notice.checkpoint_id, notice.end_of_input), (1, true));
+    f.coordinator.tick(true, true, Vec::new()).await;
+    assert_eq!(triggers(&f), 1, "nothing after the job's final checkpoint");
+}
+
+#[tokio::test]
+async fn a_checkpoint_some_subtasks_took_while_running_is_followed_by_the_final_one() {
+    let mut f = fixture_every(0, Duration::from_secs(3600));
+    let triggers = |f: &Fixture| f.gateway.triggers.lock().unwrap().len();
+    f.coordinator.tick(true, true, Vec::new()).await;
+    // Subtask 0 had snapshotted checkpoint 1 from its barrier before its input ended.
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    f.coordinator.on_ack(ack(1, 1, true)).await;
+    assert!(!f.last_notice().end_of_input);
+    f.coordinator.tick(true, true, Vec::new()).await;
+    assert_eq!(triggers(&f), 2, "the final checkpoint follows at once");
 }

@@ -66,6 +66,9 @@ impl JobState {
 pub(crate) enum TaskStatus {
     Deploying,
     Running,
+    /// Running with its input ended: waiting for its final checkpoint (FLIP-147). Shown as
+    /// RUNNING, as Flink shows it.
+    Finishing,
     Finished,
     Failed,
     Canceled,
@@ -75,7 +78,7 @@ impl TaskStatus {
     pub(crate) fn name(self) -> &'static str {
         match self {
             TaskStatus::Deploying => "DEPLOYING",
-            TaskStatus::Running => "RUNNING",
+            TaskStatus::Running | TaskStatus::Finishing => "RUNNING",
             TaskStatus::Finished => "FINISHED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Canceled => "CANCELED",
@@ -84,6 +87,10 @@ impl TaskStatus {
 
     pub(crate) fn is_terminal(self) -> bool {
         matches!(self, TaskStatus::Finished | TaskStatus::Failed | TaskStatus::Canceled)
+    }
+
+    pub(crate) fn is_running(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::Finishing)
     }
 }
 
@@ -183,13 +190,8 @@ impl Job {
                 "CREATED"
             };
         }
-        for (status, name) in [
-            (TaskStatus::Failed, "FAILED"),
-            (TaskStatus::Deploying, "DEPLOYING"),
-            (TaskStatus::Running, "RUNNING"),
-            (TaskStatus::Canceled, "CANCELED"),
-        ] {
-            if states.contains(&status) {
+        for name in ["FAILED", "DEPLOYING", "RUNNING", "CANCELED"] {
+            if states.iter().any(|s| s.name() == name) {
                 return name;
             }
         }

@@ -181,6 +181,7 @@ impl Scheduler {
             return;
         }
         let status = match TaskState::try_from(update.state) {
+            Ok(TaskState::Running) if update.end_of_input => TaskStatus::Finishing,
             Ok(TaskState::Running) => TaskStatus::Running,
             Ok(TaskState::Finished) => TaskStatus::Finished,
             Ok(TaskState::Failed) => TaskStatus::Failed,
@@ -188,7 +189,8 @@ impl Scheduler {
             _ => return,
         };
         if let Some(entry) = job.tasks.get_mut(&(update.vertex, update.subtask)) {
-            if !entry.0.is_terminal() {
+            // A subtask in its finishing phase does not go back to running.
+            if !entry.0.is_terminal() && !(entry.0 == TaskStatus::Finishing && status == TaskStatus::Running) {
                 entry.0 = status;
             }
         }

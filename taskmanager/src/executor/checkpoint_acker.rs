@@ -1,13 +1,13 @@
 //! The asynchronous part of a subtask's checkpoint: upload every operator's snapshot to the
 //! barrier's target, then acknowledge to the jobmanager with the state handles (or decline
-//! with the reason when an upload fails).
+//! with the reason when an upload fails); and report that the subtask's input ended.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_common::config::Configuration;
 use sluice_common::proto::checkpoint::OperatorSubtaskState;
-use sluice_proto::control::{CheckpointAck, CheckpointDecline};
+use sluice_proto::control::{CheckpointAck, CheckpointDecline, TaskState, TaskStateUpdate};
 
 use super::reporter::{Report, StateReporter};
 use crate::network::Barrier;
@@ -94,5 +94,17 @@ impl SnapshotAcker for TaskAcker {
 
     fn decline(&self, checkpoint_id: u64, reason: String) {
         self.reporter.send(self.decline_report(checkpoint_id, reason));
+    }
+
+    fn input_ended(&self) {
+        self.reporter.report(TaskStateUpdate {
+            job_id: self.job_id.clone(),
+            epoch: self.epoch,
+            vertex: self.vertex,
+            subtask: self.subtask,
+            state: TaskState::Running as i32,
+            end_of_input: true,
+            ..TaskStateUpdate::default()
+        });
     }
 }

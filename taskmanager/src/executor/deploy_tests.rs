@@ -100,6 +100,7 @@ impl crate::runtime::checkpointing::SnapshotAcker for NoAcks {
     ) {
     }
     fn decline(&self, _: u64, _: String) {}
+    fn input_ended(&self) {}
 }
 
 /// Hooks for a task that is never checkpointed; keep the sender alive while it runs.

@@ -278,7 +278,7 @@ impl TaskManagerService for TaskManagerGateway {
                 state: state as i32,
                 failure_class: failure.as_ref().map_or(0, |f| f.class.to_wire()),
                 failure: failure.map(|f| f.message).unwrap_or_default(),
-                resource_id: String::new(),
+                ..TaskStateUpdate::default()
             };
             let (reporter, runs, slots, network, mut cancel) = (
                 self.reporter.clone(),

@@ -21,7 +21,8 @@ pub(crate) enum TaskControl {
     Abort(u64),
 }
 
-/// Receives a subtask's snapshots (the synchronous part is done) and declines.
+/// Receives a subtask's snapshots (the synchronous part is done), declines, and the news that
+/// its input ended.
 pub(crate) trait SnapshotAcker: Send + Sync {
     /// `end_of_input`: the snapshot was taken after the subtask's input ended.
     fn acknowledge(
@@ -32,6 +33,9 @@ pub(crate) trait SnapshotAcker: Send + Sync {
         end_of_input: bool,
     );
     fn decline(&self, checkpoint_id: u64, reason: String);
+    /// The subtask's input ended and it waits for its final checkpoint (FLIP-147); the
+    /// jobmanager triggers that checkpoint once every subtask has said so.
+    fn input_ended(&self);
 }
 
 /// What a barrier means for the task after alignment bookkeeping.

@@ -254,6 +254,7 @@ async fn await_final_checkpoint(
     // too once complete, as it ends a running subtask.
     let mut stop: Option<u64> = None;
     let mut pending = hooks.unanswered_trigger.take();
+    hooks.acker.input_ended();
     loop {
         let control = match pending.take() {
             Some(barrier) => Some(TaskControl::Trigger(barrier, false)),

@@ -133,6 +133,8 @@ pub(super) struct Observation {
     pub any_failed: bool,
     pub all_finished: bool,
     pub all_running: bool,
+    /// Every subtask's input has ended (finishing or finished): time for the final checkpoint.
+    pub input_ended: bool,
     pub inbox: Vec<CheckpointMessage>,
     pub requests: Vec<SavepointRequest>,
 }
@@ -167,7 +169,12 @@ impl Ctx {
             all_done: job.tasks.values().all(|(s, _)| s.is_terminal()),
             any_failed: job.tasks.values().any(|(s, _)| *s == TaskStatus::Failed),
             all_finished: job.tasks.values().all(|(s, _)| *s == TaskStatus::Finished),
-            all_running: job.tasks.values().all(|(s, _)| *s == TaskStatus::Running),
+            all_running: job.tasks.values().all(|(s, _)| s.is_running()),
+            input_ended: !job.tasks.is_empty()
+                && job
+                    .tasks
+                    .values()
+                    .all(|(s, _)| matches!(s, TaskStatus::Finishing | TaskStatus::Finished)),
             inbox: std::mem::take(&mut job.inbox),
             requests: std::mem::take(&mut job.savepoint_requests),
         }
@@ -184,7 +191,9 @@ impl Ctx {
                 CheckpointMessage::Decline(d) => coordinator.on_decline(&d),
             }
         }
-        coordinator.tick(o.all_running, std::mem::take(&mut o.requests)).await;
+        coordinator
+            .tick(o.all_running, o.input_ended, std::mem::take(&mut o.requests))
+            .await;
     }
 
     /// One tick of a stopping state (stop-with-savepoint or -checkpoint): the observation, and

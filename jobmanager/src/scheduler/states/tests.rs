@@ -2,7 +2,8 @@
 //! asked; task states are reported by the test): deploy and finish; a config-class failure
 //! fails the job without a restart; a transient one restarts it (a new attempt is deployed)
 //! under the restart strategy; cancellation; a job that cannot get its slots fails with the
-//! slot message after the resource wait.
+//! slot message after the resource wait; subtasks that report the end of their input get
+//! their final checkpoint at once (not at the interval) and still show as RUNNING.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,16 @@ impl Cluster {
 
     /// Reports `state` for every subtask of deployment `d`.
     fn report(&self, d: &SubmitTasksRequest, state: TaskState, failure: Option<(FailureClass, &str)>) {
+        self.report_with(d, state, failure, false);
+    }
+
+    fn report_with(
+        &self,
+        d: &SubmitTasksRequest,
+        state: TaskState,
+        failure: Option<(FailureClass, &str)>,
+        end_of_input: bool,
+    ) {
         for t in &d.tasks {
             self.scheduler.on_task_state(&TaskStateUpdate {
                 job_id: d.job_id.clone(),
@@ -86,6 +97,7 @@ impl Cluster {
                 failure: failure.map(|(_, m)| m.to_string()).unwrap_or_default(),
                 failure_class: failure.map_or(0, |(c, _)| c.to_wire()),
                 resource_id: "tm-a".into(),
+                end_of_input,
             });
         }
     }
@@ -178,4 +190,37 @@ async fn too_few_slots_fail_after_the_resource_wait() {
         "{cause}"
     );
     assert!(c.tm.submits.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_end_of_every_input_triggers_the_final_checkpoint_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "execution.checkpointing.interval: 1 h\nexecution.checkpointing.dir: file://{}\n",
+        dir.path().display()
+    );
+    let c = cluster(&config, Duration::from_secs(5));
+    let id = c.submit(JOB).await;
+    let d = c.deployment(1).await;
+    c.report(&d, TaskState::Running, None);
+    c.state_becomes(&id, "RUNNING").await;
+    let triggers = || c.tm.triggers.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(triggers(), 0, "the interval (1 h) has not passed");
+
+    c.report_with(&d, TaskState::Running, None, true);
+    for _ in 0..200 {
+        if triggers() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        triggers(),
+        1,
+        "the final checkpoint is triggered without waiting for the interval"
+    );
+    let job = c.scheduler.job(&id).unwrap();
+    assert_eq!(job.vertex_status(0), "RUNNING", "a finishing subtask shows as RUNNING");
+    assert_eq!(job.task_counts(None).get("RUNNING"), Some(&2));
 }
