@@ -190,7 +190,8 @@ impl Scheduler {
         };
         if let Some(entry) = job.tasks.get_mut(&(update.vertex, update.subtask)) {
             // A subtask in its finishing phase does not go back to running.
-            if !entry.0.is_terminal() && !(entry.0 == TaskStatus::Finishing && status == TaskStatus::Running) {
+            let back_to_running = entry.0 == TaskStatus::Finishing && status == TaskStatus::Running;
+            if !entry.0.is_terminal() && !back_to_running {
                 entry.0 = status;
             }
         }
