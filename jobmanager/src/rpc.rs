@@ -178,6 +178,7 @@ impl JobManagerService for JobManagerRpc {
                 first.registration_id
             )));
         }
+        tracing::info!("Heartbeat stream of registration {} is open.", first.registration_id);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(monitor_heartbeats(
             self.registry.clone(),

@@ -78,7 +78,12 @@ fn register_kill_restart_and_deregister() {
     }
 
     // kill -9 → gone at once (the bound leaves room for a loaded CI machine) although
-    // heartbeat.timeout is 50 s.
+    // heartbeat.timeout is 50 s. Only once both heartbeat streams are open: a taskmanager
+    // killed between its registration and its first beat is found by heartbeat.timeout, as
+    // in Flink.
+    wait_for(Duration::from_secs(10), "both heartbeat streams open", || {
+        (jm.log().matches("Heartbeat stream of registration").count() >= 2).then_some(())
+    });
     tm1.kill9();
     let took = cluster.wait_taskmanagers(1, Duration::from_secs(5));
     println!("killed taskmanager left /overview after {} ms", took.as_millis());
