@@ -1,5 +1,5 @@
-//! The connector contracts. A source subtask owns a `Source`: it is handed splits (by the
-//! jobmanager's enumerator at deployment, or from its restored state), yields batches,
+//! The connector contracts. A source subtask owns a `Source`: it is handed splits (from its
+//! restored state, and by the jobmanager's enumerator at deployment and while running), yields batches,
 //! snapshots the position of each split it still reads, and hears when a checkpoint completes
 //! or is aborted (to commit offsets). A sink subtask owns a `Sink`: it writes, pre-commits at
 //! every barrier (returning committables the runtime keeps in the checkpoint), commits them
@@ -43,8 +43,9 @@ pub struct SourceContext<'a> {
 
 #[async_trait]
 pub trait Source: Send {
-    /// Splits to read from now on: the enumerator's assignment, or the splits of a restored
-    /// checkpoint (then they replace nothing: a restored reader starts with none).
+    /// Splits to read from now on, added to those it has: at the start the splits of a
+    /// restored checkpoint and the enumerator's assignment, later splits the enumerator found
+    /// while the job runs.
     fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), ClassedError>;
 
     /// The next batch. A record that cannot be read fails with `ClassedError::user`, naming

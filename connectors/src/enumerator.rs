@@ -1,88 +1,86 @@
 //! Split enumeration on the jobmanager (Flink's `SplitEnumerator`): one enumerator per source
-//! vertex discovers splits, deals them to the source's readers at deployment, takes splits back
-//! when a reader fails or the source is rescaled, and snapshots what it holds unassigned.
-//! Readers restored from a checkpoint keep their own splits (with positions); the enumerator
-//! only deals what no reader holds. `RoundRobinEnumerator` is the first implementation: its
-//! splits are known up front and split k goes to reader k mod parallelism.
+//! vertex discovers splits, deals them to the source's readers, takes splits back when a reader
+//! fails, and snapshots its state (which splits some reader was given, which it still holds
+//! unassigned) into every checkpoint. A restored enumerator deals only what no reader held at
+//! that checkpoint, so splits found later (a new file, a new partition) reach restored readers
+//! on top of their own. `RoundRobinEnumerator` is the first implementation: it lists splits by
+//! a stable id and deals new ones round robin, in the order they were listed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use sluice_common::failure::ClassedError;
-use sluice_common::job::{JobGraph, NodeKind};
 
 use crate::contract::Split;
-use crate::registry::Registry;
+use crate::splits::{FrameReader, FrameWriter};
 
-/// The splits dealt to one source subtask at deployment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DealtSplits {
-    /// The source node's uid.
-    pub uid: String,
-    pub subtask: u32,
-    pub splits: Vec<Split>,
-}
-
-/// At deployment, on the jobmanager: every source of `graph` gets its enumerator, which
-/// discovers its splits and deals them over the source's subtasks.
-pub fn deal_splits(graph: &JobGraph, registry: &Registry) -> Result<Vec<DealtSplits>, ClassedError> {
-    let mut out = Vec::new();
-    for node in &graph.nodes {
-        let NodeKind::Source { spec } = &node.kind else {
-            continue;
-        };
-        let mut enumerator = registry.source(spec)?.enumerator(spec, node.parallelism)?;
-        enumerator
-            .discover()
-            .map_err(|e| e.context(format!("listing the splits of source '{}'", node.id)))?;
-        for (subtask, splits) in enumerator.assign(node.parallelism).into_iter().enumerate() {
-            out.push(DealtSplits {
-                uid: node.uid.clone(),
-                subtask: subtask as u32,
-                splits,
-            });
-        }
-    }
-    Ok(out)
-}
+/// A split as its enumerator lists it: an id that stays the same across listings (a file's
+/// path, a topic-partition) and the split with its starting position.
+pub type ListedSplit = (String, Split);
 
 pub trait SplitEnumerator: Send {
-    /// Looks for splits not seen before (all of them on the first call) and holds them
-    /// unassigned; returns how many it found.
+    /// Looks for splits it has not seen (assigned or not) and holds them unassigned; returns
+    /// how many it found.
     fn discover(&mut self) -> Result<usize, ClassedError>;
 
     /// Deals every unassigned split over `readers` readers: the splits of each reader.
     fn assign(&mut self, readers: u32) -> Vec<Vec<Split>>;
 
     /// Splits of a reader that failed or went away come back, to be dealt again.
-    fn add_splits_back(&mut self, splits: Vec<Split>);
+    fn add_splits_back(&mut self, splits: Vec<ListedSplit>);
 
-    /// The splits it holds unassigned (its state in a checkpoint).
-    fn snapshot_state(&self) -> Vec<Split>;
+    /// Its state in a checkpoint.
+    fn snapshot_state(&self) -> Vec<u8>;
+
+    /// Takes up the state a checkpoint holds (before the first `discover`).
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), ClassedError>;
+
+    /// How often to look for new splits while the job runs (`None`: splits are known once).
+    fn discovery_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
-/// What lists a source's splits, once.
-type ListSplits = Box<dyn FnOnce() -> Result<Vec<Split>, ClassedError> + Send>;
+/// What lists a source's splits (every time it is asked).
+type ListSplits = Box<dyn Fn() -> Result<Vec<ListedSplit>, ClassedError> + Send>;
 
-/// Splits listed once, dealt round robin in the order they were listed.
+/// Splits listed by id; new ones are dealt round robin in the order they were listed.
 pub struct RoundRobinEnumerator {
-    list: Option<ListSplits>,
-    unassigned: Vec<Split>,
+    list: ListSplits,
+    interval: Option<Duration>,
+    /// Ids of the splits some reader was given.
+    assigned: BTreeSet<String>,
+    unassigned: Vec<ListedSplit>,
 }
+
+/// The version byte that starts a `RoundRobinEnumerator` state.
+const STATE_VERSION: u8 = 1;
 
 impl RoundRobinEnumerator {
-    /// `list` gives every split, once, on the first `discover`.
-    pub fn new(list: impl FnOnce() -> Result<Vec<Split>, ClassedError> + Send + 'static) -> Self {
+    /// `list` gives every split the source has now, by id.
+    pub fn new(list: impl Fn() -> Result<Vec<ListedSplit>, ClassedError> + Send + 'static) -> Self {
         RoundRobinEnumerator {
-            list: Some(Box::new(list)),
+            list: Box::new(list),
+            interval: None,
+            assigned: BTreeSet::new(),
             unassigned: Vec::new(),
         }
+    }
+
+    /// Lists again every `interval` while the job runs.
+    pub fn discovering_every(mut self, interval: Option<Duration>) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    fn known(&self, id: &str) -> bool {
+        self.assigned.contains(id) || self.unassigned.iter().any(|(u, _)| u == id)
     }
 }
 
 impl SplitEnumerator for RoundRobinEnumerator {
     fn discover(&mut self) -> Result<usize, ClassedError> {
-        let Some(list) = self.list.take() else {
-            return Ok(0);
-        };
-        let found = list()?;
+        let found: Vec<ListedSplit> = (self.list)()?.into_iter().filter(|(id, _)| !self.known(id)).collect();
         let n = found.len();
         self.unassigned.extend(found);
         Ok(n)
@@ -91,42 +89,114 @@ impl SplitEnumerator for RoundRobinEnumerator {
     fn assign(&mut self, readers: u32) -> Vec<Vec<Split>> {
         let readers = readers.max(1) as usize;
         let mut out = vec![Vec::new(); readers];
-        for (k, split) in std::mem::take(&mut self.unassigned).into_iter().enumerate() {
+        for (k, (id, split)) in std::mem::take(&mut self.unassigned).into_iter().enumerate() {
+            self.assigned.insert(id);
             out[k % readers].push(split);
         }
         out
     }
 
-    fn add_splits_back(&mut self, splits: Vec<Split>) {
-        self.unassigned.extend(splits);
+    fn add_splits_back(&mut self, splits: Vec<ListedSplit>) {
+        for (id, split) in splits {
+            self.assigned.remove(&id);
+            if !self.known(&id) {
+                self.unassigned.push((id, split));
+            }
+        }
     }
 
-    fn snapshot_state(&self) -> Vec<Split> {
-        self.unassigned.clone()
+    fn snapshot_state(&self) -> Vec<u8> {
+        let mut w = FrameWriter::new(STATE_VERSION);
+        w.count(self.assigned.len());
+        for id in &self.assigned {
+            w.frame(id.as_bytes());
+        }
+        w.count(self.unassigned.len());
+        for (id, split) in &self.unassigned {
+            w.frame(id.as_bytes());
+            w.frame(split);
+        }
+        w.finish()
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), ClassedError> {
+        let mut r = FrameReader::new(state, STATE_VERSION, "split enumerator state")?;
+        let mut assigned = BTreeSet::new();
+        for _ in 0..r.count()? {
+            assigned.insert(r.text()?);
+        }
+        let mut unassigned = Vec::new();
+        for _ in 0..r.count()? {
+            unassigned.push((r.text()?, r.frame()?.to_vec()));
+        }
+        r.done()?;
+        self.assigned = assigned;
+        self.unassigned = unassigned;
+        Ok(())
+    }
+
+    fn discovery_interval(&self) -> Option<Duration> {
+        self.interval
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
-    fn splits(n: u8) -> Vec<Split> {
-        (0..n).map(|i| vec![i]).collect()
+    fn listed(ids: std::ops::Range<u8>) -> Vec<ListedSplit> {
+        ids.map(|i| (format!("s{i}"), vec![i])).collect()
     }
 
     #[test]
     fn deals_round_robin_once_and_takes_splits_back() {
-        let mut e = RoundRobinEnumerator::new(|| Ok(splits(5)));
+        let mut e = RoundRobinEnumerator::new(|| Ok(listed(0..5)));
         assert_eq!(e.discover().ok(), Some(5));
-        assert_eq!(e.discover().ok(), Some(0), "splits are listed once");
-        assert_eq!(e.snapshot_state().len(), 5);
+        assert_eq!(e.discover().ok(), Some(0), "a split is found once");
         let dealt = e.assign(2);
         assert_eq!(dealt, vec![vec![vec![0], vec![2], vec![4]], vec![vec![1], vec![3]]]);
-        assert!(e.snapshot_state().is_empty());
+        assert_eq!(e.discover().ok(), Some(0), "assigned splits are not found again");
         // A reader failed: its splits are dealt again to the readers there are now.
-        e.add_splits_back(dealt[1].clone());
-        assert_eq!(e.snapshot_state(), vec![vec![1], vec![3]]);
+        e.add_splits_back(vec![("s1".into(), vec![1]), ("s3".into(), vec![3])]);
         assert_eq!(e.assign(3), vec![vec![vec![1]], vec![vec![3]], vec![]]);
+    }
+
+    #[test]
+    fn a_restored_enumerator_deals_only_what_no_reader_held() {
+        let listing = Arc::new(Mutex::new(listed(0..3)));
+        let source = Arc::clone(&listing);
+        let list = move || Ok(source.lock().map(|l| l.clone()).unwrap_or_default());
+        let mut e = RoundRobinEnumerator::new(list.clone());
+        e.discover().unwrap();
+        e.assign(2);
+        // A fourth split appears after the checkpoint was taken.
+        let state = e.snapshot_state();
+        if let Ok(mut l) = listing.lock() {
+            l.push(("s3".into(), vec![3]));
+        }
+        let mut restored = RoundRobinEnumerator::new(list);
+        restored.restore_state(&state).unwrap();
+        assert_eq!(restored.discover().ok(), Some(1));
+        assert_eq!(restored.assign(2), vec![vec![vec![3]], vec![]]);
+        // Unassigned splits survive the round trip too.
+        e.add_splits_back(vec![("s0".into(), vec![0])]);
+        let mut again = RoundRobinEnumerator::new(|| Ok(Vec::new()));
+        again.restore_state(&e.snapshot_state()).unwrap();
+        assert_eq!(again.assign(1), vec![vec![vec![0]]]);
+    }
+
+    #[test]
+    fn a_damaged_state_is_named() {
+        let mut e = RoundRobinEnumerator::new(|| Ok(Vec::new()));
+        let err = e.restore_state(&[9, 0]).unwrap_err();
+        assert!(err.message.contains("split enumerator state"), "{err}");
+        let mut good = RoundRobinEnumerator::new(|| Ok(listed(0..2)));
+        good.discover().unwrap();
+        let state = good.snapshot_state();
+        let err = e.restore_state(&state[..state.len() - 1]).unwrap_err();
+        assert!(err.message.contains("ends early"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod contract;
 mod enumerator;
 mod options;
 mod registry;
+mod source_enumerators;
 mod splits;
 
 mod blackhole;
@@ -18,10 +19,11 @@ mod file;
 mod print;
 
 pub use contract::{Committable, Sink, SinkContext, Source, SourceContext, SourcePoll, Split};
-pub use enumerator::{deal_splits, DealtSplits, RoundRobinEnumerator, SplitEnumerator};
+pub use enumerator::{ListedSplit, RoundRobinEnumerator, SplitEnumerator};
 pub use options::{local_path, FileFormat, OptionReader};
 pub use registry::{registry, Connector, Registry};
 pub use sluice_common::failure::ClassedError;
+pub use source_enumerators::{deal_splits, DealtSplits, RestoredEnumerators, SourceEnumerators};
 
 #[cfg(test)]
 mod job_tests;

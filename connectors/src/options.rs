@@ -57,6 +57,16 @@ impl<'a> OptionReader<'a> {
         }
     }
 
+    /// A duration such as `10 s` or `500 ms` (Flink's notation).
+    pub fn duration(&mut self, key: &'a str) -> JobResult<Option<std::time::Duration>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((text, pos)) => sluice_common::config::parse_duration(text)
+                .map(Some)
+                .map_err(|e| JobError::at(*pos, format!("option '{key}' of {}: {e}", self.what))),
+        }
+    }
+
     pub fn path(&mut self, key: &'a str) -> JobResult<PathBuf> {
         let (text, pos) = self
             .get(key)

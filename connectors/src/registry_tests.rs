@@ -38,7 +38,9 @@ impl Connector for Counter {
     }
 
     fn enumerator(&self, _spec: &SourceSpec, _parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
-        Ok(Box::new(RoundRobinEnumerator::new(|| Ok(vec![vec![0]]))))
+        Ok(Box::new(RoundRobinEnumerator::new(|| {
+            Ok(vec![("only".to_string(), vec![0])])
+        })))
     }
 
     fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {

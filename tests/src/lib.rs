@@ -195,6 +195,18 @@ pub fn get_text(url: &str) -> Option<String> {
 }
 
 /// The JobID `sluice run` printed ("Job has been submitted with JobID …").
+/// `flink_jobmanager_job_numRestarts` of job `id` on the jobmanager's metrics port (0 while
+/// it does not answer).
+pub fn job_restarts(metrics_port: u16, id: &str) -> u64 {
+    get_text(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("flink_jobmanager_job_numRestarts{") && l.contains(id))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 pub fn job_id_of(o: &std::process::Output) -> String {
     let out = format!(
         "{}{}",

@@ -5,21 +5,10 @@
 
 use std::time::Duration;
 
-use sluice_tests::{get_text, unbounded_job, Cluster};
+use sluice_tests::{job_restarts, unbounded_job, Cluster};
 
 const RESTARTS: &str = "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 10\n\
                         restart-strategy.fixed-delay.delay: 100 ms\n";
-
-/// `flink_jobmanager_job_numRestarts` of job `id` on the jobmanager's metrics port.
-fn restarts(metrics_port: u16, id: &str) -> u64 {
-    get_text(&format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("flink_jobmanager_job_numRestarts{") && l.contains(id))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
 
 /// Submits `yaml`, which must end FAILED without a restart with a failure of `class`; returns
 /// the root cause `/jobs/:id/exceptions` shows.
@@ -29,7 +18,7 @@ fn fails_at_once(cluster: &Cluster, jm_metrics: u16, yaml: &str, class: &str) ->
     let exceptions = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions");
     println!("{class} failure: {exceptions}");
     assert_eq!(exceptions["failure-class"], class, "{exceptions}");
-    assert_eq!(restarts(jm_metrics, &id), 0, "a {class} failure is not restarted");
+    assert_eq!(job_restarts(jm_metrics, &id), 0, "a {class} failure is not restarted");
     exceptions["root-exception"].as_str().unwrap_or_default().to_string()
 }
 
@@ -81,11 +70,11 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
     let _b = cluster.start_taskmanager(&[]);
     sluice_tests::wait_or_explain(
         Duration::from_secs(60),
-        || (restarts(jm_metrics, &id) >= 1 && cluster.job_state(&id).as_deref() == Some("RUNNING")).then_some(()),
+        || (job_restarts(jm_metrics, &id) >= 1 && cluster.job_state(&id).as_deref() == Some("RUNNING")).then_some(()),
         || {
             format!(
                 "waiting for a restart after the lost taskmanager: {} restarts, job {:?}, exceptions {:?}; logs:\n{}",
-                restarts(jm_metrics, &id),
+                job_restarts(jm_metrics, &id),
                 cluster.job_state(&id),
                 cluster.rest(&format!("/jobs/{id}/exceptions")),
                 cluster.log_tails(30)
@@ -94,6 +83,6 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
     );
     println!(
         "transient failure: restarted {} time(s), running again",
-        restarts(jm_metrics, &id)
+        job_restarts(jm_metrics, &id)
     );
 }

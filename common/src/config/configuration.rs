@@ -67,6 +67,13 @@ pub enum ConfigError {
     Missing { key: String },
 }
 
+/// Where errors are messages (the daemons' setup paths), a configuration error is its text.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
 /// The layered configuration of one process.
 #[derive(Debug, Clone, Default)]
 pub struct Configuration {

@@ -67,7 +67,7 @@ pub fn decode_metadata(bytes: &[u8]) -> Result<CheckpointMetadata, MetadataError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::checkpoint::{OperatorState, StateHandle, SubtaskState};
+    use crate::proto::checkpoint::{EnumeratorState, OperatorState, StateHandle, SubtaskState};
 
     fn sample() -> CheckpointMetadata {
         CheckpointMetadata {
@@ -92,6 +92,10 @@ mod tests {
                     }],
                     ..Default::default()
                 }],
+            }],
+            enumerators: vec![EnumeratorState {
+                uid: "source-v1".into(),
+                state: vec![1, 0, 0, 0, 0],
             }],
         }
     }

@@ -116,7 +116,9 @@ impl Connector for Datagen {
     fn enumerator(&self, spec: &SourceSpec, parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
         let splits = DatagenOptions::parse(spec, parallelism).map_err(config)?.splits;
         Ok(Box::new(RoundRobinEnumerator::new(move || {
-            Ok((0..u64::from(splits)).map(|s| encode_position(s, 0)).collect())
+            Ok((0..u64::from(splits))
+                .map(|s| (format!("split-{s}"), encode_position(s, 0)))
+                .collect())
         })))
     }
 

@@ -1,12 +1,15 @@
 //! `file`: a source reading JSON lines or CSV files (`path`: a file or a directory of them,
 //! `format`: json | csv) and an exactly-once sink writing them (`path`: the directory, `format`).
 //! A file source's columns are read from the files, so they take no `expr`. The enumerator
-//! lists the path on the jobmanager; each file is one split.
+//! lists the path on the jobmanager; each file is one split, named by its path. With
+//! `source.monitor-interval` (Flink's option) the source is unbounded: the enumerator lists the
+//! path again at that interval and deals the files it has not seen to the running readers.
 
 mod sink;
 mod source;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use sluice_common::failure::ClassedError;
 use sluice_common::job::spec::{SinkSpec, SourceSpec};
@@ -17,31 +20,42 @@ use crate::contract::{Sink, SinkContext, Source, SourceContext};
 use crate::enumerator::{RoundRobinEnumerator, SplitEnumerator};
 use crate::options::{FileFormat, OptionReader};
 use crate::registry::Connector;
-use crate::splits::encode_position;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FileOptions {
     pub path: PathBuf,
     pub format: FileFormat,
+    /// Sources only: list the path again at this interval (the source never ends).
+    pub monitor_interval: Option<Duration>,
 }
 
 impl FileOptions {
-    fn parse(options: &std::collections::BTreeMap<String, (String, Pos)>, pos: Pos, what: String) -> JobResult<Self> {
+    fn parse(
+        options: &std::collections::BTreeMap<String, (String, Pos)>,
+        pos: Pos,
+        what: String,
+        source: bool,
+    ) -> JobResult<Self> {
         let mut r = OptionReader::new(options, pos, what);
         let o = FileOptions {
             path: r.path("path")?,
             format: r.format()?,
+            monitor_interval: if source {
+                r.duration("source.monitor-interval")?.filter(|d| !d.is_zero())
+            } else {
+                None
+            },
         };
         r.done()?;
         Ok(o)
     }
 
     fn of_source(spec: &SourceSpec) -> JobResult<Self> {
-        Self::parse(&spec.options, spec.pos, format!("file source '{}'", spec.id))
+        Self::parse(&spec.options, spec.pos, format!("file source '{}'", spec.id), true)
     }
 
     fn of_sink(spec: &SinkSpec) -> JobResult<Self> {
-        Self::parse(&spec.options, spec.pos, format!("file sink '{}'", spec.id))
+        Self::parse(&spec.options, spec.pos, format!("file sink '{}'", spec.id), false)
     }
 }
 
@@ -78,13 +92,19 @@ impl Connector for File {
         }
     }
 
-    /// One split per file of the path (in name order), each from its start.
+    /// One split per file of the path (in name order), each from its start, named by its path.
     fn enumerator(&self, spec: &SourceSpec, _parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
-        let path = FileOptions::of_source(spec).map_err(config)?.path;
-        Ok(Box::new(RoundRobinEnumerator::new(move || {
-            let files = source::list_files(&path)?;
-            Ok((0..files.len() as u64).map(|i| encode_position(i, 0)).collect())
-        })))
+        let o = FileOptions::of_source(spec).map_err(config)?;
+        let path = o.path;
+        Ok(Box::new(
+            RoundRobinEnumerator::new(move || {
+                Ok(source::list_files(&path)?
+                    .into_iter()
+                    .map(|file| (file.display().to_string(), source::file_split(&file, 0)))
+                    .collect())
+            })
+            .discovering_every(o.monitor_interval),
+        ))
     }
 
     fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {

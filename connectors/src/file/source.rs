@@ -1,13 +1,16 @@
 //! The file reader: JSON lines or CSV (with a header) read with the declared schema. Each file
 //! is one split; a directory's files (sorted, hidden and `_`-prefixed ones skipped) are the
-//! splits the enumerator deals. A split's position is its file's index in that listing and
-//! the number of batches already read from it. A record that does not decode fails the job
-//! (a user failure: no restart), naming the file, the line, the record and the reason. Files
-//! are read on tokio's blocking threads, a batch at a time.
+//! splits the enumerator deals. A split names its file by path and says how many batches were
+//! already read from it. A record that does not decode fails the job (a user failure: no
+//! restart), naming the file, the line, the record and the reason. Files are read on tokio's
+//! blocking threads, a batch at a time. A monitored source (unbounded) waits for more files
+//! when it has read every file it was given.
 
 use std::fs::File;
 use std::io::BufReader;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -17,23 +20,42 @@ use sluice_common::failure::{io_class, ClassedError as TaskError};
 use super::FileOptions;
 use crate::contract::{Source, SourcePoll, Split};
 use crate::options::FileFormat;
-use crate::splits::{decode_position, encode_position};
+use crate::splits::decode_position;
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send>;
 
 /// Records per batch read from a file.
 const BATCH_ROWS: usize = 4096;
 
+/// How long a monitored source that has read every file waits before it looks again.
+const MONITOR_WAIT: Duration = Duration::from_millis(100);
+
+/// What starts a split that names its file: then the batches read (`u64`, little-endian) and
+/// the path's bytes. Splits from before were two `u64`s: the file's index in the listing and
+/// the batches read.
+const SPLIT_MAGIC: &[u8; 4] = b"sfs1";
+
+/// The split of `file`, `read` batches into it.
+pub(crate) fn file_split(file: &Path, read: u64) -> Split {
+    let mut v = SPLIT_MAGIC.to_vec();
+    v.extend_from_slice(&read.to_le_bytes());
+    v.extend_from_slice(file.as_os_str().as_bytes());
+    v
+}
+
 /// The reader's state, moved onto a blocking thread for each batch.
 struct Files {
-    all: Vec<PathBuf>,
-    /// (index into `all`, batches to skip when opened).
-    files: Vec<(usize, u64)>,
+    /// The source's path (to resolve splits that name their file by its index in a listing).
+    root: PathBuf,
+    /// (file, batches to skip when opened).
+    files: Vec<(PathBuf, u64)>,
     format: FileFormat,
     schema: SchemaRef,
     /// (index into `files`, its batches, batches read so far).
     current: Option<(usize, Batches, u64)>,
     next_file: usize,
+    /// Unbounded: having read every file is a wait for more, not the end.
+    monitored: bool,
 }
 
 /// The files of `path`: itself, or a directory's visible files in name order.
@@ -68,12 +90,13 @@ impl FileSource {
     pub(crate) fn new(options: &FileOptions, schema: SchemaRef) -> Result<FileSource, TaskError> {
         Ok(FileSource {
             files: Some(Files {
-                all: list_files(&options.path)?,
+                root: options.path.clone(),
                 files: Vec::new(),
                 format: options.format,
                 schema,
                 current: None,
                 next_file: 0,
+                monitored: options.monitor_interval.is_some(),
             }),
         })
     }
@@ -154,25 +177,28 @@ impl Files {
                         return Ok(SourcePoll::Batch(b, *i));
                     }
                     Some(Err(e)) => {
-                        let (file, batch) = (self.files[*i].0, *read);
-                        return Err(self.bad_record(&self.all[file], batch, &e));
+                        let (i, batch) = (*i, *read);
+                        return Err(self.bad_record(&self.files[i].0, batch, &e));
                     }
                     None => self.current = None,
                 }
             }
             if self.next_file >= self.files.len() {
-                return Ok(SourcePoll::Finished);
+                return Ok(match self.monitored {
+                    true => SourcePoll::Wait(MONITOR_WAIT),
+                    false => SourcePoll::Finished,
+                });
             }
             let i = self.next_file;
             self.next_file += 1;
-            let (file, skip) = self.files[i];
-            let mut batches = self.open(&self.all[file])?;
-            for read in 0..skip {
+            let (file, skip) = &self.files[i];
+            let mut batches = self.open(file)?;
+            for read in 0..*skip {
                 if let Some(Err(e)) = batches.next() {
-                    return Err(self.bad_record(&self.all[file], read, &e));
+                    return Err(self.bad_record(file, read, &e));
                 }
             }
-            self.current = Some((i, batches, skip));
+            self.current = Some((i, batches, *skip));
         }
     }
 }
@@ -210,8 +236,8 @@ impl Source for FileSource {
         };
         (0..f.files.len())
             .filter_map(|i| match &f.current {
-                Some((c, _, read)) if *c == i => Some(encode_position(f.files[i].0 as u64, *read)),
-                _ if i >= f.next_file => Some(encode_position(f.files[i].0 as u64, f.files[i].1)),
+                Some((c, _, read)) if *c == i => Some(file_split(&f.files[i].0, *read)),
+                _ if i >= f.next_file => Some(file_split(&f.files[i].0, f.files[i].1)),
                 _ => None,
             })
             .collect()
@@ -222,17 +248,109 @@ impl Source for FileSource {
             .files
             .as_mut()
             .ok_or_else(|| TaskError::internal("file source: an earlier read was cancelled"))?;
+        let mut listing = None;
         for e in &splits {
-            let (file, skip) = decode_position(e)?;
-            let file = usize::try_from(file).map_err(|e| TaskError::internal(e.to_string()))?;
-            if file >= f.all.len() {
-                return Err(TaskError::config(format!(
-                    "file split {file} does not exist: the source now lists {} files",
-                    f.all.len()
-                )));
-            }
-            f.files.push((file, skip));
+            let split = match e.strip_prefix(SPLIT_MAGIC.as_slice()) {
+                Some(rest) if rest.len() >= 8 => {
+                    let mut read = [0u8; 8];
+                    read.copy_from_slice(&rest[..8]);
+                    (
+                        PathBuf::from(std::ffi::OsStr::from_bytes(&rest[8..])),
+                        u64::from_le_bytes(read),
+                    )
+                }
+                _ => {
+                    // A split by index into the listing (checkpoints from before path-named
+                    // splits): the listing now must still hold that file.
+                    let (file, skip) = decode_position(e)?;
+                    let all = match &listing {
+                        Some(all) => all,
+                        None => listing.insert(list_files(&f.root)?),
+                    };
+                    let path = usize::try_from(file).ok().and_then(|i| all.get(i)).ok_or_else(|| {
+                        TaskError::config(format!(
+                            "file split {file} does not exist: {} now lists {} files",
+                            f.root.display(),
+                            all.len()
+                        ))
+                    })?;
+                    (path.clone(), skip)
+                }
+            };
+            f.files.push(split);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::splits::encode_position;
+
+    fn source(dir: &Path, monitor: Option<Duration>) -> FileSource {
+        let options = FileOptions {
+            path: dir.to_path_buf(),
+            format: FileFormat::Json,
+            monitor_interval: monitor,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        FileSource::new(&options, schema).unwrap()
+    }
+
+    fn rows(s: &mut FileSource, rt: &tokio::runtime::Runtime) -> (usize, SourcePoll) {
+        let mut n = 0;
+        for _ in 0..100 {
+            match rt.block_on(s.next_batch()).unwrap() {
+                SourcePoll::Batch(b, _) => n += b.num_rows(),
+                other => return (n, other),
+            }
+        }
+        panic!("the source kept producing batches")
+    }
+
+    #[test]
+    fn splits_name_their_file_and_old_index_splits_still_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), "{\"n\": 1}\n{\"n\": 2}\n").unwrap();
+        std::fs::write(dir.path().join("b.json"), "{\"n\": 3}\n").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut s = source(dir.path(), None);
+        s.add_splits(vec![
+            file_split(&dir.path().join("b.json"), 0),
+            encode_position(0, 0), // a.json by its index
+        ])
+        .unwrap();
+        assert_eq!(s.snapshot_splits()[0], file_split(&dir.path().join("b.json"), 0));
+        assert_eq!(s.snapshot_splits()[1], file_split(&dir.path().join("a.json"), 0));
+        let (n, end) = rows(&mut s, &rt);
+        assert_eq!(n, 3);
+        assert!(matches!(end, SourcePoll::Finished));
+        let err = source(dir.path(), None)
+            .add_splits(vec![encode_position(5, 0)])
+            .unwrap_err();
+        assert!(err.message.contains("file split 5 does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_monitored_source_waits_for_more_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), "{\"n\": 1}\n").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut s = source(dir.path(), Some(Duration::from_secs(1)));
+        s.add_splits(vec![file_split(&dir.path().join("a.json"), 0)]).unwrap();
+        let (n, next) = rows(&mut s, &rt);
+        assert_eq!(n, 1);
+        assert!(matches!(next, SourcePoll::Wait(_)));
+        std::fs::write(dir.path().join("b.json"), "{\"n\": 2}\n{\"n\": 3}\n").unwrap();
+        s.add_splits(vec![file_split(&dir.path().join("b.json"), 0)]).unwrap();
+        assert_eq!(s.split_count(), 2);
+        let (n, next) = rows(&mut s, &rt);
+        assert_eq!(n, 2);
+        assert!(matches!(next, SourcePoll::Wait(_)));
     }
 }

@@ -10,7 +10,9 @@
 //! to every subtask (one past the end of its input snapshots on it); a checkpoint that every
 //! subtask acknowledged as taken after the end of its input is the job's final one, and its
 //! completion notice says so. Once every subtask reported the end of its input, that
-//! checkpoint is triggered at once rather than at the next interval.
+//! checkpoint is triggered at once rather than at the next interval. The sources' split
+//! enumerators are snapshotted when a checkpoint is triggered (before any barrier leaves), and
+//! their states go into its metadata.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use sluice_common::config::Configuration;
 use sluice_common::job::JobGraph;
-use sluice_common::proto::checkpoint::{CheckpointMetadata, OperatorState};
+use sluice_common::proto::checkpoint::{CheckpointMetadata, EnumeratorState, OperatorState};
 use sluice_common::storage::{checkpoint_url, location_url, open_location, url_join, CheckpointStore};
+use sluice_connectors::SourceEnumerators;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, TriggerCheckpointRequest};
 
 use super::stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
@@ -63,6 +66,8 @@ struct Pending {
     /// The barrier also stops the tasks (stop-with-savepoint, or a reactive rescale).
     stop: bool,
     acks: BTreeMap<(u32, u32), CheckpointAck>,
+    /// The split enumerators' states when it was triggered.
+    enumerators: Vec<EnumeratorState>,
 }
 
 pub(crate) struct Coordinator {
@@ -90,6 +95,8 @@ pub(crate) struct Coordinator {
     stop_next: bool,
     /// Checkpoints that failed since the taskmanagers last heard of a failure.
     aborted: Vec<u64>,
+    /// The attempt's split enumerators.
+    enumerators: Arc<Mutex<SourceEnumerators>>,
 }
 
 impl Coordinator {
@@ -128,7 +135,14 @@ impl Coordinator {
             finished: false,
             stop_next: false,
             aborted: Vec::new(),
+            enumerators: Arc::default(),
         }
+    }
+
+    /// Snapshots these split enumerators into every checkpoint.
+    pub(crate) fn with_enumerators(mut self, enumerators: Arc<Mutex<SourceEnumerators>>) -> Self {
+        self.enumerators = enumerators;
+        self
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, CheckpointStats> {
@@ -257,6 +271,16 @@ impl Coordinator {
                 .savepoints
                 .insert(s.trigger_id.clone(), SavepointStatus::InProgress);
         }
+        // The job loop runs split discovery and triggers one after the other, so new splits
+        // are either in this snapshot and queued before the barrier, or in neither.
+        let enumerators = self
+            .enumerators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot()
+            .into_iter()
+            .map(|(uid, state)| EnumeratorState { uid, state })
+            .collect();
         self.pending.insert(
             id,
             Pending {
@@ -267,6 +291,7 @@ impl Coordinator {
                 savepoint: savepoint.clone(),
                 stop,
                 acks: BTreeMap::new(),
+                enumerators,
             },
         );
         self.stats().in_progress = self.pending.len() as u64;
@@ -417,6 +442,7 @@ impl Coordinator {
             max_parallelism: self.graph.max_parallelism,
             savepoint: p.savepoint.is_some(),
             operators: operators.into_values().collect(),
+            enumerators: p.enumerators.clone(),
         }
     }
 

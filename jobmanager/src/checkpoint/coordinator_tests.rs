@@ -3,13 +3,15 @@
 //! written), and is announced; the job's final checkpoint (every subtask past the end of its
 //! input) is announced as such; a declined checkpoint is announced as aborted; declines beyond
 //! the tolerance make the job fail; once every subtask's input ended, the final checkpoint is
-//! triggered without waiting for the interval.
+//! triggered without waiting for the interval; a checkpoint holds the split enumerators' states
+//! from its trigger.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::config::Configuration;
 use sluice_common::job::{compile_job, GraphOptions};
+use sluice_connectors::{RestoredEnumerators, SourceEnumerators};
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest};
 
 use super::coordinator::{CheckpointSettings, Coordinator};
@@ -192,4 +194,37 @@ async fn a_checkpoint_some_subtasks_took_while_running_is_followed_by_the_final_
     assert!(!f.last_notice().end_of_input);
     f.coordinator.tick(true, true, Vec::new()).await;
     assert_eq!(triggers(&f), 2, "the final checkpoint follows at once");
+}
+
+#[tokio::test]
+async fn a_checkpoint_holds_the_split_enumerators_state_from_its_trigger() {
+    let f = fixture(0);
+    let graph = compile_job(JOB, "job.yaml", &GraphOptions::default(), sluice_connectors::registry()).unwrap();
+    let (enumerators, dealt) =
+        SourceEnumerators::start(&graph, sluice_connectors::registry(), &Default::default()).unwrap();
+    assert!(!dealt.is_empty());
+    let Fixture {
+        coordinator,
+        gateway,
+        _dir,
+    } = f;
+    let mut f = Fixture {
+        coordinator: coordinator.with_enumerators(Arc::new(std::sync::Mutex::new(enumerators))),
+        gateway,
+        _dir,
+    };
+    f.coordinator.tick(true, false, Vec::new()).await;
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    f.coordinator.on_ack(ack(1, 1, false)).await;
+    let bytes = std::fs::read(f._dir.path().join("job-1/chk-1/_metadata")).unwrap();
+    let metadata = sluice_common::storage::decode_metadata(&bytes).unwrap();
+    assert_eq!(metadata.enumerators.len(), 1);
+    assert_eq!(metadata.enumerators[0].uid, graph.nodes[0].uid);
+    // Restored from it, the enumerator deals nothing again: the readers hold every split.
+    let restored = RestoredEnumerators {
+        states: metadata.enumerators.into_iter().map(|e| (e.uid, e.state)).collect(),
+        restored_uids: Default::default(),
+    };
+    let (_, dealt) = SourceEnumerators::start(&graph, sluice_connectors::registry(), &restored).unwrap();
+    assert!(dealt.is_empty(), "{dealt:?}");
 }

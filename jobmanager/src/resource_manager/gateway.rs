@@ -1,13 +1,15 @@
 //! What the jobmanager asks of a taskmanager, behind a trait (Flink's `TaskExecutorGateway`):
-//! deploy and cancel a job attempt's subtasks, trigger checkpoints and announce their
-//! completion or abortion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
+//! deploy and cancel a job attempt's subtasks, hand running sources new splits, trigger
+//! checkpoints and announce their completion or abortion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
 //! checkpoint coordinator put a fake in its place. Errors are the taskmanager's message.
 
 use std::fmt;
 use std::sync::Arc;
 
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
-use sluice_proto::control::{CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, TriggerCheckpointRequest};
+use sluice_proto::control::{
+    AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, TriggerCheckpointRequest,
+};
 use tonic::transport::Channel;
 
 #[tonic::async_trait]
@@ -17,6 +19,7 @@ pub(crate) trait TaskManagerGateway: Send + Sync {
     async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String>;
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
     async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
+    async fn add_splits(&self, request: AddSplitsRequest) -> Result<(), String>;
 }
 
 /// A shared gateway, as a registry entry holds it.
@@ -70,6 +73,10 @@ impl TaskManagerGateway for GrpcGateway {
     async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
         answered(self.0.clone().notify_checkpoint_aborted(request).await)
     }
+
+    async fn add_splits(&self, request: AddSplitsRequest) -> Result<(), String> {
+        answered(self.0.clone().add_splits(request).await)
+    }
 }
 
 /// A taskmanager that records what it is asked and answers yes, for unit tests of the
@@ -82,6 +89,7 @@ pub(crate) struct RecordingGateway {
     pub(crate) triggers: std::sync::Mutex<Vec<TriggerCheckpointRequest>>,
     pub(crate) notices: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
     pub(crate) aborts: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
+    pub(crate) added_splits: std::sync::Mutex<Vec<AddSplitsRequest>>,
 }
 
 #[cfg(test)]
@@ -105,6 +113,10 @@ impl TaskManagerGateway for RecordingGateway {
     }
     async fn notify_checkpoint_aborted(&self, r: NotifyCheckpointRequest) -> Result<(), String> {
         self.aborts.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(())
+    }
+    async fn add_splits(&self, r: AddSplitsRequest) -> Result<(), String> {
+        self.added_splits.lock().unwrap_or_else(|p| p.into_inner()).push(r);
         Ok(())
     }
 }

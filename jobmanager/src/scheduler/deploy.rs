@@ -1,6 +1,6 @@
-//! Deploying an attempt: the checkpoint it restores, subtask i of every vertex into the
-//! allocated slots (one request per taskmanager, with every subtask's location and the source
-//! splits the enumerators dealt it), the checkpoint coordinator of the attempt, and cancelling
+//! Deploying an attempt: the checkpoint it restores, the sources' split enumerators (restored
+//! with it), subtask i of every vertex into the allocated slots (one request per taskmanager,
+//! with every subtask's location and the source splits the enumerators dealt it), the checkpoint coordinator of the attempt, and cancelling
 //! an attempt on its taskmanagers.
 
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sluice_common::config::options::*;
 use sluice_common::job::plan::to_plan;
 use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, open_location};
+use sluice_connectors::{RestoredEnumerators, SourceEnumerators};
 use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, SubtaskSplits, TaskAddress, TaskLocation};
 
 use super::job::TaskStatus;
@@ -105,16 +106,21 @@ impl Scheduler {
         // The compiled graph of this attempt (its planned parallelism included): the
         // taskmanagers build their tasks from it and never see the job file.
         request_base.plan = Some(to_plan(&graph).map_err(|e| format!("Encoding the job's plan failed: {e}"))?);
-        // The sources' enumerators deal their splits (listing them may touch files or
-        // external systems, so off the async workers). Subtasks that restore state for their
-        // source read their restored splits instead.
-        let dealt = {
+        // The sources' enumerators start (from the restored checkpoint's enumerator states)
+        // and deal their splits (listing them may touch files or external systems, so off the
+        // async workers). They live as long as the attempt: checkpoints snapshot them and
+        // sources that discover get new splits from them while running.
+        let restored = restored_enumerators(restore.as_ref().map(|r| r.1.as_slice()))?;
+        let (enumerators, dealt) = {
             let graph = graph.clone();
-            tokio::task::spawn_blocking(move || sluice_connectors::deal_splits(&graph, sluice_connectors::registry()))
-                .await
-                .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
-                .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
+            tokio::task::spawn_blocking(move || {
+                SourceEnumerators::start(&graph, sluice_connectors::registry(), &restored)
+            })
+            .await
+            .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
+            .map_err(|e| format!("Enumerating the source splits failed: {e}"))?
         };
+        *attempt.enumerators.lock().unwrap_or_else(|p| p.into_inner()) = enumerators;
         let locations: Vec<TaskLocation> = graph
             .vertices
             .iter()
@@ -178,12 +184,8 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn coordinator(
-        &self,
-        handle: &Handle,
-        tms: &[TaskManagerRecord],
-        epoch: u64,
-    ) -> Result<Coordinator, String> {
+    pub(super) fn coordinator(&self, handle: &Handle, attempt: &states::Attempt) -> Result<Coordinator, String> {
+        let (tms, epoch) = (&attempt.tms, attempt.epoch);
         let job = handle.lock();
         Ok(Coordinator::new(
             checkpoint_settings(&job.config)?,
@@ -194,6 +196,20 @@ impl Scheduler {
             tms.to_vec(),
             job.checkpoints.clone(),
             job.checkpoint_history.clone(),
-        ))
+        )
+        .with_enumerators(attempt.enumerators.clone()))
     }
+}
+
+/// What the restored checkpoint (its encoded metadata) tells the enumerators: their states, and
+/// which operators restore state.
+fn restored_enumerators(metadata: Option<&[u8]>) -> Result<RestoredEnumerators, String> {
+    let Some(bytes) = metadata else {
+        return Ok(RestoredEnumerators::default());
+    };
+    let m = decode_metadata(bytes).map_err(|e| format!("Cannot read the restored checkpoint's metadata: {e}"))?;
+    Ok(RestoredEnumerators {
+        states: m.enumerators.into_iter().map(|e| (e.uid, e.state)).collect(),
+        restored_uids: m.operators.into_iter().map(|o| o.uid).collect(),
+    })
 }

@@ -138,6 +138,20 @@ impl JobRuns {
             .collect()
     }
 
+    /// The control channel of subtask `subtask` of vertex `vertex`, while it runs here.
+    pub(crate) fn control_of(
+        &self,
+        job: &str,
+        epoch: u64,
+        vertex: u32,
+        subtask: u32,
+    ) -> Option<mpsc::UnboundedSender<TaskControl>> {
+        self.lock()
+            .tasks
+            .get(&(job.to_string(), epoch, vertex, subtask))
+            .map(|t| t.control.clone())
+    }
+
     pub(crate) fn tasks(&self) -> Vec<TaskEntry> {
         self.lock().tasks.values().cloned().collect()
     }

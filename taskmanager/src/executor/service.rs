@@ -21,9 +21,9 @@ use sluice_common::state::KeyGroupRange;
 use sluice_common::storage::decode_metadata;
 use sluice_proto::control::task_manager_service_server::TaskManagerService;
 use sluice_proto::control::{
-    CancelJobRequest, CancelJobResponse, CheckpointAckResponse, DescribeTaskManagerRequest, NotifyCheckpointRequest,
-    SubmitTasksRequest, SubmitTasksResponse, TaskManagerDescription, TaskState, TaskStateUpdate,
-    TriggerCheckpointRequest,
+    AddSplitsRequest, AddSplitsResponse, CancelJobRequest, CancelJobResponse, CheckpointAckResponse,
+    DescribeTaskManagerRequest, NotifyCheckpointRequest, SubmitTasksRequest, SubmitTasksResponse,
+    TaskManagerDescription, TaskState, TaskStateUpdate, TriggerCheckpointRequest,
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -79,13 +79,12 @@ impl TaskManagerGateway {
     }
 
     fn settings(&self, config: &Configuration) -> Result<StateSettings, String> {
-        let e = |e: sluice_common::config::ConfigError| e.to_string();
         Ok(StateSettings {
-            backend: config.get(&STATE_BACKEND).map_err(e)?,
-            incremental: config.get(&CHECKPOINT_INCREMENTAL).map_err(e)?,
+            backend: config.get(&STATE_BACKEND)?,
+            incremental: config.get(&CHECKPOINT_INCREMENTAL)?,
             heap_budget: self.state.heap_per_slot,
             managed_budget: self.state.managed_per_slot,
-            write_buffer_ratio: f64::from(config.get(&ROCKSDB_WRITE_BUFFER_RATIO).map_err(e)?),
+            write_buffer_ratio: f64::from(config.get(&ROCKSDB_WRITE_BUFFER_RATIO)?),
             tmp_dir: self.state.tmp_dir.clone(),
             max_parallelism: 128,
             key_groups: KeyGroupRange::new(0, 0),
@@ -159,10 +158,9 @@ impl TaskManagerGateway {
 /// checkpoints (an interval and a directory) and
 /// `execution.checkpointing.checkpoints-after-tasks-finish` is on (Flink's default).
 fn final_checkpoints(config: &Configuration) -> Result<bool, String> {
-    let e = |e: sluice_common::config::ConfigError| e.to_string();
-    Ok(config.get_opt(&CHECKPOINT_INTERVAL).map_err(e)?.is_some()
-        && config.get_opt(&CHECKPOINTS_DIR).map_err(e)?.is_some()
-        && config.get(&CHECKPOINTS_AFTER_TASKS_FINISH).map_err(e)?)
+    Ok(config.get_opt(&CHECKPOINT_INTERVAL)?.is_some()
+        && config.get_opt(&CHECKPOINTS_DIR)?.is_some()
+        && config.get(&CHECKPOINTS_AFTER_TASKS_FINISH)?)
 }
 
 #[tonic::async_trait]
@@ -365,5 +363,26 @@ impl TaskManagerService for TaskManagerGateway {
             let _ = control.send(TaskControl::Abort(req.checkpoint_id));
         }
         Ok(Response::new(CheckpointAckResponse {}))
+    }
+
+    async fn add_splits(&self, request: Request<AddSplitsRequest>) -> Result<Response<AddSplitsResponse>, Status> {
+        let req = request.into_inner();
+        for s in req.splits {
+            let queued = self
+                .runs
+                .control_of(&req.job_id, req.epoch, req.vertex, s.subtask)
+                .is_some_and(|control| {
+                    control
+                        .send(TaskControl::AddSplits(s.node_uid.clone(), s.splits))
+                        .is_ok()
+                });
+            if !queued {
+                return Err(Status::failed_precondition(format!(
+                    "source '{}' subtask {} of job {} attempt {} does not run on this TaskManager",
+                    s.node_uid, s.subtask, req.job_id, req.epoch
+                )));
+            }
+        }
+        Ok(Response::new(AddSplitsResponse {}))
     }
 }

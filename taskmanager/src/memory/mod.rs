@@ -27,17 +27,16 @@ impl MemoryPools {
     pub fn from_config(config: &Configuration) -> Result<MemoryPools, String> {
         let memory = TaskManagerMemory::from_config(config)
             .map_err(|e| format!("TaskManager memory configuration failed: {e}"))?;
-        let segment_size = config.get(&TM_SEGMENT_SIZE).map_err(|e| e.to_string())?;
+        let segment_size = config.get(&TM_SEGMENT_SIZE)?;
         if segment_size.bytes() == 0 {
             return Err("taskmanager.memory.segment-size must be larger than 0 bytes".into());
         }
-        let read = |e: sluice_common::config::ConfigError| e.to_string();
         Ok(MemoryPools {
             memory,
             segment_size,
-            slots: config.get(&TASK_SLOTS).map_err(read)?.get(),
-            buffers_per_channel: config.get(&NETWORK_BUFFERS_PER_CHANNEL).map_err(read)?.get(),
-            floating_buffers_per_gate: config.get(&NETWORK_FLOATING_BUFFERS_PER_GATE).map_err(read)?.get(),
+            slots: config.get(&TASK_SLOTS)?.get(),
+            buffers_per_channel: config.get(&NETWORK_BUFFERS_PER_CHANNEL)?.get(),
+            floating_buffers_per_gate: config.get(&NETWORK_FLOATING_BUFFERS_PER_GATE)?.get(),
         })
     }
 

@@ -1,6 +1,6 @@
 //! Turns one vertex of a JobGraph into what a subtask runs: its source reader (when the chain
 //! starts with a source; built by the connector registry and given its splits: the restored
-//! ones, else the ones the jobmanager's enumerator dealt), its operator chain, and its sink
+//! ones and the ones the jobmanager's enumerator dealt), its operator chain, and its sink
 //! (when the chain ends in one), each stateful piece given its restored state.
 
 use std::collections::HashMap;
@@ -42,6 +42,23 @@ pub(crate) struct SourcePlan {
     pub watermarks: SplitWatermarks,
 }
 
+impl SourcePlan {
+    /// Splits given while the subtask runs (for this source: `uid` says which).
+    pub(crate) fn add_splits(&mut self, uid: &str, splits: Vec<Split>) -> Result<(), TaskError> {
+        if uid != self.uid {
+            return Err(TaskError::internal(format!(
+                "splits for source '{uid}' reached the subtask of source '{}'",
+                self.uid
+            )));
+        }
+        let before = self.reader.split_count();
+        self.reader.add_splits(splits)?;
+        self.watermarks
+            .add_splits(self.reader.split_count().saturating_sub(before));
+        Ok(())
+    }
+}
+
 pub(crate) struct TaskPlan {
     pub source: Option<SourcePlan>,
     pub chain: Chain,
@@ -79,10 +96,13 @@ pub(crate) fn build_task(
                     subtask,
                 };
                 let mut reader = connector.create_source(&context).map_err(classed)?;
-                let splits = match ctx.restore.remove(&node.uid) {
+                // Restored splits (with their positions) first, then the ones the enumerator dealt:
+                // a restored enumerator deals only splits no reader held at that checkpoint.
+                let mut splits = match ctx.restore.remove(&node.uid) {
                     Some(r) => r.lists.list(SPLITS_STATE).unwrap_or_default().to_vec(),
-                    None => ctx.splits.remove(&node.uid).unwrap_or_default(),
+                    None => Vec::new(),
                 };
+                splits.extend(ctx.splits.remove(&node.uid).unwrap_or_default());
                 reader.add_splits(splits).map_err(classed)?;
                 let rowtime = node.rowtime.as_ref().and_then(|c| node.schema.index_of(c).ok());
                 let (ooo, idle) = spec

@@ -1,5 +1,5 @@
 //! A subtask's side of checkpointing (DESIGN §8): the control messages it receives (a trigger
-//! for sources, completion and abort notices for all), barrier alignment over its input
+//! and new splits for sources, completion and abort notices for all), barrier alignment over its input
 //! channels (exactly-once blocks a channel after its barrier until every channel delivered it;
 //! at-least-once only counts), and the hand-over of snapshots to the executor, which uploads
 //! them and acknowledges to the jobmanager.
@@ -19,6 +19,10 @@ pub(crate) enum TaskControl {
     Complete(u64, bool),
     /// Checkpoint N was abandoned.
     Abort(u64),
+    /// Sources: splits the jobmanager's enumerator found while the job runs, for the source
+    /// with this uid. Queued in the same channel as triggers, so a barrier triggered after the
+    /// jobmanager heard they were queued comes after them.
+    AddSplits(String, Vec<sluice_connectors::Split>),
 }
 
 /// Receives a subtask's snapshots (the synchronous part is done), declines, and the news that

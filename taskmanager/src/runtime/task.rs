@@ -274,7 +274,14 @@ async fn await_final_checkpoint(
                 }
             }
             Some(TaskControl::Abort(id)) => out.checkpoint_aborted(source.as_deref_mut(), id).await?,
-            Some(_) => {}
+            // A bounded source's enumerator knows its splits up front; one that discovers never
+            // reaches the end of its input.
+            Some(TaskControl::AddSplits(uid, _)) => {
+                return Err(TaskError::internal(format!(
+                    "source '{uid}' was given splits after the end of its input"
+                )))
+            }
+            Some(TaskControl::Trigger(..)) => {}
             None => {
                 return Err(TaskError::from(
                     "the task's control channel closed before its final checkpoint",
@@ -282,6 +289,12 @@ async fn await_final_checkpoint(
             }
         }
     }
+}
+
+fn not_a_source(uid: &str) -> TaskError {
+    TaskError::internal(format!(
+        "splits for source '{uid}' reached a subtask that reads no source"
+    ))
 }
 
 fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
@@ -335,6 +348,7 @@ pub(crate) async fn run_task(
                             out.checkpoint_complete(&mut chain, Some(&mut source), id).await?
                         }
                         TaskControl::Abort(id) => out.checkpoint_aborted(Some(&mut source), id).await?,
+                        TaskControl::AddSplits(uid, splits) => source.add_splits(&uid, splits)?,
                     }
                 }
                 let start = Instant::now();
@@ -394,6 +408,7 @@ pub(crate) async fn run_task(
                             Some(TaskControl::Complete(id, _)) => out.checkpoint_complete(&mut chain, None, id).await?,
                             Some(TaskControl::Trigger(barrier, _)) => hooks.unanswered_trigger = Some(barrier),
                             Some(TaskControl::Abort(id)) => out.checkpoint_aborted(None, id).await?,
+                            Some(TaskControl::AddSplits(uid, _)) => return Err(not_a_source(&uid)),
                             // The executor dropped its end: the task is being torn down.
                             None => return Err("the task's control channel closed".into()),
                         }

@@ -28,6 +28,15 @@ impl SplitWatermarks {
         }
     }
 
+    /// `n` more splits (given while running): each holds the watermark back until it has data
+    /// or goes idle.
+    pub(crate) fn add_splits(&mut self, n: usize) {
+        let total = self.max_ts.len() + n;
+        self.max_ts.resize(total, i64::MIN);
+        self.last_data.resize(total, Instant::now());
+        self.finished.resize(total, false);
+    }
+
     pub(crate) fn on_rows(&mut self, split: usize, max_ts: i64) {
         if let Some(m) = self.max_ts.get_mut(split) {
             *m = (*m).max(max_ts);

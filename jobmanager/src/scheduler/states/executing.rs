@@ -43,6 +43,12 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
                 }
             }
         }
+        if o.all_running {
+            if let Err(e) = ctx.scheduler.discover_splits(&ctx.handle, &mut attempt).await {
+                ctx.handle.lock().failure.get_or_insert(e.clone());
+                return Transition::to(Phase::Failing(attempt), e);
+            }
+        }
         if ctx.reactive.is_none() && o.all_running {
             let held = attempt.held_slots();
             if let Some(c) = attempt.coordinator.as_mut() {

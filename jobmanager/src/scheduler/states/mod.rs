@@ -20,13 +20,15 @@ mod stopping;
 mod tests;
 mod waiting_for_resources;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::job::{CheckpointMessage, JobState, TaskStatus};
 use super::reactive::{ReactiveSettings, ScaleUpWatch};
 use super::restart::RestartStrategy;
 use super::{Handle, SavepointRequest, Scheduler};
+use sluice_connectors::SourceEnumerators;
+
 use crate::checkpoint::Coordinator;
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
 
@@ -39,6 +41,10 @@ pub(super) struct Attempt {
     pub epoch: u64,
     pub tms: Vec<TaskManagerRecord>,
     pub coordinator: Option<Coordinator>,
+    /// The sources' split enumerators, shared with the coordinator (which snapshots them).
+    pub enumerators: Arc<Mutex<SourceEnumerators>>,
+    /// When the enumerators of sources that discover look for new splits next.
+    pub next_discovery: Option<Instant>,
     pub scale_up: ScaleUpWatch,
     /// Every task ran at least once (a rescale under way is over then).
     pub was_running: bool,

@@ -59,6 +59,8 @@ pub(super) async fn run(ctx: &Ctx) -> Transition {
         epoch: 0,
         tms: Vec::new(),
         coordinator: None,
+        enumerators: Default::default(),
+        next_discovery: None,
         scale_up: ScaleUpWatch::default(),
         was_running: false,
         held,
@@ -71,7 +73,7 @@ pub(super) async fn run(ctx: &Ctx) -> Transition {
         }
     }
     match s.deploy(&ctx.handle, allocation, &mut attempt).await {
-        Ok(()) => match s.coordinator(&ctx.handle, &attempt.tms, attempt.epoch) {
+        Ok(()) => match s.coordinator(&ctx.handle, &attempt) {
             Ok(c) => {
                 attempt.coordinator = Some(c);
                 let p = ctx.handle.lock().current_parallelism();
