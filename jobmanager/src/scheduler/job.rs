@@ -10,7 +10,7 @@ use sluice_common::job::JobGraph;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline};
 
 use crate::checkpoint::coordinator::CheckpointHistory;
-use crate::checkpoint::{CheckpointStats, SavepointRequest};
+use crate::checkpoint::CheckpointStats;
 
 use super::reactive::{PendingRescale, RescaleRecord};
 use super::requirements::Requirements;
@@ -114,23 +114,18 @@ pub(crate) struct Job {
     /// The class of the failure that set `failure`, when a task reported it; `None` counts as
     /// transient (a lost taskmanager, a failed deployment).
     pub failure_class: Option<FailureClass>,
-    pub cancel_requested: bool,
     /// The job's effective configuration: the cluster's with the job file's `config:`.
     pub config: Configuration,
     pub checkpoints: Arc<Mutex<CheckpointStats>>,
     pub checkpoint_history: Arc<Mutex<CheckpointHistory>>,
-    pub inbox: Vec<CheckpointMessage>,
-    pub savepoint_requests: Vec<SavepointRequest>,
     pub restore: Option<RestoreSource>,
     /// `scheduler-mode: reactive`: the parallelism follows the slots.
     pub reactive: bool,
     /// Rescales so far (reactive), and the one under way.
     pub rescales: Vec<RescaleRecord>,
     pub pending_rescale: Option<PendingRescale>,
-    /// Per-vertex resource requirements (`PUT /jobs/:id/resource-requirements`), and whether
-    /// the running attempt has yet to fit them.
+    /// Per-vertex resource requirements (`PUT /jobs/:id/resource-requirements`).
     pub requirements: Requirements,
-    pub requirements_changed: bool,
     /// Per-node parallelism the scheduler decided (by node id), sent to the taskmanagers.
     pub node_parallelism: BTreeMap<String, u32>,
     /// While the job waits for slots: what it waits for (shown by REST and the CLI).

@@ -34,7 +34,7 @@ use std::time::Duration;
 use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, TaskState, TaskStateUpdate};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::checkpoint::{CheckpointSettings, SavepointRequest};
 use crate::resource_manager::{now_ms, Registry};
@@ -79,14 +79,33 @@ pub(crate) struct SubmitOptions {
     pub allow_non_restored_state: bool,
 }
 
+/// What a job's loop is told from outside (REST, the CLI, taskmanagers), in the order it was
+/// said; the loop takes commands in at each look at its attempt.
+pub(crate) enum JobCommand {
+    Cancel,
+    Savepoint(SavepointRequest),
+    Checkpoint(CheckpointMessage),
+    /// `PUT /jobs/:id/resource-requirements` changed what the attempt must fit.
+    RequirementsChanged,
+}
+
+/// A job as the scheduler shares it: its state (read by REST, written by its loop), and the
+/// channel of commands to its loop.
 struct Handle {
     job: Mutex<Job>,
     changed: Notify,
+    commands: mpsc::UnboundedSender<JobCommand>,
 }
 
 impl Handle {
     fn lock(&self) -> MutexGuard<'_, Job> {
         self.job.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the job's loop (which ended, for a job that ended: then nobody listens).
+    fn send(&self, command: JobCommand) {
+        let _ = self.commands.send(command);
+        self.changed.notify_one();
     }
 }
 
@@ -123,7 +142,7 @@ impl Scheduler {
     /// Requests a savepoint (optionally stopping the job); the trigger id names the request.
     pub(crate) fn savepoint(&self, id: &str, request: SavepointRequest) -> Result<String, SchedulerError> {
         let handle = self.handle(id)?;
-        let mut job = handle.lock();
+        let job = handle.lock();
         if job.state != JobState::Running {
             return Err(SchedulerError::WrongState(format!(
                 "Job {id} is not running (it is {}).",
@@ -136,9 +155,8 @@ impl Scheduler {
             .unwrap_or_else(|p| p.into_inner())
             .savepoints
             .insert(trigger.clone(), crate::checkpoint::SavepointStatus::InProgress);
-        job.savepoint_requests.push(request);
         drop(job);
-        handle.changed.notify_one();
+        handle.send(JobCommand::Savepoint(request));
         Ok(trigger)
     }
 
@@ -152,8 +170,7 @@ impl Scheduler {
 
     fn deliver(&self, job_id: String, message: CheckpointMessage) {
         if let Some(handle) = self.handles().get(&job_id).cloned() {
-            handle.lock().inbox.push(message);
-            handle.changed.notify_one();
+            handle.send(JobCommand::Checkpoint(message));
         }
     }
 
@@ -168,8 +185,7 @@ impl Scheduler {
     /// Requests cancellation; `Err` when the job is unknown.
     pub(crate) fn cancel(&self, id: &str) -> Result<(), SchedulerError> {
         let handle = self.handle(id)?;
-        handle.lock().cancel_requested = true;
-        handle.changed.notify_one();
+        handle.send(JobCommand::Cancel);
         Ok(())
     }
 

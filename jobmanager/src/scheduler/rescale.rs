@@ -92,9 +92,8 @@ impl Scheduler {
             ));
         }
         job.requirements = requirements::parse(&job.graph, body).map_err(SchedulerError::BadRequest)?;
-        job.requirements_changed = true;
         drop(job);
-        handle.changed.notify_one();
+        handle.send(JobCommand::RequirementsChanged);
         Ok(())
     }
 
@@ -107,10 +106,7 @@ impl Scheduler {
         coordinator: &mut Coordinator,
     ) -> bool {
         let (graph, reqs) = {
-            let mut job = handle.lock();
-            if !std::mem::take(&mut job.requirements_changed) {
-                return false;
-            }
+            let job = handle.lock();
             (job.graph.clone(), job.requirements.clone())
         };
         let (_, _, free) = self.registry.totals();

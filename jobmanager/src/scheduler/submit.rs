@@ -106,18 +106,14 @@ impl Scheduler {
             failure: None,
             failure_class: None,
             waiting: None,
-            cancel_requested: false,
             config,
             checkpoints: Arc::default(),
             checkpoint_history: Arc::default(),
-            inbox: Vec::new(),
-            savepoint_requests: Vec::new(),
             restore,
             reactive,
             rescales: Vec::new(),
             pending_rescale: None,
             requirements: Default::default(),
-            requirements_changed: false,
             node_parallelism: BTreeMap::new(),
         };
         tracing::info!(
@@ -125,12 +121,14 @@ impl Scheduler {
             job.name,
             job.graph.slots_needed()
         );
+        let (commands, inbox) = mpsc::unbounded_channel();
         let handle = Arc::new(Handle {
             job: Mutex::new(job),
             changed: Notify::new(),
+            commands,
         });
         self.handles().insert(id.clone(), handle.clone());
-        tokio::spawn(states::drive(self.clone(), handle));
+        tokio::spawn(states::drive(self.clone(), handle, inbox));
         Ok(id)
     }
 }

@@ -1,16 +1,22 @@
 //! Created: the job was accepted; its restart strategy and reactive settings are read from its
 //! configuration (a bad value fails the job with the key named), then it waits for slots.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
 
 use sluice_common::config::options::{CHECKPOINT_INTERVAL, RESOURCE_WAIT_TIMEOUT};
 
-use super::{Ctx, Phase, Transition};
+use super::{Commands, Ctx, Phase, Transition};
 use crate::scheduler::reactive::ReactiveSettings;
 use crate::scheduler::restart::RestartStrategy;
-use crate::scheduler::{Handle, Scheduler};
+use crate::scheduler::{Handle, JobCommand, Scheduler};
 
-pub(super) fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, String> {
+pub(super) fn setup(
+    scheduler: &Scheduler,
+    handle: &Arc<Handle>,
+    commands: mpsc::UnboundedReceiver<JobCommand>,
+) -> Result<Ctx, String> {
     let (config, reactive) = {
         let job = handle.lock();
         (job.config.clone(), job.reactive)
@@ -28,6 +34,7 @@ pub(super) fn setup(scheduler: &Scheduler, handle: &Arc<Handle>) -> Result<Ctx, 
         strategy,
         reactive,
         resource_wait,
+        commands: Mutex::new(Commands::new(commands)),
     })
 }
 

@@ -49,7 +49,7 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
                 return Transition::to(Phase::Failing(attempt), e);
             }
         }
-        if ctx.reactive.is_none() && o.all_running {
+        if ctx.reactive.is_none() && o.all_running && ctx.take_requirements_changed() {
             let held = attempt.held_slots();
             if let Some(c) = attempt.coordinator.as_mut() {
                 if ctx.scheduler.maybe_fit_requirements(&ctx.handle, held, c).await {

@@ -36,7 +36,7 @@ pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
             format!("not restarting after a {} failure: {cause}", c.name()),
         );
     }
-    let cancel = ctx.handle.lock().cancel_requested;
+    let cancel = ctx.cancel_requested();
     match (!cancel)
         .then(|| ctx.strategy.on_failure(std::time::Instant::now()))
         .flatten()

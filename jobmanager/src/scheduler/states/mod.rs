@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 use super::job::{CheckpointMessage, JobState, TaskStatus};
 use super::reactive::{ReactiveSettings, ScaleUpWatch};
 use super::restart::RestartStrategy;
-use super::{Handle, SavepointRequest, Scheduler};
+use super::{Handle, JobCommand, SavepointRequest, Scheduler};
 use sluice_connectors::SourceEnumerators;
 
 use crate::checkpoint::Coordinator;
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
+use tokio::sync::mpsc;
 
 /// How long cancelling or failing waits for subtasks to report before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -129,6 +130,40 @@ pub(super) struct Ctx {
     pub reactive: Option<ReactiveSettings>,
     /// How long to wait for slots (`None`: as long as it takes).
     pub resource_wait: Option<Duration>,
+    pub commands: Mutex<Commands>,
+}
+
+/// The job's commands as its loop took them in: a cancellation and changed requirements
+/// stand until acted on; savepoint requests and checkpoint messages are handed out once.
+pub(super) struct Commands {
+    channel: mpsc::UnboundedReceiver<JobCommand>,
+    cancel: bool,
+    requirements_changed: bool,
+    inbox: Vec<CheckpointMessage>,
+    requests: Vec<SavepointRequest>,
+}
+
+impl Commands {
+    pub(super) fn new(channel: mpsc::UnboundedReceiver<JobCommand>) -> Self {
+        Commands {
+            channel,
+            cancel: false,
+            requirements_changed: false,
+            inbox: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
+
+    fn take_in(&mut self) {
+        while let Ok(command) = self.channel.try_recv() {
+            match command {
+                JobCommand::Cancel => self.cancel = true,
+                JobCommand::Savepoint(r) => self.requests.push(r),
+                JobCommand::Checkpoint(m) => self.inbox.push(m),
+                JobCommand::RequirementsChanged => self.requirements_changed = true,
+            }
+        }
+    }
 }
 
 /// One look at the attempt: lost taskmanagers fail their subtasks, and the subtasks' states
@@ -146,7 +181,32 @@ pub(super) struct Observation {
 }
 
 impl Ctx {
+    /// The commands, with what was sent since the last look taken in.
+    fn commands(&self) -> std::sync::MutexGuard<'_, Commands> {
+        let mut commands = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        commands.take_in();
+        commands
+    }
+
+    pub(super) fn cancel_requested(&self) -> bool {
+        self.commands().cancel
+    }
+
+    /// Whether the resource requirements changed since the last call.
+    pub(super) fn take_requirements_changed(&self) -> bool {
+        std::mem::take(&mut self.commands().requirements_changed)
+    }
+
+    /// Acknowledgements and declines of an attempt that is over.
+    pub(super) fn clear_checkpoint_messages(&self) {
+        self.commands().inbox.clear();
+    }
+
     pub(super) fn observe(&self, attempt: &Attempt) -> Observation {
+        let (cancel, inbox, requests) = {
+            let mut c = self.commands();
+            (c.cancel, std::mem::take(&mut c.inbox), std::mem::take(&mut c.requests))
+        };
         let lost: Vec<String> = attempt
             .tms
             .iter()
@@ -171,7 +231,7 @@ impl Ctx {
             }
         }
         Observation {
-            cancel: job.cancel_requested,
+            cancel,
             all_done: job.tasks.values().all(|(s, _)| s.is_terminal()),
             any_failed: job.tasks.values().any(|(s, _)| *s == TaskStatus::Failed),
             all_finished: job.tasks.values().all(|(s, _)| *s == TaskStatus::Finished),
@@ -181,8 +241,8 @@ impl Ctx {
                     .tasks
                     .values()
                     .all(|(s, _)| matches!(s, TaskStatus::Finishing | TaskStatus::Finished)),
-            inbox: std::mem::take(&mut job.inbox),
-            requests: std::mem::take(&mut job.savepoint_requests),
+            inbox,
+            requests,
         }
     }
 
@@ -244,8 +304,8 @@ impl Ctx {
 }
 
 /// Runs a job through its states until it ends.
-pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>) {
-    let mut ctx = match created::setup(&scheduler, &handle) {
+pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>, commands: mpsc::UnboundedReceiver<JobCommand>) {
+    let mut ctx = match created::setup(&scheduler, &handle, commands) {
         Ok(ctx) => ctx,
         Err(e) => {
             Scheduler::fail(&handle, e);

@@ -9,9 +9,8 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
     loop {
         let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
         if o.all_finished && stopped {
-            let mut job = ctx.handle.lock();
-            job.tasks.clear();
-            job.inbox.clear();
+            ctx.clear_checkpoint_messages();
+            ctx.handle.lock().tasks.clear();
             return Transition::to(Phase::WaitingForResources, "stopped with a checkpoint to rescale");
         }
         if let Some(to) = ctx.interrupted(&attempt, &o) {

@@ -7,9 +7,9 @@ use super::{Ctx, Phase, Transition};
 
 pub(super) async fn run(ctx: &Ctx, delay: Duration) -> Transition {
     tokio::time::sleep(delay).await;
+    ctx.clear_checkpoint_messages();
     let mut job = ctx.handle.lock();
     job.tasks.clear();
-    job.inbox.clear();
     job.failure = None;
     job.failure_class = None;
     Transition::to(Phase::WaitingForResources, "restart delay over")

@@ -24,7 +24,7 @@ pub(super) async fn run(ctx: &Ctx) -> Transition {
     let since = Instant::now();
     let deadline = ctx.resource_wait.map(|w| since + w);
     let (allocation, took) = loop {
-        if ctx.handle.lock().cancel_requested {
+        if ctx.cancel_requested() {
             ctx.handle.lock().waiting = None;
             return Transition::to(Phase::Finished(JobState::Canceled), "cancelled while waiting for slots");
         }
