@@ -1,7 +1,9 @@
 //! Job files end to end through parsing and graph building with the built-in connectors: the
 //! DESIGN example, chaining, edge types, and each kind of error with its line and column.
 
-use sluice_common::job::{compile_job, EdgePartition, GraphOptions, JobGraph, JobResult};
+use sluice_common::job::{EdgePartition, GraphOptions, JobGraph, JobResult};
+
+use sluice_frontend::compile_job;
 
 use crate::registry::registry;
 

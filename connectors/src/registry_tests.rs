@@ -8,7 +8,8 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use sluice_common::failure::ClassedError;
 use sluice_common::job::spec::SourceSpec;
-use sluice_common::job::{compile_job, GraphOptions, JobResult, NodeKind};
+use sluice_common::job::{GraphOptions, JobResult, NodeKind};
+use sluice_frontend::compile_job;
 
 use crate::contract::{Source, SourceContext, SourcePoll, Split};
 use crate::enumerator::{RoundRobinEnumerator, SplitEnumerator};

@@ -132,7 +132,8 @@ pub fn deal_splits(graph: &JobGraph, registry: &Registry) -> Result<Vec<DealtSpl
 
 #[cfg(test)]
 mod tests {
-    use sluice_common::job::{compile_job, GraphOptions};
+    use sluice_common::job::GraphOptions;
+    use sluice_frontend::compile_job;
 
     use super::*;
 

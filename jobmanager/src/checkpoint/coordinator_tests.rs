@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::config::Configuration;
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::job::GraphOptions;
 use sluice_connectors::{RestoredEnumerators, SourceEnumerators};
+use sluice_frontend::compile_job;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest};
 
 use super::coordinator::{CheckpointSettings, Coordinator};

@@ -16,7 +16,8 @@ use serde_json::Value;
 use client::Client;
 use sluice_common::config::options::{PARALLELISM_DEFAULT, REST_ADDRESS, REST_PORT};
 use sluice_common::config::ConfigArgs;
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::job::GraphOptions;
+use sluice_frontend::compile_job;
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "Submit and manage jobs on a Sluice cluster")]

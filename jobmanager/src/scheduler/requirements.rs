@@ -77,7 +77,8 @@ pub(crate) fn fit(graph: &JobGraph, set: &Requirements, slots: u32) -> Option<BT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_common::job::{compile_job, GraphOptions};
+    use sluice_common::job::GraphOptions;
+    use sluice_frontend::compile_job;
 
     fn graph() -> JobGraph {
         let yaml = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    options: {number-of-rows: 10}\n    schema:\n      - {name: k, type: bigint, expr: \"seq\"}\noperators:\n  - id: w\n    input: s\n    key-by: [k]\n    window: {type: tumbling, size: 1 s, time: processing}\n    aggregate: {n: \"count(*)\"}\nsinks:\n  - id: out\n    input: w\n    connector: blackhole\n";

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_common::config::options::*;
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::job::GraphOptions;
 use sluice_connectors::registry;
+use sluice_frontend::compile_job;
 
 use super::reactive::{PendingRescale, ReactiveSettings, RescaleRecord, ScaleUpWatch};
 use crate::checkpoint::Coordinator;

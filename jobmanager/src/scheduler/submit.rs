@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sluice_common::config::options::*;
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::job::GraphOptions;
 use sluice_common::state::assignment::check_max_parallelism;
 use sluice_common::storage::{location_url, open_location};
 use sluice_connectors::registry;
+use sluice_frontend::compile_job;
 use tokio::sync::Notify;
 
 use super::job::{Job, JobState, RestoreSource};

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_common::job::plan::{from_plan, to_plan};
-use sluice_common::job::{compile_job, GraphOptions};
+use sluice_common::job::GraphOptions;
+use sluice_frontend::compile_job;
 
 use super::deploy::{prepare, run, Deployment};
 use crate::network::{NetworkBufferPool, NetworkEnvironment};
