@@ -195,6 +195,17 @@ pub fn get_text(url: &str) -> Option<String> {
 }
 
 /// The JobID `sluice run` printed ("Job has been submitted with JobID …").
+/// Cluster configuration for tests that kill taskmanagers: checkpoints every `interval` into
+/// `dir`, and a fixed-delay restart strategy (5 attempts, 200 ms apart).
+pub fn checkpoints_and_restarts(dir: &Path, interval: &str) -> String {
+    format!(
+        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: {interval}\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\n\
+         restart-strategy.fixed-delay.delay: 200 ms\n",
+        dir.display()
+    )
+}
+
 /// `flink_jobmanager_job_numRestarts` of job `id` on the jobmanager's metrics port (0 while
 /// it does not answer).
 pub fn job_restarts(metrics_port: u16, id: &str) -> u64 {

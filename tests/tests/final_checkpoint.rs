@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{job_id_of, Cluster};
+use sluice_tests::{checkpoints_and_restarts, job_id_of, Cluster};
 
 const JOB: WindowedJob = WindowedJob {
     rows: 40_000,
@@ -20,12 +20,7 @@ const ONE_SLOT: &[&str] = &["-D", "taskmanager.numberOfTaskSlots=1"];
 #[test]
 fn kill9_of_every_taskmanager_in_the_finishing_phase_leaves_the_output_exact() {
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&format!(
-        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
-         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\n\
-         restart-strategy.fixed-delay.delay: 200 ms\n",
-        checkpoints.path().display()
-    ));
+    let mut cluster = Cluster::new(&checkpoints_and_restarts(checkpoints.path(), "1 s"));
     let (_jm, _) = cluster.start_jobmanager();
     let mut tms = vec![
         cluster.start_taskmanager(ONE_SLOT).0,

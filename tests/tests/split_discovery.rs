@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_tests::{job_restarts, wait_or_explain, Cluster};
+use sluice_tests::{checkpoints_and_restarts, job_restarts, wait_or_explain, Cluster};
 
 const ONE_SLOT: &[&str] = &["-D", "taskmanager.numberOfTaskSlots=1"];
 const ROWS_PER_FILE: i64 = 500;
@@ -65,12 +65,7 @@ fn wait_rows(cluster: &Cluster, out: &Path, files: i64) {
 #[test]
 fn files_found_while_running_are_read_once_across_a_kill9() {
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&format!(
-        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 300 ms\n\
-         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\n\
-         restart-strategy.fixed-delay.delay: 200 ms\n",
-        checkpoints.path().display()
-    ));
+    let mut cluster = Cluster::new(&checkpoints_and_restarts(checkpoints.path(), "300 ms"));
     let (_jm, jm_metrics) = cluster.start_jobmanager();
     let mut first = cluster.start_taskmanager(ONE_SLOT).0;
     let _second = cluster.start_taskmanager(ONE_SLOT).0;
