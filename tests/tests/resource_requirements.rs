@@ -81,6 +81,26 @@ fn a_running_job_rescales_to_fit_new_resource_requirements() {
     });
     println!("rescales: {}", details["rescales"]["history"]);
     assert_eq!(details["rescales"]["count"], 1, "{details}");
+    // The record names each vertex whose parallelism changed.
+    let changed: Vec<(String, u64, u64)> = details["rescales"]["history"][0]["vertices"]
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .map(|v| {
+                    (
+                        v["id"].as_str().unwrap_or("").to_string(),
+                        v["from_parallelism"].as_u64().unwrap_or(0),
+                        v["to_parallelism"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut want = vec![(narrow.to_string(), 2, 1), (wide.to_string(), 2, 3)];
+    want.sort();
+    let mut changed = changed;
+    changed.sort();
+    assert_eq!(changed, want, "{details}");
     let now = cluster.rest(&path).expect("requirements");
     assert_eq!(now, wanted);
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));

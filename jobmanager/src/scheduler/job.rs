@@ -146,6 +146,15 @@ impl Job {
         self.graph.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
     }
 
+    /// Each vertex's parallelism, by vertex id.
+    pub(crate) fn vertex_parallelism(&self) -> Vec<(String, u32)> {
+        self.graph
+            .vertices
+            .iter()
+            .map(|v| (v.id.clone(), v.parallelism))
+            .collect()
+    }
+
     pub(crate) fn checkpoint_stats(&self) -> CheckpointStats {
         self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

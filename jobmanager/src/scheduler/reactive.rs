@@ -67,6 +67,8 @@ pub(crate) struct RescaleRecord {
     pub cause: String,
     /// From the stop barrier (or the failure) to every task of the new attempt running.
     pub pause_ms: u64,
+    /// Each vertex whose parallelism changed: (vertex id, from, to).
+    pub vertices: Vec<(String, u32, u32)>,
 }
 
 impl RescaleRecord {
@@ -77,6 +79,11 @@ impl RescaleRecord {
             "to_parallelism": self.to,
             "cause": self.cause,
             "pause_ms": self.pause_ms,
+            "vertices": self
+                .vertices
+                .iter()
+                .map(|(id, from, to)| json!({"id": id, "from_parallelism": from, "to_parallelism": to}))
+                .collect::<Vec<_>>(),
         })
     }
 }
@@ -85,16 +92,19 @@ impl RescaleRecord {
 #[derive(Debug, Clone)]
 pub(crate) struct PendingRescale {
     pub from: u32,
+    /// Each vertex's parallelism before, by vertex id.
+    pub from_vertices: Vec<(String, u32)>,
     pub cause: String,
     pub since: Instant,
     pub timestamp_ms: u64,
 }
 
 impl PendingRescale {
-    /// A rescale from parallelism `from` that starts now.
-    pub(crate) fn now(from: u32, cause: String) -> Self {
+    /// A rescale of `job` (from its current parallelism) that starts now.
+    pub(crate) fn now(job: &super::job::Job, cause: String) -> Self {
         PendingRescale {
-            from,
+            from: job.current_parallelism(),
+            from_vertices: job.vertex_parallelism(),
             cause,
             since: Instant::now(),
             timestamp_ms: crate::resource_manager::now_ms(),

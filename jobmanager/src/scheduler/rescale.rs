@@ -178,7 +178,7 @@ impl Scheduler {
         cause: String,
         what: &str,
     ) -> bool {
-        let pending = PendingRescale::now(handle.lock().current_parallelism(), cause);
+        let pending = PendingRescale::now(&handle.lock(), cause);
         if !coordinator.stop_with_checkpoint().await {
             return false;
         }
@@ -192,14 +192,24 @@ impl Scheduler {
         true
     }
 
-    /// The first time every task of an attempt runs: a rescale under way is over.
+    /// The first time every task of an attempt runs: a rescale under way is over. It is
+    /// recorded when some vertex's parallelism changed (a change of one vertex among wider ones
+    /// leaves the job's parallelism as it was).
     pub(super) fn finish_rescale(handle: &Handle) {
         let mut job = handle.lock();
         let Some(pending) = job.pending_rescale.take() else {
             return;
         };
         let to = job.current_parallelism();
-        if to == pending.from {
+        let vertices: Vec<(String, u32, u32)> = job
+            .vertex_parallelism()
+            .into_iter()
+            .filter_map(|(id, now)| {
+                let before = pending.from_vertices.iter().find(|(v, _)| *v == id).map(|(_, p)| *p)?;
+                (before != now).then_some((id, before, now))
+            })
+            .collect();
+        if vertices.is_empty() {
             return;
         }
         let pause_ms = pending.since.elapsed().as_millis() as u64;
@@ -216,6 +226,7 @@ impl Scheduler {
             to,
             cause: pending.cause,
             pause_ms,
+            vertices,
         });
     }
 }

@@ -14,7 +14,7 @@ pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
         let cause = job.failure.clone().unwrap_or_default();
         let class = job.failure_class;
         if ctx.reactive.is_some() && job.pending_rescale.is_none() {
-            job.pending_rescale = Some(PendingRescale::now(job.current_parallelism(), cause.clone()));
+            job.pending_rescale = Some(PendingRescale::now(&job, cause.clone()));
         }
         (job.id.clone(), cause, class)
     };
