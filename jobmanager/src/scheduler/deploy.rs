@@ -1,7 +1,7 @@
 //! Deploying an attempt: the checkpoint it restores, the sources' split enumerators (restored
 //! with it), subtask i of every vertex into the allocated slots (one request per taskmanager,
-//! with every subtask's location and the source splits the enumerators dealt it), the checkpoint coordinator of the attempt, and cancelling
-//! an attempt on its taskmanagers.
+//! with every subtask's location and the source splits the enumerators dealt it), the
+//! checkpoint coordinator of the attempt, and cancelling an attempt on its taskmanagers.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
