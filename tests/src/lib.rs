@@ -194,7 +194,6 @@ pub fn get_text(url: &str) -> Option<String> {
     get(url)?.body_mut().read_to_string().ok()
 }
 
-/// The JobID `sluice run` printed ("Job has been submitted with JobID …").
 /// Cluster configuration for tests that kill taskmanagers: checkpoints every `interval` into
 /// `dir`, and a fixed-delay restart strategy (5 attempts, 200 ms apart).
 pub fn checkpoints_and_restarts(dir: &Path, interval: &str) -> String {
@@ -218,6 +217,7 @@ pub fn job_restarts(metrics_port: u16, id: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// The JobID `sluice run` printed ("Job has been submitted with JobID …").
 pub fn job_id_of(o: &std::process::Output) -> String {
     let out = format!(
         "{}{}",
