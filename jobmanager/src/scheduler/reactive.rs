@@ -91,7 +91,6 @@ impl RescaleRecord {
 /// A rescale under way: what it started from and when the job stopped processing.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingRescale {
-    pub from: u32,
     /// Each vertex's parallelism before, by vertex id.
     pub from_vertices: Vec<(String, u32)>,
     pub cause: String,
@@ -103,12 +102,16 @@ impl PendingRescale {
     /// A rescale of `job` (from its current parallelism) that starts now.
     pub(crate) fn now(job: &super::job::Job, cause: String) -> Self {
         PendingRescale {
-            from: job.current_parallelism(),
             from_vertices: job.vertex_parallelism(),
             cause,
             since: Instant::now(),
             timestamp_ms: crate::resource_manager::now_ms(),
         }
+    }
+
+    /// The job's parallelism before (its widest vertex's).
+    pub(crate) fn parallelism_before(&self) -> u32 {
+        self.from_vertices.iter().map(|(_, p)| *p).max().unwrap_or(0)
     }
 }
 

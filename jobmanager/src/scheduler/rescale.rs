@@ -217,12 +217,12 @@ impl Scheduler {
             "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}).",
             job.name,
             job.id,
-            pending.from,
+            pending.parallelism_before(),
             pending.cause
         );
         job.rescales.push(RescaleRecord {
             timestamp_ms: pending.timestamp_ms,
-            from: pending.from,
+            from: pending.parallelism_before(),
             to,
             cause: pending.cause,
             pause_ms,
