@@ -1,11 +1,12 @@
 //! The connector contracts. A source subtask owns a `Source`: it is handed splits (from its
-//! restored state, and by the jobmanager's enumerator at deployment and while running), yields batches,
-//! snapshots the position of each split it still reads, and hears when a checkpoint completes
-//! or is aborted (to commit offsets). A sink subtask owns a `Sink`: it writes, pre-commits at
-//! every barrier (returning committables the runtime keeps in the checkpoint), commits them
-//! when that checkpoint completes, and recovers restored committables after a failure (Flink's
-//! two-phase-commit `SinkWriter`/`Committer`). Both are async: a connector talks to external
-//! systems; blocking work (files, blocking clients) runs off tokio's workers.
+//! restored state, and by the jobmanager's enumerator at deployment and while running),
+//! yields batches, snapshots the position of each split it still reads, and hears when a
+//! checkpoint completes or is aborted (to commit offsets). A sink subtask owns a `Sink`: it
+//! writes, pre-commits at every barrier (returning committables the runtime keeps in the
+//! checkpoint), commits them when that checkpoint completes, and recovers restored committables
+//! after a failure (Flink's two-phase-commit `SinkWriter`/`Committer`). Both are async: a
+//! connector talks to external systems; blocking work (files, blocking clients) runs off
+//! tokio's workers.
 
 use std::time::Duration;
 

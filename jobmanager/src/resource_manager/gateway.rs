@@ -1,7 +1,8 @@
 //! What the jobmanager asks of a taskmanager, behind a trait (Flink's `TaskExecutorGateway`):
 //! deploy and cancel a job attempt's subtasks, hand running sources new splits, trigger
-//! checkpoints and announce their completion or abortion. The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the
-//! checkpoint coordinator put a fake in its place. Errors are the taskmanager's message.
+//! checkpoints and announce their completion or abortion. The daemon talks gRPC
+//! (`GrpcGateway`); unit tests of the scheduler and the checkpoint coordinator put a fake in
+//! its place. Errors are the taskmanager's message.
 
 use std::fmt;
 use std::sync::Arc;

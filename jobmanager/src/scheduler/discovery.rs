@@ -28,14 +28,12 @@ impl Scheduler {
         let Some(interval) = interval else {
             return Ok(());
         };
+        // The first look is one interval after the attempt started running.
         let now = Instant::now();
-        let due = attempt.next_discovery.is_some_and(|t| now >= t);
-        if attempt.next_discovery.is_none() || due {
-            attempt.next_discovery = Some(now + interval);
-        }
-        if !due {
+        if now < *attempt.next_discovery.get_or_insert(now + interval) {
             return Ok(());
         }
+        attempt.next_discovery = Some(now + interval);
         let enumerators = attempt.enumerators.clone();
         let found =
             tokio::task::spawn_blocking(move || enumerators.lock().unwrap_or_else(|p| p.into_inner()).discover())

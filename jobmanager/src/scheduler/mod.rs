@@ -11,8 +11,8 @@
 //! This file holds the scheduler's state and what it is told (task states, acks, requests);
 //! by concern: `submit` (a job file becomes a job), `deploy` (an attempt onto taskmanagers,
 //! its restore point, split enumerators and checkpoint coordinator), `discovery` (new splits
-//! for running sources), `rescale` (reactive policy, resource
-//! requirements, rescale records), `states/` (the lifecycle, one file per state).
+//! for running sources), `rescale` (reactive policy, resource requirements, rescale records),
+//! `states/` (the lifecycle, one file per state).
 
 mod deploy;
 mod discovery;

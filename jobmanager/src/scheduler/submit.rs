@@ -122,14 +122,14 @@ impl Scheduler {
             job.name,
             job.graph.slots_needed()
         );
-        let (commands, inbox) = mpsc::unbounded_channel();
+        let (commands, received) = mpsc::unbounded_channel();
         let handle = Arc::new(Handle {
             job: Mutex::new(job),
             changed: Notify::new(),
             commands,
         });
         self.handles().insert(id.clone(), handle.clone());
-        tokio::spawn(states::drive(self.clone(), handle, inbox));
+        tokio::spawn(states::drive(self.clone(), handle, received));
         Ok(id)
     }
 }

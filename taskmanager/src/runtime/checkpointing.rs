@@ -1,8 +1,8 @@
 //! A subtask's side of checkpointing (DESIGN §8): the control messages it receives (a trigger
-//! and new splits for sources, completion and abort notices for all), barrier alignment over its input
-//! channels (exactly-once blocks a channel after its barrier until every channel delivered it;
-//! at-least-once only counts), and the hand-over of snapshots to the executor, which uploads
-//! them and acknowledges to the jobmanager.
+//! and new splits for sources, completion and abort notices for all), barrier alignment over
+//! its input channels (exactly-once blocks a channel after its barrier until every channel
+//! delivered it; at-least-once only counts), and the hand-over of snapshots to the executor,
+//! which uploads them and acknowledges to the jobmanager.
 
 use std::collections::HashSet;
 

@@ -23,15 +23,15 @@ mod waiting_for_resources;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sluice_connectors::SourceEnumerators;
+use tokio::sync::mpsc;
+
 use super::job::{CheckpointMessage, JobState, TaskStatus};
 use super::reactive::{ReactiveSettings, ScaleUpWatch};
 use super::restart::RestartStrategy;
 use super::{Handle, JobCommand, SavepointRequest, Scheduler};
-use sluice_connectors::SourceEnumerators;
-
 use crate::checkpoint::Coordinator;
 use crate::resource_manager::{now_ms, Registry, TaskManagerRecord};
-use tokio::sync::mpsc;
 
 /// How long cancelling or failing waits for subtasks to report before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
