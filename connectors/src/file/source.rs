@@ -43,6 +43,16 @@ pub(crate) fn file_split(file: &Path, read: u64) -> Split {
     v
 }
 
+/// The file and batches read of a split `file_split` made; `None` for any other bytes.
+fn read_file_split(split: &[u8]) -> Option<(PathBuf, u64)> {
+    let rest = split.strip_prefix(SPLIT_MAGIC.as_slice())?;
+    let (read, path) = rest.split_first_chunk::<8>()?;
+    Some((
+        PathBuf::from(std::ffi::OsStr::from_bytes(path)),
+        u64::from_le_bytes(*read),
+    ))
+}
+
 /// The reader's state, moved onto a blocking thread for each batch.
 struct Files {
     /// The source's path (to resolve splits that name their file by its index in a listing).
@@ -250,16 +260,9 @@ impl Source for FileSource {
             .ok_or_else(|| TaskError::internal("file source: an earlier read was cancelled"))?;
         let mut listing = None;
         for e in &splits {
-            let split = match e.strip_prefix(SPLIT_MAGIC.as_slice()) {
-                Some(rest) if rest.len() >= 8 => {
-                    let mut read = [0u8; 8];
-                    read.copy_from_slice(&rest[..8]);
-                    (
-                        PathBuf::from(std::ffi::OsStr::from_bytes(&rest[8..])),
-                        u64::from_le_bytes(read),
-                    )
-                }
-                _ => {
+            let split = match read_file_split(e) {
+                Some(split) => split,
+                None => {
                     // A split by index into the listing (checkpoints from before path-named
                     // splits): the listing now must still hold that file.
                     let (file, skip) = decode_position(e)?;
