@@ -45,7 +45,7 @@ impl Connector for Counter {
     }
 
     fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {
-        let to = to(ctx.spec).map_err(|e| ClassedError::config(e.to_string()))?;
+        let to = to(ctx.spec)?;
         Ok(Box::new(CounterSource {
             schema: ctx.schema.clone(),
             to,

@@ -8,7 +8,9 @@ use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
 use sluice_common::memory::JobManagerMemory;
 use sluice_common::net::{bind_first_free, bind_host};
-use sluice_common::observability::{announce_metrics, heap_used_bytes, label_value, serve_prometheus, CpuLoad};
+use sluice_common::observability::{
+    announce_metrics, heap_used_bytes, label_value, serve_prometheus, CpuLoad, ScrapeText,
+};
 use sluice_common::signals::shutdown_signal;
 use sluice_proto::control::job_manager_service_server::JobManagerServiceServer;
 use tokio::sync::watch;
@@ -78,12 +80,15 @@ pub async fn run(config: Configuration) -> Result<(), String> {
             .filter(|j| !j.state.is_terminal())
             .count();
         metrics::gauge!("flink_jobmanager_numRunningJobs", &labels).set(running as f64);
-        for job in metrics_scheduler.jobs() {
-            job_metrics(&host_label, &job);
-        }
         metrics::gauge!("flink_jobmanager_Status_JVM_Memory_Heap_Used", &labels).set(heap_used_bytes() as f64);
         let load = cpu.lock().map(|mut c| c.sample()).unwrap_or(0.0);
         metrics::gauge!("flink_jobmanager_Status_JVM_CPU_Load", &labels).set(load);
+        // A job's series exist while it does: Flink drops its metric group when it ends.
+        let mut scoped = ScrapeText::default();
+        for job in metrics_scheduler.jobs().iter().filter(|j| !j.state.is_terminal()) {
+            job_metrics(&host_label, job, &mut scoped);
+        }
+        scoped.render()
     });
     let metrics_addr = serve_prometheus(&rpc_host, &cfg(config.get(&PROMETHEUS_PORT))?, refresh).await?;
     let _file_sd = announce_metrics(&config, "jobmanager", metrics_addr)?;
@@ -111,7 +116,8 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         registry: registry.clone(),
         scheduler: scheduler.clone(),
         config: config.displayable(),
-        started_at_ms: now_ms(),
+        storage_config: config.clone(),
+        disposals: Default::default(),
     });
     let rest_addr = rest_listener.local_addr().map_err(|e| e.to_string())?;
     let mut rest_shutdown = shutdown_rx.clone();
@@ -145,30 +151,48 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     Ok(())
 }
 
-/// Flink's job-scope metrics on the jobmanager: checkpoint counts and the latest completed
-/// checkpoint's duration and size, `numRestarts`; and Sluice's rescale figures (`numRescales`,
-/// `lastRescaleDurationMs`, `parallelism`).
-fn job_metrics(host: &str, job: &crate::scheduler::job::Job) {
-    let labels = [
-        ("host", host.to_string()),
-        ("job_id", label_value(&job.id)),
-        ("job_name", label_value(&job.name)),
-    ];
+/// Flink's job-scope metrics on the jobmanager, by Flink's metric name: checkpoint counts and
+/// the latest completed checkpoint's duration and size, `numRestarts`; and Sluice's rescale
+/// figures (`numRescales`, `lastRescaleDurationMs`, `parallelism`). Prometheus shows them as
+/// `flink_jobmanager_job_<name>`, `GET /jobs/:id/metrics` by name.
+pub(crate) fn job_metric_values(job: &crate::scheduler::job::Job) -> Vec<(&'static str, f64)> {
     let stats = job.checkpoint_stats();
     let (duration, size) = stats
         .latest_completed
         .as_ref()
         .map_or((0.0, 0.0), |c| (c.duration_ms as f64, c.state_size as f64));
-    metrics::gauge!("flink_jobmanager_job_lastCheckpointDuration", &labels).set(duration);
-    metrics::gauge!("flink_jobmanager_job_lastCheckpointSize", &labels).set(size);
-    metrics::gauge!("flink_jobmanager_job_numberOfCompletedCheckpoints", &labels).set(stats.completed as f64);
-    metrics::gauge!("flink_jobmanager_job_numberOfFailedCheckpoints", &labels).set(stats.failed as f64);
-    metrics::gauge!("flink_jobmanager_job_numberOfInProgressCheckpoints", &labels).set(stats.in_progress as f64);
     let total = stats.completed + stats.failed + stats.in_progress;
-    metrics::gauge!("flink_jobmanager_job_totalNumberOfCheckpoints", &labels).set(total as f64);
-    metrics::gauge!("flink_jobmanager_job_numRestarts", &labels).set(stats.num_restarts as f64);
-    metrics::gauge!("flink_jobmanager_job_numRescales", &labels).set(job.rescales.len() as f64);
-    let last = job.rescales.last().map_or(0.0, |r| r.pause_ms as f64);
-    metrics::gauge!("flink_jobmanager_job_lastRescaleDurationMs", &labels).set(last);
-    metrics::gauge!("flink_jobmanager_job_parallelism", &labels).set(f64::from(job.current_parallelism()));
+    let running_since = job.timestamps.get("RUNNING").copied().unwrap_or(job.start_time);
+    let uptime = if job.state.name() == "RUNNING" {
+        now_ms().saturating_sub(running_since)
+    } else {
+        0
+    };
+    vec![
+        ("lastCheckpointDuration", duration),
+        ("lastCheckpointSize", size),
+        ("numberOfCompletedCheckpoints", stats.completed as f64),
+        ("numberOfFailedCheckpoints", stats.failed as f64),
+        ("numberOfInProgressCheckpoints", stats.in_progress as f64),
+        ("totalNumberOfCheckpoints", total as f64),
+        ("numRestarts", stats.num_restarts as f64),
+        ("numRescales", job.rescales.len() as f64),
+        (
+            "lastRescaleDurationMs",
+            job.rescales.last().map_or(0.0, |r| r.pause_ms as f64),
+        ),
+        ("parallelism", f64::from(job.current_parallelism())),
+        ("uptime", uptime as f64),
+    ]
+}
+
+fn job_metrics(host: &str, job: &crate::scheduler::job::Job, out: &mut ScrapeText) {
+    let labels = [
+        ("host", host.to_string()),
+        ("job_id", label_value(&job.id)),
+        ("job_name", label_value(&job.name)),
+    ];
+    for (name, value) in job_metric_values(job) {
+        out.gauge(&format!("flink_jobmanager_job_{name}"), &labels, value);
+    }
 }

@@ -10,7 +10,7 @@ use sluice_common::config::options::*;
 use sluice_common::config::{ConfigError, Configuration};
 use sluice_common::net::{bind_first_free, bind_host};
 use sluice_common::observability::{
-    announce_metrics, heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad,
+    announce_metrics, heap_used_bytes, label_value, physical_memory_bytes, serve_prometheus, CpuLoad, ScrapeText,
 };
 use sluice_common::signals::shutdown_signal;
 use sluice_proto::control::task_manager_service_server::TaskManagerServiceServer;
@@ -23,7 +23,7 @@ use crate::executor::{
     TaskManagerGateway,
 };
 use crate::memory::MemoryPools;
-use crate::metrics::task_gauges;
+use crate::metrics::TaskSeries;
 use crate::network::{NetworkBufferPool, NetworkEnvironment};
 
 fn cfg<T>(r: Result<T, ConfigError>) -> Result<T, String> {
@@ -69,7 +69,7 @@ fn install_metrics_refresh(
     let network_bytes = pools.memory.flink.network.bytes() as f64;
     let heap_max = pools.heap_max() as f64;
     let cpu = std::sync::Mutex::new(CpuLoad::new());
-    let tasks = std::sync::Mutex::new(task_gauges(host, resource_id));
+    let tasks = TaskSeries::new(host, resource_id);
     Arc::new(move || {
         let g = |name: &'static str, value: f64| metrics::gauge!(name, &labels).set(value);
         let available = network.pool.available() as f64;
@@ -95,9 +95,9 @@ fn install_metrics_refresh(
         g("flink_taskmanager_Status_JVM_Memory_Heap_Max", heap_max);
         let load = cpu.lock().map(|mut c| c.sample()).unwrap_or(0.0);
         g("flink_taskmanager_Status_JVM_CPU_Load", load);
-        if let Ok(mut t) = tasks.lock() {
-            t.refresh(&runs.tasks());
-        }
+        let mut scoped = ScrapeText::default();
+        tasks.write(&runs.tasks(), &mut scoped);
+        scoped.render()
     })
 }
 

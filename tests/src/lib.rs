@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod flink;
+pub mod prometheus;
 pub mod seaweed;
 pub mod tools;
 pub mod windowed_job;
@@ -306,14 +308,27 @@ impl Cluster {
 
     /// PUT a JSON body to the REST API; the status and the response body.
     pub fn rest_put(&self, path: &str, body: &Value) -> (u16, String) {
+        self.rest_send("PUT", path, body)
+    }
+
+    /// POST a JSON body to the REST API; the status and the response body.
+    pub fn rest_post(&self, path: &str, body: &Value) -> (u16, String) {
+        self.rest_send("POST", path, body)
+    }
+
+    fn rest_send(&self, method: &str, path: &str, body: &Value) -> (u16, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             .http_status_as_error(false)
             .build()
             .into();
         let url = format!("http://127.0.0.1:{}{path}", self.rest_port);
-        match agent
-            .put(&url)
+        let request = if method == "POST" {
+            agent.post(&url)
+        } else {
+            agent.put(&url)
+        };
+        match request
             .header("content-type", "application/json")
             .send(body.to_string())
         {
@@ -453,3 +468,21 @@ sinks:
 "#
     )
 }
+
+/// A job whose sink is slower than its source: datagen at full speed (parallelism 3) into a
+/// blackhole sink that discards 2000 rows per second (parallelism 1), so the sources are
+/// back-pressured and the sink busy all the time.
+pub const SLOW_SINK_JOB: &str = r#"name: slow-sink
+parallelism: 3
+sources:
+  - id: events
+    connector: datagen
+    schema:
+      - {name: k, type: bigint, expr: "seq"}
+sinks:
+  - id: out
+    input: events
+    connector: blackhole
+    parallelism: 1
+    options: {rows-per-second: 2000}
+"#;

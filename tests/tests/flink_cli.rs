@@ -10,25 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_tests::flink::{flink_bin, run_java_probe};
 use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::{unbounded_job, wait_for, Cluster};
-
-/// `pyflink/bin/flink` of the venv scripts/deps.sh installs (`SLUICE_FLINK_VENV`, default
-/// `~/.cache/sluice-tools/flink-venv`).
-fn flink_bin() -> Option<PathBuf> {
-    let venv = std::env::var("SLUICE_FLINK_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice-tools/flink-venv")
-        });
-    let out = Command::new(venv.join("bin/python"))
-        .args(["-c", "import pyflink, os; print(os.path.dirname(pyflink.__file__))"])
-        .output()
-        .ok()?;
-    let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let bin = Path::new(&home).join("bin/flink");
-    (out.status.success() && bin.exists()).then_some(bin)
-}
 
 struct Flink {
     bin: PathBuf,
@@ -58,32 +42,10 @@ impl Flink {
 }
 
 impl Flink {
-    /// Compiles tests/java/FlinkRestProbe.java against Flink's jars and runs it for job `id`.
+    /// Reads job `id` with tests/java/FlinkRestProbe.java (Flink's `RestClusterClient`).
     fn probe(&self, id: &str) -> String {
-        let home = self.bin.parent().and_then(Path::parent).expect("FLINK_HOME");
-        let jars = format!("{}/lib/*", home.display());
-        let classes = self.dir.path().join("probe");
-        let javac = Command::new("javac")
-            .arg("-d")
-            .arg(&classes)
-            .args(["-cp", &jars])
-            .arg(sluice_tests::repo_root().join("tests/java/FlinkRestProbe.java"))
-            .output()
-            .expect("run javac");
-        assert!(javac.status.success(), "{}", String::from_utf8_lossy(&javac.stderr));
         let (host, port) = self.rest.split_once(':').expect("host:port");
-        let out = Command::new("java")
-            .args(["-cp", &format!("{}:{jars}", classes.display())])
-            .args(["FlinkRestProbe", host, port, id])
-            .output()
-            .expect("run java");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        println!(
-            "$ java FlinkRestProbe {id}\n{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        text
+        run_java_probe(&self.bin, "FlinkRestProbe", &[host, port, id], self.dir.path())
     }
 }
 

@@ -4,25 +4,12 @@
 //! need are there; every query of the shipped Grafana dashboard evaluates too. Skipped, with a
 //! message, where `prometheus` is not installed.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_tests::prometheus::{install, start};
 use sluice_tests::tools::{have_tool, runs};
-use sluice_tests::{free_port, get_json, repo_root, unbounded_job, wait_for, Cluster, Daemon};
-
-fn query(port: u16, expr: &str) -> Option<Value> {
-    let mut url = format!("http://127.0.0.1:{port}/api/v1/query?query=");
-    for b in expr.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) {
-            url.push(b as char);
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
-    }
-    let v = get_json(&url)?;
-    (v["status"] == "success").then(|| v["data"]["result"].clone())
-}
+use sluice_tests::{get_json, repo_root, unbounded_job, wait_for, Cluster};
 
 #[test]
 fn alert_rules_evaluate_on_a_running_job() {
@@ -32,28 +19,10 @@ fn alert_rules_evaluate_on_a_running_job() {
     ) {
         return;
     }
-    // The shipped scripts/prometheus/prometheus.yml, laid out as in an installation
-    // (scripts/prometheus/ beside log/), finds the daemons through the target files they write
-    // into log/prometheus-targets: no port is listed anywhere.
+    // The shipped configuration finds the daemons through the target files they write: no
+    // port is listed anywhere.
     let dir = tempfile::tempdir().expect("dir");
-    let prom_dir = dir.path().join("scripts/prometheus");
-    std::fs::create_dir_all(&prom_dir).expect("mkdir");
-    let targets = dir.path().join("log/prometheus-targets");
-    let shipped =
-        std::fs::read_to_string(repo_root().join("scripts/prometheus/prometheus.yml")).expect("prometheus.yml");
-    let config = shipped
-        .replace("scrape_interval: 15s", "scrape_interval: 1s")
-        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
-        .replace("refresh_interval: 30s", "refresh_interval: 1s");
-    assert!(config.contains("file_sd_configs"), "{config}");
-    let config_path = prom_dir.join("prometheus.yml");
-    std::fs::write(&config_path, config).expect("config");
-    std::fs::copy(
-        repo_root().join("scripts/prometheus/alerts.yml"),
-        prom_dir.join("alerts.yml"),
-    )
-    .expect("alerts.yml");
-
+    let targets = install(dir.path(), None);
     let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
     let (_jm, jm_metrics) = cluster.start_jobmanager();
     let (_a, tm_a) = cluster.start_taskmanager(&[]);
@@ -68,32 +37,19 @@ fn alert_rules_evaluate_on_a_running_job() {
         assert!(found, "no target file for metrics port {port} in {}", targets.display());
     }
 
-    let port = free_port();
-    let args = vec![
-        format!("--config.file={}", config_path.display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-    ];
-    let _prometheus = Daemon::start(
-        "prometheus",
-        Path::new("prometheus"),
-        &args,
-        dir.path().join("prometheus.log"),
-    );
+    let prometheus = start(dir.path());
     let presence = [
         "avg(flink_taskmanager_job_task_backPressuredTimeMsPerSecond) >= 0",
         "avg(flink_taskmanager_Status_JVM_CPU_Load) >= 0",
         "avg(flink_taskmanager_job_task_busyTimeMsPerSecond) >= 0",
     ];
     for expr in presence {
-        let result = wait_for(Duration::from_secs(60), expr, || {
-            query(port, expr).filter(|r| r.as_array().is_some_and(|a| !a.is_empty()))
-        });
+        let result = wait_for(Duration::from_secs(60), expr, || prometheus.query_some(expr));
         println!("{expr}: {}", result[0]["value"]);
     }
     // The rules themselves, loaded unchanged from scripts/prometheus/alerts.yml.
     let rules = wait_for(Duration::from_secs(30), "the rules evaluated", || {
-        let v = get_json(&format!("http://127.0.0.1:{port}/api/v1/rules"))?;
+        let v = get_json(&format!("http://127.0.0.1:{}/api/v1/rules", prometheus.port))?;
         let rules: Vec<Value> = v["data"]["groups"]
             .as_array()?
             .iter()
@@ -111,11 +67,11 @@ fn alert_rules_evaluate_on_a_running_job() {
             r["name"], r["query"], r["health"], r["state"]
         );
         let expr = r["query"].as_str().expect("query");
-        assert!(query(port, expr).is_some(), "{expr} evaluates");
+        assert!(prometheus.query(expr).is_some(), "{expr} evaluates");
     }
     // The jobmanager is scraped too.
     wait_for(Duration::from_secs(30), "the jobmanager's metrics", || {
-        let r = query(port, "flink_jobmanager_numRegisteredTaskManagers")?;
+        let r = prometheus.query("flink_jobmanager_numRegisteredTaskManagers")?;
         (r[0]["value"][1] == "2").then_some(())
     });
     // Every query of the shipped Grafana dashboard evaluates.
@@ -129,7 +85,10 @@ fn alert_rules_evaluate_on_a_running_job() {
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
     {
         let expr = target["expr"].as_str().expect("expr");
-        assert!(query(port, expr).is_some(), "dashboard query {expr} does not evaluate");
+        assert!(
+            prometheus.query(expr).is_some(),
+            "dashboard query {expr} does not evaluate"
+        );
     }
     println!("{} dashboard panels' queries evaluate", panels.len());
     let c = cluster.sluice("cancel", &[id.as_str()]);

@@ -48,3 +48,11 @@ impl fmt::Display for JobError {
 impl std::error::Error for JobError {}
 
 pub type JobResult<T> = Result<T, JobError>;
+
+/// A job-file error met while running (a connector reading options on a taskmanager that the
+/// jobmanager checked at submission) fails the job as a setting's failure.
+impl From<JobError> for crate::failure::ClassedError {
+    fn from(e: JobError) -> Self {
+        crate::failure::ClassedError::config(e.to_string())
+    }
+}

@@ -11,4 +11,4 @@ pub use file_sd::{announce_metrics, FileSdTarget};
 pub use heap_accounting::heap_used_bytes;
 pub use logging::init_logging;
 pub use process_stats::{physical_memory_bytes, resident_set_bytes, CpuLoad};
-pub use prometheus::{label_value, serve_prometheus, MetricsRefresh};
+pub use prometheus::{label_value, serve_prometheus, MetricsRefresh, ScrapeText};

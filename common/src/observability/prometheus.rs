@@ -1,7 +1,12 @@
 //! Serves Prometheus text on `metrics.reporter.prom.port` (first free port of the range, as
-//! Flink's reporter does) from the process-wide `metrics` recorder. Gauges that are cheaper to
-//! read than to keep current are refreshed right before each scrape.
+//! Flink's reporter does): the process-wide `metrics` recorder's series (process scope), then
+//! the series of what exists at this scrape (jobs, tasks), written fresh each time by the
+//! refresh hook (`ScrapeText`), so a job's or task's series are gone once it is, as Flink drops
+//! a metric group when its job or task ends. Gauges that are cheaper to read than to keep
+//! current are refreshed right before each scrape.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,8 +17,54 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::config::PortRange;
 use crate::net::bind_first_free;
 
-/// Called before every scrape to bring gauges up to date.
-pub type MetricsRefresh = Arc<dyn Fn() + Send + Sync>;
+/// Called at every scrape: brings the process gauges up to date and returns the text of the
+/// job- and task-scope series that exist now.
+pub type MetricsRefresh = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Gauge series written for one scrape, grouped by family as the exposition format wants.
+#[derive(Debug, Default)]
+pub struct ScrapeText {
+    families: BTreeMap<String, String>,
+}
+
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn sample_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
+    }
+}
+
+impl ScrapeText {
+    pub fn gauge(&mut self, name: &str, labels: &[(&str, String)], value: f64) {
+        let lines = self.families.entry(name.to_string()).or_default();
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        let _ = writeln!(lines, "{name}{labels} {}", sample_value(value));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, lines) in &self.families {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            out.push_str(lines);
+        }
+        out
+    }
+}
 
 fn install_recorder() -> Result<PrometheusHandle, String> {
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -49,8 +100,13 @@ pub async fn serve_prometheus(host: &str, ports: &PortRange, refresh: MetricsRef
         let handle = handle.clone();
         let refresh = refresh.clone();
         async move {
-            refresh();
-            handle.render()
+            let scoped = refresh();
+            let mut text = handle.render();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&scoped);
+            text
         }
     };
     let app = Router::new()
@@ -62,4 +118,21 @@ pub async fn serve_prometheus(host: &str, ports: &PortRange, refresh: MetricsRef
         }
     });
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_type_line_per_family_and_escaped_labels() {
+        let mut t = ScrapeText::default();
+        t.gauge("b_total", &[("job", "a\"b".into())], 1.5);
+        t.gauge("a_gauge", &[], f64::NAN);
+        t.gauge("b_total", &[("job", "c".into())], 2.0);
+        assert_eq!(
+            t.render(),
+            "# TYPE a_gauge gauge\na_gauge NaN\n# TYPE b_total gauge\nb_total{job=\"a\\\"b\"} 1.5\nb_total{job=\"c\"} 2\n"
+        );
+    }
 }

@@ -153,6 +153,34 @@ impl StorageLocation {
             .map_err(|e| format!("writing {}/_metadata: {e}", self.url))
     }
 
+    /// Deletes every object under `dir`, and on a local file system the emptied directories.
+    pub async fn delete_tree(&self, dir: &Path) -> Result<(), String> {
+        for f in self.list_path(dir).await? {
+            self.store
+                .delete(&f.location)
+                .await
+                .map_err(|e| format!("deleting {} in {}: {e}", f.location, self.url))?;
+        }
+        if let Some(root) = &self.local_root {
+            // The emptied directories themselves, off the async workers.
+            let local = root.join(dir.as_ref());
+            tokio::task::spawn_blocking(move || {
+                if local.exists() {
+                    std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;
+                }
+                Ok::<(), String>(())
+            })
+            .await
+            .map_err(|e| format!("deleting {dir} in {}: {e}", self.url))??;
+        }
+        Ok(())
+    }
+
+    /// Deletes everything this location names (a savepoint directory being disposed).
+    pub async fn delete_all(&self) -> Result<(), String> {
+        self.delete_tree(&self.prefix.clone()).await
+    }
+
     /// The `_metadata` of the snapshot directory this location names.
     pub async fn read_metadata(&self) -> Result<CheckpointMetadata, String> {
         let bytes = self.get("_metadata").await?;
@@ -248,27 +276,7 @@ impl CheckpointStore {
 
     /// Deletes every file of checkpoint `id` (its directory; shared files are not touched).
     pub async fn discard(&self, id: u64) -> Result<(), String> {
-        let dir = self.layout.checkpoint_dir(id);
-        for f in self.location.list_path(&dir).await? {
-            self.location
-                .store
-                .delete(&f.location)
-                .await
-                .map_err(|e| format!("deleting {}: {e}", f.location))?;
-        }
-        if let Some(root) = &self.location.local_root {
-            // The emptied directories themselves, off the async workers.
-            let local = root.join(dir.as_ref());
-            tokio::task::spawn_blocking(move || {
-                if local.exists() {
-                    std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;
-                }
-                Ok::<(), String>(())
-            })
-            .await
-            .map_err(|e| format!("deleting checkpoint {id}: {e}"))??;
-        }
-        Ok(())
+        self.location.delete_tree(&self.layout.checkpoint_dir(id)).await
     }
 
     /// Deletes a file of `shared/` (named relative to the job's directory, as state handles

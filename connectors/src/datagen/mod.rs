@@ -67,12 +67,6 @@ impl DatagenOptions {
     }
 }
 
-/// A job-file error as a setting's failure (the plan was checked at submission, so this only
-/// happens when the taskmanager reads options the jobmanager did not check).
-fn config(e: JobError) -> ClassedError {
-    ClassedError::config(e.to_string())
-}
-
 pub(crate) struct Datagen;
 
 impl Connector for Datagen {
@@ -114,7 +108,7 @@ impl Connector for Datagen {
 
     /// Splits 0..`splits`, each from its first row.
     fn enumerator(&self, spec: &SourceSpec, parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
-        let splits = DatagenOptions::parse(spec, parallelism).map_err(config)?.splits;
+        let splits = DatagenOptions::parse(spec, parallelism)?.splits;
         Ok(Box::new(RoundRobinEnumerator::new(move || {
             Ok((0..u64::from(splits))
                 .map(|s| (format!("split-{s}"), encode_position(s, 0)))
@@ -123,7 +117,7 @@ impl Connector for Datagen {
     }
 
     fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {
-        let options = DatagenOptions::parse(ctx.spec, ctx.parallelism).map_err(config)?;
+        let options = DatagenOptions::parse(ctx.spec, ctx.parallelism)?;
         Ok(Box::new(source::DatagenSource::new(
             &options,
             &ctx.spec.schema,

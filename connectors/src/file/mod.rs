@@ -59,10 +59,6 @@ impl FileOptions {
     }
 }
 
-fn config(e: JobError) -> ClassedError {
-    ClassedError::config(e.to_string())
-}
-
 pub(crate) struct File;
 
 impl Connector for File {
@@ -94,7 +90,7 @@ impl Connector for File {
 
     /// One split per file of the path (in name order), each from its start, named by its path.
     fn enumerator(&self, spec: &SourceSpec, _parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
-        let o = FileOptions::of_source(spec).map_err(config)?;
+        let o = FileOptions::of_source(spec)?;
         let path = o.path;
         Ok(Box::new(
             RoundRobinEnumerator::new(move || {
@@ -108,7 +104,7 @@ impl Connector for File {
     }
 
     fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {
-        let o = FileOptions::of_source(ctx.spec).map_err(config)?;
+        let o = FileOptions::of_source(ctx.spec)?;
         Ok(Box::new(source::FileSource::new(&o, ctx.schema.clone())?))
     }
 
@@ -117,7 +113,7 @@ impl Connector for File {
     }
 
     fn create_sink(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, ClassedError> {
-        let o = FileOptions::of_sink(ctx.spec).map_err(config)?;
+        let o = FileOptions::of_sink(ctx.spec)?;
         Ok(Box::new(sink::FileSink::new(&o, ctx.subtask, ctx.attempt)))
     }
 }

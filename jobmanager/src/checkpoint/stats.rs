@@ -24,25 +24,35 @@ pub(crate) struct CheckpointRecord {
 }
 
 impl CheckpointRecord {
+    /// Flink's `CheckpointStatistics` (`className` `completed` or `failed`, as its Jackson
+    /// subtype names say). Per-vertex statistics (`tasks`) are not kept.
     pub(crate) fn to_json(&self) -> Value {
+        let completed = self.status == "COMPLETED";
         let mut v = json!({
-            "className": if self.status == "COMPLETED" { ".CompletedCheckpointStatistics" } else { ".FailedCheckpointStatistics" },
+            "className": if completed { "completed" } else { "failed" },
             "id": self.id,
             "status": self.status,
             "is_savepoint": self.savepoint,
+            "savepointFormat": if self.savepoint { Value::from("CANONICAL") } else { Value::Null },
             "checkpoint_type": if self.savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
             "trigger_timestamp": self.trigger_timestamp,
             "latest_ack_timestamp": self.latest_ack_timestamp,
             "state_size": self.state_size,
             "checkpointed_size": self.state_size,
             "end_to_end_duration": self.duration_ms,
+            "alignment_buffered": 0,
+            "processed_data": 0,
+            "persisted_data": 0,
             "num_subtasks": self.num_subtasks,
             "num_acknowledged_subtasks": self.acknowledged,
-            "external_path": self.external_path,
-            "discarded": false,
+            "tasks": {},
         });
-        if let Some(f) = &self.failure {
-            v["failure_message"] = json!(f);
+        if completed {
+            v["external_path"] = json!(self.external_path);
+            v["discarded"] = json!(false);
+        } else {
+            v["failure_timestamp"] = json!(self.latest_ack_timestamp.max(self.trigger_timestamp));
+            v["failure_message"] = json!(self.failure);
         }
         v
     }
@@ -102,12 +112,28 @@ impl CheckpointStats {
             .collect();
         let summary = |v: &[u64]| {
             let n = v.len().max(1) as u64;
+            let mut sorted = v.to_vec();
+            sorted.sort_unstable();
+            // Nearest-rank quantiles over the retained history.
+            let q = |p: f64| -> f64 {
+                if sorted.is_empty() {
+                    return 0.0;
+                }
+                let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                sorted[rank - 1] as f64
+            };
             json!({
-                "min": v.iter().min().copied().unwrap_or(0),
-                "max": v.iter().max().copied().unwrap_or(0),
+                "min": sorted.first().copied().unwrap_or(0),
+                "max": sorted.last().copied().unwrap_or(0),
                 "avg": v.iter().sum::<u64>() / n,
+                "p50": q(0.5),
+                "p90": q(0.9),
+                "p95": q(0.95),
+                "p99": q(0.99),
+                "p999": q(0.999),
             })
         };
+        let zero = summary(&[]);
         json!({
             "counts": {
                 "restored": u64::from(self.restored.is_some()),
@@ -120,6 +146,9 @@ impl CheckpointStats {
                 "state_size": summary(&sizes),
                 "checkpointed_size": summary(&sizes),
                 "end_to_end_duration": summary(&durations),
+                "alignment_buffered": zero.clone(),
+                "processed_data": zero.clone(),
+                "persisted_data": zero,
             },
             "latest": {
                 "completed": opt(&self.latest_completed),

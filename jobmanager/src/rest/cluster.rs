@@ -1,4 +1,4 @@
-//! Cluster-wide REST views: `/overview`, `/config`, `/jobmanager/config`.
+//! Cluster-wide REST views: `/overview`, `/config`, `/jobmanager/config`, `/jars`.
 
 use axum::extract::State;
 use axum::Json;
@@ -20,19 +20,26 @@ pub(super) async fn overview(State(state): State<SharedState>) -> Json<Value> {
         "jobs-finished": count("FINISHED"),
         "jobs-cancelled": count("CANCELED"),
         "jobs-failed": count("FAILED"),
+        "taskmanagers-blocked": 0,
+        "slots-free-and-blocked": 0,
         "flink-version": sluice_common::VERSION,
+        "flink-commit": sluice_common::VERSION,
     }))
 }
 
+/// `GET /jars`: Flink's `JarListInfo`. Sluice runs job files, not jars: the list is empty.
+pub(super) async fn jars() -> Json<Value> {
+    Json(json!({"address": "", "files": []}))
+}
+
 /// `GET /config`: the web UI's configuration (Flink's `DashboardConfiguration`).
-pub(super) async fn web_config(State(state): State<SharedState>) -> Json<Value> {
+pub(super) async fn web_config() -> Json<Value> {
     Json(json!({
         "refresh-interval": 3000,
         "timezone-name": "Coordinated Universal Time",
         "timezone-offset": 0,
         "flink-version": sluice_common::VERSION,
         "flink-revision": sluice_common::VERSION,
-        "start-time": state.started_at_ms,
         "features": {"web-submit": true, "web-cancel": true, "web-rescale": false, "web-history": false},
     }))
 }

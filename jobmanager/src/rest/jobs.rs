@@ -1,6 +1,6 @@
 //! Job endpoints with Flink's paths and field names: `POST /jobs` (the job YAML as the body,
 //! `?parallelism=N`), `GET /jobs`, `GET /jobs/overview`, `GET /jobs/:id`,
-//! `GET /jobs/:id/status`, `GET /jobs/:id/exceptions`, `PATCH /jobs/:id?mode=cancel`, in the
+//! `GET /jobs/:id/status`, `PATCH /jobs/:id?mode=cancel`, in the
 //! shapes Flink 2.3's REST client parses.
 
 use std::collections::{BTreeMap, HashMap};
@@ -180,35 +180,6 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
             })
         })
         .collect();
-    let nodes: Vec<Value> = g
-        .vertices
-        .iter()
-        .map(|v| {
-            let inputs: Vec<Value> = g
-                .inputs_of(v.index)
-                .enumerate()
-                .map(|(i, e)| {
-                    json!({
-                        "num": i,
-                        "id": g.vertices[e.source].id,
-                        "ship_strategy": e.partition.name(),
-                        "local_strategy": "NONE",
-                        "caching": "NONE",
-                        "exchange": "pipelined_bounded",
-                    })
-                })
-                .collect();
-            json!({
-                "id": v.id,
-                "parallelism": v.parallelism,
-                "operator": "",
-                "operator_strategy": "",
-                "description": v.name,
-                "optimizer_properties": {},
-                "inputs": inputs,
-            })
-        })
-        .collect();
     let mut timestamps: BTreeMap<&str, u64> = JOB_STATUSES.iter().map(|s| (*s, 0)).collect();
     timestamps.extend(job.timestamps.iter().map(|(k, v)| (*k, *v)));
     json!({
@@ -226,7 +197,7 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
         "timestamps": timestamps,
         "vertices": vertices,
         "status-counts": vertices_per_state,
-        "plan": {"jid": job.id, "name": job.name, "type": "STREAMING", "nodes": nodes},
+        "plan": super::job_info::plan(job),
         "stream-graph": {},
         "pending-operators": 0,
         "failure-cause": job.failure,
@@ -277,21 +248,6 @@ pub(super) async fn status(State(state): State<SharedState>, Path(id): Path<Stri
         Some(job) => Json(json!({ "status": job.state.name() })).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("Job {id} not found")),
     }
-}
-
-pub(super) async fn exceptions(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
-    let Some(job) = state.scheduler.job(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
-    };
-    let ts = job.timestamps.get("FAILED").or(job.timestamps.get("FAILING")).copied();
-    Json(json!({
-        "root-exception": job.failure,
-        "failure-class": job.failure.as_ref().map(|_| job.failure_class.map_or("transient", |c| c.name())),
-        "timestamp": ts,
-        "all-exceptions": [],
-        "truncated": false,
-    }))
-    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -4,8 +4,13 @@
 
 mod checkpoints;
 mod cluster;
+mod job_info;
 mod jobs;
+mod savepoint_disposal;
 mod taskmanagers;
+mod vertices;
+
+pub(crate) use savepoint_disposal::Disposals;
 
 use std::sync::Arc;
 
@@ -24,7 +29,9 @@ pub(crate) struct RestState {
     pub scheduler: Scheduler,
     /// Effective configuration as shown by `/jobmanager/config` (secrets masked).
     pub config: Vec<(String, String)>,
-    pub started_at_ms: u64,
+    /// The cluster's configuration, for opening storage (savepoint disposal).
+    pub storage_config: sluice_common::config::Configuration,
+    pub disposals: Disposals,
 }
 
 pub(crate) type SharedState = Arc<RestState>;
@@ -54,12 +61,29 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/jobmanager/config", get(cluster::jobmanager_config))
         .route("/taskmanagers", get(taskmanagers::list))
         .route("/taskmanagers/{id}", get(taskmanagers::details))
+        .route("/taskmanagers/{id}/metrics", get(taskmanagers::metrics))
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/overview", get(jobs::overview))
         .route("/jobs/{id}", get(jobs::get).patch(jobs::patch))
         .route("/jobs/{id}/status", get(jobs::status))
-        .route("/jobs/{id}/exceptions", get(jobs::exceptions))
+        .route("/jobs/{id}/exceptions", get(job_info::exceptions))
+        .route("/jobs/{id}/config", get(job_info::config))
+        .route("/jobs/{id}/plan", get(job_info::get_plan))
+        .route("/jobs/{id}/accumulators", get(job_info::accumulators))
+        .route("/jobs/{id}/metrics", get(vertices::job_metrics))
+        .route("/jobs/{id}/vertices/{vid}", get(vertices::details))
+        .route(
+            "/jobs/{id}/vertices/{vid}/subtasks/metrics",
+            get(vertices::subtask_aggregates),
+        )
+        .route("/jobs/{id}/vertices/{vid}/backpressure", get(vertices::backpressure))
+        .route("/jobs/{id}/vertices/{vid}/watermarks", get(vertices::watermarks))
         .route("/jobs/{id}/checkpoints", get(checkpoints::stats))
+        .route("/jobs/{id}/checkpoints/config", get(checkpoints::config))
+        .route("/jobs/{id}/checkpoints/details/{cid}", get(checkpoints::details))
+        .route("/savepoint-disposal", post(savepoint_disposal::trigger))
+        .route("/savepoint-disposal/{trigger}", get(savepoint_disposal::status))
+        .route("/jars", get(cluster::jars))
         .route("/jobs/{id}/savepoints", post(checkpoints::trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(checkpoints::savepoint_status))
         .route("/jobs/{id}/stop", post(checkpoints::stop))

@@ -1,11 +1,14 @@
-//! `GET /taskmanagers` and `GET /taskmanagers/:id` with Flink's `TaskManagerInfo` fields.
+//! `GET /taskmanagers`, `GET /taskmanagers/:id` (with its slots and metrics) and
+//! `GET /taskmanagers/:id/metrics` (Flink's metric query, `get`) with Flink 2.3's
+//! `TaskManagerInfo` / `TaskManagerDetailsInfo` fields.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use super::vertices::MetricQuery;
 use super::{error, SharedState};
 use crate::resource_manager::TaskManagerRecord;
 
@@ -59,6 +62,8 @@ fn heap_max(r: &TaskManagerRecord) -> u64 {
 
 fn info(r: &TaskManagerRecord) -> Value {
     json!({
+        "assignedTasks": r.tasks.len(),
+        "blocked": false,
         "id": r.resource_id,
         "path": r.rpc_address(),
         "dataPort": r.data_port,
@@ -78,6 +83,61 @@ fn info(r: &TaskManagerRecord) -> Value {
     })
 }
 
+/// The taskmanager's metrics by Flink's names (`Status.JVM.Memory.Heap.Used`, …), from its
+/// latest heartbeat.
+fn metric_values(r: &TaskManagerRecord) -> Vec<(String, String)> {
+    let max = heap_max(r);
+    [
+        ("Status.JVM.Memory.Heap.Used", r.heap_used as f64),
+        ("Status.JVM.Memory.Heap.Max", max as f64),
+        ("Status.JVM.CPU.Load", r.cpu_load),
+        (
+            "Status.Flink.Memory.Managed.Total",
+            r.memory.get("taskmanager.memory.managed.size").copied().unwrap_or(0) as f64,
+        ),
+        (
+            "Status.Shuffle.Netty.TotalMemory",
+            r.memory.get("taskmanager.memory.network.max").copied().unwrap_or(0) as f64,
+        ),
+        ("numRunningTasks", r.tasks.len() as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `GET /taskmanagers/:id/metrics`.
+pub(super) async fn metrics(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Query(q): Query<MetricQuery>,
+) -> Response {
+    match state.registry.get(&id) {
+        None => error(StatusCode::NOT_FOUND, format!("Could not find TaskManager {id}")),
+        Some(r) => Json(super::vertices::metric_values(&metric_values(&r), &q)).into_response(),
+    }
+}
+
+/// Flink's `SlotInfo` per slot a job uses here: a slot holds one subtask index of each of
+/// the job's vertices (one slot sharing group).
+fn allocated_slots(state: &SharedState, r: &TaskManagerRecord) -> Vec<Value> {
+    let mut slots = Vec::new();
+    for job in state.scheduler.jobs().iter().filter(|j| !j.state.is_terminal()) {
+        let mut per_slot: std::collections::BTreeMap<u32, usize> = Default::default();
+        for ((_, subtask), _) in job.tasks.iter().filter(|(_, (_, tm))| *tm == r.resource_id) {
+            *per_slot.entry(*subtask).or_default() += 1;
+        }
+        for tasks in per_slot.values() {
+            slots.push(json!({
+                "resource": resource_profile(r, 1),
+                "jobId": job.id,
+                "assignedTasks": tasks,
+            }));
+        }
+    }
+    slots
+}
+
 pub(super) async fn list(State(state): State<SharedState>) -> Json<Value> {
     let tms: Vec<Value> = state.registry.snapshot().iter().map(info).collect();
     Json(json!({ "taskmanagers": tms }))
@@ -88,11 +148,29 @@ pub(super) async fn details(State(state): State<SharedState>, Path(id): Path<Str
         None => error(StatusCode::NOT_FOUND, format!("Could not find TaskManager {id}")),
         Some(r) => {
             let mut body = info(&r);
+            let network = r.memory.get("taskmanager.memory.network.max").copied().unwrap_or(0);
             body["metrics"] = json!({
                 "heapUsed": r.heap_used,
+                "heapCommitted": r.heap_used,
                 "heapMax": heap_max(&r),
-                "cpuLoad": r.cpu_load,
+                "nonHeapUsed": 0,
+                "nonHeapCommitted": 0,
+                "nonHeapMax": 0,
+                "directCount": 0,
+                "directUsed": 0,
+                "directMax": 0,
+                "mappedCount": 0,
+                "mappedUsed": 0,
+                "mappedMax": 0,
+                "nettyShuffleMemorySegmentsAvailable": 0,
+                "nettyShuffleMemorySegmentsUsed": 0,
+                "nettyShuffleMemorySegmentsTotal": 0,
+                "nettyShuffleMemoryAvailable": 0,
+                "nettyShuffleMemoryUsed": 0,
+                "nettyShuffleMemoryTotal": network,
+                "garbageCollectors": [],
             });
+            body["allocatedSlots"] = json!(allocated_slots(&state, &r));
             Json(body).into_response()
         }
     }

@@ -114,6 +114,10 @@ pub(crate) struct Job {
     /// The class of the failure that set `failure`, when a task reported it; `None` counts as
     /// transient (a lost taskmanager, a failed deployment).
     pub failure_class: Option<FailureClass>,
+    /// The subtask (vertex, subtask) whose report set `failure`, if one did.
+    pub failure_task: Option<(u32, u32)>,
+    /// Every failure the job went through, oldest first (Flink's exception history).
+    pub exceptions: Vec<JobException>,
     /// The job's effective configuration: the cluster's with the job file's `config:`.
     pub config: Configuration,
     pub checkpoints: Arc<Mutex<CheckpointStats>>,
@@ -131,6 +135,18 @@ pub(crate) struct Job {
     /// While the job waits for slots: what it waits for (shown by REST and the CLI).
     pub waiting: Option<Waiting>,
 }
+
+/// One failure of the job: what, when, of which class, where (Flink's exception history).
+#[derive(Debug, Clone)]
+pub(crate) struct JobException {
+    pub timestamp: u64,
+    pub message: String,
+    pub class: &'static str,
+    pub task: Option<(u32, u32)>,
+}
+
+/// How many failures the history keeps (Flink's `web.exception-history-size` default).
+const EXCEPTION_HISTORY: usize = 16;
 
 /// What a job waiting for slots needs, and until when it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,10 +188,31 @@ impl Job {
             self.state.name(),
             to.name()
         );
+        if matches!(to, JobState::Restarting | JobState::Failing | JobState::Failed) {
+            self.record_failure(now);
+        }
         self.state = to;
         self.timestamps.entry(to.name()).or_insert(now);
         if to.is_terminal() {
             self.end_time = Some(now);
+        }
+    }
+
+    /// Adds the current failure to the history once (a failing job passes FAILING, then
+    /// FAILED with the same cause).
+    fn record_failure(&mut self, now: u64) {
+        let Some(message) = self.failure.clone() else { return };
+        if self.exceptions.last().is_some_and(|e| e.message == message) {
+            return;
+        }
+        self.exceptions.push(JobException {
+            timestamp: now,
+            message,
+            class: self.failure_class.map_or("transient", |c| c.name()),
+            task: self.failure_task,
+        });
+        if self.exceptions.len() > EXCEPTION_HISTORY {
+            self.exceptions.remove(0);
         }
     }
 

@@ -215,6 +215,7 @@ impl Scheduler {
         }
         if status == TaskStatus::Failed && job.failure.is_none() {
             job.failure = Some(update.failure.clone());
+            job.failure_task = Some((update.vertex, update.subtask));
             job.failure_class = Some(sluice_common::failure::FailureClass::from_wire(update.failure_class));
         }
         drop(job);

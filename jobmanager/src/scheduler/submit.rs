@@ -105,6 +105,8 @@ impl Scheduler {
             epoch: 0,
             tasks: HashMap::new(),
             failure: None,
+            failure_task: None,
+            exceptions: Vec::new(),
             failure_class: None,
             waiting: None,
             config,

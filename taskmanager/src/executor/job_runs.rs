@@ -157,10 +157,12 @@ impl JobRuns {
     }
 
     pub(crate) fn digests(&self) -> Vec<TaskDigest> {
+        let now = std::time::Instant::now();
         self.tasks()
             .into_iter()
             .map(|t| {
-                let s = t.metrics.sample();
+                let s = t.metrics.sample_at(now);
+                let r = t.metrics.rates_at(now);
                 TaskDigest {
                     job_id: t.job_id,
                     vertex: t.vertex,
@@ -170,6 +172,12 @@ impl JobRuns {
                     busy_ms: s.busy_ns / 1_000_000,
                     backpressured_ms: s.backpressured_ns / 1_000_000,
                     idle_ms: s.idle_ns / 1_000_000,
+                    records_in_per_second: r.records_in,
+                    records_out_per_second: r.records_out,
+                    busy_ms_per_second: r.busy_ms,
+                    backpressured_ms_per_second: r.backpressured_ms,
+                    idle_ms_per_second: r.idle_ms,
+                    input_watermark: t.metrics.input_watermark.load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
             .collect()

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -18,6 +18,7 @@ use super::event::{ChannelId, StreamEvent};
 use super::gate::GateShared;
 use super::ipc::ChannelEncoder;
 use super::transport::Connection;
+use crate::runtime::time_account::TimeAccount;
 
 /// How long a pump whose task has ended keeps waiting for credit before giving up (the
 /// consumer is gone without saying so).
@@ -123,9 +124,9 @@ impl OutputChannel {
     }
 
     /// Sends one buffer or event now if the channel has credit and nothing queued, else
-    /// queues it, first waiting for queue room if the queue is full (back-pressure, added to
-    /// `blocked`).
-    pub(crate) async fn send(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
+    /// queues it, first waiting for queue room if the queue is full (the task is
+    /// back-pressured meanwhile).
+    pub(crate) async fn send(&mut self, event: StreamEvent, time: &TimeAccount) -> Result<(), String> {
         self.ended |= matches!(event, StreamEvent::EndOfPartition);
         let s = &self.shared;
         {
@@ -147,10 +148,8 @@ impl OutputChannel {
             let permit = match room.try_acquire() {
                 Ok(p) => p,
                 Err(_) => {
-                    let start = Instant::now();
-                    let p = room.acquire().await;
-                    *blocked += start.elapsed();
-                    p.map_err(|_| stopped())?
+                    let _waiting = time.back_pressured();
+                    room.acquire().await.map_err(|_| stopped())?
                 }
             };
             permit.forget();

@@ -4,7 +4,7 @@
 //! credit up to its limit and hears when its channel closes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::credit::SenderCredit;
 use super::*;
+use crate::runtime::time_account::TimeAccount;
 
 async fn environment() -> Arc<NetworkEnvironment> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -59,15 +60,15 @@ async fn run(remote: bool) {
     // 1 KiB segments: each 1000-row batch (8 KB) becomes about 8 buffers.
     let mut writer = RecordWriter::new(WriterPartition::Forward, vec![channel], 1024, 0);
     let producer = tokio::spawn(async move {
-        let mut blocked = Duration::ZERO;
+        let time = TimeAccount::default();
         for i in 0..50 {
-            writer.emit(&batch(i * 1000, 1000), &mut blocked).await.unwrap();
+            writer.emit(&batch(i * 1000, 1000), &time).await.unwrap();
         }
         writer
-            .broadcast_event(StreamEvent::EndOfPartition, &mut blocked)
+            .broadcast_event(StreamEvent::EndOfPartition, &time)
             .await
             .unwrap();
-        blocked
+        time.totals_at(Instant::now()).back_pressured
     });
     let mut next = 0i64;
     let mut max_in_use = 0;
@@ -109,9 +110,9 @@ async fn local_channel_keeps_the_same_credit_rules() {
     run(false).await;
 }
 
-async fn fill(channel: &mut OutputChannel, blocked: &mut Duration, values: std::ops::Range<i64>) {
+async fn fill(channel: &mut OutputChannel, time: &TimeAccount, values: std::ops::Range<i64>) {
     for i in values {
-        channel.send(StreamEvent::Batch(batch(i, 1)), blocked).await.unwrap();
+        channel.send(StreamEvent::Batch(batch(i, 1)), time).await.unwrap();
     }
 }
 
@@ -143,19 +144,24 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
     let partition = Arc::new(tokio::sync::Semaphore::new(100));
     let target = output_queue::Target::Local(gate.shared(), 0);
     let mut channel = OutputChannel::new(id, credit.clone(), target, limit, partition.clone());
-    let mut blocked = Duration::ZERO;
-    fill(&mut channel, &mut blocked, 0..(2 + limit) as i64).await;
+    let time = TimeAccount::default();
+    fill(&mut channel, &time, 0..(2 + limit) as i64).await;
     assert_eq!(
-        blocked,
+        time.totals_at(Instant::now()).back_pressured,
         Duration::ZERO,
         "credit plus queue room took every buffer at once"
     );
     let full = tokio::time::timeout(
         Duration::from_millis(200),
-        channel.send(StreamEvent::Batch(batch(99, 1)), &mut blocked),
+        channel.send(StreamEvent::Batch(batch(99, 1)), &time),
     )
     .await;
     assert!(full.is_err(), "a full queue back-pressures the producer");
+    // The whole wait counted as back-pressured, and the abandoned wait left the phase.
+    let waited = time.totals_at(Instant::now()).back_pressured;
+    assert!(waited >= Duration::from_millis(190), "back-pressured {waited:?}");
+    let later = time.totals_at(Instant::now() + Duration::from_secs(1));
+    assert_eq!(later.back_pressured, waited, "still counting after the wait ended");
     for want in 0..(2 + limit) as i64 {
         let (_, event) = tokio::time::timeout(Duration::from_secs(5), gate.next())
             .await
@@ -167,11 +173,11 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
         assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), want);
     }
     // The connection broke: the pump, waiting for credit, stops, and the producer hears why.
-    fill(&mut channel, &mut blocked, 10..10 + limit as i64).await;
+    fill(&mut channel, &time, 10..10 + limit as i64).await;
     credit.close();
     let err = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if let Err(e) = channel.send(StreamEvent::Batch(batch(100, 1)), &mut blocked).await {
+            if let Err(e) = channel.send(StreamEvent::Batch(batch(100, 1)), &time).await {
                 return e;
             }
         }

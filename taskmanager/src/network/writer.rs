@@ -4,8 +4,6 @@
 //! (`output_queue`), which sends against credit. Time spent waiting for queue room is the
 //! task's back-pressured time.
 
-use std::time::Duration;
-
 use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
@@ -13,6 +11,7 @@ use sluice_common::key_groups::{hash_keys, key_group, subtask_for_key_group};
 
 use super::event::StreamEvent;
 use super::output_queue::OutputChannel;
+use crate::runtime::time_account::TimeAccount;
 
 pub(crate) enum WriterPartition {
     /// Producer i → consumer i.
@@ -80,28 +79,28 @@ impl RecordWriter {
         }
     }
 
-    async fn send_batch(&mut self, ch: usize, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
+    async fn send_batch(&mut self, ch: usize, batch: &RecordBatch, time: &TimeAccount) -> Result<(), String> {
         for part in buffers(batch, self.segment_size) {
-            self.channels[ch].send(StreamEvent::Batch(part), blocked).await?;
+            self.channels[ch].send(StreamEvent::Batch(part), time).await?;
         }
         Ok(())
     }
 
     /// Routes a batch to its consumers.
-    pub(crate) async fn emit(&mut self, batch: &RecordBatch, blocked: &mut Duration) -> Result<(), String> {
+    pub(crate) async fn emit(&mut self, batch: &RecordBatch, time: &TimeAccount) -> Result<(), String> {
         if batch.num_rows() == 0 || self.channels.is_empty() {
             return Ok(());
         }
         match &self.partition {
-            WriterPartition::Forward => self.send_batch(0, batch, blocked).await,
+            WriterPartition::Forward => self.send_batch(0, batch, time).await,
             WriterPartition::Rebalance => {
                 let ch = self.next;
                 self.next = (self.next + 1) % self.channels.len();
-                self.send_batch(ch, batch, blocked).await
+                self.send_batch(ch, batch, time).await
             }
             WriterPartition::Broadcast => {
                 for ch in 0..self.channels.len() {
-                    self.send_batch(ch, batch, blocked).await?;
+                    self.send_batch(ch, batch, time).await?;
                 }
                 Ok(())
             }
@@ -122,7 +121,7 @@ impl RecordWriter {
                         continue;
                     }
                     let part = take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| e.to_string())?;
-                    self.send_batch(ch, &part, blocked).await?;
+                    self.send_batch(ch, &part, time).await?;
                 }
                 Ok(())
             }
@@ -130,9 +129,9 @@ impl RecordWriter {
     }
 
     /// Sends an event (watermark, idleness, end of partition) to every consumer.
-    pub(crate) async fn broadcast_event(&mut self, event: StreamEvent, blocked: &mut Duration) -> Result<(), String> {
+    pub(crate) async fn broadcast_event(&mut self, event: StreamEvent, time: &TimeAccount) -> Result<(), String> {
         for ch in &mut self.channels {
-            ch.send(event.clone(), blocked).await?;
+            ch.send(event.clone(), time).await?;
         }
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! buffers and events from its input gate. Batches go through the operator chain and out
 //! through the record writers; watermarks are combined per channel, pass through the chain,
 //! and are forwarded. At the end of input the maximum watermark fires every window, sinks
-//! finish, and end-of-partition goes downstream. Time is accounted as busy, idle (waiting for
-//! input) or back-pressured (waiting for credit).
+//! finish, and end-of-partition goes downstream. Every moment is accounted as busy, idle
+//! (waiting for input, or a source with nothing to read) or back-pressured (waiting for room
+//! on an output channel, which has no credit), `time_account`.
 //!
 //! Checkpoints: a source subtask snapshots when triggered and emits the barrier; any other
 //! subtask snapshots when its `Aligner` says every channel delivered the barrier, then forwards
@@ -25,6 +26,7 @@ use super::build::{SourcePlan, TaskPlan, SPLITS_STATE};
 use super::checkpointing::{AlignStep, Aligner, SnapshotAcker, TaskControl};
 use super::metrics::TaskMetrics;
 use super::sink_stage::SinkStage;
+use super::time_account::Phase;
 use super::watermarks::WatermarkValve;
 use crate::error::TaskError;
 use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
@@ -65,44 +67,35 @@ struct Output<'a> {
     ctx: &'a OperatorContext,
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl Output<'_> {
-    async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<Duration, TaskError> {
-        let mut blocked = Duration::ZERO;
+    async fn batches(&mut self, batches: Vec<RecordBatch>) -> Result<(), TaskError> {
         if let Some(sink) = self.sink.as_deref_mut() {
             // A sink emits nothing (Flink counts no records out for it).
             for b in batches {
                 sink.write(b).await?;
             }
-            return Ok(blocked);
+            return Ok(());
         }
         for b in &batches {
             TaskMetrics::add(&self.metrics.records_out, b.num_rows() as u64);
             for w in self.writers.iter_mut() {
-                w.emit(b, &mut blocked).await?;
+                w.emit(b, &self.metrics.time).await?;
             }
         }
-        TaskMetrics::add(&self.metrics.backpressured_ns, nanos(blocked));
-        Ok(blocked)
+        Ok(())
     }
 
-    async fn event(&mut self, event: StreamEvent) -> Result<Duration, TaskError> {
-        let mut blocked = Duration::ZERO;
+    async fn event(&mut self, event: StreamEvent) -> Result<(), TaskError> {
         for w in self.writers.iter_mut() {
-            w.broadcast_event(event.clone(), &mut blocked).await?;
+            w.broadcast_event(event.clone(), &self.metrics.time).await?;
         }
-        TaskMetrics::add(&self.metrics.backpressured_ns, nanos(blocked));
-        Ok(blocked)
+        Ok(())
     }
 
-    async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<Duration, TaskError> {
+    async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<(), TaskError> {
         let fired = chain.watermark(wm, self.ctx)?;
-        let mut blocked = self.batches(fired).await?;
-        blocked += self.event(StreamEvent::Watermark(wm)).await?;
-        Ok(blocked)
+        self.batches(fired).await?;
+        self.event(StreamEvent::Watermark(wm)).await
     }
 
     /// End of input: final watermark, flush the chain and the sink (which commits nothing
@@ -258,7 +251,13 @@ async fn await_final_checkpoint(
     loop {
         let control = match pending.take() {
             Some(barrier) => Some(TaskControl::Trigger(barrier, false)),
-            None => hooks.control.recv().await,
+            None => {
+                // Nothing to do until the jobmanager says more: Flink counts it idle.
+                out.metrics.time.enter(Phase::Idle);
+                let next = hooks.control.recv().await;
+                out.metrics.time.enter(Phase::Busy);
+                next
+            }
         };
         match control {
             Some(TaskControl::Trigger(barrier, _)) if barrier.id > hooks.last_snapshot => {
@@ -330,6 +329,7 @@ pub(crate) async fn run_task(
             let mut last_wm = i64::MIN;
             let mut idle_announced = false;
             loop {
+                metrics.time.enter(Phase::Busy);
                 while let Ok(control) = hooks.control.try_recv() {
                     match control {
                         TaskControl::Trigger(barrier, drain) => {
@@ -351,7 +351,6 @@ pub(crate) async fn run_task(
                         TaskControl::AddSplits(uid, splits) => source.add_splits(&uid, splits)?,
                     }
                 }
-                let start = Instant::now();
                 match source.reader.next_batch().await? {
                     SourcePoll::Batch(batch, split) => {
                         if idle_announced {
@@ -365,14 +364,13 @@ pub(crate) async fn run_task(
                             source.watermarks.on_split_finished(split);
                         }
                         let produced = chain.process(0, batch, &ctx)?;
-                        let mut blocked = out.batches(produced).await?;
+                        out.batches(produced).await?;
                         if source.rowtime.is_some() {
                             if let Some(wm) = source.watermarks.advance() {
-                                blocked += out.watermark(&mut chain, wm).await?;
+                                out.watermark(&mut chain, wm).await?;
                                 last_wm = wm;
                             }
                         }
-                        TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
                         // Let cancellation and other tasks in between batches.
                         tokio::task::yield_now().await;
                     }
@@ -381,8 +379,8 @@ pub(crate) async fn run_task(
                             out.event(StreamEvent::Idle(true)).await?;
                             idle_announced = true;
                         }
+                        metrics.time.enter(Phase::Idle);
                         tokio::time::sleep(d).await;
-                        TaskMetrics::add(&metrics.idle_ns, nanos(start.elapsed()));
                     }
                     SourcePoll::Finished => break,
                 }
@@ -400,10 +398,11 @@ pub(crate) async fn run_task(
             let mut tick = tokio::time::interval(PROCESSING_TIME_TICK);
             let ticking = chain.uses_processing_time();
             loop {
-                let waiting = Instant::now();
+                metrics.time.enter(Phase::Idle);
                 let next = tokio::select! {
                     next = gate.next() => next,
                     control = hooks.control.recv() => {
+                        metrics.time.enter(Phase::Busy);
                         match control {
                             Some(TaskControl::Complete(id, _)) => out.checkpoint_complete(&mut chain, None, id).await?,
                             Some(TaskControl::Trigger(barrier, _)) => hooks.unanswered_trigger = Some(barrier),
@@ -415,14 +414,14 @@ pub(crate) async fn run_task(
                         continue;
                     }
                     _ = tick.tick(), if ticking => {
+                        metrics.time.enter(Phase::Busy);
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                         let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX), &ctx)?;
                         out.batches(fired).await?;
                         continue;
                     }
                 };
-                TaskMetrics::add(&metrics.idle_ns, nanos(waiting.elapsed()));
-                let start = Instant::now();
+                metrics.time.enter(Phase::Busy);
                 let Some((ch, event)) = next else {
                     return Err("the input gate closed before every channel ended".into());
                 };
@@ -430,8 +429,7 @@ pub(crate) async fn run_task(
                     StreamEvent::Batch(b) => {
                         TaskMetrics::add(&metrics.records_in, b.num_rows() as u64);
                         let produced = chain.process(gate.input_of(ch), b, &ctx)?;
-                        let blocked = out.batches(produced).await?;
-                        TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
+                        out.batches(produced).await?;
                         continue;
                     }
                     StreamEvent::Watermark(w) => valve.on_watermark(ch, w),
@@ -481,8 +479,7 @@ pub(crate) async fn run_task(
                 };
                 if let Some(wm) = advanced {
                     metrics.input_watermark.store(wm, Ordering::Relaxed);
-                    let blocked = out.watermark(&mut chain, wm).await?;
-                    TaskMetrics::add(&metrics.busy_ns, nanos(start.elapsed().saturating_sub(blocked)));
+                    out.watermark(&mut chain, wm).await?;
                 }
                 if ended == gate.channels() {
                     break;

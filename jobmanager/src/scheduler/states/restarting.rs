@@ -11,6 +11,7 @@ pub(super) async fn run(ctx: &Ctx, delay: Duration) -> Transition {
     let mut job = ctx.handle.lock();
     job.tasks.clear();
     job.failure = None;
+    job.failure_task = None;
     job.failure_class = None;
     Transition::to(Phase::WaitingForResources, "restart delay over")
 }
