@@ -2,7 +2,8 @@
 //! `chromium`) against a running cluster: a windowed job with checkpoints shows its graph,
 //! parallelism, checkpoint history and, after a rescale through
 //! `PUT /jobs/:id/resource-requirements`, that rescale; a job with a slow sink shows its source
-//! back-pressured and its sink busy (≥ 900 ms/s) from the corrected metrics. Screenshots are
+//! back-pressured and its sink busy (≥ 900 ms/s) from the corrected metrics; a union of two
+//! sources is drawn with both sources side by side feeding it. Screenshots are
 //! saved for people to look at. Skipped, with a message, where Chromium is not installed.
 
 use std::path::PathBuf;
@@ -56,6 +57,34 @@ impl Browser {
     }
 }
 
+/// Two sources into one union, then a window: a graph with fan-in.
+const UNION_JOB: &str = r#"name: two-sources
+parallelism: 1
+sources:
+  - id: web
+    connector: datagen
+    options: {rows-per-second: 100}
+    schema:
+      - {name: page, type: bigint, expr: "seq % 50"}
+  - id: app
+    connector: datagen
+    options: {rows-per-second: 100}
+    schema:
+      - {name: page, type: bigint, expr: "seq % 70"}
+operators:
+  - id: all-views
+    input: [web, app]
+  - id: per-page
+    input: all-views
+    key-by: page
+    window: {type: tumbling, size: 1 s, time: processing}
+    aggregate: {views: "count(*)"}
+sinks:
+  - id: out
+    input: per-page
+    connector: blackhole
+"#;
+
 /// The text of the vertex box whose name starts with `name`.
 fn vertex_box<'a>(dom: &'a str, name: &str) -> &'a str {
     let start = dom
@@ -90,12 +119,14 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
         checkpoints.path().display()
     ));
     let (_jm, jm_metrics) = cluster.start_jobmanager();
-    let _a = cluster.start_taskmanager(&[]);
-    let _b = cluster.start_taskmanager(&[]);
-    let _c = cluster.start_taskmanager(&[]);
+    let slots = ["-D", "taskmanager.numberOfTaskSlots=3"];
+    let (_a, tm_a) = cluster.start_taskmanager(&slots);
+    let (_b, tm_b) = cluster.start_taskmanager(&slots);
+    let (_c, tm_c) = cluster.start_taskmanager(&slots);
     cluster.wait_taskmanagers(3, Duration::from_secs(20));
     let id = cluster.submit(&unbounded_job("dashboard-demo", 3, 5000), "job.yaml");
     let slow = cluster.submit(SLOW_SINK_JOB, "slow-sink.yaml");
+    let union = cluster.submit(UNION_JOB, "union.yaml");
     wait_for(Duration::from_secs(30), "two checkpoints", || {
         (cluster.completed_checkpoints(&id) >= 2).then_some(())
     });
@@ -142,6 +173,24 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
     assert!(dom.contains("slow-sink"), "{dom}");
     browser.screenshot(&slow, "dashboard-back-pressure.png");
 
+    // A union is drawn as fan-in: both sources in the first column, an edge from each.
+    let dom = browser.dom(&union);
+    let first_column = dom
+        .split("<div class=\"layer\">")
+        .nth(1)
+        .expect("a first column of vertices");
+    assert!(
+        first_column.contains("Source: web") && first_column.contains("Source: app") && !first_column.contains("all-views"),
+        "the two sources share the first column:\n{dom}"
+    );
+    let edges = dom
+        .split("<svg class=\"edges\" id=\"edges\" width=")
+        .nth(1)
+        .and_then(|svg| svg.split("</svg>").next())
+        .unwrap_or_default();
+    assert_eq!(edges.matches("<path d=\"M").count() - 1, 3, "three edges (and the arrow head):\n{dom}");
+    browser.screenshot(&union, "dashboard-union.png");
+
     // A rescale through REST: in GET /jobs/:id, numRescales and the dashboard.
     let requirements = cluster
         .rest(&format!("/jobs/{id}/resource-requirements"))
@@ -178,7 +227,7 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
         "the rescale row lacks the vertex:\n{dom}"
     );
     browser.screenshot(&id, "dashboard-rescale.png");
-    for job in [&id, &slow] {
+    for job in [&id, &slow, &union] {
         let c = cluster.sluice("cancel", &[job.as_str()]);
         assert!(c.status.success(), "{c:?}");
     }
