@@ -125,6 +125,7 @@ impl JobManagerService for JobManagerRpc {
             last_heartbeat_ms: now_ms(),
             heap_used: 0,
             cpu_load: 0.0,
+            network_segments: (0, 0, 0),
             streaming: false,
             gateway: crate::resource_manager::GrpcGateway::gateway(gateway),
         };

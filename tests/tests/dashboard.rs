@@ -180,7 +180,9 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
         .nth(1)
         .expect("a first column of vertices");
     assert!(
-        first_column.contains("Source: web") && first_column.contains("Source: app") && !first_column.contains("all-views"),
+        first_column.contains("Source: web")
+            && first_column.contains("Source: app")
+            && !first_column.contains("all-views"),
         "the two sources share the first column:\n{dom}"
     );
     let edges = dom
@@ -188,7 +190,11 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
         .nth(1)
         .and_then(|svg| svg.split("</svg>").next())
         .unwrap_or_default();
-    assert_eq!(edges.matches("<path d=\"M").count() - 1, 3, "three edges (and the arrow head):\n{dom}");
+    assert_eq!(
+        edges.matches("<path d=\"M").count() - 1,
+        3,
+        "three edges (and the arrow head):\n{dom}"
+    );
     browser.screenshot(&union, "dashboard-union.png");
 
     // A rescale through REST: in GET /jobs/:id, numRescales and the dashboard.
@@ -198,7 +204,10 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
     let details = cluster.rest(&format!("/jobs/{id}")).expect("job details");
     let window = details["vertices"]
         .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("per-key"))))
+        .and_then(|vs| {
+            vs.iter()
+                .find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("per-key")))
+        })
         .and_then(|v| v["id"].as_str())
         .expect("the window vertex")
         .to_string();
@@ -221,6 +230,22 @@ fn dashboard_renders_jobs_back_pressure_checkpoints_and_rescales() {
             .any(|l| l.starts_with("flink_jobmanager_job_numRescales{") && l.contains(&id) && l.ends_with(" 1")),
         "{prometheus}"
     );
+    // The rescale left no series of the window's old subtasks on the taskmanagers.
+    wait_for(Duration::from_secs(30), "one window subtask's series", || {
+        let text: String = [tm_a, tm_b, tm_c]
+            .iter()
+            .map(|p| get_text(&format!("http://127.0.0.1:{p}/metrics")).unwrap_or_default())
+            .collect();
+        let window_series = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("flink_taskmanager_job_task_busyTimeMsPerSecond{")
+                    && l.contains(&id)
+                    && l.contains("task_name=\"per_key")
+            })
+            .count();
+        (window_series == 1).then_some(())
+    });
     let dom = browser.dom(&id);
     assert!(
         dom.contains("per-key -&gt; Sink: out: 3 → 1"),

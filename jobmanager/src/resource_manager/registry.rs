@@ -39,6 +39,8 @@ pub(crate) struct TaskManagerRecord {
     pub last_heartbeat_ms: u64,
     pub heap_used: u64,
     pub cpu_load: f64,
+    /// The network buffer pool from the latest heartbeat: (segments, free, segment bytes).
+    pub network_segments: (u64, u64, u64),
     /// Whether its heartbeat stream is open (liveness is watched through it).
     pub streaming: bool,
     /// Connected gateway for commands to this taskmanager.
@@ -122,6 +124,11 @@ impl Registry {
                 r.tasks = beat.tasks.clone();
                 r.heap_used = beat.heap_used_bytes;
                 r.cpu_load = beat.cpu_load;
+                r.network_segments = (
+                    beat.network_segments_total,
+                    beat.network_segments_available,
+                    beat.network_segment_size,
+                );
                 true
             }
         }
@@ -250,6 +257,7 @@ pub(crate) fn test_record(registration_id: &str, gateway: Gateway) -> TaskManage
         last_heartbeat_ms: now_ms(),
         heap_used: 0,
         cpu_load: 0.0,
+        network_segments: (0, 0, 0),
         streaming: false,
         gateway,
     }

@@ -148,7 +148,7 @@ pub(super) async fn details(State(state): State<SharedState>, Path(id): Path<Str
         None => error(StatusCode::NOT_FOUND, format!("Could not find TaskManager {id}")),
         Some(r) => {
             let mut body = info(&r);
-            let network = r.memory.get("taskmanager.memory.network.max").copied().unwrap_or(0);
+            let (segments, free, segment) = r.network_segments;
             body["metrics"] = json!({
                 "heapUsed": r.heap_used,
                 "heapCommitted": r.heap_used,
@@ -162,12 +162,12 @@ pub(super) async fn details(State(state): State<SharedState>, Path(id): Path<Str
                 "mappedCount": 0,
                 "mappedUsed": 0,
                 "mappedMax": 0,
-                "nettyShuffleMemorySegmentsAvailable": 0,
-                "nettyShuffleMemorySegmentsUsed": 0,
-                "nettyShuffleMemorySegmentsTotal": 0,
-                "nettyShuffleMemoryAvailable": 0,
-                "nettyShuffleMemoryUsed": 0,
-                "nettyShuffleMemoryTotal": network,
+                "nettyShuffleMemorySegmentsAvailable": free,
+                "nettyShuffleMemorySegmentsUsed": segments.saturating_sub(free),
+                "nettyShuffleMemorySegmentsTotal": segments,
+                "nettyShuffleMemoryAvailable": free * segment,
+                "nettyShuffleMemoryUsed": segments.saturating_sub(free) * segment,
+                "nettyShuffleMemoryTotal": segments * segment,
                 "garbageCollectors": [],
             });
             body["allocatedSlots"] = json!(allocated_slots(&state, &r));

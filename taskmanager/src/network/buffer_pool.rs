@@ -36,6 +36,10 @@ impl NetworkBufferPool {
         })
     }
 
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
     pub(crate) fn available(&self) -> u64 {
         self.total.saturating_sub(self.used.load(Ordering::Acquire))
     }
