@@ -103,9 +103,9 @@ fn beat(registration_id: &str, reported: &Reported, cpu: &mut CpuLoad) -> TaskMa
         heap_used_bytes: heap_used_bytes(),
         cpu_load: cpu.sample(),
         tasks: reported.runs.digests(),
-        network_segments_total: reported.network.pool.total() as u64,
-        network_segments_available: reported.network.pool.available() as u64,
-        network_segment_size: reported.network.pool.segment_size() as u64,
+        network_segments_total: reported.network.pool.total(),
+        network_segments_available: reported.network.pool.available(),
+        network_segment_size: reported.network.pool.segment_size(),
     }
 }
 
