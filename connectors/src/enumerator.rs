@@ -44,9 +44,14 @@ pub trait SplitEnumerator: Send {
 /// What lists a source's splits (every time it is asked).
 type ListSplits = Box<dyn Fn() -> Result<Vec<ListedSplit>, ClassedError> + Send>;
 
-/// Splits listed by id; new ones are dealt round robin in the order they were listed.
+/// Which of `readers` readers gets a split, from its id (e.g. Kafka's `getSplitOwner`).
+type PlaceSplit = Box<dyn Fn(&str, u32) -> usize + Send>;
+
+/// Splits listed by id; new ones are dealt round robin in the order they were listed, or
+/// placed by a connector's rule (`placing_by`).
 pub struct RoundRobinEnumerator {
     list: ListSplits,
+    place: Option<PlaceSplit>,
     interval: Option<Duration>,
     /// Ids of the splits some reader was given.
     assigned: BTreeSet<String>,
@@ -61,6 +66,7 @@ impl RoundRobinEnumerator {
     pub fn new(list: impl Fn() -> Result<Vec<ListedSplit>, ClassedError> + Send + 'static) -> Self {
         RoundRobinEnumerator {
             list: Box::new(list),
+            place: None,
             interval: None,
             assigned: BTreeSet::new(),
             unassigned: Vec::new(),
@@ -70,6 +76,12 @@ impl RoundRobinEnumerator {
     /// Lists again every `interval` while the job runs.
     pub fn discovering_every(mut self, interval: Option<Duration>) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Places each new split on the reader `place(id, readers)` names instead of round robin.
+    pub fn placing_by(mut self, place: impl Fn(&str, u32) -> usize + Send + 'static) -> Self {
+        self.place = Some(Box::new(place));
         self
     }
 
@@ -90,8 +102,12 @@ impl SplitEnumerator for RoundRobinEnumerator {
         let readers = readers.max(1) as usize;
         let mut out = vec![Vec::new(); readers];
         for (k, (id, split)) in std::mem::take(&mut self.unassigned).into_iter().enumerate() {
+            let reader = match &self.place {
+                Some(place) => place(&id, readers as u32).min(readers - 1),
+                None => k % readers,
+            };
             self.assigned.insert(id);
-            out[k % readers].push(split);
+            out[reader].push(split);
         }
         out
     }

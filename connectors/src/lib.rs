@@ -16,6 +16,7 @@ mod splits;
 mod blackhole;
 mod datagen;
 mod file;
+mod kafka;
 mod print;
 
 pub use contract::{Committable, Sink, SinkContext, Source, SourceContext, SourcePoll, Split};

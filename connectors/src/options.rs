@@ -57,6 +57,19 @@ impl<'a> OptionReader<'a> {
         }
     }
 
+    /// Every option whose key starts with `prefix` (e.g. Kafka's `properties.`), as (key after
+    /// the prefix, value), all marked used.
+    pub fn prefixed(&mut self, prefix: &str) -> Vec<(&'a str, &'a str)> {
+        let options: &'a Options = self.options;
+        let found: Vec<(&'a str, &'a str)> = options
+            .iter()
+            .filter_map(|(k, (v, _))| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
+            .collect();
+        self.used
+            .extend(options.keys().filter(|k| k.starts_with(prefix)).map(String::as_str));
+        found
+    }
+
     /// A duration such as `10 s` or `500 ms` (Flink's notation).
     pub fn duration(&mut self, key: &'a str) -> JobResult<Option<std::time::Duration>> {
         match self.get(key) {

@@ -85,6 +85,7 @@ impl Registry {
         Registry::empty()
             .with(crate::datagen::Datagen)
             .with(crate::file::File)
+            .with(crate::kafka::Kafka)
             .with(crate::print::Print)
             .with(crate::blackhole::Blackhole)
     }

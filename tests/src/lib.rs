@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod flink;
+pub mod kafka;
 pub mod prometheus;
 pub mod seaweed;
 pub mod tools;

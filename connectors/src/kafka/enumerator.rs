@@ -1,0 +1,164 @@
+//! The Kafka source's split enumerator on the jobmanager (Flink's `KafkaSourceEnumerator`):
+//! lists the topics' partitions through a metadata request, resolves the starting offsets the
+//! startup mode fixes at the first discovery (latest, timestamp, specific offsets; earliest and
+//! committed offsets are markers the reader resolves), places every new partition with
+//! Flink's `getSplitOwner`, and finds partitions added while the job runs (read from the
+//! earliest offset, as Flink does). Built on `RoundRobinEnumerator`, whose state (assigned and
+//! unassigned splits) goes into checkpoints.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_common::failure::{ClassedError, FailureClass};
+
+use super::options::{KafkaSourceOptions, StartupMode};
+use super::owner::split_owner;
+use super::split::{KafkaSplit, COMMITTED, EARLIEST};
+use crate::enumerator::{ListedSplit, RoundRobinEnumerator, SplitEnumerator};
+
+/// How long one metadata or offsets request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn transient(what: String) -> ClassedError {
+    ClassedError::new(FailureClass::Transient, what)
+}
+
+struct Lister {
+    options: KafkaSourceOptions,
+    consumer: BaseConsumer,
+    /// Whether the startup mode was applied (only the first discovery uses it).
+    started: bool,
+}
+
+impl Lister {
+    fn servers(&self) -> &str {
+        self.options
+            .properties
+            .get("bootstrap.servers")
+            .map_or("", String::as_str)
+    }
+
+    fn partitions(&self, topic: &str) -> Result<Vec<i32>, ClassedError> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| {
+                transient(format!(
+                    "cannot read the metadata of topic '{topic}' from {}: {e}",
+                    self.servers()
+                ))
+            })?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| ClassedError::config(format!("topic '{topic}' does not exist on {}", self.servers())))?;
+        if let Some(e) = t.error() {
+            return Err(ClassedError::config(format!(
+                "topic '{topic}' cannot be read from {}: {}",
+                self.servers(),
+                rdkafka::types::RDKafkaErrorCode::from(e)
+            )));
+        }
+        Ok(t.partitions().iter().map(|p| p.id()).collect())
+    }
+
+    fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map(|(_, high)| high)
+            .map_err(|e| transient(format!("cannot read the end offset of {topic}-{partition}: {e}")))
+    }
+
+    /// The first offset with a timestamp at or after `ts`, else the end offset (fetched first,
+    /// so nothing written meanwhile is skipped).
+    fn offset_for_time(&self, topic: &str, partition: i32, ts: i64) -> Result<i64, ClassedError> {
+        let end = self.high_watermark(topic, partition)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(ts))
+            .map_err(|e| transient(format!("{topic}-{partition}: {e}")))?;
+        let found = self
+            .consumer
+            .offsets_for_times(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| transient(format!("cannot look up offsets by time in {topic}-{partition}: {e}")))?;
+        Ok(found
+            .find_partition(topic, partition)
+            .and_then(|p| match p.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .unwrap_or(end))
+    }
+
+    fn start_offset(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
+        if self.started {
+            return Ok(EARLIEST);
+        }
+        Ok(match &self.options.startup {
+            StartupMode::Earliest => EARLIEST,
+            StartupMode::GroupOffsets => COMMITTED,
+            StartupMode::Latest => self.high_watermark(topic, partition)?,
+            StartupMode::Timestamp(ts) => self.offset_for_time(topic, partition, *ts)?,
+            StartupMode::Specific(offsets) => offsets.get(&partition).copied().unwrap_or(EARLIEST),
+        })
+    }
+
+    fn list(&mut self) -> Result<Vec<ListedSplit>, ClassedError> {
+        let mut out = Vec::new();
+        for topic in &self.options.topics {
+            for partition in self.partitions(topic)? {
+                let stop = if self.options.bounded_latest {
+                    Some(self.high_watermark(topic, partition)?)
+                } else {
+                    None
+                };
+                let split = KafkaSplit {
+                    topic: topic.clone(),
+                    partition,
+                    offset: self.start_offset(topic, partition)?,
+                    stop,
+                };
+                out.push((split.id(), split.encode()));
+            }
+        }
+        self.started = true;
+        Ok(out)
+    }
+}
+
+/// `topic-partition` → (topic, partition).
+fn parse_id(id: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = id.rsplit_once('-')?;
+    Some((topic, partition.parse().ok()?))
+}
+
+pub(crate) fn enumerator(options: KafkaSourceOptions) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
+    let consumer: BaseConsumer = options
+        .client_config()
+        .create()
+        .map_err(|e| ClassedError::config(format!("cannot create a Kafka client: {e}")))?;
+    let interval = options.discovery_interval;
+    let lister = Mutex::new(Lister {
+        options,
+        consumer,
+        started: false,
+    });
+    Ok(Box::new(
+        RoundRobinEnumerator::new(move || lister.lock().unwrap_or_else(|p| p.into_inner()).list())
+            .discovering_every(interval)
+            .placing_by(|id, readers| parse_id(id).map_or(0, |(t, p)| split_owner(t, p, readers))),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_ids_name_topic_and_partition() {
+        assert_eq!(parse_id("my-topic-12"), Some(("my-topic", 12)));
+        assert_eq!(parse_id("nopartition"), None);
+    }
+}

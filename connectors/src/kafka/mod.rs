@@ -1,0 +1,47 @@
+//! `kafka`: Flink's Kafka source (FLIP-27 `KafkaSource`) with Flink SQL's option names
+//! (`options.rs`). Splits are topic-partitions (`split.rs`) that the jobmanager's enumerator
+//! finds and places with Flink's `getSplitOwner` (`enumerator.rs`, `owner.rs`); each subtask
+//! reads its partitions by `assign()` and checkpoints the next offset of each (`source.rs`).
+//! The Kafka sink is not built yet.
+
+mod enumerator;
+mod options;
+mod owner;
+mod source;
+mod split;
+
+use sluice_common::failure::ClassedError;
+use sluice_common::job::spec::SourceSpec;
+use sluice_common::job::JobResult;
+
+use crate::contract::{Source, SourceContext};
+use crate::enumerator::SplitEnumerator;
+use crate::registry::Connector;
+use options::KafkaSourceOptions;
+
+pub(crate) struct Kafka;
+
+impl Connector for Kafka {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn check_source(&self, spec: &SourceSpec, _parallelism: u32) -> JobResult<()> {
+        KafkaSourceOptions::of(spec).map(|_| ())
+    }
+
+    fn enumerator(&self, spec: &SourceSpec, _parallelism: u32) -> Result<Box<dyn SplitEnumerator>, ClassedError> {
+        enumerator::enumerator(KafkaSourceOptions::of(spec)?)
+    }
+
+    fn create_source(&self, ctx: &SourceContext) -> Result<Box<dyn Source>, ClassedError> {
+        Ok(Box::new(source::KafkaReader::new(
+            KafkaSourceOptions::of(ctx.spec)?,
+            ctx.schema.clone(),
+        )?))
+    }
+}

@@ -1,0 +1,381 @@
+//! The Kafka source reader of one subtask (Flink's `KafkaSourceReader`): `assign()`s the
+//! topic-partitions it was handed (no group management: offsets travel in checkpoints), polls
+//! without blocking, turns each partition's records into a batch (the value in the source's
+//! format, metadata columns from the record), keeps the next offset of every split for
+//! checkpoints, finishes a split at its stopping offset (bounded mode) and commits the
+//! checkpointed offsets to the group when the checkpoint completes (for monitoring; a failed
+//! commit is logged and counted, never fatal). A record that does not decode fails the job
+//! naming topic, partition and offset, unless `json.ignore-parse-errors` skips it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_common::failure::{ClassedError, FailureClass};
+
+use super::options::{KafkaSourceOptions, Metadata, ValueFormat};
+use super::split::{KafkaSplit, COMMITTED, EARLIEST};
+use crate::contract::{Source, SourcePoll, Split};
+
+/// The most records one poll round takes.
+const MAX_RECORDS: usize = 8192;
+/// How long a reader with nothing to read waits before it polls again.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// One record, owned.
+struct Record {
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+pub(crate) struct KafkaReader {
+    options: KafkaSourceOptions,
+    schema: SchemaRef,
+    /// The columns read from the value (the schema without metadata columns).
+    value_schema: SchemaRef,
+    consumer: Arc<BaseConsumer>,
+    splits: Vec<KafkaSplit>,
+    by_partition: HashMap<(String, i32), usize>,
+    /// The assignment must be renewed (splits added or finished).
+    reassign: bool,
+    ready: VecDeque<(RecordBatch, usize)>,
+    /// Offsets of the latest snapshot, committed when a checkpoint completes.
+    snapshot: RefCell<Vec<(String, i32, i64)>>,
+    commits_succeeded: Arc<AtomicU64>,
+    commits_failed: Arc<AtomicU64>,
+    skipped: u64,
+}
+
+fn transient(what: String) -> ClassedError {
+    ClassedError::new(FailureClass::Transient, what)
+}
+
+impl KafkaReader {
+    pub(crate) fn new(options: KafkaSourceOptions, schema: SchemaRef) -> Result<KafkaReader, ClassedError> {
+        let consumer: BaseConsumer = options
+            .client_config()
+            .create()
+            .map_err(|e| ClassedError::config(format!("cannot create a Kafka consumer: {e}")))?;
+        let value_fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .zip(&options.metadata)
+            .filter(|(_, m)| m.is_none())
+            .map(|(f, _)| f.as_ref().clone())
+            .collect();
+        Ok(KafkaReader {
+            value_schema: Arc::new(Schema::new(value_fields)),
+            options,
+            schema,
+            consumer: Arc::new(consumer),
+            splits: Vec::new(),
+            by_partition: HashMap::new(),
+            reassign: false,
+            ready: VecDeque::new(),
+            snapshot: RefCell::new(Vec::new()),
+            commits_succeeded: Arc::default(),
+            commits_failed: Arc::default(),
+            skipped: 0,
+        })
+    }
+
+    /// Assigns every unfinished split at its next offset (or the marker's position).
+    fn assign(&mut self) -> Result<(), ClassedError> {
+        let mut tpl = TopicPartitionList::new();
+        for s in self.splits.iter().filter(|s| !s.finished()) {
+            let offset = match s.offset {
+                EARLIEST => Offset::Beginning,
+                COMMITTED => Offset::Stored,
+                o => Offset::Offset(o),
+            };
+            tpl.add_partition_offset(&s.topic, s.partition, offset)
+                .map_err(|e| transient(format!("cannot assign {}: {e}", s.id())))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| transient(format!("cannot assign Kafka partitions: {e}")))?;
+        self.reassign = false;
+        Ok(())
+    }
+
+    /// Takes what the consumer has now, up to `MAX_RECORDS`, by split.
+    fn poll(&mut self) -> Result<HashMap<usize, Vec<Record>>, ClassedError> {
+        let mut by_split: HashMap<usize, Vec<Record>> = HashMap::new();
+        for _ in 0..MAX_RECORDS {
+            let Some(polled) = self.consumer.poll(Duration::ZERO) else {
+                break;
+            };
+            let m = polled.map_err(|e| self.poll_error(e))?;
+            let Some(&i) = self.by_partition.get(&(m.topic().to_string(), m.partition())) else {
+                continue;
+            };
+            if self.splits[i].stop.is_some_and(|stop| m.offset() >= stop) {
+                continue;
+            }
+            by_split.entry(i).or_default().push(Record {
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+            });
+        }
+        Ok(by_split)
+    }
+
+    fn poll_error(&self, e: rdkafka::error::KafkaError) -> ClassedError {
+        let text = e.to_string();
+        if text.contains("no reset policy") || text.contains("Offset out of range") || text.contains("AutoOffsetReset")
+        {
+            // Flink: "Undefined offset with no reset policy for partition(s)".
+            ClassedError::config(format!(
+                "Undefined offset with no reset policy for a partition of {} (group-offsets without a committed offset; set properties.auto.offset.reset or another scan.startup.mode): {text}",
+                self.options.topics.join(";")
+            ))
+        } else {
+            transient(format!("reading from Kafka failed: {text}"))
+        }
+    }
+
+    /// The value columns of `records`, in the source's format; a record that does not decode
+    /// fails (or is skipped with `json.ignore-parse-errors`).
+    fn values(&mut self, split: usize, records: &mut Vec<Record>) -> Result<Vec<ArrayRef>, ClassedError> {
+        if self.value_schema.fields().is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.options.format == ValueFormat::Raw {
+            let field = &self.value_schema.fields()[0];
+            let raw: ArrayRef = match field.data_type() {
+                DataType::Binary => Arc::new(BinaryArray::from_iter(records.iter().map(|r| r.value.as_deref()))),
+                _ => {
+                    Arc::new(StringArray::from_iter(records.iter().map(|r| {
+                        r.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned())
+                    })))
+                }
+            };
+            return Ok(vec![
+                cast(&raw, field.data_type()).map_err(|e| self.bad(split, records[0].offset, &e.to_string()))?
+            ]);
+        }
+        match self.decode_all(records) {
+            Ok(batch) => Ok(batch.columns().to_vec()),
+            Err(_) => {
+                // Find the records that do not decode: fail on the first, or skip them all.
+                let mut kept = Vec::new();
+                for r in records.drain(..) {
+                    match self.decode_all(std::slice::from_ref(&r)) {
+                        Ok(_) => kept.push(r),
+                        Err(e) if self.options.ignore_parse_errors => {
+                            self.skipped += 1;
+                            tracing::debug!("skipping a record that does not decode: {e}");
+                        }
+                        Err(e) => return Err(self.bad(split, r.offset, &e)),
+                    }
+                }
+                *records = kept;
+                self.decode_all(records)
+                    .map(|b| b.columns().to_vec())
+                    .map_err(|e| self.bad(split, records.first().map_or(-1, |r| r.offset), &e))
+            }
+        }
+    }
+
+    fn decode_all(&self, records: &[Record]) -> Result<RecordBatch, String> {
+        let mut text = Vec::new();
+        for r in records {
+            let v = r.value.as_deref().unwrap_or_default();
+            if v.contains(&b'\n') && self.options.format == ValueFormat::Csv {
+                return Err("a CSV value spans lines".into());
+            }
+            text.extend_from_slice(v);
+            text.push(b'\n');
+        }
+        let rows = records.len();
+        let batch = match self.options.format {
+            ValueFormat::Csv => {
+                let mut reader = arrow::csv::ReaderBuilder::new(self.value_schema.clone())
+                    .with_header(false)
+                    .with_batch_size(rows.max(1))
+                    .build(std::io::Cursor::new(text))
+                    .map_err(|e| e.to_string())?;
+                reader.next().transpose().map_err(|e| e.to_string())?
+            }
+            _ => {
+                let mut decoder = arrow::json::ReaderBuilder::new(self.value_schema.clone())
+                    .with_batch_size(rows.max(1))
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                decoder.decode(&text).map_err(|e| e.to_string())?;
+                decoder.flush().map_err(|e| e.to_string())?
+            }
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.value_schema.clone()));
+        if batch.num_rows() != rows {
+            return Err(format!("{} of {rows} records decoded", batch.num_rows()));
+        }
+        Ok(batch)
+    }
+
+    fn bad(&self, split: usize, offset: i64, error: &str) -> ClassedError {
+        let s = &self.splits[split];
+        ClassedError::user(format!(
+            "Failed to deserialize consumer record of topic '{}', partition {}, offset {offset} ({:?}): {error}",
+            s.topic, s.partition, self.options.format
+        ))
+    }
+
+    /// A metadata column of `records`, cast to the column's type.
+    fn metadata(&self, split: usize, m: Metadata, records: &[Record], ty: &DataType) -> Result<ArrayRef, ClassedError> {
+        let s = &self.splits[split];
+        let raw: ArrayRef = match m {
+            Metadata::Topic => Arc::new(StringArray::from(vec![s.topic.as_str(); records.len()])),
+            Metadata::Partition => Arc::new(Int32Array::from(vec![s.partition; records.len()])),
+            Metadata::Offset => Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.offset))),
+            Metadata::Timestamp => Arc::new(TimestampMillisecondArray::from_iter(
+                records.iter().map(|r| r.timestamp),
+            )),
+            Metadata::Key => Arc::new(StringArray::from_iter(
+                records
+                    .iter()
+                    .map(|r| r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())),
+            )),
+        };
+        cast(&raw, ty).map_err(|e| self.bad(split, records.first().map_or(-1, |r| r.offset), &e.to_string()))
+    }
+
+    fn batch(&mut self, split: usize, mut records: Vec<Record>) -> Result<Option<RecordBatch>, ClassedError> {
+        let last = records.last().map(|r| r.offset);
+        let mut values = self.values(split, &mut records)?.into_iter();
+        if let Some(last) = last {
+            self.splits[split].offset = last + 1;
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for (f, m) in self.schema.fields().iter().zip(self.options.metadata.clone()) {
+            match m {
+                Some(m) => columns.push(self.metadata(split, m, &records, f.data_type())?),
+                None => columns.push(
+                    values
+                        .next()
+                        .ok_or_else(|| ClassedError::internal("a Kafka value column is missing"))?,
+                ),
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| ClassedError::internal(format!("building a Kafka batch: {e}")))
+    }
+}
+
+#[async_trait]
+impl Source for KafkaReader {
+    fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), ClassedError> {
+        for bytes in splits {
+            let s = KafkaSplit::decode(&bytes)?;
+            let key = (s.topic.clone(), s.partition);
+            if self.by_partition.contains_key(&key) {
+                continue;
+            }
+            self.by_partition.insert(key, self.splits.len());
+            self.splits.push(s);
+            self.reassign = true;
+        }
+        Ok(())
+    }
+
+    async fn next_batch(&mut self) -> Result<SourcePoll, ClassedError> {
+        if let Some((batch, split)) = self.ready.pop_front() {
+            return Ok(SourcePoll::Batch(batch, split));
+        }
+        let bounded = self.options.bounded_latest;
+        if bounded && !self.splits.is_empty() && self.splits.iter().all(KafkaSplit::finished) {
+            return Ok(SourcePoll::Finished);
+        }
+        if self.reassign {
+            self.assign()?;
+        }
+        let polled = self.poll()?;
+        let mut splits: Vec<usize> = polled.keys().copied().collect();
+        splits.sort_unstable();
+        let mut polled = polled;
+        for i in splits {
+            let records = polled.remove(&i).unwrap_or_default();
+            let was_open = !self.splits[i].finished();
+            if let Some(batch) = self.batch(i, records)? {
+                self.ready.push_back((batch, i));
+            }
+            if was_open && self.splits[i].finished() {
+                self.reassign = true;
+            }
+        }
+        match self.ready.pop_front() {
+            Some((batch, split)) => Ok(SourcePoll::Batch(batch, split)),
+            None => Ok(SourcePoll::Wait(IDLE_WAIT)),
+        }
+    }
+
+    fn split_count(&self) -> usize {
+        self.splits.len()
+    }
+
+    fn split_finished(&self, i: usize) -> bool {
+        self.splits.get(i).is_some_and(KafkaSplit::finished)
+    }
+
+    fn snapshot_splits(&self) -> Vec<Split> {
+        let open: Vec<&KafkaSplit> = self.splits.iter().filter(|s| !s.finished()).collect();
+        *self.snapshot.borrow_mut() = self
+            .splits
+            .iter()
+            .filter(|s| s.offset >= 0)
+            .map(|s| (s.topic.clone(), s.partition, s.offset))
+            .collect();
+        open.into_iter().map(KafkaSplit::encode).collect()
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), ClassedError> {
+        if !self.options.commit_on_checkpoint {
+            return Ok(());
+        }
+        let offsets = self.snapshot.borrow().clone();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in &offsets {
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        let consumer = self.consumer.clone();
+        let (ok, failed) = (self.commits_succeeded.clone(), self.commits_failed.clone());
+        // A commit waits for the broker: off the async workers, and never fatal.
+        tokio::task::spawn_blocking(move || match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("Committing the offsets of checkpoint {checkpoint_id} to Kafka failed: {e}");
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! A Kafka-protocol broker for end-to-end tests: noida-db (PyPI; scripts/deps.sh installs it
+//! into `~/.cache/sluice-tools/kafka-venv`, `SLUICE_KAFKA_BIN` overrides) on 127.0.0.1 with a
+//! free port and its own data directory, plus what tests do to it through librdkafka:
+//! create topics, produce, read a group's committed offsets.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{free_port, Daemon};
+
+/// The broker binary scripts/deps.sh installs.
+pub fn broker_bin() -> PathBuf {
+    std::env::var("SLUICE_KAFKA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice-tools/kafka-venv/bin/noida-db")
+        })
+}
+
+pub struct Broker {
+    pub bootstrap: String,
+    _daemon: Daemon,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+impl Broker {
+    /// Starts the broker with its data in `dir`; waits (at most 20 s) until it answers.
+    pub fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        let data = dir.join("kafka-data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let args: Vec<String> = [
+            "start",
+            "--data-dir",
+            &data.display().to_string(),
+            "--host",
+            "127.0.0.1",
+            "--only",
+            "kafka",
+            "--kafka-port",
+            &port.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let daemon = Daemon::start("kafka-broker", &broker_bin(), &args, dir.join("kafka-broker.log"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the Kafka broker did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            _daemon: daemon,
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.config().create().expect("admin client")
+    }
+
+    /// Creates `topic` with `partitions` partitions, kept forever (`retention.ms=-1`).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin = self.admin();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = runtime()
+            .block_on(admin.create_topics([&new], &opts))
+            .expect("create topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Grows `topic` to `partitions` partitions.
+    pub fn add_partitions(&self, topic: &str, partitions: usize) {
+        let admin = self.admin();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = runtime()
+            .block_on(admin.create_partitions([&NewPartitions::new(topic, partitions)], &opts))
+            .expect("create partitions");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("adding partitions to {t}: {e}"));
+        }
+    }
+
+    /// Produces every (partition, key, value) and waits until the broker has them all.
+    pub fn produce(&self, topic: &str, records: &[(i32, Option<String>, String)]) {
+        let producer: BaseProducer = self.config().set("linger.ms", "5").create().expect("producer");
+        for (partition, key, value) in records {
+            let mut record = BaseRecord::to(topic).partition(*partition).payload(value.as_str());
+            if let Some(k) = key {
+                record = record.key(k.as_str());
+            }
+            let mut pending = record;
+            loop {
+                match producer.send(pending) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "producing to {topic}: {e}"
+                        );
+                        producer.poll(Duration::from_millis(50));
+                        pending = back;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
+    /// The offsets `group` committed for `topic`'s partitions `0..partitions` (-1: none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = self.config().set("group.id", group).create().expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+}
