@@ -151,4 +151,48 @@ impl Broker {
             })
             .collect()
     }
+
+    /// Every record of `topic` a consumer with `isolation.level` sees (read_committed hides
+    /// open and aborted transactions): (partition, offset, key, value). Reads until nothing
+    /// new came for 2 s (at most 60 s).
+    pub fn read_all(&self, topic: &str, isolation: &str) -> Vec<(i32, i64, Option<String>, String)> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "sluice-test-reader")
+            .set("isolation.level", isolation)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = Instant::now();
+        while Instant::now() < deadline && last.elapsed() < Duration::from_secs(2) {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.expect("record");
+                use rdkafka::message::Message;
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                ));
+                last = Instant::now();
+            }
+        }
+        out
+    }
 }

@@ -2,19 +2,20 @@
 //! (`options.rs`). Splits are topic-partitions (`split.rs`) that the jobmanager's enumerator
 //! finds and places with Flink's `getSplitOwner` (`enumerator.rs`, `owner.rs`); each subtask
 //! reads its partitions by `assign()` and checkpoints the next offset of each (`source.rs`).
-//! The Kafka sink is not built yet.
+//! The sink (`sink.rs`) writes with none, at-least-once or exactly-once (transactions) delivery.
 
 mod enumerator;
 mod options;
 mod owner;
+mod sink;
 mod source;
 mod split;
 
 use sluice_common::failure::ClassedError;
-use sluice_common::job::spec::SourceSpec;
+use sluice_common::job::spec::{SinkSpec, SourceSpec};
 use sluice_common::job::JobResult;
 
-use crate::contract::{Source, SourceContext};
+use crate::contract::{Sink, SinkContext, Source, SourceContext};
 use crate::enumerator::SplitEnumerator;
 use crate::registry::Connector;
 use options::KafkaSourceOptions;
@@ -30,6 +31,10 @@ impl Connector for Kafka {
         true
     }
 
+    fn is_sink(&self) -> bool {
+        true
+    }
+
     fn check_source(&self, spec: &SourceSpec, _parallelism: u32) -> JobResult<()> {
         KafkaSourceOptions::of(spec).map(|_| ())
     }
@@ -42,6 +47,17 @@ impl Connector for Kafka {
         Ok(Box::new(source::KafkaReader::new(
             KafkaSourceOptions::of(ctx.spec)?,
             ctx.schema.clone(),
+        )?))
+    }
+
+    fn check_sink(&self, spec: &SinkSpec) -> JobResult<()> {
+        sink::KafkaSinkOptions::of(spec).map(|_| ())
+    }
+
+    fn create_sink(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, ClassedError> {
+        Ok(Box::new(sink::KafkaWriter::new(
+            sink::KafkaSinkOptions::of(ctx.spec)?,
+            ctx,
         )?))
     }
 }

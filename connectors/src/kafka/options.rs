@@ -178,20 +178,21 @@ impl KafkaSourceOptions {
         let discovery = r
             .duration("scan.topic-partition-discovery.interval")?
             .unwrap_or(DISCOVERY_DEFAULT);
-        let bounded_latest =
-            match r.get("scan.bounded.mode") {
-                None => false,
-                Some((m, pos)) => match m.as_str() {
-                    "unbounded" => false,
-                    "latest-offset" => true,
-                    other => return Err(JobError::at(
+        let bounded_latest = match r.get("scan.bounded.mode") {
+            None => false,
+            Some((m, pos)) => match m.as_str() {
+                "unbounded" => false,
+                "latest-offset" => true,
+                other => {
+                    return Err(JobError::at(
                         *pos,
                         format!(
                             "unsupported scan.bounded.mode '{other}' of {what}; expected unbounded or latest-offset"
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         let format = match r.get("format") {
             None => ValueFormat::Json,
             Some((f, pos)) => match f.as_str() {
