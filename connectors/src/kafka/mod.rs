@@ -4,6 +4,7 @@
 //! reads its partitions by `assign()` and checkpoints the next offset of each (`source.rs`).
 //! The sink (`sink.rs`) writes with none, at-least-once or exactly-once (transactions) delivery.
 
+mod end_txn;
 mod enumerator;
 mod options;
 mod owner;

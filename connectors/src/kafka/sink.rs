@@ -10,10 +10,11 @@
 //! - exactly-once: one transaction per checkpoint and subtask, flushed at the barrier and
 //!   committed when the checkpoint completes; a new transaction starts at once. Transactional
 //!   ids come from a pool per subtask, `<prefix>-<subtask>-<slot>` (slot < `ID_POOL`), never
-//!   one a precommitted transaction still holds; at start every id of the pool is fenced, which
-//!   aborts what an earlier attempt left open. Not closed yet: a transaction precommitted for
-//!   a checkpoint that completed is committed by the attempt that holds its producer; after a
-//!   crash between completion and commit it is fenced like the others (Arroyo's gap).
+//!   one a precommitted transaction still holds. A committable names the transaction and the
+//!   producer id and epoch it runs under (from librdkafka's statistics). After a crash between
+//!   a checkpoint's completion and the commit, the restored committables are committed by the
+//!   wire protocol (`end_txn.rs`): the gap Arroyo leaves open is closed. Then every id of the
+//!   pool is fenced, which aborts what the crashed attempt left open.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use sluice_common::failure::{ClassedError, FailureClass};
 use sluice_common::job::spec::SinkSpec;
 use sluice_common::job::{JobError, JobResult};
 
+use super::end_txn;
 use super::options::ValueFormat;
 use crate::contract::{Committable, Sink, SinkContext};
 use crate::options::OptionReader;
@@ -168,13 +170,24 @@ fn transient(what: String) -> ClassedError {
     ClassedError::new(FailureClass::Transient, what)
 }
 
-/// Remembers the first delivery error, which fails the next flush.
+/// Remembers the first delivery error, which fails the next flush, and the producer id and
+/// epoch librdkafka's statistics report.
 #[derive(Default)]
 struct Deliveries {
     error: Mutex<Option<String>>,
+    producer: Mutex<Option<(i64, i16)>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(eos) = statistics.eos {
+            if eos.producer_id >= 0 {
+                let epoch = i16::try_from(eos.producer_epoch).unwrap_or(-1);
+                *self.producer.lock().unwrap_or_else(|p| p.into_inner()) = Some((eos.producer_id, epoch));
+            }
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -188,6 +201,9 @@ impl ProducerContext for Deliveries {
 }
 
 type KafkaProducer = BaseProducer<Deliveries>;
+
+/// A row's value and key bytes.
+type EncodedRow = (Vec<u8>, Option<Vec<u8>>);
 
 /// A producer and, for exactly-once, the transactional id it holds.
 struct Txn {
@@ -211,6 +227,14 @@ pub(crate) struct KafkaWriter {
     next_partition: i32,
     /// Whether this attempt fenced the pool's ids yet (before its first transaction).
     fenced: bool,
+    /// Transactional ids the restored checkpoint holds (some subtask commits each): never
+    /// fenced or reused by this attempt.
+    reserved: std::collections::HashSet<String>,
+}
+
+/// A failpoint for tests: set when `SLUICE_FAILPOINT` names it (never in production use).
+fn failpoint(name: &str) -> bool {
+    std::env::var("SLUICE_FAILPOINT").is_ok_and(|v| v.split(',').any(|f| f.trim() == name))
 }
 
 /// Runs a blocking producer call off the async workers.
@@ -245,6 +269,7 @@ impl KafkaWriter {
             partitions: None,
             next_partition: 0,
             fenced: false,
+            reserved: Default::default(),
         })
     }
 
@@ -261,7 +286,9 @@ impl KafkaWriter {
         for _ in 0..ID_POOL {
             let slot = self.next_txn % ID_POOL;
             self.next_txn += 1;
-            if !self.precommitted.values().any(|t| t.slot == slot) {
+            if !self.precommitted.values().any(|t| t.slot == slot)
+                && !self.reserved.contains(&self.transactional_id(slot))
+            {
                 return Ok(slot);
             }
         }
@@ -286,6 +313,8 @@ impl KafkaWriter {
         let id = exactly_once.then(|| self.transactional_id(slot));
         if let Some(id) = &id {
             config.set("transactional.id", id);
+            // The statistics carry the producer id and epoch a committable must name.
+            config.set("statistics.interval.ms", "100");
         }
         let topic = self.options.topic.clone();
         let txn = blocking("opening a Kafka producer", move || {
@@ -329,8 +358,12 @@ impl KafkaWriter {
             return Ok(());
         }
         for slot in 0..ID_POOL {
+            let id = self.transactional_id(slot);
+            if self.reserved.contains(&id) {
+                continue;
+            }
             let mut config = self.options.client_config();
-            config.set("transactional.id", self.transactional_id(slot));
+            config.set("transactional.id", id);
             blocking("aborting a lingering Kafka transaction", move || {
                 let p: KafkaProducer = config
                     .create_with_context(Deliveries::default())
@@ -344,7 +377,7 @@ impl KafkaWriter {
     }
 
     /// Each row's value (and key) bytes.
-    fn encode(&self, batch: &RecordBatch) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, ClassedError> {
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<EncodedRow>, ClassedError> {
         let fail = |e: &dyn std::fmt::Display| ClassedError::user(format!("kafka sink: cannot encode a row: {e}"));
         let values: Vec<Vec<u8>> = match self.options.format {
             ValueFormat::Json => {
@@ -433,6 +466,30 @@ impl KafkaWriter {
         .await
     }
 
+    /// The producer id and epoch of `txn`, once librdkafka's statistics reported them.
+    async fn identity(txn: &Txn) -> Result<(i64, i16), ClassedError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            txn.producer.poll(Duration::ZERO);
+            if let Some(found) = *txn
+                .producer
+                .context()
+                .producer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+            {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(transient(format!(
+                    "kafka sink: librdkafka did not report the producer id of transaction {}",
+                    txn.id.as_deref().unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn commit_txn(txn: Txn) -> Result<(), ClassedError> {
         let id = txn.id.clone().unwrap_or_default();
         blocking("committing a Kafka transaction", move || {
@@ -511,13 +568,33 @@ impl Sink for KafkaWriter {
                     return Ok(Vec::new());
                 }
                 Self::flush(&txn).await?;
-                let committable = json!({"transactional_id": txn.id, "checkpoint": checkpoint_id})
-                    .to_string()
-                    .into_bytes();
+                let (producer_id, producer_epoch) = Self::identity(&txn).await?;
+                let committable = json!({
+                    "transactional_id": txn.id,
+                    "producer_id": producer_id,
+                    "producer_epoch": producer_epoch,
+                    "checkpoint": checkpoint_id,
+                })
+                .to_string()
+                .into_bytes();
                 self.precommitted.insert(checkpoint_id, txn);
                 Ok(vec![committable])
             }
         }
+    }
+
+    /// Commits this subtask's share of the restored committables; the ids of all of them stay
+    /// untouched by this attempt (another subtask may still be committing its share).
+    async fn recover(&mut self, mine: Vec<Committable>, all: &[Committable]) -> Result<(), ClassedError> {
+        for c in all {
+            if let Some(id) = serde_json::from_slice::<Value>(c)
+                .ok()
+                .and_then(|v| v["transactional_id"].as_str().map(str::to_string))
+            {
+                self.reserved.insert(id);
+            }
+        }
+        self.commit(mine).await
     }
 
     async fn commit(&mut self, committables: Vec<Committable>) -> Result<(), ClassedError> {
@@ -527,12 +604,49 @@ impl Sink for KafkaWriter {
             let Some(checkpoint) = v["checkpoint"].as_u64() else {
                 continue;
             };
+            if failpoint("kafka-sink-before-commit") {
+                tracing::error!(
+                    "Failpoint kafka-sink-before-commit: crashing before committing checkpoint {checkpoint}."
+                );
+                std::process::abort();
+            }
             match self.precommitted.remove(&checkpoint) {
-                Some(txn) => Self::commit_txn(txn).await?,
-                None => tracing::warn!(
-                    "Kafka transaction {} of checkpoint {checkpoint} is not held by this attempt; it cannot be committed after a restart yet and is aborted when its id is reused",
-                    v["transactional_id"]
-                ),
+                Some(txn) => {
+                    tracing::debug!(
+                        "Committing Kafka transaction {:?} of checkpoint {checkpoint} ({} records).",
+                        txn.id,
+                        txn.records
+                    );
+                    Self::commit_txn(txn).await?
+                }
+                None => {
+                    // Precommitted by an attempt that crashed after the checkpoint completed.
+                    let handle = end_txn::TxnHandle {
+                        transactional_id: v["transactional_id"].as_str().unwrap_or_default().to_string(),
+                        producer_id: v["producer_id"].as_i64().unwrap_or(-1),
+                        producer_epoch: v["producer_epoch"]
+                            .as_i64()
+                            .and_then(|e| i16::try_from(e).ok())
+                            .unwrap_or(-1),
+                    };
+                    let bootstrap = self
+                        .options
+                        .properties
+                        .get("bootstrap.servers")
+                        .cloned()
+                        .unwrap_or_default();
+                    let h = handle.clone();
+                    blocking("committing a restored Kafka transaction", move || {
+                        end_txn::commit(&bootstrap, &h).map_err(transient)
+                    })
+                    .await?;
+                    tracing::info!(
+                        "Committed Kafka transaction {} (producer id {}, epoch {}) of checkpoint {checkpoint}, precommitted before a restart.",
+                        handle.transactional_id,
+                        handle.producer_id,
+                        handle.producer_epoch
+                    );
+                }
             }
         }
         Ok(())

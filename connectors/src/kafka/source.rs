@@ -51,7 +51,10 @@ pub(crate) struct KafkaReader {
     by_partition: HashMap<(String, i32), usize>,
     /// The assignment must be renewed (splits added or finished).
     reassign: bool,
-    ready: VecDeque<(RecordBatch, usize)>,
+    /// Batches built but not handed out, with the next offset of their split after them. A
+    /// split's offset moves only when its batch is handed out, so a snapshot never counts
+    /// records still waiting here.
+    ready: VecDeque<(RecordBatch, usize, i64)>,
     /// Offsets of the latest snapshot, committed when a checkpoint completes.
     snapshot: RefCell<Vec<(String, i32, i64)>>,
     commits_succeeded: Arc<AtomicU64>,
@@ -255,14 +258,13 @@ impl KafkaReader {
         cast(&raw, ty).map_err(|e| self.bad(split, records.first().map_or(-1, |r| r.offset), &e.to_string()))
     }
 
-    fn batch(&mut self, split: usize, mut records: Vec<Record>) -> Result<Option<RecordBatch>, ClassedError> {
-        let last = records.last().map(|r| r.offset);
+    /// The batch of `records` (None when every one was skipped as undecodable), and the
+    /// split's next offset after them.
+    fn batch(&mut self, split: usize, mut records: Vec<Record>) -> Result<(Option<RecordBatch>, i64), ClassedError> {
+        let next = records.last().map_or(self.splits[split].offset, |r| r.offset + 1);
         let mut values = self.values(split, &mut records)?.into_iter();
-        if let Some(last) = last {
-            self.splits[split].offset = last + 1;
-        }
         if records.is_empty() {
-            return Ok(None);
+            return Ok((None, next));
         }
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (f, m) in self.schema.fields().iter().zip(self.options.metadata.clone()) {
@@ -276,8 +278,23 @@ impl KafkaReader {
             }
         }
         RecordBatch::try_new(self.schema.clone(), columns)
-            .map(Some)
+            .map(|b| (Some(b), next))
             .map_err(|e| ClassedError::internal(format!("building a Kafka batch: {e}")))
+    }
+
+    /// Hands out the oldest ready batch, moving its split's offset past it.
+    fn hand_out(&mut self) -> Option<SourcePoll> {
+        while let Some((batch, split, next)) = self.ready.pop_front() {
+            let was_open = !self.splits[split].finished();
+            self.splits[split].offset = next;
+            if was_open && self.splits[split].finished() {
+                self.reassign = true;
+            }
+            if batch.num_rows() > 0 {
+                return Some(SourcePoll::Batch(batch, split));
+            }
+        }
+        None
     }
 }
 
@@ -298,11 +315,12 @@ impl Source for KafkaReader {
     }
 
     async fn next_batch(&mut self) -> Result<SourcePoll, ClassedError> {
-        if let Some((batch, split)) = self.ready.pop_front() {
-            return Ok(SourcePoll::Batch(batch, split));
+        if let Some(poll) = self.hand_out() {
+            return Ok(poll);
         }
-        let bounded = self.options.bounded_latest;
-        if bounded && !self.splits.is_empty() && self.splits.iter().all(KafkaSplit::finished) {
+        // Bounded: done when every split reached its stopping offset; a reader without splits
+        // (more readers than partitions, or all finished before a restore) is done at once.
+        if self.options.bounded_latest && self.splits.iter().all(KafkaSplit::finished) {
             return Ok(SourcePoll::Finished);
         }
         if self.reassign {
@@ -314,18 +332,12 @@ impl Source for KafkaReader {
         let mut polled = polled;
         for i in splits {
             let records = polled.remove(&i).unwrap_or_default();
-            let was_open = !self.splits[i].finished();
-            if let Some(batch) = self.batch(i, records)? {
-                self.ready.push_back((batch, i));
-            }
-            if was_open && self.splits[i].finished() {
-                self.reassign = true;
-            }
+            let (batch, next) = self.batch(i, records)?;
+            // Skipped records still move the offset (an empty batch carries it).
+            let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+            self.ready.push_back((batch, i, next));
         }
-        match self.ready.pop_front() {
-            Some((batch, split)) => Ok(SourcePoll::Batch(batch, split)),
-            None => Ok(SourcePoll::Wait(IDLE_WAIT)),
-        }
+        Ok(self.hand_out().unwrap_or(SourcePoll::Wait(IDLE_WAIT)))
     }
 
     fn split_count(&self) -> usize {
