@@ -8,6 +8,8 @@
 //! connector talks to external systems; blocking work (files, blocking clients) runs off
 //! tokio's workers.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -33,6 +35,37 @@ pub enum SourcePoll {
     Finished,
 }
 
+/// A metric's name (as Prometheus shows it after `flink_taskmanager_job_task_operator_`, e.g.
+/// `KafkaSourceReader_KafkaConsumer_records_lag_max`) and its own labels (e.g. topic,
+/// partition), besides the task's.
+pub type MetricKey = (String, Vec<(String, String)>);
+
+/// The gauges a connector reports in its operator's scope (Flink's operator metric group): the
+/// connector sets them, the taskmanager exports them with the subtask's labels for as long as
+/// the subtask runs.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorMetrics(Arc<Mutex<BTreeMap<MetricKey, f64>>>);
+
+impl OperatorMetrics {
+    pub fn set(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let key = (
+            name.to_string(),
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        );
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, value);
+    }
+
+    /// Every gauge and its value now.
+    pub fn snapshot(&self) -> Vec<(MetricKey, f64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
 /// What a source reader is built from.
 pub struct SourceContext<'a> {
     pub spec: &'a SourceSpec,
@@ -40,6 +73,8 @@ pub struct SourceContext<'a> {
     pub schema: SchemaRef,
     pub parallelism: u32,
     pub subtask: u32,
+    /// Where the reader reports its gauges.
+    pub metrics: OperatorMetrics,
 }
 
 #[async_trait]

@@ -19,7 +19,9 @@ mod file;
 mod kafka;
 mod print;
 
-pub use contract::{Committable, Sink, SinkContext, Source, SourceContext, SourcePoll, Split};
+pub use contract::{
+    Committable, MetricKey, OperatorMetrics, Sink, SinkContext, Source, SourceContext, SourcePoll, Split,
+};
 pub use enumerator::{ListedSplit, RoundRobinEnumerator, SplitEnumerator};
 pub use options::{local_path, FileFormat, OptionReader};
 pub use registry::{registry, Connector, Registry};

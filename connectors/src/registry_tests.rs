@@ -108,6 +108,7 @@ fn a_toy_connector_needs_only_its_code_and_one_registration() {
         schema: g.nodes[0].schema.clone(),
         parallelism: 1,
         subtask: 0,
+        metrics: Default::default(),
     };
     let mut reader = connector.create_source(&ctx).unwrap();
     reader.add_splits(splits).unwrap();

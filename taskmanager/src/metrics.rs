@@ -58,6 +58,15 @@ impl TaskSeries {
                 "flink_taskmanager_job_task_numLateRecordsDropped",
                 t.metrics.late_dropped.load(Ordering::Relaxed) as f64,
             );
+            // The connector's gauges, in Flink's operator scope (Flink names the operator
+            // after the task's head).
+            let mut op_labels: Vec<(&str, String)> = labels.to_vec();
+            op_labels.push(("operator_name", label_value(&t.task_name)));
+            for ((name, extra), value) in t.metrics.operator.snapshot() {
+                let mut l = op_labels.clone();
+                l.extend(extra.iter().map(|(k, v)| (k.as_str(), label_value(v))));
+                out.gauge(&format!("flink_taskmanager_job_task_operator_{name}"), &l, value);
+            }
         }
     }
 }

@@ -231,3 +231,65 @@ fn kafka_source_recovers_from_a_killed_taskmanager_exactly_once() {
     let c = cluster.sluice("cancel", &[id.as_str()]);
     assert!(c.status.success(), "{c:?}");
 }
+
+/// A Kafka source behind a slow sink lags: on a real Prometheus, Flink's consumer-lag metric
+/// (`..._KafkaSourceReader_KafkaConsumer_records_lag_max`) is above 10000 so the shipped
+/// `SluiceKafkaConsumerLag` expression holds, and the per-partition `currentOffset` series
+/// carry topic and partition labels.
+#[test]
+fn a_lagging_kafka_source_shows_its_lag_on_prometheus() {
+    if !have_tool(
+        broker_bin().exists() && sluice_tests::tools::runs("prometheus", &["--version"]),
+        "the Kafka-protocol broker (PyPI noida-db) or prometheus is missing; scripts/test.sh installs both",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = Broker::start(dir.path());
+    broker.create_topic("backlog", 2);
+    broker.produce("backlog", &records(0..40_000, 2));
+    let targets = sluice_tests::prometheus::install(dir.path(), None);
+    let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
+    let (_jm, _) = cluster.start_jobmanager();
+    let _a = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let yaml = format!(
+        r#"name: lagging
+parallelism: 1
+sources:
+  - id: events
+    connector: kafka
+    options:
+      topic: backlog
+      properties.bootstrap.servers: "{}"
+      scan.startup.mode: earliest-offset
+    schema:
+      - {{name: n, type: bigint}}
+sinks:
+  - id: out
+    input: events
+    connector: blackhole
+    options: {{rows-per-second: 500}}
+"#,
+        broker.bootstrap
+    );
+    let id = cluster.submit(&yaml, "lagging.yaml");
+    let prometheus = sluice_tests::prometheus::start(dir.path());
+    let alert = "max(flink_taskmanager_job_task_operator_KafkaSourceReader_KafkaConsumer_records_lag_max) > 10000";
+    let lag = sluice_tests::prometheus::wait_query(&prometheus, alert, Duration::from_secs(60));
+    println!("Prometheus: {alert} → {}", lag[0]["value"][1]);
+    let query =
+        "flink_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset{topic=\"backlog\"}";
+    let partitions = wait_for(Duration::from_secs(60), "currentOffset of both partitions", || {
+        let series = prometheus.query(query)?;
+        let partitions: std::collections::BTreeSet<String> = series
+            .as_array()?
+            .iter()
+            .filter_map(|s| s["metric"]["partition"].as_str().map(str::to_string))
+            .collect();
+        (partitions.len() == 2).then_some(partitions)
+    });
+    println!("Prometheus: currentOffset for partitions {partitions:?}");
+    let c = cluster.sluice("cancel", &[id.as_str()]);
+    assert!(c.status.success(), "{c:?}");
+}

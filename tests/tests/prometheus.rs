@@ -55,7 +55,7 @@ fn alert_rules_evaluate_on_a_running_job() {
             .iter()
             .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
             .collect();
-        (rules.len() == 3
+        (rules.len() == 4
             && rules
                 .iter()
                 .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z"))

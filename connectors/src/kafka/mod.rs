@@ -48,6 +48,7 @@ impl Connector for Kafka {
         Ok(Box::new(source::KafkaReader::new(
             KafkaSourceOptions::of(ctx.spec)?,
             ctx.schema.clone(),
+            ctx.metrics.clone(),
         )?))
     }
 

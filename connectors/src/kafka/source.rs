@@ -6,6 +6,13 @@
 //! checkpointed offsets to the group when the checkpoint completes (for monitoring; a failed
 //! commit is logged and counted, never fatal). A record that does not decode fails the job
 //! naming topic, partition and offset, unless `json.ignore-parse-errors` skips it.
+//!
+//! Metrics, with Flink's KafkaSource names (Prometheus:
+//! `flink_taskmanager_job_task_operator_<name>`): `KafkaSourceReader_KafkaConsumer_records_lag_max`
+//! and `pendingRecords` (from the high watermarks librdkafka's statistics report each second,
+//! no extra requests),
+//! `KafkaSourceReader_topic_partition_currentOffset` / `..._committedOffset` (labels topic and
+//! partition), `KafkaSourceReader_commitsSucceeded` / `..._commitsFailed`, `numRecordsInErrors`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,19 +26,43 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_common::failure::{ClassedError, FailureClass};
 
 use super::options::{KafkaSourceOptions, Metadata, ValueFormat};
 use super::split::{KafkaSplit, COMMITTED, EARLIEST};
-use crate::contract::{Source, SourcePoll, Split};
+use crate::contract::{OperatorMetrics, Source, SourcePoll, Split};
 
 /// The most records one poll round takes.
 const MAX_RECORDS: usize = 8192;
 /// How long a reader with nothing to read waits before it polls again.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// Keeps the high watermark of every partition from librdkafka's statistics.
+#[derive(Default)]
+pub(crate) struct Watermarks {
+    high: std::sync::Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for Watermarks {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    high.insert((topic.clone(), partition), p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Watermarks {}
+
+type KafkaConsumer = BaseConsumer<Watermarks>;
 
 /// One record, owned.
 struct Record {
@@ -46,7 +77,7 @@ pub(crate) struct KafkaReader {
     schema: SchemaRef,
     /// The columns read from the value (the schema without metadata columns).
     value_schema: SchemaRef,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<KafkaConsumer>,
     splits: Vec<KafkaSplit>,
     by_partition: HashMap<(String, i32), usize>,
     /// The assignment must be renewed (splits added or finished).
@@ -60,6 +91,7 @@ pub(crate) struct KafkaReader {
     commits_succeeded: Arc<AtomicU64>,
     commits_failed: Arc<AtomicU64>,
     skipped: u64,
+    metrics: OperatorMetrics,
 }
 
 fn transient(what: String) -> ClassedError {
@@ -67,10 +99,17 @@ fn transient(what: String) -> ClassedError {
 }
 
 impl KafkaReader {
-    pub(crate) fn new(options: KafkaSourceOptions, schema: SchemaRef) -> Result<KafkaReader, ClassedError> {
-        let consumer: BaseConsumer = options
-            .client_config()
-            .create()
+    pub(crate) fn new(
+        options: KafkaSourceOptions,
+        schema: SchemaRef,
+        metrics: OperatorMetrics,
+    ) -> Result<KafkaReader, ClassedError> {
+        let mut config = options.client_config();
+        if !options.properties.contains_key("statistics.interval.ms") {
+            config.set("statistics.interval.ms", "1000");
+        }
+        let consumer: KafkaConsumer = config
+            .create_with_context(Watermarks::default())
             .map_err(|e| ClassedError::config(format!("cannot create a Kafka consumer: {e}")))?;
         let value_fields: Vec<_> = schema
             .fields()
@@ -92,6 +131,7 @@ impl KafkaReader {
             commits_succeeded: Arc::default(),
             commits_failed: Arc::default(),
             skipped: 0,
+            metrics,
         })
     }
 
@@ -282,11 +322,38 @@ impl KafkaReader {
             .map_err(|e| ClassedError::internal(format!("building a Kafka batch: {e}")))
     }
 
+    /// Lag from the consumer's cached high watermarks (no request): the largest per partition
+    /// (`records_lag_max`) and their sum (`pendingRecords`).
+    fn report_lag(&self) {
+        let mut max = 0i64;
+        let mut sum = 0i64;
+        let high = self.consumer.context().high.lock().unwrap_or_else(|p| p.into_inner());
+        for s in self.splits.iter().filter(|s| !s.finished() && s.offset >= 0) {
+            if let Some(h) = high.get(&(s.topic.clone(), s.partition)) {
+                let lag = (h - s.offset).max(0);
+                max = max.max(lag);
+                sum += lag;
+            }
+        }
+        drop(high);
+        self.metrics
+            .set("KafkaSourceReader_KafkaConsumer_records_lag_max", &[], max as f64);
+        self.metrics.set("pendingRecords", &[], sum as f64);
+        self.metrics.set("numRecordsInErrors", &[], self.skipped as f64);
+    }
+
     /// Hands out the oldest ready batch, moving its split's offset past it.
     fn hand_out(&mut self) -> Option<SourcePoll> {
         while let Some((batch, split, next)) = self.ready.pop_front() {
             let was_open = !self.splits[split].finished();
             self.splits[split].offset = next;
+            let s = &self.splits[split];
+            let partition = s.partition.to_string();
+            self.metrics.set(
+                "KafkaSourceReader_topic_partition_currentOffset",
+                &[("topic", &s.topic), ("partition", &partition)],
+                (next - 1) as f64,
+            );
             if was_open && self.splits[split].finished() {
                 self.reassign = true;
             }
@@ -337,6 +404,7 @@ impl Source for KafkaReader {
             let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
             self.ready.push_back((batch, i, next));
         }
+        self.report_lag();
         Ok(self.hand_out().unwrap_or(SourcePoll::Wait(IDLE_WAIT)))
     }
 
@@ -378,15 +446,36 @@ impl Source for KafkaReader {
         }
         let consumer = self.consumer.clone();
         let (ok, failed) = (self.commits_succeeded.clone(), self.commits_failed.clone());
+        let metrics = self.metrics.clone();
         // A commit waits for the broker: off the async workers, and never fatal.
-        tokio::task::spawn_blocking(move || match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => {
-                ok.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    for (topic, partition, next) in &offsets {
+                        let p = partition.to_string();
+                        metrics.set(
+                            "KafkaSourceReader_topic_partition_committedOffset",
+                            &[("topic", topic), ("partition", &p)],
+                            *next as f64,
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("Committing the offsets of checkpoint {checkpoint_id} to Kafka failed: {e}");
+                }
             }
-            Err(e) => {
-                failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("Committing the offsets of checkpoint {checkpoint_id} to Kafka failed: {e}");
-            }
+            metrics.set(
+                "KafkaSourceReader_commitsSucceeded",
+                &[],
+                ok.load(Ordering::Relaxed) as f64,
+            );
+            metrics.set(
+                "KafkaSourceReader_commitsFailed",
+                &[],
+                failed.load(Ordering::Relaxed) as f64,
+            );
         });
         Ok(())
     }

@@ -94,6 +94,7 @@ pub(crate) fn build_task(
                     schema: node.schema.clone(),
                     parallelism: node.parallelism,
                     subtask,
+                    metrics: metrics.operator.clone(),
                 };
                 let mut reader = connector.create_source(&context).map_err(classed)?;
                 // Restored splits (with their positions) first, then the ones the enumerator dealt:

@@ -20,6 +20,8 @@ pub(crate) struct TaskMetrics {
     pub time: TimeAccount,
     pub input_watermark: AtomicI64,
     pub late_dropped: Arc<AtomicU64>,
+    /// What the subtask's connector reports in its operator scope.
+    pub operator: sluice_connectors::OperatorMetrics,
     view: Mutex<RateView>,
 }
 
@@ -85,6 +87,7 @@ impl TaskMetrics {
             time: TimeAccount::starting(super::time_account::Phase::Busy, now),
             input_watermark: AtomicI64::new(i64::MIN),
             late_dropped: Arc::default(),
+            operator: Default::default(),
             view: Mutex::new(RateView {
                 at: now,
                 last: TaskSample::default(),
