@@ -269,10 +269,43 @@ fn every_example_job_runs() {
     for file in files {
         let info = cluster.sluice("info", &[file.to_str().expect("path")]);
         assert!(info.status.success(), "{}: {}", file.display(), text(&info));
+        let yaml = std::fs::read_to_string(&file).expect("job file");
+        if yaml.contains("connector: kafka") {
+            run_kafka_example(&cluster, &file, &yaml);
+            continue;
+        }
         let run = cluster.sluice("run", &[file.to_str().expect("path")]);
         assert!(run.status.success(), "{}: {}", file.display(), text(&run));
         println!("{}: {}", file.display(), text(&run).lines().last().unwrap_or(""));
     }
+}
+
+/// A Kafka example runs against a local broker (its topics created, a few records in): its
+/// bootstrap address is replaced by the broker's, it is run detached and cancelled once it runs.
+fn run_kafka_example(cluster: &Cluster, file: &Path, yaml: &str) {
+    use sluice_tests::kafka::{broker_bin, Broker};
+    if !sluice_tests::tools::have_tool(
+        broker_bin().exists(),
+        "the Kafka-protocol broker (PyPI noida-db) is missing; scripts/test.sh installs it",
+    ) {
+        return;
+    }
+    let broker = Broker::start(cluster.config_dir());
+    broker.create_topic("views", 16);
+    broker.create_topic("views-per-user", 4);
+    let records: Vec<(i32, Option<String>, String)> = (0..160)
+        .map(|n: i64| ((n % 16) as i32, None, format!(r#"{{"user_id": {}, "amount": 1.5, "ts": {}}}"#, n % 8, 1_767_225_600_000 + n)))
+        .collect();
+    broker.produce("views", &records);
+    let local = cluster.config_dir().join(file.file_name().expect("name"));
+    std::fs::write(&local, yaml.replace("127.0.0.1:9092", &broker.bootstrap)).expect("job file");
+    let run = cluster.sluice("run", &["-d", local.to_str().expect("path")]);
+    assert!(run.status.success(), "{}: {}", file.display(), text(&run));
+    let id = sluice_tests::job_id_of(&run);
+    cluster.wait_job_state(&id, "RUNNING", Duration::from_secs(30));
+    let c = cluster.sluice("cancel", &[id.as_str()]);
+    assert!(c.status.success(), "{c:?}");
+    println!("{}: running against a local broker, then cancelled", file.display());
 }
 
 #[test]
