@@ -294,7 +294,17 @@ fn run_kafka_example(cluster: &Cluster, file: &Path, yaml: &str) {
     broker.create_topic("views", 16);
     broker.create_topic("views-per-user", 4);
     let records: Vec<(i32, Option<String>, String)> = (0..160)
-        .map(|n: i64| ((n % 16) as i32, None, format!(r#"{{"user_id": {}, "amount": 1.5, "ts": {}}}"#, n % 8, 1_767_225_600_000 + n)))
+        .map(|n: i64| {
+            (
+                (n % 16) as i32,
+                None,
+                format!(
+                    r#"{{"user_id": {}, "amount": 1.5, "ts": {}}}"#,
+                    n % 8,
+                    1_767_225_600_000 + n
+                ),
+            )
+        })
         .collect();
     broker.produce("views", &records);
     let local = cluster.config_dir().join(file.file_name().expect("name"));

@@ -5,7 +5,8 @@
 //!   offsets once the job finished.
 //! - Unbounded with partition discovery every second: records produced while the job runs
 //!   arrive, and so do those of partitions added to the topic mid-job (read from earliest).
-//! - A record that is not JSON fails the job naming topic, partition and offset.
+//! - A record that is not JSON fails the job naming topic, partition and offset; with
+//!   `scan.dead-letter-topic` it goes to that topic instead and the rest arrive exactly once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -178,6 +179,31 @@ fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
         "the failure names the record: {cause}"
     );
     println!("poison: {cause}");
+
+    // With a dead-letter topic the bad record goes there and the job stays exact.
+    broker.create_topic("poison-dlq", 1);
+    let out = dir.path().join("dead-letters");
+    let id = cluster.submit(
+        &job(
+            "dead-letters",
+            &broker.bootstrap,
+            "poison",
+            &out,
+            "      scan.bounded.mode: latest-offset\n      scan.dead-letter-topic: poison-dlq\n",
+        ),
+        "dead-letters.yaml",
+    );
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(60));
+    let got = output(&out);
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 6, 7, 8, 9],
+        "the good records once"
+    );
+    let dead = broker.read_all("poison-dlq", "read_uncommitted");
+    assert_eq!(dead.len(), 1, "one dead letter: {dead:?}");
+    assert_eq!(dead[0].3, "not json");
+    println!("dead letters: the bad record in poison-dlq, the 9 good ones in the output");
 }
 
 /// A taskmanager reading Kafka is killed (`kill -9`) mid-stream: the job restarts from its

@@ -5,7 +5,8 @@
 //! `specific-offsets`) with `scan.startup.timestamp-millis` / `scan.startup.specific-offsets`,
 //! `scan.topic-partition-discovery.interval` (5 min; 0 turns discovery off), `scan.bounded.mode`
 //! (`unbounded` (default) or `latest-offset`), `format` (`json` (default), `csv`, `raw`),
-//! `json.ignore-parse-errors`. Columns read the record's value in that format; a column whose
+//! `json.ignore-parse-errors`, and beyond Flink `scan.dead-letter-topic` (a record that does
+//! not decode goes there, with the error in its headers, instead of failing the job). Columns read the record's value in that format; a column whose
 //! `expr` is `topic`, `partition`, `offset`, `timestamp` or `key` holds that part of the record
 //! instead (Flink SQL's metadata columns).
 
@@ -69,6 +70,8 @@ pub(crate) struct KafkaSourceOptions {
     pub bounded_latest: bool,
     pub format: ValueFormat,
     pub ignore_parse_errors: bool,
+    /// Where records that do not decode go (instead of failing the job).
+    pub dead_letter_topic: Option<String>,
     pub commit_on_checkpoint: bool,
     /// Per column of the schema: `Some` when the column is a metadata column.
     pub metadata: Vec<Option<Metadata>>,
@@ -210,6 +213,10 @@ impl KafkaSourceOptions {
         let ignore_parse_errors = r
             .parse::<bool>("json.ignore-parse-errors", "true or false")?
             .unwrap_or(false);
+        let dead_letter_topic = r
+            .get("scan.dead-letter-topic")
+            .map(|(t, _)| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         r.done()?;
         let commit_on_checkpoint = properties
             .get("commit.offsets.on.checkpoint")
@@ -247,6 +254,7 @@ impl KafkaSourceOptions {
             bounded_latest,
             format,
             ignore_parse_errors,
+            dead_letter_topic,
             commit_on_checkpoint,
             metadata,
         })

@@ -5,7 +5,8 @@
 //! checkpoints, finishes a split at its stopping offset (bounded mode) and commits the
 //! checkpointed offsets to the group when the checkpoint completes (for monitoring; a failed
 //! commit is logged and counted, never fatal). A record that does not decode fails the job
-//! naming topic, partition and offset, unless `json.ignore-parse-errors` skips it.
+//! naming topic, partition and offset, unless `json.ignore-parse-errors` skips it or
+//! `scan.dead-letter-topic` sends it there (durably, before its offset counts as read).
 //!
 //! Metrics, with Flink's KafkaSource names (Prometheus:
 //! `flink_taskmanager_job_task_operator_<name>`): `KafkaSourceReader_KafkaConsumer_records_lag_max`
@@ -92,6 +93,9 @@ pub(crate) struct KafkaReader {
     commits_failed: Arc<AtomicU64>,
     skipped: u64,
     metrics: OperatorMetrics,
+    /// Records that did not decode, with their split and the error, for the dead-letter topic.
+    dead: Vec<(usize, Record, String)>,
+    dead_letter_producer: Option<Arc<rdkafka::producer::BaseProducer>>,
 }
 
 fn transient(what: String) -> ClassedError {
@@ -132,6 +136,8 @@ impl KafkaReader {
             commits_failed: Arc::default(),
             skipped: 0,
             metrics,
+            dead: Vec::new(),
+            dead_letter_producer: None,
         })
     }
 
@@ -220,6 +226,10 @@ impl KafkaReader {
                 for r in records.drain(..) {
                     match self.decode_all(std::slice::from_ref(&r)) {
                         Ok(_) => kept.push(r),
+                        Err(e) if self.options.dead_letter_topic.is_some() => {
+                            self.skipped += 1;
+                            self.dead.push((split, r, e));
+                        }
                         Err(e) if self.options.ignore_parse_errors => {
                             self.skipped += 1;
                             tracing::debug!("skipping a record that does not decode: {e}");
@@ -322,6 +332,76 @@ impl KafkaReader {
             .map_err(|e| ClassedError::internal(format!("building a Kafka batch: {e}")))
     }
 
+    /// Writes the records that did not decode to the dead-letter topic and waits until the
+    /// broker has them (so their offsets may count as read).
+    async fn send_dead_letters(&mut self) -> Result<(), ClassedError> {
+        let Some(topic) = self.options.dead_letter_topic.clone() else {
+            return Ok(());
+        };
+        if self.dead.is_empty() {
+            return Ok(());
+        }
+        if self.dead_letter_producer.is_none() {
+            let mut config = rdkafka::ClientConfig::new();
+            if let Some(servers) = self.options.properties.get("bootstrap.servers") {
+                config.set("bootstrap.servers", servers);
+            }
+            let p: rdkafka::producer::BaseProducer = config
+                .create()
+                .map_err(|e| ClassedError::config(format!("cannot create the dead-letter producer: {e}")))?;
+            self.dead_letter_producer = Some(Arc::new(p));
+        }
+        let Some(producer) = self.dead_letter_producer.clone() else {
+            return Ok(());
+        };
+        let letters: Vec<(String, i32, Record, String)> = self
+            .dead
+            .drain(..)
+            .map(|(split, r, e)| (self.splits[split].topic.clone(), self.splits[split].partition, r, e))
+            .collect();
+        let n = letters.len();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::message::{Header, OwnedHeaders};
+            use rdkafka::producer::{BaseRecord, Producer};
+            for (source, partition, r, error) in &letters {
+                let (p, o) = (partition.to_string(), r.offset.to_string());
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "sluice.error",
+                        value: Some(error.as_str()),
+                    })
+                    .insert(Header {
+                        key: "sluice.topic",
+                        value: Some(source.as_str()),
+                    })
+                    .insert(Header {
+                        key: "sluice.partition",
+                        value: Some(p.as_str()),
+                    })
+                    .insert(Header {
+                        key: "sluice.offset",
+                        value: Some(o.as_str()),
+                    });
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
+                    .payload(r.value.as_deref().unwrap_or_default())
+                    .headers(headers);
+                if let Some(k) = &r.key {
+                    record = record.key(&k[..]);
+                }
+                producer
+                    .send(record)
+                    .map_err(|(e, _)| transient(format!("writing to dead-letter topic '{topic}' failed: {e}")))?;
+            }
+            producer
+                .flush(Duration::from_secs(60))
+                .map_err(|e| transient(format!("writing to dead-letter topic '{topic}' failed: {e}")))
+        })
+        .await
+        .map_err(|e| ClassedError::internal(format!("dead letters: {e}")))??;
+        tracing::warn!("Sent {n} record(s) that do not decode to the dead-letter topic.");
+        Ok(())
+    }
+
     /// Lag from the consumer's cached high watermarks (no request): the largest per partition
     /// (`records_lag_max`) and their sum (`pendingRecords`).
     fn report_lag(&self) {
@@ -404,6 +484,7 @@ impl Source for KafkaReader {
             let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
             self.ready.push_back((batch, i, next));
         }
+        self.send_dead_letters().await?;
         self.report_lag();
         Ok(self.hand_out().unwrap_or(SourcePoll::Wait(IDLE_WAIT)))
     }
