@@ -24,6 +24,15 @@ pub fn broker_bin() -> PathBuf {
         })
 }
 
+/// Whether the broker is installed; SKIPPED (or, under SLUICE_REQUIRE_TOOLS=1, a failure)
+/// when it is not.
+pub fn have_broker() -> bool {
+    crate::tools::have_tool(
+        broker_bin().exists(),
+        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
+    )
+}
+
 pub struct Broker {
     pub bootstrap: String,
     _daemon: Daemon,

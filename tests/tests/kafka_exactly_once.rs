@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_tests::kafka::{broker_bin, Broker};
-use sluice_tests::tools::have_tool;
+use sluice_tests::kafka::{have_broker, Broker};
 use sluice_tests::{wait_for, wait_or_explain, wait_parallelism, Cluster};
 
 const EPOCH_MS: i64 = 1_767_225_600_000;
@@ -52,10 +51,7 @@ fn reference(rows: i64, watermark: i64) -> BTreeMap<(i64, i64), (i64, i64)> {
 
 #[test]
 fn sixteen_partitions_windows_and_kafka_exactly_once_through_kills_and_rescales() {
-    if !have_tool(
-        broker_bin().exists(),
-        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
-    ) {
+    if !have_broker() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use sluice_tests::kafka::{broker_bin, Broker};
-use sluice_tests::tools::have_tool;
+use sluice_tests::kafka::{have_broker, Broker};
 use sluice_tests::Cluster;
 
 fn job(name: &str, bootstrap: &str, input: &str, output: &str, delivery: &str) -> String {
@@ -40,10 +39,7 @@ sinks:
 
 #[test]
 fn kafka_to_kafka_exactly_once_and_at_least_once() {
-    if !have_tool(
-        broker_bin().exists(),
-        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
-    ) {
+    if !have_broker() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -144,10 +140,7 @@ fn kafka_to_kafka_exactly_once_and_at_least_once() {
 /// `read_committed` consumer sees every record exactly once.
 #[test]
 fn a_crash_between_checkpoint_completion_and_commit_still_commits() {
-    if !have_tool(
-        broker_bin().exists(),
-        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
-    ) {
+    if !have_broker() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_tests::kafka::{broker_bin, Broker};
+use sluice_tests::kafka::{broker_bin, have_broker, Broker};
 use sluice_tests::tools::have_tool;
 use sluice_tests::{wait_for, Cluster};
 
@@ -80,10 +80,7 @@ fn output(out: &Path) -> BTreeMap<i64, (i64, i64)> {
 
 #[test]
 fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
-    if !have_tool(
-        broker_bin().exists(),
-        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
-    ) {
+    if !have_broker() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -211,10 +208,7 @@ fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
 /// record exactly once into the (two-phase-commit) file sink, those produced meanwhile too.
 #[test]
 fn kafka_source_recovers_from_a_killed_taskmanager_exactly_once() {
-    if !have_tool(
-        broker_bin().exists(),
-        "the Kafka-protocol broker (PyPI noida-db in ~/.cache/sluice-tools/kafka-venv) is missing; scripts/test.sh installs it",
-    ) {
+    if !have_broker() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -77,6 +77,65 @@ pub(crate) struct KafkaSourceOptions {
     pub metadata: Vec<Option<Metadata>>,
 }
 
+/// The value of option `key` among `choices` (its default when unset); anything else is an
+/// error naming the option, its owner and the accepted values.
+pub(crate) fn choice<'a, T: Copy>(
+    r: &mut OptionReader<'a>,
+    key: &'a str,
+    default: T,
+    choices: &[(&str, T)],
+    what: &str,
+) -> JobResult<T> {
+    match r.get(key) {
+        None => Ok(default),
+        Some((text, pos)) => choices
+            .iter()
+            .find(|(name, _)| *name == text.trim())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                JobError::at(
+                    *pos,
+                    format!(
+                        "unknown {key} '{text}' of {what}; expected one of: {}",
+                        names.join(", ")
+                    ),
+                )
+            }),
+    }
+}
+
+/// `format`: json (default), csv or raw.
+pub(crate) fn value_format<'a>(r: &mut OptionReader<'a>, what: &str) -> JobResult<ValueFormat> {
+    choice(
+        r,
+        "format",
+        ValueFormat::Json,
+        &[
+            ("json", ValueFormat::Json),
+            ("csv", ValueFormat::Csv),
+            ("raw", ValueFormat::Raw),
+        ],
+        what,
+    )
+}
+
+/// Every `properties.*` option (the client's configuration); `bootstrap.servers` is required.
+pub(crate) fn client_properties(r: &mut OptionReader<'_>, what: &str) -> JobResult<BTreeMap<String, String>> {
+    let properties: BTreeMap<String, String> = r
+        .prefixed("properties.")
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !properties.contains_key("bootstrap.servers") {
+        return Err(JobError::at(
+            r.owner(),
+            format!("{what} needs the option 'properties.bootstrap.servers'"),
+        ));
+    }
+    Ok(properties)
+}
+
 /// Flink's default discovery interval (`scan.topic-partition-discovery.interval`).
 const DISCOVERY_DEFAULT: Duration = Duration::from_secs(300);
 
@@ -123,17 +182,7 @@ impl KafkaSourceOptions {
         if topics.is_empty() {
             return Err(JobError::at(r.owner(), format!("{what} needs the option 'topic'")));
         }
-        let properties: BTreeMap<String, String> = r
-            .prefixed("properties.")
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        if !properties.contains_key("bootstrap.servers") {
-            return Err(JobError::at(
-                r.owner(),
-                format!("{what} needs the option 'properties.bootstrap.servers'"),
-            ));
-        }
+        let properties = client_properties(&mut r, &what)?;
         let group_id = properties.get("group.id").cloned();
         let mode = r.get("scan.startup.mode").cloned();
         let startup = match mode.as_ref().map(|(m, p)| (m.as_str(), *p)) {
@@ -181,35 +230,14 @@ impl KafkaSourceOptions {
         let discovery = r
             .duration("scan.topic-partition-discovery.interval")?
             .unwrap_or(DISCOVERY_DEFAULT);
-        let bounded_latest = match r.get("scan.bounded.mode") {
-            None => false,
-            Some((m, pos)) => match m.as_str() {
-                "unbounded" => false,
-                "latest-offset" => true,
-                other => {
-                    return Err(JobError::at(
-                        *pos,
-                        format!(
-                            "unsupported scan.bounded.mode '{other}' of {what}; expected unbounded or latest-offset"
-                        ),
-                    ))
-                }
-            },
-        };
-        let format = match r.get("format") {
-            None => ValueFormat::Json,
-            Some((f, pos)) => match f.as_str() {
-                "json" => ValueFormat::Json,
-                "csv" => ValueFormat::Csv,
-                "raw" => ValueFormat::Raw,
-                other => {
-                    return Err(JobError::at(
-                        *pos,
-                        format!("unknown format '{other}' of {what}; expected json, csv or raw"),
-                    ))
-                }
-            },
-        };
+        let bounded_latest = choice(
+            &mut r,
+            "scan.bounded.mode",
+            false,
+            &[("unbounded", false), ("latest-offset", true)],
+            &what,
+        )?;
+        let format = value_format(&mut r, &what)?;
         let ignore_parse_errors = r
             .parse::<bool>("json.ignore-parse-errors", "true or false")?
             .unwrap_or(false);

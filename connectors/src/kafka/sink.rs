@@ -32,7 +32,7 @@ use sluice_common::job::spec::SinkSpec;
 use sluice_common::job::{JobError, JobResult};
 
 use super::end_txn;
-use super::options::ValueFormat;
+use super::options::{choice, client_properties, value_format, ValueFormat};
 use crate::contract::{Committable, Sink, SinkContext};
 use crate::options::OptionReader;
 
@@ -75,31 +75,18 @@ impl KafkaSinkOptions {
             .map(|(t, _)| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| JobError::at(spec.pos, format!("{what} needs the option 'topic'")))?;
-        let properties: BTreeMap<String, String> = r
-            .prefixed("properties.")
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        if !properties.contains_key("bootstrap.servers") {
-            return Err(JobError::at(
-                spec.pos,
-                format!("{what} needs the option 'properties.bootstrap.servers'"),
-            ));
-        }
-        let guarantee = match r.get("sink.delivery-guarantee") {
-            None => Guarantee::AtLeastOnce,
-            Some((g, pos)) => match g.as_str() {
-                "none" => Guarantee::None,
-                "at-least-once" => Guarantee::AtLeastOnce,
-                "exactly-once" => Guarantee::ExactlyOnce,
-                other => {
-                    return Err(JobError::at(
-                        *pos,
-                        format!("unknown sink.delivery-guarantee '{other}' of {what}; expected none, at-least-once or exactly-once"),
-                    ))
-                }
-            },
-        };
+        let properties = client_properties(&mut r, &what)?;
+        let guarantee = choice(
+            &mut r,
+            "sink.delivery-guarantee",
+            Guarantee::AtLeastOnce,
+            &[
+                ("none", Guarantee::None),
+                ("at-least-once", Guarantee::AtLeastOnce),
+                ("exactly-once", Guarantee::ExactlyOnce),
+            ],
+            &what,
+        )?;
         let prefix = r.get("sink.transactional-id-prefix").map(|(p, _)| p.trim().to_string());
         if guarantee == Guarantee::ExactlyOnce && prefix.as_deref().is_none_or(str::is_empty) {
             return Err(JobError::at(
@@ -117,34 +104,18 @@ impl KafkaSinkOptions {
                     .collect()
             })
             .unwrap_or_default();
-        let partitioner = match r.get("sink.partitioner") {
-            None => Partitioner::Default,
-            Some((p, pos)) => match p.as_str() {
-                "default" => Partitioner::Default,
-                "fixed" => Partitioner::Fixed,
-                "round-robin" => Partitioner::RoundRobin,
-                other => {
-                    return Err(JobError::at(
-                        *pos,
-                        format!("unknown sink.partitioner '{other}' of {what}; expected default, fixed or round-robin"),
-                    ))
-                }
-            },
-        };
-        let format = match r.get("format") {
-            None => ValueFormat::Json,
-            Some((f, pos)) => match f.as_str() {
-                "json" => ValueFormat::Json,
-                "csv" => ValueFormat::Csv,
-                "raw" => ValueFormat::Raw,
-                other => {
-                    return Err(JobError::at(
-                        *pos,
-                        format!("unknown format '{other}' of {what}; expected json, csv or raw"),
-                    ))
-                }
-            },
-        };
+        let partitioner = choice(
+            &mut r,
+            "sink.partitioner",
+            Partitioner::Default,
+            &[
+                ("default", Partitioner::Default),
+                ("fixed", Partitioner::Fixed),
+                ("round-robin", Partitioner::RoundRobin),
+            ],
+            &what,
+        )?;
+        let format = value_format(&mut r, &what)?;
         r.done()?;
         Ok(KafkaSinkOptions {
             topic,
