@@ -53,6 +53,13 @@ pub trait Connector: Send + Sync {
         Err(JobError::general(format!("{} is not a sink connector", self.name())))
     }
 
+    /// At submission, once the job's configuration is known: the sink agrees with its
+    /// checkpointing (`None`: checkpointing is off), e.g. a transaction must outlive a
+    /// checkpoint interval.
+    fn check_sink_checkpointing(&self, _spec: &SinkSpec, _interval: Option<std::time::Duration>) -> JobResult<()> {
+        Ok(())
+    }
+
     /// On a taskmanager: the writer of one sink subtask.
     fn create_sink(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, ClassedError> {
         Err(ClassedError::internal(format!(
@@ -126,6 +133,22 @@ impl Registry {
     pub fn source(&self, spec: &SourceSpec) -> Result<&dyn Connector, ClassedError> {
         self.find(&spec.connector, true)
             .ok_or_else(|| ClassedError::config(self.unknown(&spec.connector, &spec.id, true)))
+    }
+
+    /// Every sink of `graph` agrees with the job's checkpoint interval (`None`: off).
+    pub fn check_sinks_checkpointing(
+        &self,
+        graph: &sluice_common::job::JobGraph,
+        interval: Option<std::time::Duration>,
+    ) -> JobResult<()> {
+        for node in &graph.nodes {
+            if let sluice_common::job::NodeKind::Sink { spec } = &node.kind {
+                if let Some(c) = self.find(&spec.connector, false) {
+                    c.check_sink_checkpointing(spec, interval)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn sink(&self, spec: &SinkSpec) -> Result<&dyn Connector, ClassedError> {

@@ -3,7 +3,8 @@
 //! (one transaction per checkpoint, committed when it completes). A `read_committed`
 //! consumer of the output topic sees every record exactly once, keyed by `key.fields`; a job
 //! with `at-least-once` delivers everything too. An exactly-once sink without a transactional
-//! id prefix is refused at submission with Flink's message.
+//! id prefix is refused at submission with Flink's message, and so is one whose
+//! `transaction.timeout.ms` would not outlive two checkpoint intervals.
 
 use std::time::Duration;
 
@@ -80,6 +81,29 @@ fn kafka_to_kafka_exactly_once_and_at_least_once() {
     );
     assert!(
         !run.status.success() && text.contains("requires a transactionalIdPrefix"),
+        "{text}"
+    );
+    // Refused at submission: a transaction must outlive the checkpoint interval (300 ms here).
+    std::fs::write(
+        &file,
+        job(
+            "short-txn",
+            &broker.bootstrap,
+            "in",
+            "x",
+            "      sink.delivery-guarantee: exactly-once\n      sink.transactional-id-prefix: short\n      properties.transaction.timeout.ms: 400\n",
+        ),
+    )
+    .expect("job file");
+    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !run.status.success()
+            && text.contains("transaction.timeout.ms (400 ms) must be at least twice the checkpoint interval (300 ms)"),
         "{text}"
     );
 

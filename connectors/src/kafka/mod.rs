@@ -56,6 +56,10 @@ impl Connector for Kafka {
         sink::KafkaSinkOptions::of(spec).map(|_| ())
     }
 
+    fn check_sink_checkpointing(&self, spec: &SinkSpec, interval: Option<std::time::Duration>) -> JobResult<()> {
+        sink::KafkaSinkOptions::of(spec)?.check_checkpointing(spec, interval)
+    }
+
     fn create_sink(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, ClassedError> {
         Ok(Box::new(sink::KafkaWriter::new(
             sink::KafkaSinkOptions::of(ctx.spec)?,

@@ -128,6 +128,44 @@ impl KafkaSinkOptions {
         })
     }
 
+    /// Exactly-once needs checkpoints, and a transaction that lives through a checkpoint
+    /// interval: `transaction.timeout.ms` (librdkafka's default 60000) must be at least twice
+    /// the interval, else the broker aborts a transaction before its checkpoint commits it.
+    pub(crate) fn check_checkpointing(&self, spec: &SinkSpec, interval: Option<Duration>) -> JobResult<()> {
+        if self.guarantee != Guarantee::ExactlyOnce {
+            return Ok(());
+        }
+        let what = format!("kafka sink '{}'", spec.id);
+        let Some(interval) = interval else {
+            return Err(JobError::at(
+                spec.pos,
+                format!("{what}: the EXACTLY_ONCE delivery guarantee commits with checkpoints; set execution.checkpointing.interval"),
+            ));
+        };
+        let timeout = match self.properties.get("transaction.timeout.ms") {
+            None => Duration::from_millis(60_000),
+            Some(t) => Duration::from_millis(t.trim().parse::<u64>().map_err(|_| {
+                JobError::at(
+                    spec.pos,
+                    format!(
+                        "{what}: properties.transaction.timeout.ms must be a whole number of milliseconds, found '{t}'"
+                    ),
+                )
+            })?),
+        };
+        if timeout < interval * 2 {
+            return Err(JobError::at(
+                spec.pos,
+                format!(
+                    "{what}: transaction.timeout.ms ({} ms) must be at least twice the checkpoint interval ({} ms), or the broker aborts transactions before their checkpoint commits them (data loss); raise properties.transaction.timeout.ms (within the broker's transaction.max.timeout.ms) or checkpoint more often",
+                    timeout.as_millis(),
+                    interval.as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         for (k, v) in &self.properties {

@@ -71,6 +71,9 @@ impl Scheduler {
             .config
             .overlaid(graph.config.iter().chain(&opts.dynamic).map(|(k, v)| (k, v)));
         let cp = checkpoint_settings(&config)?;
+        registry()
+            .check_sinks_checkpointing(&graph, cp.interval)
+            .map_err(|e| e.in_file(&file).to_string())?;
         let reactive = cfg(config.get_opt(&SCHEDULER_MODE))?.is_some();
         if reactive && (cp.interval.is_none() || cp.dir.is_none()) {
             return Err("Reactive mode (scheduler-mode: reactive) rescales from checkpoints: set execution.checkpointing.interval and execution.checkpointing.dir.".into());
