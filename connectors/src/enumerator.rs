@@ -7,6 +7,8 @@
 //! a stable id and deals new ones round robin, in the order they were listed.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::failure::ClassedError;
@@ -52,6 +54,9 @@ type PlaceSplit = Box<dyn Fn(&str, u32) -> usize + Send>;
 pub struct RoundRobinEnumerator {
     list: ListSplits,
     place: Option<PlaceSplit>,
+    /// Set once the job's first discovery is behind it: after a discovery, or when restored
+    /// from a checkpoint (whose enumerator discovered before). Shared with the lister.
+    started: Arc<AtomicBool>,
     interval: Option<Duration>,
     /// Ids of the splits some reader was given.
     assigned: BTreeSet<String>,
@@ -67,6 +72,7 @@ impl RoundRobinEnumerator {
         RoundRobinEnumerator {
             list: Box::new(list),
             place: None,
+            started: Arc::default(),
             interval: None,
             assigned: BTreeSet::new(),
             unassigned: Vec::new(),
@@ -76,6 +82,13 @@ impl RoundRobinEnumerator {
     /// Lists again every `interval` while the job runs.
     pub fn discovering_every(mut self, interval: Option<Duration>) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Shares whether the job's first discovery is behind it (e.g. Kafka reads partitions it
+    /// finds later from the earliest offset, the first ones from the startup mode's).
+    pub fn sharing_started(mut self, started: Arc<AtomicBool>) -> Self {
+        self.started = started;
         self
     }
 
@@ -93,6 +106,7 @@ impl RoundRobinEnumerator {
 impl SplitEnumerator for RoundRobinEnumerator {
     fn discover(&mut self) -> Result<usize, ClassedError> {
         let found: Vec<ListedSplit> = (self.list)()?.into_iter().filter(|(id, _)| !self.known(id)).collect();
+        self.started.store(true, Ordering::Release);
         let n = found.len();
         self.unassigned.extend(found);
         Ok(n)
@@ -136,6 +150,7 @@ impl SplitEnumerator for RoundRobinEnumerator {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<(), ClassedError> {
+        self.started.store(true, Ordering::Release);
         let mut r = FrameReader::new(state, STATE_VERSION, "split enumerator state")?;
         let mut assigned = BTreeSet::new();
         for _ in 0..r.count()? {
@@ -220,5 +235,19 @@ mod tests {
         let mut e = RoundRobinEnumerator::new(|| Err(ClassedError::config("no such directory")));
         let err = e.discover().unwrap_err();
         assert_eq!(err.class, sluice_common::failure::FailureClass::Config);
+    }
+
+    #[test]
+    fn the_first_discovery_is_behind_after_a_discovery_or_a_restore() {
+        let started = Arc::new(AtomicBool::new(false));
+        let mut e = RoundRobinEnumerator::new(|| Ok(listed(0..2))).sharing_started(started.clone());
+        assert!(!started.load(Ordering::Acquire));
+        e.discover().unwrap();
+        assert!(started.load(Ordering::Acquire));
+        let state = e.snapshot_state();
+        let again = Arc::new(AtomicBool::new(false));
+        let mut restored = RoundRobinEnumerator::new(|| Ok(listed(0..3))).sharing_started(again.clone());
+        restored.restore_state(&state).unwrap();
+        assert!(again.load(Ordering::Acquire), "a restored enumerator discovered before");
     }
 }

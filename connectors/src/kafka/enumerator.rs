@@ -6,7 +6,8 @@
 //! earliest offset, as Flink does). Built on `RoundRobinEnumerator`, whose state (assigned and
 //! unassigned splits) goes into checkpoints.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,8 +29,9 @@ fn transient(what: String) -> ClassedError {
 struct Lister {
     options: KafkaSourceOptions,
     consumer: BaseConsumer,
-    /// Whether the startup mode was applied (only the first discovery uses it).
-    started: bool,
+    /// Whether the job's first discovery is behind it (only that one uses the startup mode;
+    /// set by the enumerator, also when it is restored).
+    started: Arc<AtomicBool>,
 }
 
 impl Lister {
@@ -93,7 +95,7 @@ impl Lister {
     }
 
     fn start_offset(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
-        if self.started {
+        if self.started.load(Ordering::Acquire) {
             return Ok(EARLIEST);
         }
         Ok(match &self.options.startup {
@@ -123,7 +125,6 @@ impl Lister {
                 out.push((split.id(), split.encode()));
             }
         }
-        self.started = true;
         Ok(out)
     }
 }
@@ -140,14 +141,16 @@ pub(crate) fn enumerator(options: KafkaSourceOptions) -> Result<Box<dyn SplitEnu
         .create()
         .map_err(|e| ClassedError::config(format!("cannot create a Kafka client: {e}")))?;
     let interval = options.discovery_interval;
+    let started = Arc::new(AtomicBool::new(false));
     let lister = Mutex::new(Lister {
         options,
         consumer,
-        started: false,
+        started: started.clone(),
     });
     Ok(Box::new(
         RoundRobinEnumerator::new(move || lister.lock().unwrap_or_else(|p| p.into_inner()).list())
             .discovering_every(interval)
+            .sharing_started(started)
             .placing_by(|id, readers| parse_id(id).map_or(0, |(t, p)| split_owner(t, p, readers))),
     ))
 }
