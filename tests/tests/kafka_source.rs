@@ -177,6 +177,17 @@ fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
     );
     println!("poison: {cause}");
 
+    // group-offsets (the default) for a group that committed nothing fails as Flink does.
+    let out = dir.path().join("no-commit");
+    let yaml = job("no-commit", &broker.bootstrap, "events", &out, "")
+        .replace("      scan.startup.mode: earliest-offset\n", "");
+    let id = cluster.submit(&yaml, "no-commit.yaml");
+    cluster.wait_job_state(&id, "FAILED", Duration::from_secs(60));
+    let details = cluster.rest(&format!("/jobs/{id}")).expect("job details");
+    let cause = details["failure-cause"].as_str().unwrap_or_default().to_string();
+    assert!(cause.contains("Undefined offset with no reset policy"), "{cause}");
+    println!("group-offsets without a commit: {cause}");
+
     // With a dead-letter topic the bad record goes there and the job stays exact.
     broker.create_topic("poison-dlq", 1);
     let out = dir.path().join("dead-letters");

@@ -301,6 +301,11 @@ impl KafkaSourceOptions {
         if !self.properties.contains_key("enable.auto.commit") {
             c.set("enable.auto.commit", "false");
         }
+        if self.startup == StartupMode::GroupOffsets && !self.properties.contains_key("auto.offset.reset") {
+            // Flink's group-offsets default (reset strategy NONE): a partition without a
+            // committed offset is an error, not a silent start at the end.
+            c.set("auto.offset.reset", "error");
+        }
         if !self.properties.contains_key("group.id") {
             // librdkafka wants a group id even for assign(); nothing is committed without the user's.
             c.set("group.id", "sluice-kafka-source");

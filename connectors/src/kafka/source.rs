@@ -186,7 +186,10 @@ impl KafkaReader {
 
     fn poll_error(&self, e: rdkafka::error::KafkaError) -> ClassedError {
         let text = e.to_string();
-        if text.contains("no reset policy") || text.contains("Offset out of range") || text.contains("AutoOffsetReset")
+        if text.contains("no reset policy")
+            || text.contains("Offset out of range")
+            || text.contains("AutoOffsetReset")
+            || text.contains("automatically reset")
         {
             // Flink: "Undefined offset with no reset policy for partition(s)".
             ClassedError::config(format!(
