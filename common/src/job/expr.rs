@@ -1,6 +1,9 @@
 //! SQL expressions of job files compiled once with DataFusion into vectorised physical
 //! expressions over a schema (DESIGN §3): scalar expressions for filters, projections and
-//! datagen columns, aggregate calls for windows.
+//! datagen columns, aggregate calls for windows. JSON functions (`json_get_str(doc, 'user')`,
+//! `json_get_int`, `json_get_float`, `json_as_text`, `json_length`, …; the
+//! `datafusion-functions-json` crate) read JSON held in string columns, so parsing a record's
+//! nested fields is one `select`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -13,8 +16,17 @@ use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFuncti
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{lit, SessionContext};
 
-/// One context for parsing and planning; planning reads only its function registry.
-static CONTEXT: LazyLock<SessionContext> = LazyLock::new(SessionContext::new);
+/// One context for parsing and planning; planning reads only its function registry, which
+/// holds DataFusion's functions and the JSON ones.
+static CONTEXT: LazyLock<SessionContext> = LazyLock::new(|| {
+    let mut ctx = SessionContext::new();
+    if let Err(e) = datafusion_functions_json::register_all(&mut ctx) {
+        // Only a name clash with a built-in could do this; expressions without JSON
+        // functions still compile.
+        tracing::warn!("JSON functions are not available in expressions: {e}");
+    }
+    ctx
+});
 
 /// A compiled scalar expression and its result type.
 #[derive(Debug, Clone)]
@@ -160,6 +172,31 @@ mod tests {
         assert!((out.value(1) - 18.16).abs() < 1e-9);
         let f = compile_scalar("user_id % 2 = 0 AND amount > 0", &s).unwrap();
         assert_eq!(f.data_type, DataType::Boolean);
+    }
+
+    /// The seed's JSON parsing step as one select: nested fields of a JSON string column.
+    #[test]
+    fn json_functions_read_nested_fields() {
+        let s: SchemaRef = Arc::new(Schema::new(vec![Field::new("doc", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            s.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(vec![
+                r#"{"user": {"id": 7, "name": "ann"}, "amount": 2.5}"#,
+                r#"{"user": {"id": 9, "name": "bo"}, "amount": 1.0}"#,
+            ]))],
+        )
+        .unwrap();
+        let id = compile_scalar("json_get_int(doc, 'user', 'id')", &s).unwrap();
+        let ids = id.evaluate(&batch).unwrap();
+        let ids = arrow::compute::cast(&ids, &DataType::Int64).unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!((ids.value(0), ids.value(1)), (7, 9));
+        let name = compile_scalar("json_get_str(doc, 'user', 'name')", &s).unwrap();
+        let names = arrow::compute::cast(&name.evaluate(&batch).unwrap(), &DataType::Utf8).unwrap();
+        let names = names.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        assert_eq!(names.value(1), "bo");
+        let amount = compile_scalar("json_get_float(doc, 'amount') * 2", &s).unwrap();
+        assert_eq!(amount.data_type, DataType::Float64);
     }
 
     #[test]
