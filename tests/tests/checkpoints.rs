@@ -99,15 +99,18 @@ fn kill_and_recover(extra_config: &str) {
     let completed = stats["counts"]["completed"].as_u64().unwrap_or(0);
     println!("{completed} checkpoints completed; output exact after kill -9 and restore");
 
-    // Flink's job-scope checkpoint metrics on the jobmanager's Prometheus endpoint.
+    // Flink's job-scope checkpoint metrics, through Flink's metric query on REST: the job has
+    // finished, so its series are gone from the jobmanager's Prometheus endpoint.
     let scrape = get_text(&format!("http://127.0.0.1:{jm_metrics}/metrics")).expect("jobmanager metrics");
+    assert!(!scrape.contains(&id), "a finished job's series are dropped:\n{scrape}");
     let value = |name: &str| -> f64 {
-        scrape
-            .lines()
-            .find(|l| l.starts_with(&format!("flink_jobmanager_job_{name}{{")) && l.contains(&id))
-            .and_then(|l| l.rsplit(' ').next())
+        let m = cluster
+            .rest(&format!("/jobs/{id}/metrics?get={name}"))
+            .expect("job metrics");
+        m[0]["value"]
+            .as_str()
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} for job {id} in:\n{scrape}"))
+            .unwrap_or_else(|| panic!("no {name} for job {id}: {m}"))
     };
     assert_eq!(value("numberOfCompletedCheckpoints"), completed as f64);
     assert!(value("numRestarts") >= 1.0, "numRestarts");

@@ -356,7 +356,9 @@ fn killing_a_taskmanager_fails_the_job_and_frees_the_survivors_slots() {
     });
     b.kill9();
     cluster.wait_job_state(&id, "FAILED", Duration::from_secs(15));
-    let cause = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions")["root-exception"].to_string();
+    let cause = cluster.rest(&format!("/jobs/{id}/exceptions")).expect("exceptions")["exceptionHistory"]["entries"][0]
+        ["stacktrace"]
+        .to_string();
     assert!(cause.contains("was lost while running the job"), "{cause}");
     sluice_tests::wait_for(Duration::from_secs(10), "the survivor's slots to be free", || {
         (cluster.overview("slots-available") == Some(2) && cluster.overview("slots-total") == Some(2)).then_some(())
