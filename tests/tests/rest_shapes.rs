@@ -41,7 +41,7 @@ fn flinks_rest_classes_parse_every_answer() {
     let storage = tempfile::tempdir().expect("dir");
     let mut cluster = Cluster::new(&format!(
         "execution.checkpointing.dir: file://{0}/chk\nexecution.checkpointing.savepoint-dir: file://{0}/sp\n\
-         execution.checkpointing.interval: 500 ms\nheartbeat.interval: 1 s\n",
+         execution.checkpointing.interval: 2 s\nheartbeat.interval: 1 s\n",
         storage.path().display()
     ));
     let (_jm, _) = cluster.start_jobmanager();
@@ -67,10 +67,6 @@ fn flinks_rest_classes_parse_every_answer() {
         let w = cluster.rest(&format!("/jobs/{id}/vertices/{window}/watermarks"))?;
         (w.as_array()?.len() == 2).then_some(())
     });
-    let checkpoint = cluster.rest(&format!("/jobs/{id}/checkpoints")).expect("checkpoints")["latest"]["completed"]
-        ["id"]
-        .as_u64()
-        .expect("a completed checkpoint");
     let tm = cluster.rest("/taskmanagers").expect("taskmanagers")["taskmanagers"][0]["id"]
         .as_str()
         .expect("tm id")
@@ -100,6 +96,11 @@ fn flinks_rest_classes_parse_every_answer() {
     let dir = location.trim_start_matches("file://");
     assert!(!std::path::Path::new(dir).exists(), "{dir} was disposed of");
 
+    // The newest completed checkpoint, read last: the history keeps the latest 10 only.
+    let checkpoint = cluster.rest(&format!("/jobs/{id}/checkpoints")).expect("checkpoints")["latest"]["completed"]
+        ["id"]
+        .as_u64()
+        .expect("a completed checkpoint");
     let m = "org.apache.flink.runtime.rest.messages";
     let endpoints: Vec<(String, String)> = [
         ("/overview".to_string(), format!("{m}.ClusterOverviewHeaders")),

@@ -88,19 +88,7 @@ pub(super) fn subtask_metrics(d: &TaskDigest) -> Vec<(&'static str, f64)> {
 /// Flink's `status-duration`: time in each execution state (all of them present, as Flink's
 /// parser requires); only the current state's time is known here.
 fn status_durations(status: &str, in_status: u64) -> Value {
-    const STATES: [&str; 10] = [
-        "CREATED",
-        "SCHEDULED",
-        "DEPLOYING",
-        "INITIALIZING",
-        "RUNNING",
-        "FINISHED",
-        "CANCELING",
-        "CANCELED",
-        "FAILED",
-        "RECONCILING",
-    ];
-    let map: serde_json::Map<String, Value> = STATES
+    let map: serde_json::Map<String, Value> = crate::scheduler::job::EXECUTION_STATES
         .iter()
         .map(|s| (s.to_string(), json!(if *s == status { in_status } else { 0 })))
         .collect();

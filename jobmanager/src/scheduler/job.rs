@@ -145,6 +145,20 @@ pub(crate) struct JobException {
     pub task: Option<(u32, u32)>,
 }
 
+/// Flink's `ExecutionState` names: REST answers carry an entry for each.
+pub(crate) const EXECUTION_STATES: [&str; 10] = [
+    "CREATED",
+    "SCHEDULED",
+    "DEPLOYING",
+    "INITIALIZING",
+    "RUNNING",
+    "FINISHED",
+    "CANCELING",
+    "CANCELED",
+    "FAILED",
+    "RECONCILING",
+];
+
 /// How many failures the history keeps (Flink's `web.exception-history-size` default).
 const EXCEPTION_HISTORY: usize = 16;
 
@@ -241,23 +255,8 @@ impl Job {
 
     /// Subtask counts by status name, for `tasks` fields.
     pub(crate) fn task_counts(&self, vertex: Option<u32>) -> BTreeMap<&'static str, usize> {
-        let mut counts: BTreeMap<&'static str, usize> =
-            // Every ExecutionState of Flink, so its clients find each count.
-            [
-                "CREATED",
-                "SCHEDULED",
-                "DEPLOYING",
-                "RUNNING",
-                "FINISHED",
-                "CANCELING",
-                "CANCELED",
-                "FAILED",
-                "RECONCILING",
-                "INITIALIZING",
-            ]
-                .iter()
-                .map(|s| (*s, 0))
-                .collect();
+        // Every ExecutionState of Flink, so its clients find each count.
+        let mut counts: BTreeMap<&'static str, usize> = EXECUTION_STATES.iter().map(|s| (*s, 0)).collect();
         for ((v, _), (s, _)) in &self.tasks {
             if vertex.is_none_or(|x| x == *v) {
                 *counts.entry(s.name()).or_default() += 1;
