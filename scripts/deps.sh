@@ -18,9 +18,17 @@ export SLUICE_WEED_BIN=${SLUICE_WEED_BIN:-$SLUICE_TOOLS_DIR/venv/bin/weed}
 SLUICE_FLINK_VENV=${SLUICE_FLINK_VENV:-$SLUICE_TOOLS_DIR/flink-venv}
 export SLUICE_FLINK_VENV
 SLUICE_FLINK_VERSION=${SLUICE_FLINK_VERSION:-2.3.0}
-# The Kafka-protocol broker for tests and the local quickstart (noida-db from PyPI).
-export SLUICE_KAFKA_BIN=${SLUICE_KAFKA_BIN:-$SLUICE_TOOLS_DIR/kafka-venv/bin/noida-db}
+# The Kafka-protocol broker for tests and the local quickstart (noida-db from PyPI). The
+# binary itself, not the venv's Python launcher: stopping the launcher would leave the broker.
 SLUICE_NOIDA_VERSION=${SLUICE_NOIDA_VERSION:-0.2.3}
+kafka_bin() {
+    if [ -n "${SLUICE_KAFKA_BIN:-}" ]; then echo "$SLUICE_KAFKA_BIN"; return; fi
+    local f
+    for f in "$SLUICE_TOOLS_DIR"/kafka-venv/lib/python3*/site-packages/noida_db/noida-db; do
+        [ -x "$f" ] && { echo "$f"; return; }
+    done
+    echo "$SLUICE_TOOLS_DIR/kafka-venv/noida-db-not-installed"
+}
 
 # --- detection: one function per dependency, true when present -------------------------------
 
@@ -78,7 +86,7 @@ dep_present() {
         libclang) find_libclang >/dev/null ;;
         curl) command -v curl >/dev/null ;;
         seaweedfs) [ -x "$SLUICE_WEED_BIN" ] ;;
-        kafka) [ -x "$SLUICE_KAFKA_BIN" ] ;;
+        kafka) [ -x "$(kafka_bin)" ] ;;
         prometheus) _runs prometheus --version ;;
         chromium) _runs chromium --version || _runs chromium-browser --version ;;
         systemd-analyze) _runs systemd-analyze --version ;;

@@ -23,7 +23,7 @@ case "${1:-}" in
         sluice_deps kafka || die "the Kafka broker could not be installed (see above)"
         running && die "a broker already runs (pid $(cat "$pid_file")); scripts/kafka.sh stop first"
         mkdir -p "$data_dir" "$SLUICE_LOG_DIR"
-        nohup "$SLUICE_KAFKA_BIN" start --data-dir "$data_dir" --host 127.0.0.1 --only kafka \
+        nohup "$(kafka_bin)" start --data-dir "$data_dir" --host 127.0.0.1 --only kafka \
             --kafka-port "$port" >"$log_file" 2>&1 &
         echo $! >"$pid_file"
         for _ in $(seq 1 100); do

@@ -15,13 +15,21 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{free_port, Daemon};
 
-/// The broker binary scripts/deps.sh installs.
+/// The broker binary scripts/deps.sh installs: the binary itself inside the venv's
+/// `site-packages/noida_db/`, not the Python launcher in `bin/` (killing the launcher would
+/// leave the broker running).
 pub fn broker_bin() -> PathBuf {
-    std::env::var("SLUICE_KAFKA_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice-tools/kafka-venv/bin/noida-db")
-        })
+    if let Ok(bin) = std::env::var("SLUICE_KAFKA_BIN") {
+        return PathBuf::from(bin);
+    }
+    let lib = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sluice-tools/kafka-venv/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/noida_db/noida-db"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| lib.join("python3/site-packages/noida_db/noida-db"))
 }
 
 /// Whether the broker is installed; SKIPPED (or, under SLUICE_REQUIRE_TOOLS=1, a failure)
