@@ -5,6 +5,7 @@
 //!   offsets once the job finished.
 //! - Unbounded with partition discovery every second: records produced while the job runs
 //!   arrive, and so do those of partitions added to the topic mid-job (read from earliest).
+//! - `topic-pattern` reads every topic whose whole name matches.
 //! - A record that is not JSON fails the job naming topic, partition and offset; with
 //!   `scan.dead-letter-topic` it goes to that topic instead and the rest arrive exactly once.
 
@@ -151,6 +152,32 @@ fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
     let c = cluster.sluice("cancel", &[id.as_str()]);
     assert!(c.status.success(), "{c:?}");
     println!("unbounded: 400 records, partitions {partitions:?}");
+
+    // topic-pattern: every topic whose whole name matches, none other.
+    broker.create_topic("pat-a", 1);
+    broker.create_topic("pat-b", 2);
+    broker.create_topic("patio", 1);
+    broker.produce("pat-a", &records(0..10, 1));
+    broker.produce("pat-b", &records(10..30, 2));
+    broker.produce("patio", &records(30..40, 1));
+    let out = dir.path().join("pattern");
+    let yaml = job(
+        "pattern",
+        &broker.bootstrap,
+        "x",
+        &out,
+        "      scan.bounded.mode: latest-offset\n",
+    )
+    .replace("      topic: x\n", "      topic-pattern: \"pat-.*\"\n");
+    let id = cluster.submit(&yaml, "pattern.yaml");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(60));
+    let got = output(&out);
+    assert_eq!(
+        got.keys().copied().collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>(),
+        "pat-a and pat-b only"
+    );
+    println!("topic-pattern: 30 records of pat-a and pat-b, none of patio");
 
     // A record that is not JSON fails the job, naming where it stands.
     broker.create_topic("poison", 1);

@@ -107,9 +107,28 @@ impl Lister {
         })
     }
 
+    /// The topics to read: those listed, or every topic the pattern matches now.
+    fn topics(&self) -> Result<Vec<String>, ClassedError> {
+        let Some(pattern) = &self.options.pattern else {
+            return Ok(self.options.topics.clone());
+        };
+        let md = self
+            .consumer
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|e| transient(format!("cannot list the topics of {}: {e}", self.servers())))?;
+        let mut topics: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|t| pattern.is_match(t))
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
     fn list(&mut self) -> Result<Vec<ListedSplit>, ClassedError> {
         let mut out = Vec::new();
-        for topic in &self.options.topics {
+        for topic in &self.topics()? {
             for partition in self.partitions(topic)? {
                 let stop = if self.options.bounded_latest {
                     Some(self.high_watermark(topic, partition)?)

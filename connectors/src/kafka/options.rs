@@ -1,5 +1,6 @@
 //! The Kafka source's options, with Flink SQL's Kafka connector names and defaults: `topic`
-//! (one or a `;`-separated list), `properties.bootstrap.servers` (required),
+//! (one or a `;`-separated list) or `topic-pattern` (a regular expression every topic name must
+//! match whole; topics created later are found by discovery), `properties.bootstrap.servers` (required),
 //! `properties.group.id`, any other `properties.*` handed to the client, `scan.startup.mode`
 //! (`earliest-offset`, `latest-offset`, `group-offsets` (default), `timestamp`,
 //! `specific-offsets`) with `scan.startup.timestamp-millis` / `scan.startup.specific-offsets`,
@@ -63,6 +64,8 @@ impl Metadata {
 #[derive(Debug, Clone)]
 pub(crate) struct KafkaSourceOptions {
     pub topics: Vec<String>,
+    /// `topic-pattern`, anchored to match whole names.
+    pub pattern: Option<regex::Regex>,
     /// Client properties, `bootstrap.servers` and `group.id` included.
     pub properties: BTreeMap<String, String>,
     pub startup: StartupMode,
@@ -173,14 +176,29 @@ impl KafkaSourceOptions {
                 .collect(),
             None => Vec::new(),
         };
-        if let Some((_, pos)) = r.get("topic-pattern") {
-            return Err(JobError::at(
-                *pos,
-                format!("option 'topic-pattern' of {what} is not supported yet; list the topics in 'topic'"),
-            ));
-        }
-        if topics.is_empty() {
-            return Err(JobError::at(r.owner(), format!("{what} needs the option 'topic'")));
+        let pattern = match r.get("topic-pattern") {
+            None => None,
+            Some((p, pos)) => Some(regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                JobError::at(
+                    *pos,
+                    format!("option 'topic-pattern' of {what} is not a regular expression: {e}"),
+                )
+            })?),
+        };
+        match (topics.is_empty(), pattern.is_some()) {
+            (true, false) => {
+                return Err(JobError::at(
+                    r.owner(),
+                    format!("{what} needs the option 'topic' or 'topic-pattern'"),
+                ))
+            }
+            (false, true) => {
+                return Err(JobError::at(
+                    r.owner(),
+                    format!("{what}: option 'topic' and 'topic-pattern' shouldn't be set together"),
+                ))
+            }
+            _ => {}
         }
         let properties = client_properties(&mut r, &what)?;
         let group_id = properties.get("group.id").cloned();
@@ -276,6 +294,7 @@ impl KafkaSourceOptions {
         }
         Ok(KafkaSourceOptions {
             topics,
+            pattern,
             properties,
             startup,
             discovery_interval: (!discovery.is_zero() && !bounded_latest).then_some(discovery),
