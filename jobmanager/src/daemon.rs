@@ -16,7 +16,7 @@ use sluice_proto::control::job_manager_service_server::JobManagerServiceServer;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::resource_manager::{now_ms, Registry};
+use crate::resource_manager::Registry;
 use crate::rest::{router, RestState};
 use crate::rpc::{JobManagerRpc, RpcSettings};
 use crate::scheduler::{Scheduler, SchedulerSettings};
@@ -151,48 +151,13 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     Ok(())
 }
 
-/// Flink's job-scope metrics on the jobmanager, by Flink's metric name: checkpoint counts and
-/// the latest completed checkpoint's duration and size, `numRestarts`; and Sluice's rescale
-/// figures (`numRescales`, `lastRescaleDurationMs`, `parallelism`). Prometheus shows them as
-/// `flink_jobmanager_job_<name>`, `GET /jobs/:id/metrics` by name.
-pub(crate) fn job_metric_values(job: &crate::scheduler::job::Job) -> Vec<(&'static str, f64)> {
-    let stats = job.checkpoint_stats();
-    let (duration, size) = stats
-        .latest_completed
-        .as_ref()
-        .map_or((0.0, 0.0), |c| (c.duration_ms as f64, c.state_size as f64));
-    let total = stats.completed + stats.failed + stats.in_progress;
-    let running_since = job.timestamps.get("RUNNING").copied().unwrap_or(job.start_time);
-    let uptime = if job.state.name() == "RUNNING" {
-        now_ms().saturating_sub(running_since)
-    } else {
-        0
-    };
-    vec![
-        ("lastCheckpointDuration", duration),
-        ("lastCheckpointSize", size),
-        ("numberOfCompletedCheckpoints", stats.completed as f64),
-        ("numberOfFailedCheckpoints", stats.failed as f64),
-        ("numberOfInProgressCheckpoints", stats.in_progress as f64),
-        ("totalNumberOfCheckpoints", total as f64),
-        ("numRestarts", stats.num_restarts as f64),
-        ("numRescales", job.rescales.len() as f64),
-        (
-            "lastRescaleDurationMs",
-            job.rescales.last().map_or(0.0, |r| r.pause_ms as f64),
-        ),
-        ("parallelism", f64::from(job.current_parallelism())),
-        ("uptime", uptime as f64),
-    ]
-}
-
 fn job_metrics(host: &str, job: &crate::scheduler::job::Job, out: &mut ScrapeText) {
     let labels = [
         ("host", host.to_string()),
         ("job_id", label_value(&job.id)),
         ("job_name", label_value(&job.name)),
     ];
-    for (name, value) in job_metric_values(job) {
+    for (name, value) in job.metric_values() {
         out.gauge(&format!("flink_jobmanager_job_{name}"), &labels, value);
     }
 }

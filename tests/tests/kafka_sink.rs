@@ -60,50 +60,27 @@ fn kafka_to_kafka_exactly_once_and_at_least_once() {
         .collect();
     broker.produce("in", &records);
 
-    // Refused at submission: exactly-once needs a transactional id prefix.
-    let file = cluster.config_dir().join("no-prefix.yaml");
-    std::fs::write(
-        &file,
-        job(
-            "no-prefix",
-            &broker.bootstrap,
-            "in",
-            "x",
-            "      sink.delivery-guarantee: exactly-once\n",
-        ),
-    )
-    .expect("job file");
-    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    // Refused at submission: exactly-once needs a transactional id prefix, and a transaction
+    // that outlives two checkpoint intervals (300 ms here).
+    let refused = |name: &str, delivery: &str| {
+        let file = cluster.config_dir().join(format!("{name}.yaml"));
+        std::fs::write(&file, job(name, &broker.bootstrap, "in", "x", delivery)).expect("job file");
+        let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
+        assert!(!run.status.success(), "{name} was accepted");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        )
+    };
+    let text = refused("no-prefix", "      sink.delivery-guarantee: exactly-once\n");
+    assert!(text.contains("requires a transactionalIdPrefix"), "{text}");
+    let text = refused(
+        "short-txn",
+        "      sink.delivery-guarantee: exactly-once\n      sink.transactional-id-prefix: short\n      properties.transaction.timeout.ms: 400\n",
     );
     assert!(
-        !run.status.success() && text.contains("requires a transactionalIdPrefix"),
-        "{text}"
-    );
-    // Refused at submission: a transaction must outlive the checkpoint interval (300 ms here).
-    std::fs::write(
-        &file,
-        job(
-            "short-txn",
-            &broker.bootstrap,
-            "in",
-            "x",
-            "      sink.delivery-guarantee: exactly-once\n      sink.transactional-id-prefix: short\n      properties.transaction.timeout.ms: 400\n",
-        ),
-    )
-    .expect("job file");
-    let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(
-        !run.status.success()
-            && text.contains("transaction.timeout.ms (400 ms) must be at least twice the checkpoint interval (300 ms)"),
+        text.contains("transaction.timeout.ms (400 ms) must be at least twice the checkpoint interval (300 ms)"),
         "{text}"
     );
 

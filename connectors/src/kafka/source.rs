@@ -45,7 +45,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// Keeps the high watermark of every partition from librdkafka's statistics.
 #[derive(Default)]
 pub(crate) struct Watermarks {
-    high: std::sync::Mutex<HashMap<(String, i32), i64>>,
+    /// topic → partition → high watermark.
+    high: std::sync::Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 impl ClientContext for Watermarks {
@@ -54,7 +55,7 @@ impl ClientContext for Watermarks {
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 if partition >= 0 && p.hi_offset >= 0 {
-                    high.insert((topic.clone(), partition), p.hi_offset);
+                    high.entry(topic.clone()).or_default().insert(partition, p.hi_offset);
                 }
             }
         }
@@ -80,7 +81,6 @@ pub(crate) struct KafkaReader {
     value_schema: SchemaRef,
     consumer: Arc<KafkaConsumer>,
     splits: Vec<KafkaSplit>,
-    by_partition: HashMap<(String, i32), usize>,
     /// The assignment must be renewed (splits added or finished).
     reassign: bool,
     /// Batches built but not handed out, with the next offset of their split after them. A
@@ -128,7 +128,6 @@ impl KafkaReader {
             schema,
             consumer: Arc::new(consumer),
             splits: Vec::new(),
-            by_partition: HashMap::new(),
             reassign: false,
             ready: VecDeque::new(),
             snapshot: RefCell::new(Vec::new()),
@@ -139,6 +138,14 @@ impl KafkaReader {
             dead: Vec::new(),
             dead_letter_producer: None,
         })
+    }
+
+    /// The index of the split of `topic`'s `partition` (a reader holds a few: a scan, no
+    /// allocation per record).
+    fn split_index(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.splits
+            .iter()
+            .position(|s| s.partition == partition && s.topic == topic)
     }
 
     /// Assigns every unfinished split at its next offset (or the marker's position).
@@ -168,7 +175,7 @@ impl KafkaReader {
                 break;
             };
             let m = polled.map_err(|e| self.poll_error(e))?;
-            let Some(&i) = self.by_partition.get(&(m.topic().to_string(), m.partition())) else {
+            let Some(i) = self.split_index(m.topic(), m.partition()) else {
                 continue;
             };
             if self.splits[i].stop.is_some_and(|stop| m.offset() >= stop) {
@@ -412,7 +419,7 @@ impl KafkaReader {
         let mut sum = 0i64;
         let high = self.consumer.context().high.lock().unwrap_or_else(|p| p.into_inner());
         for s in self.splits.iter().filter(|s| !s.finished() && s.offset >= 0) {
-            if let Some(h) = high.get(&(s.topic.clone(), s.partition)) {
+            if let Some(h) = high.get(s.topic.as_str()).and_then(|p| p.get(&s.partition)) {
                 let lag = (h - s.offset).max(0);
                 max = max.max(lag);
                 sum += lag;
@@ -453,11 +460,9 @@ impl Source for KafkaReader {
     fn add_splits(&mut self, splits: Vec<Split>) -> Result<(), ClassedError> {
         for bytes in splits {
             let s = KafkaSplit::decode(&bytes)?;
-            let key = (s.topic.clone(), s.partition);
-            if self.by_partition.contains_key(&key) {
+            if self.split_index(&s.topic, s.partition).is_some() {
                 continue;
             }
-            self.by_partition.insert(key, self.splits.len());
             self.splits.push(s);
             self.reassign = true;
         }

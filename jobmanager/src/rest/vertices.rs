@@ -121,6 +121,7 @@ pub(super) async fn details(State(state): State<SharedState>, Path((id, vid)): P
     let digests = digests_of(&state, &id, &vertex);
     let now = now_ms();
     let start = job.timestamps.get("RUNNING").copied().unwrap_or(job.start_time);
+    let attempt = job.checkpoint_stats().num_restarts;
     let end = job.end_time;
     let subtasks: Vec<Value> = (0..vertex.parallelism)
         .map(|s| {
@@ -137,7 +138,7 @@ pub(super) async fn details(State(state): State<SharedState>, Path((id, vid)): P
             json!({
                 "subtask": s,
                 "status": status,
-                "attempt": job.checkpoint_stats().num_restarts,
+                "attempt": attempt,
                 "endpoint": endpoint,
                 "start-time": start,
                 "start_time": start,
@@ -331,7 +332,8 @@ pub(super) async fn job_metrics(
     let Some(job) = state.scheduler.job(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Job {id} not found"));
     };
-    let available: Vec<(String, String)> = crate::daemon::job_metric_values(&job)
+    let available: Vec<(String, String)> = job
+        .metric_values()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();

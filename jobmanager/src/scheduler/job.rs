@@ -212,6 +212,41 @@ impl Job {
         }
     }
 
+    /// Flink's job-scope metrics on the jobmanager, by Flink's metric name: checkpoint counts and
+    /// the latest completed checkpoint's duration and size, `numRestarts`; and Sluice's rescale
+    /// figures (`numRescales`, `lastRescaleDurationMs`, `parallelism`). Prometheus shows them as
+    /// `flink_jobmanager_job_<name>`, `GET /jobs/:id/metrics` by name.
+    pub(crate) fn metric_values(&self) -> Vec<(&'static str, f64)> {
+        let stats = self.checkpoint_stats();
+        let (duration, size) = stats
+            .latest_completed
+            .as_ref()
+            .map_or((0.0, 0.0), |c| (c.duration_ms as f64, c.state_size as f64));
+        let total = stats.completed + stats.failed + stats.in_progress;
+        let running_since = self.timestamps.get("RUNNING").copied().unwrap_or(self.start_time);
+        let uptime = if self.state.name() == "RUNNING" {
+            crate::resource_manager::now_ms().saturating_sub(running_since)
+        } else {
+            0
+        };
+        vec![
+            ("lastCheckpointDuration", duration),
+            ("lastCheckpointSize", size),
+            ("numberOfCompletedCheckpoints", stats.completed as f64),
+            ("numberOfFailedCheckpoints", stats.failed as f64),
+            ("numberOfInProgressCheckpoints", stats.in_progress as f64),
+            ("totalNumberOfCheckpoints", total as f64),
+            ("numRestarts", stats.num_restarts as f64),
+            ("numRescales", self.rescales.len() as f64),
+            (
+                "lastRescaleDurationMs",
+                self.rescales.last().map_or(0.0, |r| r.pause_ms as f64),
+            ),
+            ("parallelism", f64::from(self.current_parallelism())),
+            ("uptime", uptime as f64),
+        ]
+    }
+
     /// Adds the current failure to the history once (a failing job passes FAILING, then
     /// FAILED with the same cause).
     fn record_failure(&mut self, now: u64) {
