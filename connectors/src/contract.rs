@@ -119,10 +119,31 @@ pub struct SinkContext<'a> {
     /// The job attempt's epoch, unique across the cluster's jobs and attempts (for names of
     /// transactions or files no other attempt uses).
     pub attempt: u64,
+    /// Permits of resources the sink's subtasks share across taskmanagers (the jobmanager's);
+    /// `None` where there is no jobmanager (unit tests): the sink bounds its own process only.
+    pub permits: Option<Arc<dyn Permits>>,
+}
+
+/// Permits of a resource shared by the subtasks of a job attempt wherever they run (a sink's
+/// database connections under `connection.pool.max-size`), granted by the jobmanager. The
+/// holder (taskmanager, operator, subtask) is the implementation's.
+#[async_trait]
+pub trait Permits: Send + Sync {
+    /// Waits until one permit of `pool`, of which at most `max` are held at once, is held.
+    async fn acquire(&self, pool: &str, max: u32) -> Result<(), ClassedError>;
+
+    /// Gives the permit of `pool` back.
+    async fn release(&self, pool: &str);
 }
 
 #[async_trait]
 pub trait Sink: Send {
+    /// Before anything else (after a restore: before `recover`): connect and check what the
+    /// sink writes to, so a wrong setup fails the job at its start.
+    async fn open(&mut self) -> Result<(), ClassedError> {
+        Ok(())
+    }
+
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ClassedError>;
 
     /// At the barrier of checkpoint `checkpoint_id`: make everything written so far durable

@@ -8,6 +8,7 @@
 
 mod contract;
 mod enumerator;
+mod failpoint;
 mod options;
 mod registry;
 mod source_enumerators;
@@ -17,10 +18,11 @@ mod blackhole;
 mod datagen;
 mod file;
 mod kafka;
+mod postgres;
 mod print;
 
 pub use contract::{
-    Committable, MetricKey, OperatorMetrics, Sink, SinkContext, Source, SourceContext, SourcePoll, Split,
+    Committable, MetricKey, OperatorMetrics, Permits, Sink, SinkContext, Source, SourceContext, SourcePoll, Split,
 };
 pub use enumerator::{ListedSplit, RoundRobinEnumerator, SplitEnumerator};
 pub use options::{local_path, FileFormat, OptionReader};

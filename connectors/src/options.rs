@@ -135,3 +135,31 @@ pub fn local_path(text: &str) -> Result<PathBuf, String> {
     }
     Ok(PathBuf::from(text))
 }
+
+/// The value of option `key` among `choices` (its default when unset); anything else is an
+/// error naming the option, its owner and the accepted values.
+pub(crate) fn choice<'a, T: Copy>(
+    r: &mut OptionReader<'a>,
+    key: &'a str,
+    default: T,
+    choices: &[(&str, T)],
+    what: &str,
+) -> JobResult<T> {
+    match r.get(key) {
+        None => Ok(default),
+        Some((text, pos)) => choices
+            .iter()
+            .find(|(name, _)| *name == text.trim())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                JobError::at(
+                    *pos,
+                    format!(
+                        "unknown {key} '{text}' of {what}; expected one of: {}",
+                        names.join(", ")
+                    ),
+                )
+            }),
+    }
+}

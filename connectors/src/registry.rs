@@ -93,6 +93,8 @@ impl Registry {
             .with(crate::datagen::Datagen)
             .with(crate::file::File)
             .with(crate::kafka::Kafka)
+            .with(crate::postgres::Postgres::NAMED)
+            .with(crate::postgres::Postgres::JDBC)
             .with(crate::print::Print)
             .with(crate::blackhole::Blackhole)
     }

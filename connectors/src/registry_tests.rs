@@ -160,8 +160,9 @@ fn an_unknown_connector_lists_the_registered_ones() {
     )
     .unwrap_err();
     assert!(
-        e.to_string()
-            .contains("unknown sink connector 'counter' of 'o'; expected blackhole, file, kafka or print"),
+        e.to_string().contains(
+            "unknown sink connector 'counter' of 'o'; expected blackhole, file, jdbc, kafka, postgres or print"
+        ),
         "{e}"
     );
 }

@@ -511,7 +511,25 @@ fn sink(node: &Node) -> JobResult<SinkSpec> {
     }
     let (connector, _) = f.required("connector")?;
     let parallelism = f.positive("parallelism")?;
-    let options = options(f.take("options"))?;
+    let mut options = options(f.take("options"))?;
+    // Flink's `sink.parallelism` option is the sink's parallelism, as `parallelism:` is.
+    let parallelism = match (parallelism, options.remove("sink.parallelism")) {
+        (p, None) => p,
+        (None, Some((text, pos))) => Some(text.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            JobError::at(
+                pos,
+                format!(
+                    "option 'sink.parallelism' of sink '{id}' must be a whole number of at least 1, found '{text}'"
+                ),
+            )
+        })?),
+        (Some(_), Some((_, pos))) => {
+            return Err(JobError::at(
+                pos,
+                format!("sink '{id}' sets both 'parallelism' and option 'sink.parallelism'; keep one"),
+            ))
+        }
+    };
     f.done(&["id", "uid", "input", "partition", "connector", "parallelism", "options"])?;
     Ok(SinkSpec {
         id,

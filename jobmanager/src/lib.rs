@@ -8,6 +8,7 @@
 pub(crate) mod checkpoint;
 pub mod cli;
 pub mod daemon;
+mod permits;
 pub(crate) mod resource_manager;
 pub(crate) mod rest;
 mod rpc;

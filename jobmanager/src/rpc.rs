@@ -8,7 +8,8 @@ use sluice_proto::control::job_manager_service_server::JobManagerService;
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{
     DeregisterTaskManagerRequest, DeregisterTaskManagerResponse, DescribeTaskManagerRequest, JobManagerHeartbeat,
-    RegisterTaskManagerRequest, RegisterTaskManagerResponse, TaskManagerHeartbeat, TaskStateAck, TaskStateUpdate,
+    PermitRequest, PermitResponse, RegisterTaskManagerRequest, RegisterTaskManagerResponse, TaskManagerHeartbeat,
+    TaskStateAck, TaskStateUpdate,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,6 +17,7 @@ use tokio_stream::Stream;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::permits::PermitTable;
 use crate::resource_manager::now_ms;
 use crate::resource_manager::{monitor_heartbeats, LossCause, Registry, TaskManagerRecord};
 use crate::scheduler::Scheduler;
@@ -33,6 +35,7 @@ pub(crate) struct JobManagerRpc {
     scheduler: Scheduler,
     settings: RpcSettings,
     shutdown: watch::Receiver<bool>,
+    permits: PermitTable,
 }
 
 impl JobManagerRpc {
@@ -47,6 +50,7 @@ impl JobManagerRpc {
             scheduler,
             settings,
             shutdown,
+            permits: PermitTable::default(),
         }
     }
 
@@ -212,6 +216,18 @@ impl JobManagerService for JobManagerRpc {
                 req.registration_id
             ))),
         }
+    }
+
+    async fn acquire_permit(&self, request: Request<PermitRequest>) -> Result<Response<PermitResponse>, Status> {
+        let r = request.into_inner();
+        let granted = self.permits.acquire(&r.job_id, r.epoch, &r.pool, r.max, &r.holder);
+        Ok(Response::new(PermitResponse { granted }))
+    }
+
+    async fn release_permit(&self, request: Request<PermitRequest>) -> Result<Response<PermitResponse>, Status> {
+        let r = request.into_inner();
+        self.permits.release(&r.job_id, r.epoch, &r.pool, &r.holder);
+        Ok(Response::new(PermitResponse { granted: false }))
     }
 
     async fn update_task_state(&self, request: Request<TaskStateUpdate>) -> Result<Response<TaskStateAck>, Status> {

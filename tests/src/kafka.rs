@@ -43,7 +43,7 @@ pub fn have_broker() -> bool {
 
 pub struct Broker {
     pub bootstrap: String,
-    _daemon: Daemon,
+    _daemon: Option<Daemon>,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -81,7 +81,15 @@ impl Broker {
         }
         Broker {
             bootstrap: format!("127.0.0.1:{port}"),
-            _daemon: daemon,
+            _daemon: Some(daemon),
+        }
+    }
+
+    /// A broker the test did not start (a container's), at `bootstrap`.
+    pub fn external(bootstrap: String) -> Broker {
+        Broker {
+            bootstrap,
+            _daemon: None,
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod flink;
 pub mod kafka;
+pub mod postgres;
 pub mod prometheus;
 pub mod seaweed;
 pub mod tools;

@@ -50,7 +50,7 @@ sinks:
     }
 
     /// (window start ms, user) → (count, sum), as the job must commit it.
-    fn reference(&self) -> BTreeMap<(i64, i64), (i64, f64)> {
+    pub fn windows(&self) -> BTreeMap<(i64, i64), (i64, f64)> {
         let mut m = BTreeMap::new();
         for seq in 0..self.rows {
             let ts = EPOCH_MS + seq;
@@ -64,7 +64,7 @@ sinks:
     /// Checks the committed output in `out` against the reference.
     pub fn assert_exact(&self, out: &Path) {
         let got = committed(out);
-        let want = self.reference();
+        let want = self.windows();
         let mut starts: BTreeMap<String, usize> = BTreeMap::new();
         for (s, _) in got.keys() {
             *starts.entry(s.clone()).or_default() += 1;

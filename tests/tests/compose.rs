@@ -5,13 +5,15 @@
 //! `--scale taskmanager=3` → its parallelism rises, `docker stop` of one → it falls;
 //! `docker network disconnect` of a taskmanager → it is declared lost (heartbeat timeout), the
 //! job fails over without it, and once reconnected its late messages are fenced. The committed
-//! output is exact: nothing lost, nothing doubled.
+//! output is exact: nothing lost, nothing doubled. The cluster's Kafka-protocol broker takes a
+//! job's records at kafka:9092.
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
+use sluice_tests::kafka::Broker;
 use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::windowed_job::WindowedJob;
 use sluice_tests::{bin_dir, free_port, get_json, job_id_of, repo_root, wait_for, wait_parallelism};
@@ -207,4 +209,46 @@ fn compose_cluster_rescales_and_fences_a_partitioned_taskmanager() {
     let history = job_details(rest, &id).expect("job")["rescales"]["history"].clone();
     println!("rescales: {history}");
     job.assert_exact(&data.path().join("out"));
+
+    // The broker service: a job in the cluster writes to it by its service name, the test
+    // reads the topic through the container's address.
+    let kafka = compose.ok(&["ps", "-q", "kafka"]).trim().to_string();
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &kafka,
+    ])
+    .trim()
+    .to_string();
+    let broker = Broker::external(format!("{ip}:9092"));
+    broker.create_topic("compose-events", 2);
+    let to_kafka = r#"name: to-kafka
+parallelism: 1
+sources:
+  - id: rows
+    connector: datagen
+    options: {number-of-rows: 500}
+    schema:
+      - {name: n, type: bigint, expr: "seq"}
+sinks:
+  - id: out
+    input: rows
+    connector: kafka
+    options:
+      topic: compose-events
+      properties.bootstrap.servers: "kafka:9092"
+      sink.delivery-guarantee: at-least-once
+"#;
+    let file = data.path().join("to-kafka.yaml");
+    std::fs::write(&file, to_kafka).expect("job file");
+    let run = Command::new(bin_dir().join("sluice"))
+        .args(["run", "-m", &format!("127.0.0.1:{rest}"), file.to_str().expect("path")])
+        .env_remove("SLUICE_PROPERTIES")
+        .output()
+        .expect("sluice run");
+    assert!(run.status.success(), "{run:?}");
+    let got = broker.read_all("compose-events", "read_uncommitted");
+    assert_eq!(got.len(), 500, "the job's records in the compose broker");
+    println!("kafka service: 500 records written by a job at kafka:9092");
 }

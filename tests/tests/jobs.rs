@@ -274,6 +274,10 @@ fn every_example_job_runs() {
             run_kafka_example(&cluster, &file, &yaml);
             continue;
         }
+        if yaml.contains("jdbc:postgresql://") {
+            run_postgres_example(&cluster, &file, &yaml);
+            continue;
+        }
         let run = cluster.sluice("run", &[file.to_str().expect("path")]);
         assert!(run.status.success(), "{}: {}", file.display(), text(&run));
         println!("{}: {}", file.display(), text(&run).lines().last().unwrap_or(""));
@@ -313,6 +317,32 @@ fn run_kafka_example(cluster: &Cluster, file: &Path, yaml: &str) {
     let c = cluster.sluice("cancel", &[id.as_str()]);
     assert!(c.status.success(), "{c:?}");
     println!("{}: running against a local broker, then cancelled", file.display());
+}
+
+/// A PostgreSQL example runs to its end against a local server (its table created as the
+/// file's header says), and the table holds every window.
+fn run_postgres_example(cluster: &Cluster, file: &Path, yaml: &str) {
+    use sluice_tests::postgres::{have_postgres, Postgres};
+    if !have_postgres() {
+        return;
+    }
+    let pg = Postgres::start(16);
+    pg.query(
+        "CREATE TABLE views_per_user (user_id bigint, window_start timestamp, window_end timestamp, \
+         events bigint, total double precision, PRIMARY KEY (user_id, window_start))",
+    );
+    let local = cluster.config_dir().join(file.file_name().expect("name"));
+    std::fs::write(
+        &local,
+        yaml.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", pg.port)),
+    )
+    .expect("job file");
+    let run = cluster.sluice("run", &[local.to_str().expect("path")]);
+    assert!(run.status.success(), "{}: {}", file.display(), text(&run));
+    // 100000 rows, 1 ms apart: 10 windows of 10 s, 500 users each.
+    let rows = pg.query("SELECT count(*), sum(events) FROM views_per_user");
+    assert_eq!(rows, vec!["5000|100000".to_string()], "{}", file.display());
+    println!("{}: 5000 windows upserted into a local PostgreSQL", file.display());
 }
 
 #[test]

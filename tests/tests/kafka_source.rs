@@ -3,6 +3,7 @@
 //! - Bounded (`scan.bounded.mode: latest-offset`): every record arrives exactly once, with its
 //!   partition and offset as metadata columns, and the group's committed offsets are the end
 //!   offsets once the job finished.
+//! - Bounded at specific offsets (`scan.bounded.mode: specific-offsets`): the records before them.
 //! - Unbounded with partition discovery every second: records produced while the job runs
 //!   arrive, and so do those of partitions added to the topic mid-job (read from earliest).
 //! - `topic-pattern` reads every topic whose whole name matches.
@@ -123,6 +124,28 @@ fn kafka_source_reads_exactly_discovers_partitions_and_names_bad_records() {
         (c == [1000, 1000, 1000, 1000]).then_some(c)
     });
     println!("bounded: 4000 records exactly once; committed offsets {committed:?}");
+
+    // Bounded at given offsets: partitions 0 and 1 up to theirs; 2 and 3, unlisted and never
+    // committed by this group, stop where they start (Flink's fallback: committed, else earliest).
+    let out = dir.path().join("specific");
+    let id = cluster.submit(
+        &job(
+            "specific",
+            &broker.bootstrap,
+            "events",
+            &out,
+            "      scan.bounded.mode: specific-offsets\n      scan.bounded.specific-offsets: \"partition:0,offset:10;partition:1,offset:20\"\n",
+        ),
+        "specific.yaml",
+    );
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(60));
+    let got = output(&out);
+    let want: BTreeMap<i64, (i64, i64)> = (0..10)
+        .map(|o| (o * 4, (0, o)))
+        .chain((0..20).map(|o| (o * 4 + 1, (1, o))))
+        .collect();
+    assert_eq!(got, want, "offsets 0..10 of partition 0 and 0..20 of partition 1");
+    println!("bounded at specific offsets: the 30 records before them");
 
     // Unbounded, discovering partitions every second.
     broker.create_topic("growing", 2);

@@ -74,6 +74,13 @@ impl Lister {
             .map_err(|e| transient(format!("cannot read the end offset of {topic}-{partition}: {e}")))
     }
 
+    fn low_watermark(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map(|(low, _)| low)
+            .map_err(|e| transient(format!("cannot read the start offset of {topic}-{partition}: {e}")))
+    }
+
     /// The first offset with a timestamp at or after `ts`, else the end offset (fetched first,
     /// so nothing written meanwhile is skipped).
     fn offset_for_time(&self, topic: &str, partition: i32, ts: i64) -> Result<i64, ClassedError> {
@@ -92,6 +99,44 @@ impl Lister {
                 _ => None,
             })
             .unwrap_or(end))
+    }
+
+    /// The group's committed offset of a partition, if it has one.
+    fn committed(&self, topic: &str, partition: i32) -> Result<Option<i64>, ClassedError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let got = self
+            .consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| transient(format!("cannot read the committed offset of {topic}-{partition}: {e}")))?;
+        Ok(got.find_partition(topic, partition).and_then(|p| match p.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }))
+    }
+
+    /// Where a partition stops in bounded mode (Flink's stopping initializers): its end offset
+    /// now, the group's committed offset (an error without one), the first offset at or after a
+    /// time, or a given offset (unlisted partitions: committed, else earliest, so nothing).
+    fn stop_offset(&self, topic: &str, partition: i32, mode: &StartupMode) -> Result<i64, ClassedError> {
+        let group = || self.options.properties.get("group.id").map_or("", String::as_str);
+        match mode {
+            StartupMode::Latest | StartupMode::Earliest => self.high_watermark(topic, partition),
+            StartupMode::Timestamp(ts) => self.offset_for_time(topic, partition, *ts),
+            StartupMode::GroupOffsets => self.committed(topic, partition)?.ok_or_else(|| {
+                ClassedError::config(format!(
+                    "Partition {topic}-{partition} should stop at committed offset. But there is no committed offset of this partition for group {}",
+                    group()
+                ))
+            }),
+            StartupMode::Specific(offsets) => match offsets.get(&partition) {
+                Some(o) => Ok(*o),
+                None => match self.committed(topic, partition)? {
+                    Some(o) => Ok(o),
+                    None => self.low_watermark(topic, partition),
+                },
+            },
+        }
     }
 
     fn start_offset(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
@@ -130,15 +175,19 @@ impl Lister {
         let mut out = Vec::new();
         for topic in &self.topics()? {
             for partition in self.partitions(topic)? {
-                let stop = if self.options.bounded_latest {
-                    Some(self.high_watermark(topic, partition)?)
-                } else {
-                    None
+                let stop = match &self.options.bounded {
+                    Some(mode) => Some(self.stop_offset(topic, partition, mode)?),
+                    None => None,
                 };
+                let mut offset = self.start_offset(topic, partition)?;
+                if stop.is_some() && offset == EARLIEST {
+                    // A number, so a split with nothing to read (start ≥ stop) is finished at once.
+                    offset = self.low_watermark(topic, partition)?;
+                }
                 let split = KafkaSplit {
                     topic: topic.clone(),
                     partition,
-                    offset: self.start_offset(topic, partition)?,
+                    offset,
                     stop,
                 };
                 out.push((split.id(), split.encode()));

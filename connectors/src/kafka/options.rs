@@ -5,7 +5,8 @@
 //! (`earliest-offset`, `latest-offset`, `group-offsets` (default), `timestamp`,
 //! `specific-offsets`) with `scan.startup.timestamp-millis` / `scan.startup.specific-offsets`,
 //! `scan.topic-partition-discovery.interval` (5 min; 0 turns discovery off), `scan.bounded.mode`
-//! (`unbounded` (default) or `latest-offset`), `format` (`json` (default), `csv`, `raw`),
+//! (`unbounded` (default), `latest-offset`, `group-offsets`, `timestamp`, `specific-offsets`,
+//! with `scan.bounded.timestamp-millis` / `scan.bounded.specific-offsets`), `format` (`json` (default), `csv`, `raw`),
 //! `json.ignore-parse-errors`, and beyond Flink `scan.dead-letter-topic` (a record that does
 //! not decode goes there, with the error in its headers, instead of failing the job). Columns read the record's value in that format; a column whose
 //! `expr` is `topic`, `partition`, `offset`, `timestamp` or `key` holds that part of the record
@@ -17,8 +18,10 @@ use std::time::Duration;
 use sluice_common::job::spec::SourceSpec;
 use sluice_common::job::{JobError, JobResult};
 
-use crate::options::OptionReader;
+use crate::options::{choice, OptionReader};
 
+/// Where a partition starts (`scan.startup.mode`) or stops (`scan.bounded.mode`, which has no
+/// `Earliest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StartupMode {
     Earliest,
@@ -27,7 +30,8 @@ pub(crate) enum StartupMode {
     /// default: none, so a partition without a commit fails the job).
     GroupOffsets,
     Timestamp(i64),
-    /// partition → offset; other partitions start from the committed offset, else earliest.
+    /// partition → offset; other partitions use the committed offset, else the earliest (so a
+    /// bounded source reads nothing of them without a commit), as Flink's `OffsetsInitializer.offsets`.
     Specific(BTreeMap<i32, i64>),
 }
 
@@ -70,7 +74,8 @@ pub(crate) struct KafkaSourceOptions {
     pub properties: BTreeMap<String, String>,
     pub startup: StartupMode,
     pub discovery_interval: Option<Duration>,
-    pub bounded_latest: bool,
+    /// Where each partition stops (`scan.bounded.mode`); `None` reads on forever.
+    pub bounded: Option<StartupMode>,
     pub format: ValueFormat,
     pub ignore_parse_errors: bool,
     /// Where records that do not decode go (instead of failing the job).
@@ -78,34 +83,6 @@ pub(crate) struct KafkaSourceOptions {
     pub commit_on_checkpoint: bool,
     /// Per column of the schema: `Some` when the column is a metadata column.
     pub metadata: Vec<Option<Metadata>>,
-}
-
-/// The value of option `key` among `choices` (its default when unset); anything else is an
-/// error naming the option, its owner and the accepted values.
-pub(crate) fn choice<'a, T: Copy>(
-    r: &mut OptionReader<'a>,
-    key: &'a str,
-    default: T,
-    choices: &[(&str, T)],
-    what: &str,
-) -> JobResult<T> {
-    match r.get(key) {
-        None => Ok(default),
-        Some((text, pos)) => choices
-            .iter()
-            .find(|(name, _)| *name == text.trim())
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-                JobError::at(
-                    *pos,
-                    format!(
-                        "unknown {key} '{text}' of {what}; expected one of: {}",
-                        names.join(", ")
-                    ),
-                )
-            }),
-    }
 }
 
 /// `format`: json (default), csv or raw.
@@ -163,6 +140,77 @@ fn specific_offsets(text: &str) -> Result<BTreeMap<i32, i64>, String> {
     Ok(out)
 }
 
+/// The option names of a startup or stopping position.
+struct OffsetKeys {
+    mode: &'static str,
+    timestamp: &'static str,
+    specific: &'static str,
+}
+
+const STARTUP: OffsetKeys = OffsetKeys {
+    mode: "scan.startup.mode",
+    timestamp: "scan.startup.timestamp-millis",
+    specific: "scan.startup.specific-offsets",
+};
+
+const BOUNDED: OffsetKeys = OffsetKeys {
+    mode: "scan.bounded.mode",
+    timestamp: "scan.bounded.timestamp-millis",
+    specific: "scan.bounded.specific-offsets",
+};
+
+/// The mode option among `modes` with its timestamp or specific offsets; `None` when unset or
+/// `unbounded`.
+fn offsets_mode(
+    r: &mut OptionReader<'_>,
+    keys: &OffsetKeys,
+    modes: &[&str],
+    what: &str,
+) -> JobResult<Option<StartupMode>> {
+    let key = keys.mode;
+    let Some((mode, pos)) = r.get(key).map(|(m, p)| (m.trim().to_string(), *p)) else {
+        return Ok(None);
+    };
+    if !modes.contains(&mode.as_str()) {
+        return Err(JobError::at(
+            pos,
+            format!(
+                "unknown {key} '{mode}' of {what}; expected one of: {}",
+                modes.join(", ")
+            ),
+        ));
+    }
+    Ok(match mode.as_str() {
+        "unbounded" => None,
+        "earliest-offset" => Some(StartupMode::Earliest),
+        "latest-offset" => Some(StartupMode::Latest),
+        "group-offsets" => Some(StartupMode::GroupOffsets),
+        "timestamp" => {
+            let ts_key = keys.timestamp;
+            match r.parse::<i64>(ts_key, "a whole number of milliseconds")? {
+                Some(ts) => Some(StartupMode::Timestamp(ts)),
+                None => return Err(JobError::at(pos, format!("{what}: {key} 'timestamp' needs '{ts_key}'"))),
+            }
+        }
+        _ => {
+            let offsets_key = keys.specific;
+            match r.get(offsets_key) {
+                Some((text, p)) => {
+                    Some(StartupMode::Specific(specific_offsets(text).map_err(|e| {
+                        JobError::at(*p, format!("option '{offsets_key}' of {what}: {e}"))
+                    })?))
+                }
+                None => {
+                    return Err(JobError::at(
+                        pos,
+                        format!("{what}: {key} 'specific-offsets' needs '{offsets_key}'"),
+                    ))
+                }
+            }
+        }
+    })
+}
+
 impl KafkaSourceOptions {
     pub(crate) fn of(spec: &SourceSpec) -> JobResult<KafkaSourceOptions> {
         let what = format!("kafka source '{}'", spec.id);
@@ -202,41 +250,19 @@ impl KafkaSourceOptions {
         }
         let properties = client_properties(&mut r, &what)?;
         let group_id = properties.get("group.id").cloned();
-        let mode = r.get("scan.startup.mode").cloned();
-        let startup = match mode.as_ref().map(|(m, p)| (m.as_str(), *p)) {
-            None | Some(("group-offsets", _)) => StartupMode::GroupOffsets,
-            Some(("earliest-offset", _)) => StartupMode::Earliest,
-            Some(("latest-offset", _)) => StartupMode::Latest,
-            Some(("timestamp", pos)) => match r.parse::<i64>("scan.startup.timestamp-millis", "a whole number of milliseconds")? {
-                Some(ts) => StartupMode::Timestamp(ts),
-                None => {
-                    return Err(JobError::at(
-                        pos,
-                        format!("{what}: scan.startup.mode 'timestamp' needs 'scan.startup.timestamp-millis'"),
-                    ))
-                }
-            },
-            Some(("specific-offsets", pos)) => match r.get("scan.startup.specific-offsets") {
-                Some((text, p)) => StartupMode::Specific(
-                    specific_offsets(text)
-                        .map_err(|e| JobError::at(*p, format!("option 'scan.startup.specific-offsets' of {what}: {e}")))?,
-                ),
-                None => {
-                    return Err(JobError::at(
-                        pos,
-                        format!("{what}: scan.startup.mode 'specific-offsets' needs 'scan.startup.specific-offsets'"),
-                    ))
-                }
-            },
-            Some((other, pos)) => {
-                return Err(JobError::at(
-                    pos,
-                    format!(
-                        "unknown scan.startup.mode '{other}' of {what}; expected earliest-offset, latest-offset, group-offsets, timestamp or specific-offsets"
-                    ),
-                ))
-            }
-        };
+        let startup = offsets_mode(
+            &mut r,
+            &STARTUP,
+            &[
+                "earliest-offset",
+                "latest-offset",
+                "group-offsets",
+                "timestamp",
+                "specific-offsets",
+            ],
+            &what,
+        )?
+        .unwrap_or(StartupMode::GroupOffsets);
         if startup == StartupMode::GroupOffsets && group_id.is_none() {
             return Err(JobError::at(
                 r.owner(),
@@ -248,13 +274,24 @@ impl KafkaSourceOptions {
         let discovery = r
             .duration("scan.topic-partition-discovery.interval")?
             .unwrap_or(DISCOVERY_DEFAULT);
-        let bounded_latest = choice(
+        let bounded = offsets_mode(
             &mut r,
-            "scan.bounded.mode",
-            false,
-            &[("unbounded", false), ("latest-offset", true)],
+            &BOUNDED,
+            &[
+                "unbounded",
+                "latest-offset",
+                "group-offsets",
+                "timestamp",
+                "specific-offsets",
+            ],
             &what,
         )?;
+        if bounded == Some(StartupMode::GroupOffsets) && group_id.is_none() {
+            return Err(JobError::at(
+                r.owner(),
+                format!("{what}: 'properties.group.id' is required for scan.bounded.mode 'group-offsets'"),
+            ));
+        }
         let format = value_format(&mut r, &what)?;
         let ignore_parse_errors = r
             .parse::<bool>("json.ignore-parse-errors", "true or false")?
@@ -297,8 +334,8 @@ impl KafkaSourceOptions {
             pattern,
             properties,
             startup,
-            discovery_interval: (!discovery.is_zero() && !bounded_latest).then_some(discovery),
-            bounded_latest,
+            discovery_interval: (!discovery.is_zero() && bounded.is_none()).then_some(discovery),
+            bounded,
             format,
             ignore_parse_errors,
             dead_letter_topic,

@@ -32,8 +32,10 @@ use sluice_common::job::spec::SinkSpec;
 use sluice_common::job::{JobError, JobResult};
 
 use super::end_txn;
-use super::options::{choice, client_properties, value_format, ValueFormat};
+use super::options::{client_properties, value_format, ValueFormat};
 use crate::contract::{Committable, Sink, SinkContext};
+use crate::failpoint::failpoint;
+use crate::options::choice;
 use crate::options::OptionReader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,11 +241,6 @@ pub(crate) struct KafkaWriter {
     /// Transactional ids the restored checkpoint holds (some subtask commits each): never
     /// fenced or reused by this attempt.
     reserved: std::collections::HashSet<String>,
-}
-
-/// A failpoint for tests: set when `SLUICE_FAILPOINT` names it (never in production use).
-fn failpoint(name: &str) -> bool {
-    std::env::var("SLUICE_FAILPOINT").is_ok_and(|v| v.split(',').any(|f| f.trim() == name))
 }
 
 /// Runs a blocking producer call off the async workers.

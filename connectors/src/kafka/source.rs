@@ -475,7 +475,7 @@ impl Source for KafkaReader {
         }
         // Bounded: done when every split reached its stopping offset; a reader without splits
         // (more readers than partitions, or all finished before a restore) is done at once.
-        if self.options.bounded_latest && self.splits.iter().all(KafkaSplit::finished) {
+        if self.options.bounded.is_some() && self.splits.iter().all(KafkaSplit::finished) {
             return Ok(SourcePoll::Finished);
         }
         if self.reassign {

@@ -76,6 +76,7 @@ fn contexts(
                     epoch: 1,
                     state: state.clone(),
                     restore: Default::default(),
+                    permits: None,
                     splits: dealt
                         .iter()
                         .filter(|d| {

@@ -5,12 +5,14 @@
 mod checkpoint_acker;
 pub(crate) mod deploy;
 mod job_runs;
+mod permits;
 mod registration;
 mod reporter;
 mod service;
 mod slot_table;
 
 pub(crate) use job_runs::{JobRuns, TaskEntry};
+pub(crate) use permits::PermitClient;
 pub(crate) use registration::{maintain_registration, RegistrationSettings, Reported};
 pub(crate) use reporter::StateReporter;
 pub(crate) use service::{StateEnv, TaskManagerGateway};

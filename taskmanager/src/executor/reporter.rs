@@ -29,6 +29,8 @@ impl Report {
 #[derive(Clone)]
 pub(crate) struct StateReporter {
     tx: mpsc::UnboundedSender<Report>,
+    /// A client on the same channel, for requests that are answered (permits).
+    client: JobManagerServiceClient<tonic::transport::Channel>,
 }
 
 impl StateReporter {
@@ -46,6 +48,7 @@ impl StateReporter {
             .keep_alive_while_idle(true)
             .connect_lazy();
         let mut client = JobManagerServiceClient::new(channel);
+        let shared = client.clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
         tokio::spawn(async move {
             while let Some(update) = rx.recv().await {
@@ -73,7 +76,12 @@ impl StateReporter {
                 }
             }
         });
-        Ok(StateReporter { tx })
+        Ok(StateReporter { tx, client: shared })
+    }
+
+    /// The jobmanager client for answered requests.
+    pub(crate) fn client(&self) -> JobManagerServiceClient<tonic::transport::Channel> {
+        self.client.clone()
     }
 
     pub(crate) fn report(&self, update: TaskStateUpdate) {

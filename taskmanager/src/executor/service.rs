@@ -31,6 +31,7 @@ use tonic::{Request, Response, Status};
 use super::checkpoint_acker::TaskAcker;
 use super::deploy::{prepare, run, Deployment};
 use super::job_runs::{JobRuns, TaskEntry};
+use super::permits::PermitClient;
 use super::reporter::StateReporter;
 use super::SlotTable;
 use crate::network::{Barrier, NetworkEnvironment};
@@ -138,6 +139,12 @@ impl TaskManagerGateway {
                     state: settings.clone(),
                     restore,
                     splits,
+                    permits: Some(PermitClient {
+                        client: self.reporter.client(),
+                        job_id: req.job_id.clone(),
+                        epoch: req.epoch,
+                        resource_id: self.resource_id.clone(),
+                    }),
                 },
             );
         }

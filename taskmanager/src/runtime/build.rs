@@ -29,6 +29,8 @@ pub(crate) struct TaskContext {
     pub restore: HashMap<String, OperatorRestoreData>,
     /// The splits the jobmanager dealt to this subtask, by source uid.
     pub splits: HashMap<String, Vec<Split>>,
+    /// The jobmanager's permits for sinks that share a resource across taskmanagers.
+    pub permits: Option<crate::executor::PermitClient>,
 }
 
 /// The operator-list-state name source split positions are stored under.
@@ -159,6 +161,7 @@ pub(crate) fn build_task(
                     parallelism: node.parallelism,
                     subtask,
                     attempt: ctx.epoch,
+                    permits: ctx.permits.as_ref().map(|p| p.holder(&node.uid, subtask)),
                 };
                 let writer = connector.create_sink(&context).map_err(classed)?;
                 let restore = ctx.restore.get(&node.uid);

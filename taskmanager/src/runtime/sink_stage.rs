@@ -51,9 +51,10 @@ impl SinkStage {
         }
     }
 
-    /// Before the subtask reads anything: commit this subtask's share of the restored
-    /// committables (they were durable before their checkpoint completed).
+    /// Before the subtask reads anything: open the sink, then commit this subtask's share of
+    /// the restored committables (they were durable before their checkpoint completed).
     pub(crate) async fn recover(&mut self) -> Result<(), TaskError> {
+        self.sink.open().await?;
         match self.restored.take() {
             Some((mine, all)) => self.sink.recover(mine, &all).await,
             None => Ok(()),
