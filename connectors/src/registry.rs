@@ -56,6 +56,11 @@ pub trait Connector: Send + Sync {
     /// At submission, once the job's configuration is known: the sink agrees with its
     /// checkpointing (`None`: checkpointing is off), e.g. a transaction must outlive a
     /// checkpoint interval.
+    /// Whether the sink applies an updating stream (upserts by key).
+    fn accepts_updates(&self, _spec: &SinkSpec) -> bool {
+        false
+    }
+
     fn check_sink_checkpointing(&self, _spec: &SinkSpec, _interval: Option<std::time::Duration>) -> JobResult<()> {
         Ok(())
     }
@@ -172,5 +177,10 @@ impl ConnectorCatalog for Registry {
             .find(&spec.connector, false)
             .ok_or_else(|| JobError::at(spec.pos, self.unknown(&spec.connector, &spec.id, false)))?;
         c.check_sink(spec)
+    }
+
+    fn accepts_updates(&self, spec: &SinkSpec) -> bool {
+        self.find(&spec.connector, false)
+            .is_some_and(|c| c.accepts_updates(spec))
     }
 }

@@ -294,6 +294,18 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
             }
             DraftKind::Sink(s) => {
                 connectors.check_sink(s)?;
+                if let Some(agg) = updating_origin(&nodes, ins[0]) {
+                    if !connectors.accepts_updates(s) {
+                        return Err(err_at(
+                            s.pos,
+                            &d.id,
+                            format!(
+                                "sink '{}' appends rows and cannot take the updating stream of continuous aggregate '{agg}' (new values of each key as they change); write it to an upsert sink: connector postgres with a primary-key",
+                                s.id
+                            ),
+                        ));
+                    }
+                }
                 let up = input(0);
                 (
                     NodeKind::Sink { spec: s.clone() },
@@ -349,8 +361,46 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                         check_keys(&d.key_by, &up.schema, d.pos, &d.id)?;
                         (NodeKind::KeyBy, up.schema.clone(), up.rowtime.clone())
                     }
+                    OperatorKind::Aggregate { aggregates, ttl } => {
+                        check_keys(&d.key_by, &up.schema, d.pos, &d.id)?;
+                        if let Some(agg) = updating_origin(&nodes, ins[0]) {
+                            return Err(err_at(
+                                d.pos,
+                                &d.id,
+                                format!("an aggregate cannot take the updating stream of continuous aggregate '{agg}'"),
+                            ));
+                        }
+                        let mut fields = Vec::new();
+                        for k in &d.key_by {
+                            let f = up.schema.field_with_name(k).map_err(|e| err_at(d.pos, &d.id, e))?;
+                            fields.push(f.clone());
+                        }
+                        for (name, sql, pos) in aggregates {
+                            let a = compile_aggregate(name, sql, &up.schema)
+                                .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
+                            fields.push(a.field().as_ref().clone().with_name(name));
+                        }
+                        let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                        names.sort_unstable();
+                        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                            return Err(err_at(d.pos, &d.id, format!("output column '{}' appears twice", w[0])));
+                        }
+                        let kind = NodeKind::Aggregate {
+                            keys: d.key_by.clone(),
+                            aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
+                            ttl: *ttl,
+                        };
+                        (kind, Arc::new(Schema::new(fields)), None)
+                    }
                     OperatorKind::Window { window, aggregates } => {
                         check_keys(&d.key_by, &up.schema, d.pos, &d.id)?;
+                        if let Some(agg) = updating_origin(&nodes, ins[0]) {
+                            return Err(err_at(
+                                d.pos,
+                                &d.id,
+                                format!("a window cannot take the updating stream of continuous aggregate '{agg}'"),
+                            ));
+                        }
                         if window.time == TimeKind::Event && up.rowtime.is_none() {
                             return Err(err_at(
                                 window.pos,
@@ -432,6 +482,19 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         vertices,
         edges,
     })
+}
+
+/// The continuous aggregate whose updating stream node `i` emits (through filters, selects,
+/// key-bys and unions), if any.
+fn updating_origin(nodes: &[Option<GraphNode>], i: usize) -> Option<String> {
+    let n = nodes.get(i)?.as_ref()?;
+    match &n.kind {
+        NodeKind::Aggregate { .. } => Some(n.id.clone()),
+        NodeKind::Filter { .. } | NodeKind::Select { .. } | NodeKind::KeyBy | NodeKind::Union => {
+            n.inputs.iter().find_map(|&up| updating_origin(nodes, up))
+        }
+        _ => None,
+    }
 }
 
 fn display_name(node: &GraphNode) -> String {

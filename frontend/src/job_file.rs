@@ -356,7 +356,7 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
     })
 }
 
-const OPERATOR_FIELDS: [&str; 12] = [
+const OPERATOR_FIELDS: [&str; 13] = [
     "id",
     "uid",
     "input",
@@ -368,6 +368,7 @@ const OPERATOR_FIELDS: [&str; 12] = [
     "key-by",
     "window",
     "aggregate",
+    "state.ttl",
     "union",
 ];
 
@@ -422,6 +423,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         .transpose()?;
     let window_spec = f.take("window").map(window).transpose()?;
     let aggregate_node = f.take("aggregate");
+    let ttl = f.duration("state.ttl")?;
     let union = f.bool("union")?.unwrap_or(false);
     f.done(&OPERATOR_FIELDS)?;
 
@@ -435,6 +437,12 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
             format!(
                 "operator '{id}' has more than one of filter, select, window, union; split it into several operators"
             ),
+        ));
+    }
+    if ttl.is_some() && (window_spec.is_some() || aggregate_node.is_none()) {
+        return Err(JobError::at(
+            node.pos,
+            format!("operator '{id}': 'state.ttl' applies to an 'aggregate' without a 'window'"),
         ));
     }
     let kind = if let Some((expr, pos)) = filter {
@@ -469,10 +477,26 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         }
         OperatorKind::Window { window, aggregates }
     } else if let Some(agg) = aggregate_node {
-        return Err(JobError::at(
-            agg.pos,
-            format!("operator '{id}': 'aggregate' needs a 'window'"),
-        ));
+        if key_by.is_empty() {
+            return Err(JobError::at(
+                agg.pos,
+                format!("operator '{id}': an 'aggregate' without a 'window' needs 'key-by' (a continuous aggregate per key)"),
+            ));
+        }
+        let aggregates: Vec<(String, String, Pos)> = map_entries(agg, "aggregate")?
+            .into_iter()
+            .map(|(k, v, _)| Ok((k.clone(), scalar(v, &k)?, v.pos)))
+            .collect::<JobResult<_>>()?;
+        if aggregates.is_empty() {
+            return Err(JobError::at(
+                agg.pos,
+                format!("aggregate operator '{id}' aggregates nothing"),
+            ));
+        }
+        OperatorKind::Aggregate {
+            aggregates,
+            ttl: ttl.filter(|t| !t.is_zero()),
+        }
     } else if union || inputs.len() > 1 {
         OperatorKind::Union
     } else if !key_by.is_empty() {

@@ -352,3 +352,117 @@ fn a_missing_table_a_wrong_column_type_and_no_prepared_transactions_are_named() 
     assert!(c.contains("max_prepared_transactions = 0"), "{c}");
     println!("no prepared transactions: {c}");
 }
+
+/// A continuous aggregate (key-by + aggregate, no window) with a state TTL shorter than the job,
+/// on RocksDB, upserted into PostgreSQL. `cycle` keys (`(seq / 1000) % 10`, 2000 rows/s) are
+/// written for 0.5 s and then idle for 4.5 s, longer than the 2 s TTL: each run starts again
+/// from zero, so the table ends with each key's last run only (1000 rows, not 3000). `fresh`
+/// keys (`seq / 50`) never come back: with the TTL the checkpointed state stops growing
+/// (`lastCheckpointSize`) while the keys seen keep growing. An append sink is refused.
+#[test]
+fn a_continuous_aggregate_with_state_ttl_restarts_expired_keys_and_stops_growing() {
+    if !have_postgres() {
+        return;
+    }
+    let pg = Postgres::start(8);
+    pg.query(
+        "CREATE TABLE cycle (c bigint PRIMARY KEY, n bigint, total double precision); \
+         CREATE TABLE fresh (f bigint PRIMARY KEY, n bigint)",
+    );
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
+         state.backend.type: rocksdb\nrestart-strategy.type: none\ntable.exec.state.ttl: 1 h\n",
+        checkpoints.path().display()
+    ));
+    let _jm = cluster.start_jobmanager();
+    let _a = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let yaml = format!(
+        r#"name: continuous
+parallelism: 1
+sources:
+  - id: rows
+    connector: datagen
+    options: {{number-of-rows: 30000, rows-per-second: 2000}}
+    schema:
+      - {{name: c, type: bigint, expr: "(seq / 1000) % 10"}}
+      - {{name: f, type: bigint, expr: "seq / 50"}}
+      - {{name: amount, type: double, expr: "CAST(seq % 3 AS DOUBLE)"}}
+operators:
+  - id: per-cycle
+    input: rows
+    key-by: [c]
+    aggregate: {{n: "count(*)", total: "sum(amount)"}}
+    state.ttl: 2 s
+  - id: per-fresh
+    input: rows
+    key-by: [f]
+    aggregate: {{n: "count(*)"}}
+    state.ttl: 2 s
+sinks:
+  - id: cycle
+    input: per-cycle
+    connector: postgres
+    options: {{url: "{url}", table-name: cycle, primary-key: c}}
+  - id: fresh
+    input: per-fresh
+    connector: postgres
+    options: {{url: "{url}", table-name: fresh, primary-key: f}}
+"#,
+        url = pg.jdbc_url()
+    );
+    // An append sink cannot take the updating stream.
+    let append = yaml.replace("table-name: fresh, primary-key: f", "table-name: fresh");
+    let path = cluster.config_dir().join("append.yaml");
+    std::fs::write(&path, &append).expect("job file");
+    let refused = cluster.sluice("run", &["-d", path.to_str().expect("path")]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("cannot take the updating stream of continuous aggregate 'per-fresh'"),
+        "{text}"
+    );
+    println!("append sink refused: {}", text.lines().last().unwrap_or(""));
+
+    let id = cluster.submit(&yaml, "continuous.yaml");
+    let size_at = |cluster: &Cluster| -> u64 {
+        cluster
+            .rest(&format!("/jobs/{id}/checkpoints"))
+            .and_then(|c| c["latest"]["completed"]["state_size"].as_u64())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let early = size_at(&cluster);
+    std::thread::sleep(Duration::from_secs(7));
+    let late = size_at(&cluster);
+    wait_or_explain(
+        Duration::from_secs(60),
+        || (cluster.job_state(&id).as_deref() == Some("FINISHED")).then_some(()),
+        || format!("job {:?}; logs:\n{}", cluster.job_state(&id), cluster.log_tails(30)),
+    );
+    // Each cycle key's last run: 1000 rows; the amounts of that run sum to the run's seq % 3.
+    let mut want = Vec::new();
+    for c in 0..10i64 {
+        let last = 20_000 + c * 1000;
+        let total: i64 = (last..last + 1000).map(|s| s % 3).sum();
+        want.push(format!("{c}|1000|{total}"));
+    }
+    assert_eq!(
+        pg.query("SELECT c, n, total FROM cycle ORDER BY c"),
+        want,
+        "expired keys restart from zero"
+    );
+    let fresh = pg.query("SELECT count(*), min(n), max(n) FROM fresh");
+    assert_eq!(fresh, vec!["600|50|50".to_string()]);
+    assert!(early > 0 && late > 0, "checkpoint sizes {early} and {late}");
+    assert!(
+        (late as f64) < (early as f64) * 1.5,
+        "with the TTL the state stops growing: {early} bytes after 5 s, {late} after 12 s (keys seen grew 2.4×)"
+    );
+    println!("TTL: cycle keys restart from zero after 4.5 s idle; state {early} bytes at 5 s, {late} at 12 s");
+}

@@ -330,6 +330,9 @@ options! {
     CHECKPOINT_INCREMENTAL: bool = "execution.checkpointing.incremental", Some("false"), deprecated &["state.backend.incremental"];
 
     // ---- state backends
+    /// Flink SQL's idle state retention: keyed state of a continuous aggregate not written for
+    /// this long expires (0: never). An operator's `state.ttl` overrides it.
+    TABLE_EXEC_STATE_TTL: Duration = "table.exec.state.ttl", Some("0 ms");
     STATE_BACKEND: StateBackendKind = "state.backend.type", Some("hashmap"), deprecated &["state.backend"];
     /// RocksDB's block cache and write buffers come out of the slot's managed memory.
     ROCKSDB_MEMORY_MANAGED: bool = "state.backend.rocksdb.memory.managed", Some("true");

@@ -13,4 +13,10 @@ pub trait ConnectorCatalog: Send + Sync {
 
     /// Checks a sink: its connector exists and takes sinks, its options parse.
     fn check_sink(&self, spec: &SinkSpec) -> JobResult<()>;
+
+    /// Whether the sink applies an updating stream (upserts by a key), as a continuous
+    /// aggregate emits; append sinks do not.
+    fn accepts_updates(&self, _spec: &SinkSpec) -> bool {
+        false
+    }
 }

@@ -63,6 +63,13 @@ pub enum NodeKind {
         window: WindowSpec,
         aggregates: Vec<(String, String)>,
     },
+    /// A keyed aggregate without a window: output the keys then the aggregates, one row per
+    /// key a batch touched, with that key's new values (an upsert stream keyed by `keys`).
+    Aggregate {
+        keys: Vec<String>,
+        aggregates: Vec<(String, String)>,
+        ttl: Option<std::time::Duration>,
+    },
     Union,
     Sink {
         spec: SinkSpec,

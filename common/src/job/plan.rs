@@ -252,6 +252,11 @@ fn node_to_plan(n: &GraphNode) -> PlanResult<pb::PlanNode> {
                 column: window.pos.column as u32,
             })
         }
+        NodeKind::Aggregate { keys, aggregates, ttl } => Kind::Aggregate(pb::PlanAggregate {
+            keys: keys.clone(),
+            aggregates: named(aggregates),
+            ttl_millis: ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        }),
         NodeKind::Union => Kind::Union(true),
         NodeKind::Sink { spec } => Kind::Sink(pb::PlanSink {
             connector: spec.connector.clone(),
@@ -351,6 +356,11 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
                 aggregates: unnamed(&w.aggregates),
             }
         }
+        Kind::Aggregate(a) => NodeKind::Aggregate {
+            keys: a.keys.clone(),
+            aggregates: unnamed(&a.aggregates),
+            ttl: (a.ttl_millis > 0).then(|| Duration::from_millis(a.ttl_millis)),
+        },
         Kind::Union(_) => NodeKind::Union,
         Kind::Sink(s) => NodeKind::Sink {
             spec: SinkSpec {

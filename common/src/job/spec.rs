@@ -96,6 +96,13 @@ pub enum OperatorKind {
         /// Output column name → aggregate call, in order.
         aggregates: Vec<(String, String, Pos)>,
     },
+    /// A keyed aggregate without a window (Flink SQL's `GROUP BY` continuous aggregate): emits
+    /// the new value of each key's aggregates as its rows arrive, an updating stream.
+    Aggregate {
+        aggregates: Vec<(String, String, Pos)>,
+        /// `state.ttl`: a key not written for this long starts again from nothing.
+        ttl: Option<std::time::Duration>,
+    },
     Union,
 }
 
@@ -104,9 +111,11 @@ impl OperatorKind {
     pub fn max_inputs(&self) -> Option<usize> {
         match self {
             OperatorKind::Union => None,
-            OperatorKind::Filter(..) | OperatorKind::Select(_) | OperatorKind::KeyBy | OperatorKind::Window { .. } => {
-                Some(1)
-            }
+            OperatorKind::Filter(..)
+            | OperatorKind::Select(_)
+            | OperatorKind::KeyBy
+            | OperatorKind::Window { .. }
+            | OperatorKind::Aggregate { .. } => Some(1),
         }
     }
 
@@ -116,6 +125,7 @@ impl OperatorKind {
             OperatorKind::Select(_) => "select",
             OperatorKind::KeyBy => "key-by",
             OperatorKind::Window { .. } => "window",
+            OperatorKind::Aggregate { .. } => "aggregate",
             OperatorKind::Union => "union",
         }
     }

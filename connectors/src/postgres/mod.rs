@@ -43,6 +43,11 @@ impl Connector for Postgres {
         PgOptions::of(spec).map(|_| ())
     }
 
+    /// Upsert mode (a primary key) applies updating streams.
+    fn accepts_updates(&self, spec: &SinkSpec) -> bool {
+        PgOptions::of(spec).is_ok_and(|o| o.mode == Mode::Upsert)
+    }
+
     fn check_sink_checkpointing(&self, spec: &SinkSpec, interval: Option<std::time::Duration>) -> JobResult<()> {
         let options = PgOptions::of(spec)?;
         if options.mode == Mode::ExactlyOnce && interval.is_none() {

@@ -66,6 +66,7 @@ fn contexts(
         max_parallelism: 128,
         key_groups: sluice_common::state::KeyGroupRange::new(0, 127),
         task_name: String::new(),
+        default_ttl: None,
     };
     tasks
         .iter()

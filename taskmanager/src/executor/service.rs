@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sluice_common::config::options::{
     CheckpointingMode, CHECKPOINTS_AFTER_TASKS_FINISH, CHECKPOINTS_DIR, CHECKPOINT_INCREMENTAL, CHECKPOINT_INTERVAL,
-    CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
+    CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, TABLE_EXEC_STATE_TTL,
 };
 use sluice_common::config::Configuration;
 use sluice_common::job::plan::from_plan;
@@ -90,6 +90,7 @@ impl TaskManagerGateway {
             max_parallelism: 128,
             key_groups: KeyGroupRange::new(0, 0),
             task_name: String::new(),
+            default_ttl: Some(config.get(&TABLE_EXEC_STATE_TTL)?).filter(|t| !t.is_zero()),
         })
     }
 

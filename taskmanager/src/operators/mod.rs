@@ -7,6 +7,7 @@
 
 mod context;
 mod filter;
+mod keyed_aggregate;
 mod select;
 pub(crate) mod window;
 
@@ -17,6 +18,7 @@ use crate::state::snapshot::OperatorSnapshot;
 
 pub(crate) use context::{OperatorContext, TaskInfo};
 pub(crate) use filter::Filter;
+pub(crate) use keyed_aggregate::KeyedAggregate;
 pub(crate) use select::Select;
 
 pub(crate) trait Operator: Send {

@@ -15,7 +15,7 @@ use super::sink_stage::SinkStage;
 use super::watermarks::SplitWatermarks;
 use crate::error::TaskError;
 use crate::operators::window::WindowAggregate;
-use crate::operators::{Chain, Filter, Operator, Select};
+use crate::operators::{Chain, Filter, KeyedAggregate, Operator, Select};
 use crate::state::snapshot::OperatorRestoreData;
 use crate::state::StateSettings;
 use sluice_common::state::KeyGroupRange;
@@ -147,6 +147,23 @@ pub(crate) fn build_task(
                     &need_input()?,
                     node.schema.clone(),
                     Arc::clone(&metrics.late_dropped),
+                    settings,
+                    ctx.restore.remove(&node.uid),
+                )
+                .map_err(named)?;
+                ops.push((node.uid.clone(), Box::new(op)));
+            }
+            NodeKind::Aggregate { keys, aggregates, ttl } => {
+                let mut settings = ctx.state.clone();
+                settings.key_groups = KeyGroupRange::of_subtask(graph.max_parallelism, node.parallelism, subtask);
+                settings.max_parallelism = graph.max_parallelism;
+                settings.task_name = format!("{} ({}/{})", node.id, subtask + 1, node.parallelism);
+                let op = KeyedAggregate::new(
+                    keys,
+                    aggregates,
+                    *ttl,
+                    &need_input()?,
+                    node.schema.clone(),
                     settings,
                     ctx.restore.remove(&node.uid),
                 )

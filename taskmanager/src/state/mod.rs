@@ -37,6 +37,8 @@ pub(crate) struct StateSettings {
     pub key_groups: KeyGroupRange,
     /// For messages: "per-user (2/4)".
     pub task_name: String,
+    /// `table.exec.state.ttl`: the time to live of a continuous aggregate's keys that sets none.
+    pub default_ttl: Option<std::time::Duration>,
 }
 
 impl StateSettings {
@@ -79,6 +81,7 @@ pub(crate) fn test_settings(backend: StateBackendKind, dir: &std::path::Path, ra
         max_parallelism: 128,
         key_groups: KeyGroupRange::new(range.0, range.1),
         task_name: "w (1/1)".into(),
+        default_ttl: None,
     }
 }
 

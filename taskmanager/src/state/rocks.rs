@@ -62,7 +62,27 @@ fn options(settings: &StateSettings) -> (Options, Cache, WriteBufferManager) {
     opts.set_block_based_table_factory(&table);
     opts.set_write_buffer_manager(&wbm);
     opts.set_max_background_jobs(2);
+    opts.set_compaction_filter("sluice-state-ttl", drop_expired_in_compaction);
     (opts, cache, wbm)
+}
+
+/// The TTL compaction filter (Flink's `cleanupInRocksdbCompactFilter`): a typed keyed-state
+/// entry (state id `USER`, whose value starts with the processing time it expires at) that
+/// expired is dropped when compaction meets it; everything else is kept.
+fn drop_expired_in_compaction(_level: u32, key: &[u8], value: &[u8]) -> rocksdb::compaction_filter::Decision {
+    use rocksdb::compaction_filter::Decision;
+    if key.get(2) != Some(&super::state_ids::USER) {
+        return Decision::Keep;
+    }
+    let expires = value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    match expires {
+        Some(t) if t <= now => Decision::Remove,
+        _ => Decision::Keep,
+    }
 }
 
 impl RocksStore {

@@ -95,7 +95,7 @@ pub(super) trait PaneStore: Send {
 }
 
 /// A DataFusion result with its error as the task's message.
-pub(super) fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
+pub(crate) fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
 
@@ -106,7 +106,7 @@ pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<Arra
         .collect()
 }
 
-pub(super) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
+pub(crate) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
     aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
 }
 

@@ -13,8 +13,8 @@ use super::assigner::Window;
 use super::pane_store::df;
 use crate::state::{decode_i64, encode_i64, state_ids};
 
-pub(super) struct StateCodec {
-    pub keys: RowConverter,
+pub(crate) struct StateCodec {
+    pub(crate) keys: RowConverter,
     states: RowConverter,
     /// How many state fields each aggregate has.
     widths: Vec<usize>,
@@ -26,7 +26,7 @@ fn arrow_err(e: arrow::error::ArrowError) -> String {
 }
 
 impl StateCodec {
-    pub(super) fn new(
+    pub(crate) fn new(
         keys: RowConverter,
         aggs: &[AggregateFunctionExpr],
         max_parallelism: u32,
@@ -66,13 +66,13 @@ impl StateCodec {
     }
 
     /// Rows of the state of each aggregate (one `Vec<ArrayRef>` per aggregate, equal lengths).
-    pub(super) fn encode_states(&self, per_agg: &[Vec<ArrayRef>]) -> Result<Rows, String> {
+    pub(crate) fn encode_states(&self, per_agg: &[Vec<ArrayRef>]) -> Result<Rows, String> {
         let columns: Vec<ArrayRef> = per_agg.iter().flatten().cloned().collect();
         self.states.convert_columns(&columns).map_err(arrow_err)
     }
 
     /// The state arrays of each aggregate from encoded rows.
-    pub(super) fn decode_states<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Vec<ArrayRef>>, String> {
+    pub(crate) fn decode_states<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Vec<ArrayRef>>, String> {
         let parser = self.states.parser();
         let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
         let mut columns = self.states.convert_rows(parsed).map_err(arrow_err)?.into_iter();
