@@ -16,6 +16,9 @@ impl ConnectorCatalog for AnyConnector {
     fn check_sink(&self, _spec: &SinkSpec) -> JobResult<()> {
         Ok(())
     }
+    fn accepts_updates(&self, spec: &SinkSpec) -> bool {
+        spec.id == "upserts"
+    }
 }
 
 const JOB: &str = r#"
@@ -53,7 +56,13 @@ operators:
     key-by: [user_id]
     window: {type: session, gap: 3 s}
     aggregate: {n: "count(*)"}
+  - id: running
+    input: shaped
+    key-by: [user_id]
+    aggregate: {n: "count(*)", most: "max(amount)"}
+    state.ttl: 1 min
 sinks:
+  - {id: upserts, input: running, connector: print}
   - {id: out, input: per-user, connector: print}
   - {id: files, input: {id: sessions, partition: rebalance}, connector: file, options: {path: /tmp/x}}
 "#;
@@ -82,4 +91,33 @@ fn a_broken_plan_names_what_is_wrong() {
     plan.edges[0].target = 99;
     let e = from_plan(&plan).unwrap_err();
     assert!(e.contains("edge 0 of the plan names vertex 99"), "{e}");
+}
+
+#[test]
+fn continuous_aggregates_need_keys_and_an_upsert_sink_and_ttl_belongs_to_them() {
+    let compile = |job: &str| compile_job(job, "job.yaml", &GraphOptions::default(), &AnyConnector);
+    let e = compile(&JOB.replace("{id: upserts, input: running", "{id: appends, input: running"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot take the updating stream of continuous aggregate 'running'"),
+        "{e}"
+    );
+    let e = compile(&JOB.replace(
+        "    key-by: [user_id]\n    aggregate: {n: \"count(*)\", most",
+        "    aggregate: {n: \"count(*)\", most",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("an 'aggregate' without a 'window' needs 'key-by'"), "{e}");
+    let e = compile(&JOB.replace(
+        "window: {type: tumbling, size: 10 s}",
+        "window: {type: tumbling, size: 10 s}\n    state.ttl: 1 s",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("'state.ttl' applies to an 'aggregate' without a 'window'"),
+        "{e}"
+    );
 }

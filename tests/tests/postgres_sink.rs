@@ -109,7 +109,7 @@ fn upsert_and_exactly_once_tables_are_exact_through_a_killed_taskmanager() {
     let (mut cluster, _cp) = cluster();
     let (jm, _) = cluster.start_jobmanager();
     let (mut a, _) = cluster.start_taskmanager(&[]);
-    let _b = cluster.start_taskmanager(&[]);
+    let (b, _) = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(2, Duration::from_secs(20));
     let w = WindowedJob {
         rows: 60_000,
@@ -141,6 +141,7 @@ fn upsert_and_exactly_once_tables_are_exact_through_a_killed_taskmanager() {
         assert!(!body.contains("s3cret-pw"), "{path} shows the password");
     }
     assert!(!jm.log().contains("s3cret-pw"), "the jobmanager logged the password");
+    assert!(!b.log().contains("s3cret-pw"), "a taskmanager logged the password");
     println!(
         "kill -9: {} windows exact in the upsert and the exactly-once table ({} rows committed before the kill)",
         w.windows().len(),
