@@ -370,21 +370,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                                 format!("an aggregate cannot take the updating stream of continuous aggregate '{agg}'"),
                             ));
                         }
-                        let mut fields = Vec::new();
-                        for k in &d.key_by {
-                            let f = up.schema.field_with_name(k).map_err(|e| err_at(d.pos, &d.id, e))?;
-                            fields.push(f.clone());
-                        }
-                        for (name, sql, pos) in aggregates {
-                            let a = compile_aggregate(name, sql, &up.schema)
-                                .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
-                            fields.push(a.field().as_ref().clone().with_name(name));
-                        }
-                        let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                        names.sort_unstable();
-                        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                            return Err(err_at(d.pos, &d.id, format!("output column '{}' appears twice", w[0])));
-                        }
+                        let fields = keyed_aggregate_fields(Vec::new(), d, &up.schema, aggregates, None)?;
                         let kind = NodeKind::Aggregate {
                             keys: d.key_by.clone(),
                             aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
@@ -408,26 +394,12 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                                 "an event-time window needs rows with a watermark column; add a watermark to the source or use time: processing",
                             ));
                         }
-                        let mut fields = vec![
+                        let window_columns = vec![
                             Field::new(WINDOW_START, timestamp_type(), false),
                             Field::new(WINDOW_END, timestamp_type(), false),
                         ];
-                        for k in &d.key_by {
-                            let f = up.schema.field_with_name(k).map_err(|e| err_at(d.pos, &d.id, e))?;
-                            fields.push(f.clone());
-                        }
-                        for (name, sql, pos) in aggregates {
-                            let sessions = matches!(window.kind, WindowKind::Session { .. });
-                            let a = compile_aggregate(name, sql, &up.schema)
-                                .and_then(|a| check_window_aggregate(&a, sessions).map(|()| a))
-                                .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
-                            fields.push(a.field().as_ref().clone().with_name(name));
-                        }
-                        let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                        names.sort_unstable();
-                        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                            return Err(err_at(d.pos, &d.id, format!("output column '{}' appears twice", w[0])));
-                        }
+                        let sessions = matches!(window.kind, WindowKind::Session { .. });
+                        let fields = keyed_aggregate_fields(window_columns, d, &up.schema, aggregates, Some(sessions))?;
                         let kind = NodeKind::Window {
                             keys: d.key_by.clone(),
                             window: window.clone(),
@@ -482,6 +454,37 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         vertices,
         edges,
     })
+}
+
+/// A keyed aggregate's output columns: `leading`, the keys, then each aggregate (compiled
+/// against `input`; a window's checked for its kind: `sessions` or not); a name twice is an
+/// error.
+fn keyed_aggregate_fields(
+    mut fields: Vec<Field>,
+    d: &Draft,
+    input: &SchemaRef,
+    aggregates: &[(String, String, Pos)],
+    window_sessions: Option<bool>,
+) -> JobResult<Vec<Field>> {
+    for k in &d.key_by {
+        let f = input.field_with_name(k).map_err(|e| err_at(d.pos, &d.id, e))?;
+        fields.push(f.clone());
+    }
+    for (name, sql, pos) in aggregates {
+        let a = compile_aggregate(name, sql, input)
+            .and_then(|a| match window_sessions {
+                Some(sessions) => check_window_aggregate(&a, sessions).map(|()| a),
+                None => Ok(a),
+            })
+            .map_err(|e| err_at(*pos, &d.id, format!("aggregate '{name}': {e}")))?;
+        fields.push(a.field().as_ref().clone().with_name(name));
+    }
+    let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(err_at(d.pos, &d.id, format!("output column '{}' appears twice", w[0])));
+    }
+    Ok(fields)
 }
 
 /// The continuous aggregate whose updating stream node `i` emits (through filters, selects,

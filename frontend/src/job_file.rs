@@ -372,6 +372,18 @@ const OPERATOR_FIELDS: [&str; 13] = [
     "union",
 ];
 
+/// An `aggregate:` map (output column → aggregate call); `what` names its operator.
+fn aggregate_calls(agg: &Node, what: &str) -> JobResult<Vec<(String, String, Pos)>> {
+    let aggregates: Vec<(String, String, Pos)> = map_entries(agg, "aggregate")?
+        .into_iter()
+        .map(|(k, v, _)| Ok((k.clone(), scalar(v, &k)?, v.pos)))
+        .collect::<JobResult<_>>()?;
+    if aggregates.is_empty() {
+        return Err(JobError::at(agg.pos, format!("{what} aggregates nothing")));
+    }
+    Ok(aggregates)
+}
+
 /// The fields every node with inputs starts with.
 struct Head<'a> {
     id: String,
@@ -459,16 +471,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
                 format!("window operator '{id}' needs an 'aggregate'"),
             ));
         };
-        let aggregates: Vec<(String, String, Pos)> = map_entries(agg, "aggregate")?
-            .into_iter()
-            .map(|(k, v, _)| Ok((k.clone(), scalar(v, &k)?, v.pos)))
-            .collect::<JobResult<_>>()?;
-        if aggregates.is_empty() {
-            return Err(JobError::at(
-                agg.pos,
-                format!("window operator '{id}' aggregates nothing"),
-            ));
-        }
+        let aggregates = aggregate_calls(agg, &format!("window operator '{id}'"))?;
         if key_by.is_empty() {
             return Err(JobError::at(
                 window.pos,
@@ -483,16 +486,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
                 format!("operator '{id}': an 'aggregate' without a 'window' needs 'key-by' (a continuous aggregate per key)"),
             ));
         }
-        let aggregates: Vec<(String, String, Pos)> = map_entries(agg, "aggregate")?
-            .into_iter()
-            .map(|(k, v, _)| Ok((k.clone(), scalar(v, &k)?, v.pos)))
-            .collect::<JobResult<_>>()?;
-        if aggregates.is_empty() {
-            return Err(JobError::at(
-                agg.pos,
-                format!("aggregate operator '{id}' aggregates nothing"),
-            ));
-        }
+        let aggregates = aggregate_calls(agg, &format!("aggregate operator '{id}'"))?;
         OperatorKind::Aggregate {
             aggregates,
             ttl: ttl.filter(|t| !t.is_zero()),

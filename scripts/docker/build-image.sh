@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the runtime images from prebuilt binaries: sluice:latest (jobmanager, taskmanager,
-# sluice), sluice-s3:latest (SeaweedFS for checkpoints) and sluice-kafka:latest (the noida-db
-# Kafka-protocol broker), FROM BASE_IMAGE (default
+# sluice), sluice-s3:latest (SeaweedFS for checkpoints), sluice-kafka:latest (the noida-db
+# Kafka-protocol broker) and sluice-postgres:latest (Debian's PostgreSQL, installed from the
+# Debian mirror during the build), FROM BASE_IMAGE (default
 # sluice-base:bookworm, made by build-base-image.sh when missing; pass another with --base).
 #
 #   scripts/docker/build-image.sh [--base IMAGE] [--tag TAG]
@@ -39,10 +40,12 @@ if command -v strip >/dev/null; then strip --strip-debug "$ctx/bin/jobmanager" "
 mkdir -p "$ctx/conf"
 cp "$SLUICE_HOME/scripts/docker/config.yaml" "$ctx/conf/config.yaml"
 cp "$SLUICE_HOME/scripts/docker/Dockerfile.runtime" "$SLUICE_HOME/scripts/docker/Dockerfile.s3" \
-    "$SLUICE_HOME/scripts/docker/Dockerfile.kafka" "$ctx/"
+    "$SLUICE_HOME/scripts/docker/Dockerfile.kafka" "$SLUICE_HOME/scripts/docker/Dockerfile.postgres" \
+    "$SLUICE_HOME/scripts/docker/postgres-entrypoint.sh" "$ctx/"
 cp "$weed" "$ctx/weed"
 cp "$kafka" "$ctx/noida-db"
 docker build -q -f "$ctx/Dockerfile.runtime" --build-arg "BASE_IMAGE=$base" -t "sluice:$tag" "$ctx" >/dev/null
 docker build -q -f "$ctx/Dockerfile.s3" --build-arg "BASE_IMAGE=$base" -t "sluice-s3:$tag" "$ctx" >/dev/null
 docker build -q -f "$ctx/Dockerfile.kafka" --build-arg "BASE_IMAGE=$base" -t "sluice-kafka:$tag" "$ctx" >/dev/null
-echo "Built sluice:$tag, sluice-s3:$tag and sluice-kafka:$tag from $bin on $base."
+docker build -q -f "$ctx/Dockerfile.postgres" --build-arg "BASE_IMAGE=$base" -t "sluice-postgres:$tag" "$ctx" >/dev/null
+echo "Built sluice:$tag, sluice-s3:$tag, sluice-kafka:$tag and sluice-postgres:$tag from $bin on $base."

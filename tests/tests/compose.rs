@@ -6,7 +6,7 @@
 //! `docker network disconnect` of a taskmanager → it is declared lost (heartbeat timeout), the
 //! job fails over without it, and once reconnected its late messages are fenced. The committed
 //! output is exact: nothing lost, nothing doubled. The cluster's Kafka-protocol broker takes a
-//! job's records at kafka:9092.
+//! job's records at kafka:9092, its PostgreSQL a job's rows at postgres:5432.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -91,6 +91,17 @@ fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Writes `yaml` to `file` and runs it on the cluster (`sluice run`, attached) to its end.
+fn run_to_end(rest: u16, file: &Path, yaml: &str) {
+    std::fs::write(file, yaml).expect("job file");
+    let run = Command::new(bin_dir().join("sluice"))
+        .args(["run", "-m", &format!("127.0.0.1:{rest}"), file.to_str().expect("path")])
+        .env_remove("SLUICE_PROPERTIES")
+        .output()
+        .expect("sluice run");
+    assert!(run.status.success(), "{run:?}");
 }
 
 fn job_details(rest: u16, id: &str) -> Option<Value> {
@@ -240,15 +251,37 @@ sinks:
       properties.bootstrap.servers: "kafka:9092"
       sink.delivery-guarantee: at-least-once
 "#;
-    let file = data.path().join("to-kafka.yaml");
-    std::fs::write(&file, to_kafka).expect("job file");
-    let run = Command::new(bin_dir().join("sluice"))
-        .args(["run", "-m", &format!("127.0.0.1:{rest}"), file.to_str().expect("path")])
-        .env_remove("SLUICE_PROPERTIES")
-        .output()
-        .expect("sluice run");
-    assert!(run.status.success(), "{run:?}");
+    run_to_end(rest, &data.path().join("to-kafka.yaml"), to_kafka);
     let got = broker.read_all("compose-events", "read_uncommitted");
     assert_eq!(got.len(), 500, "the job's records in the compose broker");
     println!("kafka service: 500 records written by a job at kafka:9092");
+
+    // The PostgreSQL service: a job writes to it by its service name (exactly-once append).
+    let pg = compose.ok(&["ps", "-q", "postgres"]).trim().to_string();
+    let psql = |sql: &str| docker(&["exec", &pg, "psql", "-h", "/tmp", "-U", "postgres", "-XAtq", "-c", sql]);
+    psql("CREATE TABLE compose_rows (n bigint)");
+    let to_pg = r#"name: to-postgres
+parallelism: 2
+sources:
+  - id: rows
+    connector: datagen
+    options: {number-of-rows: 500}
+    schema:
+      - {name: n, type: bigint, expr: "seq"}
+sinks:
+  - id: out
+    input: rows
+    connector: jdbc
+    options:
+      url: "jdbc:postgresql://postgres:5432/postgres"
+      table-name: compose_rows
+      username: postgres
+      sink.delivery-guarantee: exactly-once
+"#;
+    run_to_end(rest, &data.path().join("to-postgres.yaml"), to_pg);
+    assert_eq!(
+        psql("SELECT count(*), count(DISTINCT n) FROM compose_rows").trim(),
+        "500|500"
+    );
+    println!("postgres service: 500 rows written exactly once by a job at postgres:5432");
 }

@@ -21,7 +21,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use sluice_common::job::expr::compile_aggregate;
 use sluice_common::key_groups::{hash_keys, key_group};
 
-use super::window::{df, new_accumulators, StateCodec};
+use super::window::{aggregate_arguments, df, new_accumulators, StateCodec};
 use super::{Operator, OperatorContext};
 use crate::error::TaskError;
 use crate::state::keyed::{KeyedState, StateDescriptor, ValueState};
@@ -77,18 +77,6 @@ impl KeyedAggregate {
         })
     }
 
-    fn arguments(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>, String> {
-        self.aggs
-            .iter()
-            .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| df(e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows()))))
-                    .collect()
-            })
-            .collect()
-    }
-
     /// Folds a batch into the keys' accumulators; the touched keys with their new values.
     fn apply(&mut self, batch: &RecordBatch) -> Result<RecordBatch, String> {
         let n_rows = batch.num_rows();
@@ -133,7 +121,7 @@ impl KeyedAggregate {
                 df(acc.merge_batch(st, &found, groups))?;
             }
         }
-        let args = self.arguments(batch)?;
+        let args = aggregate_arguments(&self.aggs, batch)?;
         for (acc, a) in accs.iter_mut().zip(&args) {
             df(acc.update_batch(a, &group_of, None, groups))?;
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use sluice_common::job::{JobGraph, NodeKind};
+use sluice_common::job::{GraphNode, JobGraph, NodeKind};
 use sluice_connectors::{registry, SinkContext, Source, SourceContext, Split};
 
 use super::metrics::TaskMetrics;
@@ -31,6 +31,15 @@ pub(crate) struct TaskContext {
     pub splits: HashMap<String, Vec<Split>>,
     /// The jobmanager's permits for sinks that share a resource across taskmanagers.
     pub permits: Option<crate::executor::PermitClient>,
+}
+
+/// The state settings of a keyed operator's subtask: its key groups and name.
+fn keyed_settings(base: &StateSettings, graph: &JobGraph, node: &GraphNode, subtask: u32) -> StateSettings {
+    let mut settings = base.clone();
+    settings.key_groups = KeyGroupRange::of_subtask(graph.max_parallelism, node.parallelism, subtask);
+    settings.max_parallelism = graph.max_parallelism;
+    settings.task_name = format!("{} ({}/{})", node.id, subtask + 1, node.parallelism);
+    settings
 }
 
 /// The operator-list-state name source split positions are stored under.
@@ -135,10 +144,6 @@ pub(crate) fn build_task(
                 window,
                 aggregates,
             } => {
-                let mut settings = ctx.state.clone();
-                settings.key_groups = KeyGroupRange::of_subtask(graph.max_parallelism, node.parallelism, subtask);
-                settings.max_parallelism = graph.max_parallelism;
-                settings.task_name = format!("{} ({}/{})", node.id, subtask + 1, node.parallelism);
                 let op = WindowAggregate::new(
                     window,
                     input_rowtime.as_deref(),
@@ -147,24 +152,20 @@ pub(crate) fn build_task(
                     &need_input()?,
                     node.schema.clone(),
                     Arc::clone(&metrics.late_dropped),
-                    settings,
+                    keyed_settings(&ctx.state, graph, node, subtask),
                     ctx.restore.remove(&node.uid),
                 )
                 .map_err(named)?;
                 ops.push((node.uid.clone(), Box::new(op)));
             }
             NodeKind::Aggregate { keys, aggregates, ttl } => {
-                let mut settings = ctx.state.clone();
-                settings.key_groups = KeyGroupRange::of_subtask(graph.max_parallelism, node.parallelism, subtask);
-                settings.max_parallelism = graph.max_parallelism;
-                settings.task_name = format!("{} ({}/{})", node.id, subtask + 1, node.parallelism);
                 let op = KeyedAggregate::new(
                     keys,
                     aggregates,
                     *ttl,
                     &need_input()?,
                     node.schema.clone(),
-                    settings,
+                    keyed_settings(&ctx.state, graph, node, subtask),
                     ctx.restore.remove(&node.uid),
                 )
                 .map_err(named)?;

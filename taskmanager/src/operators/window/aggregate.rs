@@ -25,7 +25,7 @@ use sluice_common::proto::checkpoint::RedistributionMode;
 
 use super::assigner::{self, Window};
 use super::heap_panes::HeapPanes;
-use super::pane_store::{df, PaneBatch, PaneStore};
+use super::pane_store::{aggregate_arguments, df, PaneBatch, PaneStore};
 use super::rocks_panes::RocksPanes;
 use super::sessions::SessionWindows;
 use super::state_codec::StateCodec;
@@ -146,18 +146,6 @@ impl WindowAggregate {
         }
     }
 
-    fn arguments(&self, batch: &RecordBatch) -> Result<Vec<Vec<ArrayRef>>, String> {
-        self.aggs
-            .iter()
-            .map(|a| {
-                a.expressions()
-                    .iter()
-                    .map(|e| df(e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows()))))
-                    .collect()
-            })
-            .collect()
-    }
-
     /// (window, row) for every row of a batch that is not late; counts the late ones.
     /// Sessions assign their own windows (they merge), so nothing is assigned for them here.
     fn assign_rows(&mut self, ts: &[i64]) -> Vec<(Window, u32)> {
@@ -216,7 +204,7 @@ impl Operator for WindowAggregate {
             .keys
             .convert_columns(&key_columns)
             .map_err(|e| e.to_string())?;
-        let args = self.arguments(&batch)?;
+        let args = aggregate_arguments(&self.aggs, &batch)?;
         let assigned = self.assign_rows(&ts);
         let rows = PaneBatch {
             args: &args,

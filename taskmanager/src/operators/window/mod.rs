@@ -12,5 +12,5 @@ mod sessions;
 mod state_codec;
 
 pub(crate) use aggregate::WindowAggregate;
-pub(crate) use pane_store::{df, new_accumulators};
+pub(crate) use pane_store::{aggregate_arguments, df, new_accumulators};
 pub(crate) use state_codec::StateCodec;

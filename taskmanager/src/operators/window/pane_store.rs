@@ -106,6 +106,21 @@ pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<Arra
         .collect()
 }
 
+/// Each aggregate's argument arrays, evaluated over `batch`.
+pub(crate) fn aggregate_arguments(
+    aggs: &[AggregateFunctionExpr],
+    batch: &arrow::record_batch::RecordBatch,
+) -> Result<Vec<Vec<ArrayRef>>, String> {
+    aggs.iter()
+        .map(|a| {
+            a.expressions()
+                .iter()
+                .map(|e| df(e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows()))))
+                .collect()
+        })
+        .collect()
+}
+
 pub(crate) fn new_accumulators(aggs: &[AggregateFunctionExpr]) -> Result<Vec<Box<dyn GroupsAccumulator>>, String> {
     aggs.iter().map(|a| df(a.create_groups_accumulator())).collect()
 }
