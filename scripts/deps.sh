@@ -9,7 +9,7 @@
 #   scripts/deps.sh [--check] NAME...                    # the same from the shell; --check only reports
 #
 # Names: build (cc, make, libclang), curl, seaweedfs, kafka (a Kafka-protocol broker), tansu (an
-# in-memory Kafka-protocol broker, the faster one, for the Kafka benchmark), postgres (Debian's
+# in-memory Kafka-protocol broker, the Kafka benchmark's alternative), postgres (Debian's
 # PostgreSQL server binaries: initdb, postgres, psql), prometheus, chromium, systemd-analyze, docker,
 # java, jdk (javac), flink, iperf3. SLUICE_DEPS_ROOT (tests only) prefixes every path the libclang search
 # looks at, so the detection can be tried against a made-up tree.
