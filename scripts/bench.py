@@ -18,10 +18,10 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
   K1  Kafka source: a topic pre-filled with --kafka-records small JSON records (4 partitions)
       read by a bounded Kafka source at parallelism 1 (one consumer) → blackhole, against a
       raw librdkafka consumer (kafka_bench consume: same librdkafka build, no decoding) on the
-      same broker in the same run. Rows/s. --kafka-broker picks the broker (noida-db, the
-      default, or Tansu in memory); the table names it. noida-db reads 2M records at 441k/s
-      to a raw consumer (Tansu: 136k/s) but fails fetches at 10M records (librdkafka: "Bad
-      message format"), so the 10M figure in BENCHMARKS.md is on Tansu.
+      same broker in the same run. Rows/s. --kafka-broker picks the broker (Tansu in memory,
+      the default, or noida-db); the table names it. noida-db is faster at 2M records (441k/s
+      to a raw consumer against Tansu's 136k/s) but fails fetches at 10M (librdkafka: "Bad
+      message format"), so the 10M figure is on Tansu.
   G1  PostgreSQL sink: datagen --pg-rows narrow rows (two bigints) → postgres sink, exactly-once
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server
@@ -638,7 +638,7 @@ def main():
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--kafka-records", type=int, default=10_000_000)
-    ap.add_argument("--kafka-broker", choices=["tansu", "noida"], default="noida")
+    ap.add_argument("--kafka-broker", choices=["tansu", "noida"], default="tansu")
     ap.add_argument("--pg-rows", type=int, default=5_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
