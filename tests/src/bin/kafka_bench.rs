@@ -8,6 +8,8 @@
 //!       the raw rate: a plain consumer assigned every partition from its beginning reads until
 //!       each partition gave its count (COUNTS: comma-separated, one per partition); prints
 //!       `{"records":N,"bytes":B,"seconds":S}`. Gives up after 30 s without a record.
+//!       `KAFKA_BENCH_PROPERTIES` (`key=value,…`) sets client properties of the consumer, so it
+//!       can run with the settings a Sluice job gives its source.
 
 use std::time::{Duration, Instant};
 
@@ -95,11 +97,14 @@ fn fill(servers: &str, topic: &str, partitions: i32, records: u64) -> Result<Str
 }
 
 fn consume(servers: &str, topic: &str, counts: &[u64]) -> Result<String> {
-    let consumer: BaseConsumer = config(servers)
-        .set("group.id", "sluice-bench-raw")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| format!("consumer for {servers}: {e}"))?;
+    let mut c = config(servers);
+    c.set("group.id", "sluice-bench-raw").set("enable.auto.commit", "false");
+    for kv in std::env::var("KAFKA_BENCH_PROPERTIES").unwrap_or_default().split(',') {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
+    let consumer: BaseConsumer = c.create().map_err(|e| format!("consumer for {servers}: {e}"))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..counts.len() as i32 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
