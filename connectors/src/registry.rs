@@ -53,14 +53,14 @@ pub trait Connector: Send + Sync {
         Err(JobError::general(format!("{} is not a sink connector", self.name())))
     }
 
-    /// At submission, once the job's configuration is known: the sink agrees with its
-    /// checkpointing (`None`: checkpointing is off), e.g. a transaction must outlive a
-    /// checkpoint interval.
     /// Whether the sink applies an updating stream (upserts by key).
     fn accepts_updates(&self, _spec: &SinkSpec) -> bool {
         false
     }
 
+    /// At submission, once the job's configuration is known: the sink agrees with its
+    /// checkpointing (`None`: checkpointing is off), e.g. a transaction must outlive a
+    /// checkpoint interval.
     fn check_sink_checkpointing(&self, _spec: &SinkSpec, _interval: Option<std::time::Duration>) -> JobResult<()> {
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -218,10 +218,6 @@ impl Postgres {
     /// As `try_query`, failing the test on an error.
     pub fn query(&self, sql: &str) -> Vec<String> {
         self.try_query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data
     }
 }
 

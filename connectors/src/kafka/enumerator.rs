@@ -67,18 +67,19 @@ impl Lister {
         Ok(t.partitions().iter().map(|p| p.id()).collect())
     }
 
-    fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
+    /// (low, high) watermarks of a partition.
+    fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), ClassedError> {
         self.consumer
             .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map(|(_, high)| high)
-            .map_err(|e| transient(format!("cannot read the end offset of {topic}-{partition}: {e}")))
+            .map_err(|e| transient(format!("cannot read the offsets of {topic}-{partition}: {e}")))
+    }
+
+    fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
+        self.watermarks(topic, partition).map(|(_, high)| high)
     }
 
     fn low_watermark(&self, topic: &str, partition: i32) -> Result<i64, ClassedError> {
-        self.consumer
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map(|(low, _)| low)
-            .map_err(|e| transient(format!("cannot read the start offset of {topic}-{partition}: {e}")))
+        self.watermarks(topic, partition).map(|(low, _)| low)
     }
 
     /// The first offset with a timestamp at or after `ts`, else the end offset (fetched first,

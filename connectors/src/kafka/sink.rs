@@ -35,8 +35,7 @@ use super::end_txn;
 use super::options::{client_properties, value_format, ValueFormat};
 use crate::contract::{Committable, Sink, SinkContext};
 use crate::failpoint::failpoint;
-use crate::options::choice;
-use crate::options::OptionReader;
+use crate::options::{choice, OptionReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Guarantee {

@@ -114,7 +114,7 @@ fn parse_url(url: &str) -> Result<ParsedUrl, String> {
 }
 
 /// A URL with any password in it replaced, for messages.
-pub(crate) fn masked_url(url: &str) -> String {
+fn masked_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let after = scheme_end + 3;

@@ -16,7 +16,7 @@
 //! `sink.max-retries` times with back-off (1 s, 2 s, 4 s, …) on a new connection; then the task
 //! fails with a transient error and the restart strategy takes over.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use arrow::compute::concat_batches;
@@ -42,7 +42,6 @@ use crate::failpoint::failpoint;
 /// The session temp table upserts are staged in.
 const STAGE: &str = "pg_temp.sluice_stage";
 
-#[derive(Debug, Clone)]
 enum Op {
     /// Write the buffered rows (by the mode).
     Flush,
@@ -66,6 +65,8 @@ pub(crate) struct PgWriter {
     shared: bool,
     key: Vec<usize>,
     copy_sql: String,
+    /// Upsert: the session temp table rows are staged in (made on each new connection).
+    stage_sql: String,
     upsert_sql: String,
     lease: Option<Lease>,
     checked: bool,
@@ -79,7 +80,6 @@ pub(crate) struct PgWriter {
     txn_rows: Vec<u8>,
     txn_copied: usize,
     txn_open: bool,
-    precommitted: BTreeMap<u64, String>,
     /// The names the restored checkpoint holds (never rolled back by the clean-up).
     restored: HashSet<String>,
     cleaned: bool,
@@ -120,7 +120,10 @@ impl PgWriter {
             "INSERT INTO {table} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({}) {on_conflict}; TRUNCATE {STAGE}",
             pk.join(", ")
         );
+        let stage_sql =
+            format!("CREATE TEMP TABLE IF NOT EXISTS sluice_stage AS SELECT {cols} FROM {table} WITH NO DATA");
         Ok(PgWriter {
+            stage_sql,
             shared: ctx.parallelism > options.pool_max,
             permits: ctx.permits.clone(),
             options,
@@ -139,7 +142,6 @@ impl PgWriter {
             txn_rows: Vec::new(),
             txn_copied: 0,
             txn_open: false,
-            precommitted: BTreeMap::new(),
             restored: HashSet::new(),
             cleaned: false,
         })
@@ -164,16 +166,16 @@ impl PgWriter {
             self.checked = true;
         }
         if self.options.mode == Mode::Upsert {
-            let cols: Vec<String> = self.schema.fields().iter().map(|f| quote_ident(f.name())).collect();
-            client
-                .batch_execute(&format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS sluice_stage AS SELECT {} FROM {} WITH NO DATA",
-                    cols.join(", "),
-                    self.options.qualified_table()
-                ))
-                .await?;
+            client.batch_execute(&self.stage_sql).await?;
         }
         Ok(())
+    }
+
+    /// A new connection under a permit, set up by `on_connect`.
+    async fn connect(&mut self) -> Result<Lease, Failure> {
+        let l = lease(&self.options, self.permits.as_ref()).await?;
+        self.on_connect(l.client()?).await?;
+        Ok(l)
     }
 
     /// One try of `op` on the current connection (opened first when there is none).
@@ -248,16 +250,7 @@ impl PgWriter {
         loop {
             let lease = match self.lease.take() {
                 Some(l) => Ok(l),
-                None => match lease(&self.options, self.permits.as_ref()).await {
-                    Ok(l) => match l.client() {
-                        Ok(c) => match self.on_connect(c).await {
-                            Ok(()) => Ok(l),
-                            Err(e) => Err(e),
-                        },
-                        Err(e) => Err(Failure::Other(e)),
-                    },
-                    Err(e) => Err(e),
-                },
+                None => self.connect().await,
             };
             let result = match lease {
                 Ok(l) => {
@@ -319,14 +312,12 @@ impl PgWriter {
         match self.options.mode {
             Mode::ExactlyOnce => {
                 csv_rows(&batch, &mut self.txn_rows)?;
-                if self.shared && !barrier {
+                // At the barrier the prepare copies them; a writer taking turns waits for it.
+                if barrier || self.shared {
                     return Ok(());
                 }
-                if !barrier {
-                    self.run(Op::Flush, "writing rows into the checkpoint's transaction")
-                        .await?;
-                }
-                Ok(())
+                self.run(Op::Flush, "writing rows into the checkpoint's transaction")
+                    .await
             }
             Mode::Upsert => {
                 let batch = last_per_key(&batch, &self.key)?;
@@ -355,15 +346,9 @@ async fn copy(client: &Client, sql: &str, data: &[u8]) -> Result<u64, tokio_post
 
 #[async_trait]
 impl Sink for PgWriter {
-    /// The table check (and, for subtask 0 of an exactly-once sink, the clean-up) at start.
-    /// Only recovery follows at once; with more subtasks than connections the connection goes
-    /// back before that.
+    /// The table check at start (`run` gives the connection back when the pool is shared).
     async fn open(&mut self) -> Result<(), ClassedError> {
-        self.run(Op::Connect, "connecting").await?;
-        if self.shared {
-            self.lease = None;
-        }
-        Ok(())
+        self.run(Op::Connect, "connecting").await
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ClassedError> {
@@ -387,27 +372,13 @@ impl Sink for PgWriter {
             self.cleaned = true;
         }
         self.flush(true).await?;
-        if self.options.mode != Mode::ExactlyOnce {
-            if self.lease.is_none() && !self.checked {
-                // The table check also for a subtask that got no rows.
-                self.run(Op::Connect, "connecting").await?;
-            }
-            return Ok(Vec::new());
-        }
-        if self.txn_rows.is_empty() && !self.txn_open {
-            if !self.checked {
-                self.run(Op::Connect, "connecting").await?;
-            }
+        if self.options.mode != Mode::ExactlyOnce || (self.txn_rows.is_empty() && !self.txn_open) {
             return Ok(Vec::new());
         }
         let gid = prepared::gid(&self.options.txn_prefix, self.attempt, self.subtask, checkpoint_id);
         self.run(Op::Prepare(gid.clone()), "preparing the checkpoint's transaction")
             .await?;
         self.txn_rows.clear();
-        self.precommitted.insert(checkpoint_id, gid.clone());
-        if self.shared {
-            self.lease = None;
-        }
         Ok(vec![json!({"gid": gid, "checkpoint": checkpoint_id})
             .to_string()
             .into_bytes()])
@@ -435,25 +406,8 @@ impl Sink for PgWriter {
             }
             self.run(Op::Commit(gid.clone()), "committing a prepared transaction")
                 .await?;
-            if let Some(checkpoint) = v["checkpoint"].as_u64() {
-                self.precommitted.remove(&checkpoint);
-            }
             tracing::debug!("Committed prepared transaction {gid}.");
         }
-        if self.shared {
-            self.lease = None;
-        }
         Ok(())
-    }
-}
-
-impl Drop for PgWriter {
-    fn drop(&mut self) {
-        if self.txn_open {
-            tracing::debug!(
-                "Closing an open transaction into table '{}' (the server rolls it back).",
-                self.options.table_name()
-            );
-        }
     }
 }

@@ -140,7 +140,7 @@ impl KeyedAggregate {
         let all: Vec<usize> = (0..groups).collect();
         let mut fresh = new_accumulators(&self.aggs)?;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output.fields().len());
-        let firsts = UInt32Array::from(first_rows.clone());
+        let firsts = UInt32Array::from(first_rows);
         for k in &key_columns {
             columns.push(take(k.as_ref(), &firsts, None).map_err(|e| e.to_string())?);
         }
