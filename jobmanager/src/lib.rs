@@ -5,6 +5,7 @@
 //! so (dead code shows).
 #![warn(unreachable_pub)]
 
+mod autoscaler;
 pub(crate) mod checkpoint;
 pub mod cli;
 pub mod daemon;

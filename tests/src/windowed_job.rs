@@ -20,14 +20,27 @@ type Windows = BTreeMap<(String, i64), (i64, f64)>;
 impl WindowedJob {
     /// The job file at `parallelism`, writing to `out`, generating `rate` rows per second.
     pub fn yaml(&self, out: &Path, rate: u32, parallelism: u32) -> String {
+        self.yaml_with(out, &rate.to_string(), parallelism, "")
+    }
+
+    /// The job file with a datagen rate schedule (`rows-per-second`, e.g. `400 for 30 s, then
+    /// 1200`) and the window summing `amount` through `cost` (e.g. `wait_cost(amount, 2000)`:
+    /// each row costs the window 2 ms; the sums stay the reference's), at max parallelism 120
+    /// (many divisors, as Flink advises autoscaled jobs).
+    pub fn yaml_with(&self, out: &Path, rate: &str, parallelism: u32, cost: &str) -> String {
         let (rows, keys, splits) = (self.rows, self.keys, self.splits);
+        let (max, amount) = if cost.is_empty() {
+            ("", "amount")
+        } else {
+            ("max-parallelism: 120\n", cost)
+        };
         format!(
             r#"name: exactly-once
 parallelism: {parallelism}
-sources:
+{max}sources:
   - id: events
     connector: datagen
-    options: {{number-of-rows: {rows}, splits: {splits}, rows-per-second: {rate}}}
+    options: {{number-of-rows: {rows}, splits: {splits}, rows-per-second: "{rate}"}}
     schema:
       - {{name: user_id, type: bigint, expr: "seq % {keys}"}}
       - {{name: amount,  type: double, expr: "CAST(seq % 10 AS DOUBLE)"}}
@@ -38,7 +51,7 @@ operators:
     input: events
     key-by: [user_id]
     window: {{type: tumbling, size: 2 s}}
-    aggregate: {{n: "count(*)", total: "sum(amount)"}}
+    aggregate: {{n: "count(*)", total: "sum({amount})"}}
 sinks:
   - id: out
     input: per-user

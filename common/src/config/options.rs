@@ -308,6 +308,35 @@ options! {
     MIN_PARALLELISM_INCREASE: NonZeroU32 = "jobmanager.adaptive-scheduler.min-parallelism-increase", Some("1");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
+    // ---- the autoscaler (Flink's `job.autoscaler.*` keys and defaults; the Kubernetes
+    // operator's `kubernetes.operator.job.autoscaler.*` spellings are the same keys)
+    AUTOSCALER_ENABLED: bool = "job.autoscaler.enabled", Some("false"), deprecated &["kubernetes.operator.job.autoscaler.enabled"];
+    /// How much history the decisions look at.
+    AUTOSCALER_METRICS_WINDOW: Duration = "job.autoscaler.metrics.window", Some("15 min"), deprecated &["kubernetes.operator.job.autoscaler.metrics.window"];
+    /// How long after a (re)start no metrics are collected.
+    AUTOSCALER_STABILIZATION_INTERVAL: Duration = "job.autoscaler.stabilization.interval", Some("5 min"), deprecated &["kubernetes.operator.job.autoscaler.stabilization.interval"];
+    AUTOSCALER_TARGET_UTILIZATION: f32 = "job.autoscaler.target.utilization", Some("0.7"), deprecated &["kubernetes.operator.job.autoscaler.target.utilization"];
+    /// No action while utilization stays within target ± boundary.
+    AUTOSCALER_TARGET_UTILIZATION_BOUNDARY: f32 = "job.autoscaler.target.utilization.boundary", Some("0.3"), deprecated &["kubernetes.operator.job.autoscaler.target.utilization.boundary"];
+    /// How fast a backlog must be worked off after a rescale.
+    AUTOSCALER_CATCH_UP_DURATION: Duration = "job.autoscaler.catch-up.duration", Some("30 min"), deprecated &["kubernetes.operator.job.autoscaler.catch-up.duration"];
+    /// The time a rescale takes, whose input must be caught up as well.
+    AUTOSCALER_RESTART_TIME: Duration = "job.autoscaler.restart.time", Some("5 min"), deprecated &["kubernetes.operator.job.autoscaler.restart.time"];
+    AUTOSCALER_SCALE_UP_MAX_FACTOR: f32 = "job.autoscaler.scale-up.max-factor", Some("100000.0"), deprecated &["kubernetes.operator.job.autoscaler.scale-up.max-factor"];
+    AUTOSCALER_SCALE_DOWN_MAX_FACTOR: f32 = "job.autoscaler.scale-down.max-factor", Some("0.6"), deprecated &["kubernetes.operator.job.autoscaler.scale-down.max-factor"];
+    AUTOSCALER_VERTEX_MIN_PARALLELISM: NonZeroU32 = "job.autoscaler.vertex.min-parallelism", Some("1"), deprecated &["kubernetes.operator.job.autoscaler.vertex.min-parallelism"];
+    AUTOSCALER_VERTEX_MAX_PARALLELISM: NonZeroU32 = "job.autoscaler.vertex.max-parallelism", Some("200"), deprecated &["kubernetes.operator.job.autoscaler.vertex.max-parallelism"];
+    /// A scale-down runs only once it has been wanted this long (scale-ups run at once).
+    AUTOSCALER_SCALE_DOWN_INTERVAL: Duration = "job.autoscaler.scale-down.interval", Some("1 h"), deprecated &["kubernetes.operator.job.autoscaler.scale-down.interval", "job.autoscaler.scale-up.grace-period"];
+    /// A scale-up that achieved less than this share of the expected rise is ineffective.
+    AUTOSCALER_EFFECTIVENESS_THRESHOLD: f32 = "job.autoscaler.scaling.effectiveness.threshold", Some("0.1"), deprecated &["kubernetes.operator.job.autoscaler.scaling.effectiveness.threshold"];
+    /// Block further scale-ups of a vertex whose last scale-up was ineffective.
+    AUTOSCALER_EFFECTIVENESS_DETECTION: bool = "job.autoscaler.scaling.effectiveness.detection.enabled", Some("false"), deprecated &["kubernetes.operator.job.autoscaler.scaling.effectiveness.detection.enabled"];
+    /// Sluice's own: a command run when a decision needs more (or fewer) taskmanagers than
+    /// run, with `{taskmanagers}` (and `{slots}`) replaced, e.g.
+    /// `docker-compose up -d --scale taskmanager={taskmanagers}`.
+    AUTOSCALER_TASKMANAGER_COMMAND: String = "sluice.autoscaler.taskmanager-command", None;
+
     // ---- checkpoints (Flink 2 names; the 1.x names are accepted)
     /// Checkpoint every this long; absent = no checkpoints.
     CHECKPOINT_INTERVAL: Duration = "execution.checkpointing.interval", None;

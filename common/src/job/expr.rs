@@ -3,7 +3,8 @@
 //! datagen columns, aggregate calls for windows. JSON functions (`json_get_str(doc, 'user')`,
 //! `json_get_int`, `json_get_float`, `json_as_text`, `json_length`, …; the
 //! `datafusion-functions-json` crate) read JSON held in string columns, so parsing a record's
-//! nested fields is one `select`.
+//! nested fields is one `select`. `cpu_cost(x, micros)` and `wait_cost(x, micros)`
+//! (`cpu_cost.rs`) make an expression cost a known time per row, for load tests.
 
 use std::sync::{Arc, LazyLock};
 
@@ -17,9 +18,14 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{lit, SessionContext};
 
 /// One context for parsing and planning; planning reads only its function registry, which
-/// holds DataFusion's functions and the JSON ones.
+/// holds DataFusion's functions, the JSON ones, `cpu_cost` and `wait_cost`.
 static CONTEXT: LazyLock<SessionContext> = LazyLock::new(|| {
     let mut ctx = SessionContext::new();
+    for spin in [true, false] {
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            super::cpu_cost::CpuCost::new(spin),
+        ));
+    }
     if let Err(e) = datafusion_functions_json::register_all(&mut ctx) {
         // Only a name clash with a built-in could do this; expressions without JSON
         // functions still compile.
@@ -172,6 +178,34 @@ mod tests {
         assert!((out.value(1) - 18.16).abs() < 1e-9);
         let f = compile_scalar("user_id % 2 = 0 AND amount > 0", &s).unwrap();
         assert_eq!(f.data_type, DataType::Boolean);
+    }
+
+    /// `cpu_cost` returns its argument and spends its microseconds for every row.
+    #[test]
+    fn cpu_cost_spends_time_per_row() {
+        let s: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(s.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3, 4]))]).unwrap();
+        let e = compile_scalar("cpu_cost(v, 2000)", &s).unwrap();
+        assert_eq!(e.data_type, DataType::Int64);
+        let start = std::time::Instant::now();
+        let out = e.evaluate(&batch).unwrap();
+        assert!(start.elapsed() >= std::time::Duration::from_millis(8), "4 rows × 2 ms");
+        assert_eq!(
+            out.as_any().downcast_ref::<Int64Array>().unwrap().values(),
+            &[1, 2, 3, 4]
+        );
+        assert!(compile_scalar("cpu_cost(v, 'x')", &s)
+            .unwrap_err()
+            .contains("micros must be an integer"));
+        let start = std::time::Instant::now();
+        compile_scalar("wait_cost(v, 2000)", &s)
+            .unwrap()
+            .evaluate(&batch)
+            .unwrap();
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(8),
+            "4 rows × 2 ms asleep"
+        );
     }
 
     /// The seed's JSON parsing step as one select: nested fields of a JSON string column.

@@ -6,6 +6,7 @@
 //! `sluice-connectors`.
 
 pub mod catalog;
+mod cpu_cost;
 mod error;
 pub mod expr;
 pub mod graph;

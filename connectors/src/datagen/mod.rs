@@ -1,9 +1,13 @@
 //! `datagen`: rows whose columns are SQL expressions over the global row index `seq`. Options:
 //! `number-of-rows` (bounded; unset = unbounded), `rows-per-second` (total over all subtasks,
-//! 0 = unlimited), `splits` (default: the source's parallelism), `batch-size` (4096). Every
-//! column needs an `expr` whose type can be cast to the column's.
+//! 0 = unlimited; or a schedule such as `1000 for 2 min, then 3000`, see `schedule.rs`),
+//! `splits` (default: the source's parallelism), `batch-size` (4096). Every column needs an
+//! `expr` whose type can be cast to the column's.
 
+mod schedule;
 mod source;
+
+use schedule::RateSchedule;
 
 use sluice_common::failure::ClassedError;
 use sluice_common::job::expr::compile_scalar;
@@ -24,8 +28,8 @@ pub(crate) const DEFAULT_BATCH: usize = 4096;
 pub(crate) struct DatagenOptions {
     /// `None` = unbounded.
     pub number_of_rows: Option<u64>,
-    /// Total over all subtasks; 0 = unlimited.
-    pub rows_per_second: f64,
+    /// Total over all subtasks; a constant 0 = unlimited.
+    pub rows_per_second: RateSchedule,
     pub splits: u32,
     pub batch_size: usize,
 }
@@ -35,13 +39,11 @@ impl DatagenOptions {
         let (pos, id) = (spec.pos, &spec.id);
         let mut r = OptionReader::new(&spec.options, pos, format!("datagen source '{id}'"));
         let number_of_rows = r.parse::<u64>("number-of-rows", "a whole number")?;
-        let rows_per_second = r.parse::<f64>("rows-per-second", "a number")?.unwrap_or(0.0);
-        if !(rows_per_second.is_finite() && rows_per_second >= 0.0) {
-            return Err(JobError::at(
-                pos,
-                format!("rows-per-second of source '{id}' must be 0 or more"),
-            ));
-        }
+        let rows_per_second = match r.get("rows-per-second") {
+            None => RateSchedule::constant(0.0),
+            Some((text, at)) => RateSchedule::parse(text)
+                .map_err(|e| JobError::at(*at, format!("option 'rows-per-second' of source '{id}': {e}")))?,
+        };
         let splits = r
             .parse::<u32>("splits", "a whole number of at least 1")?
             .unwrap_or(parallelism);
@@ -122,6 +124,7 @@ impl Connector for Datagen {
             &options,
             &ctx.spec.schema,
             ctx.schema.clone(),
+            ctx.metrics.clone(),
         )?))
     }
 }

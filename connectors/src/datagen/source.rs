@@ -2,10 +2,12 @@
 //! ranges; without it each split s produces `s, s + splits, s + 2·splits, …` forever. Either
 //! way the output is a pure function of the options, so tests can compute the expected result
 //! themselves. `rows-per-second` limits the total over all subtasks (each reader takes its
-//! splits' share). A split's position is its id and the number of rows it produced.
+//! splits' share), constant or on a schedule; a rate-limited reader reports the rows due but
+//! not produced yet as `pendingRecords`. A split's position is its id and the number of rows
+//! it produced.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Array};
 use arrow::compute::cast;
@@ -17,8 +19,9 @@ use sluice_common::job::expr::{compile_scalar, CompiledExpr};
 use sluice_common::job::graph::seq_schema;
 use sluice_common::job::spec::ColumnSpec;
 
+use super::schedule::RateSchedule;
 use super::DatagenOptions;
-use crate::contract::{Source, SourcePoll, Split};
+use crate::contract::{OperatorMetrics, Source, SourcePoll, Split};
 use crate::splits::{decode_position, encode_position};
 
 struct DataSplit {
@@ -36,12 +39,16 @@ pub(crate) struct DatagenSource {
     schema: SchemaRef,
     batch_size: usize,
     stride: u64,
-    rate: f64,
+    /// This reader's share of the schedule's rows (its splits of all).
+    share: f64,
+    /// When the reader stood at `origin` seconds into the schedule.
     started: Instant,
+    origin: f64,
     produced: u64,
     turn: usize,
-    rows_per_second: f64,
+    schedule: RateSchedule,
     number_of_rows: Option<u64>,
+    metrics: OperatorMetrics,
 }
 
 impl DatagenSource {
@@ -68,6 +75,7 @@ impl DatagenSource {
         options: &DatagenOptions,
         columns: &[ColumnSpec],
         schema: SchemaRef,
+        metrics: OperatorMetrics,
     ) -> Result<Self, ClassedError> {
         let seq = seq_schema();
         let columns = columns
@@ -86,12 +94,14 @@ impl DatagenSource {
             schema,
             batch_size: options.batch_size,
             stride: u64::from(options.splits),
-            rate: 0.0,
+            share: 0.0,
             started: Instant::now(),
+            origin: 0.0,
             produced: 0,
             turn: 0,
-            rows_per_second: options.rows_per_second,
+            schedule: options.rows_per_second.clone(),
             number_of_rows: options.number_of_rows,
+            metrics,
         })
     }
 
@@ -135,16 +145,21 @@ impl Source for DatagenSource {
             return Ok(SourcePoll::Finished);
         }
         let mut want = self.batch_size as u64;
-        if self.rate > 0.0 {
-            let allowed = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
+        if !self.schedule.unlimited() && self.share > 0.0 {
+            let now = self.origin + self.started.elapsed().as_secs_f64();
+            let base = self.schedule.rows_by(self.origin);
+            let allowed = ((self.schedule.rows_by(now) - base) * self.share) as u64;
+            self.metrics
+                .set("pendingRecords", &[], allowed.saturating_sub(self.produced) as f64);
             if self.produced >= allowed {
-                let wait = (self.produced + 1 - allowed) as f64 / self.rate;
-                return Ok(SourcePoll::Wait(Duration::from_secs_f64(wait.clamp(0.001, 0.1))));
+                let next = base + (self.produced + 1) as f64 / self.share;
+                return Ok(SourcePoll::Wait(self.schedule.wait_for(next, now)));
             }
             // Small batches at low rates keep rows (and watermarks) flowing smoothly.
+            let rate = self.schedule.rate_at(now) * self.share;
             want = want
                 .min((allowed - self.produced).max(1))
-                .min(((self.rate / 10.0) as u64).max(1));
+                .min(((rate / 10.0) as u64).max(1));
         }
         self.turn = (self.turn + 1) % open.len();
         let i = open[self.turn];
@@ -187,7 +202,10 @@ impl Source for DatagenSource {
             }
             self.splits.push(self.split(id, next));
         }
-        self.rate = self.rows_per_second * self.splits.len() as f64 / self.stride as f64;
+        self.share = self.splits.len() as f64 / self.stride as f64;
+        // Resume the schedule where the splits stand: each split produces 1/stride of its rows.
+        let mean_next = self.splits.iter().map(|s| s.next as f64).sum::<f64>() / self.splits.len().max(1) as f64;
+        self.origin = self.schedule.time_of(mean_next * self.stride as f64);
         self.started = Instant::now();
         self.produced = 0;
         self.turn = 0;
@@ -201,11 +219,12 @@ mod tests {
     use arrow::array::AsArray;
     use arrow::datatypes::{Field, Int64Type, Schema};
     use sluice_common::job::types::ColumnType;
+    use std::time::Duration;
 
     fn reader(rows: Option<u64>, splits: u32, p: u32, i: u32) -> DatagenSource {
         let options = DatagenOptions {
             number_of_rows: rows,
-            rows_per_second: 0.0,
+            rows_per_second: RateSchedule::constant(0.0),
             splits,
             batch_size: 7,
         };
@@ -216,7 +235,7 @@ mod tests {
             pos: Default::default(),
         }];
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
-        let mut r = DatagenSource::new(&options, &cols, schema).unwrap();
+        let mut r = DatagenSource::new(&options, &cols, schema, OperatorMetrics::default()).unwrap();
         let mine = (0..u64::from(splits)).filter(|s| s % u64::from(p) == u64::from(i));
         r.add_splits(mine.map(|s| encode_position(s, 0)).collect()).unwrap();
         r
@@ -266,7 +285,7 @@ mod tests {
     fn rate_limit_waits() {
         let options = DatagenOptions {
             number_of_rows: None,
-            rows_per_second: 10.0,
+            rows_per_second: RateSchedule::parse("10 for 1 min, then 20").unwrap(),
             splits: 1,
             batch_size: 100,
         };
@@ -277,8 +296,22 @@ mod tests {
             pos: Default::default(),
         }];
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
-        let mut r = DatagenSource::new(&options, &cols, schema).unwrap();
+        let metrics = OperatorMetrics::default();
+        let mut r = DatagenSource::new(&options, &cols, schema.clone(), metrics.clone()).unwrap();
         r.add_splits(vec![encode_position(0, 0)]).unwrap();
         assert!(matches!(poll(&mut r), SourcePoll::Wait(_)));
+        // Behind the schedule: the rows due are the backlog.
+        r.started -= Duration::from_secs(2);
+        assert!(matches!(poll(&mut r), SourcePoll::Batch(..)));
+        let pending = metrics
+            .snapshot()
+            .into_iter()
+            .find(|(k, _)| k.0 == "pendingRecords")
+            .map(|(_, v)| v);
+        assert_eq!(pending, Some(20.0));
+        // A restored reader resumes the schedule where its split stood (70 s in: rate 20).
+        let mut r = DatagenSource::new(&options, &cols, schema, OperatorMetrics::default()).unwrap();
+        r.add_splits(vec![encode_position(0, 800)]).unwrap();
+        assert_eq!(r.origin, 70.0);
     }
 }

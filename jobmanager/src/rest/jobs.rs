@@ -209,6 +209,7 @@ fn details(job: &Job, records: &HashMap<(String, u32), VertexMetrics>) -> Value 
             "in-progress": job.pending_rescale.is_some(),
             "history": job.rescales.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
         },
+        "autoscaler": job.autoscaler.as_ref().map(|a| a.to_json()),
     })
 }
 
@@ -269,6 +270,15 @@ pub(super) async fn patch(
             StatusCode::BAD_REQUEST,
             format!("unknown mode '{other}'; expected cancel"),
         ),
+    }
+}
+
+/// `GET /jobs/:id/autoscaler`: the autoscaler's decisions (time, vertex, from → to, why, the
+/// metrics it used) and its latest evaluation of every vertex.
+pub(super) async fn autoscaler(State(state): State<SharedState>, Path(id): Path<String>) -> Response {
+    match state.scheduler.autoscaler(&id) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(e.status(), e.to_string()),
     }
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/jobs/{id}/savepoints", post(checkpoints::trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(checkpoints::savepoint_status))
         .route("/jobs/{id}/stop", post(checkpoints::stop))
+        .route("/jobs/{id}/autoscaler", get(jobs::autoscaler))
         .route(
             "/jobs/{id}/resource-requirements",
             get(jobs::get_requirements).put(jobs::put_requirements),

@@ -134,6 +134,8 @@ pub(crate) struct Job {
     pub node_parallelism: BTreeMap<String, u32>,
     /// While the job waits for slots: what it waits for (shown by REST and the CLI).
     pub waiting: Option<Waiting>,
+    /// `job.autoscaler.enabled`: its state and decisions.
+    pub autoscaler: Option<crate::autoscaler::JobAutoscaler>,
 }
 
 /// One failure of the job: what, when, of which class, where (Flink's exception history).
@@ -245,6 +247,9 @@ impl Job {
             ("parallelism", f64::from(self.current_parallelism())),
             ("uptime", uptime as f64),
         ]
+        .into_iter()
+        .chain(self.autoscaler.iter().flat_map(|a| a.metric_values()))
+        .collect()
     }
 
     /// Adds the current failure to the history once (a failing job passes FAILING, then

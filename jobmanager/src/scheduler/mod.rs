@@ -14,6 +14,7 @@
 //! for running sources), `rescale` (reactive policy, resource requirements, rescale records),
 //! `states/` (the lifecycle, one file per state).
 
+mod autoscale;
 mod deploy;
 mod discovery;
 mod error;

@@ -78,6 +78,13 @@ impl Scheduler {
         if reactive && (cp.interval.is_none() || cp.dir.is_none()) {
             return Err("Reactive mode (scheduler-mode: reactive) rescales from checkpoints: set execution.checkpointing.interval and execution.checkpointing.dir.".into());
         }
+        let autoscaler = crate::autoscaler::AutoscalerSettings::from_config(&config)?;
+        if autoscaler.is_some() && reactive {
+            return Err("The autoscaler (job.autoscaler.enabled) decides each vertex's parallelism; in reactive mode (scheduler-mode: reactive) the parallelism follows the slots. Use one of them.".into());
+        }
+        if autoscaler.is_some() && cp.dir.is_none() {
+            return Err("The autoscaler (job.autoscaler.enabled) rescales through a checkpoint: set execution.checkpointing.dir.".into());
+        }
         if let Some(r) = &restore {
             if !r.allow_non_restored_state {
                 for op in &r.metadata.operators {
@@ -121,6 +128,7 @@ impl Scheduler {
             pending_rescale: None,
             requirements: Default::default(),
             node_parallelism: BTreeMap::new(),
+            autoscaler: autoscaler.map(crate::autoscaler::JobAutoscaler::new),
         };
         tracing::info!(
             "Received job {} ({id}) needing {} slots.",

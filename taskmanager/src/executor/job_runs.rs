@@ -178,6 +178,13 @@ impl JobRuns {
                     backpressured_ms_per_second: r.backpressured_ms,
                     idle_ms_per_second: r.idle_ms,
                     input_watermark: t.metrics.input_watermark.load(std::sync::atomic::Ordering::Relaxed),
+                    pending_records: t
+                        .metrics
+                        .operator
+                        .snapshot()
+                        .into_iter()
+                        .find(|((name, labels), _)| name == "pendingRecords" && labels.is_empty())
+                        .map(|(_, v)| v),
                 }
             })
             .collect()

@@ -2,7 +2,7 @@
 //! subtask finished, on a failure (failing) or cancellation (canceling), when a stop-with-savepoint
 //! starts (stopping), or when a stop-with-checkpoint starts to rescale (rescaling): in reactive
 //! mode because the job's share of slots grew, otherwise because its resource requirements
-//! changed and another parallelism fits.
+//! changed and another parallelism fits, or because the autoscaler decided one.
 
 use super::{Attempt, Ctx, Phase, Transition};
 use crate::scheduler::job::JobState;
@@ -54,6 +54,14 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
             if let Some(c) = attempt.coordinator.as_mut() {
                 if ctx.scheduler.maybe_fit_requirements(&ctx.handle, held, c).await {
                     return Transition::to(Phase::Rescaling(attempt), "resource requirements changed");
+                }
+            }
+        }
+        if ctx.reactive.is_none() && o.all_running {
+            let held = attempt.held_slots();
+            if let Some(c) = attempt.coordinator.as_mut() {
+                if ctx.scheduler.autoscale(&ctx.handle, held, c).await {
+                    return Transition::to(Phase::Rescaling(attempt), "the autoscaler decided a rescale");
                 }
             }
         }
