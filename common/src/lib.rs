@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod failure;
+pub mod ha;
 pub mod job;
 pub mod key_groups;
 pub mod memory;

@@ -150,6 +150,20 @@ fn bad_types() {
 }
 
 #[test]
+fn values_the_plan_shows_to_be_wrong_are_refused() {
+    let e = error(&DESIGN_EXAMPLE.replace("to_timestamp_millis(1767225600000 + seq)", "'not a time'"));
+    assert!(
+        e.contains("column 'ts' is a timestamp but its expression") && e.contains("job.yaml:"),
+        "{e}"
+    );
+    let e = error(&DESIGN_EXAMPLE.replace("size: 5 min", "size: 100000000 d"));
+    assert!(
+        e.contains("'size' of a window") && e.contains("range of timestamps"),
+        "{e}"
+    );
+}
+
+#[test]
 fn parallelism_above_max_parallelism() {
     // Without max-parallelism Flink's default grows with the parallelism (300 → 512).
     assert_eq!(

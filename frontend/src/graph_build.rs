@@ -222,13 +222,12 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         .parallelism
         .or(spec.parallelism)
         .unwrap_or(options.default_parallelism.max(1));
+    let uniform = options.parallelism.filter(|_| options.uniform);
     let parallelism: Vec<u32> = drafts
         .iter()
         .map(|d| {
-            options
-                .node_parallelism
-                .get(&d.id)
-                .copied()
+            uniform
+                .or_else(|| options.node_parallelism.get(&d.id).copied())
                 .or(d.parallelism)
                 .unwrap_or(job_default)
         })

@@ -302,6 +302,10 @@ fn source(node: &Node) -> JobResult<SourceSpec> {
     })
 }
 
+/// The longest window size, slide or gap: 100,000 days, so that window bounds of any event time
+/// a job can meet stay representable timestamps.
+const MAX_WINDOW_DURATION: Duration = Duration::from_secs(100_000 * 86_400);
+
 fn window(node: &Node) -> JobResult<WindowSpec> {
     let mut f = Fields::of(node, "a window")?;
     let (kind, kind_pos) = f.required("type")?;
@@ -313,6 +317,16 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
             return Err(JobError::at(
                 node.pos,
                 format!("'{key}' of a window must be larger than 0"),
+            ));
+        }
+        if d > MAX_WINDOW_DURATION {
+            return Err(JobError::at(
+                node.pos,
+                format!(
+                    "'{key}' of a window is {}: window bounds would leave the range of timestamps; at most {}",
+                    sluice_common::config::format_duration(d),
+                    sluice_common::config::format_duration(MAX_WINDOW_DURATION)
+                ),
             ));
         }
         Ok(d)

@@ -7,6 +7,8 @@ mod graph_build;
 mod job_file;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod reactive_tests;
 
 pub use graph_build::build_graph;
 pub use job_file::parse_job;

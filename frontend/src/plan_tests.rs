@@ -7,7 +7,7 @@ use sluice_common::job::{ConnectorCatalog, GraphOptions, JobGraph, JobResult};
 use crate::compile_job;
 
 /// Accepts every connector: the plan does not depend on which ones exist.
-struct AnyConnector;
+pub(crate) struct AnyConnector;
 
 impl ConnectorCatalog for AnyConnector {
     fn check_source(&self, _spec: &SourceSpec, _parallelism: u32) -> JobResult<()> {

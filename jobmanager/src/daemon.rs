@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
+use sluice_common::ha::{HaSettings, LeaseRecord};
 use sluice_common::memory::JobManagerMemory;
 use sluice_common::net::{bind_first_free, bind_host};
 use sluice_common::observability::{
@@ -16,6 +17,7 @@ use sluice_proto::control::job_manager_service_server::JobManagerServiceServer;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::ha::{HaServices, JobStore};
 use crate::resource_manager::Registry;
 use crate::rest::{router, RestState};
 use crate::rpc::{JobManagerRpc, RpcSettings};
@@ -55,6 +57,44 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot bind the REST endpoint (rest.port / rest.bind-port): {e}"))?;
 
+    // Under HA a jobmanager leads only once it holds the lease; until then it stands by.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let rest_port = rest_listener.local_addr().map_err(|e| e.to_string())?.port();
+    let ha = match HaSettings::from_config(&config)? {
+        None => None,
+        Some(settings) => {
+            let host = cfg(config.get(&JOBMANAGER_RPC_ADDRESS))?;
+            let rpc_port = rpc_listener.local_addr().map_err(|e| e.to_string())?.port();
+            let me = LeaseRecord {
+                token: 0,
+                owner: jobmanager_id.clone(),
+                rpc_address: format!("{host}:{rpc_port}"),
+                rest_address: format!("http://{host}:{rest_port}"),
+                renewals: 0,
+            };
+            tracing::info!(
+                "High availability in {}: contending for the leader lease as {} (RPC {}).",
+                settings.location.url,
+                me.owner,
+                me.rpc_address
+            );
+            sluice_common::systemd::notify("STATUS=standing by for the leader lease");
+            let leadership = tokio::select! {
+                l = settings.acquire(me) => Arc::new(l),
+                sig = &mut signal => {
+                    tracing::info!("Received {sig} while standing by; the JobManager stops.");
+                    return Ok(());
+                }
+            };
+            Some(Arc::new(HaServices {
+                jobs: JobStore::new(&settings),
+                leadership,
+            }))
+        }
+    };
+    let fencing_token = ha.as_ref().map(|h| h.leadership.token()).unwrap_or(0);
+
     let registry = Registry::default();
     let scheduler = Scheduler::new(
         registry.clone(),
@@ -62,6 +102,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
             default_parallelism: cfg(config.get(&PARALLELISM_DEFAULT))?.get(),
             resource_wait_timeout: cfg(config.get(&RESOURCE_WAIT_TIMEOUT))?,
             config: config.clone(),
+            ha: ha.clone(),
         },
     );
     let host_label = label_value(&cfg(config.get(&JOBMANAGER_RPC_ADDRESS))?);
@@ -98,6 +139,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         jobmanager_id: jobmanager_id.clone(),
         heartbeat_interval: cfg(config.get(&HEARTBEAT_INTERVAL))?,
         heartbeat_timeout: cfg(config.get(&HEARTBEAT_TIMEOUT))?,
+        fencing_token,
     };
     let service = JobManagerRpc::new(registry.clone(), scheduler.clone(), settings, shutdown_rx.clone());
     let mut rpc_shutdown = shutdown_rx.clone();
@@ -136,8 +178,37 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 
     sluice_common::systemd::ready(&format!("serving RPC on {rpc_addr}, REST on http://{rest_addr}"));
 
-    let signal = shutdown_signal().await;
-    tracing::info!("Received {signal}; shutting down the JobManager.");
+    let lost = match &ha {
+        Some(ha) => {
+            let started = std::time::Instant::now();
+            match scheduler.recover_jobs().await {
+                Ok(n) => tracing::info!(
+                    "Recovered {n} job(s) from the HA store in {} ms.",
+                    started.elapsed().as_millis()
+                ),
+                Err(e) => tracing::error!("Cannot read the submitted jobs from the HA store: {e}"),
+            }
+            let leadership = ha.leadership.clone();
+            tokio::select! {
+                why = leadership.hold() => Some(why),
+                sig = &mut signal => {
+                    tracing::info!("Received {sig}; shutting down the JobManager.");
+                    None
+                }
+            }
+        }
+        None => {
+            let sig = (&mut signal).await;
+            tracing::info!("Received {sig}; shutting down the JobManager.");
+            None
+        }
+    };
+    if let Some(why) = lost {
+        // Nothing more may be done in the name of a lease another jobmanager may hold now:
+        // the process ends (a supervisor restarts it as a standby).
+        tracing::error!("JobManager {jobmanager_id} lost its leadership: {why}. Exiting.");
+        return Err(format!("lost leadership: {why}"));
+    }
     sluice_common::systemd::stopping();
     let _ = shutdown_tx.send(true);
     let stopped = async {

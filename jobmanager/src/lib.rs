@@ -9,6 +9,7 @@ mod autoscaler;
 pub(crate) mod checkpoint;
 pub mod cli;
 pub mod daemon;
+pub(crate) mod ha;
 mod permits;
 pub(crate) mod resource_manager;
 pub(crate) mod rest;

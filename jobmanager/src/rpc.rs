@@ -28,6 +28,8 @@ pub(crate) struct RpcSettings {
     pub jobmanager_id: String,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
+    /// The HA lease's token this jobmanager leads under (0 without HA).
+    pub fencing_token: u64,
 }
 
 pub(crate) struct JobManagerRpc {
@@ -131,7 +133,7 @@ impl JobManagerService for JobManagerRpc {
             cpu_load: 0.0,
             network_segments: (0, 0, 0),
             streaming: false,
-            gateway: crate::resource_manager::GrpcGateway::gateway(gateway),
+            gateway: crate::resource_manager::GrpcGateway::gateway(gateway, self.settings.fencing_token),
         };
         let address = record.rpc_address();
         // Liveness is watched through the heartbeat stream; one that never opens (the process
@@ -157,6 +159,7 @@ impl JobManagerService for JobManagerRpc {
             jobmanager_id: self.settings.jobmanager_id.clone(),
             heartbeat_interval_ms: self.settings.heartbeat_interval.as_millis() as u64,
             heartbeat_timeout_ms: self.settings.heartbeat_timeout.as_millis() as u64,
+            fencing_token: self.settings.fencing_token,
         }))
     }
 

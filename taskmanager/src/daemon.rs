@@ -158,6 +158,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         managed_per_slot: pools.memory.flink.managed.bytes() / slot_count,
         tmp_dir,
     };
+    let fence = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let gateway = TaskManagerGateway::new(
         resource_id.clone(),
         slots.clone(),
@@ -165,6 +166,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         runs.clone(),
         reporter,
         state_env,
+        fence.clone(),
     );
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_server = tokio::spawn(
@@ -199,6 +201,8 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         max_backoff: cfg(config.get(&REGISTRATION_MAX_TIMEOUT))?,
         heartbeat_interval: cfg(config.get(&HEARTBEAT_INTERVAL))?,
         heartbeat_timeout: cfg(config.get(&HEARTBEAT_TIMEOUT))?,
+        ha: sluice_common::ha::HaSettings::from_config(&config)?,
+        fence,
     };
     tracing::info!(
         "TaskManager {resource_id} (Sluice {}) with {} slots: RPC on {host}:{rpc_port}, data on {host}:{data_port}, metrics on http://{metrics_addr}/metrics; jobmanager at {jm_host}:{jm_port}",

@@ -404,6 +404,32 @@ impl Cluster {
         start.elapsed()
     }
 
+    /// Polls job `id` until `deadline`, or until a sink subtask reports FINISHED while the job
+    /// does not; returns the job's state then ("RUNNING (a sink subtask finished)" for the
+    /// latter): the finishing phase of a bounded job.
+    pub fn first_finished_sink_or(&self, id: &str, deadline: Instant) -> String {
+        loop {
+            let job = self.rest(&format!("/jobs/{id}")).unwrap_or_default();
+            let state = job["state"].as_str().unwrap_or_default().to_string();
+            let finished: u64 = job["vertices"]
+                .as_array()
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("Sink:")))
+                        .filter_map(|v| v["tasks"]["FINISHED"].as_u64())
+                        .sum()
+                })
+                .unwrap_or(0);
+            if state == "RUNNING" && finished > 0 {
+                return format!("{state} (a sink subtask finished)");
+            }
+            if Instant::now() >= deadline || state == "FINISHED" {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// The last `lines` lines of each daemon log of this cluster.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -427,6 +453,17 @@ impl Cluster {
         }
         out
     }
+}
+
+/// Whether job `id` runs with every vertex running, on the jobmanager whose REST is at
+/// `rest_port`.
+pub fn all_tasks_running(rest_port: u16, id: &str) -> bool {
+    get_json(&format!("http://127.0.0.1:{rest_port}/jobs/{id}")).is_some_and(|j| {
+        j["state"] == "RUNNING"
+            && j["vertices"]
+                .as_array()
+                .is_some_and(|vs| !vs.is_empty() && vs.iter().all(|v| v["status"] == "RUNNING"))
+    })
 }
 
 /// The REST details of job `id` (jobmanager REST at `rest_port`) once it runs at parallelism

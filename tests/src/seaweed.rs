@@ -83,6 +83,11 @@ impl SeaweedFs {
         }
     }
 
+    /// Sends `signal` to the server (SIGSTOP / SIGCONT: a storage outage that keeps its sockets).
+    pub fn signal(&self, signal: i32) {
+        self._daemon.signal(signal);
+    }
+
     /// Flink's s3.* keys pointing at this server.
     pub fn config_lines(&self) -> String {
         format!(

@@ -100,10 +100,13 @@ sinks:
     }
 }
 
-/// Every committed row of the sink; a window seen twice fails the test.
-fn committed(out: &Path) -> Windows {
-    let mut got = Windows::new();
-    for entry in std::fs::read_dir(out).expect("output dir") {
+/// Every committed row of the sink: (window start, user) → (count, sum) in file order.
+fn rows(out: &Path) -> Vec<((String, i64), (i64, f64))> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return rows;
+    };
+    for entry in entries {
         let path = entry.expect("entry").path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
         if !name.starts_with("part-") {
@@ -111,16 +114,73 @@ fn committed(out: &Path) -> Windows {
         }
         for line in std::fs::read_to_string(&path).expect("part file").lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            let key = (
-                v["window_start"].as_str().expect("window_start").to_string(),
-                v["user_id"].as_i64().expect("user_id"),
-            );
-            let prev = got.insert(
-                key.clone(),
+            rows.push((
+                (
+                    v["window_start"].as_str().expect("window_start").to_string(),
+                    v["user_id"].as_i64().expect("user_id"),
+                ),
                 (v["n"].as_i64().expect("n"), v["total"].as_f64().expect("total")),
-            );
-            assert!(prev.is_none(), "window {key:?} committed twice (in {name})");
+            ));
         }
     }
+    rows
+}
+
+/// Every committed row of the sink; a window seen twice fails the test.
+fn committed(out: &Path) -> Windows {
+    let mut got = Windows::new();
+    for (key, value) in rows(out) {
+        let prev = got.insert(key.clone(), value);
+        assert!(prev.is_none(), "window {key:?} committed twice");
+    }
     got
+}
+
+/// How a run's committed output differs from the reference.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct OutputTally {
+    pub windows: usize,
+    /// Reference windows (user, count, sum) nothing committed.
+    pub missing: usize,
+    /// Windows committed more than once.
+    pub duplicated: usize,
+    /// Committed windows that match no reference window (and are not duplicates).
+    pub wrong: usize,
+}
+
+impl std::ops::AddAssign for OutputTally {
+    fn add_assign(&mut self, o: OutputTally) {
+        self.windows += o.windows;
+        self.missing += o.missing;
+        self.duplicated += o.duplicated;
+        self.wrong += o.wrong;
+    }
+}
+
+impl WindowedJob {
+    /// Counts missing, duplicated and wrong windows in `out` without failing: windows are
+    /// compared as (user, count, sum) multisets, duplicates by (window start, user).
+    pub fn tally(&self, out: &Path) -> OutputTally {
+        let got = rows(out);
+        let mut seen = std::collections::HashSet::new();
+        let duplicated = got.iter().filter(|(k, _)| !seen.insert(k.clone())).count();
+        let signature = |user: i64, n: i64, sum: f64| (user, n, (sum * 1000.0).round() as i64);
+        let mut want: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
+        for ((_, user), (n, sum)) in self.windows() {
+            *want.entry(signature(user, n, sum)).or_default() += 1;
+        }
+        let mut extra = 0usize;
+        for ((_, user), (n, sum)) in &got {
+            match want.get_mut(&signature(*user, *n, *sum)) {
+                Some(c) if *c > 0 => *c -= 1,
+                _ => extra += 1,
+            }
+        }
+        OutputTally {
+            windows: self.windows().len(),
+            missing: want.values().map(|c| *c as usize).sum(),
+            duplicated,
+            wrong: extra.saturating_sub(duplicated),
+        }
+    }
 }

@@ -61,7 +61,7 @@ fn kill9_of_every_taskmanager_in_the_finishing_phase_leaves_the_output_exact() {
         } else {
             deadline
         };
-        let state = first_finished_subtask_or(&cluster, &id, deadline);
+        let state = cluster.first_finished_sink_or(&id, deadline);
         for tm in &mut tms {
             tm.kill9();
         }
@@ -80,29 +80,4 @@ fn kill9_of_every_taskmanager_in_the_finishing_phase_leaves_the_output_exact() {
         killed_while_running >= 4,
         "the sweep hit the running job only {killed_while_running} times"
     );
-}
-
-/// Polls job `id` until `deadline`, or until a sink subtask reports FINISHED while the job does
-/// not; returns the job's state then ("RUNNING (a sink subtask finished)" for the latter).
-fn first_finished_subtask_or(cluster: &Cluster, id: &str, deadline: Instant) -> String {
-    loop {
-        let job = cluster.rest(&format!("/jobs/{id}")).unwrap_or_default();
-        let state = job["state"].as_str().unwrap_or_default().to_string();
-        let finished: u64 = job["vertices"]
-            .as_array()
-            .map(|vs| {
-                vs.iter()
-                    .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("Sink:")))
-                    .filter_map(|v| v["tasks"]["FINISHED"].as_u64())
-                    .sum()
-            })
-            .unwrap_or(0);
-        if state == "RUNNING" && finished > 0 {
-            return format!("{state} (a sink subtask finished)");
-        }
-        if Instant::now() >= deadline || state == "FINISHED" {
-            return state;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }

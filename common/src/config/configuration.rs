@@ -132,7 +132,7 @@ impl Configuration {
     }
 
     /// The explicitly configured entry for an option: its key, else a deprecated key.
-    fn explicit<T>(&self, option: &ConfigOption<T>) -> Option<(&str, &Entry)> {
+    pub(super) fn explicit<T>(&self, option: &ConfigOption<T>) -> Option<(&str, &Entry)> {
         std::iter::once(option.key)
             .chain(option.deprecated_keys.iter().copied())
             .find_map(|k| self.entries.get(k).map(|e| (k, e)))
@@ -215,6 +215,7 @@ impl Configuration {
                 size.value, size.origin, fraction.value, fraction.origin
             ));
         }
+        self.check_constraints()?;
         Ok(warnings)
     }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod configuration;
+mod constraints;
 mod loader;
 pub mod options;
 pub mod units;

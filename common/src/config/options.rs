@@ -129,6 +129,15 @@ choice!(
 );
 
 choice!(
+    /// `high-availability.type`: none, or Sluice's HA services in the object store (Flink's
+    /// zookeeper and kubernetes are not offered: the object store needs neither).
+    HighAvailabilityKind, "NONE or object-store", {
+        None => ["none"],
+        ObjectStore => ["object-store", "objectstore", "s3"],
+    }
+);
+
+choice!(
     /// `restart-strategy.type`.
     RestartStrategyKind, "none, fixed-delay, failure-rate or exponential-delay", {
         None => ["none", "off", "disable"],
@@ -286,6 +295,19 @@ options! {
     /// First pause between registration attempts; doubles up to the max.
     REGISTRATION_INITIAL_TIMEOUT: Duration = "cluster.registration.initial-timeout", Some("100 ms");
     REGISTRATION_MAX_TIMEOUT: Duration = "cluster.registration.max-timeout", Some("30 s");
+
+    // ---- high availability (jobmanager failover through the object store)
+    HA_TYPE: HighAvailabilityKind = "high-availability.type", Some("NONE"), deprecated &["high-availability"];
+    /// Where the HA services keep the leader lease and the submitted jobs (a file:// or s3://
+    /// URL, like the checkpoint directory).
+    HA_STORAGE_DIR: String = "high-availability.storageDir", None, deprecated &["high-availability.storage-dir"];
+    /// Separates clusters sharing one storage dir.
+    HA_CLUSTER_ID: String = "high-availability.cluster-id", Some("/default");
+    /// How long a leader's lease lasts without renewal before a standby may take over
+    /// (Flink's Kubernetes HA uses 15 s for its lease).
+    HA_LEASE_DURATION: Duration = "high-availability.object-store.lease-duration", Some("15 s");
+    /// How often the leader renews its lease and a standby looks at it.
+    HA_RENEW_INTERVAL: Duration = "high-availability.object-store.renew-interval", Some("5 s");
 
     // ---- metrics
     PROMETHEUS_PORT: PortRange = "metrics.reporter.prom.port", Some("9249");

@@ -23,6 +23,9 @@ pub struct GraphOptions {
     pub node_parallelism: BTreeMap<String, u32>,
     /// The max parallelism of restored state, used when the job file sets none.
     pub restored_max_parallelism: Option<u32>,
+    /// Reactive mode: `parallelism` is every node's, whatever the job file declares (Flink
+    /// ignores the configured parallelism there; only the max parallelism bounds it).
+    pub uniform: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -89,14 +89,15 @@ pub fn open_location(url: &str, config: &Configuration) -> Result<StorageLocatio
     })
 }
 
-/// `_metadata` written create-only: a snapshot directory completes once, whoever races for it.
-async fn put_metadata_once(store: &dyn ObjectStore, path: &Path, m: &CheckpointMetadata) -> object_store::Result<()> {
+/// An object written create-only (`If-None-Match: *` on S3): `_metadata` completes a snapshot
+/// directory once, whoever races for it; a leader lease is taken by one contender.
+async fn put_once(store: &dyn ObjectStore, path: &Path, data: Bytes) -> object_store::Result<()> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
     };
     store
-        .put_opts(path, PutPayload::from_bytes(encode_metadata(m)), opts)
+        .put_opts(path, PutPayload::from_bytes(data), opts)
         .await
         .map(|_| ())
 }
@@ -116,6 +117,23 @@ impl StorageLocation {
             .await
             .map(|_| ())
             .map_err(|e| format!("writing {path} in {}: {e}", self.url))
+    }
+
+    /// Writes a file only if it does not exist yet: `false` when another writer got there first.
+    pub async fn create_path(&self, path: &Path, data: Bytes) -> Result<bool, String> {
+        match put_once(self.store.as_ref(), path, data).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(format!("creating {path} in {}: {e}", self.url)),
+        }
+    }
+
+    /// Deletes a file; a missing one is not an error.
+    pub async fn delete_path(&self, path: &Path) -> Result<(), String> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(format!("deleting {path} in {}: {e}", self.url)),
+        }
     }
 
     pub async fn get_path(&self, path: &Path) -> Result<Bytes, String> {
@@ -148,7 +166,7 @@ impl StorageLocation {
 
     /// Completes the snapshot directory this location names: its `_metadata`, create-only.
     pub async fn write_metadata(&self, m: &CheckpointMetadata) -> Result<(), String> {
-        put_metadata_once(self.store.as_ref(), &self.path("_metadata"), m)
+        put_once(self.store.as_ref(), &self.path("_metadata"), encode_metadata(m))
             .await
             .map_err(|e| format!("writing {}/_metadata: {e}", self.url))
     }
@@ -214,7 +232,7 @@ impl CheckpointStore {
     /// checkpoint id can complete once, whoever races for it.
     pub async fn complete(&self, metadata: &CheckpointMetadata) -> Result<Path, String> {
         let path = self.layout.metadata(metadata.checkpoint_id);
-        match put_metadata_once(self.location.store.as_ref(), &path, metadata).await {
+        match put_once(self.location.store.as_ref(), &path, encode_metadata(metadata)).await {
             Ok(()) => Ok(path),
             Err(object_store::Error::AlreadyExists { .. }) => Err(format!(
                 "checkpoint {} already exists at {path}",

@@ -9,6 +9,7 @@ mod source;
 
 use schedule::RateSchedule;
 
+use arrow::datatypes::DataType;
 use sluice_common::failure::ClassedError;
 use sluice_common::job::expr::compile_scalar;
 use sluice_common::job::graph::seq_schema;
@@ -93,7 +94,22 @@ impl Connector for Datagen {
             };
             let compiled =
                 compile_scalar(expr, &seq).map_err(|e| at(col.pos, format!("column '{}': {e}", col.name)))?;
-            if !arrow::compute::can_cast_types(&compiled.data_type, &col.ty.arrow()) {
+            let target = col.ty.arrow();
+            if matches!(target, DataType::Timestamp(..))
+                && matches!(
+                    compiled.data_type,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            {
+                return Err(at(
+                    col.pos,
+                    format!(
+                        "column '{}' is a timestamp but its expression '{expr}' is a string; give milliseconds since the epoch over seq, or parse the text with to_timestamp(...)",
+                        col.name
+                    ),
+                ));
+            }
+            if !arrow::compute::can_cast_types(&compiled.data_type, &target) {
                 return Err(at(
                     col.pos,
                     format!(

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_common::config::Configuration;
+use sluice_common::ha::Leadership;
 use sluice_common::job::JobGraph;
 use sluice_common::proto::checkpoint::{CheckpointMetadata, EnumeratorState, OperatorState};
 use sluice_common::storage::{checkpoint_url, location_url, open_location, url_join, CheckpointStore};
@@ -97,6 +98,8 @@ pub(crate) struct Coordinator {
     aborted: Vec<u64>,
     /// The attempt's split enumerators.
     enumerators: Arc<Mutex<SourceEnumerators>>,
+    /// The lease this jobmanager leads under (HA), checked before a checkpoint completes.
+    leadership: Option<Arc<Leadership>>,
 }
 
 impl Coordinator {
@@ -136,12 +139,19 @@ impl Coordinator {
             stop_next: false,
             aborted: Vec::new(),
             enumerators: Arc::default(),
+            leadership: None,
         }
     }
 
     /// Snapshots these split enumerators into every checkpoint.
     pub(crate) fn with_enumerators(mut self, enumerators: Arc<Mutex<SourceEnumerators>>) -> Self {
         self.enumerators = enumerators;
+        self
+    }
+
+    /// Under HA: a checkpoint completes only while this jobmanager's lease holds.
+    pub(crate) fn with_leadership(mut self, leadership: Option<Arc<Leadership>>) -> Self {
+        self.leadership = leadership;
         self
     }
 
@@ -447,6 +457,12 @@ impl Coordinator {
     }
 
     async fn complete(&mut self, p: &Pending) -> Result<(), String> {
+        if self.leadership.as_ref().is_some_and(|l| !l.is_valid()) {
+            return Err(
+                "this jobmanager's leader lease lapsed: another jobmanager may lead, so no checkpoint completes here"
+                    .into(),
+            );
+        }
         let metadata = self.metadata(p);
         open_location(&p.target_url, &self.config)?
             .write_metadata(&metadata)

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use sluice_common::ha::FENCING_TOKEN_HEADER;
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{
     AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, TriggerCheckpointRequest,
@@ -40,12 +41,25 @@ impl std::ops::Deref for Gateway {
     }
 }
 
-/// The taskmanager's gRPC service (`TaskManagerService`).
-pub(crate) struct GrpcGateway(pub TaskManagerServiceClient<Channel>);
+/// The taskmanager's gRPC service (`TaskManagerService`); every request carries the
+/// jobmanager's fencing token (0 without HA), so a taskmanager refuses a deposed leader.
+pub(crate) struct GrpcGateway {
+    client: TaskManagerServiceClient<Channel>,
+    fencing_token: u64,
+}
 
 impl GrpcGateway {
-    pub(crate) fn gateway(client: TaskManagerServiceClient<Channel>) -> Gateway {
-        Gateway(Arc::new(GrpcGateway(client)))
+    pub(crate) fn gateway(client: TaskManagerServiceClient<Channel>, fencing_token: u64) -> Gateway {
+        Gateway(Arc::new(GrpcGateway { client, fencing_token }))
+    }
+
+    fn fenced<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            FENCING_TOKEN_HEADER,
+            tonic::metadata::MetadataValue::from(self.fencing_token),
+        );
+        request
     }
 }
 
@@ -57,26 +71,36 @@ fn answered<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), Strin
 #[tonic::async_trait]
 impl TaskManagerGateway for GrpcGateway {
     async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String> {
-        answered(self.0.clone().submit_tasks(request).await)
+        answered(self.client.clone().submit_tasks(self.fenced(request)).await)
     }
 
     async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String> {
-        answered(self.0.clone().cancel_job(request).await)
+        answered(self.client.clone().cancel_job(self.fenced(request)).await)
     }
 
     async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String> {
-        answered(self.0.clone().trigger_checkpoint(request).await)
+        answered(self.client.clone().trigger_checkpoint(self.fenced(request)).await)
     }
 
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
-        answered(self.0.clone().notify_checkpoint_complete(request).await)
+        answered(
+            self.client
+                .clone()
+                .notify_checkpoint_complete(self.fenced(request))
+                .await,
+        )
     }
     async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String> {
-        answered(self.0.clone().notify_checkpoint_aborted(request).await)
+        answered(
+            self.client
+                .clone()
+                .notify_checkpoint_aborted(self.fenced(request))
+                .await,
+        )
     }
 
     async fn add_splits(&self, request: AddSplitsRequest) -> Result<(), String> {
-        answered(self.0.clone().add_splits(request).await)
+        answered(self.client.clone().add_splits(self.fenced(request)).await)
     }
 }
 

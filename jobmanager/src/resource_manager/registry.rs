@@ -275,6 +275,7 @@ mod tests {
                 sluice_proto::control::task_manager_service_client::TaskManagerServiceClient::new(
                     Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
                 ),
+                0,
             ),
         )
     }

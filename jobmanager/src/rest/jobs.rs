@@ -59,6 +59,7 @@ pub(super) async fn submit(State(state): State<SharedState>, Query(q): Query<Sub
         parallelism: q.parallelism,
         savepoint_path: q.savepoint_path,
         allow_non_restored_state: q.allow_non_restored_state,
+        job_id: None,
     };
     match state.scheduler.submit(body, file, opts).await {
         Ok(id) => Json(json!({ "jobid": id })).into_response(),

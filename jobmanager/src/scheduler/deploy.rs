@@ -58,6 +58,13 @@ impl Scheduler {
             .iter()
             .flat_map(|(r, n)| std::iter::repeat_n(r, *n as usize))
             .collect();
+        let needed = handle.lock().graph.slots_needed() as usize;
+        if slots.len() < needed {
+            return Err(format!(
+                "The job needs {needed} slots at its parallelism, but only {} were allocated.",
+                slots.len()
+            ));
+        }
         let (mut request_base, graph) = {
             let mut job = handle.lock();
             job.epoch = epoch;
@@ -74,6 +81,10 @@ impl Scheduler {
                 if let Ok(m) = decode_metadata(bytes) {
                     job.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).restored =
                         Some((m.checkpoint_id, url.clone(), now_ms()));
+                    // Ids go on after the restored one (as Flink's do): a job recovered by a
+                    // new jobmanager must not write checkpoint 1 again beside its newer ones.
+                    let mut history = job.checkpoint_history.lock().unwrap_or_else(|p| p.into_inner());
+                    history.next_id = history.next_id.max(m.checkpoint_id + 1);
                 }
             }
             let job_config: HashMap<String, String> = job
@@ -197,7 +208,8 @@ impl Scheduler {
             job.checkpoints.clone(),
             job.checkpoint_history.clone(),
         )
-        .with_enumerators(attempt.enumerators.clone()))
+        .with_enumerators(attempt.enumerators.clone())
+        .with_leadership(self.settings.ha.as_ref().map(|ha| ha.leadership.clone())))
     }
 }
 

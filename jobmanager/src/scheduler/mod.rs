@@ -50,6 +50,8 @@ pub(crate) struct SchedulerSettings {
     /// The cluster configuration (checkpointing, state backend and restart keys are read per
     /// job, with the job file's overrides on top).
     pub config: Configuration,
+    /// HA services (`high-availability.type: object-store`): submitted jobs are kept there.
+    pub ha: Option<Arc<crate::ha::HaServices>>,
 }
 
 fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String> {
@@ -78,6 +80,8 @@ pub(crate) struct SubmitOptions {
     /// `run -s`: a savepoint or retained checkpoint directory (or its `_metadata`).
     pub savepoint_path: Option<String>,
     pub allow_non_restored_state: bool,
+    /// A recovered job keeps the id it was submitted under (HA); new ones get a fresh id.
+    pub job_id: Option<String>,
 }
 
 /// What a job's loop is told from outside (REST, the CLI, taskmanagers), in the order it was

@@ -61,6 +61,7 @@ impl Scheduler {
             parallelism: p.or(job.parallelism),
             node_parallelism: job.node_parallelism.clone(),
             restored_max_parallelism: Some(job.graph.max_parallelism),
+            uniform: job.reactive,
         };
         let graph = compile_job(&job.yaml, &job.file, &options, registry()).map_err(|e| e.to_string())?;
         job.graph = Arc::new(graph);

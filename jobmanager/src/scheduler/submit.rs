@@ -26,6 +26,14 @@ impl Scheduler {
         path: &str,
     ) -> Result<(String, sluice_common::proto::checkpoint::CheckpointMetadata), String> {
         let url = location_url(path.trim_end_matches('/').trim_end_matches("/_metadata"));
+        // Opening a file:// location creates its directory: a missing savepoint must not.
+        if let Some(dir) = url.strip_prefix("file://") {
+            if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
+                return Err(format!(
+                    "Cannot restore from the savepoint at {url}: {dir} does not exist"
+                ));
+            }
+        }
         let metadata = open_location(&url, &self.settings.config)?
             .read_metadata()
             .await
@@ -51,6 +59,7 @@ impl Scheduler {
             parallelism: opts.parallelism,
             node_parallelism: BTreeMap::new(),
             restored_max_parallelism: restore.as_ref().map(|r| r.metadata.max_parallelism),
+            uniform: false,
         };
         if let Some(r) = &restore {
             // Flink's check first: the graph's own would name the max parallelism it adopted.
@@ -70,6 +79,7 @@ impl Scheduler {
             .settings
             .config
             .overlaid(graph.config.iter().chain(&opts.dynamic).map(|(k, v)| (k, v)));
+        cfg(config.check_constraints())?;
         let cp = checkpoint_settings(&config)?;
         registry()
             .check_sinks_checkpointing(&graph, cp.interval)
@@ -97,7 +107,31 @@ impl Scheduler {
                 }
             }
         }
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = opts
+            .job_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        if self.handles().contains_key(&id) {
+            return Err(format!("Job {id} already exists."));
+        }
+        if let Some(ha) = &self.settings.ha {
+            if !ha.leadership.is_valid() {
+                return Err("This jobmanager no longer holds the leader lease; submit to the current leader.".into());
+            }
+            let record = crate::ha::JobRecord {
+                id: id.clone(),
+                yaml: yaml.clone(),
+                file: file.clone(),
+                dynamic: opts.dynamic.clone(),
+                parallelism: opts.parallelism,
+                savepoint_path: opts.savepoint_path.clone(),
+                allow_non_restored_state: opts.allow_non_restored_state,
+            };
+            ha.jobs
+                .put(&record)
+                .await
+                .map_err(|e| format!("Cannot keep job {id} in the HA store (high-availability.storageDir): {e}"))?;
+        }
         let now = now_ms();
         let mut timestamps = BTreeMap::new();
         timestamps.insert(JobState::Created.name(), now);
@@ -142,7 +176,62 @@ impl Scheduler {
             commands,
         });
         self.handles().insert(id.clone(), handle.clone());
-        tokio::spawn(states::drive(self.clone(), handle, received));
+        let driver = tokio::spawn(states::drive(self.clone(), handle.clone(), received));
+        // A panic in the job's task must not leave it CREATED or RUNNING with nobody driving it.
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                if e.is_panic() {
+                    let p = e.into_panic();
+                    let text = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    tracing::error!("Job {}: its scheduler task panicked: {text}", handle.lock().id);
+                    Scheduler::fail(&handle, format!("Internal error in the jobmanager's scheduler: {text}"));
+                }
+            }
+        });
         Ok(id)
+    }
+
+    /// A new leader's start: submits every job the HA store keeps under its own id; each then
+    /// resumes from its latest completed checkpoint once the slots are there. A job that does
+    /// not submit stays in the store (a later leader tries again) and is logged.
+    pub(crate) async fn recover_jobs(&self) -> Result<usize, String> {
+        let Some(ha) = &self.settings.ha else {
+            return Ok(0);
+        };
+        let mut recovered = 0;
+        for r in ha.jobs.list().await? {
+            let opts = SubmitOptions {
+                dynamic: r.dynamic,
+                parallelism: r.parallelism,
+                savepoint_path: r.savepoint_path,
+                allow_non_restored_state: r.allow_non_restored_state,
+                job_id: Some(r.id.clone()),
+            };
+            match self.submit(r.yaml, r.file, opts).await {
+                Ok(_) => {
+                    tracing::info!("Recovered job {} from the HA store.", r.id);
+                    recovered += 1;
+                }
+                Err(e) => tracing::error!("Cannot recover job {} from the HA store: {e}", r.id),
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// A job reached a globally terminal state: no leader recovers it again.
+    pub(super) async fn forget_job(&self, id: &str) {
+        if let Some(ha) = &self.settings.ha {
+            // A deposed leader's view of the job is stale: the new leader owns its record.
+            if !ha.leadership.is_valid() {
+                return;
+            }
+            if let Err(e) = ha.jobs.remove(id).await {
+                tracing::warn!("Cannot remove the ended job {id} from the HA store: {e}");
+            }
+        }
     }
 }

@@ -3,9 +3,11 @@
 //! when the stream breaks or the jobmanager falls silent for `heartbeat.timeout` it registers
 //! again (a restarted jobmanager knows nothing of it). On shutdown it deregisters.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_common::ha::HaSettings;
 use sluice_common::observability::{heap_used_bytes, CpuLoad};
 use sluice_proto::control::job_manager_service_client::JobManagerServiceClient;
 use sluice_proto::control::{DeregisterTaskManagerRequest, RegisterTaskManagerRequest, TaskManagerHeartbeat};
@@ -28,6 +30,11 @@ pub(crate) struct RegistrationSettings {
     pub max_backoff: Duration,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
+    /// HA: the leader is whoever holds the lease in the HA store, not the configured address.
+    pub ha: Option<HaSettings>,
+    /// The newest fencing token a jobmanager registered this taskmanager under; requests
+    /// carrying an older one come from a deposed leader and are refused.
+    pub fence: Arc<AtomicU64>,
 }
 
 /// How a heartbeat session ended.
@@ -43,16 +50,33 @@ struct Session {
     timeout: Duration,
 }
 
+/// Where the jobmanager to register at is: the HA lease's holder, else the configured one.
+async fn leader_url(settings: &RegistrationSettings) -> Result<(String, Option<(String, u16)>), String> {
+    let Some(ha) = &settings.ha else {
+        return Ok((settings.jobmanager_url.clone(), settings.detect_host.clone()));
+    };
+    let leader = ha
+        .current_leader()
+        .await?
+        .ok_or_else(|| format!("no jobmanager holds the leader lease in {} yet", ha.location.url))?;
+    let detect = match (&settings.detect_host, leader.rpc_address.rsplit_once(':')) {
+        (Some(_), Some((host, port))) => port.parse().ok().map(|p| (host.to_string(), p)),
+        _ => None,
+    };
+    Ok((format!("http://{}", leader.rpc_address), detect))
+}
+
 async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
-    let endpoint = Endpoint::from_shared(settings.jobmanager_url.clone())
-        .map_err(|e| format!("invalid jobmanager address {}: {e}", settings.jobmanager_url))?
+    let (url, detect_host) = leader_url(settings).await?;
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("invalid jobmanager address {url}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(20));
     let channel = endpoint.connect().await.map_err(|e| format!("cannot connect: {e}"))?;
     let mut client = JobManagerServiceClient::new(channel);
     let mut request = settings.request.clone();
-    if let Some((jm_host, jm_port)) = &settings.detect_host {
+    if let Some((jm_host, jm_port)) = &detect_host {
         match crate::daemon::detect_host(jm_host, *jm_port) {
             Ok(host) if host != request.host => {
                 tracing::info!("This taskmanager's address is now {host} (was {}).", request.host);
@@ -74,10 +98,20 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
             local
         }
     };
+    let newest = settings
+        .fence
+        .fetch_max(answer.fencing_token, Ordering::SeqCst)
+        .max(answer.fencing_token);
+    if answer.fencing_token < newest {
+        return Err(format!(
+            "the jobmanager at {url} leads under fencing token {}, older than {newest} this taskmanager already saw",
+            answer.fencing_token
+        ));
+    }
     tracing::info!(
-        "Successful registration at job manager {} (id {}) under registration id {}.",
-        settings.jobmanager_url,
+        "Successful registration at job manager {url} (id {}, fencing token {}) under registration id {}.",
         answer.jobmanager_id,
+        answer.fencing_token,
         answer.registration_id
     );
     Ok(Session {
@@ -206,7 +240,12 @@ pub(crate) async fn maintain_registration(
                     _ = sleep(backoff) => {}
                     _ = shutdown.changed() => return,
                 }
-                backoff = (backoff * 2).min(settings.max_backoff);
+                // Under HA a new leader appears within a lease: look again at least that often.
+                let max = settings
+                    .ha
+                    .as_ref()
+                    .map_or(settings.max_backoff, |ha| ha.renew_interval.min(settings.max_backoff));
+                backoff = (backoff * 2).min(max);
             }
         }
     }

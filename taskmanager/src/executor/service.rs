@@ -7,6 +7,7 @@
 use crate::error::TaskError;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sluice_common::config::options::{
@@ -14,6 +15,7 @@ use sluice_common::config::options::{
     CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, TABLE_EXEC_STATE_TTL,
 };
 use sluice_common::config::Configuration;
+use sluice_common::ha::FENCING_TOKEN_HEADER;
 use sluice_common::job::plan::from_plan;
 use sluice_common::job::JobGraph;
 use sluice_common::state::assignment::assign;
@@ -58,6 +60,8 @@ pub(crate) struct TaskManagerGateway {
     runs: JobRuns,
     reporter: StateReporter,
     state: StateEnv,
+    /// The newest fencing token a jobmanager registered this taskmanager under.
+    fence: Arc<AtomicU64>,
 }
 
 impl TaskManagerGateway {
@@ -68,6 +72,7 @@ impl TaskManagerGateway {
         runs: JobRuns,
         reporter: StateReporter,
         state: StateEnv,
+        fence: Arc<AtomicU64>,
     ) -> Self {
         TaskManagerGateway {
             resource_id,
@@ -76,7 +81,26 @@ impl TaskManagerGateway {
             runs,
             reporter,
             state,
+            fence,
         }
+    }
+
+    /// Refuses a request from a jobmanager whose HA lease is older than the newest this
+    /// taskmanager registered under: a deposed leader (paused, partitioned) acts no more.
+    fn check_fence<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let token = request
+            .metadata()
+            .get(FENCING_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let newest = self.fence.load(Ordering::SeqCst);
+        if token < newest {
+            return Err(Status::failed_precondition(format!(
+                "refused: the request carries fencing token {token}, but a jobmanager with token {newest} leads now"
+            )));
+        }
+        Ok(())
     }
 
     fn settings(&self, config: &Configuration) -> Result<StateSettings, String> {
@@ -187,6 +211,7 @@ impl TaskManagerService for TaskManagerGateway {
         &self,
         request: Request<SubmitTasksRequest>,
     ) -> Result<Response<SubmitTasksResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         // The jobmanager's compiled graph; the job file never reaches a taskmanager.
         let plan = req
@@ -324,6 +349,7 @@ impl TaskManagerService for TaskManagerGateway {
     }
 
     async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         if self.runs.cancel(&req.job_id, req.epoch) {
             tracing::info!("Cancelling job {} attempt {}.", req.job_id, req.epoch);
@@ -335,6 +361,7 @@ impl TaskManagerService for TaskManagerGateway {
         &self,
         request: Request<TriggerCheckpointRequest>,
     ) -> Result<Response<CheckpointAckResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         let barrier = Barrier {
             id: req.checkpoint_id,
@@ -355,6 +382,7 @@ impl TaskManagerService for TaskManagerGateway {
         &self,
         request: Request<NotifyCheckpointRequest>,
     ) -> Result<Response<CheckpointAckResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         for control in self.controls(&req.job_id, req.epoch, false) {
             let _ = control.send(TaskControl::Complete(req.checkpoint_id, req.end_of_input));
@@ -366,6 +394,7 @@ impl TaskManagerService for TaskManagerGateway {
         &self,
         request: Request<NotifyCheckpointRequest>,
     ) -> Result<Response<CheckpointAckResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         for control in self.controls(&req.job_id, req.epoch, false) {
             let _ = control.send(TaskControl::Abort(req.checkpoint_id));
@@ -374,6 +403,7 @@ impl TaskManagerService for TaskManagerGateway {
     }
 
     async fn add_splits(&self, request: Request<AddSplitsRequest>) -> Result<Response<AddSplitsResponse>, Status> {
+        self.check_fence(&request)?;
         let req = request.into_inner();
         for s in req.splits {
             let queued = self

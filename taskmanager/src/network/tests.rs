@@ -191,3 +191,28 @@ async fn producer_queues_ahead_of_credit_in_order_and_fails_when_the_channel_clo
         "a stopped channel gives its partition buffers back"
     );
 }
+
+#[tokio::test]
+async fn a_frame_for_a_channel_no_task_opened_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = environment().await;
+    for (kind, len) in [(frame::DATA, 256usize << 20), (frame::OPEN, 200 << 20)] {
+        let mut peer = tokio::net::TcpStream::connect(&env.local_address).await.unwrap();
+        let id = ChannelId {
+            epoch: 9,
+            edge: 0,
+            from: 0,
+            to: 0,
+        };
+        let mut head = frame::encode(kind, id, &[]).head;
+        head[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        peer.write_all(&head).await.unwrap();
+        // Announced, never sent: the receiver closes the connection instead of waiting for it.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "kind {kind}: connection closed, got {read:?}"
+        );
+    }
+}

@@ -32,8 +32,17 @@ const GATE_WAIT: Duration = Duration::from_secs(60);
 /// frame (after the header and the backlog) start 64-byte aligned and decode without a copy.
 const FRONT_PAD: usize = 64 - (frame::HEADER + 4);
 
-/// Reads one frame's body (after its length) into an aligned buffer.
-async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Buffer>, String> {
+/// Control frames (OPEN, BACKLOG, WATERMARK, IDLE, END, BARRIER) carry a few bytes and a
+/// checkpoint URL at most: a larger one is refused as corrupt.
+const MAX_CONTROL_FRAME: usize = 64 << 10;
+
+/// Reads one frame's body (after its length) into an aligned buffer. Its header is read first
+/// and `admit` decides from it (kind, channel, length) whether the body may be read at all, so
+/// a peer cannot make this taskmanager buffer what it announces.
+async fn read_frame(
+    reader: &mut BufReader<OwnedReadHalf>,
+    admit: impl Fn(u8, &ChannelId, usize) -> Result<(), String>,
+) -> Result<Option<Buffer>, String> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -41,12 +50,17 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Buff
         Err(e) => return Err(e.to_string()),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > frame::MAX_FRAME {
-        return Err(format!("frame of {len} bytes exceeds the limit"));
+    if !(frame::HEADER..=frame::MAX_FRAME).contains(&len) {
+        return Err(format!("frame of {len} bytes is outside the protocol's limits"));
     }
+    let mut header = [0u8; frame::HEADER];
+    reader.read_exact(&mut header).await.map_err(|e| e.to_string())?;
+    let (kind, id, _) = frame::decode(&header)?;
+    admit(kind, &id, len)?;
     let mut body = MutableBuffer::with_capacity(FRONT_PAD + len);
     body.extend_zeros(FRONT_PAD);
-    let mut left = len;
+    body.extend_from_slice(&header);
+    let mut left = len - frame::HEADER;
     while left > 0 {
         let available = reader.fill_buf().await.map_err(|e| e.to_string())?;
         if available.is_empty() {
@@ -58,6 +72,26 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>) -> Result<Option<Buff
         left -= n;
     }
     Ok(Some(Buffer::from(body).slice(FRONT_PAD)))
+}
+
+/// Whether a frame's body may be read: data only on a channel this side attached to a deployed
+/// task's gate (an OPEN of the current job epoch), control frames only small.
+fn admit_frame(routes: &Routes, kind: u8, id: &ChannelId, len: usize) -> Result<(), String> {
+    match kind {
+        frame::DATA | frame::DATA_STREAM => {
+            if routes.lock().map(|r| r.contains_key(id)).unwrap_or(false) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "refused a data frame of {len} bytes for channel {id:?}, which no deployed task opened"
+                ))
+            }
+        }
+        _ if len > MAX_CONTROL_FRAME => Err(format!(
+            "refused a control frame (kind {kind}) of {len} bytes for channel {id:?}: at most {MAX_CONTROL_FRAME} bytes"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Writes queued frames with vectored writes (a batch's buffers go to the socket as they are),
@@ -182,7 +216,7 @@ async fn receive_frames(
     let mut reader = BufReader::with_capacity(READ_BUFFER, read);
     // Each channel's IPC stream; dropped at its END.
     let mut decoders: HashMap<ChannelId, ChannelDecoder> = HashMap::new();
-    while let Some(body) = read_frame(&mut reader).await? {
+    while let Some(body) = read_frame(&mut reader, |kind, id, len| admit_frame(routes, kind, id, len)).await? {
         let (kind, id, payload) = frame::decode(&body)?;
         if kind == frame::OPEN {
             let (gates, routes, writer) = (gates.clone(), routes.clone(), writer.clone());
@@ -296,8 +330,14 @@ impl Connection {
         tokio::spawn(async move {
             let mut reader = BufReader::new(read);
             // Only CREDIT frames come back, small ones.
+            let only_credit = |kind: u8, id: &ChannelId, len: usize| match kind {
+                frame::CREDIT if len <= MAX_CONTROL_FRAME => Ok(()),
+                _ => Err(format!(
+                    "unexpected frame (kind {kind}, {len} bytes) for {id:?} from a receiver"
+                )),
+            };
             loop {
-                match read_frame(&mut reader).await {
+                match read_frame(&mut reader, only_credit).await {
                     Ok(Some(body)) => {
                         let Ok((kind, id, payload)) = frame::decode(&body) else {
                             break;

@@ -309,6 +309,8 @@ pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>, commands: m
         Ok(ctx) => ctx,
         Err(e) => {
             Scheduler::fail(&handle, e);
+            let id = handle.lock().id.clone();
+            scheduler.forget_job(&id).await;
             return;
         }
     };
@@ -325,7 +327,11 @@ pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>, commands: m
             Phase::Failing(a) => failing::run(&mut ctx, a).await,
             Phase::Canceling(a) => canceling::run(&ctx, a).await,
             Phase::Restarting(delay) => restarting::run(&ctx, delay).await,
-            Phase::Finished(_) => return,
+            Phase::Finished(_) => {
+                let id = handle.lock().id.clone();
+                scheduler.forget_job(&id).await;
+                return;
+            }
         };
         let (id, name) = {
             let job = handle.lock();

@@ -37,6 +37,7 @@ fn cluster(config: &str, wait: Duration) -> Cluster {
             default_parallelism: 1,
             resource_wait_timeout: wait,
             config: c,
+            ha: None,
         },
     );
     Cluster { scheduler, tm }
