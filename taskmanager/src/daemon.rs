@@ -146,6 +146,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let jobmanager_url = format!("http://{jm_host}:{jm_port}");
     let reporter = StateReporter::start(&jobmanager_url)?;
+    let reporter_for_registration = reporter.clone();
     let tmp_dir = match cfg(config.get_opt(&IO_TMP_DIRS))? {
         // Flink takes a list separated by ',' or the path separator; the first one is used.
         Some(dirs) => std::path::PathBuf::from(dirs.split([',', ':']).next().unwrap_or("").trim()),
@@ -213,6 +214,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         slots: slots.clone(),
         runs,
         network: network.clone(),
+        reporter: reporter_for_registration,
     };
     let registration = tokio::spawn(maintain_registration(settings, reported, shutdown_rx.clone()));
 

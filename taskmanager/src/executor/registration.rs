@@ -44,6 +44,8 @@ enum SessionEnd {
 }
 
 struct Session {
+    /// The jobmanager registered at.
+    url: String,
     client: JobManagerServiceClient<Channel>,
     registration_id: String,
     interval: Duration,
@@ -86,9 +88,11 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
             Err(e) => tracing::warn!("{e}"),
         }
     }
-    let answer = client
-        .register_task_manager(request)
+    // A jobmanager that hangs (paused, a deposed HA leader) must not hold the registration.
+    let limit = settings.heartbeat_timeout.min(Duration::from_secs(10));
+    let answer = tokio::time::timeout(limit, client.register_task_manager(request))
         .await
+        .map_err(|_| format!("no answer from {url} within {} ms", limit.as_millis()))?
         .map_err(|s| format!("registration refused: {}", s.message()))?
         .into_inner();
     let pick = |jm_ms: u64, local: Duration| {
@@ -115,6 +119,7 @@ async fn register(settings: &RegistrationSettings) -> Result<Session, String> {
         answer.registration_id
     );
     Ok(Session {
+        url,
         client,
         registration_id: answer.registration_id,
         interval: pick(answer.heartbeat_interval_ms, settings.heartbeat_interval),
@@ -128,6 +133,8 @@ pub(crate) struct Reported {
     pub runs: JobRuns,
     /// Data connections to other taskmanagers, forgotten when the jobmanager is lost.
     pub network: Arc<crate::network::NetworkEnvironment>,
+    /// Task states and checkpoint acknowledgements go to the jobmanager registered at.
+    pub reporter: super::StateReporter,
 }
 
 fn beat(registration_id: &str, reported: &Reported, cpu: &mut CpuLoad) -> TaskManagerHeartbeat {
@@ -214,8 +221,11 @@ pub(crate) async fn maintain_registration(
         match register(&settings).await {
             Ok(mut session) => {
                 backoff = settings.initial_backoff;
+                if let Err(e) = reported.reporter.point_at(&session.url) {
+                    tracing::warn!("Cannot direct reports to {}: {e}", session.url);
+                }
                 // systemd (Type=notify): a taskmanager is ready once registered.
-                sluice_common::systemd::ready(&format!("registered at {}", settings.jobmanager_url));
+                sluice_common::systemd::ready(&format!("registered at {}", session.url));
                 match heartbeat(&mut session, &reported, &mut shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Broken(why) => {
