@@ -123,3 +123,34 @@ fn two_reactive_jobs_in_a_session_cluster_both_scale_up() {
         assert!(c.status.success(), "{c:?}");
     }
 }
+
+/// Reactive mode ignores the parallelism a job declares (Flink's rule): a source declared at 32
+/// (above the slots) and a window declared at 1 (below) run at what the slots allow, and follow
+/// taskmanagers coming and going, exactly.
+#[test]
+fn declared_parallelism_above_and_below_the_slots_runs_at_what_the_slots_allow() {
+    let job = WindowedJob {
+        rows: 200_000,
+        keys: 50,
+        splits: 8,
+    };
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&reactive_config(checkpoints.path()));
+    let (_jm, _) = cluster.start_jobmanager();
+    let mut tms: Vec<Daemon> = (0..2).map(|_| cluster.start_taskmanager(&[]).0).collect();
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let yaml = job
+        .yaml(&out, 10_000, 1)
+        .replace("    connector: datagen\n", "    connector: datagen\n    parallelism: 32\n")
+        .replace("    key-by: [user_id]\n", "    key-by: [user_id]\n    parallelism: 1\n");
+    assert!(yaml.contains("parallelism: 32") && yaml.contains("    parallelism: 1\n"), "{yaml}");
+    let id = cluster.submit(&yaml, "declared.yaml");
+    wait_parallelism(cluster.rest_port, &id, 4, Duration::from_secs(30));
+    tms.push(cluster.start_taskmanager(&[]).0);
+    wait_parallelism(cluster.rest_port, &id, 6, Duration::from_secs(30));
+    tms.remove(0).kill9();
+    wait_parallelism(cluster.rest_port, &id, 4, Duration::from_secs(30));
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    job.assert_exact(&out);
+}
