@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_common::job::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
 use sluice_common::job::graph::*;
-use sluice_common::job::spec::{JobSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind};
+use sluice_common::job::spec::{JobSpec, MetricSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind};
+use sluice_common::job::user_metrics::compile_metric;
 use sluice_common::job::{ConnectorCatalog, JobError, JobResult};
 use sluice_common::key_groups::{default_max_parallelism, is_key_type, UPPER_BOUND_MAX_PARALLELISM};
 use sluice_common::yaml_tree::Pos;
@@ -23,6 +24,7 @@ struct Draft {
     chain: bool,
     key_by: Vec<String>,
     kind: DraftKind,
+    metrics: Vec<MetricSpec>,
 }
 
 enum DraftKind {
@@ -43,6 +45,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             chain: true,
             key_by: Vec::new(),
             kind: DraftKind::Source(s.clone()),
+            metrics: Vec::new(),
         });
     }
     for o in &spec.operators {
@@ -55,6 +58,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             chain: o.chain,
             key_by: o.key_by.clone(),
             kind: DraftKind::Operator(o.kind.clone()),
+            metrics: o.metrics.clone(),
         });
     }
     for s in &spec.sinks {
@@ -67,6 +71,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             chain: true,
             key_by: Vec::new(),
             kind: DraftKind::Sink(s.clone()),
+            metrics: Vec::new(),
         });
     }
     out
@@ -427,6 +432,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                 }
             }
         };
+        check_metrics(d, ins.first().map(|k| &input(*k).schema))?;
         nodes[i] = Some(GraphNode {
             id: d.id.clone(),
             uid: d.uid.clone(),
@@ -438,6 +444,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
             schema,
             rowtime,
             chain: d.chain,
+            metrics: d.metrics.clone(),
         });
     }
     let nodes: Vec<GraphNode> = nodes
@@ -559,4 +566,18 @@ fn chain(nodes: &[GraphNode], order: &[usize]) -> (Vec<Vertex>, Vec<Edge>) {
         }
     }
     (vertices, edges)
+}
+
+/// A node's user metrics compile against the rows it receives, under distinct names.
+fn check_metrics(d: &Draft, input: Option<&SchemaRef>) -> JobResult<()> {
+    let mut names = std::collections::HashSet::new();
+    for m in &d.metrics {
+        if !names.insert(m.name.as_str()) {
+            return Err(err_at(m.pos, &d.id, format!("declares metric '{}' twice", m.name)));
+        }
+        if let Some(schema) = input {
+            compile_metric(m, schema).map_err(|e| err_at(m.pos, &d.id, e))?;
+        }
+    }
+    Ok(())
 }

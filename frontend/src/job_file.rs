@@ -370,7 +370,7 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
     })
 }
 
-const OPERATOR_FIELDS: [&str; 13] = [
+const OPERATOR_FIELDS: [&str; 14] = [
     "id",
     "uid",
     "input",
@@ -384,6 +384,7 @@ const OPERATOR_FIELDS: [&str; 13] = [
     "aggregate",
     "state.ttl",
     "union",
+    "metrics",
 ];
 
 /// An `aggregate:` map (output column → aggregate call); `what` names its operator.
@@ -451,6 +452,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let aggregate_node = f.take("aggregate");
     let ttl = f.duration("state.ttl")?;
     let union = f.bool("union")?.unwrap_or(false);
+    let metrics = list(f.take("metrics"), "metrics", metric)?;
     f.done(&OPERATOR_FIELDS)?;
 
     let kinds = [filter.is_some(), select.is_some(), window_spec.is_some(), union]
@@ -524,6 +526,28 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         chain,
         key_by,
         kind,
+        metrics,
+    })
+}
+
+/// One of an operator's `metrics:`: `{name: n, type: counter|meter|gauge|histogram, value: …}`.
+fn metric(node: &Node) -> JobResult<MetricSpec> {
+    let mut f = Fields::of(node, "a metric")?;
+    let (name, _) = f.required("name")?;
+    let (kind, kind_pos) = f.required("type")?;
+    let kind = MetricKind::parse(&kind).ok_or_else(|| {
+        JobError::at(
+            kind_pos,
+            format!("unknown metric type '{kind}'; expected counter, meter, gauge or histogram"),
+        )
+    })?;
+    let value = f.str("value")?.map(|(v, _)| v);
+    f.done(&["name", "type", "value"])?;
+    Ok(MetricSpec {
+        name,
+        kind,
+        value,
+        pos: node.pos,
     })
 }
 

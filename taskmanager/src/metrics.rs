@@ -10,6 +10,7 @@ use std::time::Instant;
 use sluice_common::observability::{label_value, ScrapeText};
 
 use crate::executor::TaskEntry;
+use crate::runtime::user_metrics::Reading;
 
 pub(crate) struct TaskSeries {
     host: String,
@@ -66,6 +67,16 @@ impl TaskSeries {
                 let mut l = op_labels.clone();
                 l.extend(extra.iter().map(|(k, v)| (k.as_str(), label_value(v))));
                 out.gauge(&format!("flink_taskmanager_job_task_operator_{name}"), &l, value);
+            }
+            // The job file's metrics, in the scope of the operator that declared them.
+            for ((operator, name), reading) in t.metrics.user.read() {
+                let mut l: Vec<(&str, String)> = labels.to_vec();
+                l.push(("operator_name", label_value(&operator)));
+                let family = format!("flink_taskmanager_job_task_operator_{name}");
+                match reading {
+                    Reading::Gauge(v) => out.gauge(&family, &l, v),
+                    Reading::Summary { quantiles, count } => out.summary(&family, &l, &quantiles, count),
+                }
             }
         }
     }

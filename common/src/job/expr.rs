@@ -26,6 +26,9 @@ static CONTEXT: LazyLock<SessionContext> = LazyLock::new(|| {
             super::cpu_cost::CpuCost::new(spin),
         ));
     }
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        super::wall_clock::WallClock::new(),
+    ));
     if let Err(e) = datafusion_functions_json::register_all(&mut ctx) {
         // Only a name clash with a built-in could do this; expressions without JSON
         // functions still compile.

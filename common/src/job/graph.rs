@@ -95,6 +95,8 @@ pub struct GraphNode {
     pub rowtime: Option<String>,
     /// Whether it may be chained to its input (`chain: false` in the job file says not).
     pub chain: bool,
+    /// User metrics over the rows the node receives (operators only).
+    pub metrics: Vec<super::spec::MetricSpec>,
 }
 
 #[derive(Debug, Clone)]

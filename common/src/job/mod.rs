@@ -13,6 +13,8 @@ pub mod graph;
 pub mod plan;
 pub mod spec;
 pub mod types;
+pub mod user_metrics;
+mod wall_clock;
 
 pub use catalog::ConnectorCatalog;
 pub use error::{JobError, JobResult};

@@ -15,7 +15,7 @@ use sluice_proto::control as pb;
 
 use super::graph::{EdgePartition, GraphNode, JobGraph, NodeKind, Vertex};
 use super::spec::{
-    ColumnSpec, InputSpec, Partition, SinkSpec, SourceSpec, TimeKind, WatermarkSpec, WindowKind, WindowSpec,
+    ColumnSpec, InputSpec, MetricKind, MetricSpec, Partition, SinkSpec, SourceSpec, TimeKind, WatermarkSpec, WindowKind, WindowSpec,
 };
 use super::types::ColumnType;
 use crate::yaml_tree::Pos;
@@ -285,6 +285,17 @@ fn node_to_plan(n: &GraphNode) -> PlanResult<pb::PlanNode> {
         rowtime: n.rowtime.clone(),
         chain: n.chain,
         kind: Some(kind),
+        metrics: n
+            .metrics
+            .iter()
+            .map(|m| pb::PlanMetric {
+                name: m.name.clone(),
+                kind: m.kind.name().to_string(),
+                value: m.value.clone(),
+                line: m.pos.line as u32,
+                column: m.pos.column as u32,
+            })
+            .collect(),
     })
 }
 
@@ -399,5 +410,17 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
         schema: schema_from_bytes(&n.schema).map_err(what)?,
         rowtime: n.rowtime.clone(),
         chain: n.chain,
+        metrics: n
+            .metrics
+            .iter()
+            .map(|m| {
+                Ok(MetricSpec {
+                    name: m.name.clone(),
+                    kind: MetricKind::parse(&m.kind).ok_or_else(|| what(format!("unknown metric kind '{}'", m.kind)))?,
+                    value: m.value.clone(),
+                    pos: pos(m.line, m.column),
+                })
+            })
+            .collect::<PlanResult<_>>()?,
     })
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::yaml_tree::Pos;
 
 use super::types::ColumnType;
+pub use super::user_metrics::{MetricKind, MetricSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -141,6 +142,8 @@ pub struct OperatorSpec {
     pub chain: bool,
     pub key_by: Vec<String>,
     pub kind: OperatorKind,
+    /// User metrics over the rows the operator receives.
+    pub metrics: Vec<MetricSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -21,10 +21,23 @@ use crate::net::bind_first_free;
 /// job- and task-scope series that exist now.
 pub type MetricsRefresh = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Gauge series written for one scrape, grouped by family as the exposition format wants.
+/// Series written for one scrape, grouped by family (with its type) as the exposition format
+/// wants: gauges, and summaries (Flink's histograms).
 #[derive(Debug, Default)]
 pub struct ScrapeText {
-    families: BTreeMap<String, String>,
+    families: BTreeMap<String, (&'static str, String)>,
+}
+
+fn label_text(labels: &[(&str, String)]) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", labels.join(","))
+    }
 }
 
 fn escape_label(value: &str) -> String {
@@ -43,23 +56,28 @@ fn sample_value(v: f64) -> String {
 
 impl ScrapeText {
     pub fn gauge(&mut self, name: &str, labels: &[(&str, String)], value: f64) {
-        let lines = self.families.entry(name.to_string()).or_default();
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-            .collect();
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{}}}", labels.join(","))
-        };
-        let _ = writeln!(lines, "{name}{labels} {}", sample_value(value));
+        let (_, lines) = self.families.entry(name.to_string()).or_insert(("gauge", String::new()));
+        let _ = writeln!(lines, "{name}{} {}", label_text(labels), sample_value(value));
+    }
+
+    /// A summary as Flink's reporter writes a histogram: one sample per quantile (label
+    /// `quantile`) and `<name>_count`; no `_sum`.
+    pub fn summary(&mut self, name: &str, labels: &[(&str, String)], quantiles: &[(f64, f64)], count: u64) {
+        let (_, lines) = self.families.entry(name.to_string()).or_insert(("summary", String::new()));
+        for (q, v) in quantiles {
+            let mut l = labels.to_vec();
+            // As Java prints a double (Flink's label): 0.0, 0.5, 0.999, 1.0.
+            let q = if q.fract() == 0.0 { format!("{q:.1}") } else { q.to_string() };
+            l.push(("quantile", q));
+            let _ = writeln!(lines, "{name}{} {}", label_text(&l), sample_value(*v));
+        }
+        let _ = writeln!(lines, "{name}_count{} {count}", label_text(labels));
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, lines) in &self.families {
-            let _ = writeln!(out, "# TYPE {name} gauge");
+        for (name, (kind, lines)) in &self.families {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             out.push_str(lines);
         }
         out
@@ -133,6 +151,16 @@ mod tests {
         assert_eq!(
             t.render(),
             "# TYPE a_gauge gauge\na_gauge NaN\n# TYPE b_total gauge\nb_total{job=\"a\\\"b\"} 1.5\nb_total{job=\"c\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn a_histogram_is_a_summary_with_flinks_quantile_labels_and_a_count() {
+        let mut t = ScrapeText::default();
+        t.summary("lag", &[("op", "w".into())], &[(0.0, 1.0), (0.5, 2.0), (1.0, 3.0)], 7);
+        assert_eq!(
+            t.render(),
+            "# TYPE lag summary\nlag{op=\"w\",quantile=\"0.0\"} 1\nlag{op=\"w\",quantile=\"0.5\"} 2\nlag{op=\"w\",quantile=\"1.0\"} 3\nlag_count{op=\"w\"} 7\n"
         );
     }
 }

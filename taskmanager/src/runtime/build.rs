@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use sluice_common::job::user_metrics::compile_metric;
 use sluice_common::job::{GraphNode, JobGraph, NodeKind};
 use sluice_connectors::{registry, SinkContext, Source, SourceContext, Split};
 
 use super::metrics::TaskMetrics;
 use super::sink_stage::SinkStage;
+use super::user_metrics::MetricsProbe;
 use super::watermarks::SplitWatermarks;
 use crate::error::TaskError;
 use crate::operators::window::WindowAggregate;
@@ -97,6 +99,19 @@ pub(crate) fn build_task(
         let need_input = || input.clone().ok_or_else(|| format!("'{}' has no input", node.id));
         let named = |e: String| TaskError::from(format!("'{}': {e}", node.id));
         let classed = |e: TaskError| e.context(format!("'{}'", node.id));
+        if !node.metrics.is_empty() {
+            let input = need_input()?;
+            let compiled = node
+                .metrics
+                .iter()
+                .map(|m| compile_metric(m, &input))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(named)?;
+            ops.push((
+                format!("{}#metrics", node.uid),
+                Box::new(MetricsProbe::new(&node.id, compiled, &metrics.user)),
+            ));
+        }
         match &node.kind {
             NodeKind::Source { spec } => {
                 let connector = registry().source(spec).map_err(classed)?;

@@ -22,6 +22,8 @@ pub(crate) struct TaskMetrics {
     pub late_dropped: Arc<AtomicU64>,
     /// What the subtask's connector reports in its operator scope.
     pub operator: sluice_connectors::OperatorMetrics,
+    /// The job file's metrics of the subtask's operators.
+    pub user: super::user_metrics::UserMetrics,
     view: Mutex<RateView>,
 }
 
@@ -88,6 +90,7 @@ impl TaskMetrics {
             input_watermark: AtomicI64::new(i64::MIN),
             late_dropped: Arc::default(),
             operator: Default::default(),
+            user: Default::default(),
             view: Mutex::new(RateView {
                 at: now,
                 last: TaskSample::default(),

@@ -9,4 +9,5 @@ pub(crate) mod metrics;
 pub(crate) mod sink_stage;
 pub(crate) mod task;
 pub(crate) mod time_account;
+pub(crate) mod user_metrics;
 pub(crate) mod watermarks;
