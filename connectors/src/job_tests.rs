@@ -164,6 +164,33 @@ fn values_the_plan_shows_to_be_wrong_are_refused() {
 }
 
 #[test]
+fn operator_metrics_compile_against_their_input_or_name_what_is_wrong() {
+    let with = |metrics: &str| {
+        DESIGN_EXAMPLE.replace(
+            "    filter: \"amount > 0\"\n",
+            &format!("    filter: \"amount > 0\"\n    metrics:\n{metrics}"),
+        )
+    };
+    let g = build(&with(
+        "      - {name: lag, type: histogram, value: \"now() - ts\"}\n      - {name: rows, type: meter}\n      - {name: top, type: gauge, value: \"max(amount)\"}\n",
+    ))
+    .unwrap();
+    let valid = g.nodes.iter().find(|n| n.id == "valid").expect("node");
+    assert_eq!(valid.metrics.len(), 3);
+    let e = error(&with("      - {name: top, type: gauge, value: \"amount\"}\n"));
+    assert!(
+        e.contains("job.yaml:") && e.contains("'valid'") && e.contains("not an aggregate"),
+        "{e}"
+    );
+    let e = error(&with(
+        "      - {name: x, type: counter}\n      - {name: x, type: meter}\n",
+    ));
+    assert!(e.contains("declares metric 'x' twice"), "{e}");
+    let e = error(&with("      - {name: x, type: timer}\n"));
+    assert!(e.contains("unknown metric type 'timer'"), "{e}");
+}
+
+#[test]
 fn parallelism_above_max_parallelism() {
     // Without max-parallelism Flink's default grows with the parallelism (300 → 512).
     assert_eq!(

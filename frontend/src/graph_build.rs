@@ -9,7 +9,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_common::job::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
 use sluice_common::job::graph::*;
-use sluice_common::job::spec::{JobSpec, MetricSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind};
+use sluice_common::job::spec::{
+    JobSpec, MetricSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind,
+};
 use sluice_common::job::user_metrics::compile_metric;
 use sluice_common::job::{ConnectorCatalog, JobError, JobResult};
 use sluice_common::key_groups::{default_max_parallelism, is_key_type, UPPER_BOUND_MAX_PARALLELISM};
@@ -432,7 +434,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                 }
             }
         };
-        check_metrics(d, ins.first().map(|k| &input(*k).schema))?;
+        check_metrics(d, (!ins.is_empty()).then(|| &input(0).schema))?;
         nodes[i] = Some(GraphNode {
             id: d.id.clone(),
             uid: d.uid.clone(),

@@ -94,3 +94,82 @@ fn alert_rules_evaluate_on_a_running_job() {
     let c = cluster.sluice("cancel", &[id.as_str()]);
     assert!(c.status.success(), "{c:?}");
 }
+
+/// The seed's `ScalingMetrics` as job-file metrics (a processing-latency histogram, a
+/// throughput meter, a backlog gauge) on a real Prometheus scrape, named and labelled as
+/// Flink's reporter names them.
+#[test]
+fn job_file_metrics_reach_prometheus_with_flinks_names_and_quantiles() {
+    if !have_tool(
+        runs("prometheus", &["--version"]),
+        "prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let targets = install(dir.path(), None);
+    let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_tm, tm_metrics) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let job = r#"name: scaling-metrics
+parallelism: 1
+sources:
+  - id: events
+    connector: datagen
+    options: {rows-per-second: 2000}
+    schema:
+      - {name: user_id, type: bigint, expr: "seq % 100"}
+      - {name: amount, type: double, expr: "CAST(seq % 10 AS DOUBLE)"}
+      - {name: ts, type: timestamp, expr: "now()"}
+operators:
+  - id: measured
+    input: events
+    filter: "amount >= 0"
+    metrics:
+      - {name: processingLatency, type: histogram, value: "now() - ts"}
+      - {name: throughput, type: meter}
+      - {name: backlog, type: gauge, value: "count(*)"}
+      - {name: amountTotal, type: counter, value: amount}
+sinks:
+  - {id: out, input: measured, connector: blackhole}
+"#;
+    let id = cluster.submit(job, "scaling-metrics.yaml");
+    // The taskmanager's own text first: the types and the quantile labels as Flink writes them.
+    let text = wait_for(Duration::from_secs(30), "the user metrics on the taskmanager", || {
+        let t = sluice_tests::get_text(&format!("http://127.0.0.1:{tm_metrics}/metrics"))?;
+        t.contains("flink_taskmanager_job_task_operator_processingLatency_count")
+            .then_some(t)
+    });
+    for line in [
+        "# TYPE flink_taskmanager_job_task_operator_processingLatency summary",
+        "# TYPE flink_taskmanager_job_task_operator_throughput gauge",
+        "# TYPE flink_taskmanager_job_task_operator_backlog gauge",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let prometheus = start(dir.path());
+    for q in ["0.0", "0.5", "0.75", "0.95", "0.98", "0.99", "0.999", "1.0"] {
+        let expr = format!(
+            "flink_taskmanager_job_task_operator_processingLatency{{quantile=\"{q}\",operator_name=\"measured\",job_id=\"{id}\"}}"
+        );
+        let r = wait_for(Duration::from_secs(60), &expr, || prometheus.query_some(&expr));
+        let latency: f64 = r[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("a number");
+        assert!((0.0..60_000.0).contains(&latency), "{expr} = {latency} ms");
+    }
+    let count = "flink_taskmanager_job_task_operator_processingLatency_count{operator_name=\"measured\"} > 0";
+    wait_for(Duration::from_secs(30), count, || prometheus.query_some(count));
+    // The meter is the rate per second of the rows the operator received (2000/s generated).
+    let rate = "flink_taskmanager_job_task_operator_throughput{operator_name=\"measured\"} > 500";
+    let r = wait_for(Duration::from_secs(60), rate, || prometheus.query_some(rate));
+    println!("throughput meter: {} rows/s", r[0]["value"][1]);
+    let backlog = "flink_taskmanager_job_task_operator_backlog{operator_name=\"measured\"} > 0";
+    wait_for(Duration::from_secs(30), backlog, || prometheus.query_some(backlog));
+    let total = "flink_taskmanager_job_task_operator_amountTotal{operator_name=\"measured\"} > 0";
+    wait_for(Duration::from_secs(30), total, || prometheus.query_some(total));
+    let c = cluster.sluice("cancel", &[id.as_str()]);
+    assert!(c.status.success(), "{c:?}");
+}

@@ -142,9 +142,15 @@ fn declared_parallelism_above_and_below_the_slots_runs_at_what_the_slots_allow()
     let out = cluster.config_dir().join("out");
     let yaml = job
         .yaml(&out, 10_000, 1)
-        .replace("    connector: datagen\n", "    connector: datagen\n    parallelism: 32\n")
+        .replace(
+            "    connector: datagen\n",
+            "    connector: datagen\n    parallelism: 32\n",
+        )
         .replace("    key-by: [user_id]\n", "    key-by: [user_id]\n    parallelism: 1\n");
-    assert!(yaml.contains("parallelism: 32") && yaml.contains("    parallelism: 1\n"), "{yaml}");
+    assert!(
+        yaml.contains("parallelism: 32") && yaml.contains("    parallelism: 1\n"),
+        "{yaml}"
+    );
     let id = cluster.submit(&yaml, "declared.yaml");
     wait_parallelism(cluster.rest_port, &id, 4, Duration::from_secs(30));
     tms.push(cluster.start_taskmanager(&[]).0);

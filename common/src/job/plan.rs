@@ -15,7 +15,8 @@ use sluice_proto::control as pb;
 
 use super::graph::{EdgePartition, GraphNode, JobGraph, NodeKind, Vertex};
 use super::spec::{
-    ColumnSpec, InputSpec, MetricKind, MetricSpec, Partition, SinkSpec, SourceSpec, TimeKind, WatermarkSpec, WindowKind, WindowSpec,
+    ColumnSpec, InputSpec, MetricKind, MetricSpec, Partition, SinkSpec, SourceSpec, TimeKind, WatermarkSpec,
+    WindowKind, WindowSpec,
 };
 use super::types::ColumnType;
 use crate::yaml_tree::Pos;
@@ -416,7 +417,8 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
             .map(|m| {
                 Ok(MetricSpec {
                     name: m.name.clone(),
-                    kind: MetricKind::parse(&m.kind).ok_or_else(|| what(format!("unknown metric kind '{}'", m.kind)))?,
+                    kind: MetricKind::parse(&m.kind)
+                        .ok_or_else(|| what(format!("unknown metric kind '{}'", m.kind)))?,
                     value: m.value.clone(),
                     pos: pos(m.line, m.column),
                 })

@@ -85,7 +85,10 @@ fn measurable(t: &DataType) -> bool {
     t.is_numeric()
         || matches!(
             t,
-            DataType::Duration(_) | DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Interval(IntervalUnit::DayTime) | DataType::Timestamp(..)
+            DataType::Duration(_)
+                | DataType::Interval(IntervalUnit::MonthDayNano)
+                | DataType::Interval(IntervalUnit::DayTime)
+                | DataType::Timestamp(..)
         )
 }
 
@@ -110,7 +113,9 @@ fn as_f64(values: &ArrayRef) -> Result<Vec<Option<f64>>, String> {
         DataType::Interval(IntervalUnit::MonthDayNano) => Ok(values
             .as_primitive::<arrow::datatypes::IntervalMonthDayNanoType>()
             .iter()
-            .map(|v| v.map(|v| (f64::from(v.months) * 30.0 + f64::from(v.days)) * 86_400_000.0 + v.nanoseconds as f64 / 1e6))
+            .map(|v| {
+                v.map(|v| (f64::from(v.months) * 30.0 + f64::from(v.days)) * 86_400_000.0 + v.nanoseconds as f64 / 1e6)
+            })
             .collect()),
         DataType::Interval(IntervalUnit::DayTime) => Ok(values
             .as_primitive::<arrow::datatypes::IntervalDayTimeType>()
@@ -175,8 +180,20 @@ impl CompiledMetric {
         let what = |e: String| format!("{} '{}': {e}", self.spec.kind.name(), self.spec.name);
         Ok(match &self.probe {
             Probe::Rows => Observation::Add(batch.num_rows() as f64),
-            Probe::Sum(e) => Observation::Add(as_f64(&e.evaluate(batch).map_err(what)?).map_err(what)?.into_iter().flatten().sum()),
-            Probe::Values(e) => Observation::Samples(as_f64(&e.evaluate(batch).map_err(what)?).map_err(what)?.into_iter().flatten().collect()),
+            Probe::Sum(e) => Observation::Add(
+                as_f64(&e.evaluate(batch).map_err(what)?)
+                    .map_err(what)?
+                    .into_iter()
+                    .flatten()
+                    .sum(),
+            ),
+            Probe::Values(e) => Observation::Samples(
+                as_f64(&e.evaluate(batch).map_err(what)?)
+                    .map_err(what)?
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
             Probe::Aggregate(agg) => {
                 let mut acc = agg.create_accumulator().map_err(|e| what(e.to_string()))?;
                 let args = agg
@@ -231,7 +248,10 @@ mod tests {
 
     fn observe(kind: MetricKind, value: Option<&str>) -> Observation {
         let b = batch();
-        compile_metric(&spec(kind, value), &b.schema()).unwrap().observe(&b).unwrap()
+        compile_metric(&spec(kind, value), &b.schema())
+            .unwrap()
+            .observe(&b)
+            .unwrap()
     }
 
     #[test]
@@ -270,6 +290,9 @@ mod tests {
             name: "a-b".into(),
             ..spec(MetricKind::Counter, None)
         };
-        assert!(compile_metric(&bad_name, &s).err().unwrap_or_default().contains("letters"));
+        assert!(compile_metric(&bad_name, &s)
+            .err()
+            .unwrap_or_default()
+            .contains("letters"));
     }
 }

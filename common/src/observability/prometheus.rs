@@ -56,18 +56,28 @@ fn sample_value(v: f64) -> String {
 
 impl ScrapeText {
     pub fn gauge(&mut self, name: &str, labels: &[(&str, String)], value: f64) {
-        let (_, lines) = self.families.entry(name.to_string()).or_insert(("gauge", String::new()));
+        let (_, lines) = self
+            .families
+            .entry(name.to_string())
+            .or_insert(("gauge", String::new()));
         let _ = writeln!(lines, "{name}{} {}", label_text(labels), sample_value(value));
     }
 
     /// A summary as Flink's reporter writes a histogram: one sample per quantile (label
     /// `quantile`) and `<name>_count`; no `_sum`.
     pub fn summary(&mut self, name: &str, labels: &[(&str, String)], quantiles: &[(f64, f64)], count: u64) {
-        let (_, lines) = self.families.entry(name.to_string()).or_insert(("summary", String::new()));
+        let (_, lines) = self
+            .families
+            .entry(name.to_string())
+            .or_insert(("summary", String::new()));
         for (q, v) in quantiles {
             let mut l = labels.to_vec();
             // As Java prints a double (Flink's label): 0.0, 0.5, 0.999, 1.0.
-            let q = if q.fract() == 0.0 { format!("{q:.1}") } else { q.to_string() };
+            let q = if q.fract() == 0.0 {
+                format!("{q:.1}")
+            } else {
+                q.to_string()
+            };
             l.push(("quantile", q));
             let _ = writeln!(lines, "{name}{} {}", label_text(&l), sample_value(*v));
         }

@@ -25,9 +25,15 @@ pub(crate) const QUANTILES: [f64; 8] = [0.0, 0.5, 0.75, 0.95, 0.98, 0.99, 0.999,
 #[derive(Debug)]
 enum Value {
     Counter(f64),
-    Meter { total: f64, marks: VecDeque<(Instant, f64)> },
+    Meter {
+        total: f64,
+        marks: VecDeque<(Instant, f64)>,
+    },
     Gauge(f64),
-    Histogram { window: VecDeque<f64>, count: u64 },
+    Histogram {
+        window: VecDeque<f64>,
+        count: u64,
+    },
 }
 
 impl Value {
@@ -52,7 +58,10 @@ impl Value {
             (Value::Meter { total, marks }, Observation::Add(n)) => {
                 *total += n;
                 // One mark per second at most, a minute of them.
-                if marks.back().is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1)) {
+                if marks
+                    .back()
+                    .is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1))
+                {
                     marks.push_back((now, *total));
                 } else if let Some(last) = marks.back_mut() {
                     last.1 = *total;
@@ -206,7 +215,11 @@ mod tests {
         for s in 1..=10 {
             m.record(Observation::Add(100.0), t0 + Duration::from_secs(s));
         }
-        assert_eq!(m.read(t0 + Duration::from_secs(10)), Reading::Gauge(100.0), "1000 more in 10 s");
+        assert_eq!(
+            m.read(t0 + Duration::from_secs(10)),
+            Reading::Gauge(100.0),
+            "1000 more in 10 s"
+        );
 
         let mut g = Value::new(MetricKind::Gauge);
         g.record(Observation::Set(Some(7.0)), t0);
