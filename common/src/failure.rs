@@ -6,6 +6,18 @@
 
 use sluice_proto::control::FailureClass as WireClass;
 
+/// A task's failure because the task it sends to went away: the consequence of that task's
+/// own failure (or of its taskmanager's loss), never a root cause.
+pub const CONSUMER_GONE: &str = "the consuming task has ended";
+/// A task's failure because the task it receives from went away.
+pub const PRODUCER_GONE: &str = "the sending taskmanager closed the data connection before the end of the partition";
+
+/// Whether a task's failure message only reports another task's end: the jobmanager reports
+/// the first failure that is not one of these as the job's cause.
+pub fn is_consequence(message: &str) -> bool {
+    message.contains(CONSUMER_GONE) || message.contains(PRODUCER_GONE)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
     /// The job or its data: a bad record, an expression that cannot run.

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use sluice_common::config::options::*;
 use sluice_common::config::Configuration;
+use sluice_common::failure::is_consequence;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, TaskState, TaskStateUpdate};
 use tokio::sync::{mpsc, Notify};
 
@@ -218,7 +219,12 @@ impl Scheduler {
                 entry.0 = status;
             }
         }
-        if status == TaskStatus::Failed && job.failure.is_none() {
+        // The first failure is the cause, unless it only reports another task's end (a broken
+        // channel) and that task's own failure comes after it.
+        let root_after_consequence = job.failure_task.is_some()
+            && job.failure.as_deref().is_some_and(is_consequence)
+            && !is_consequence(&update.failure);
+        if status == TaskStatus::Failed && (job.failure.is_none() || root_after_consequence) {
             job.failure = Some(update.failure.clone());
             job.failure_task = Some((update.vertex, update.subtask));
             job.failure_class = Some(sluice_common::failure::FailureClass::from_wire(update.failure_class));

@@ -68,7 +68,7 @@ impl GateShared {
         })??;
         self.tx
             .send((ch, event))
-            .map_err(|_| "the consuming task has ended".to_string())
+            .map_err(|_| sluice_common::failure::CONSUMER_GONE.to_string())
     }
 
     /// The sender of `ch` has `backlog` buffers waiting for credit.

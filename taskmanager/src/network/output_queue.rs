@@ -50,7 +50,10 @@ impl Target {
             Target::Local(..) => "its local consumer".to_string(),
             Target::Remote(conn, _) => format!("the taskmanager at {}", conn.peer()),
         };
-        format!("channel {id:?} to {peer} closed while waiting for credit (the consumer is gone)")
+        format!(
+            "channel {id:?} to {peer} closed while waiting for credit ({})",
+            sluice_common::failure::CONSUMER_GONE
+        )
     }
 }
 

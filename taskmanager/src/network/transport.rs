@@ -196,7 +196,7 @@ async fn receive(stream: TcpStream, gates: Arc<GateRegistry>) -> Result<(), Stri
     // their producer, and their consumers are told.
     stop.notify_one();
     let reason = match &result {
-        Ok(()) => "the sending taskmanager closed the data connection before the end of the partition".to_string(),
+        Ok(()) => sluice_common::failure::PRODUCER_GONE.to_string(),
         Err(e) => format!("data connection failed: {e}"),
     };
     if let Ok(r) = routes.lock() {

@@ -9,14 +9,13 @@ use crate::scheduler::job::JobState;
 use crate::scheduler::reactive::PendingRescale;
 
 pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
-    let (id, cause, class) = {
+    let id = {
         let mut job = ctx.handle.lock();
-        let cause = job.failure.clone().unwrap_or_default();
-        let class = job.failure_class;
         if ctx.reactive.is_some() && job.pending_rescale.is_none() {
-            job.pending_rescale = Some(PendingRescale::now(&job, cause.clone()));
+            let cause = job.failure.clone().unwrap_or_default();
+            job.pending_rescale = Some(PendingRescale::now(&job, cause));
         }
-        (job.id.clone(), cause, class)
+        job.id.clone()
     };
     ctx.scheduler.cancel_on(&attempt.tms, &id, attempt.epoch).await;
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -28,6 +27,12 @@ pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
         ctx.wait().await;
     }
     drop(attempt);
+    // Read once every subtask ended: a task that failed on a broken channel may have reported
+    // before the task whose failure broke it (`Scheduler::on_task_state` keeps the latter).
+    let (cause, class) = {
+        let job = ctx.handle.lock();
+        (job.failure.clone().unwrap_or_default(), job.failure_class)
+    };
     // Flink's FailureResult.canNotRestart: a failure of the job or its settings fails the same
     // way on every attempt, so the restart strategy is not asked.
     if let Some(c) = class.filter(|c| !c.can_restart()) {

@@ -225,3 +225,44 @@ async fn the_end_of_every_input_triggers_the_final_checkpoint_at_once() {
     assert_eq!(job.vertex_status(0), "RUNNING", "a finishing subtask shows as RUNNING");
     assert_eq!(job.task_counts(None).get("RUNNING"), Some(&2));
 }
+
+#[tokio::test]
+async fn a_task_that_failed_on_a_broken_channel_does_not_hide_the_root_cause() {
+    let c = cluster(
+        "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\nrestart-strategy.fixed-delay.delay: 10 ms\n",
+        Duration::from_secs(5),
+    );
+    let id = c.submit(JOB).await;
+    let d = c.deployment(1).await;
+    c.report(&d, TaskState::Running, None);
+    c.state_becomes(&id, "RUNNING").await;
+    // The producer notices first that its consumer is gone; the consumer's own failure (the
+    // cause) arrives after it.
+    let fail = |subtask: u32, class: FailureClass, message: &str| {
+        c.scheduler.on_task_state(&TaskStateUpdate {
+            job_id: d.job_id.clone(),
+            epoch: d.epoch,
+            vertex: 0,
+            subtask,
+            state: TaskState::Failed as i32,
+            failure: message.to_string(),
+            failure_class: class.to_wire(),
+            resource_id: "tm-a".into(),
+            end_of_input: false,
+        })
+    };
+    fail(0, FailureClass::Transient, sluice_common::failure::CONSUMER_GONE);
+    fail(
+        1,
+        FailureClass::Config,
+        "the window's state exceeds the heap budget of its slot",
+    );
+    c.state_becomes(&id, "FAILED").await;
+    let job = c.scheduler.job(&id).unwrap();
+    assert_eq!(
+        job.failure.as_deref(),
+        Some("the window's state exceeds the heap budget of its slot")
+    );
+    assert_eq!(job.failure_class, Some(FailureClass::Config), "not restarted");
+    assert_eq!(job.failure_task, Some((0, 1)));
+}
