@@ -191,6 +191,32 @@ fn operator_metrics_compile_against_their_input_or_name_what_is_wrong() {
 }
 
 #[test]
+fn reinterpret_as_keyed_keeps_a_forward_edge_at_the_inputs_parallelism() {
+    let keyed = |extra: &str| {
+        DESIGN_EXAMPLE.replace("    parallelism: 8\n", "").replace(
+            "    key-by: [user_id]\n",
+            &format!("    key-by: [user_id]\n    reinterpret-as-keyed: true\n{extra}"),
+        )
+    };
+    let g = build(&keyed("    parallelism: 4\n")).unwrap();
+    let window = g.nodes.iter().find(|n| n.id == "per-user").expect("node");
+    assert_eq!(window.input_partitions, vec![EdgePartition::Forward]);
+    // Chained with its input: no shuffle at all.
+    assert!(
+        g.vertices.iter().any(|v| v.name.contains("valid -> per-user")),
+        "{:?}",
+        g.vertices
+    );
+    let e = error(&keyed("    parallelism: 8\n"));
+    assert!(
+        e.contains("'per-user'") && e.contains("needs the input's parallelism"),
+        "{e}"
+    );
+    let e = error(&CHAINED.replace("filter: x > 1", "filter: x > 1\n    reinterpret-as-keyed: true"));
+    assert!(e.contains("'reinterpret-as-keyed' needs 'key-by'"), "{e}");
+}
+
+#[test]
 fn parallelism_above_max_parallelism() {
     // Without max-parallelism Flink's default grows with the parallelism (300 → 512).
     assert_eq!(

@@ -27,6 +27,8 @@ struct Draft {
     key_by: Vec<String>,
     kind: DraftKind,
     metrics: Vec<MetricSpec>,
+    /// Keyed by `key_by` over a forward edge (`reinterpret-as-keyed`).
+    reinterpret: bool,
 }
 
 enum DraftKind {
@@ -48,6 +50,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             key_by: Vec::new(),
             kind: DraftKind::Source(s.clone()),
             metrics: Vec::new(),
+            reinterpret: false,
         });
     }
     for o in &spec.operators {
@@ -61,6 +64,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             key_by: o.key_by.clone(),
             kind: DraftKind::Operator(o.kind.clone()),
             metrics: o.metrics.clone(),
+            reinterpret: o.reinterpret_as_keyed,
         });
     }
     for s in &spec.sinks {
@@ -74,6 +78,7 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             key_by: Vec::new(),
             kind: DraftKind::Sink(s.clone()),
             metrics: Vec::new(),
+            reinterpret: false,
         });
     }
     out
@@ -270,7 +275,18 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         let mut partitions = Vec::with_capacity(ins.len());
         for (k, (_, explicit, pos)) in d.inputs.iter().enumerate() {
             let upstream = parallelism[ins[k]];
-            let part = if !d.key_by.is_empty() {
+            let part = if d.reinterpret {
+                if upstream != p {
+                    return Err(err_at(
+                        *pos,
+                        &d.id,
+                        format!(
+                            "reinterprets its input as keyed, which keeps the input's partitioning: it needs the input's parallelism {upstream}, not {p}"
+                        ),
+                    ));
+                }
+                EdgePartition::Forward
+            } else if !d.key_by.is_empty() {
                 if explicit.is_some() {
                     return Err(JobError::at(
                         *pos,

@@ -370,7 +370,7 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
     })
 }
 
-const OPERATOR_FIELDS: [&str; 14] = [
+const OPERATOR_FIELDS: [&str; 15] = [
     "id",
     "uid",
     "input",
@@ -385,6 +385,7 @@ const OPERATOR_FIELDS: [&str; 14] = [
     "state.ttl",
     "union",
     "metrics",
+    "reinterpret-as-keyed",
 ];
 
 /// An `aggregate:` map (output column → aggregate call); `what` names its operator.
@@ -453,7 +454,14 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let ttl = f.duration("state.ttl")?;
     let union = f.bool("union")?.unwrap_or(false);
     let metrics = list(f.take("metrics"), "metrics", metric)?;
+    let reinterpret = f.bool("reinterpret-as-keyed")?;
     f.done(&OPERATOR_FIELDS)?;
+    if reinterpret == Some(true) && key_by.is_empty() {
+        return Err(JobError::at(
+            node.pos,
+            format!("operator '{id}': 'reinterpret-as-keyed' needs 'key-by' (the columns its input is partitioned by)"),
+        ));
+    }
 
     let kinds = [filter.is_some(), select.is_some(), window_spec.is_some(), union]
         .iter()
@@ -527,6 +535,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         key_by,
         kind,
         metrics,
+        reinterpret_as_keyed: reinterpret == Some(true),
     })
 }
 

@@ -94,3 +94,50 @@ fn config_and_user_failures_fail_at_once_and_transient_ones_restart() {
         job_restarts(jm_metrics, &id)
     );
 }
+
+/// `reinterpret-as-keyed`: over an input that a key-by really partitioned it runs (no second
+/// shuffle); over one that is not partitioned by its keys the job fails at once, as a user
+/// failure naming the row, instead of keeping wrong state.
+#[test]
+fn reinterpret_as_keyed_runs_on_partitioned_input_and_fails_on_the_rest() {
+    let mut cluster = Cluster::new(RESTARTS);
+    let (_jm, _) = cluster.start_jobmanager();
+    let (_tm, _) = cluster.start_taskmanager(&[]);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let job = |shuffle: bool| {
+        let (shuffled, input) = if shuffle {
+            ("  - {id: shuffled, input: s, key-by: [user_id]}\n", "shuffled")
+        } else {
+            ("", "s")
+        };
+        format!(
+            r#"name: reinterpreted
+parallelism: 2
+sources:
+  - id: s
+    connector: datagen
+    options: {{number-of-rows: 20000, splits: 4}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "seq % 100"}}
+      - {{name: ts, type: timestamp, expr: "to_timestamp_millis(1767225600000 + seq)"}}
+    watermark: {{column: ts, max-out-of-orderness: 0 ms}}
+operators:
+{shuffled}  - id: per-user
+    input: {input}
+    key-by: [user_id]
+    reinterpret-as-keyed: true
+    window: {{type: tumbling, size: 2 s}}
+    aggregate: {{n: "count(*)"}}
+sinks:
+  - {{id: o, input: per-user, connector: blackhole}}
+"#
+        )
+    };
+    let id = cluster.submit(&job(true), "partitioned.yaml");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(60));
+    let cause = fails_at_once(&cluster, &job(false), "user");
+    assert!(
+        cause.contains("'per-user' reinterprets its input as keyed by [user_id]") && cause.contains("not partitioned"),
+        "{cause}"
+    );
+}

@@ -144,6 +144,9 @@ pub struct OperatorSpec {
     pub kind: OperatorKind,
     /// User metrics over the rows the operator receives.
     pub metrics: Vec<MetricSpec>,
+    /// `reinterpret-as-keyed: true` (Flink's `reinterpretAsKeyedStream`): the input is already
+    /// partitioned by `key_by` as a hash edge would; it stays a forward edge, no shuffle.
+    pub reinterpret_as_keyed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,10 +22,6 @@ pub(crate) struct TaskInfo {
 }
 
 pub(crate) struct OperatorContext {
-    #[allow(
-        dead_code,
-        reason = "part of the operator contract; the built-in operators do not read it yet"
-    )]
     pub task: Arc<TaskInfo>,
     metrics: Arc<TaskMetrics>,
 }

@@ -7,6 +7,7 @@
 
 mod context;
 mod filter;
+mod key_group_guard;
 mod keyed_aggregate;
 mod select;
 pub(crate) mod window;
@@ -18,6 +19,7 @@ use crate::state::snapshot::OperatorSnapshot;
 
 pub(crate) use context::{OperatorContext, TaskInfo};
 pub(crate) use filter::Filter;
+pub(crate) use key_group_guard::KeyGroupGuard;
 pub(crate) use keyed_aggregate::KeyedAggregate;
 pub(crate) use select::Select;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use sluice_common::job::user_metrics::compile_metric;
-use sluice_common::job::{GraphNode, JobGraph, NodeKind};
+use sluice_common::job::{EdgePartition, GraphNode, JobGraph, NodeKind};
 use sluice_connectors::{registry, SinkContext, Source, SourceContext, Split};
 
 use super::metrics::TaskMetrics;
@@ -17,7 +17,7 @@ use super::user_metrics::MetricsProbe;
 use super::watermarks::SplitWatermarks;
 use crate::error::TaskError;
 use crate::operators::window::WindowAggregate;
-use crate::operators::{Chain, Filter, KeyedAggregate, Operator, Select};
+use crate::operators::{Chain, Filter, KeyGroupGuard, KeyedAggregate, Operator, Select};
 use crate::state::snapshot::OperatorRestoreData;
 use crate::state::StateSettings;
 use sluice_common::state::KeyGroupRange;
@@ -111,6 +111,20 @@ pub(crate) fn build_task(
                 format!("{}#metrics", node.uid),
                 Box::new(MetricsProbe::new(&node.id, compiled, &metrics.user)),
             ));
+        }
+        // A keyed operator over a forward edge reinterprets its input as keyed: check it.
+        if let NodeKind::Window { keys, .. } | NodeKind::Aggregate { keys, .. } = &node.kind {
+            if node.input_partitions.first() == Some(&EdgePartition::Forward) {
+                ops.push((
+                    format!("{}#key-groups", node.uid),
+                    Box::new(KeyGroupGuard::new(
+                        &node.id,
+                        keys,
+                        graph.max_parallelism,
+                        KeyGroupRange::of_subtask(graph.max_parallelism, node.parallelism, subtask),
+                    )),
+                ));
+            }
         }
         match &node.kind {
             NodeKind::Source { spec } => {
