@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_common::job::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
 use sluice_common::job::graph::*;
 use sluice_common::job::spec::{
-    JobSpec, MetricSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind,
+    BroadcastSpec, JobSpec, MetricSpec, OperatorKind, Partition, SinkSpec, SourceSpec, TimeKind, WindowKind,
 };
 use sluice_common::job::user_metrics::compile_metric;
 use sluice_common::job::{ConnectorCatalog, JobError, JobResult};
@@ -59,7 +59,15 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             uid: o.uid.clone(),
             pos: o.pos,
             parallelism: o.parallelism,
-            inputs: o.inputs.iter().map(|i| (i.id.clone(), i.partition, i.pos)).collect(),
+            inputs: o
+                .inputs
+                .iter()
+                .chain(match &o.kind {
+                    OperatorKind::Broadcast(b) => Some(&b.input),
+                    _ => None,
+                })
+                .map(|i| (i.id.clone(), i.partition, i.pos))
+                .collect(),
             chain: o.chain,
             key_by: o.key_by.clone(),
             kind: DraftKind::Operator(o.kind.clone()),
@@ -275,7 +283,10 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         let mut partitions = Vec::with_capacity(ins.len());
         for (k, (_, explicit, pos)) in d.inputs.iter().enumerate() {
             let upstream = parallelism[ins[k]];
-            let part = if d.reinterpret {
+            let broadcast_input = k == 1 && matches!(d.kind, DraftKind::Operator(OperatorKind::Broadcast(_)));
+            let part = if broadcast_input {
+                EdgePartition::Broadcast
+            } else if d.reinterpret {
                 if upstream != p {
                     return Err(err_at(
                         *pos,
@@ -429,6 +440,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                         };
                         (kind, Arc::new(Schema::new(fields)), None)
                     }
+                    OperatorKind::Broadcast(b) => broadcast_node(d, b, up, input(1))?,
                     OperatorKind::Union => {
                         for k in 1..ins.len() {
                             let other = input(k);
@@ -598,4 +610,82 @@ fn check_metrics(d: &Draft, input: Option<&SchemaRef>) -> JobResult<()> {
         }
     }
     Ok(())
+}
+
+/// A broadcast operator's node: the main columns, then the broadcast entry's (its key left
+/// out; nullable under a left join), the main rowtime; both inputs need event time.
+fn broadcast_node(
+    d: &Draft,
+    b: &BroadcastSpec,
+    main: &GraphNode,
+    rules: &GraphNode,
+) -> JobResult<(NodeKind, SchemaRef, Option<String>)> {
+    let (Some(main_time), Some(rules_time)) = (&main.rowtime, &rules.rowtime) else {
+        return Err(err_at(
+            b.pos,
+            &d.id,
+            format!(
+                "a broadcast applies each entry from its event time on: '{}' and '{}' both need an event-time column (a watermark)",
+                main.id, rules.id
+            ),
+        ));
+    };
+    let column = |schema: &SchemaRef, name: &str, of: &str| {
+        schema
+            .field_with_name(name)
+            .cloned()
+            .map_err(|_| err_at(b.pos, &d.id, format!("'{of}' has no column '{name}'")))
+    };
+    let key = column(&rules.schema, &b.key, &rules.id)?;
+    let lookup = column(&main.schema, &b.lookup, &main.id)?;
+    if !is_key_type(key.data_type()) || !is_key_type(lookup.data_type()) {
+        return Err(err_at(
+            b.pos,
+            &d.id,
+            format!(
+                "'{}' and '{}' must be key types (integers, strings, booleans)",
+                b.key, b.lookup
+            ),
+        ));
+    }
+    let mut fields: Vec<Field> = main.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for f in rules.schema.fields() {
+        if f.name() == &b.key || f.name() == rules_time {
+            continue;
+        }
+        if main.schema.field_with_name(f.name()).is_ok() {
+            return Err(err_at(
+                b.pos,
+                &d.id,
+                format!(
+                    "'{}' and '{}' both have a column '{}'; rename one with a select",
+                    main.id,
+                    rules.id,
+                    f.name()
+                ),
+            ));
+        }
+        fields.push(f.as_ref().clone().with_nullable(true));
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    if let Some(sql) = &b.filter {
+        let e = compile_scalar(sql, &schema).map_err(|e| err_at(b.pos, &d.id, format!("filter '{sql}': {e}")))?;
+        if e.data_type != DataType::Boolean {
+            return Err(err_at(
+                b.pos,
+                &d.id,
+                format!("filter '{sql}' has type {}, expected boolean", e.data_type),
+            ));
+        }
+    }
+    Ok((
+        NodeKind::Broadcast {
+            key: b.key.clone(),
+            lookup: b.lookup.clone(),
+            inner: b.inner,
+            filter: b.filter.clone(),
+        },
+        schema,
+        Some(main_time.clone()),
+    ))
 }

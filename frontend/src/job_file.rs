@@ -370,7 +370,7 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
     })
 }
 
-const OPERATOR_FIELDS: [&str; 15] = [
+const OPERATOR_FIELDS: [&str; 16] = [
     "id",
     "uid",
     "input",
@@ -386,6 +386,7 @@ const OPERATOR_FIELDS: [&str; 15] = [
     "union",
     "metrics",
     "reinterpret-as-keyed",
+    "broadcast",
 ];
 
 /// An `aggregate:` map (output column → aggregate call); `what` names its operator.
@@ -455,6 +456,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let union = f.bool("union")?.unwrap_or(false);
     let metrics = list(f.take("metrics"), "metrics", metric)?;
     let reinterpret = f.bool("reinterpret-as-keyed")?;
+    let broadcast_spec = f.take("broadcast").map(broadcast).transpose()?;
     f.done(&OPERATOR_FIELDS)?;
     if reinterpret == Some(true) && key_by.is_empty() {
         return Err(JobError::at(
@@ -463,15 +465,21 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         ));
     }
 
-    let kinds = [filter.is_some(), select.is_some(), window_spec.is_some(), union]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let kinds = [
+        filter.is_some(),
+        select.is_some(),
+        window_spec.is_some(),
+        union,
+        broadcast_spec.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if kinds > 1 {
         return Err(JobError::at(
             node.pos,
             format!(
-                "operator '{id}' has more than one of filter, select, window, union; split it into several operators"
+                "operator '{id}' has more than one of filter, select, window, union, broadcast; split it into several operators"
             ),
         ));
     }
@@ -515,6 +523,17 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
             aggregates,
             ttl: ttl.filter(|t| !t.is_zero()),
         }
+    } else if let Some(b) = broadcast_spec {
+        if inputs.len() > 1 {
+            return Err(JobError::at(
+                node.pos,
+                format!(
+                    "operator '{id}' connects one main input to its broadcast input; it lists {} inputs",
+                    inputs.len()
+                ),
+            ));
+        }
+        OperatorKind::Broadcast(b)
     } else if union || inputs.len() > 1 {
         OperatorKind::Union
     } else if !key_by.is_empty() {
@@ -536,6 +555,46 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         kind,
         metrics,
         reinterpret_as_keyed: reinterpret == Some(true),
+    })
+}
+
+/// `broadcast: {input: rules, key: rule_id, lookup: user_group, join: left, filter: "…"}`.
+fn broadcast(node: &Node) -> JobResult<BroadcastSpec> {
+    let mut f = Fields::of(node, "a broadcast")?;
+    let input_node = match f.take("input") {
+        Some(n) => n,
+        None => return Err(f.missing("input", "a broadcast needs the 'input' it receives".to_string())),
+    };
+    let mut ins = inputs(input_node, Some(Partition::Broadcast))?;
+    if ins.len() != 1 {
+        return Err(JobError::at(input_node.pos, "a broadcast has one input"));
+    }
+    let mut input = ins.remove(0);
+    input.partition = Some(Partition::Broadcast);
+    let (key, _) = f.required("key")?;
+    let (lookup, _) = f.required("lookup")?;
+    let inner = match f.str("join")? {
+        None => false,
+        Some((j, pos)) => match j.as_str() {
+            "left" => false,
+            "inner" => true,
+            other => {
+                return Err(JobError::at(
+                    pos,
+                    format!("unknown join '{other}'; expected left or inner"),
+                ))
+            }
+        },
+    };
+    let filter = f.str("filter")?.map(|(e, _)| e);
+    f.done(&["input", "key", "lookup", "join", "filter"])?;
+    Ok(BroadcastSpec {
+        input,
+        key,
+        lookup,
+        inner,
+        filter,
+        pos: node.pos,
     })
 }
 

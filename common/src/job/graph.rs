@@ -74,6 +74,14 @@ pub enum NodeKind {
         ttl: Option<std::time::Duration>,
     },
     Union,
+    /// Two inputs: main rows (input 0) enriched with the broadcast entry (input 1, keyed by
+    /// `key`) whose value `lookup` names, the entry in force at the main row's event time.
+    Broadcast {
+        key: String,
+        lookup: String,
+        inner: bool,
+        filter: Option<String>,
+    },
     Sink {
         spec: SinkSpec,
     },

@@ -259,6 +259,17 @@ fn node_to_plan(n: &GraphNode) -> PlanResult<pb::PlanNode> {
             ttl_millis: ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         }),
         NodeKind::Union => Kind::Union(true),
+        NodeKind::Broadcast {
+            key,
+            lookup,
+            inner,
+            filter,
+        } => Kind::Broadcast(pb::PlanBroadcast {
+            key: key.clone(),
+            lookup: lookup.clone(),
+            inner: *inner,
+            filter: filter.clone(),
+        }),
         NodeKind::Sink { spec } => Kind::Sink(pb::PlanSink {
             connector: spec.connector.clone(),
             options: options_to_plan(&spec.options),
@@ -374,6 +385,12 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
             ttl: (a.ttl_millis > 0).then(|| Duration::from_millis(a.ttl_millis)),
         },
         Kind::Union(_) => NodeKind::Union,
+        Kind::Broadcast(b) => NodeKind::Broadcast {
+            key: b.key.clone(),
+            lookup: b.lookup.clone(),
+            inner: b.inner,
+            filter: b.filter.clone(),
+        },
         Kind::Sink(s) => NodeKind::Sink {
             spec: SinkSpec {
                 id: n.id.clone(),

@@ -105,6 +105,25 @@ pub enum OperatorKind {
         ttl: Option<std::time::Duration>,
     },
     Union,
+    /// Connected to a broadcast stream (Flink's broadcast state pattern): main rows look up the
+    /// broadcast entry in force at their event time.
+    Broadcast(BroadcastSpec),
+}
+
+/// `broadcast: {input, key, lookup, join, filter}` of an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastSpec {
+    /// The broadcast stream; every subtask receives all of it.
+    pub input: InputSpec,
+    /// Its column naming each entry: a newer row (by event time) replaces the entry.
+    pub key: String,
+    /// The main column whose value selects the entry.
+    pub lookup: String,
+    /// `join: inner` drops main rows without an entry; `left` (default) keeps them with nulls.
+    pub inner: bool,
+    /// Keeps the joined rows where this is true (over main and broadcast columns).
+    pub filter: Option<String>,
+    pub pos: Pos,
 }
 
 impl OperatorKind {
@@ -112,6 +131,7 @@ impl OperatorKind {
     pub fn max_inputs(&self) -> Option<usize> {
         match self {
             OperatorKind::Union => None,
+            OperatorKind::Broadcast(_) => Some(2),
             OperatorKind::Filter(..)
             | OperatorKind::Select(_)
             | OperatorKind::KeyBy
@@ -128,6 +148,7 @@ impl OperatorKind {
             OperatorKind::Window { .. } => "window",
             OperatorKind::Aggregate { .. } => "aggregate",
             OperatorKind::Union => "union",
+            OperatorKind::Broadcast(_) => "broadcast",
         }
     }
 }

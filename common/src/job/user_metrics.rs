@@ -70,7 +70,7 @@ pub enum Observation {
 enum Probe {
     Rows,
     Sum(CompiledExpr),
-    Aggregate(AggregateFunctionExpr),
+    Aggregate(Box<AggregateFunctionExpr>),
     Values(CompiledExpr),
 }
 
@@ -155,7 +155,7 @@ pub fn compile_metric(spec: &MetricSpec, input: &SchemaRef) -> Result<CompiledMe
             if !measurable(&t) {
                 return Err(format!("{what}: '{sql}' is {t}, not a number"));
             }
-            Probe::Aggregate(agg)
+            Probe::Aggregate(Box::new(agg))
         }
         (MetricKind::Histogram | MetricKind::Gauge, None) => {
             return Err(format!(

@@ -1,7 +1,8 @@
 //! Which part of a snapshot a subtask of the restored job gets (Flink's
 //! `StateAssignmentOperation`): keyed handles whose key-group range intersects the subtask's
 //! range, and operator lists redistributed by even split (contiguous chunks in old-subtask
-//! order, the first `T mod p` subtasks one more) or union (everything to everyone).
+//! order, the first `T mod p` subtasks one more), union (everything to everyone) or broadcast
+//! (subtask i gets old subtask i mod p_old's copy).
 
 use crate::proto::checkpoint::{CheckpointMetadata, RedistributionMode, StateHandle};
 
@@ -57,6 +58,22 @@ pub fn assign(metadata: &CheckpointMetadata, uid: &str, parallelism: u32, subtas
                 .collect();
             let elements = match mode {
                 RedistributionMode::Union => all,
+                RedistributionMode::Broadcast => {
+                    let holders: Vec<_> = subtasks
+                        .iter()
+                        .filter(|s| s.lists.iter().any(|l| l.name == name))
+                        .collect();
+                    holders
+                        .get(subtask as usize % holders.len().max(1))
+                        .map(|s| {
+                            s.lists
+                                .iter()
+                                .filter(|l| l.name == name)
+                                .flat_map(|l| l.elements.iter().cloned())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }
                 RedistributionMode::SplitDistribute => {
                     let (p, i, t) = (parallelism as usize, subtask as usize, all.len());
                     let (base, extra) = (t / p, t % p);
@@ -107,6 +124,11 @@ mod tests {
                     mode: RedistributionMode::Union as i32,
                     elements: vec![format!("w{i}").into_bytes()],
                 },
+                OperatorListState {
+                    name: "rules".into(),
+                    mode: RedistributionMode::Broadcast as i32,
+                    elements: vec![format!("copy{i}").into_bytes()],
+                },
             ],
             ..Default::default()
         };
@@ -143,6 +165,9 @@ mod tests {
         for p in &parts {
             assert_eq!(strings(p.list("wm")), vec!["w0", "w1"]);
         }
+        // Broadcast state: subtask i gets old subtask i mod 2's copy.
+        let copies: Vec<_> = parts.iter().map(|p| strings(p.list("rules"))).collect();
+        assert_eq!(copies, vec![vec!["copy0"], vec!["copy1"], vec!["copy0"]]);
         assert!(assign(&m, "other", 3, 0).is_none());
     }
 
@@ -151,6 +176,7 @@ mod tests {
         let r = assign(&meta(), "op", 1, 0).unwrap();
         assert_eq!(r.keyed.len(), 2);
         assert_eq!(strings(r.list("splits")), vec!["a", "b", "c", "d", "e"]);
+        assert_eq!(strings(r.list("rules")), vec!["copy0"]);
     }
 
     #[test]

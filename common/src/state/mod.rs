@@ -4,6 +4,7 @@
 //! intersection for keyed state and by Flink's even-split or union for operator lists.
 
 pub mod assignment;
+pub mod batch_ipc;
 pub mod key_group_blocks;
 
 /// An inclusive key-group range, as Flink's `KeyGroupRange`.

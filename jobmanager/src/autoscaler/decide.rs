@@ -54,7 +54,7 @@ pub(crate) struct Evaluated {
 }
 
 impl Evaluated {
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
         json!({
             "input_rate": self.metrics.input_rate,
@@ -183,7 +183,7 @@ fn capacity(s: &AutoscalerSettings, e: &Evaluated, utilization: f64, with_restar
 
 /// The smallest parallelism ≥ `p` that divides `n` (up to n/2, Flink's alignment), else `p`.
 fn align(p: u32, n: u32, upper: u32) -> u32 {
-    (p..=(n / 2).min(upper)).find(|q| n % q == 0).unwrap_or(p)
+    (p..=(n / 2).min(upper)).find(|q| n.is_multiple_of(*q)).unwrap_or(p)
 }
 
 /// Each vertex's new parallelism where it should change.

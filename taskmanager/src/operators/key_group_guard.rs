@@ -74,6 +74,10 @@ impl Operator for KeyGroupGuard {
         out.push(batch);
         Ok(())
     }
+
+    fn passes_input_on(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! that knows the failure is the job's or a setting's says so, so the job is not restarted
 //! in vain.
 
+mod broadcast_join;
 mod context;
 mod filter;
 mod key_group_guard;
@@ -17,6 +18,7 @@ use arrow::record_batch::RecordBatch;
 use crate::error::TaskError;
 use crate::state::snapshot::OperatorSnapshot;
 
+pub(crate) use broadcast_join::{BroadcastColumns, BroadcastJoin};
 pub(crate) use context::{OperatorContext, TaskInfo};
 pub(crate) use filter::Filter;
 pub(crate) use key_group_guard::KeyGroupGuard;
@@ -62,6 +64,12 @@ pub(crate) trait Operator: Send {
     /// Checkpoint `checkpoint_id` is complete (two-phase-commit sinks commit here).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), TaskError> {
         Ok(())
+    }
+
+    /// A probe that emits its input unchanged: the operator after it still sees which input
+    /// a batch came from.
+    fn passes_input_on(&self) -> bool {
+        false
     }
 }
 
@@ -112,16 +120,19 @@ impl Chain {
         mut batches: Vec<RecordBatch>,
         ctx: &OperatorContext,
     ) -> Result<Vec<RecordBatch>, TaskError> {
-        for (i, op) in self.ops[k..].iter_mut().enumerate() {
+        let mut from = input;
+        for op in self.ops[k..].iter_mut() {
             if batches.is_empty() {
                 break;
             }
-            let from = if i == 0 { input } else { 0 };
             let mut next = Vec::new();
             for b in batches {
                 op.process(from, b, ctx, &mut next)?;
             }
             batches = next;
+            if !op.passes_input_on() {
+                from = 0;
+            }
         }
         Ok(batches)
     }

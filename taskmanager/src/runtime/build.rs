@@ -17,7 +17,9 @@ use super::user_metrics::MetricsProbe;
 use super::watermarks::SplitWatermarks;
 use crate::error::TaskError;
 use crate::operators::window::WindowAggregate;
-use crate::operators::{Chain, Filter, KeyGroupGuard, KeyedAggregate, Operator, Select};
+use crate::operators::{
+    BroadcastColumns, BroadcastJoin, Chain, Filter, KeyGroupGuard, KeyedAggregate, Operator, Select,
+};
 use crate::state::snapshot::OperatorRestoreData;
 use crate::state::StateSettings;
 use sluice_common::state::KeyGroupRange;
@@ -168,6 +170,34 @@ pub(crate) fn build_task(
                 Box::new(Select::new(columns, &need_input()?, node.schema.clone()).map_err(named)?),
             )),
             NodeKind::KeyBy | NodeKind::Union => {}
+            NodeKind::Broadcast {
+                key,
+                lookup,
+                inner,
+                filter,
+            } => {
+                let (main, rules) = match node.inputs.as_slice() {
+                    [m, r] => (&graph.nodes[*m], &graph.nodes[*r]),
+                    _ => return Err(named(format!("a broadcast takes 2 inputs, not {}", node.inputs.len()))),
+                };
+                let time = |n: &GraphNode| {
+                    n.rowtime
+                        .clone()
+                        .ok_or_else(|| named(format!("input '{}' has no event-time column", n.id)))
+                };
+                let cols = BroadcastColumns {
+                    main: main.schema.clone(),
+                    main_time: time(main)?,
+                    lookup: lookup.clone(),
+                    rules: rules.schema.clone(),
+                    rules_time: time(rules)?,
+                    key: key.clone(),
+                    output: node.schema.clone(),
+                };
+                let op = BroadcastJoin::new(cols, *inner, filter.as_deref(), ctx.restore.remove(&node.uid))
+                    .map_err(named)?;
+                ops.push((node.uid.clone(), Box::new(op)));
+            }
             NodeKind::Window {
                 keys,
                 window,

@@ -175,11 +175,16 @@ impl MetricsProbe {
 impl Operator for MetricsProbe {
     fn process(
         &mut self,
-        _input: usize,
+        input: usize,
         batch: RecordBatch,
         _ctx: &OperatorContext,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), TaskError> {
+        if input != 0 {
+            // A broadcast input: the metrics are over the main rows.
+            out.push(batch);
+            return Ok(());
+        }
         let now = Instant::now();
         let mut observed = Vec::with_capacity(self.metrics.len());
         for m in &self.metrics {
@@ -195,6 +200,10 @@ impl Operator for MetricsProbe {
         }
         out.push(batch);
         Ok(())
+    }
+
+    fn passes_input_on(&self) -> bool {
+        true
     }
 }
 
