@@ -180,14 +180,26 @@ pub async fn run(config: Configuration) -> Result<(), String> {
 
     let lost = match &ha {
         Some(ha) => {
-            let started = std::time::Instant::now();
-            match scheduler.recover_jobs().await {
-                Ok(n) => tracing::info!(
-                    "Recovered {n} job(s) from the HA store in {} ms.",
-                    started.elapsed().as_millis()
-                ),
-                Err(e) => tracing::error!("Cannot read the submitted jobs from the HA store: {e}"),
-            }
+            // The jobs this leader must resume; the store may not answer yet: try again.
+            let recovering = scheduler.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                loop {
+                    match recovering.recover_jobs().await {
+                        Ok(n) => {
+                            tracing::info!(
+                                "Recovered {n} job(s) from the HA store in {} ms.",
+                                started.elapsed().as_millis()
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!("Cannot read the submitted jobs from the HA store (retrying): {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
             let leadership = ha.leadership.clone();
             tokio::select! {
                 why = leadership.hold() => Some(why),

@@ -209,6 +209,17 @@ pub fn checkpoints_and_restarts(dir: &Path, interval: &str) -> String {
     )
 }
 
+/// Cluster configuration for reactive-mode tests: checkpoints every 500 ms into `dir`, and a
+/// fixed-delay restart strategy that outlasts any test (1000 attempts, 100 ms apart).
+pub fn reactive_checkpoints(dir: &Path) -> String {
+    format!(
+        "scheduler-mode: reactive\nexecution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 500 ms\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
+         restart-strategy.fixed-delay.delay: 100 ms\n",
+        dir.display()
+    )
+}
+
 /// `flink_jobmanager_job_numRestarts` of job `id` on the jobmanager's metrics port (0 while
 /// it does not answer).
 pub fn job_restarts(metrics_port: u16, id: &str) -> u64 {

@@ -94,12 +94,7 @@ fn committed(out: &std::path::Path) -> (BTreeMap<i64, i64>, usize) {
 #[test]
 fn events_take_the_rule_in_force_at_their_event_time_through_a_kill_and_a_rescale() {
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&format!(
-        "scheduler-mode: reactive\nexecution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 500 ms\n\
-         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
-         restart-strategy.fixed-delay.delay: 100 ms\n",
-        checkpoints.path().display()
-    ));
+    let mut cluster = Cluster::new(&sluice_tests::reactive_checkpoints(checkpoints.path()));
     let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
     let (_jm, _) = cluster.start_jobmanager();
     let mut tms = vec![

@@ -59,12 +59,7 @@ fn sixteen_partitions_windows_and_kafka_exactly_once_through_kills_and_rescales(
     broker.create_topic("clicks", 16);
     broker.create_topic("per-user", 4);
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&format!(
-        "scheduler-mode: reactive\nexecution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 500 ms\n\
-         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
-         restart-strategy.fixed-delay.delay: 100 ms\n",
-        checkpoints.path().display()
-    ));
+    let mut cluster = Cluster::new(&sluice_tests::reactive_checkpoints(checkpoints.path()));
     let (_jm, _) = cluster.start_jobmanager();
     let (mut a, _) = cluster.start_taskmanager(&[]);
     let _b = cluster.start_taskmanager(&[]);

@@ -11,19 +11,28 @@ use sluice_tests::prometheus::{install, start};
 use sluice_tests::tools::{have_tool, runs};
 use sluice_tests::{get_json, repo_root, unbounded_job, wait_for, Cluster};
 
-#[test]
-fn alert_rules_evaluate_on_a_running_job() {
+/// Prometheus' shipped configuration in a temporary directory and a cluster announcing its
+/// daemons there; `None` (the test prints SKIPPED) without a `prometheus` binary.
+fn prometheus_setup() -> Option<(tempfile::TempDir, std::path::PathBuf, Cluster)> {
     if !have_tool(
         runs("prometheus", &["--version"]),
         "prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)",
     ) {
-        return;
+        return None;
     }
     // The shipped configuration finds the daemons through the target files they write: no
     // port is listed anywhere.
     let dir = tempfile::tempdir().expect("dir");
     let targets = install(dir.path(), None);
-    let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
+    let cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
+    Some((dir, targets, cluster))
+}
+
+#[test]
+fn alert_rules_evaluate_on_a_running_job() {
+    let Some((dir, targets, mut cluster)) = prometheus_setup() else {
+        return;
+    };
     let (_jm, jm_metrics) = cluster.start_jobmanager();
     let (_a, tm_a) = cluster.start_taskmanager(&[]);
     let (_b, tm_b) = cluster.start_taskmanager(&[]);
@@ -100,15 +109,9 @@ fn alert_rules_evaluate_on_a_running_job() {
 /// Flink's reporter names them.
 #[test]
 fn job_file_metrics_reach_prometheus_with_flinks_names_and_quantiles() {
-    if !have_tool(
-        runs("prometheus", &["--version"]),
-        "prometheus is not installed (Debian package prometheus; scripts/test.sh installs it)",
-    ) {
+    let Some((dir, _targets, mut cluster)) = prometheus_setup() else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let targets = install(dir.path(), None);
-    let mut cluster = Cluster::new(&format!("metrics.reporter.prom.file-sd-dir: {}\n", targets.display()));
+    };
     let (_jm, _) = cluster.start_jobmanager();
     let (_tm, tm_metrics) = cluster.start_taskmanager(&[]);
     cluster.wait_taskmanagers(1, Duration::from_secs(20));

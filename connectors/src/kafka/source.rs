@@ -170,6 +170,9 @@ impl KafkaReader {
     /// Takes what the consumer has now, up to `MAX_RECORDS`, by split.
     fn poll(&mut self) -> Result<HashMap<usize, Vec<Record>>, ClassedError> {
         let mut by_split: HashMap<usize, Vec<Record>> = HashMap::new();
+        // A key is copied out only where something reads it: a key column or a dead letter.
+        let keep_keys =
+            self.options.metadata.contains(&Some(Metadata::Key)) || self.options.dead_letter_topic.is_some();
         for _ in 0..MAX_RECORDS {
             let Some(polled) = self.consumer.poll(Duration::ZERO) else {
                 break;
@@ -184,7 +187,7 @@ impl KafkaReader {
             by_split.entry(i).or_default().push(Record {
                 offset: m.offset(),
                 timestamp: m.timestamp().to_millis(),
-                key: m.key().map(<[u8]>::to_vec),
+                key: m.key().filter(|_| keep_keys).map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
             });
         }

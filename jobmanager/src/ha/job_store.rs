@@ -7,16 +7,15 @@ use serde::{Deserialize, Serialize};
 use sluice_common::ha::HaSettings;
 use sluice_common::storage::StorageLocation;
 
+use crate::scheduler::SubmitOptions;
+
 /// What a submission was: enough to submit it again under the same id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct JobRecord {
     pub id: String,
     pub yaml: String,
     pub file: String,
-    pub dynamic: Vec<(String, String)>,
-    pub parallelism: Option<u32>,
-    pub savepoint_path: Option<String>,
-    pub allow_non_restored_state: bool,
+    pub options: SubmitOptions,
 }
 
 #[derive(Debug)]
@@ -83,10 +82,11 @@ mod tests {
             id: "abc".into(),
             yaml: "name: x".into(),
             file: "x.yaml".into(),
-            dynamic: vec![("k".into(), "v".into())],
-            parallelism: Some(2),
-            savepoint_path: None,
-            allow_non_restored_state: false,
+            options: SubmitOptions {
+                dynamic: vec![("k".into(), "v".into())],
+                parallelism: Some(2),
+                ..Default::default()
+            },
         };
         store.put(&r).await.unwrap();
         assert_eq!(store.list().await.unwrap(), vec![r]);

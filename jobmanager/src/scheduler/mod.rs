@@ -72,8 +72,8 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
     })
 }
 
-/// Options of a submission besides the job file.
-#[derive(Debug, Clone, Default)]
+/// Options of a submission besides the job file (kept with the job in the HA store).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SubmitOptions {
     /// Configuration from `run -D key=value`: over the job file's `config:`.
     pub dynamic: Vec<(String, String)>,

@@ -122,10 +122,10 @@ impl Scheduler {
                 id: id.clone(),
                 yaml: yaml.clone(),
                 file: file.clone(),
-                dynamic: opts.dynamic.clone(),
-                parallelism: opts.parallelism,
-                savepoint_path: opts.savepoint_path.clone(),
-                allow_non_restored_state: opts.allow_non_restored_state,
+                options: SubmitOptions {
+                    job_id: Some(id.clone()),
+                    ..opts.clone()
+                },
             };
             ha.jobs
                 .put(&record)
@@ -205,11 +205,8 @@ impl Scheduler {
         let mut recovered = 0;
         for r in ha.jobs.list().await? {
             let opts = SubmitOptions {
-                dynamic: r.dynamic,
-                parallelism: r.parallelism,
-                savepoint_path: r.savepoint_path,
-                allow_non_restored_state: r.allow_non_restored_state,
                 job_id: Some(r.id.clone()),
+                ..r.options
             };
             match self.submit(r.yaml, r.file, opts).await {
                 Ok(_) => {

@@ -89,18 +89,30 @@ impl Cluster {
         end_of_input: bool,
     ) {
         for t in &d.tasks {
-            self.scheduler.on_task_state(&TaskStateUpdate {
-                job_id: d.job_id.clone(),
-                epoch: d.epoch,
-                vertex: t.vertex,
-                subtask: t.subtask,
-                state: state as i32,
-                failure: failure.map(|(_, m)| m.to_string()).unwrap_or_default(),
-                failure_class: failure.map_or(0, |(c, _)| c.to_wire()),
-                resource_id: "tm-a".into(),
-                end_of_input,
-            });
+            self.report_one(d, (t.vertex, t.subtask), state, failure, end_of_input);
         }
+    }
+
+    /// Reports `state` for one subtask of deployment `d`.
+    fn report_one(
+        &self,
+        d: &SubmitTasksRequest,
+        (vertex, subtask): (u32, u32),
+        state: TaskState,
+        failure: Option<(FailureClass, &str)>,
+        end_of_input: bool,
+    ) {
+        self.scheduler.on_task_state(&TaskStateUpdate {
+            job_id: d.job_id.clone(),
+            epoch: d.epoch,
+            vertex,
+            subtask,
+            state: state as i32,
+            failure: failure.map(|(_, m)| m.to_string()).unwrap_or_default(),
+            failure_class: failure.map_or(0, |(c, _)| c.to_wire()),
+            resource_id: "tm-a".into(),
+            end_of_input,
+        });
     }
 }
 
@@ -239,17 +251,7 @@ async fn a_task_that_failed_on_a_broken_channel_does_not_hide_the_root_cause() {
     // The producer notices first that its consumer is gone; the consumer's own failure (the
     // cause) arrives after it.
     let fail = |subtask: u32, class: FailureClass, message: &str| {
-        c.scheduler.on_task_state(&TaskStateUpdate {
-            job_id: d.job_id.clone(),
-            epoch: d.epoch,
-            vertex: 0,
-            subtask,
-            state: TaskState::Failed as i32,
-            failure: message.to_string(),
-            failure_class: class.to_wire(),
-            resource_id: "tm-a".into(),
-            end_of_input: false,
-        })
+        c.report_one(&d, (0, subtask), TaskState::Failed, Some((class, message)), false)
     };
     fail(0, FailureClass::Transient, sluice_common::failure::CONSUMER_GONE);
     fail(
