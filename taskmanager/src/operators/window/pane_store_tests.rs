@@ -115,6 +115,30 @@ fn heap_and_rocksdb_panes_fire_the_same_rows() {
 }
 
 #[test]
+fn a_rocksdb_window_of_many_keys_fires_in_chunks_with_every_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (codec, aggs) = aggregates();
+    let settings = test_settings(StateBackendKind::RocksDb, dir.path(), (0, 127));
+    let mut store = RocksPanes::open(&settings, None).unwrap();
+    let window = Window { start: 0, end: 100 };
+    let keys = 150_000;
+    let rows: Vec<(i64, f64, i64)> = (0..keys).map(|k| (k, 1.0, 10)).collect();
+    add(&mut store, &rows, Some(window), i64::MIN);
+    let fired = store.fire(&codec, &aggs, 99).unwrap();
+    assert!(fired.len() >= 2, "fired in {} chunks", fired.len());
+    let mut seen: Vec<i64> = fired
+        .iter()
+        .flat_map(|f| f.keys[0].as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..keys).collect::<Vec<_>>(), "every key once");
+    assert!(
+        fire(&mut store, i64::MAX).is_empty(),
+        "the fired window's entries are gone"
+    );
+}
+
+#[test]
 fn sessions_assign_their_own_windows_and_count_late_rows() {
     let dir = tempfile::tempdir().unwrap();
     for backend in [StateBackendKind::HashMap, StateBackendKind::RocksDb] {

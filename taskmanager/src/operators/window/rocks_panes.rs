@@ -38,6 +38,41 @@ impl RocksPanes {
     }
 }
 
+/// Keys a fired window emits per chunk (rounded up to whole key groups).
+const FIRE_CHUNK: usize = 65_536;
+
+/// One chunk of a fired window: its keys, their encoded states, and their deletions.
+#[derive(Default)]
+struct FireChunk {
+    keys: Vec<Vec<u8>>,
+    states: Vec<Vec<u8>>,
+    deletes: WriteBatch,
+}
+
+impl RocksPanes {
+    /// The chunk's rows of window `w`, its entries deleted.
+    fn emit(
+        &mut self,
+        codec: &StateCodec,
+        aggs: &[AggregateFunctionExpr],
+        w: Window,
+        chunk: FireChunk,
+    ) -> Result<Option<Fired>, String> {
+        let n = chunk.keys.len();
+        let mut accs = new_accumulators(aggs)?;
+        if n > 0 {
+            let decoded = codec.decode_states(chunk.states.iter().map(|s| s.as_slice()))?;
+            let groups: Vec<usize> = (0..n).collect();
+            for (acc, st) in accs.iter_mut().zip(&decoded) {
+                df(acc.merge_batch(st, &groups, n))?;
+            }
+        }
+        self.store.write(chunk.deletes)?;
+        let columns = codec.key_columns(chunk.keys.iter().map(|k| k.as_slice()))?;
+        Fired::pane(w, columns, n, accs)
+    }
+}
+
 impl PaneStore for RocksPanes {
     /// Applies the batch's assigned rows in one round trip.
     fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
@@ -86,7 +121,10 @@ impl PaneStore for RocksPanes {
         Ok(0)
     }
 
-    /// Scans each fired window's prefix in every owned key group, deleting what it emits.
+    /// Scans each fired window's prefix in every owned key group, deleting what it emits. A
+    /// window's keys are decoded and emitted a chunk of key groups at a time (at least
+    /// `FIRE_CHUNK` keys each), so a window of millions of keys never holds all their raw
+    /// entries, decoded states and deletions at once.
     fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String> {
         let mut out = Vec::new();
         while let Some(w) = self.windows.first().copied() {
@@ -95,30 +133,20 @@ impl PaneStore for RocksPanes {
             }
             self.windows.pop_first();
             let prefix = pane_prefix(w);
-            let mut keys = Vec::new();
-            let mut states = Vec::new();
-            let mut batch = WriteBatch::default();
+            let mut chunk = FireChunk::default();
             for kg in self.store.range().iter() {
                 self.store.scan(kg, &prefix, |k, v| {
                     let (_, key) = parse_pane_key(k)?;
-                    keys.push(key.to_vec());
-                    states.push(v.to_vec());
-                    batch.delete(prefixed(kg, k));
+                    chunk.keys.push(key.to_vec());
+                    chunk.states.push(v.to_vec());
+                    chunk.deletes.delete(prefixed(kg, k));
                     Ok(())
                 })?;
-            }
-            let n = keys.len();
-            let mut accs = new_accumulators(aggs)?;
-            if n > 0 {
-                let decoded = codec.decode_states(states.iter().map(|s| s.as_slice()))?;
-                let groups: Vec<usize> = (0..n).collect();
-                for (acc, st) in accs.iter_mut().zip(&decoded) {
-                    df(acc.merge_batch(st, &groups, n))?;
+                if chunk.keys.len() >= FIRE_CHUNK {
+                    out.extend(self.emit(codec, aggs, w, std::mem::take(&mut chunk))?);
                 }
             }
-            self.store.write(batch)?;
-            let columns = codec.key_columns(keys.iter().map(|k| k.as_slice()))?;
-            out.extend(Fired::pane(w, columns, n, accs)?);
+            out.extend(self.emit(codec, aggs, w, chunk)?);
         }
         Ok(out)
     }
