@@ -39,7 +39,10 @@ use crate::contract::{OperatorMetrics, Source, SourcePoll, Split};
 
 /// The most records one poll round takes.
 const MAX_RECORDS: usize = 8192;
-/// How long a reader with nothing to read waits before it polls again.
+/// How long a reader that found nothing waits before it polls again: from `FIRST_WAIT`,
+/// doubling on every empty poll up to `IDLE_WAIT`, back to `FIRST_WAIT` once records come (a
+/// busy topic is read again at once, an idle one costs a poll every 20 ms).
+const FIRST_WAIT: Duration = Duration::from_millis(1);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 
 /// Keeps the high watermark of every partition from librdkafka's statistics.
@@ -96,6 +99,8 @@ pub(crate) struct KafkaReader {
     /// Records that did not decode, with their split and the error, for the dead-letter topic.
     dead: Vec<(usize, Record, String)>,
     dead_letter_producer: Option<Arc<rdkafka::producer::BaseProducer>>,
+    /// The wait after the next empty poll.
+    wait: Duration,
 }
 
 fn transient(what: String) -> ClassedError {
@@ -137,6 +142,7 @@ impl KafkaReader {
             metrics,
             dead: Vec::new(),
             dead_letter_producer: None,
+            wait: FIRST_WAIT,
         })
     }
 
@@ -497,7 +503,17 @@ impl Source for KafkaReader {
         }
         self.send_dead_letters().await?;
         self.report_lag();
-        Ok(self.hand_out().unwrap_or(SourcePoll::Wait(IDLE_WAIT)))
+        Ok(match self.hand_out() {
+            Some(poll) => {
+                self.wait = FIRST_WAIT;
+                poll
+            }
+            None => {
+                let wait = self.wait;
+                self.wait = (wait * 2).min(IDLE_WAIT);
+                SourcePoll::Wait(wait)
+            }
+        })
     }
 
     fn split_count(&self) -> usize {
