@@ -241,9 +241,12 @@ pub(crate) async fn maintain_registration(
                 }
             }
             Err(why) => {
+                let at = match &settings.ha {
+                    Some(ha) => format!("the leader of {}", ha.location.url),
+                    None => settings.jobmanager_url.clone(),
+                };
                 tracing::info!(
-                    "Could not register at the jobmanager {} ({why}); next attempt in {} ms.",
-                    settings.jobmanager_url,
+                    "Could not register at the jobmanager {at} ({why}); next attempt in {} ms.",
                     backoff.as_millis()
                 );
                 tokio::select! {

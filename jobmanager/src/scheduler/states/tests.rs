@@ -17,6 +17,9 @@ use crate::scheduler::{Scheduler, SchedulerSettings, SubmitOptions};
 
 const JOB: &str = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    schema: [{name: k, type: bigint, expr: \"seq\"}]\nsinks:\n  - {id: o, input: s, connector: blackhole}\n";
 
+/// Five restarts, 10 ms apart.
+const RESTARTS: &str = "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\nrestart-strategy.fixed-delay.delay: 10 ms\n";
+
 struct Cluster {
     scheduler: Scheduler,
     tm: Arc<RecordingGateway>,
@@ -130,10 +133,7 @@ async fn deploys_runs_and_finishes() {
 
 #[tokio::test]
 async fn a_config_failure_fails_the_job_without_a_restart() {
-    let c = cluster(
-        "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\nrestart-strategy.fixed-delay.delay: 10 ms\n",
-        Duration::from_secs(5),
-    );
+    let c = cluster(RESTARTS, Duration::from_secs(5));
     let id = c.submit(JOB).await;
     let d = c.deployment(1).await;
     c.report(&d, TaskState::Running, None);
@@ -151,10 +151,7 @@ async fn a_config_failure_fails_the_job_without_a_restart() {
 
 #[tokio::test]
 async fn a_transient_failure_restarts_the_job_in_a_new_attempt() {
-    let c = cluster(
-        "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\nrestart-strategy.fixed-delay.delay: 10 ms\n",
-        Duration::from_secs(5),
-    );
+    let c = cluster(RESTARTS, Duration::from_secs(5));
     let id = c.submit(JOB).await;
     let first = c.deployment(1).await;
     c.report(&first, TaskState::Running, None);
@@ -240,10 +237,7 @@ async fn the_end_of_every_input_triggers_the_final_checkpoint_at_once() {
 
 #[tokio::test]
 async fn a_task_that_failed_on_a_broken_channel_does_not_hide_the_root_cause() {
-    let c = cluster(
-        "restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 5\nrestart-strategy.fixed-delay.delay: 10 ms\n",
-        Duration::from_secs(5),
-    );
+    let c = cluster(RESTARTS, Duration::from_secs(5));
     let id = c.submit(JOB).await;
     let d = c.deployment(1).await;
     c.report(&d, TaskState::Running, None);
