@@ -41,6 +41,10 @@ pub trait SplitEnumerator: Send {
     fn discovery_interval(&self) -> Option<Duration> {
         None
     }
+
+    /// How many splits it knows (assigned or not): a Kafka source's partitions. The
+    /// autoscaler aligns a source's parallelism to a divisor of it.
+    fn split_count(&self) -> usize;
 }
 
 /// What lists a source's splits (every time it is asked).
@@ -126,6 +130,10 @@ impl SplitEnumerator for RoundRobinEnumerator {
         out
     }
 
+    fn split_count(&self) -> usize {
+        self.assigned.len() + self.unassigned.len()
+    }
+
     fn add_splits_back(&mut self, splits: Vec<ListedSplit>) {
         for (id, split) in splits {
             self.assigned.remove(&id);
@@ -191,7 +199,9 @@ mod tests {
         assert_eq!(e.discover().ok(), Some(0), "assigned splits are not found again");
         // A reader failed: its splits are dealt again to the readers there are now.
         e.add_splits_back(vec![("s1".into(), vec![1]), ("s3".into(), vec![3])]);
+        assert_eq!(e.split_count(), 5, "splits handed back still count");
         assert_eq!(e.assign(3), vec![vec![vec![1]], vec![vec![3]], vec![]]);
+        assert_eq!(e.split_count(), 5);
     }
 
     #[test]

@@ -216,6 +216,54 @@ fn reinterpret_as_keyed_keeps_a_forward_edge_at_the_inputs_parallelism() {
     assert!(e.contains("'reinterpret-as-keyed' needs 'key-by'"), "{e}");
 }
 
+const BROADCAST: &str = r#"name: rules
+sources:
+  - id: events
+    connector: datagen
+    schema:
+      - {name: grp, type: bigint, expr: "seq % 10"}
+      - {name: ts, type: timestamp, expr: "to_timestamp_millis(seq)"}
+    watermark: {column: ts, max-out-of-orderness: 0 ms}
+  - id: rules
+    connector: datagen
+    schema:
+      - {name: rule_grp, type: bigint, expr: "seq % 10"}
+      - {name: limit_value, type: bigint, expr: "seq"}
+      - {name: at, type: timestamp, expr: "to_timestamp_millis(seq)"}
+    watermark: {column: at, max-out-of-orderness: 0 ms}
+operators:
+  - id: limited
+    input: events
+    broadcast: {input: rules, key: rule_grp, lookup: grp}
+sinks:
+  - {id: out, input: limited, connector: blackhole}
+"#;
+
+#[test]
+fn a_broadcast_operator_takes_the_entry_columns_and_refuses_what_cannot_join() {
+    let g = build(BROADCAST).unwrap();
+    let node = g.nodes.iter().find(|n| n.id == "limited").expect("node");
+    assert_eq!(node.input_partitions.last(), Some(&EdgePartition::Broadcast));
+    let names: Vec<&str> = node.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["grp", "ts", "limit_value"],
+        "main columns, then the entry's"
+    );
+    assert_eq!(node.rowtime.as_deref(), Some("ts"));
+    let e = error(&BROADCAST.replace("    watermark: {column: at, max-out-of-orderness: 0 ms}\n", ""));
+    assert!(
+        e.contains("'limited'") && e.contains("need an event-time column"),
+        "{e}"
+    );
+    let e = error(&BROADCAST.replace("lookup: grp}", "lookup: nope}"));
+    assert!(e.contains("'events' has no column 'nope'"), "{e}");
+    let e = error(&BROADCAST.replace("name: limit_value", "name: grp"));
+    assert!(e.contains("both have a column 'grp'"), "{e}");
+    let e = error(&BROADCAST.replace("lookup: grp}", "lookup: grp, join: outer}"));
+    assert!(e.contains("unknown join 'outer'"), "{e}");
+}
+
 #[test]
 fn parallelism_above_max_parallelism() {
     // Without max-parallelism Flink's default grows with the parallelism (300 → 512).

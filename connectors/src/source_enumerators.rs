@@ -117,6 +117,14 @@ impl SourceEnumerators {
     }
 
     /// Every enumerator's state, by source uid, for a checkpoint.
+    /// Each source's split count, by uid.
+    pub fn split_counts(&self) -> HashMap<String, usize> {
+        self.sources
+            .iter()
+            .map(|s| (s.uid.clone(), s.enumerator.split_count()))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
         self.sources
             .iter()

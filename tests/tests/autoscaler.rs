@@ -245,16 +245,27 @@ fn too_few_slots_run_the_taskmanager_command_and_the_job_reaches_the_decided_par
     let run = cluster.sluice("run", &["-d", file.to_str().expect("path")]);
     assert!(run.status.success(), "{run:?}");
     let id = job_id_of(&run);
+    // The shortage lasts only until the started taskmanagers register: its decision record,
+    // not the current `missing_slots`, is what stays ("waiting for 1 more slot(s): 2 needed, …").
     let wanted = wait_for(
         Duration::from_secs(120),
         "the autoscaler to ask for taskmanagers",
         || {
             let a = cluster.rest(&format!("/jobs/{id}/autoscaler"))?;
-            (a["missing_slots"].as_u64()? > 0).then_some(a)
+            a["decisions"]
+                .as_array()?
+                .iter()
+                .find(|d| d["outcome"].as_str().is_some_and(|o| o.starts_with("waiting for")))
+                .cloned()
         },
     );
     println!("waiting: {wanted}");
-    let wanted_slots = wanted["wanted_slots"].as_u64().expect("wanted slots");
+    let wanted_slots: u64 = wanted["outcome"]
+        .as_str()
+        .and_then(|o| o.split(": ").nth(1))
+        .and_then(|o| o.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the needed slots in the decision");
     let expected = wanted_slots.to_string();
     wait_for(Duration::from_secs(30), "the command to run", || {
         let asked = std::fs::read_to_string(&asked).ok()?;

@@ -3,7 +3,10 @@
 //! what it decides: a rescale goes through the stop-with-checkpoint (as resource requirements
 //! do), a taskmanager command runs in the background with its outcome logged and shown.
 
+use std::sync::Mutex;
 use std::time::Instant;
+
+use sluice_connectors::SourceEnumerators;
 
 use sluice_common::job::graph::{EdgePartition, NodeKind};
 
@@ -25,7 +28,13 @@ impl Scheduler {
 
     /// One autoscaler look at a running job holding `held` slots; `true` once a rescale's
     /// stop is under way.
-    pub(super) async fn autoscale(&self, handle: &Arc<Handle>, held: u32, coordinator: &mut Coordinator) -> bool {
+    pub(super) async fn autoscale(
+        &self,
+        handle: &Arc<Handle>,
+        held: u32,
+        coordinator: &mut Coordinator,
+        enumerators: &Mutex<SourceEnumerators>,
+    ) -> bool {
         let (tms, total, free) = self.registry.totals();
         let slots = Slots {
             held,
@@ -39,6 +48,7 @@ impl Scheduler {
             let Some(a) = job.autoscaler.as_mut() else {
                 return false;
             };
+            let splits = enumerators.lock().map(|e| e.split_counts()).unwrap_or_default();
             let digests: Vec<_> = self
                 .registry
                 .task_digests()
@@ -59,7 +69,13 @@ impl Scheduler {
                             .first()
                             .is_some_and(|n| matches!(graph.nodes[*n].kind, NodeKind::Source { .. })),
                         keyed: inputs.iter().any(|e| matches!(e.partition, EdgePartition::Hash(_))),
-                        partitions: None,
+                        // A source's splits (Kafka: its partitions), from its enumerator.
+                        partitions: v
+                            .nodes
+                            .first()
+                            .and_then(|n| splits.get(&graph.nodes[*n].uid))
+                            .and_then(|c| u32::try_from(*c).ok())
+                            .filter(|c| *c > 0),
                     }
                 })
                 .collect();

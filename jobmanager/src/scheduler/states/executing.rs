@@ -59,8 +59,9 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
         }
         if ctx.reactive.is_none() && o.all_running {
             let held = attempt.held_slots();
+            let enumerators = attempt.enumerators.clone();
             if let Some(c) = attempt.coordinator.as_mut() {
-                if ctx.scheduler.autoscale(&ctx.handle, held, c).await {
+                if ctx.scheduler.autoscale(&ctx.handle, held, c, &enumerators).await {
                     return Transition::to(Phase::Rescaling(attempt), "the autoscaler decided a rescale");
                 }
             }
