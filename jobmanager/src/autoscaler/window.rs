@@ -93,10 +93,6 @@ impl MetricWindow {
                 m.lag_rate += (b - a) / secs;
             }
         }
-        if !any_pending {
-            m.lag = 0.0;
-            m.lag_rate = 0.0;
-        }
         m.has_lag = any_pending;
         Some(m)
     }

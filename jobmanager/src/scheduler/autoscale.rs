@@ -35,6 +35,11 @@ impl Scheduler {
         coordinator: &mut Coordinator,
         enumerators: &Mutex<SourceEnumerators>,
     ) -> bool {
+        if handle.lock().autoscaler.is_none() {
+            return false;
+        }
+        // Read before the job's lock is taken: never hold both.
+        let splits = enumerators.lock().map(|e| e.split_counts()).unwrap_or_default();
         let (tms, total, free) = self.registry.totals();
         let slots = Slots {
             held,
@@ -48,7 +53,6 @@ impl Scheduler {
             let Some(a) = job.autoscaler.as_mut() else {
                 return false;
             };
-            let splits = enumerators.lock().map(|e| e.split_counts()).unwrap_or_default();
             let digests: Vec<_> = self
                 .registry
                 .task_digests()
@@ -99,15 +103,7 @@ impl Scheduler {
                     if !Self::begin_rescale(handle, coordinator, cause, "as the autoscaler decided").await {
                         return false;
                     }
-                    let mut job = handle.lock();
-                    let graph = job.graph.clone();
-                    for v in &graph.vertices {
-                        if let Some(p) = parallelism.get(&v.id) {
-                            for &n in &v.nodes {
-                                job.node_parallelism.insert(graph.nodes[n].id.clone(), *p);
-                            }
-                        }
-                    }
+                    handle.lock().plan_vertex_parallelism(&parallelism);
                     rescaling = true;
                 }
             }

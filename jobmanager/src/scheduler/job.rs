@@ -187,6 +187,19 @@ impl Job {
             .collect()
     }
 
+    /// Per-vertex parallelism the scheduler decided (resource requirements, the autoscaler),
+    /// by vertex id: every node of such a vertex takes it at the next replan.
+    pub(crate) fn plan_vertex_parallelism(&mut self, target: &BTreeMap<String, u32>) {
+        let graph = self.graph.clone();
+        for v in &graph.vertices {
+            if let Some(p) = target.get(&v.id) {
+                for &n in &v.nodes {
+                    self.node_parallelism.insert(graph.nodes[n].id.clone(), *p);
+                }
+            }
+        }
+    }
+
     pub(crate) fn checkpoint_stats(&self) -> CheckpointStats {
         self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

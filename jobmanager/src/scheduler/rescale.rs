@@ -126,14 +126,7 @@ impl Scheduler {
         if !Self::begin_rescale(handle, coordinator, "resource requirements changed".into(), &what).await {
             return false;
         }
-        let mut job = handle.lock();
-        for v in &graph.vertices {
-            for &n in &v.nodes {
-                if let Some(p) = target.get(&v.id) {
-                    job.node_parallelism.insert(graph.nodes[n].id.clone(), *p);
-                }
-            }
-        }
+        handle.lock().plan_vertex_parallelism(&target);
         true
     }
 

@@ -220,13 +220,14 @@ impl Scheduler {
     }
 
     /// A job reached a globally terminal state: no leader recovers it again.
-    pub(super) async fn forget_job(&self, id: &str) {
+    pub(super) async fn forget_job(&self, handle: &Handle) {
         if let Some(ha) = &self.settings.ha {
+            let id = handle.lock().id.clone();
             // A deposed leader's view of the job is stale: the new leader owns its record.
             if !ha.leadership.is_valid() {
                 return;
             }
-            if let Err(e) = ha.jobs.remove(id).await {
+            if let Err(e) = ha.jobs.remove(&id).await {
                 tracing::warn!("Cannot remove the ended job {id} from the HA store: {e}");
             }
         }

@@ -177,23 +177,31 @@ impl BroadcastJoin {
         Ok((out.num_rows() > 0).then_some(out))
     }
 
+    /// Joins and emits `batch`'s rows at or before `up_to`; returns the rest, which wait.
+    fn join_due(
+        &self,
+        batch: RecordBatch,
+        up_to: i64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<Option<RecordBatch>, String> {
+        let due: BooleanArray = times(&batch, &self.cols.main_time)?
+            .into_iter()
+            .map(|t| Some(t.is_none_or(|t| t <= up_to)))
+            .collect();
+        let now = filter_record_batch(&batch, &due).map_err(|e| e.to_string())?;
+        let later = filter_record_batch(&batch, &arrow::compute::not(&due).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        if now.num_rows() > 0 {
+            out.extend(self.join(&now)?);
+        }
+        Ok((later.num_rows() > 0).then_some(later))
+    }
+
     /// Joins and emits the waiting rows at or before `up_to`, in arrival order.
     fn release(&mut self, up_to: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let mut still = Vec::new();
         for b in std::mem::take(&mut self.waiting) {
-            let due: BooleanArray = times(&b, &self.cols.main_time)?
-                .into_iter()
-                .map(|t| Some(t.is_none_or(|t| t <= up_to)))
-                .collect();
-            let now = filter_record_batch(&b, &due).map_err(|e| e.to_string())?;
-            let later = filter_record_batch(&b, &arrow::compute::not(&due).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-            if now.num_rows() > 0 {
-                out.extend(self.join(&now)?);
-            }
-            if later.num_rows() > 0 {
-                still.push(later);
-            }
+            still.extend(self.join_due(b, up_to, out)?);
         }
         self.waiting = still;
         Ok(())
@@ -222,11 +230,9 @@ impl Operator for BroadcastJoin {
         if input == 1 {
             return Ok(self.add_entries(&batch)?);
         }
-        self.waiting.push(batch);
-        if self.watermark > i64::MIN {
-            // Rows already behind the watermark are joined now.
-            self.release(self.watermark, out)?;
-        }
+        // Rows already behind the watermark are joined now; the rest wait for it.
+        let later = self.join_due(batch, self.watermark, out)?;
+        self.waiting.extend(later);
         Ok(())
     }
 

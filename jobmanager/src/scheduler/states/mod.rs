@@ -309,8 +309,7 @@ pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>, commands: m
         Ok(ctx) => ctx,
         Err(e) => {
             Scheduler::fail(&handle, e);
-            let id = handle.lock().id.clone();
-            scheduler.forget_job(&id).await;
+            scheduler.forget_job(&handle).await;
             return;
         }
     };
@@ -328,8 +327,7 @@ pub(super) async fn drive(scheduler: Scheduler, handle: Arc<Handle>, commands: m
             Phase::Canceling(a) => canceling::run(&ctx, a).await,
             Phase::Restarting(delay) => restarting::run(&ctx, delay).await,
             Phase::Finished(_) => {
-                let id = handle.lock().id.clone();
-                scheduler.forget_job(&id).await;
+                scheduler.forget_job(&handle).await;
                 return;
             }
         };
