@@ -22,6 +22,12 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       the default, or noida-db); the table names it. noida-db is faster at 2M records (441k/s
       to a raw consumer against Tansu's 136k/s) but fails fetches at 10M (librdkafka: "Bad
       message format"), so the 10M figure is on Tansu.
+  S1  skew: datagen N rows where one key carries 50 % of them (the rest over 50k keys) → key
+      by user → 10 s tumbling count+sum → blackhole, parallelism 2 on two one-slot
+      taskmanagers; Sluice with table.optimizer.agg-phase-strategy ONE_PHASE and TWO_PHASE,
+      Flink SQL with TWO_PHASE and mini-batch (allow-latency 1 s, size 10000). Rows/s, and the
+      largest over the smallest accumulated busy time of the window's two subtasks (read from
+      REST every 0.5 s while the job runs; the same REST field on both systems).
   G1  PostgreSQL sink: datagen --pg-rows narrow rows (two bigints) → postgres sink, exactly-once
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server
@@ -236,6 +242,34 @@ def sluice_unbounded():
                                 [("user_id", "bigint", "seq % 100000")], "user_id")
 
 
+SKEW_KEY = "CASE WHEN seq % 2 = 0 THEN 0 ELSE seq % 100000 END"
+MINI_BATCH_SIZE = 10000
+
+
+def sluice_skew(rows, strategy):
+    return f"""name: bench-s1-{strategy.lower().replace('_', '-')}
+parallelism: 2
+config: {{table.optimizer.agg-phase-strategy: {strategy}, table.exec.mini-batch.size: {MINI_BATCH_SIZE}}}
+sources:
+  - id: events
+    connector: datagen
+    options: {{number-of-rows: {rows}, splits: 2}}
+    schema:
+      - {{name: user_id, type: bigint, expr: "{SKEW_KEY}"}}
+      - {{name: amount, type: double, expr: "CAST(seq % 100 AS DOUBLE)"}}
+      - {{name: ts, type: timestamp, expr: "to_timestamp_millis({EPOCH_MS} + (seq % {rows // 2}) / 100)"}}
+    watermark: {{column: ts, max-out-of-orderness: 0 ms}}
+operators:
+  - id: per-user
+    input: events
+    key-by: [user_id]
+    window: {{type: tumbling, size: 10 s}}
+    aggregate: {{n: "count(*)", total: "sum(amount)"}}
+sinks:
+  - {{id: out, input: per-user, connector: blackhole}}
+"""
+
+
 # ---------------------------------------------------------------- Flink
 
 class Flink(System):
@@ -350,6 +384,27 @@ def flink_source(rows):
 
 def flink_p1(rows):
     return flink_source(rows) + """CREATE TABLE sink (user_id BIGINT, window_start TIMESTAMP(3), n BIGINT, total DOUBLE)
+  WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT user_id, window_start, COUNT(*), SUM(amount)
+  FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+  GROUP BY user_id, window_start, window_end;
+"""
+
+
+def flink_skew(rows):
+    return f"""SET 'table.optimizer.agg-phase-strategy' = 'TWO_PHASE';
+SET 'table.exec.mini-batch.enabled' = 'true';
+SET 'table.exec.mini-batch.allow-latency' = '1 s';
+SET 'table.exec.mini-batch.size' = '{MINI_BATCH_SIZE}';
+CREATE TABLE src (
+  seq BIGINT,
+  user_id AS {SKEW_KEY},
+  amount AS CAST(seq % 100 AS DOUBLE),
+  ts AS TO_TIMESTAMP_LTZ({EPOCH_MS} + (seq % {rows // 2}) / 100, 3),
+  WATERMARK FOR ts AS ts
+) WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000',
+        'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0', 'fields.seq.end' = '{rows - 1}');
+CREATE TABLE sink (user_id BIGINT, window_start TIMESTAMP(3), n BIGINT, total DOUBLE)
   WITH ('connector' = 'blackhole');
 INSERT INTO sink SELECT user_id, window_start, COUNT(*), SUM(amount)
   FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '10' SECOND))
@@ -500,6 +555,10 @@ def kafka_bench(bin_dir, *args):
 
 def sluice_kafka(bootstrap, topic, counts):
     stops = ";".join(f"partition:{p},offset:{c}" for p, c in enumerate(counts))
+    # SLUICE_K1_PROPERTIES=k=v,k=v: client properties for the job (KAFKA_BENCH_PROPERTIES is
+    # the raw consumer's), to compare librdkafka settings side by side.
+    extra = "".join(f"      properties.{kv.split('=', 1)[0].strip()}: \"{kv.split('=', 1)[1].strip()}\"\n"
+                    for kv in os.environ.get("SLUICE_K1_PROPERTIES", "").split(",") if "=" in kv)
     return f"""name: bench-k1
 parallelism: 1
 sources:
@@ -512,7 +571,7 @@ sources:
       scan.bounded.mode: specific-offsets
       scan.bounded.specific-offsets: "{stops}"
       format: json
-    schema:
+{extra}    schema:
       - {{name: user, type: string}}
       - {{name: v, type: bigint}}
       - {{name: ts, type: bigint}}
@@ -533,6 +592,42 @@ def throughput(system, job_text, rows, timeout):
     system.start(1, 2, "execution.checkpointing.interval: 10 s\nrestart-strategy.type: none")
     try:
         return rows / job_seconds(system, system.submit(job_text), timeout)
+    finally:
+        system.stop()
+
+
+def window_busy(system, jid):
+    """The accumulated busy times (ms) of the subtasks of the job's window vertex: Sluice's
+    holds `per-user`, Flink's its (global) window aggregate."""
+    j = system.job(jid)
+    for v in (j or {}).get("vertices", []):
+        name = v["name"]
+        if name.startswith("per-user") or ("WindowAggregate" in name and "Local" not in name):
+            d = get_json(f"http://127.0.0.1:{system.rest}/jobs/{jid}/vertices/{v['id']}")
+            if d:
+                return [float(t["metrics"]["accumulated-busy-time"]) for t in d["subtasks"]]
+    return None
+
+
+def skew(system, text, rows):
+    """Rows/s of the skew job on two one-slot taskmanagers and the window subtasks' largest
+    over smallest busy time, as last read while the job ran."""
+    system.start(2, 1, "execution.checkpointing.interval: 10 s\nrestart-strategy.type: none")
+    try:
+        jid = system.submit(text)
+        last = [None]
+
+        def finished():
+            busy = window_busy(system, jid)
+            if busy and min(busy) > 0:
+                last[0] = busy
+            j = system.job(jid)
+            return j if j and j["state"] in ("FINISHED", "FAILED", "CANCELED") else None
+        j = wait(f"{system.name} job {jid} to finish", 1800, finished, 0.5)
+        if j["state"] != "FINISHED":
+            raise RuntimeError(f"{system.name} job {jid} ended {j['state']}")
+        busy = last[0]
+        return rows / (j["duration"] / 1000.0), (max(busy) / min(busy) if busy else float("nan"))
     finally:
         system.stop()
 
@@ -634,7 +729,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--kafka-records", type=int, default=10_000_000)
@@ -698,6 +793,16 @@ def main():
                     finally:
                         s.stop()
                     record("P3 shuffle MB/s (100 B rows)", s, args.rows * 2 * 100 / secs / 1e6)
+                if "S1" in only:
+                    if isinstance(s, Sluice):
+                        for strategy in ("ONE_PHASE", "TWO_PHASE"):
+                            rate, ratio = skew(s, sluice_skew(args.rows, strategy), args.rows)
+                            record(f"S1 skew {strategy} rows/s", s, rate)
+                            record(f"S1 skew {strategy} busy max/min", s, ratio)
+                    else:
+                        rate, ratio = skew(s, flink_skew(args.rows), args.rows)
+                        record("S1 skew TWO_PHASE rows/s", s, rate)
+                        record("S1 skew TWO_PHASE busy max/min", s, ratio)
                 if "P4" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))

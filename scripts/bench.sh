@@ -4,7 +4,7 @@
 # 17 and iperf3 from Debian; builds Sluice in release mode; then runs scripts/bench.py, which
 # alternates the two systems over several repetitions and prints median/min/max and ratios.
 #
-#   scripts/bench.sh [--reps N] [--rows N] [--only P1,P2,P3,P4,P5,P7,K1,G1] [--no-flink]
+#   scripts/bench.sh [--reps N] [--rows N] [--only P1,P2,P3,P4,P5,P7,K1,G1,S1] [--no-flink]
 #                      [--kafka-records N] [--kafka-broker tansu|noida] [--pg-rows N]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -16,7 +16,14 @@ if sys.argv[2:3] != ["application"]:
     conf.set_string("rest.port", sys.argv[2] if len(sys.argv) > 2 else "8081")
     conf.set_string("parallelism.default", "2")
 env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
-stmts = [s.strip() for s in open(sys.argv[1]).read().split(";") if s.strip() and not s.strip().upper().startswith("SET")]
+stmts = []
+for s in (s.strip() for s in open(sys.argv[1]).read().split(";")):
+    if s.upper().startswith("SET"):
+        # SET 'key' = 'value': a table option of this job.
+        key, value = (part.strip().strip("'") for part in s[3:].split("=", 1))
+        env.get_config().set(key, value)
+    elif s:
+        stmts.append(s)
 for s in stmts[:-1]:
     env.execute_sql(s)
 result = env.execute_sql(stmts[-1])

@@ -17,24 +17,38 @@ use sluice_common::job::{ConnectorCatalog, JobError, JobResult};
 use sluice_common::key_groups::{default_max_parallelism, is_key_type, UPPER_BOUND_MAX_PARALLELISM};
 use sluice_common::yaml_tree::Pos;
 
-struct Draft {
-    id: String,
-    uid: String,
-    pos: Pos,
-    parallelism: Option<u32>,
-    inputs: Vec<(String, Option<Partition>, Pos)>,
-    chain: bool,
-    key_by: Vec<String>,
-    kind: DraftKind,
-    metrics: Vec<MetricSpec>,
+#[derive(Clone)]
+pub(crate) struct Draft {
+    pub(crate) id: String,
+    pub(crate) uid: String,
+    pub(crate) pos: Pos,
+    pub(crate) parallelism: Option<u32>,
+    pub(crate) inputs: Vec<(String, Option<Partition>, Pos)>,
+    pub(crate) chain: bool,
+    pub(crate) key_by: Vec<String>,
+    pub(crate) kind: DraftKind,
+    pub(crate) metrics: Vec<MetricSpec>,
     /// Keyed by `key_by` over a forward edge (`reinterpret-as-keyed`).
-    reinterpret: bool,
+    pub(crate) reinterpret: bool,
+    /// Runs at its input's parallelism (a step the planner chains to it).
+    pub(crate) follows_input: bool,
+    /// `salt: N` of a window.
+    pub(crate) salt: Option<u32>,
 }
 
-enum DraftKind {
+#[derive(Clone)]
+pub(crate) enum DraftKind {
     Source(SourceSpec),
     Operator(OperatorKind),
     Sink(SinkSpec),
+    /// The local phase of a two-phase window (`two_phase.rs`): at its input's parallelism,
+    /// chained to it.
+    LocalWindow {
+        pane: std::time::Duration,
+        aggregates: Vec<(String, String, Pos)>,
+        rowtime: String,
+        buffer_rows: u64,
+    },
 }
 
 fn drafts(spec: &JobSpec) -> Vec<Draft> {
@@ -51,6 +65,8 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             kind: DraftKind::Source(s.clone()),
             metrics: Vec::new(),
             reinterpret: false,
+            follows_input: false,
+            salt: None,
         });
     }
     for o in &spec.operators {
@@ -73,6 +89,8 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             kind: DraftKind::Operator(o.kind.clone()),
             metrics: o.metrics.clone(),
             reinterpret: o.reinterpret_as_keyed,
+            follows_input: false,
+            salt: o.salt,
         });
     }
     for s in &spec.sinks {
@@ -87,6 +105,8 @@ fn drafts(spec: &JobSpec) -> Vec<Draft> {
             kind: DraftKind::Sink(s.clone()),
             metrics: Vec::new(),
             reinterpret: false,
+            follows_input: false,
+            salt: None,
         });
     }
     out
@@ -198,9 +218,26 @@ fn check_keys(keys: &[String], schema: &SchemaRef, pos: Pos, node: &str) -> JobR
     Ok(())
 }
 
-/// Builds and checks the graph of a parsed job.
+/// Builds and checks the graph of a parsed job; windows the table options split in two
+/// phases are built again as local and global nodes (`two_phase.rs`).
 pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn ConnectorCatalog) -> JobResult<JobGraph> {
     let drafts = drafts(spec);
+    let graph = build_from(spec, &drafts, options, connectors, &HashMap::new())?;
+    match crate::two_phase::split(spec, options, &graph, &drafts)? {
+        Some((drafts, schemas)) => build_from(spec, &drafts, options, connectors, &schemas),
+        None => Ok(graph),
+    }
+}
+
+/// Builds the graph of `drafts`; a node named in `schemas` emits that schema (a global window
+/// emits its one-phase columns exactly).
+fn build_from(
+    spec: &JobSpec,
+    drafts: &[Draft],
+    options: &GraphOptions,
+    connectors: &dyn ConnectorCatalog,
+    schemas: &HashMap<String, SchemaRef>,
+) -> JobResult<JobGraph> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, d) in drafts.iter().enumerate() {
         if index.insert(d.id.as_str(), i).is_some() {
@@ -208,7 +245,7 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         }
     }
     let mut inputs = Vec::with_capacity(drafts.len());
-    for d in &drafts {
+    for d in drafts.iter() {
         let mut ins = Vec::new();
         for (id, _, pos) in &d.inputs {
             let Some(&i) = index.get(id.as_str()) else {
@@ -236,14 +273,14 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
         }
         inputs.push(ins);
     }
-    let order = topological_order(&inputs, &drafts)?;
+    let order = topological_order(&inputs, drafts)?;
 
     let job_default = options
         .parallelism
         .or(spec.parallelism)
         .unwrap_or(options.default_parallelism.max(1));
     let uniform = options.parallelism.filter(|_| options.uniform);
-    let parallelism: Vec<u32> = drafts
+    let mut parallelism: Vec<u32> = drafts
         .iter()
         .map(|d| {
             uniform
@@ -252,6 +289,12 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                 .unwrap_or(job_default)
         })
         .collect();
+    // Steps the planner chains to their input run at its parallelism (inputs come first).
+    for &i in &order {
+        if drafts[i].follows_input {
+            parallelism[i] = parallelism[inputs[i][0]];
+        }
+    }
     let max_parallelism = match spec.max_parallelism {
         Some(m) if m > UPPER_BOUND_MAX_PARALLELISM => {
             return Err(JobError::general(format!(
@@ -325,6 +368,24 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                 let rowtime = check_rowtime(s, &schema)?;
                 (NodeKind::Source { spec: s.clone() }, schema, rowtime)
             }
+            DraftKind::LocalWindow {
+                pane,
+                aggregates,
+                rowtime,
+                buffer_rows,
+            } => {
+                let up = input(0);
+                let mut fields = keyed_aggregate_fields(Vec::new(), d, &up.schema, aggregates, Some(false))?;
+                fields.push(Field::new(rowtime, timestamp_type(), false));
+                let kind = NodeKind::LocalWindow {
+                    keys: d.key_by.clone(),
+                    pane: *pane,
+                    aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
+                    rowtime: rowtime.clone(),
+                    buffer_rows: *buffer_rows,
+                };
+                (kind, Arc::new(Schema::new(fields)), Some(rowtime.clone()))
+            }
             DraftKind::Sink(s) => {
                 connectors.check_sink(s)?;
                 if let Some(agg) = updating_origin(&nodes, ins[0]) {
@@ -382,7 +443,9 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                         for (name, sql, pos) in cols {
                             let e = compile_scalar(sql, &up.schema)
                                 .map_err(|e| err_at(*pos, &d.id, format!("select '{name}': {e}")))?;
-                            if up.rowtime.as_deref() == Some(sql.trim()) && name == sql.trim() {
+                            let bare = sql.trim();
+                            let ident = bare.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(bare);
+                            if up.rowtime.as_deref() == Some(ident) && name == ident {
                                 rowtime = Some(name.clone());
                             }
                             fields.push(Field::new(name, e.data_type, e.nullable));
@@ -438,7 +501,11 @@ pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn Conn
                             window: window.clone(),
                             aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
                         };
-                        (kind, Arc::new(Schema::new(fields)), None)
+                        let schema = match schemas.get(&d.id) {
+                            Some(s) => s.clone(),
+                            None => Arc::new(Schema::new(fields)),
+                        };
+                        (kind, schema, None)
                     }
                     OperatorKind::Broadcast(b) => broadcast_node(d, b, up, input(1))?,
                     OperatorKind::Union => {

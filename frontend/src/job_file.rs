@@ -370,7 +370,7 @@ fn window(node: &Node) -> JobResult<WindowSpec> {
     })
 }
 
-const OPERATOR_FIELDS: [&str; 16] = [
+const OPERATOR_FIELDS: [&str; 17] = [
     "id",
     "uid",
     "input",
@@ -387,6 +387,7 @@ const OPERATOR_FIELDS: [&str; 16] = [
     "metrics",
     "reinterpret-as-keyed",
     "broadcast",
+    "salt",
 ];
 
 /// An `aggregate:` map (output column → aggregate call); `what` names its operator.
@@ -457,7 +458,24 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
     let metrics = list(f.take("metrics"), "metrics", metric)?;
     let reinterpret = f.bool("reinterpret-as-keyed")?;
     let broadcast_spec = f.take("broadcast").map(broadcast).transpose()?;
+    let salt = f.positive("salt")?;
     f.done(&OPERATOR_FIELDS)?;
+    if let Some(n) = salt {
+        if window_spec.is_none() {
+            return Err(JobError::at(
+                node.pos,
+                format!("operator '{id}': 'salt' spreads the key of a 'window'; this operator has none"),
+            ));
+        }
+        if n < 2 {
+            return Err(JobError::at(
+                node.pos,
+                format!(
+                    "operator '{id}': 'salt: {n}' spreads a key over one bucket, which changes nothing; use 2 or more"
+                ),
+            ));
+        }
+    }
     if reinterpret == Some(true) && key_by.is_empty() {
         return Err(JobError::at(
             node.pos,
@@ -555,6 +573,7 @@ fn operator(node: &Node) -> JobResult<OperatorSpec> {
         kind,
         metrics,
         reinterpret_as_keyed: reinterpret == Some(true),
+        salt,
     })
 }
 

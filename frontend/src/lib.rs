@@ -9,6 +9,9 @@ mod job_file;
 mod plan_tests;
 #[cfg(test)]
 mod reactive_tests;
+mod two_phase;
+#[cfg(test)]
+mod two_phase_tests;
 
 pub use graph_build::build_graph;
 pub use job_file::parse_job;

@@ -122,6 +122,16 @@ choice!(
 );
 
 choice!(
+    /// `table.optimizer.agg-phase-strategy`: whether a windowed aggregate pre-aggregates before
+    /// its shuffle (Flink's local-global aggregation).
+    AggPhaseStrategy, "AUTO, ONE_PHASE or TWO_PHASE", {
+        Auto => ["auto"],
+        OnePhase => ["one-phase"],
+        TwoPhase => ["two-phase"],
+    }
+);
+
+choice!(
     /// `scheduler-mode`: unset (the default scheduler) or reactive.
     SchedulerMode, "reactive", {
         Reactive => ["reactive"],
@@ -384,6 +394,17 @@ options! {
     /// Flink SQL's idle state retention: keyed state of a continuous aggregate not written for
     /// this long expires (0: never). An operator's `state.ttl` overrides it.
     TABLE_EXEC_STATE_TTL: Duration = "table.exec.state.ttl", Some("0 ms");
+    /// Two-phase (local-global) windowed aggregation: TWO_PHASE whenever the aggregates can be
+    /// merged, AUTO only with mini-batch enabled (Flink's rule), ONE_PHASE never.
+    TABLE_OPTIMIZER_AGG_PHASE_STRATEGY: AggPhaseStrategy = "table.optimizer.agg-phase-strategy", Some("AUTO");
+    /// Buffers rows before the shuffle (here: the local phase of a two-phase aggregate).
+    TABLE_EXEC_MINI_BATCH_ENABLED: bool = "table.exec.mini-batch.enabled", Some("false");
+    /// Rows a local aggregate takes before it flushes its partial results (it also flushes at
+    /// every watermark and checkpoint barrier); 0: Sluice's default of 50,000.
+    TABLE_EXEC_MINI_BATCH_SIZE: u32 = "table.exec.mini-batch.size", Some("0");
+    /// Accepted for Flink compatibility: the local phase flushes at every watermark and
+    /// barrier, which bounds its latency by the watermark interval.
+    TABLE_EXEC_MINI_BATCH_ALLOW_LATENCY: Duration = "table.exec.mini-batch.allow-latency", Some("0 ms");
     STATE_BACKEND: StateBackendKind = "state.backend.type", Some("hashmap"), deprecated &["state.backend"];
     /// RocksDB's block cache and write buffers come out of the slot's managed memory.
     ROCKSDB_MEMORY_MANAGED: bool = "state.backend.rocksdb.memory.managed", Some("true");

@@ -26,6 +26,10 @@ pub struct GraphOptions {
     /// Reactive mode: `parallelism` is every node's, whatever the job file declares (Flink
     /// ignores the configured parallelism there; only the max parallelism bounds it).
     pub uniform: bool,
+    /// The cluster's configuration, under the job file's `config:`: the table options that
+    /// shape the plan (`table.optimizer.agg-phase-strategy`, `table.exec.mini-batch.*`) are
+    /// read from it. None: their defaults under the job file's.
+    pub cluster_config: Option<Arc<crate::config::Configuration>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +76,20 @@ pub enum NodeKind {
         keys: Vec<String>,
         aggregates: Vec<(String, String)>,
         ttl: Option<std::time::Duration>,
+    },
+    /// The local phase of a two-phase windowed aggregate (Flink's `LocalWindowAggregate`),
+    /// before the shuffle: per (pane, key) partial results of `aggregates` on the heap, flushed
+    /// as rows (keys, partials, the pane's max timestamp as `rowtime`) at every watermark, at a
+    /// checkpoint barrier, or after `buffer_rows` rows; it holds no checkpointed state.
+    LocalWindow {
+        keys: Vec<String>,
+        /// Tumbling panes of this size: the window's size, or for a sliding window the
+        /// greatest common divisor of size and slide, so every pane lies inside or outside
+        /// each window.
+        pane: std::time::Duration,
+        aggregates: Vec<(String, String)>,
+        rowtime: String,
+        buffer_rows: u64,
     },
     Union,
     /// Two inputs: main rows (input 0) enriched with the broadcast entry (input 1, keyed by

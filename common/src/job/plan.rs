@@ -253,6 +253,19 @@ fn node_to_plan(n: &GraphNode) -> PlanResult<pb::PlanNode> {
                 column: window.pos.column as u32,
             })
         }
+        NodeKind::LocalWindow {
+            keys,
+            pane,
+            aggregates,
+            rowtime,
+            buffer_rows,
+        } => Kind::LocalWindow(pb::PlanLocalWindow {
+            keys: keys.clone(),
+            pane_nanos: nanos(*pane),
+            aggregates: named(aggregates),
+            rowtime: rowtime.clone(),
+            buffer_rows: *buffer_rows,
+        }),
         NodeKind::Aggregate { keys, aggregates, ttl } => Kind::Aggregate(pb::PlanAggregate {
             keys: keys.clone(),
             aggregates: named(aggregates),
@@ -383,6 +396,13 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
             keys: a.keys.clone(),
             aggregates: unnamed(&a.aggregates),
             ttl: (a.ttl_millis > 0).then(|| Duration::from_millis(a.ttl_millis)),
+        },
+        Kind::LocalWindow(l) => NodeKind::LocalWindow {
+            keys: l.keys.clone(),
+            pane: Duration::from_nanos(l.pane_nanos),
+            aggregates: unnamed(&l.aggregates),
+            rowtime: l.rowtime.clone(),
+            buffer_rows: l.buffer_rows,
         },
         Kind::Union(_) => NodeKind::Union,
         Kind::Broadcast(b) => NodeKind::Broadcast {

@@ -168,6 +168,9 @@ pub struct OperatorSpec {
     /// `reinterpret-as-keyed: true` (Flink's `reinterpretAsKeyedStream`): the input is already
     /// partitioned by `key_by` as a hash edge would; it stays a forward edge, no shuffle.
     pub reinterpret_as_keyed: bool,
+    /// `salt: N` on a window: its key is spread over N salted keys, pre-aggregated per salted
+    /// key, and the window merges the partial results (two phases, whatever the strategy).
+    pub salt: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

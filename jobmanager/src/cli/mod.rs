@@ -290,6 +290,7 @@ fn info(args: &ConfigArgs, job: &PathBuf, parallelism: Option<u32>) -> Result<()
         &GraphOptions {
             default_parallelism,
             parallelism,
+            cluster_config: Some(std::sync::Arc::new(loaded.config.clone())),
             ..Default::default()
         },
         sluice_connectors::registry(),

@@ -62,6 +62,7 @@ impl Scheduler {
             node_parallelism: job.node_parallelism.clone(),
             restored_max_parallelism: Some(job.graph.max_parallelism),
             uniform: job.reactive,
+            cluster_config: Some(Arc::new(job.config.clone())),
         };
         let graph = compile_job(&job.yaml, &job.file, &options, registry()).map_err(|e| e.to_string())?;
         job.graph = Arc::new(graph);

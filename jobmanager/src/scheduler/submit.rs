@@ -60,6 +60,9 @@ impl Scheduler {
             node_parallelism: BTreeMap::new(),
             restored_max_parallelism: restore.as_ref().map(|r| r.metadata.max_parallelism),
             uniform: false,
+            cluster_config: Some(std::sync::Arc::new(
+                self.settings.config.overlaid(opts.dynamic.iter().map(|(k, v)| (k, v))),
+            )),
         };
         if let Some(r) = &restore {
             // Flink's check first: the graph's own would name the max parallelism it adopted.

@@ -51,9 +51,22 @@ pub(crate) trait Operator: Send {
         Ok(())
     }
 
+    /// After `on_watermark`, `on_processing_time` or `finish`: it emitted part of what that
+    /// call owes (a bounded chunk) and must be called again with the same argument; the task
+    /// sends each part downstream first, so the output never piles up.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+
     /// Whether it needs `on_processing_time` ticks.
     fn uses_processing_time(&self) -> bool {
         false
+    }
+
+    /// A checkpoint barrier is about to be taken (Flink's `prepareSnapshotPreBarrier`): what
+    /// the operator emits here goes downstream before the barrier.
+    fn prepare_snapshot_pre_barrier(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        Ok(())
     }
 
     /// The synchronous part of a checkpoint: the operator's state as of the barrier.
@@ -78,12 +91,14 @@ pub(crate) struct Chain {
     ops: Vec<Box<dyn Operator>>,
     /// The uid of each operator (its state's name in snapshots).
     uids: Vec<String>,
+    /// The operator a watermark that emitted in parts resumes at (0: none in progress).
+    resume: usize,
 }
 
 impl Chain {
     pub(crate) fn new(ops: Vec<(String, Box<dyn Operator>)>) -> Chain {
         let (uids, ops) = ops.into_iter().unzip();
-        Chain { ops, uids }
+        Chain { ops, uids, resume: 0 }
     }
 
     /// Every operator's snapshot that holds state, by uid.
@@ -147,22 +162,53 @@ impl Chain {
         self.run_from(0, input, vec![batch], ctx)
     }
 
+    /// Calls each operator in turn, its output through the rest of the chain, until one has
+    /// more pending (`Operator::has_pending_output`): returns what left the chain so far and
+    /// whether to call again, which resumes at that operator.
+    fn each_step(
+        &mut self,
+        ctx: &OperatorContext,
+        mut call: impl FnMut(&mut dyn Operator, &mut Vec<RecordBatch>) -> Result<(), TaskError>,
+    ) -> Result<(Vec<RecordBatch>, bool), TaskError> {
+        let mut outputs = Vec::new();
+        while self.resume < self.ops.len() {
+            let k = self.resume;
+            let mut emitted = Vec::new();
+            call(self.ops[k].as_mut(), &mut emitted)?;
+            outputs.extend(self.run_from(k + 1, 0, emitted, ctx)?);
+            if self.ops[k].has_pending_output() {
+                return Ok((outputs, true));
+            }
+            self.resume += 1;
+        }
+        self.resume = 0;
+        Ok((outputs, false))
+    }
+
+    /// `each_step` until done, everything collected.
     fn each(
         &mut self,
         ctx: &OperatorContext,
         mut call: impl FnMut(&mut dyn Operator, &mut Vec<RecordBatch>) -> Result<(), TaskError>,
     ) -> Result<Vec<RecordBatch>, TaskError> {
         let mut outputs = Vec::new();
-        for k in 0..self.ops.len() {
-            let mut emitted = Vec::new();
-            call(self.ops[k].as_mut(), &mut emitted)?;
-            outputs.extend(self.run_from(k + 1, 0, emitted, ctx)?);
+        loop {
+            let (part, more) = self.each_step(ctx, &mut call)?;
+            outputs.extend(part);
+            if !more {
+                return Ok(outputs);
+            }
         }
-        Ok(outputs)
     }
 
-    pub(crate) fn watermark(&mut self, watermark: i64, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
-        self.each(ctx, |op, out| op.on_watermark(watermark, out))
+    /// One part of a watermark's output: the task sends it before asking for the next
+    /// (`true`: call again with the same watermark).
+    pub(crate) fn watermark_step(
+        &mut self,
+        watermark: i64,
+        ctx: &OperatorContext,
+    ) -> Result<(Vec<RecordBatch>, bool), TaskError> {
+        self.each_step(ctx, |op, out| op.on_watermark(watermark, out))
     }
 
     pub(crate) fn processing_time(
@@ -171,6 +217,10 @@ impl Chain {
         ctx: &OperatorContext,
     ) -> Result<Vec<RecordBatch>, TaskError> {
         self.each(ctx, |op, out| op.on_processing_time(now_ms, out))
+    }
+
+    pub(crate) fn pre_barrier(&mut self, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {
+        self.each(ctx, |op, out| op.prepare_snapshot_pre_barrier(out))
     }
 
     pub(crate) fn finish(&mut self, ctx: &OperatorContext) -> Result<Vec<RecordBatch>, TaskError> {

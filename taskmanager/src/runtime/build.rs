@@ -16,7 +16,7 @@ use super::sink_stage::SinkStage;
 use super::user_metrics::MetricsProbe;
 use super::watermarks::SplitWatermarks;
 use crate::error::TaskError;
-use crate::operators::window::WindowAggregate;
+use crate::operators::window::{LocalWindowAggregate, WindowAggregate};
 use crate::operators::{
     BroadcastColumns, BroadcastJoin, Chain, Filter, KeyGroupGuard, KeyedAggregate, Operator, Select,
 };
@@ -213,6 +213,27 @@ pub(crate) fn build_task(
                     Arc::clone(&metrics.late_dropped),
                     keyed_settings(&ctx.state, graph, node, subtask),
                     ctx.restore.remove(&node.uid),
+                )
+                .map_err(named)?;
+                ops.push((node.uid.clone(), Box::new(op)));
+            }
+            NodeKind::LocalWindow {
+                keys,
+                pane,
+                aggregates,
+                rowtime,
+                buffer_rows,
+            } => {
+                let op = LocalWindowAggregate::new(
+                    keys,
+                    *pane,
+                    aggregates,
+                    rowtime,
+                    *buffer_rows,
+                    &need_input()?,
+                    node.schema.clone(),
+                    Arc::clone(&metrics.late_dropped),
+                    keyed_settings(&ctx.state, graph, node, subtask),
                 )
                 .map_err(named)?;
                 ops.push((node.uid.clone(), Box::new(op)));

@@ -92,9 +92,16 @@ impl Output<'_> {
         Ok(())
     }
 
+    /// What the watermark fires goes downstream a part at a time (a large RocksDB window a
+    /// chunk per part), then the watermark.
     async fn watermark(&mut self, chain: &mut Chain, wm: i64) -> Result<(), TaskError> {
-        let fired = chain.watermark(wm, self.ctx)?;
-        self.batches(fired).await?;
+        loop {
+            let (fired, more) = chain.watermark_step(wm, self.ctx)?;
+            self.batches(fired).await?;
+            if !more {
+                break;
+            }
+        }
         self.event(StreamEvent::Watermark(wm)).await
     }
 
@@ -156,6 +163,9 @@ async fn take_checkpoint(
     barrier: Barrier,
     hooks: &mut CheckpointHooks,
 ) -> Result<AfterBarrier, TaskError> {
+    // What operators flush before a barrier (a local aggregate's partials) precedes it.
+    let flushed = chain.pre_barrier(out.ctx)?;
+    out.batches(flushed).await?;
     snapshot_and_ack(out, chain, split_snapshot(source.as_deref()), &barrier, hooks, false).await?;
     out.event(StreamEvent::Barrier(barrier.clone())).await?;
     if !barrier.stop {

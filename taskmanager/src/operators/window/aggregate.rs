@@ -49,6 +49,8 @@ pub(crate) struct WindowAggregate {
     store: Box<dyn PaneStore>,
     late: Arc<AtomicU64>,
     scratch: Vec<Window>,
+    /// The time of the last `fire`: a store that fires in parts has more due at it.
+    firing_at: i64,
 }
 
 fn millis(d: std::time::Duration) -> i64 {
@@ -76,17 +78,7 @@ impl WindowAggregate {
             (TimeKind::Event, None) => return Err("an event-time window needs a rowtime column".into()),
             (TimeKind::Processing, _) => None,
         };
-        let keys: Vec<usize> = keys.iter().map(|k| index(k)).collect::<Result<_, _>>()?;
-        let fields = keys
-            .iter()
-            .map(|i| SortField::new(input.field(*i).data_type().clone()))
-            .collect();
-        let converter = df(RowConverter::new(fields).map_err(Into::into))?;
-        let aggs: Vec<AggregateFunctionExpr> = aggregates
-            .iter()
-            .map(|(name, sql)| compile_aggregate(name, sql, input))
-            .collect::<Result<_, _>>()?;
-        let codec = StateCodec::new(converter, &aggs, settings.max_parallelism)?;
+        let (keys, aggs, codec) = compile_keyed(keys, aggregates, input, settings.max_parallelism)?;
         let store: Box<dyn PaneStore> = match (settings.backend, kind) {
             (_, WindowKind::Session { gap }) => {
                 let domain = match time {
@@ -120,21 +112,13 @@ impl WindowAggregate {
             store,
             late,
             scratch: Vec::new(),
+            firing_at: i64::MIN,
         })
     }
 
     fn timestamps(&self, batch: &RecordBatch) -> Result<Vec<i64>, String> {
         match self.rowtime {
-            Some(i) => {
-                let col = batch
-                    .column(i)
-                    .as_primitive_opt::<TimestampMillisecondType>()
-                    .ok_or("rowtime column is not a timestamp")?;
-                // A null event time cannot be placed in a window: treat it as late.
-                Ok((0..col.len())
-                    .map(|r| if col.is_null(r) { i64::MIN } else { col.value(r) })
-                    .collect())
-            }
+            Some(i) => event_times(batch, i),
             None => {
                 let now = millis(
                     std::time::SystemTime::now()
@@ -178,12 +162,50 @@ impl WindowAggregate {
     }
 
     fn fire(&mut self, time: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.firing_at = time;
         for fired in self.store.fire(&self.codec, &self.aggs, time)? {
             let batch = RecordBatch::try_new(self.output.clone(), fired.into_columns()).map_err(|e| e.to_string())?;
             out.push(batch);
         }
         Ok(())
     }
+}
+
+/// The key columns' indices, the compiled aggregates and the state codec of a keyed aggregate
+/// over `input`.
+pub(super) fn compile_keyed(
+    keys: &[String],
+    aggregates: &[(String, String)],
+    input: &SchemaRef,
+    max_parallelism: u32,
+) -> Result<(Vec<usize>, Vec<AggregateFunctionExpr>, StateCodec), String> {
+    let keys: Vec<usize> = keys
+        .iter()
+        .map(|k| input.index_of(k).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let fields = keys
+        .iter()
+        .map(|i| SortField::new(input.field(*i).data_type().clone()))
+        .collect();
+    let converter = df(RowConverter::new(fields).map_err(Into::into))?;
+    let aggs: Vec<AggregateFunctionExpr> = aggregates
+        .iter()
+        .map(|(name, sql)| compile_aggregate(name, sql, input))
+        .collect::<Result<_, _>>()?;
+    let codec = StateCodec::new(converter, &aggs, max_parallelism)?;
+    Ok((keys, aggs, codec))
+}
+
+/// Each row's event time from column `rowtime`; a null one (it cannot be placed in a window,
+/// so it is late) as `i64::MIN`.
+pub(super) fn event_times(batch: &RecordBatch, rowtime: usize) -> Result<Vec<i64>, String> {
+    let col = batch
+        .column(rowtime)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or("rowtime column is not a timestamp")?;
+    Ok((0..col.len())
+        .map(|r| if col.is_null(r) { i64::MIN } else { col.value(r) })
+        .collect())
 }
 
 impl Operator for WindowAggregate {
@@ -257,6 +279,11 @@ impl Operator for WindowAggregate {
     /// End of input: every open window fires (in processing time too).
     fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
         Ok(self.fire(i64::MAX, out)?)
+    }
+
+    /// A RocksDB store fires a large window a chunk per call: more is due at this time.
+    fn has_pending_output(&self) -> bool {
+        self.store.fire_pending(self.firing_at)
     }
 
     fn uses_processing_time(&self) -> bool {

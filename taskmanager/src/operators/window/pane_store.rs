@@ -79,8 +79,14 @@ pub(super) trait PaneStore: Send {
     /// their own windows find any).
     fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String>;
 
-    /// Removes and returns every window `time` has fired, oldest first.
+    /// Removes and returns windows `time` has fired, oldest first: all of them, or (a store
+    /// that bounds what one call emits) a part, the rest reported by `fire_pending`.
     fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String>;
+
+    /// Whether windows `time` has fired are still to be emitted by further `fire` calls.
+    fn fire_pending(&self, _time: i64) -> bool {
+        false
+    }
 
     /// The keyed part of the operator's snapshot.
     fn snapshot(

@@ -22,6 +22,9 @@ use crate::state::{state_ids, StateSettings};
 pub(super) struct RocksPanes {
     store: RocksStore,
     windows: BTreeSet<Window>,
+    /// The key group the first window's firing resumes at: a fire call emits about one
+    /// chunk, and the operator calls again until none is due.
+    fire_from: Option<u32>,
 }
 
 impl RocksPanes {
@@ -34,7 +37,11 @@ impl RocksPanes {
                 Ok(())
             })?;
         }
-        Ok(RocksPanes { store, windows })
+        Ok(RocksPanes {
+            store,
+            windows,
+            fire_from: None,
+        })
     }
 }
 
@@ -121,20 +128,24 @@ impl PaneStore for RocksPanes {
         Ok(0)
     }
 
-    /// Scans each fired window's prefix in every owned key group, deleting what it emits. A
-    /// window's keys are decoded and emitted a chunk of key groups at a time (at least
-    /// `FIRE_CHUNK` keys each), so a window of millions of keys never holds all their raw
-    /// entries, decoded states and deletions at once.
+    /// Scans fired windows' prefixes in every owned key group, deleting what it emits, and
+    /// returns once it emitted a chunk of key groups holding at least `FIRE_CHUNK` keys (the
+    /// rest is due on the next call: `fire_pending`). So a window of millions of keys never
+    /// holds all their raw entries, decoded states, deletions or output rows at once: each
+    /// chunk's rows go downstream before the next is read.
     fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String> {
         let mut out = Vec::new();
+        let mut emitted = 0usize;
+        let range = self.store.range();
         while let Some(w) = self.windows.first().copied() {
-            if !w.is_fired_by(time) {
+            if !w.is_fired_by(time) || emitted >= FIRE_CHUNK {
                 break;
             }
-            self.windows.pop_first();
             let prefix = pane_prefix(w);
             let mut chunk = FireChunk::default();
-            for kg in self.store.range().iter() {
+            let from = self.fire_from.take().unwrap_or(range.start);
+            let mut resume = None;
+            for kg in from..=range.end {
                 self.store.scan(kg, &prefix, |k, v| {
                     let (_, key) = parse_pane_key(k)?;
                     chunk.keys.push(key.to_vec());
@@ -142,13 +153,28 @@ impl PaneStore for RocksPanes {
                     chunk.deletes.delete(prefixed(kg, k));
                     Ok(())
                 })?;
-                if chunk.keys.len() >= FIRE_CHUNK {
-                    out.extend(self.emit(codec, aggs, w, std::mem::take(&mut chunk))?);
+                if chunk.keys.len() >= FIRE_CHUNK && kg < range.end {
+                    resume = Some(kg + 1);
+                    break;
                 }
             }
+            emitted += chunk.keys.len();
             out.extend(self.emit(codec, aggs, w, chunk)?);
+            match resume {
+                Some(kg) => {
+                    self.fire_from = Some(kg);
+                    break;
+                }
+                None => {
+                    self.windows.pop_first();
+                }
+            }
         }
         Ok(out)
+    }
+
+    fn fire_pending(&self, time: i64) -> bool {
+        self.fire_from.is_some() || self.windows.first().is_some_and(|w| w.is_fired_by(time))
     }
 
     fn snapshot(

@@ -1,0 +1,283 @@
+//! The local phase of a two-phase windowed aggregate (Flink's `LocalWindowAggregate`, chained
+//! before the shuffle): rows are aggregated per (pane, key) in heap panes, and the partial
+//! results leave as rows — the keys, one partial value per aggregate, the pane's max timestamp
+//! as event time — so a hot key sends one row per pane and flush instead of one per input row.
+//!
+//! A watermark flushes the panes it closes before it goes on (so no partial is late where its
+//! rows were not; open panes keep aggregating). Everything is flushed before a checkpoint
+//! barrier (so it checkpoints nothing and rescales freely), after `buffer_rows` rows
+//! (`table.exec.mini-batch.size`) and at the end of input. Its buffer counts against the
+//! slot's heap budget like window panes do.
+//! Rows without an event time are dropped and counted late, as the one-phase window would.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, TimestampMillisecondArray};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use super::aggregate::{compile_keyed, event_times};
+use super::assigner::{self, Window};
+use super::heap_panes::HeapPanes;
+use super::pane_store::{aggregate_arguments, PaneBatch, PaneStore};
+use super::state_codec::StateCodec;
+use crate::error::TaskError;
+use crate::operators::{Operator, OperatorContext};
+use crate::state::StateSettings;
+
+pub(crate) struct LocalWindowAggregate {
+    keys: Vec<usize>,
+    rowtime: usize,
+    pane_ms: i64,
+    codec: StateCodec,
+    aggs: Vec<AggregateFunctionExpr>,
+    output: SchemaRef,
+    panes: HeapPanes,
+    buffer_rows: u64,
+    buffered: u64,
+    late: Arc<AtomicU64>,
+}
+
+impl LocalWindowAggregate {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        keys: &[String],
+        pane: std::time::Duration,
+        aggregates: &[(String, String)],
+        rowtime: &str,
+        buffer_rows: u64,
+        input: &SchemaRef,
+        output: SchemaRef,
+        late: Arc<AtomicU64>,
+        settings: StateSettings,
+    ) -> Result<LocalWindowAggregate, String> {
+        let pane_ms = i64::try_from(pane.as_millis()).unwrap_or(i64::MAX);
+        if pane_ms <= 0 {
+            return Err(format!("a local window's pane must be at least 1 ms, not {pane:?}"));
+        }
+        let rowtime = input.index_of(rowtime).map_err(|e| e.to_string())?;
+        let (keys, aggs, codec) = compile_keyed(keys, aggregates, input, settings.max_parallelism)?;
+        let panes = HeapPanes::open(&settings, None, &codec, &aggs)?;
+        Ok(LocalWindowAggregate {
+            keys,
+            rowtime,
+            pane_ms,
+            codec,
+            aggs,
+            output,
+            panes,
+            buffer_rows: buffer_rows.max(1),
+            buffered: 0,
+            late,
+        })
+    }
+
+    /// The partial results of every pane `time` closes (`i64::MAX`: all) as rows: keys,
+    /// partials, the pane's max timestamp.
+    fn flush(&mut self, time: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        if time == i64::MAX {
+            self.buffered = 0;
+        }
+        for fired in self.panes.fire(&self.codec, &self.aggs, time)? {
+            let time = TimestampMillisecondArray::from_iter_values(fired.windows.iter().map(Window::max_timestamp));
+            let mut columns: Vec<ArrayRef> = fired.keys;
+            columns.extend(fired.values);
+            columns.push(Arc::new(time));
+            out.push(RecordBatch::try_new(self.output.clone(), columns).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for LocalWindowAggregate {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &OperatorContext,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), TaskError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ts = event_times(&batch, self.rowtime)?;
+        let assigned: Vec<(Window, u32)> = ts
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t != i64::MIN)
+            .map(|(r, &t)| (assigner::tumbling(t, self.pane_ms), r as u32))
+            .collect();
+        self.late
+            .fetch_add((ts.len() - assigned.len()) as u64, Ordering::Relaxed);
+        let key_columns: Vec<ArrayRef> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
+        let key_rows = self
+            .codec
+            .keys
+            .convert_columns(&key_columns)
+            .map_err(|e| e.to_string())?;
+        let args = aggregate_arguments(&self.aggs, &batch)?;
+        let rows = PaneBatch {
+            args: &args,
+            key_columns: &key_columns,
+            key_rows: &key_rows,
+            ts: &ts,
+            assigned: &assigned,
+            watermark: i64::MIN,
+        };
+        self.panes.add(&self.codec, &self.aggs, &rows)?;
+        self.buffered += assigned.len() as u64;
+        if self.buffered >= self.buffer_rows {
+            self.flush(i64::MAX, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        Ok(self.flush(watermark, out)?)
+    }
+
+    fn prepare_snapshot_pre_barrier(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        Ok(self.flush(i64::MAX, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+        Ok(self.flush(i64::MAX, out)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_settings;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
+    use sluice_common::config::options::StateBackendKind;
+    use std::time::Duration;
+
+    fn ts_type() -> DataType {
+        DataType::Timestamp(TimeUnit::Millisecond, None)
+    }
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+            Field::new("ts", ts_type(), true),
+        ]))
+    }
+
+    fn output() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("total", DataType::Int64, true),
+            Field::new("ts", ts_type(), false),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, i64, Option<i64>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn op(buffer_rows: u64) -> (LocalWindowAggregate, Arc<AtomicU64>) {
+        let late = Arc::new(AtomicU64::new(0));
+        let aggs = vec![
+            ("n".to_string(), "count(*)".to_string()),
+            ("total".to_string(), "sum(v)".to_string()),
+        ];
+        let settings = test_settings(StateBackendKind::HashMap, &std::env::temp_dir(), (0, 127));
+        let op = LocalWindowAggregate::new(
+            &["k".into()],
+            Duration::from_millis(1000),
+            &aggs,
+            "ts",
+            buffer_rows,
+            &input(),
+            output(),
+            late.clone(),
+            settings,
+        )
+        .unwrap();
+        (op, late)
+    }
+
+    /// (key, count, sum, time) of every row, sorted.
+    fn rows(out: &[RecordBatch]) -> Vec<(i64, i64, i64, i64)> {
+        let mut v = Vec::new();
+        for b in out {
+            let k = b.column(0).as_primitive::<Int64Type>();
+            let n = b.column(1).as_primitive::<Int64Type>();
+            let s = b.column(2).as_primitive::<Int64Type>();
+            let t = b.column(3).as_primitive::<TimestampMillisecondType>();
+            for i in 0..b.num_rows() {
+                v.push((k.value(i), n.value(i), s.value(i), t.value(i)));
+            }
+        }
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn partials_per_pane_and_key_leave_at_watermarks_barriers_and_when_full() {
+        let (mut local, late) = op(1_000);
+        let ctx = OperatorContext::for_tests();
+        let mut out = Vec::new();
+        local
+            .process(
+                0,
+                batch(&[
+                    (1, 2, Some(10)),
+                    (1, 3, Some(20)),
+                    (2, 5, Some(30)),
+                    (1, 7, Some(1500)),
+                    (3, 1, None),
+                ]),
+                &ctx,
+                &mut out,
+            )
+            .unwrap();
+        assert!(out.is_empty(), "holds rows until a watermark");
+        assert_eq!(late.load(Ordering::Relaxed), 1, "a row without event time is late");
+        local.on_watermark(998, &mut out).unwrap();
+        assert!(out.is_empty(), "no pane closed at 998");
+        local.on_watermark(999, &mut out).unwrap();
+        assert_eq!(rows(&out), vec![(1, 2, 5, 999), (2, 1, 5, 999)], "the closed pane only");
+        out.clear();
+        local.process(0, batch(&[(2, 4, Some(1040))]), &ctx, &mut out).unwrap();
+        local.prepare_snapshot_pre_barrier(&mut out).unwrap();
+        assert_eq!(
+            rows(&out),
+            vec![(1, 1, 7, 1999), (2, 1, 4, 1999)],
+            "a barrier takes all"
+        );
+        out.clear();
+        local.on_watermark(5000, &mut out).unwrap();
+        assert!(out.is_empty(), "nothing held, nothing sent");
+        assert!(local.snapshot(1, false).unwrap().is_empty(), "nothing to checkpoint");
+
+        let (mut small, _) = op(2);
+        let mut out = Vec::new();
+        small.process(0, batch(&[(1, 1, Some(0))]), &ctx, &mut out).unwrap();
+        assert!(out.is_empty());
+        small
+            .process(0, batch(&[(1, 1, Some(0)), (1, 1, Some(0))]), &ctx, &mut out)
+            .unwrap();
+        assert_eq!(rows(&out), vec![(1, 3, 3, 999)], "a full buffer flushes");
+        small.process(0, batch(&[(4, 9, Some(0))]), &ctx, &mut out).unwrap();
+        small.finish(&mut out).unwrap();
+        assert_eq!(rows(&out), vec![(1, 3, 3, 999), (4, 1, 9, 999)]);
+    }
+}
