@@ -3,6 +3,8 @@
 //! chained to the source and the window merges the partials; through a `kill -9` of a
 //! taskmanager and a reactive rescale back up, the committed windows equal the one-phase
 //! reference exactly (the local phase flushes before every barrier, so it has no state to lose).
+//! A window with `salt: 4` (shuffled by key and salt, pre-aggregated, merged by key) commits the
+//! same windows.
 
 use std::time::Duration;
 
@@ -60,4 +62,23 @@ fn two_phase_windows_stay_exact_through_a_kill_and_a_rescale() {
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
     JOB.assert_exact(&out);
     println!("two-phase windows exact after kill -9 and a rescale back to 2");
+}
+
+#[test]
+fn a_salted_window_commits_the_one_phase_windows() {
+    let checkpoints = tempfile::tempdir().expect("dir");
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 500 ms\nrestart-strategy.type: none\n",
+        checkpoints.path().display()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let _tms = [cluster.start_taskmanager(&[]).0, cluster.start_taskmanager(&[]).0];
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let yaml = JOB
+        .yaml(&out, 40_000, 2)
+        .replacen("    key-by: [user_id]\n", "    key-by: [user_id]\n    salt: 4\n", 1);
+    let id = cluster.submit(&yaml, "salted.yaml");
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    JOB.assert_exact(&out);
 }
