@@ -185,6 +185,9 @@ fn eligible(graph: &JobGraph, n: &GraphNode, d: &Draft) -> Result<Split, &'stati
     Ok(Split { pane, rowtime, merges })
 }
 
+/// The rewritten drafts, and the output columns of each global window by id.
+pub(crate) type Rewritten = (Vec<Draft>, HashMap<String, SchemaRef>);
+
 /// The drafts with every window the job salts or the strategy splits in two phases, and the
 /// one-phase output columns of each global window; `None` when nothing is split.
 pub(crate) fn split(
@@ -192,7 +195,7 @@ pub(crate) fn split(
     options: &GraphOptions,
     graph: &JobGraph,
     drafts: &[Draft],
-) -> JobResult<Option<(Vec<Draft>, HashMap<String, SchemaRef>)>> {
+) -> JobResult<Option<Rewritten>> {
     let two_phase = strategy(spec, options)?;
     let mut out = Vec::with_capacity(drafts.len() + 2);
     let mut schemas = HashMap::new();

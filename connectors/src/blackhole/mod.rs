@@ -1,4 +1,4 @@
-//! `blackhole`: discards every row (Flink's blackhole connector). Option `rows-per-second`
+//! `blackhole`: discards every row, updates too (Flink's blackhole connector). Option `rows-per-second`
 //! (total over all subtasks, 0 = unlimited, the default) makes it a slow sink that discards
 //! no faster than that, for trying back-pressure, alerts and autoscaling without a real slow
 //! system behind it.
@@ -43,6 +43,12 @@ impl Connector for Blackhole {
 
     fn check_sink(&self, spec: &SinkSpec) -> JobResult<()> {
         rows_per_second(spec).map(|_| ())
+    }
+
+    /// Discarding needs no keys: it takes a continuous aggregate's updates too (Flink's
+    /// blackhole accepts every changelog).
+    fn accepts_updates(&self, _spec: &SinkSpec) -> bool {
+        true
     }
 
     fn create_sink(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, ClassedError> {
