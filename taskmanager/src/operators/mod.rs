@@ -227,3 +227,95 @@ impl Chain {
         self.each(ctx, |op, out| op.finish(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn rows(n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    /// Emits `parts` batches on a watermark, one per call.
+    struct InParts {
+        parts: usize,
+    }
+
+    impl Operator for InParts {
+        fn process(
+            &mut self,
+            _: usize,
+            b: RecordBatch,
+            _: &OperatorContext,
+            out: &mut Vec<RecordBatch>,
+        ) -> Result<(), TaskError> {
+            out.push(b);
+            Ok(())
+        }
+
+        fn on_watermark(&mut self, _: i64, out: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+            if self.parts > 0 {
+                self.parts -= 1;
+                out.push(rows(1));
+            }
+            Ok(())
+        }
+
+        fn has_pending_output(&self) -> bool {
+            self.parts > 0
+        }
+    }
+
+    /// Counts the watermarks it sees and passes rows on.
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Operator for Counting {
+        fn process(
+            &mut self,
+            _: usize,
+            b: RecordBatch,
+            _: &OperatorContext,
+            out: &mut Vec<RecordBatch>,
+        ) -> Result<(), TaskError> {
+            out.push(b);
+            Ok(())
+        }
+
+        fn on_watermark(&mut self, _: i64, _: &mut Vec<RecordBatch>) -> Result<(), TaskError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_watermark_emitted_in_parts_reaches_later_operators_once_after_all_parts() {
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut chain = Chain::new(vec![
+            ("a".into(), Box::new(InParts { parts: 3 })),
+            ("b".into(), Box::new(Counting(seen.clone()))),
+        ]);
+        let ctx = OperatorContext::for_tests();
+        let mut parts = Vec::new();
+        loop {
+            let (out, more) = chain.watermark_step(7, &ctx).unwrap();
+            parts.push(out.len());
+            if !more {
+                break;
+            }
+            assert_eq!(
+                seen.load(std::sync::atomic::Ordering::Relaxed),
+                0,
+                "not before the last part"
+            );
+        }
+        assert_eq!(parts, [1, 1, 1]);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The next watermark starts at the first operator again.
+        assert_eq!(chain.watermark_step(8, &ctx).unwrap(), (Vec::new(), false));
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+}
