@@ -44,6 +44,8 @@ const MAX_RECORDS: usize = 8192;
 /// busy topic is read again at once, an idle one costs a poll every 20 ms).
 const FIRST_WAIT: Duration = Duration::from_millis(1);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// Sluice's default for librdkafka's `fetch.queue.backoff.ms` (a `properties.*` overrides it).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Keeps the high watermark of every partition from librdkafka's statistics.
 #[derive(Default)]
@@ -116,6 +118,13 @@ impl KafkaReader {
         let mut config = options.client_config();
         if !options.properties.contains_key("statistics.interval.ms") {
             config.set("statistics.interval.ms", "1000");
+        }
+        if !options.properties.contains_key("fetch.queue.backoff.ms") {
+            // librdkafka stops fetching a partition for this long (1 s by default) once its
+            // prefetch queue is past `queued.min.messages`: a reader that drains the queue in
+            // less then waits for the broker with nothing to read (K1 read 75 % of the raw
+            // consumer's rate with the default, 105 % with this).
+            config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         }
         let consumer: KafkaConsumer = config
             .create_with_context(Watermarks::default())
