@@ -220,6 +220,42 @@ pub fn reactive_checkpoints(dir: &Path) -> String {
     )
 }
 
+/// A reactive cluster (`reactive_checkpoints`) with a jobmanager and two one-slot
+/// taskmanagers, registered: a job at parallelism 2 spans both, so a kill hits it.
+pub struct ReactivePair {
+    pub cluster: Cluster,
+    pub jm: Daemon,
+    pub tms: Vec<Daemon>,
+}
+
+impl ReactivePair {
+    const ONE_SLOT: [&'static str; 2] = ["-D", "taskmanager.numberOfTaskSlots=1"];
+
+    pub fn start(checkpoints: &Path) -> ReactivePair {
+        let mut cluster = Cluster::new(&reactive_checkpoints(checkpoints));
+        let (jm, _) = cluster.start_jobmanager();
+        let tms = vec![
+            cluster.start_taskmanager(&Self::ONE_SLOT).0,
+            cluster.start_taskmanager(&Self::ONE_SLOT).0,
+        ];
+        cluster.wait_taskmanagers(2, Duration::from_secs(20));
+        ReactivePair { cluster, jm, tms }
+    }
+
+    /// After two more completed checkpoints of job `id`: `kill -9` of one taskmanager (the job
+    /// fails over to parallelism 1), then a new one joins (a reactive rescale back to 2).
+    pub fn kill_one_and_rejoin(&mut self, id: &str) {
+        let done = self.cluster.completed_checkpoints(id);
+        wait_for(Duration::from_secs(30), "two checkpoints", || {
+            (self.cluster.completed_checkpoints(id) >= done + 2).then_some(())
+        });
+        self.tms.remove(0).kill9();
+        wait_parallelism(self.cluster.rest_port, id, 1, Duration::from_secs(30));
+        self.tms.push(self.cluster.start_taskmanager(&Self::ONE_SLOT).0);
+        wait_parallelism(self.cluster.rest_port, id, 2, Duration::from_secs(30));
+    }
+}
+
 /// `flink_jobmanager_job_numRestarts` of job `id` on the jobmanager's metrics port (0 while
 /// it does not answer).
 pub fn job_restarts(metrics_port: u16, id: &str) -> u64 {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sluice_tests::{wait_for, wait_parallelism, Cluster};
+use sluice_tests::{wait_parallelism, ReactivePair};
 
 const EPOCH_MS: i64 = 1767225600000;
 const EVENTS: i64 = 60_000;
@@ -94,27 +94,13 @@ fn committed(out: &std::path::Path) -> (BTreeMap<i64, i64>, usize) {
 #[test]
 fn events_take_the_rule_in_force_at_their_event_time_through_a_kill_and_a_rescale() {
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&sluice_tests::reactive_checkpoints(checkpoints.path()));
-    let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
-    let (_jm, _) = cluster.start_jobmanager();
-    let mut tms = vec![
-        cluster.start_taskmanager(&one_slot).0,
-        cluster.start_taskmanager(&one_slot).0,
-    ];
-    cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let out = cluster.config_dir().join("out");
-    let id = cluster.submit(&job(&out), "broadcast.yaml");
-    wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
-    let done = cluster.completed_checkpoints(&id);
-    wait_for(Duration::from_secs(30), "two checkpoints", || {
-        (cluster.completed_checkpoints(&id) >= done + 2).then_some(())
-    });
+    let mut pair = ReactivePair::start(checkpoints.path());
+    let out = pair.cluster.config_dir().join("out");
+    let id = pair.cluster.submit(&job(&out), "broadcast.yaml");
+    wait_parallelism(pair.cluster.rest_port, &id, 2, Duration::from_secs(30));
     // A taskmanager dies: failover at parallelism 1; then one joins: back to 2.
-    tms.remove(0).kill9();
-    wait_parallelism(cluster.rest_port, &id, 1, Duration::from_secs(30));
-    tms.push(cluster.start_taskmanager(&one_slot).0);
-    wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
-    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
+    pair.kill_one_and_rejoin(&id);
+    pair.cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
     let (got, duplicates) = committed(&out);
     let want = reference();
     assert_eq!(duplicates, 0, "no event committed twice");

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use sluice_tests::windowed_job::WindowedJob;
-use sluice_tests::{wait_for, wait_parallelism, Cluster};
+use sluice_tests::{wait_parallelism, Cluster, ReactivePair};
 
 /// 120k rows over 40 users: 60 windows of 2 s.
 const JOB: WindowedJob = WindowedJob {
@@ -29,17 +29,10 @@ fn two_phase(yaml: String) -> String {
 #[test]
 fn two_phase_windows_stay_exact_through_a_kill_and_a_rescale() {
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&sluice_tests::reactive_checkpoints(checkpoints.path()));
-    let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
-    let (_jm, _) = cluster.start_jobmanager();
-    let mut tms = vec![
-        cluster.start_taskmanager(&one_slot).0,
-        cluster.start_taskmanager(&one_slot).0,
-    ];
-    cluster.wait_taskmanagers(2, Duration::from_secs(20));
-    let out = cluster.config_dir().join("out");
-    let id = cluster.submit(&two_phase(JOB.yaml(&out, 8_000, 2)), "skew.yaml");
-    let job = wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
+    let mut pair = ReactivePair::start(checkpoints.path());
+    let out = pair.cluster.config_dir().join("out");
+    let id = pair.cluster.submit(&two_phase(JOB.yaml(&out, 8_000, 2)), "skew.yaml");
+    let job = wait_parallelism(pair.cluster.rest_port, &id, 2, Duration::from_secs(30));
     let names: Vec<&str> = job["vertices"]
         .as_array()
         .expect("vertices")
@@ -51,15 +44,8 @@ fn two_phase_windows_stay_exact_through_a_kill_and_a_rescale() {
         ["Source: events -> per-user-local", "per-user -> Sink: out"],
         "the local phase runs in the source's chain"
     );
-    let done = cluster.completed_checkpoints(&id);
-    wait_for(Duration::from_secs(30), "two checkpoints", || {
-        (cluster.completed_checkpoints(&id) >= done + 2).then_some(())
-    });
-    tms.remove(0).kill9();
-    wait_parallelism(cluster.rest_port, &id, 1, Duration::from_secs(30));
-    tms.push(cluster.start_taskmanager(&one_slot).0);
-    wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
-    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
+    pair.kill_one_and_rejoin(&id);
+    pair.cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(180));
     JOB.assert_exact(&out);
     println!("two-phase windows exact after kill -9 and a rescale back to 2");
 }
