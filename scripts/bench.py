@@ -580,9 +580,14 @@ sinks:
 """
 
 
-def job_seconds(system, jid, timeout):
-    j = wait(f"{system.name} job {jid} to finish", timeout,
-             lambda: (lambda x: x if x and x["state"] in ("FINISHED", "FAILED", "CANCELED") else None)(system.job(jid)), 0.2)
+def job_seconds(system, jid, timeout, on_poll=None, every=0.2):
+    """The finished job's duration; `on_poll` is called on every poll while it runs."""
+    def ended():
+        if on_poll:
+            on_poll()
+        j = system.job(jid)
+        return j if j and j["state"] in ("FINISHED", "FAILED", "CANCELED") else None
+    j = wait(f"{system.name} job {jid} to finish", timeout, ended, every)
     if j["state"] != "FINISHED":
         raise RuntimeError(f"{system.name} job {jid} ended {j['state']}")
     return j["duration"] / 1000.0
@@ -619,18 +624,14 @@ def skew(system, text, rows):
         jid = system.submit(text)
         last = [None]
 
-        def finished():
+        def read_busy():
             busy = window_busy(system, jid)
             if busy and min(busy) > 0:
                 last[0] = busy
-            j = system.job(jid)
-            return j if j and j["state"] in ("FINISHED", "FAILED", "CANCELED") else None
-        j = wait(f"{system.name} job {jid} to finish", 1800, finished, 0.5)
-        if j["state"] != "FINISHED":
-            raise RuntimeError(f"{system.name} job {jid} ended {j['state']}")
-        final = window_busy(system, jid)
-        busy = final if final and min(final) > 0 else last[0]
-        return rows / (j["duration"] / 1000.0), (max(busy) / min(busy) if busy else float("nan"))
+        secs = job_seconds(system, jid, 1800, read_busy, 0.5)
+        read_busy()
+        busy = last[0]
+        return rows / secs, (max(busy) / min(busy) if busy else float("nan"))
     finally:
         system.stop()
 

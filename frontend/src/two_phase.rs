@@ -113,18 +113,15 @@ fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
         AggPhaseStrategy::TwoPhase => true,
         AggPhaseStrategy::Auto => config.get(&TABLE_EXEC_MINI_BATCH_ENABLED).map_err(get_err)?,
     };
-    Ok(two_phase.then_some(buffer_rows(&config)?))
-}
-
-fn buffer_rows(config: &Configuration) -> JobResult<u64> {
-    let size = config
-        .get(&TABLE_EXEC_MINI_BATCH_SIZE)
-        .map_err(|e| JobError::general(e.to_string()))?;
-    Ok(if size == 0 {
+    if !two_phase {
+        return Ok(None);
+    }
+    let size = config.get(&TABLE_EXEC_MINI_BATCH_SIZE).map_err(get_err)?;
+    Ok(Some(if size == 0 {
         DEFAULT_BUFFER_ROWS
     } else {
         u64::from(size)
-    })
+    }))
 }
 
 fn gcd(a: u128, b: u128) -> u128 {
@@ -199,8 +196,9 @@ pub(crate) fn split(
     let two_phase = strategy(spec, options)?;
     let mut out = Vec::with_capacity(drafts.len() + 2);
     let mut schemas = HashMap::new();
+    let nodes: HashMap<&str, &GraphNode> = graph.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     for d in drafts {
-        let node = graph.nodes.iter().find(|n| n.id == d.id);
+        let node = nodes.get(d.id.as_str()).copied();
         let (DraftKind::Operator(OperatorKind::Window { window, aggregates }), Some(n)) = (&d.kind, node) else {
             out.push(d.clone());
             continue;

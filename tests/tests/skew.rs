@@ -66,5 +66,21 @@ fn a_salted_window_commits_the_one_phase_windows() {
         .replacen("    key-by: [user_id]\n", "    key-by: [user_id]\n    salt: 4\n", 1);
     let id = cluster.submit(&yaml, "salted.yaml");
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    let job = cluster.rest(&format!("/jobs/{id}")).expect("job details");
+    let names: Vec<&str> = job["vertices"]
+        .as_array()
+        .expect("vertices")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Source: events -> per-user-salt",
+            "per-user-local",
+            "per-user -> Sink: out"
+        ],
+        "the job ran salted"
+    );
     JOB.assert_exact(&out);
 }

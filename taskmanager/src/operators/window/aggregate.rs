@@ -14,7 +14,7 @@ use crate::operators::OperatorContext;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -25,7 +25,7 @@ use sluice_common::proto::checkpoint::RedistributionMode;
 
 use super::assigner::{self, Window};
 use super::heap_panes::HeapPanes;
-use super::pane_store::{aggregate_arguments, df, PaneBatch, PaneStore};
+use super::pane_store::{df, KeyedInput, PaneStore};
 use super::rocks_panes::RocksPanes;
 use super::sessions::SessionWindows;
 use super::state_codec::StateCodec;
@@ -220,22 +220,9 @@ impl Operator for WindowAggregate {
             return Ok(());
         }
         let ts = self.timestamps(&batch)?;
-        let key_columns: Vec<ArrayRef> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
-        let key_rows = self
-            .codec
-            .keys
-            .convert_columns(&key_columns)
-            .map_err(|e| e.to_string())?;
-        let args = aggregate_arguments(&self.aggs, &batch)?;
+        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch)?;
         let assigned = self.assign_rows(&ts);
-        let rows = PaneBatch {
-            args: &args,
-            key_columns: &key_columns,
-            key_rows: &key_rows,
-            ts: &ts,
-            assigned: &assigned,
-            watermark: self.watermark,
-        };
+        let rows = input.pane_batch(&ts, &assigned, self.watermark);
         let late = self.store.add(&self.codec, &self.aggs, &rows)?;
         self.late.fetch_add(late, Ordering::Relaxed);
         Ok(())
@@ -297,7 +284,7 @@ mod tests {
     use crate::state::snapshot::KeyedSnapshot;
     use crate::state::test_settings;
     use arrow::array::TimestampMillisecondArray;
-    use arrow::array::{Float64Array, Int64Array};
+    use arrow::array::{ArrayRef, Float64Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::time::Duration;
 

@@ -21,7 +21,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use super::aggregate::{compile_keyed, event_times};
 use super::assigner::{self, Window};
 use super::heap_panes::HeapPanes;
-use super::pane_store::{aggregate_arguments, PaneBatch, PaneStore};
+use super::pane_store::{KeyedInput, PaneStore};
 use super::state_codec::StateCodec;
 use crate::error::TaskError;
 use crate::operators::{Operator, OperatorContext};
@@ -114,22 +114,9 @@ impl Operator for LocalWindowAggregate {
             .collect();
         self.late
             .fetch_add((ts.len() - assigned.len()) as u64, Ordering::Relaxed);
-        let key_columns: Vec<ArrayRef> = self.keys.iter().map(|i| batch.column(*i).clone()).collect();
-        let key_rows = self
-            .codec
-            .keys
-            .convert_columns(&key_columns)
-            .map_err(|e| e.to_string())?;
-        let args = aggregate_arguments(&self.aggs, &batch)?;
-        let rows = PaneBatch {
-            args: &args,
-            key_columns: &key_columns,
-            key_rows: &key_rows,
-            ts: &ts,
-            assigned: &assigned,
-            watermark: i64::MIN,
-        };
-        self.panes.add(&self.codec, &self.aggs, &rows)?;
+        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch)?;
+        self.panes
+            .add(&self.codec, &self.aggs, &input.pane_batch(&ts, &assigned, i64::MIN))?;
         self.buffered += assigned.len() as u64;
         if self.buffered >= self.buffer_rows {
             self.flush(i64::MAX, out)?;

@@ -33,6 +33,49 @@ pub(super) struct PaneBatch<'a> {
     pub watermark: i64,
 }
 
+/// What a keyed aggregate reads of a batch before it is placed in panes: the key columns, the
+/// keys in Arrow's row format, and each aggregate's argument arrays.
+pub(super) struct KeyedInput {
+    pub key_columns: Vec<ArrayRef>,
+    pub key_rows: Rows,
+    pub args: Vec<Vec<ArrayRef>>,
+}
+
+impl KeyedInput {
+    pub(super) fn read(
+        keys: &[usize],
+        codec: &StateCodec,
+        aggs: &[AggregateFunctionExpr],
+        batch: &arrow::record_batch::RecordBatch,
+    ) -> Result<KeyedInput, String> {
+        let key_columns: Vec<ArrayRef> = keys.iter().map(|i| batch.column(*i).clone()).collect();
+        let key_rows = codec.keys.convert_columns(&key_columns).map_err(|e| e.to_string())?;
+        let args = aggregate_arguments(aggs, batch)?;
+        Ok(KeyedInput {
+            key_columns,
+            key_rows,
+            args,
+        })
+    }
+
+    /// The rows as a store takes them, with their times and assigned windows.
+    pub(super) fn pane_batch<'a>(
+        &'a self,
+        ts: &'a [i64],
+        assigned: &'a [(Window, u32)],
+        watermark: i64,
+    ) -> PaneBatch<'a> {
+        PaneBatch {
+            args: &self.args,
+            key_columns: &self.key_columns,
+            key_rows: &self.key_rows,
+            ts,
+            assigned,
+            watermark,
+        }
+    }
+}
+
 /// Fired windows as output columns: one row per (window, key).
 pub(super) struct Fired {
     pub windows: Vec<Window>,
