@@ -201,8 +201,7 @@ impl PgWriter {
                 let prepared = client
                     .batch_execute(&format!("PREPARE TRANSACTION {}", literal(gid)))
                     .await;
-                self.txn_open = false;
-                self.txn_copied = 0;
+                self.forget_txn();
                 match prepared {
                     Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {
                         // A retry of a prepare whose answer was lost: it is prepared already.
@@ -212,7 +211,17 @@ impl PgWriter {
                     other => other.map_err(Failure::Pg),
                 }
             }
-            Op::Commit(gid) => prepared::commit(client, gid).await.map_err(Failure::Pg),
+            Op::Commit(gid) => {
+                if self.txn_open {
+                    // COMMIT PREPARED cannot run inside a transaction block, and rows of the
+                    // next checkpoint may already be copied into one (a flush between the
+                    // prepare and the checkpoint's completion). It holds only rows kept in
+                    // `txn_rows`: roll it back, and the next flush copies them again.
+                    client.batch_execute("ROLLBACK").await?;
+                    self.forget_txn();
+                }
+                prepared::commit(client, gid).await.map_err(Failure::Pg)
+            }
             Op::CleanUp => {
                 let gone =
                     prepared::roll_back_lingering(client, &self.options.txn_prefix, self.attempt, &self.restored)
@@ -228,6 +237,13 @@ impl PgWriter {
                 Ok(())
             }
         }
+    }
+
+    /// The open transaction ended (prepared, rolled back or lost with its connection): the
+    /// checkpoint's rows still in `txn_rows` go into the next one.
+    fn forget_txn(&mut self) {
+        self.txn_open = false;
+        self.txn_copied = 0;
     }
 
     /// Exactly-once: opens the transaction when needed and copies the rows it lacks.
@@ -276,8 +292,7 @@ impl PgWriter {
                     retries += 1;
                     // A broken connection took its open transaction with it.
                     self.lease = None;
-                    self.txn_open = false;
-                    self.txn_copied = 0;
+                    self.forget_txn();
                     let wait = backoff(retries);
                     tracing::warn!(
                         "PostgreSQL {} table '{}': {what} failed ({e}); retry {retries} of {} in {wait:?}",
