@@ -25,9 +25,12 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
   S1  skew: datagen --skew-rows rows (100M) where one key carries 50 % of them (the rest over 50k keys) → key
       by user → 10 s tumbling count+sum → blackhole, parallelism 2 on two one-slot
       taskmanagers; Sluice with table.optimizer.agg-phase-strategy ONE_PHASE and TWO_PHASE,
-      Flink SQL with TWO_PHASE and mini-batch (allow-latency 1 s, size 10000). Rows/s, and the
-      largest over the smallest accumulated busy time of the window's two subtasks (read from
-      REST every 0.5 s while the job runs; the same REST field on both systems).
+      Flink SQL with TWO_PHASE and mini-batch (allow-latency 1 s, size 10000), each on every
+      state backend of --skew-backends (hashmap,rocksdb). Both local phases buffer by memory,
+      not by that size: Flink's window local phase holds records in managed memory, Sluice's
+      (pane, key) entries in a quarter of the slot's heap budget. Rows/s, and the largest over the smallest
+      accumulated busy time of the window's two subtasks (read from REST every 0.5 s while the
+      job runs; the same REST field on both systems).
   G1  PostgreSQL sink: datagen --pg-rows narrow rows (two bigints) → postgres sink, exactly-once
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server
@@ -249,7 +252,7 @@ MINI_BATCH_SIZE = 10000
 def sluice_skew(rows, strategy):
     return f"""name: bench-s1-{strategy.lower().replace('_', '-')}
 parallelism: 2
-config: {{table.optimizer.agg-phase-strategy: {strategy}, table.exec.mini-batch.size: {MINI_BATCH_SIZE}}}
+config: {{table.optimizer.agg-phase-strategy: {strategy}}}
 sources:
   - id: events
     connector: datagen
@@ -614,12 +617,13 @@ def window_busy(system, jid):
     return None
 
 
-def skew(system, text, rows):
+def skew(system, text, rows, backend):
     """Rows/s of the skew job on two one-slot taskmanagers and the window subtasks' largest
     over smallest busy time, as last read while the job ran."""
     # Sluice's busy times reach REST with the heartbeats: every second here, so a job of a few
     # seconds is read several times. Flink reports final figures for a finished job.
-    system.start(2, 1, "execution.checkpointing.interval: 10 s\nrestart-strategy.type: none\nheartbeat.interval: 1 s")
+    system.start(2, 1, "execution.checkpointing.interval: 10 s\nrestart-strategy.type: none\nheartbeat.interval: 1 s\n"
+                 f"state.backend.type: {backend}")
     try:
         jid = system.submit(text)
         last = [None]
@@ -741,6 +745,7 @@ def main():
     ap.add_argument("--pg-rows", type=int, default=5_000_000)
     ap.add_argument("--skew-rows", type=int, default=100_000_000,
                     help="S1's rows (more than --rows: Sluice's run must outlast its start-up)")
+    ap.add_argument("--skew-backends", default="hashmap,rocksdb", help="S1's state backends")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -799,16 +804,15 @@ def main():
                     finally:
                         s.stop()
                     record("P3 shuffle MB/s (100 B rows)", s, args.rows * 2 * 100 / secs / 1e6)
-                if "S1" in only:
+                for backend in (args.skew_backends.split(",") if "S1" in only else []):
                     if isinstance(s, Sluice):
-                        for strategy in ("ONE_PHASE", "TWO_PHASE"):
-                            rate, ratio = skew(s, sluice_skew(args.skew_rows, strategy), args.skew_rows)
-                            record(f"S1 skew {strategy} rows/s", s, rate)
-                            record(f"S1 skew {strategy} busy max/min", s, ratio)
+                        runs = [(strategy, sluice_skew(args.skew_rows, strategy)) for strategy in ("ONE_PHASE", "TWO_PHASE")]
                     else:
-                        rate, ratio = skew(s, flink_skew(args.skew_rows), args.skew_rows)
-                        record("S1 skew TWO_PHASE rows/s", s, rate)
-                        record("S1 skew TWO_PHASE busy max/min", s, ratio)
+                        runs = [("TWO_PHASE", flink_skew(args.skew_rows))]
+                    for strategy, text in runs:
+                        rate, ratio = skew(s, text, args.skew_rows, backend)
+                        record(f"S1 skew {strategy} {backend} rows/s", s, rate)
+                        record(f"S1 skew {strategy} {backend} busy max/min", s, ratio)
                 if "P4" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))

@@ -47,7 +47,7 @@ pub(crate) enum DraftKind {
         pane: std::time::Duration,
         aggregates: Vec<(String, String, Pos)>,
         rowtime: String,
-        buffer_rows: u64,
+        buffer_entries: u64,
     },
 }
 
@@ -372,7 +372,7 @@ fn build_from(
                 pane,
                 aggregates,
                 rowtime,
-                buffer_rows,
+                buffer_entries,
             } => {
                 let up = input(0);
                 let mut fields = keyed_aggregate_fields(Vec::new(), d, &up.schema, aggregates, Some(false))?;
@@ -382,7 +382,7 @@ fn build_from(
                     pane: *pane,
                     aggregates: aggregates.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect(),
                     rowtime: rowtime.clone(),
-                    buffer_rows: *buffer_rows,
+                    buffer_entries: *buffer_entries,
                 };
                 (kind, Arc::new(Schema::new(fields)), Some(rowtime.clone()))
             }

@@ -29,8 +29,6 @@ use sluice_common::job::{GraphOptions, JobError, JobResult};
 
 use crate::graph_build::{Draft, DraftKind};
 
-/// Rows a local phase buffers when `table.exec.mini-batch.size` sets none.
-pub(crate) const DEFAULT_BUFFER_ROWS: u64 = 50_000;
 
 /// The merge of a partial result: how the global phase combines the local phases' values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +96,8 @@ fn quoted(name: &str) -> String {
 /// The column a salted window's rows carry their salt in.
 pub(crate) const SALT_COLUMN: &str = "__salt";
 
-/// How many rows a local phase buffers, when the job's table options split windows in two:
+/// How many (pane, key) entries a local phase buffers (0: by memory), when the job's table
+/// options split windows in two:
 /// the cluster's options with the job file's `config:` on top.
 fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
     let base = options
@@ -116,12 +115,8 @@ fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
     if !two_phase {
         return Ok(None);
     }
-    let size = config.get(&TABLE_EXEC_MINI_BATCH_SIZE).map_err(get_err)?;
-    Ok(Some(if size == 0 {
-        DEFAULT_BUFFER_ROWS
-    } else {
-        u64::from(size)
-    }))
+    // 0 (unset): the local phase buffers by memory.
+    Ok(Some(u64::from(config.get(&TABLE_EXEC_MINI_BATCH_SIZE).map_err(get_err)?)))
 }
 
 fn gcd(a: u128, b: u128) -> u128 {
@@ -229,7 +224,7 @@ pub(crate) fn split(
             pane: split.pane,
             aggregates: aggregates.clone(),
             rowtime: split.rowtime.clone(),
-            buffer_rows: two_phase.unwrap_or(DEFAULT_BUFFER_ROWS),
+            buffer_entries: two_phase.unwrap_or(0),
         };
         match d.salt {
             // Before the shuffle, chained to the input: a reinterpreted keyed forward edge.

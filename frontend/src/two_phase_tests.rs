@@ -60,13 +60,13 @@ fn two_phase_chains_a_local_phase_to_the_input_and_keeps_the_columns() {
     let NodeKind::LocalWindow {
         pane,
         rowtime,
-        buffer_rows,
+        buffer_entries,
         ..
     } = &local.kind
     else {
         panic!("{:?}", local.kind)
     };
-    assert_eq!((pane.as_secs(), rowtime.as_str(), *buffer_rows), (10, "ts", 50_000));
+    assert_eq!((pane.as_secs(), rowtime.as_str(), *buffer_entries), (10, "ts", 0));
     assert_eq!(local.rowtime.as_deref(), Some("ts"));
     assert_eq!(two.vertices[0].name, "Source: events -> per-user-local");
     let global = two
@@ -128,10 +128,10 @@ fn auto_splits_with_mini_batch_only_and_unsplittable_windows_stay_whole() {
         COUNT_SUM,
     ));
     let local = g.nodes.iter().find(|n| n.id == "per-user-local").unwrap();
-    let NodeKind::LocalWindow { pane, buffer_rows, .. } = &local.kind else {
+    let NodeKind::LocalWindow { pane, buffer_entries, .. } = &local.kind else {
         panic!()
     };
-    assert_eq!((pane.as_secs(), *buffer_rows), (2, 500));
+    assert_eq!((pane.as_secs(), *buffer_entries), (2, 500));
     let bad = compile_job(
         &job("table.optimizer.agg-phase-strategy: THREE_PHASE", TUMBLING, COUNT_SUM),
         "j.yaml",

@@ -399,8 +399,11 @@ options! {
     TABLE_OPTIMIZER_AGG_PHASE_STRATEGY: AggPhaseStrategy = "table.optimizer.agg-phase-strategy", Some("AUTO");
     /// Buffers rows before the shuffle (here: the local phase of a two-phase aggregate).
     TABLE_EXEC_MINI_BATCH_ENABLED: bool = "table.exec.mini-batch.enabled", Some("false");
-    /// Rows a local aggregate takes before it flushes its partial results (it also flushes at
-    /// every watermark and checkpoint barrier); 0: Sluice's default of 50,000.
+    /// The (pane, key) entries a local aggregate holds before it flushes its partial results
+    /// (it also flushes at every watermark and checkpoint barrier); 0: as many as a quarter of
+    /// the slot's heap budget holds. Flink counts buffered input records here (and its window
+    /// local phase buffers by managed memory); Sluice's local phase aggregates as rows arrive,
+    /// so what it holds, and what memory it takes, is one entry per key and pane.
     TABLE_EXEC_MINI_BATCH_SIZE: u32 = "table.exec.mini-batch.size", Some("0");
     /// Accepted for Flink compatibility: the local phase flushes at every watermark and
     /// barrier, which bounds its latency by the watermark interval.

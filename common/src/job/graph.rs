@@ -80,7 +80,8 @@ pub enum NodeKind {
     /// The local phase of a two-phase windowed aggregate (Flink's `LocalWindowAggregate`),
     /// before the shuffle: per (pane, key) partial results of `aggregates` on the heap, flushed
     /// as rows (keys, partials, the pane's max timestamp as `rowtime`) at every watermark, at a
-    /// checkpoint barrier, or after `buffer_rows` rows; it holds no checkpointed state.
+    /// checkpoint barrier, or when it holds `buffer_entries` (pane, key) entries; it holds no
+    /// checkpointed state.
     LocalWindow {
         keys: Vec<String>,
         /// Tumbling panes of this size: the window's size, or for a sliding window the
@@ -89,7 +90,7 @@ pub enum NodeKind {
         pane: std::time::Duration,
         aggregates: Vec<(String, String)>,
         rowtime: String,
-        buffer_rows: u64,
+        buffer_entries: u64,
     },
     Union,
     /// Two inputs: main rows (input 0) enriched with the broadcast entry (input 1, keyed by

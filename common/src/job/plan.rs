@@ -258,13 +258,13 @@ fn node_to_plan(n: &GraphNode) -> PlanResult<pb::PlanNode> {
             pane,
             aggregates,
             rowtime,
-            buffer_rows,
+            buffer_entries,
         } => Kind::LocalWindow(pb::PlanLocalWindow {
             keys: keys.clone(),
             pane_nanos: nanos(*pane),
             aggregates: named(aggregates),
             rowtime: rowtime.clone(),
-            buffer_rows: *buffer_rows,
+            buffer_entries: *buffer_entries,
         }),
         NodeKind::Aggregate { keys, aggregates, ttl } => Kind::Aggregate(pb::PlanAggregate {
             keys: keys.clone(),
@@ -402,7 +402,7 @@ fn node_from_plan(n: &pb::PlanNode) -> PlanResult<GraphNode> {
             pane: Duration::from_nanos(l.pane_nanos),
             aggregates: unnamed(&l.aggregates),
             rowtime: l.rowtime.clone(),
-            buffer_rows: l.buffer_rows,
+            buffer_entries: l.buffer_entries,
         },
         Kind::Union(_) => NodeKind::Union,
         Kind::Broadcast(b) => NodeKind::Broadcast {

@@ -8,6 +8,7 @@ mod end_txn;
 mod enumerator;
 mod options;
 mod owner;
+mod polled;
 mod sink;
 mod source;
 mod split;

@@ -34,6 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_common::failure::{ClassedError, FailureClass};
 
 use super::options::{KafkaSourceOptions, Metadata, ValueFormat};
+use super::polled::{DeadRecord, Polled};
 use super::split::{KafkaSplit, COMMITTED, EARLIEST};
 use crate::contract::{OperatorMetrics, Source, SourcePoll, Split};
 
@@ -71,14 +72,6 @@ impl ConsumerContext for Watermarks {}
 
 type KafkaConsumer = BaseConsumer<Watermarks>;
 
-/// One record, owned.
-struct Record {
-    offset: i64,
-    timestamp: Option<i64>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-}
-
 pub(crate) struct KafkaReader {
     options: KafkaSourceOptions,
     schema: SchemaRef,
@@ -99,7 +92,7 @@ pub(crate) struct KafkaReader {
     skipped: u64,
     metrics: OperatorMetrics,
     /// Records that did not decode, with their split and the error, for the dead-letter topic.
-    dead: Vec<(usize, Record, String)>,
+    dead: Vec<(usize, DeadRecord, String)>,
     dead_letter_producer: Option<Arc<rdkafka::producer::BaseProducer>>,
     /// The wait after the next empty poll.
     wait: Duration,
@@ -183,8 +176,8 @@ impl KafkaReader {
     }
 
     /// Takes what the consumer has now, up to `MAX_RECORDS`, by split.
-    fn poll(&mut self) -> Result<HashMap<usize, Vec<Record>>, ClassedError> {
-        let mut by_split: HashMap<usize, Vec<Record>> = HashMap::new();
+    fn poll(&mut self) -> Result<Vec<Polled>, ClassedError> {
+        let mut by_split: Vec<Polled> = self.splits.iter().map(|_| Polled::default()).collect();
         // A key is copied out only where something reads it: a key column or a dead letter.
         let keep_keys =
             self.options.metadata.contains(&Some(Metadata::Key)) || self.options.dead_letter_topic.is_some();
@@ -199,12 +192,12 @@ impl KafkaReader {
             if self.splits[i].stop.is_some_and(|stop| m.offset() >= stop) {
                 continue;
             }
-            by_split.entry(i).or_default().push(Record {
-                offset: m.offset(),
-                timestamp: m.timestamp().to_millis(),
-                key: m.key().filter(|_| keep_keys).map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-            });
+            by_split[i].push(
+                m.offset(),
+                m.timestamp().to_millis(),
+                m.key().filter(|_| keep_keys).map(<[u8]>::to_vec),
+                m.payload(),
+            );
         }
         Ok(by_split)
     }
@@ -228,68 +221,66 @@ impl KafkaReader {
 
     /// The value columns of `records`, in the source's format; a record that does not decode
     /// fails (or is skipped with `json.ignore-parse-errors`).
-    fn values(&mut self, split: usize, records: &mut Vec<Record>) -> Result<Vec<ArrayRef>, ClassedError> {
+    fn values(&mut self, split: usize, polled: &mut Polled) -> Result<Vec<ArrayRef>, ClassedError> {
         if self.value_schema.fields().is_empty() {
             return Ok(Vec::new());
         }
+        let first = polled.records.first().map_or(-1, |r| r.offset);
         if self.options.format == ValueFormat::Raw {
             let field = &self.value_schema.fields()[0];
+            let values = polled.records.iter().map(|r| polled.value(r));
             let raw: ArrayRef = match field.data_type() {
-                DataType::Binary => Arc::new(BinaryArray::from_iter(records.iter().map(|r| r.value.as_deref()))),
-                _ => {
-                    Arc::new(StringArray::from_iter(records.iter().map(|r| {
-                        r.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned())
-                    })))
-                }
+                DataType::Binary => Arc::new(BinaryArray::from_iter(values)),
+                _ => Arc::new(StringArray::from_iter(
+                    values.map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned())),
+                )),
             };
             return Ok(vec![
-                cast(&raw, field.data_type()).map_err(|e| self.bad(split, records[0].offset, &e.to_string()))?
+                cast(&raw, field.data_type()).map_err(|e| self.bad(split, first, &e.to_string()))?
             ]);
         }
-        match self.decode_all(records) {
+        // Only CSV looks for newlines inside values: a JSON value may hold them.
+        let csv = self.options.format == ValueFormat::Csv;
+        match self.decode(polled.text(), polled.len(), csv && polled.spans_lines()) {
             Ok(batch) => Ok(batch.columns().to_vec()),
             Err(_) => {
                 // Find the records that do not decode: fail on the first, or skip them all.
-                let mut kept = Vec::new();
-                for r in records.drain(..) {
-                    match self.decode_all(std::slice::from_ref(&r)) {
-                        Ok(_) => kept.push(r),
+                let mut kept = Polled::default();
+                for i in 0..polled.len() {
+                    let line = polled.line(i);
+                    let spans = csv && line[..line.len() - 1].contains(&b'\n');
+                    match self.decode(line, 1, spans) {
+                        Ok(_) => polled.move_to(i, &mut kept),
                         Err(e) if self.options.dead_letter_topic.is_some() => {
                             self.skipped += 1;
-                            self.dead.push((split, r, e));
+                            self.dead.push((split, polled.take_dead(i), e));
                         }
                         Err(e) if self.options.ignore_parse_errors => {
                             self.skipped += 1;
                             tracing::debug!("skipping a record that does not decode: {e}");
                         }
-                        Err(e) => return Err(self.bad(split, r.offset, &e)),
+                        Err(e) => return Err(self.bad(split, polled.records[i].offset, &e)),
                     }
                 }
-                *records = kept;
-                self.decode_all(records)
+                *polled = kept;
+                self.decode(polled.text(), polled.len(), false)
                     .map(|b| b.columns().to_vec())
-                    .map_err(|e| self.bad(split, records.first().map_or(-1, |r| r.offset), &e))
+                    .map_err(|e| self.bad(split, polled.records.first().map_or(-1, |r| r.offset), &e))
             }
         }
     }
 
-    fn decode_all(&self, records: &[Record]) -> Result<RecordBatch, String> {
-        let mut text = Vec::new();
-        for r in records {
-            let v = r.value.as_deref().unwrap_or_default();
-            if v.contains(&b'\n') && self.options.format == ValueFormat::Csv {
-                return Err("a CSV value spans lines".into());
-            }
-            text.extend_from_slice(v);
-            text.push(b'\n');
+    /// `rows` records from `text`, one per line; `spans_lines`: a CSV value held a newline.
+    fn decode(&self, text: &[u8], rows: usize, spans_lines: bool) -> Result<RecordBatch, String> {
+        if spans_lines {
+            return Err("a CSV value spans lines".into());
         }
-        let rows = records.len();
         let batch = match self.options.format {
             ValueFormat::Csv => {
                 let mut reader = arrow::csv::ReaderBuilder::new(self.value_schema.clone())
                     .with_header(false)
                     .with_batch_size(rows.max(1))
-                    .build(std::io::Cursor::new(text))
+                    .build(text)
                     .map_err(|e| e.to_string())?;
                 reader.next().transpose().map_err(|e| e.to_string())?
             }
@@ -298,7 +289,7 @@ impl KafkaReader {
                     .with_batch_size(rows.max(1))
                     .build_decoder()
                     .map_err(|e| e.to_string())?;
-                decoder.decode(&text).map_err(|e| e.to_string())?;
+                decoder.decode(text).map_err(|e| e.to_string())?;
                 decoder.flush().map_err(|e| e.to_string())?
             }
         };
@@ -318,8 +309,9 @@ impl KafkaReader {
     }
 
     /// A metadata column of `records`, cast to the column's type.
-    fn metadata(&self, split: usize, m: Metadata, records: &[Record], ty: &DataType) -> Result<ArrayRef, ClassedError> {
+    fn metadata(&self, split: usize, m: Metadata, polled: &Polled, ty: &DataType) -> Result<ArrayRef, ClassedError> {
         let s = &self.splits[split];
+        let records = &polled.records;
         let raw: ArrayRef = match m {
             Metadata::Topic => Arc::new(StringArray::from(vec![s.topic.as_str(); records.len()])),
             Metadata::Partition => Arc::new(Int32Array::from(vec![s.partition; records.len()])),
@@ -338,16 +330,16 @@ impl KafkaReader {
 
     /// The batch of `records` (None when every one was skipped as undecodable), and the
     /// split's next offset after them.
-    fn batch(&mut self, split: usize, mut records: Vec<Record>) -> Result<(Option<RecordBatch>, i64), ClassedError> {
-        let next = records.last().map_or(self.splits[split].offset, |r| r.offset + 1);
-        let mut values = self.values(split, &mut records)?.into_iter();
-        if records.is_empty() {
+    fn batch(&mut self, split: usize, mut polled: Polled) -> Result<(Option<RecordBatch>, i64), ClassedError> {
+        let next = polled.records.last().map_or(self.splits[split].offset, |r| r.offset + 1);
+        let mut values = self.values(split, &mut polled)?.into_iter();
+        if polled.is_empty() {
             return Ok((None, next));
         }
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (f, m) in self.schema.fields().iter().zip(self.options.metadata.clone()) {
             match m {
-                Some(m) => columns.push(self.metadata(split, m, &records, f.data_type())?),
+                Some(m) => columns.push(self.metadata(split, m, &polled, f.data_type())?),
                 None => columns.push(
                     values
                         .next()
@@ -382,7 +374,7 @@ impl KafkaReader {
         let Some(producer) = self.dead_letter_producer.clone() else {
             return Ok(());
         };
-        let letters: Vec<(String, i32, Record, String)> = self
+        let letters: Vec<(String, i32, DeadRecord, String)> = self
             .dead
             .drain(..)
             .map(|(split, r, e)| (self.splits[split].topic.clone(), self.splits[split].partition, r, e))
@@ -500,11 +492,7 @@ impl Source for KafkaReader {
             self.assign()?;
         }
         let polled = self.poll()?;
-        let mut splits: Vec<usize> = polled.keys().copied().collect();
-        splits.sort_unstable();
-        let mut polled = polled;
-        for i in splits {
-            let records = polled.remove(&i).unwrap_or_default();
+        for (i, records) in polled.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let (batch, next) = self.batch(i, records)?;
             // Skipped records still move the offset (an empty batch carries it).
             let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));

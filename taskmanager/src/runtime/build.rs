@@ -222,14 +222,14 @@ pub(crate) fn build_task(
                 pane,
                 aggregates,
                 rowtime,
-                buffer_rows,
+                buffer_entries,
             } => {
                 let op = LocalWindowAggregate::new(
                     keys,
                     *pane,
                     aggregates,
                     rowtime,
-                    *buffer_rows,
+                    *buffer_entries,
                     &need_input()?,
                     node.schema.clone(),
                     Arc::clone(&metrics.late_dropped),

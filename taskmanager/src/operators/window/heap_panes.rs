@@ -59,6 +59,16 @@ impl HeapPanes {
         Ok(store)
     }
 
+    /// The (pane, key) entries held.
+    pub(super) fn entries(&self) -> usize {
+        self.panes.values().map(|p| p.keys.len()).sum()
+    }
+
+    /// The heap they take (keys and accumulators), as counted against the budget.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+
     fn restore(
         &mut self,
         r: &OperatorRestoreData,

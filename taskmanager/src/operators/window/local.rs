@@ -5,9 +5,11 @@
 //!
 //! A watermark flushes the panes it closes before it goes on (so no partial is late where its
 //! rows were not; open panes keep aggregating). Everything is flushed before a checkpoint
-//! barrier (so it checkpoints nothing and rescales freely), after `buffer_rows` rows
-//! (`table.exec.mini-batch.size`) and at the end of input. Its buffer counts against the
-//! slot's heap budget like window panes do.
+//! barrier (so it checkpoints nothing and rescales freely), when it is full and at the end of
+//! input. Full is `buffer_entries` (pane, key) entries (`table.exec.mini-batch.size`) or, where
+//! that is unset, a quarter of the slot's heap budget in keys and accumulators (Flink's window
+//! local phase also buffers by memory). Its buffer counts against the heap budget like window
+//! panes do.
 //! Rows without an event time are dropped and counted late, as the one-phase window would.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +37,9 @@ pub(crate) struct LocalWindowAggregate {
     aggs: Vec<AggregateFunctionExpr>,
     output: SchemaRef,
     panes: HeapPanes,
-    buffer_rows: u64,
-    buffered: u64,
+    /// Full at this many (pane, key) entries; 0: at `buffer_bytes` of heap.
+    buffer_entries: u64,
+    buffer_bytes: usize,
     late: Arc<AtomicU64>,
 }
 
@@ -47,7 +50,7 @@ impl LocalWindowAggregate {
         pane: std::time::Duration,
         aggregates: &[(String, String)],
         rowtime: &str,
-        buffer_rows: u64,
+        buffer_entries: u64,
         input: &SchemaRef,
         output: SchemaRef,
         late: Arc<AtomicU64>,
@@ -68,20 +71,24 @@ impl LocalWindowAggregate {
             aggs,
             output,
             panes,
-            buffer_rows: buffer_rows.max(1),
-            buffered: 0,
+            buffer_entries,
+            buffer_bytes: usize::try_from(settings.heap_budget / 4).unwrap_or(usize::MAX),
             late,
         })
+    }
+
+    fn full(&self) -> bool {
+        match self.buffer_entries {
+            0 => self.panes.heap_bytes() >= self.buffer_bytes,
+            n => self.panes.entries() as u64 >= n,
+        }
     }
 
     /// The partial results of every pane `time` closes (`i64::MAX`: all) as rows: keys,
     /// partials, the pane's max timestamp.
     fn flush(&mut self, time: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if self.buffered == 0 {
+        if self.panes.entries() == 0 {
             return Ok(());
-        }
-        if time == i64::MAX {
-            self.buffered = 0;
         }
         for fired in self.panes.fire(&self.codec, &self.aggs, time)? {
             let time = TimestampMillisecondArray::from_iter_values(fired.windows.iter().map(Window::max_timestamp));
@@ -117,8 +124,7 @@ impl Operator for LocalWindowAggregate {
         let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch)?;
         self.panes
             .add(&self.codec, &self.aggs, &input.pane_batch(&ts, &assigned, i64::MIN))?;
-        self.buffered += assigned.len() as u64;
-        if self.buffered >= self.buffer_rows {
+        if self.full() {
             self.flush(i64::MAX, out)?;
         }
         Ok(())
@@ -179,19 +185,24 @@ mod tests {
         .unwrap()
     }
 
-    fn op(buffer_rows: u64) -> (LocalWindowAggregate, Arc<AtomicU64>) {
+    fn op(buffer_entries: u64) -> (LocalWindowAggregate, Arc<AtomicU64>) {
+        op_with(buffer_entries, 64 << 20)
+    }
+
+    fn op_with(buffer_entries: u64, heap_budget: u64) -> (LocalWindowAggregate, Arc<AtomicU64>) {
         let late = Arc::new(AtomicU64::new(0));
         let aggs = vec![
             ("n".to_string(), "count(*)".to_string()),
             ("total".to_string(), "sum(v)".to_string()),
         ];
-        let settings = test_settings(StateBackendKind::HashMap, &std::env::temp_dir(), (0, 127));
+        let mut settings = test_settings(StateBackendKind::HashMap, &std::env::temp_dir(), (0, 127));
+        settings.heap_budget = heap_budget;
         let op = LocalWindowAggregate::new(
             &["k".into()],
             Duration::from_millis(1000),
             &aggs,
             "ts",
-            buffer_rows,
+            buffer_entries,
             &input(),
             output(),
             late.clone(),
@@ -262,9 +273,27 @@ mod tests {
         small
             .process(0, batch(&[(1, 1, Some(0)), (1, 1, Some(0))]), &ctx, &mut out)
             .unwrap();
-        assert_eq!(rows(&out), vec![(1, 3, 3, 999)], "a full buffer flushes");
+        assert!(out.is_empty(), "a hot key holds one entry however many rows it has");
         small.process(0, batch(&[(4, 9, Some(0))]), &ctx, &mut out).unwrap();
+        assert_eq!(rows(&out), vec![(1, 3, 3, 999), (4, 1, 9, 999)], "two entries fill it");
+        out.clear();
+        small.process(0, batch(&[(5, 1, Some(0))]), &ctx, &mut out).unwrap();
         small.finish(&mut out).unwrap();
-        assert_eq!(rows(&out), vec![(1, 3, 3, 999), (4, 1, 9, 999)]);
+        assert_eq!(rows(&out), vec![(5, 1, 1, 999)]);
+    }
+
+    #[test]
+    fn without_a_size_it_is_full_at_a_quarter_of_the_heap_budget() {
+        let (mut local, _) = op_with(0, 64 << 10);
+        let ctx = OperatorContext::for_tests();
+        let mut out = Vec::new();
+        let hot: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|_| (7, 1, Some(0))).collect();
+        local.process(0, batch(&hot), &ctx, &mut out).unwrap();
+        assert!(out.is_empty(), "one hot key's rows take one entry");
+        let cold: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|k| (k + 100, 1, Some(0))).collect();
+        local.process(0, batch(&cold), &ctx, &mut out).unwrap();
+        let flushed = rows(&out);
+        assert_eq!(flushed.len(), 5_001, "5,001 keys outgrow 16 KiB: all flushed");
+        assert!(flushed.contains(&(7, 5_000, 5_000, 999)));
     }
 }
