@@ -29,7 +29,6 @@ use sluice_common::job::{GraphOptions, JobError, JobResult};
 
 use crate::graph_build::{Draft, DraftKind};
 
-
 /// The merge of a partial result: how the global phase combines the local phases' values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Merge {
@@ -116,7 +115,9 @@ fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
         return Ok(None);
     }
     // 0 (unset): the local phase buffers by memory.
-    Ok(Some(u64::from(config.get(&TABLE_EXEC_MINI_BATCH_SIZE).map_err(get_err)?)))
+    Ok(Some(u64::from(
+        config.get(&TABLE_EXEC_MINI_BATCH_SIZE).map_err(get_err)?,
+    )))
 }
 
 fn gcd(a: u128, b: u128) -> u128 {

@@ -128,7 +128,10 @@ fn auto_splits_with_mini_batch_only_and_unsplittable_windows_stay_whole() {
         COUNT_SUM,
     ));
     let local = g.nodes.iter().find(|n| n.id == "per-user-local").unwrap();
-    let NodeKind::LocalWindow { pane, buffer_entries, .. } = &local.kind else {
+    let NodeKind::LocalWindow {
+        pane, buffer_entries, ..
+    } = &local.kind
+    else {
         panic!()
     };
     assert_eq!((pane.as_secs(), *buffer_entries), (2, 500));

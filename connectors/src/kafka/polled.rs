@@ -112,7 +112,10 @@ mod tests {
         let mut kept = Polled::default();
         p.move_to(0, &mut kept);
         assert_eq!(kept.text(), b"{\"a\":1}\n");
-        assert_eq!((kept.records[0].offset, kept.records[0].key.as_deref()), (5, Some(&b"k"[..])));
+        assert_eq!(
+            (kept.records[0].offset, kept.records[0].key.as_deref()),
+            (5, Some(&b"k"[..]))
+        );
         assert!(!kept.spans_lines());
         let dead = p.take_dead(2);
         assert_eq!((dead.offset, dead.key, dead.value), (7, None, Some(b"x\ny".to_vec())));

@@ -331,7 +331,10 @@ impl KafkaReader {
     /// The batch of `records` (None when every one was skipped as undecodable), and the
     /// split's next offset after them.
     fn batch(&mut self, split: usize, mut polled: Polled) -> Result<(Option<RecordBatch>, i64), ClassedError> {
-        let next = polled.records.last().map_or(self.splits[split].offset, |r| r.offset + 1);
+        let next = polled
+            .records
+            .last()
+            .map_or(self.splits[split].offset, |r| r.offset + 1);
         let mut values = self.values(split, &mut polled)?.into_iter();
         if polled.is_empty() {
             return Ok((None, next));
