@@ -30,8 +30,8 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       not by that size: Flink's window local phase holds records in managed memory, Sluice's
       (pane, key) entries in a quarter of the slot's heap budget. Flink reads at most 20M rows
       (its datagen sequence holds its whole range in heap when it opens; 100M run out of heap).
-      Rows/s, and the largest over the smallest accumulated busy time of the window's two subtasks (read from REST every 0.5 s while the
-      job runs; the same REST field on both systems).
+      Rows/s, and the largest over the smallest accumulated busy time of the window's two
+      subtasks (read from REST every 0.5 s while the job runs; the same REST field on both).
   G1  PostgreSQL sink: datagen --pg-rows narrow rows (two bigints) → postgres sink, exactly-once
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server

@@ -96,8 +96,7 @@ fn quoted(name: &str) -> String {
 pub(crate) const SALT_COLUMN: &str = "__salt";
 
 /// How many (pane, key) entries a local phase buffers (0: by memory), when the job's table
-/// options split windows in two:
-/// the cluster's options with the job file's `config:` on top.
+/// options split windows in two: the cluster's options with the job file's `config:` on top.
 fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
     let base = options
         .cluster_config

@@ -67,9 +67,10 @@ impl Polled {
         &self.text[r.start..=r.end]
     }
 
-    /// Whether a value holds a newline (it would split into two lines of text).
-    pub(super) fn spans_lines(&self) -> bool {
-        self.records.iter().any(|r| self.text[r.start..r.end].contains(&b'\n'))
+    /// Whether record `i`'s value holds a newline (it would split into two lines of text).
+    pub(super) fn spans_lines(&self, i: usize) -> bool {
+        let r = &self.records[i];
+        self.text[r.start..r.end].contains(&b'\n')
     }
 
     /// Moves record `i` to `into`.
@@ -107,7 +108,7 @@ mod tests {
         assert_eq!(p.value(&p.records[1]), None, "a null value stays null");
         assert_eq!(p.line(1), b"\n");
         assert_eq!(p.line(2), b"x\ny\n");
-        assert!(p.spans_lines());
+        assert_eq!((p.spans_lines(0), p.spans_lines(2)), (false, true));
 
         let mut kept = Polled::default();
         p.move_to(0, &mut kept);
@@ -116,7 +117,7 @@ mod tests {
             (kept.records[0].offset, kept.records[0].key.as_deref()),
             (5, Some(&b"k"[..]))
         );
-        assert!(!kept.spans_lines());
+        assert!(!kept.spans_lines(0));
         let dead = p.take_dead(2);
         assert_eq!((dead.offset, dead.key, dead.value), (7, None, Some(b"x\ny".to_vec())));
     }

@@ -241,15 +241,14 @@ impl KafkaReader {
         }
         // Only CSV looks for newlines inside values: a JSON value may hold them.
         let csv = self.options.format == ValueFormat::Csv;
-        match self.decode(polled.text(), polled.len(), csv && polled.spans_lines()) {
+        let spans_lines = csv && (0..polled.len()).any(|i| polled.spans_lines(i));
+        match self.decode(polled.text(), polled.len(), spans_lines) {
             Ok(batch) => Ok(batch.columns().to_vec()),
             Err(_) => {
                 // Find the records that do not decode: fail on the first, or skip them all.
                 let mut kept = Polled::default();
                 for i in 0..polled.len() {
-                    let line = polled.line(i);
-                    let spans = csv && line[..line.len() - 1].contains(&b'\n');
-                    match self.decode(line, 1, spans) {
+                    match self.decode(polled.line(i), 1, csv && polled.spans_lines(i)) {
                         Ok(_) => polled.move_to(i, &mut kept),
                         Err(e) if self.options.dead_letter_topic.is_some() => {
                             self.skipped += 1;

@@ -3,12 +3,16 @@
 //! a contiguous key range. Block cache and write-buffer manager come out of the slot's managed
 //! memory (Flink's split: write buffers get `write-buffer-ratio` of it). Snapshots are full
 //! (per-key-group blocks, backend-independent) or incremental (a RocksDB checkpoint whose SST
-//! files not uploaded before go to `shared/`).
+//! files not uploaded before go to `shared/`). Writes skip the write-ahead log, as Flink's
+//! backend does: an instance never outlives its process, and a snapshot flushes the memtables
+//! before it links the SST files, so the log would never be read.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
+};
 use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
@@ -40,6 +44,13 @@ pub(crate) fn prefixed(kg: u32, key: &[u8]) -> Vec<u8> {
     k.extend_from_slice(&(kg as u16).to_be_bytes());
     k.extend_from_slice(key);
     k
+}
+
+/// Options of every write: no write-ahead log (the module's doc says why).
+fn no_wal() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.disable_wal(true);
+    w
 }
 
 fn kg_of(key: &[u8]) -> Result<u32, String> {
@@ -120,11 +131,11 @@ impl RocksStore {
         super::for_each_restored(settings, r, self.range, |kg, k, v| {
             batch.put(prefixed(kg, k), v);
             if batch.len() >= 10_000 {
-                db.write(std::mem::take(&mut batch)).map_err(rocks_err)?;
+                db.write_opt(std::mem::take(&mut batch), &no_wal()).map_err(rocks_err)?;
             }
             Ok(())
         })?;
-        db.write(batch).map_err(rocks_err)
+        db.write_opt(batch, &no_wal()).map_err(rocks_err)
     }
 
     pub(crate) fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
@@ -132,11 +143,13 @@ impl RocksStore {
     }
 
     pub(crate) fn put(&self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.db()?.put(prefixed(kg, key), value).map_err(rocks_err)
+        self.db()?
+            .put_opt(prefixed(kg, key), value, &no_wal())
+            .map_err(rocks_err)
     }
 
     pub(crate) fn delete(&self, kg: u32, key: &[u8]) -> Result<(), String> {
-        self.db()?.delete(prefixed(kg, key)).map_err(rocks_err)
+        self.db()?.delete_opt(prefixed(kg, key), &no_wal()).map_err(rocks_err)
     }
 
     pub(crate) fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
@@ -148,7 +161,7 @@ impl RocksStore {
     }
 
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), String> {
-        self.db()?.write(batch).map_err(rocks_err)
+        self.db()?.write_opt(batch, &no_wal()).map_err(rocks_err)
     }
 
     /// Every (key without the key-group prefix, value) under `prefix` in key group `kg`.
