@@ -8,8 +8,8 @@
 //! barrier (so it checkpoints nothing and rescales freely), when it is full and at the end of
 //! input. Full is `buffer_entries` (pane, key) entries (`table.exec.mini-batch.size`) or, where
 //! that is unset, a quarter of the slot's heap budget in keys and accumulators (Flink's window
-//! local phase also buffers by memory). Its buffer counts against the heap budget like window
-//! panes do.
+//! local phase also buffers by memory). Holding nothing it must keep, it never fails on the
+//! heap budget as window panes do: it flushes at its bound, which one batch may pass.
 //! Rows without an event time are dropped and counted late, as the one-phase window would.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,7 +62,12 @@ impl LocalWindowAggregate {
         }
         let rowtime = input.index_of(rowtime).map_err(|e| e.to_string())?;
         let (keys, aggs, codec) = compile_keyed(keys, aggregates, input, settings.max_parallelism)?;
-        let panes = HeapPanes::open(&settings, None, &codec, &aggs)?;
+        // The bound below is what limits it; the panes' own budget check would fail the job.
+        let unbudgeted = StateSettings {
+            heap_budget: u64::MAX,
+            ..settings.clone()
+        };
+        let panes = HeapPanes::open(&unbudgeted, None, &codec, &aggs)?;
         Ok(LocalWindowAggregate {
             keys,
             rowtime,
@@ -293,7 +298,11 @@ mod tests {
         let cold: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|k| (k + 100, 1, Some(0))).collect();
         local.process(0, batch(&cold), &ctx, &mut out).unwrap();
         let flushed = rows(&out);
-        assert_eq!(flushed.len(), 5_001, "5,001 keys outgrow 16 KiB: all flushed");
+        assert_eq!(
+            flushed.len(),
+            5_001,
+            "5,001 keys outgrow 16 KiB (and the budget): all flushed"
+        );
         assert!(flushed.contains(&(7, 5_000, 5_000, 999)));
     }
 }
