@@ -26,6 +26,16 @@ fn two_phase(yaml: String) -> String {
     )
 }
 
+/// The job's vertex names, as REST lists them.
+fn vertex_names(job: &serde_json::Value) -> Vec<&str> {
+    job["vertices"]
+        .as_array()
+        .expect("vertices")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect()
+}
+
 #[test]
 fn two_phase_windows_stay_exact_through_a_kill_and_a_rescale() {
     let checkpoints = tempfile::tempdir().expect("dir");
@@ -33,14 +43,8 @@ fn two_phase_windows_stay_exact_through_a_kill_and_a_rescale() {
     let out = pair.cluster.config_dir().join("out");
     let id = pair.cluster.submit(&two_phase(JOB.yaml(&out, 8_000, 2)), "skew.yaml");
     let job = wait_parallelism(pair.cluster.rest_port, &id, 2, Duration::from_secs(30));
-    let names: Vec<&str> = job["vertices"]
-        .as_array()
-        .expect("vertices")
-        .iter()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
     assert_eq!(
-        names,
+        vertex_names(&job),
         ["Source: events -> per-user-local", "per-user -> Sink: out"],
         "the local phase runs in the source's chain"
     );
@@ -67,14 +71,8 @@ fn a_salted_window_commits_the_one_phase_windows() {
     let id = cluster.submit(&yaml, "salted.yaml");
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
     let job = cluster.rest(&format!("/jobs/{id}")).expect("job details");
-    let names: Vec<&str> = job["vertices"]
-        .as_array()
-        .expect("vertices")
-        .iter()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
     assert_eq!(
-        names,
+        vertex_names(&job),
         [
             "Source: events -> per-user-salt",
             "per-user-local",

@@ -34,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_common::failure::{ClassedError, FailureClass};
 
 use super::options::{KafkaSourceOptions, Metadata, ValueFormat};
-use super::polled::{DeadRecord, Polled};
+use super::polled::{DeadRecord, Polled, Record};
 use super::split::{KafkaSplit, COMMITTED, EARLIEST};
 use crate::contract::{OperatorMetrics, Source, SourcePoll, Split};
 
@@ -308,9 +308,8 @@ impl KafkaReader {
     }
 
     /// A metadata column of `records`, cast to the column's type.
-    fn metadata(&self, split: usize, m: Metadata, polled: &Polled, ty: &DataType) -> Result<ArrayRef, ClassedError> {
+    fn metadata(&self, split: usize, m: Metadata, records: &[Record], ty: &DataType) -> Result<ArrayRef, ClassedError> {
         let s = &self.splits[split];
-        let records = &polled.records;
         let raw: ArrayRef = match m {
             Metadata::Topic => Arc::new(StringArray::from(vec![s.topic.as_str(); records.len()])),
             Metadata::Partition => Arc::new(Int32Array::from(vec![s.partition; records.len()])),
@@ -341,7 +340,7 @@ impl KafkaReader {
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (f, m) in self.schema.fields().iter().zip(self.options.metadata.clone()) {
             match m {
-                Some(m) => columns.push(self.metadata(split, m, &polled, f.data_type())?),
+                Some(m) => columns.push(self.metadata(split, m, &polled.records, f.data_type())?),
                 None => columns.push(
                     values
                         .next()

@@ -295,14 +295,28 @@ mod tests {
         let hot: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|_| (7, 1, Some(0))).collect();
         local.process(0, batch(&hot), &ctx, &mut out).unwrap();
         assert!(out.is_empty(), "one hot key's rows take one entry");
-        let cold: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|k| (k + 100, 1, Some(0))).collect();
-        local.process(0, batch(&cold), &ctx, &mut out).unwrap();
-        let flushed = rows(&out);
-        assert_eq!(
-            flushed.len(),
-            5_001,
-            "5,001 keys outgrow 16 KiB (and the budget): all flushed"
+        // 50 new keys at a time: it flushes once it holds a quarter of the 64 KiB budget, long
+        // before the whole budget (which would be reached only at about four times the keys).
+        let (mut next, mut held) = (100, 0);
+        while out.is_empty() {
+            assert!(next < 10_000, "never full");
+            held = local.panes.heap_bytes();
+            let cold: Vec<(i64, i64, Option<i64>)> = (next..next + 50).map(|k| (k, 1, Some(0))).collect();
+            local.process(0, batch(&cold), &ctx, &mut out).unwrap();
+            next += 50;
+        }
+        assert!(
+            held < 16 << 10,
+            "flushed at a quarter of the budget, not later: held {held} bytes"
         );
+        let flushed = rows(&out);
+        assert_eq!(flushed.len(), (next - 100) as usize + 1, "every key flushed once");
         assert!(flushed.contains(&(7, 5_000, 5_000, 999)));
+
+        // One batch larger than the whole budget flushes; it does not fail the job.
+        out.clear();
+        let cold: Vec<(i64, i64, Option<i64>)> = (0..5_000).map(|k| (k + 20_000, 1, Some(0))).collect();
+        local.process(0, batch(&cold), &ctx, &mut out).unwrap();
+        assert_eq!(rows(&out).len(), 5_000, "5,000 keys outgrow the budget: all flushed");
     }
 }
