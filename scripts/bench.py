@@ -36,6 +36,14 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server
       (Debian's PostgreSQL, started here). Rows/s.
+  R1  large-state rescale (Sluice only so far): reactive mode on one-slot taskmanagers,
+      RocksDB with incremental checkpoints every 2 s to SeaweedFS (S3, started here), local
+      recovery on; a continuous count + max over --rescale-keys keys of ~100 random bytes fed
+      at --rescale-rate rows/s. Once every key is in, a third taskmanager joins (2 → 3,
+      stop-with-checkpoint), leaves with SIGTERM (3 → 2, failover), then one of the two is
+      killed with SIGKILL (2 → 1). Then the same with hashmap state and a tenth of the keys.
+      Each pause (stop barrier or failure → every task running) and its phases, from the
+      job's rescale history; restarts wait 100 ms.
 """
 
 import argparse
@@ -713,6 +721,127 @@ def scale_up(system, job_text):
         system.stop()
 
 
+class Seaweed:
+    """SeaweedFS (`weed mini`, as the tests start it) on 127.0.0.1: the S3 checkpoint storage."""
+    KEY, SECRET, BUCKET = "sluice-bench-key", "sluice-bench-secret", "sluice"
+
+    def __init__(self, work):
+        self.dir = tempfile.mkdtemp(dir=work, prefix="weed-")
+        for sub in ("data", "logs"):
+            os.mkdir(os.path.join(self.dir, sub))
+        port = free_port()
+        weed = os.environ.get("SLUICE_WEED_BIN") or os.path.expanduser("~/.cache/sluice-tools/venv/bin/weed")
+        args = [weed if os.path.exists(weed) else "weed", f"-logdir={self.dir}/logs", "mini", f"-dir={self.dir}/data",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                "-master.telemetry.url=http://127.0.0.1:1/", "-admin.ui=false", "-webdav=false",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={self.BUCKET}", f"-s3.port={port}"]
+        args += [f"-{f}={free_port()}" for f in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                                                 "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
+                                                 "debug.port")]
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=self.KEY, AWS_SECRET_ACCESS_KEY=self.SECRET)
+        self.proc = subprocess.Popen(args, stdout=open(os.path.join(self.dir, "weed.log"), "w"),
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait("SeaweedFS", 60, listening, 0.2)
+        time.sleep(1)  # the bucket comes shortly after the port
+
+    def config(self):
+        return (f"s3.endpoint: {self.endpoint}\ns3.access-key: {self.KEY}\ns3.secret-key: {self.SECRET}\n"
+                f"s3.path.style.access: true\nexecution.checkpointing.dir: s3://{self.BUCKET}/checkpoints-{time.time_ns()}\n")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def sluice_large_state(keys, rate):
+    """`keys` keys, each holding a count and the max of a ~90-byte random string (random, so
+    RocksDB's compression does not shrink it), fed at `rate` rows/s."""
+    payload = "concat(" + ", ".join(["CAST(random() AS VARCHAR)"] * 5) + ")"
+    return f"""name: bench-r1
+sources:
+  - id: events
+    connector: datagen
+    options: {{rows-per-second: {rate}, splits: 6}}
+    schema:
+      - {{name: k, type: bigint, expr: "seq % {keys}"}}
+      - {{name: payload, type: string, expr: "{payload}"}}
+operators:
+  - id: per-key
+    input: events
+    key-by: [k]
+    aggregate: {{n: "count(*)", p: "max(payload)"}}
+sinks:
+  - {{id: out, input: per-key, connector: blackhole}}
+"""
+
+
+def dir_bytes(path, prefix):
+    total = 0
+    for root, _, files in os.walk(path):
+        # An instance's live files (its db/), not the hard links of its checkpoint directories.
+        if prefix in root and root.endswith("/db"):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+    return total
+
+
+def rescale_large(system, job_text, keys, backend, s3):
+    """Reactive mode on 1-slot taskmanagers, incremental checkpoints to S3 every 2 s, local
+    recovery on: the job fills `keys` keys at parallelism 2, a third taskmanager joins
+    (2 → 3, a stop-with-checkpoint), then leaves with SIGTERM (3 → 2, a failover), then one of
+    the two is killed with SIGKILL (2 → 1, the survivor's part restored from its local copies).
+    Returns the state's size and each rescale's record (pause and phases) from the job's REST
+    history."""
+    tmp = os.path.join(system.work, f"r1-tmp-{time.time_ns()}")
+    os.makedirs(tmp)
+    # A lost taskmanager's restart waits 100 ms, not 1 s (both systems alike).
+    system.start(2, 1, REACTIVE.replace("delay: 1 s", "delay: 100 ms") + s3.config() + f"state.backend.type: {backend}\n"
+                 "execution.checkpointing.incremental: true\nexecution.checkpointing.local-backup.enabled: true\n"
+                 f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
+    try:
+        jid = system.submit(job_text)
+        wait("the job running at parallelism 2", 180, lambda: vertices_at(system, jid, 2), 0.1)
+
+        def loaded():
+            j = system.job(jid)
+            return j and j["vertices"][1]["metrics"]["read-records"] >= keys * 1.2
+        wait(f"{keys:,} keys loaded", 1800, loaded, 1)
+        time.sleep(6)  # checkpoints complete with every key in them
+        size = dir_bytes(tmp, "sluice-rocksdb-") if backend == "rocksdb" else None
+        # P6: the steady-state checkpoints now (each after interval × rate rows changed).
+        cps = get_json(f"http://127.0.0.1:{system.rest}/jobs/{jid}/checkpoints") or {}
+        done = [c for c in cps.get("history", []) if c.get("status") == "COMPLETED"][:3]
+        checkpoints = [(c["end_to_end_duration"], c["checkpointed_size"]) for c in done]
+
+        def rescaled(n, p):
+            j = system.job(jid)
+            return j and j["rescales"]["count"] >= n and vertices_at(system, jid, p)
+        system.add_tm()
+        wait("the scale-up to 3", 600, lambda: rescaled(1, 3), 0.05)
+        time.sleep(8)
+        system.tms[-1].send_signal(signal.SIGTERM)
+        wait("the scale-down to 2", 600, lambda: rescaled(2, 2), 0.05)
+        time.sleep(8)
+        # kill -9 of one of the two: the survivor restores its part from its local copies.
+        system.tms[1].kill()
+        wait("the failover to 1", 600, lambda: rescaled(3, 1), 0.05)
+        history = system.job(jid)["rescales"]["history"]
+        return size, checkpoints, history[0], history[1], history[2]
+    finally:
+        system.stop()
+
+
 def idle(system):
     started = system.start(2, 2)
     try:
@@ -743,7 +872,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1,R1")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--kafka-records", type=int, default=10_000_000)
@@ -752,6 +881,9 @@ def main():
     ap.add_argument("--skew-rows", type=int, default=100_000_000,
                     help="S1's rows (more than --rows: Sluice's run must outlast its start-up)")
     ap.add_argument("--skew-backends", default="hashmap,rocksdb", help="S1's state backends")
+    ap.add_argument("--rescale-keys", type=int, default=10_000_000,
+                    help="R1's RocksDB keys (~100 bytes each); the heap run takes a tenth")
+    ap.add_argument("--rescale-rate", type=int, default=400_000, help="R1's source rows/s")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -824,6 +956,24 @@ def main():
                 if "P4" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))
+                if "R1" in only and isinstance(s, Sluice):
+                    s3 = Seaweed(work)
+                    try:
+                        for backend, keys in (("rocksdb", args.rescale_keys), ("hashmap", args.rescale_keys // 10)):
+                            size, cps, up, down, kill = rescale_large(
+                                s, sluice_large_state(keys, args.rescale_rate), keys, backend, s3)
+                            if size:
+                                print(f"  R1 {backend}: {keys:,} keys, {size / 1e6:,.0f} MB of RocksDB files", flush=True)
+                            changed = min(1.0, args.rescale_rate * 2 / keys)
+                            print(f"  P6 {backend}: checkpoints after {changed:.0%} of the keys changed "
+                                  f"(ms, bytes uploaded): {cps}", flush=True)
+                            for ms, _ in cps:
+                                record(f"P6 checkpoint {backend} ms", s, ms)
+                            for name, r in (("2->3", up), ("3->2", down), ("kill -9 2->1", kill)):
+                                print(f"  R1 {backend} {name}: {json.dumps(r)}", flush=True)
+                                record(f"R1 rescale {name} {backend} pause ms", s, r["pause_ms"])
+                    finally:
+                        s3.stop()
                 if "P5" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P5 reactive scale-up s", s, scale_up(s, text))

@@ -153,11 +153,17 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         None => std::env::temp_dir(),
     };
     let slot_count = u64::from(slots.total().max(1));
+    let local_root = crate::state::local_copy::tm_root(
+        cfg(config.get_opt(&LOCAL_STATE_ROOT_DIRS))?.as_deref(),
+        &tmp_dir,
+        &resource_id,
+    );
     let state_env = StateEnv {
         config: Arc::new(config.clone()),
         heap_per_slot: pools.memory.flink.task_heap.bytes() / slot_count,
         managed_per_slot: pools.memory.flink.managed.bytes() / slot_count,
         tmp_dir,
+        local_root: local_root.clone(),
     };
     let fence = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let gateway = TaskManagerGateway::new(
@@ -224,6 +230,8 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), registration).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), rpc_server).await;
+    // Local copies of checkpointed state do not outlive the taskmanager (Flink's rule).
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(local_root)).await;
     tracing::info!("TaskManager stopped.");
     Ok(())
 }

@@ -140,6 +140,53 @@ fn exactly_once_after_kill9_rocksdb_incremental_s3_checkpoints() {
     ));
 }
 
+/// Local recovery with RocksDB and incremental checkpoints to S3: after a `kill -9` of the other
+/// taskmanager, the survivor (registered first, so it runs subtask 0 in both attempts) takes
+/// every SST file of its restored state from its local copies, and the output stays exact.
+#[test]
+fn local_recovery_takes_the_survivors_state_from_its_local_copies() {
+    let s3 = SeaweedFs::start();
+    let mut cluster = Cluster::new(&format!(
+        "execution.checkpointing.interval: 1 s\nrestart-strategy.type: fixed-delay\n\
+         restart-strategy.fixed-delay.attempts: 3\nrestart-strategy.fixed-delay.delay: 500 ms\n\
+         state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
+         execution.checkpointing.local-backup.enabled: true\nexecution.state-recovery.from-local: true\n\
+         execution.checkpointing.dir: s3://{}/checkpoints\n{}",
+        sluice_tests::seaweed::BUCKET,
+        s3.config_lines()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let (survivor, _) = cluster.start_taskmanager(ONE_SLOT);
+    cluster.wait_taskmanagers(1, Duration::from_secs(20));
+    let (mut victim, _) = cluster.start_taskmanager(ONE_SLOT);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let id = cluster.submit(&job(&out, 15_000), "job.yaml");
+    wait_for(Duration::from_secs(30), "two completed checkpoints", || {
+        (cluster.completed_checkpoints(&id) >= 2).then_some(())
+    });
+    victim.kill9();
+    let (_c, _) = cluster.start_taskmanager(ONE_SLOT);
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert_exact(&out);
+    let log = survivor.log();
+    let local: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|l| l.split("Local recovery: ").nth(1))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let taken = words.next()?.parse().ok()?;
+            let total = words.nth(1)?.parse().ok()?;
+            Some((taken, total))
+        })
+        .collect();
+    assert!(
+        local.iter().any(|&(taken, total)| total > 0 && taken == total),
+        "the survivor restored from its local copies: {local:?}\n{log}"
+    );
+    println!("survivor's restores (SST files taken locally, of): {local:?}");
+}
+
 /// Stop-with-savepoint at parallelism 2, restore at 3, stop again, restore at 1 and finish.
 #[test]
 fn savepoint_restores_at_other_parallelism() {

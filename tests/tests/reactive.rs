@@ -11,7 +11,7 @@ use sluice_tests::{wait_for, wait_parallelism, Cluster, Daemon};
 
 fn reactive_config(checkpoints: &std::path::Path) -> String {
     format!(
-        "scheduler-mode: reactive\nstate.backend.type: hashmap\n\
+        "scheduler-mode: reactive\n\
          execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
          execution.checkpointing.num-retained: 2\n\
          restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
@@ -22,13 +22,51 @@ fn reactive_config(checkpoints: &std::path::Path) -> String {
 
 #[test]
 fn reactive_job_follows_taskmanagers_with_exact_results() {
+    follow_taskmanagers("state.backend.type: hashmap\n", 400_000, 5);
+}
+
+/// RocksDB with incremental checkpoints and local recovery: a rescaled subtask opens the old
+/// subtask's files that overlap it most in place, clips them to its key groups and ingests the
+/// rest (`state/rocks.rs`); every rescale records its phases.
+#[test]
+fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
+    let history = follow_taskmanagers(
+        "state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
+         execution.checkpointing.local-backup.enabled: true\nexecution.state-recovery.from-local: true\n\
+         state.backend.rocksdb.rescaling.use-delete-files-in-range: true\n",
+        200_000,
+        2,
+    );
+    for r in &history {
+        let phases = &r["phases"];
+        for phase in ["stop_ms", "deploy_ms", "download_ms", "restore_ms"] {
+            assert!(phases[phase].is_u64(), "{phase} in {r}");
+        }
+        let (pause, stop, deploy) = (
+            r["pause_ms"].as_u64().unwrap_or(0),
+            phases["stop_ms"].as_u64().unwrap_or(0),
+            phases["deploy_ms"].as_u64().unwrap_or(0),
+        );
+        assert_eq!(pause, stop + deploy, "{r}");
+        if r["to_parallelism"].as_u64() > r["from_parallelism"].as_u64() {
+            assert!(
+                phases["stop_checkpoint_ms"].is_u64(),
+                "a scale-up stops with a checkpoint: {r}"
+            );
+        }
+    }
+}
+
+/// A keyed windowed job of `rows` rows follows `rounds` rounds of a third taskmanager joining
+/// and the oldest being killed; its output is exact. Returns the rescale history.
+fn follow_taskmanagers(backend: &str, rows: i64, rounds: usize) -> Vec<serde_json::Value> {
     let job = WindowedJob {
-        rows: 400_000,
+        rows,
         keys: 50,
         splits: 6,
     };
     let checkpoints = tempfile::tempdir().expect("dir");
-    let mut cluster = Cluster::new(&reactive_config(checkpoints.path()));
+    let mut cluster = Cluster::new(&format!("{}{backend}", reactive_config(checkpoints.path())));
     let one_slot = ["-D", "taskmanager.numberOfTaskSlots=1"];
     let (_jm, _) = cluster.start_jobmanager();
     let mut tms: Vec<Daemon> = (0..2).map(|_| cluster.start_taskmanager(&one_slot).0).collect();
@@ -37,7 +75,7 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
     let id = cluster.submit(&job.yaml(&out, 8_000, 1), "job.yaml");
     wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
 
-    for round in 1..=5 {
+    for round in 1..=rounds {
         // Up: a third taskmanager joins.
         tms.push(cluster.start_taskmanager(&one_slot).0);
         wait_parallelism(cluster.rest_port, &id, 3, Duration::from_secs(30));
@@ -66,7 +104,11 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
             r["from_parallelism"], r["to_parallelism"], r["pause_ms"], r["cause"]
         );
     }
-    assert!(history.len() >= 10, "5 rounds make 10 rescales: {history:?}");
+    assert!(
+        history.len() >= 2 * rounds,
+        "{rounds} rounds make {} rescales: {history:?}",
+        2 * rounds
+    );
     let ups: Vec<u64> = history
         .iter()
         .filter(|r| r["to_parallelism"].as_u64() > r["from_parallelism"].as_u64())
@@ -83,6 +125,7 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
         downs.iter().max()
     );
     job.assert_exact(&out);
+    history
 }
 
 #[test]

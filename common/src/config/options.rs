@@ -412,6 +412,18 @@ options! {
     /// RocksDB's block cache and write buffers come out of the slot's managed memory.
     ROCKSDB_MEMORY_MANAGED: bool = "state.backend.rocksdb.memory.managed", Some("true");
     ROCKSDB_WRITE_BUFFER_RATIO: f32 = "state.backend.rocksdb.memory.write-buffer-ratio", Some("0.5");
+    /// On a rescale, a RocksDB instance opened from an old subtask's files also drops the SST
+    /// files that hold only key groups outside its range (besides the range deletes).
+    ROCKSDB_DELETE_FILES_IN_RANGE: bool = "state.backend.rocksdb.rescaling.use-delete-files-in-range", Some("false");
+    /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
+    /// state, downloading only what it lacks.
+    STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];
+    /// Keep a local copy of each checkpoint's keyed state (RocksDB: hard links of its SST
+    /// files). Unset: as `execution.state-recovery.from-local`.
+    LOCAL_BACKUP_ENABLED: bool = "execution.checkpointing.local-backup.enabled", None;
+    /// Where local copies go (the first of a list separated by ',' or ':'); unset:
+    /// `<io.tmp.dirs>/localState`. Each taskmanager keeps its own `tm_<resource id>` under it.
+    LOCAL_STATE_ROOT_DIRS: String = "taskmanager.state.local.root-dirs", None;
     /// Accepted for Flink compatibility; the RocksDB binding has no high-priority cache pool,
     /// so index and filter blocks share the one block cache.
     ROCKSDB_HIGH_PRIO_POOL_RATIO: f32 = "state.backend.rocksdb.memory.high-prio-pool-ratio", Some("0.1");

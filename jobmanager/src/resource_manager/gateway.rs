@@ -10,13 +10,15 @@ use std::sync::Arc;
 use sluice_common::ha::FENCING_TOKEN_HEADER;
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{
-    AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, TriggerCheckpointRequest,
+    AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, SubmitTasksResponse,
+    TriggerCheckpointRequest,
 };
 use tonic::transport::Channel;
 
 #[tonic::async_trait]
 pub(crate) trait TaskManagerGateway: Send + Sync {
-    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String>;
+    /// Deploys subtasks; the answer says how long fetching and opening their state took.
+    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<SubmitTasksResponse, String>;
     async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String>;
     async fn trigger_checkpoint(&self, request: TriggerCheckpointRequest) -> Result<(), String>;
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
@@ -70,8 +72,13 @@ fn answered<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), Strin
 
 #[tonic::async_trait]
 impl TaskManagerGateway for GrpcGateway {
-    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<(), String> {
-        answered(self.client.clone().submit_tasks(self.fenced(request)).await)
+    async fn submit_tasks(&self, request: SubmitTasksRequest) -> Result<SubmitTasksResponse, String> {
+        self.client
+            .clone()
+            .submit_tasks(self.fenced(request))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| s.message().to_string())
     }
 
     async fn cancel_job(&self, request: CancelJobRequest) -> Result<(), String> {
@@ -120,9 +127,9 @@ pub(crate) struct RecordingGateway {
 #[cfg(test)]
 #[tonic::async_trait]
 impl TaskManagerGateway for RecordingGateway {
-    async fn submit_tasks(&self, r: SubmitTasksRequest) -> Result<(), String> {
+    async fn submit_tasks(&self, r: SubmitTasksRequest) -> Result<SubmitTasksResponse, String> {
         self.submits.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-        Ok(())
+        Ok(SubmitTasksResponse::default())
     }
     async fn cancel_job(&self, r: CancelJobRequest) -> Result<(), String> {
         self.cancels.lock().unwrap_or_else(|p| p.into_inner()).push(r);

@@ -90,7 +90,11 @@ impl Scheduler {
             let job_config: HashMap<String, String> = job
                 .config
                 .entries()
-                .filter(|(k, _)| k.starts_with("state.") || k.starts_with("execution.checkpointing."))
+                .filter(|(k, _)| {
+                    ["state.", "execution.checkpointing.", "execution.state-recovery."]
+                        .iter()
+                        .any(|p| k.starts_with(p))
+                })
                 .map(|(k, e)| (k.clone(), e.value.clone()))
                 .collect();
             let checkpoint_url = job
@@ -142,7 +146,13 @@ impl Scheduler {
                 data_address: slots[subtask as usize].data_address(),
             })
             .collect();
+        if let Some(p) = handle.lock().pending_rescale.as_mut() {
+            p.deploying = Some(std::time::Instant::now());
+        }
+        // Every taskmanager fetches and opens its state at once (one after another would add
+        // their restore times up).
         let mut slot = 0usize;
+        let mut submits = Vec::new();
         for (tm, n) in &allocation {
             let mine: Vec<u32> = (slot as u32..slot as u32 + n).collect();
             slot += *n as usize;
@@ -172,13 +182,29 @@ impl Scheduler {
                 source_splits,
                 ..request_base.clone()
             };
-            if let Err(message) = tm.gateway.submit_tasks(request).await {
-                return Err(format!(
-                    "Deployment to TaskManager {} failed: {message}",
-                    tm.resource_id
-                ));
+            submits.push(async move { (tm, tm.gateway.submit_tasks(request).await) });
+        }
+        let (mut download_ms, mut restore_ms, mut failed) = (0, 0, None);
+        for (tm, answer) in futures::future::join_all(submits).await {
+            match answer {
+                Ok(a) => {
+                    download_ms = a.download_ms.max(download_ms);
+                    restore_ms = a.restore_ms.max(restore_ms);
+                    attempt.tms.push(tm.clone());
+                }
+                Err(message) => {
+                    failed.get_or_insert(format!(
+                        "Deployment to TaskManager {} failed: {message}",
+                        tm.resource_id
+                    ));
+                }
             }
-            attempt.tms.push(tm.clone());
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some(p) = handle.lock().pending_rescale.as_mut() {
+            (p.download_ms, p.restore_ms) = (download_ms, restore_ms);
         }
         Ok(())
     }

@@ -229,10 +229,12 @@ impl Job {
 
     /// Flink's job-scope metrics on the jobmanager, by Flink's metric name: checkpoint counts and
     /// the latest completed checkpoint's duration and size, `numRestarts`; and Sluice's rescale
-    /// figures (`numRescales`, `lastRescaleDurationMs`, `parallelism`). Prometheus shows them as
+    /// figures (`numRescales`, `lastRescaleDurationMs` and its phases `lastRescaleStopMs`,
+    /// `…DeployMs`, `…DownloadMs`, `…RestoreMs`, `parallelism`). Prometheus shows them as
     /// `flink_jobmanager_job_<name>`, `GET /jobs/:id/metrics` by name.
     pub(crate) fn metric_values(&self) -> Vec<(&'static str, f64)> {
         let stats = self.checkpoint_stats();
+        let last = |f: fn(&super::reactive::RescaleRecord) -> u64| self.rescales.last().map_or(0.0, |r| f(r) as f64);
         let (duration, size) = stats
             .latest_completed
             .as_ref()
@@ -253,10 +255,11 @@ impl Job {
             ("totalNumberOfCheckpoints", total as f64),
             ("numRestarts", stats.num_restarts as f64),
             ("numRescales", self.rescales.len() as f64),
-            (
-                "lastRescaleDurationMs",
-                self.rescales.last().map_or(0.0, |r| r.pause_ms as f64),
-            ),
+            ("lastRescaleDurationMs", last(|r| r.pause_ms)),
+            ("lastRescaleStopMs", last(|r| r.stop_ms)),
+            ("lastRescaleDeployMs", last(|r| r.deploy_ms)),
+            ("lastRescaleDownloadMs", last(|r| r.download_ms)),
+            ("lastRescaleRestoreMs", last(|r| r.restore_ms)),
             ("parallelism", f64::from(self.current_parallelism())),
             ("uptime", uptime as f64),
         ]

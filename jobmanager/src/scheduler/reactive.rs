@@ -67,6 +67,17 @@ pub(crate) struct RescaleRecord {
     pub cause: String,
     /// From the stop barrier (or the failure) to every task of the new attempt running.
     pub pause_ms: u64,
+    /// The pause in phases: until the new attempt's deployment started (the stop-with-
+    /// checkpoint and the old attempt's end, or the failure's notice and the restart delay),
+    /// and from there until every task ran.
+    pub stop_ms: u64,
+    pub deploy_ms: u64,
+    /// Within the deployment, the slowest taskmanager's fetching of its state (downloads, or
+    /// local copies) and opening it in the state backends.
+    pub download_ms: u64,
+    pub restore_ms: u64,
+    /// The stop-with-checkpoint's duration and bytes uploaded (none after a failure).
+    pub stop_checkpoint: Option<(u64, u64)>,
     /// Each vertex whose parallelism changed: (vertex id, from, to).
     pub vertices: Vec<(String, u32, u32)>,
 }
@@ -79,6 +90,14 @@ impl RescaleRecord {
             "to_parallelism": self.to,
             "cause": self.cause,
             "pause_ms": self.pause_ms,
+            "phases": {
+                "stop_ms": self.stop_ms,
+                "stop_checkpoint_ms": self.stop_checkpoint.map(|c| c.0),
+                "stop_checkpoint_uploaded_bytes": self.stop_checkpoint.map(|c| c.1),
+                "deploy_ms": self.deploy_ms,
+                "download_ms": self.download_ms,
+                "restore_ms": self.restore_ms,
+            },
             "vertices": self
                 .vertices
                 .iter()
@@ -96,6 +115,11 @@ pub(crate) struct PendingRescale {
     pub cause: String,
     pub since: Instant,
     pub timestamp_ms: u64,
+    /// When the new attempt's deployment started, and what its taskmanagers took to fetch
+    /// and open their state (the slowest one's).
+    pub deploying: Option<Instant>,
+    pub download_ms: u64,
+    pub restore_ms: u64,
 }
 
 impl PendingRescale {
@@ -106,6 +130,9 @@ impl PendingRescale {
             cause,
             since: Instant::now(),
             timestamp_ms: crate::resource_manager::now_ms(),
+            deploying: None,
+            download_ms: 0,
+            restore_ms: 0,
         }
     }
 

@@ -208,12 +208,22 @@ impl Scheduler {
             return;
         }
         let pause_ms = pending.since.elapsed().as_millis() as u64;
+        let deploy_ms = pending.deploying.map_or(0, |d| d.elapsed().as_millis() as u64);
+        // A stop-with-checkpoint is the newest checkpoint completed since the rescale began.
+        let stop_checkpoint = job
+            .checkpoint_stats()
+            .latest_completed
+            .filter(|c| c.trigger_timestamp >= pending.timestamp_ms)
+            .map(|c| (c.duration_ms, c.state_size));
         tracing::info!(
-            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}).",
+            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}): stop {} ms, deployment {deploy_ms} ms (state fetched in {} ms, opened in {} ms).",
             job.name,
             job.id,
             pending.parallelism_before(),
-            pending.cause
+            pending.cause,
+            pause_ms - deploy_ms.min(pause_ms),
+            pending.download_ms,
+            pending.restore_ms
         );
         job.rescales.push(RescaleRecord {
             timestamp_ms: pending.timestamp_ms,
@@ -221,6 +231,11 @@ impl Scheduler {
             to,
             cause: pending.cause,
             pause_ms,
+            stop_ms: pause_ms - deploy_ms.min(pause_ms),
+            deploy_ms,
+            download_ms: pending.download_ms,
+            restore_ms: pending.restore_ms,
+            stop_checkpoint,
             vertices,
         });
     }

@@ -67,6 +67,8 @@ fn contexts(
         key_groups: sluice_common::state::KeyGroupRange::new(0, 127),
         task_name: String::new(),
         default_ttl: None,
+        local_backup: None,
+        delete_files_in_range: false,
     };
     tasks
         .iter()

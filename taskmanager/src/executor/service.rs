@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use sluice_common::config::options::{
     CheckpointingMode, CHECKPOINTS_AFTER_TASKS_FINISH, CHECKPOINTS_DIR, CHECKPOINT_INCREMENTAL, CHECKPOINT_INTERVAL,
-    CHECKPOINT_MODE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, TABLE_EXEC_STATE_TTL,
+    CHECKPOINT_MODE, LOCAL_BACKUP_ENABLED, ROCKSDB_DELETE_FILES_IN_RANGE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
+    STATE_RECOVERY_FROM_LOCAL, TABLE_EXEC_STATE_TTL,
 };
 use sluice_common::config::Configuration;
 use sluice_common::ha::FENCING_TOKEN_HEADER;
@@ -40,6 +41,7 @@ use crate::network::{Barrier, NetworkEnvironment};
 use crate::runtime::build::TaskContext;
 use crate::runtime::checkpointing::TaskControl;
 use crate::runtime::task::CheckpointHooks;
+use crate::state::local_copy::LocalCopies;
 use crate::state::transfer::fetch;
 use crate::state::StateSettings;
 
@@ -51,6 +53,8 @@ pub(crate) struct StateEnv {
     pub heap_per_slot: u64,
     pub managed_per_slot: u64,
     pub tmp_dir: PathBuf,
+    /// This taskmanager's directory of local state copies (`local_copy::tm_root`).
+    pub local_root: PathBuf,
 }
 
 pub(crate) struct TaskManagerGateway {
@@ -103,7 +107,7 @@ impl TaskManagerGateway {
         Ok(())
     }
 
-    fn settings(&self, config: &Configuration) -> Result<StateSettings, String> {
+    fn settings(&self, config: &Configuration, job_id: &str) -> Result<StateSettings, String> {
         Ok(StateSettings {
             backend: config.get(&STATE_BACKEND)?,
             incremental: config.get(&CHECKPOINT_INCREMENTAL)?,
@@ -115,6 +119,13 @@ impl TaskManagerGateway {
             key_groups: KeyGroupRange::new(0, 0),
             task_name: String::new(),
             default_ttl: Some(config.get(&TABLE_EXEC_STATE_TTL)?).filter(|t| !t.is_zero()),
+            // Unset, local backup follows local recovery (Flink's fallback key).
+            local_backup: match config.get_opt(&LOCAL_BACKUP_ENABLED)? {
+                Some(on) => on,
+                None => config.get(&STATE_RECOVERY_FROM_LOCAL)?,
+            }
+            .then(|| LocalCopies::new(&self.state.local_root, job_id)),
+            delete_files_in_range: config.get(&ROCKSDB_DELETE_FILES_IN_RANGE)?,
         })
     }
 
@@ -126,7 +137,10 @@ impl TaskManagerGateway {
         tasks: &[(usize, u32)],
         config: &Configuration,
     ) -> Result<HashMap<(usize, u32), TaskContext>, String> {
-        let settings = self.settings(config)?;
+        let settings = self.settings(config, &req.job_id)?;
+        let local = config
+            .get(&STATE_RECOVERY_FROM_LOCAL)?
+            .then(|| LocalCopies::new(&self.state.local_root, &req.job_id));
         let metadata = if req.restore_metadata.is_empty() {
             None
         } else {
@@ -152,7 +166,14 @@ impl TaskManagerGateway {
                 for &n in &graph.vertices[vertex].nodes {
                     let node = &graph.nodes[n];
                     if let Some(assigned) = assign(m, &node.uid, node.parallelism, subtask) {
-                        let data = fetch(&self.state.config, &req.restore_url, assigned, &self.state.tmp_dir).await?;
+                        let data = fetch(
+                            &self.state.config,
+                            &req.restore_url,
+                            assigned,
+                            &self.state.tmp_dir,
+                            local.as_ref(),
+                        )
+                        .await?;
                         restore.insert(node.uid.clone(), data);
                     }
                 }
@@ -172,6 +193,10 @@ impl TaskManagerGateway {
                     }),
                 },
             );
+        }
+        // Every restore holds its files now: copies no restore took are of no use.
+        if let Some(copies) = settings.local_backup.clone() {
+            let _ = tokio::task::spawn_blocking(move || copies.drop_unlinked()).await;
         }
         Ok(out)
     }
@@ -240,10 +265,13 @@ impl TaskManagerService for TaskManagerGateway {
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             == CheckpointingMode::ExactlyOnce;
         let final_checkpoint = final_checkpoints(&config).map_err(Status::invalid_argument)?;
+        let fetching = std::time::Instant::now();
         let contexts = self
             .contexts(&req, &graph, &tasks, &config)
             .await
             .map_err(|e| Status::failed_precondition(format!("restoring state: {e}")))?;
+        let download_ms = fetching.elapsed().as_millis() as u64;
+        let restoring = std::time::Instant::now();
         let cancel = self
             .runs
             .start(&req.job_id, req.epoch, tasks.len(), req.slots, &self.slots)
@@ -264,8 +292,9 @@ impl TaskManagerService for TaskManagerGateway {
                 return Err(Status::resource_exhausted(e));
             }
         };
+        let restore_ms = restoring.elapsed().as_millis() as u64;
         tracing::info!(
-            "Deploying {} subtasks of job {} ({}) attempt {}.",
+            "Deploying {} subtasks of job {} ({}) attempt {} (state fetched in {download_ms} ms, opened in {restore_ms} ms).",
             prepared.len(),
             req.job_name,
             req.job_id,
@@ -345,7 +374,10 @@ impl TaskManagerService for TaskManagerGateway {
                 reporter.report(update(state, failure));
             });
         }
-        Ok(Response::new(SubmitTasksResponse {}))
+        Ok(Response::new(SubmitTasksResponse {
+            download_ms,
+            restore_ms,
+        }))
     }
 
     async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {

@@ -8,6 +8,7 @@
 
 pub(crate) mod keyed;
 pub(crate) mod kv;
+pub(crate) mod local_copy;
 pub(crate) mod rocks;
 pub(crate) mod snapshot;
 pub(crate) mod timers;
@@ -39,6 +40,10 @@ pub(crate) struct StateSettings {
     pub task_name: String,
     /// `table.exec.state.ttl`: the time to live of a continuous aggregate's keys that sets none.
     pub default_ttl: Option<std::time::Duration>,
+    /// `execution.checkpointing.local-backup.enabled`: where checkpointed SST files are kept.
+    pub local_backup: Option<local_copy::LocalCopies>,
+    /// `state.backend.rocksdb.rescaling.use-delete-files-in-range`.
+    pub delete_files_in_range: bool,
 }
 
 impl StateSettings {
@@ -59,11 +64,22 @@ pub(crate) fn for_each_restored(
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
+    for_each_full(r, want, &mut f)?;
+    for d in &r.rocks_dirs {
+        rocks::read_rocks_dir(settings, &d.dir, want, &mut f)?;
+    }
+    Ok(())
+}
+
+/// Calls `f(kg, key, value)` for every entry of the key groups of `want` in the restored full
+/// snapshots.
+pub(crate) fn for_each_full(
+    r: &OperatorRestoreData,
+    want: KeyGroupRange,
+    mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     for (data, range, offsets) in &r.full {
         read_blocks(data, *range, offsets, want, &mut f)?;
-    }
-    for (dir, _) in &r.rocks_dirs {
-        rocks::read_rocks_dir(settings, dir, want, &mut f)?;
     }
     Ok(())
 }
@@ -82,6 +98,8 @@ pub(crate) fn test_settings(backend: StateBackendKind, dir: &std::path::Path, ra
         key_groups: KeyGroupRange::new(range.0, range.1),
         task_name: "w (1/1)".into(),
         default_ttl: None,
+        local_backup: None,
+        delete_files_in_range: false,
     }
 }
 

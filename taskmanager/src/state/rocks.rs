@@ -7,16 +7,18 @@
 //! backend does: an instance never outlives its process, and a snapshot flushes the memtables
 //! before it links the SST files, so the log would never be read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
+use super::local_copy::LocalCopies;
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir};
 use super::StateSettings;
 
 pub(crate) struct RocksStore {
@@ -29,8 +31,12 @@ pub(crate) struct RocksStore {
     instance: String,
     /// SST files (shared names) of completed checkpoints, not uploaded again.
     confirmed: HashSet<String>,
-    /// SST files uploaded for pending checkpoints, by checkpoint id.
-    pending: Vec<(u64, Vec<String>)>,
+    /// Pending checkpoints: (id, SST files it uploads, every SST file it holds).
+    pending: Vec<(u64, Vec<String>, Vec<String>)>,
+    /// SST files this instance was opened on (a restored snapshot's): file name → shared name.
+    restored: HashMap<String, String>,
+    /// Local recovery: where checkpointed SST files are also kept.
+    local: Option<LocalCopies>,
     _cache: Cache,
     _wbm: WriteBufferManager,
 }
@@ -97,26 +103,43 @@ fn drop_expired_in_compaction(_level: u32, key: &[u8], value: &[u8]) -> rocksdb:
 }
 
 impl RocksStore {
-    /// Opens a fresh instance and loads `restore` into it (only the key groups it owns).
+    /// Opens an instance on `restore`: the restored RocksDB snapshot that overlaps this
+    /// subtask's key groups most becomes the instance itself (its files are opened in place,
+    /// clipped to the owned key groups with range deletes), and the owned key groups of the
+    /// others are written into SST files and ingested; full snapshots are written in batches.
+    /// No restored snapshot: a fresh, empty instance.
     pub(crate) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksStore, String> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let dir = settings.tmp_dir.join(format!("sluice-rocksdb-{instance}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("RocksDB working directory {}: {e}", dir.display()))?;
+        let range = settings.key_groups;
+        let base = restore.and_then(|r| base_of(&r.rocks_dirs, range));
+        let mut restored = HashMap::new();
+        if let Some(b) = base {
+            std::fs::rename(&b.dir, dir.join("db"))
+                .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", b.dir.display()))?;
+            restored.extend(b.shared.iter().cloned());
+        }
         let (opts, cache, wbm) = options(settings);
         let db = DB::open(&opts, dir.join("db")).map_err(rocks_err)?;
         let mut store = RocksStore {
             db: Some(db),
             dir,
-            range: settings.key_groups,
+            range,
             incremental: settings.incremental,
             instance,
-            confirmed: HashSet::new(),
+            confirmed: restored.values().cloned().collect(),
             pending: Vec::new(),
+            restored,
+            local: settings.local_backup.clone(),
             _cache: cache,
             _wbm: wbm,
         };
+        if base.is_some() {
+            store.clip(settings.delete_files_in_range)?;
+        }
         if let Some(r) = restore {
-            store.restore(settings, r)?;
+            store.restore(settings, r, base.map(|b| b.dir.as_path()))?;
         }
         Ok(store)
     }
@@ -125,17 +148,67 @@ impl RocksStore {
         self.db.as_ref().ok_or_else(|| "RocksDB instance is closed".to_string())
     }
 
-    fn restore(&mut self, settings: &StateSettings, r: &OperatorRestoreData) -> Result<(), String> {
+    /// Drops every key group outside the owned range (range deletes; with
+    /// `use-delete-files-in-range`, whole SST files outside it first).
+    fn clip(&self, delete_files: bool) -> Result<(), String> {
+        let db = self.db()?;
+        let outside = [
+            (prefixed(0, &[]), prefixed(self.range.start, &[])),
+            (
+                prefixed(self.range.end + 1, &[]),
+                prefixed(u32::from(u16::MAX), &[0xFF]),
+            ),
+        ];
+        let mut batch = WriteBatch::default();
+        for (from, to) in outside.iter().filter(|(f, t)| f < t) {
+            if delete_files {
+                db.delete_file_in_range(from, to).map_err(rocks_err)?;
+            }
+            batch.delete_range(from, to);
+        }
+        db.write_opt(batch, &no_wal()).map_err(rocks_err)
+    }
+
+    /// Loads what the base instance does not hold: full snapshots in write batches, the owned
+    /// key groups of the other RocksDB snapshots as ingested SST files.
+    fn restore(
+        &mut self,
+        settings: &StateSettings,
+        r: &OperatorRestoreData,
+        base: Option<&std::path::Path>,
+    ) -> Result<(), String> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
-        super::for_each_restored(settings, r, self.range, |kg, k, v| {
+        super::for_each_full(r, self.range, |kg, k, v| {
             batch.put(prefixed(kg, k), v);
             if batch.len() >= 10_000 {
                 db.write_opt(std::mem::take(&mut batch), &no_wal()).map_err(rocks_err)?;
             }
             Ok(())
         })?;
-        db.write_opt(batch, &no_wal()).map_err(rocks_err)
+        db.write_opt(batch, &no_wal()).map_err(rocks_err)?;
+        for (i, d) in r.rocks_dirs.iter().enumerate() {
+            if Some(d.dir.as_path()) == base {
+                continue;
+            }
+            let sst = self.dir.join(format!("ingest-{i}.sst"));
+            let (opts, _c, _w) = options(settings);
+            let mut writer = SstFileWriter::create(&opts);
+            writer.open(&sst).map_err(rocks_err)?;
+            let mut any = false;
+            read_rocks_dir(settings, &d.dir, self.range, |kg, k, v| {
+                any = true;
+                writer.put(prefixed(kg, k), v).map_err(rocks_err)
+            })?;
+            if any {
+                writer.finish().map_err(rocks_err)?;
+                let mut ingest = IngestExternalFileOptions::default();
+                ingest.set_move_files(true);
+                db.ingest_external_file_opts(&ingest, vec![&sst]).map_err(rocks_err)?;
+            }
+            let _ = std::fs::remove_file(&sst);
+        }
+        Ok(())
     }
 
     pub(crate) fn get(&self, kg: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
@@ -230,36 +303,54 @@ impl RocksStore {
             .collect();
         names.sort();
         let mut new = Vec::new();
+        let mut all = Vec::new();
         for name in names {
             if name.ends_with(".sst") {
-                let shared = format!("{}-{name}", self.instance);
+                let shared = match self.restored.get(&name) {
+                    Some(s) => s.clone(),
+                    None => format!("{}-{name}", self.instance),
+                };
                 let known = self.confirmed.contains(&shared);
                 if !known {
                     new.push(shared.clone());
                 }
+                all.push(shared.clone());
                 ssts.push((name, shared, known));
             } else {
                 private.push(name);
             }
         }
-        self.pending.push((checkpoint_id, new));
+        self.pending.push((checkpoint_id, new, all));
         Ok(KeyedSnapshot::RocksIncremental {
             range: self.range,
             dir,
             ssts,
             private,
+            local: self.local.clone(),
         })
     }
 
-    /// Checkpoint `id` completed: its SST files count as uploaded from now on.
+    /// Checkpoint `id` completed: its SST files count as uploaded from now on, and local
+    /// copies of this instance's files that neither it nor a pending one holds go.
     pub(crate) fn confirm(&mut self, id: u64) {
         let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|(c, _)| *c <= id);
+            .partition(|(c, _, _)| *c <= id);
         self.pending = rest;
-        for (c, files) in done {
+        let mut live: HashSet<String> = self
+            .pending
+            .iter()
+            .flat_map(|(_, _, all)| all.iter().cloned())
+            .collect();
+        for (c, files, all) in done {
             if c == id {
                 self.confirmed.extend(files);
+                if let Some(copies) = &self.local {
+                    live.extend(all);
+                    let mine = format!("{}-", self.instance);
+                    let restored: HashSet<&String> = self.restored.values().collect();
+                    copies.forget_except(|n| n.starts_with(&mine) || restored.contains(&n.to_string()), &live);
+                }
             }
         }
         // Checkpoint directories of older checkpoints are no longer needed locally.
@@ -281,6 +372,13 @@ impl Drop for RocksStore {
         self.db.take();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The restored RocksDB snapshot an instance for `range` opens in place: the one sharing the
+/// most key groups with it (Flink's rule for its base instance), if any does.
+fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredRocksDir> {
+    let shared = |d: &RestoredRocksDir| d.range.intersect(&range).map_or(0, |r| r.len());
+    dirs.iter().filter(|d| shared(d) > 0).max_by_key(|d| shared(d))
 }
 
 /// Calls `f(kg, key, value)` for every entry of the key groups of `want` in a downloaded
@@ -306,4 +404,121 @@ pub(crate) fn read_rocks_dir(
     drop(other);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_settings;
+    use sluice_common::config::options::StateBackendKind;
+
+    fn settings(dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
+        let mut s = test_settings(StateBackendKind::RocksDb, dir, range);
+        s.incremental = true;
+        s
+    }
+
+    /// An old subtask of `range` with key `k<kg>` in every key group, checkpointed
+    /// incrementally and "downloaded": its checkpoint's files copied into a directory under
+    /// their own names, with their shared names.
+    fn old_subtask(dir: &std::path::Path, range: (u32, u32)) -> RestoredRocksDir {
+        let mut store = RocksStore::open(&settings(dir, range), None).unwrap();
+        for kg in range.0..=range.1 {
+            store.put(kg, format!("k{kg}").as_bytes(), b"v").unwrap();
+        }
+        let KeyedSnapshot::RocksIncremental {
+            dir: chk,
+            ssts,
+            private,
+            ..
+        } = store.snapshot(1, false).unwrap()
+        else {
+            panic!("not incremental");
+        };
+        let to = dir.join(format!("restore-{}-{}", range.0, range.1));
+        std::fs::create_dir_all(&to).unwrap();
+        for name in ssts.iter().map(|(l, _, _)| l).chain(&private) {
+            std::fs::copy(chk.join(name), to.join(name)).unwrap();
+        }
+        let shared = ssts.into_iter().map(|(l, s, _)| (l, s)).collect();
+        RestoredRocksDir {
+            dir: to,
+            range: KeyGroupRange::new(range.0, range.1),
+            shared,
+        }
+    }
+
+    fn keys(store: &RocksStore) -> Vec<u32> {
+        let mut out = Vec::new();
+        for item in store.db().unwrap().iterator(IteratorMode::Start) {
+            let (k, _) = item.unwrap();
+            out.push(kg_of(&k).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_rescaled_instance_opens_the_old_files_clips_them_and_ingests_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let restore = OperatorRestoreData {
+            rocks_dirs: vec![old_subtask(dir.path(), (0, 63)), old_subtask(dir.path(), (64, 127))],
+            ..Default::default()
+        };
+        let old_names: HashSet<String> = restore.rocks_dirs[1].shared.iter().map(|(_, s)| s.clone()).collect();
+        // New subtask [40, 100]: the second old one overlaps most and is opened in place.
+        let mut s = settings(dir.path(), (40, 100));
+        s.delete_files_in_range = true;
+        let mut store = RocksStore::open(&s, Some(&restore)).unwrap();
+        assert_eq!(keys(&store), (40..=100).collect::<Vec<_>>());
+        assert_eq!(store.get(70, b"k70").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(store.get(41, b"k41").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(store.get(110, b"k110").unwrap(), None);
+        // Its next checkpoint refers to the opened files by their old names, not uploading them.
+        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, false).unwrap() else {
+            panic!("not incremental");
+        };
+        let reused: Vec<_> = ssts.iter().filter(|(_, s, _)| old_names.contains(s)).collect();
+        assert!(!reused.is_empty(), "{ssts:?}");
+        assert!(reused.iter().all(|(_, _, uploaded)| *uploaded), "{ssts:?}");
+        assert!(
+            ssts.iter().any(|(_, s, uploaded)| !old_names.contains(s) && !uploaded),
+            "{ssts:?}"
+        );
+        // The old directories were taken (the base) or removed (read and ingested).
+        assert!(restore.rocks_dirs.iter().all(|d| !d.dir.exists()));
+    }
+
+    #[test]
+    fn local_backup_keeps_the_newest_checkpoints_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies = LocalCopies::new(&dir.path().join("local"), "job");
+        let mut s = settings(dir.path(), (0, 7));
+        s.local_backup = Some(copies.clone());
+        let mut store = RocksStore::open(&s, None).unwrap();
+        let mut files = Vec::new();
+        for id in 1..=3u64 {
+            store.put(id as u32, b"k", b"v").unwrap();
+            if id == 3 {
+                // The files of checkpoints 1 and 2 are compacted away: their copies must go.
+                store.db().unwrap().flush().unwrap();
+                store.db().unwrap().compact_range(None::<&[u8]>, None::<&[u8]>);
+            }
+            let KeyedSnapshot::RocksIncremental { dir: chk, ssts, .. } = store.snapshot(id, false).unwrap() else {
+                panic!("not incremental");
+            };
+            for (l, sh, _) in &ssts {
+                copies.keep(sh, &chk.join(l)).unwrap();
+            }
+            files = ssts.into_iter().map(|(_, sh, _)| sh).collect::<Vec<_>>();
+            store.confirm(id);
+        }
+        let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("local/job"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        kept.sort();
+        files.sort();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(kept, files);
+    }
 }

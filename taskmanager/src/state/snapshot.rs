@@ -23,6 +23,8 @@ pub(crate) enum KeyedSnapshot {
         /// (local file name, name under shared/, already uploaded).
         ssts: Vec<(String, String, bool)>,
         private: Vec<String>,
+        /// Where the SST files are also kept on this taskmanager (local recovery).
+        local: Option<super::local_copy::LocalCopies>,
     },
 }
 
@@ -53,5 +55,15 @@ pub(crate) struct OperatorRestoreData {
     /// Full snapshots: (file bytes, its range, offsets); the reader keeps its own key groups.
     pub full: Vec<(Vec<u8>, KeyGroupRange, Vec<u64>)>,
     /// Incremental RocksDB snapshots, each downloaded into a local directory.
-    pub rocks_dirs: Vec<(PathBuf, KeyGroupRange)>,
+    pub rocks_dirs: Vec<RestoredRocksDir>,
+}
+
+/// An incremental RocksDB snapshot fetched into a local directory.
+pub(crate) struct RestoredRocksDir {
+    pub dir: PathBuf,
+    /// The key groups the old subtask owned.
+    pub range: KeyGroupRange,
+    /// Its SST files: (file name in `dir`, name under shared/). A RocksDB instance opened on
+    /// `dir` references them by these names instead of uploading them again.
+    pub shared: Vec<(String, String)>,
 }

@@ -1,20 +1,23 @@
 //! Moving state between a subtask and checkpoint storage: the asynchronous part of a
 //! checkpoint (write the snapshot's files, describe them with state handles) and, on restore,
 //! fetching the handles a subtask was assigned. Exclusive files go to the snapshot's directory
-//! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/`; handle paths are
+//! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/` (several at once, and
+//! kept locally too with local backup on: `local_copy`); handle paths are
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
 //! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
 use std::path::Path as FsPath;
 
 use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use sluice_common::config::Configuration;
 use sluice_common::proto::checkpoint::{StateHandle, SubtaskState};
 use sluice_common::state::assignment::OperatorRestore;
 use sluice_common::state::KeyGroupRange;
 use sluice_common::storage::{open_location, parent_url};
 
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot};
+use super::local_copy::LocalCopies;
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, OperatorSnapshot, RestoredRocksDir};
 
 pub(crate) const FORMAT_FULL: &str = "full";
 pub(crate) const FORMAT_ROCKS_INCREMENTAL: &str = "rocksdb-incremental";
@@ -56,6 +59,7 @@ pub(crate) async fn upload(
             dir,
             ssts,
             private,
+            local,
         }) => {
             let target = open_location(target_url, config)?;
             let root = open_location(&parent_url(target_url), config)?;
@@ -65,14 +69,30 @@ pub(crate) async fn upload(
                 format: FORMAT_ROCKS_INCREMENTAL.into(),
                 ..Default::default()
             };
-            for (local, shared, uploaded) in ssts {
-                if !uploaded {
-                    let data = read_local(&dir.join(&local)).await?;
-                    written += data.len() as u64;
-                    root.put(&format!("shared/{shared}"), data).await?;
-                }
-                handle.shared_files.push(format!("shared/{shared}"));
+            if let Some(copies) = local {
+                let kept: Vec<(String, std::path::PathBuf)> =
+                    ssts.iter().map(|(l, s, _)| (s.clone(), dir.join(l))).collect();
+                blocking(move || kept.iter().try_for_each(|(shared, path)| copies.keep(shared, path))).await?;
             }
+            let new_files: Vec<(std::path::PathBuf, String)> = ssts
+                .iter()
+                .filter(|(_, _, uploaded)| !uploaded)
+                .map(|(local, shared, _)| (dir.join(local), shared.clone()))
+                .collect();
+            let root_ref = &root;
+            written += stream::iter(new_files.into_iter().map(|(path, shared)| {
+                let root = root_ref;
+                async move {
+                    let data = read_local(&path).await?;
+                    let size = data.len() as u64;
+                    root.put(&format!("shared/{shared}"), data).await?;
+                    Ok::<u64, String>(size)
+                }
+            }))
+            .buffer_unordered(TRANSFERS)
+            .try_fold(0, |a, b| async move { Ok(a + b) })
+            .await?;
+            handle.shared_files = ssts.iter().map(|(_, shared, _)| format!("shared/{shared}")).collect();
             for name in private {
                 let data = read_local(&dir.join(&name)).await?;
                 written += data.len() as u64;
@@ -95,46 +115,104 @@ async fn read_local(path: &FsPath) -> Result<Bytes, String> {
         .map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
+/// Files moved to or from checkpoint storage at once.
+const TRANSFERS: usize = 8;
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("local file work failed: {e}"))?
+}
+
 /// Fetches the keyed handles of `assigned` from the snapshot at `snapshot_url`; incremental
-/// RocksDB handles are downloaded into fresh directories under `tmp_dir`.
+/// RocksDB handles are fetched into fresh directories under `tmp_dir`, their SST files from
+/// `local` (local recovery) where it has them, the others downloaded.
 pub(crate) async fn fetch(
     config: &Configuration,
     snapshot_url: &str,
     assigned: OperatorRestore,
     tmp_dir: &FsPath,
+    local: Option<&LocalCopies>,
 ) -> Result<OperatorRestoreData, String> {
     let dir = open_location(snapshot_url, config)?;
+    let root = open_location(&parent_url(snapshot_url), config)?;
     let mut out = OperatorRestoreData::default();
+    // Every file to download, of every handle: (from the job directory (shared/) or from the
+    // snapshot's, its key there, where it goes).
+    let mut downloads: Vec<(bool, String, std::path::PathBuf)> = Vec::new();
     for h in &assigned.keyed {
         let range = KeyGroupRange::new(h.key_group_start, h.key_group_end);
-        if h.format == FORMAT_ROCKS_INCREMENTAL {
-            let root = open_location(&parent_url(snapshot_url), config)?;
-            let local = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
-            tokio::fs::create_dir_all(&local)
-                .await
-                .map_err(|e| format!("{}: {e}", local.display()))?;
-            for f in &h.shared_files {
-                let data = root.get(f).await?;
-                let name = f.rsplit('/').next().unwrap_or(f);
-                // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
-                let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
-                tokio::fs::write(local.join(own), &data)
-                    .await
-                    .map_err(|e| format!("{}: {e}", local.display()))?;
-            }
-            for f in &h.private_files {
-                let data = dir.get(f).await?;
-                let name = f.rsplit('/').next().unwrap_or(f);
-                tokio::fs::write(local.join(name), &data)
-                    .await
-                    .map_err(|e| format!("{}: {e}", local.display()))?;
-            }
-            out.rocks_dirs.push((local, range));
-        } else {
+        if h.format != FORMAT_ROCKS_INCREMENTAL {
             let data = dir.get(&h.path).await?;
             out.full.push((data.to_vec(), range, h.key_group_offsets.clone()));
+            continue;
         }
+        let into = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::create_dir_all(&into)
+            .await
+            .map_err(|e| format!("{}: {e}", into.display()))?;
+        // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
+        let shared: Vec<(String, String)> = h
+            .shared_files
+            .iter()
+            .map(|f| {
+                let name = f.rsplit('/').next().unwrap_or(f);
+                let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
+                (own.to_string(), name.to_string())
+            })
+            .collect();
+        let missing = match local {
+            Some(copies) => {
+                let (copies, into, wanted) = (copies.clone(), into.clone(), shared.clone());
+                let missing = blocking(move || {
+                    Ok(wanted
+                        .into_iter()
+                        .filter(|(own, name)| !copies.take(name, &into.join(own)))
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+                tracing::info!(
+                    "Local recovery: {} of {} SST files of key groups {}-{} taken from local copies, {} downloaded.",
+                    shared.len() - missing.len(),
+                    shared.len(),
+                    range.start,
+                    range.end,
+                    missing.len()
+                );
+                missing
+            }
+            None => shared.clone(),
+        };
+        downloads.extend(
+            missing
+                .into_iter()
+                .map(|(own, name)| (true, format!("shared/{name}"), into.join(own))),
+        );
+        downloads.extend(h.private_files.iter().map(|f| {
+            let name = f.rsplit('/').next().unwrap_or(f);
+            (false, f.clone(), into.join(name))
+        }));
+        out.rocks_dirs.push(RestoredRocksDir {
+            dir: into,
+            range,
+            shared,
+        });
     }
+    let (root, dir) = (&root, &dir);
+    stream::iter(downloads.into_iter().map(|(is_shared, key, path)| async move {
+        let data = if is_shared {
+            root.get(&key).await?
+        } else {
+            dir.get(&key).await?
+        };
+        tokio::fs::write(&path, &data)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }))
+    .buffer_unordered(TRANSFERS)
+    .try_collect::<Vec<()>>()
+    .await?;
     out.lists = assigned;
     Ok(out)
 }

@@ -1,0 +1,134 @@
+//! Task-local copies of checkpointed keyed state (Flink's local recovery): with
+//! `execution.checkpointing.local-backup.enabled`, every SST file of an incremental RocksDB
+//! checkpoint is also kept under `<taskmanager.state.local.root-dirs>/tm_<resource id>/<job>/`
+//! by its name in `shared/` (a hard link: SST files never change, so the copy costs nothing);
+//! with `execution.state-recovery.from-local`, a subtask restored on this taskmanager takes the
+//! files found there and downloads only the others. The checkpoint storage stays the complete
+//! copy: a file missing here is fetched from it.
+//!
+//! Copies go when nothing needs them: a RocksDB instance drops its own files that its newest
+//! completed checkpoint no longer holds, a deployment drops the files no restore took (only
+//! the copy links to them), and the taskmanager drops its directory when it shuts down.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// One job's local copies on this taskmanager.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalCopies {
+    dir: PathBuf,
+}
+
+impl LocalCopies {
+    /// The copies of job `job_id` under this taskmanager's local root.
+    pub(crate) fn new(tm_root: &Path, job_id: &str) -> LocalCopies {
+        LocalCopies {
+            dir: tm_root.join(job_id),
+        }
+    }
+
+    fn path(&self, shared_name: &str) -> PathBuf {
+        self.dir.join(shared_name)
+    }
+
+    /// Keeps the immutable file `src` under `shared_name`, unless a copy is there already: a
+    /// hard link, or a copy when the local root is on another file system. Blocking.
+    pub(crate) fn keep(&self, shared_name: &str, src: &Path) -> Result<(), String> {
+        let to = self.path(shared_name);
+        if to.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("local state directory {}: {e}", self.dir.display()))?;
+        link_or_copy(src, &to)
+    }
+
+    /// Puts the local copy of `shared_name` at `to` (a link); `false` when there is none.
+    /// Blocking.
+    pub(crate) fn take(&self, shared_name: &str, to: &Path) -> bool {
+        let from = self.path(shared_name);
+        from.exists() && link_or_copy(&from, to).is_ok()
+    }
+
+    /// Drops the copies `owned` says belong to the caller and that are not in `live`.
+    pub(crate) fn forget_except(&self, owned: impl Fn(&str) -> bool, live: &HashSet<String>) {
+        for name in self.names() {
+            if owned(&name) && !live.contains(&name) {
+                let _ = std::fs::remove_file(self.path(&name));
+            }
+        }
+    }
+
+    /// Drops the copies nothing else links to: files of attempts whose state no restore on
+    /// this taskmanager took. Called once a deployment's restores hold their files.
+    pub(crate) fn drop_unlinked(&self) {
+        use std::os::unix::fs::MetadataExt;
+        for name in self.names() {
+            let path = self.path(&name);
+            if std::fs::metadata(&path).map(|m| m.nlink() <= 1).unwrap_or(false) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}
+
+/// This taskmanager's local root: the first of `taskmanager.state.local.root-dirs`, else
+/// `<tmp>/localState`, with `tm_<resource id>` under it.
+pub(crate) fn tm_root(configured: Option<&str>, tmp_dir: &Path, resource_id: &str) -> PathBuf {
+    let base = configured
+        .and_then(|dirs| dirs.split([',', ':']).map(str::trim).find(|d| !d.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp_dir.join("localState"));
+    base.join(format!("tm_{resource_id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_takes_and_forgets_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies = LocalCopies::new(&dir.path().join("root"), "job");
+        let src = dir.path().join("000009.sst");
+        std::fs::write(&src, b"sst").unwrap();
+        copies.keep("a-000009.sst", &src).unwrap();
+        copies.keep("a-000009.sst", &src).unwrap();
+        let to = dir.path().join("restored.sst");
+        assert!(copies.take("a-000009.sst", &to));
+        assert_eq!(std::fs::read(&to).unwrap(), b"sst");
+        assert!(!copies.take("b-000001.sst", &dir.path().join("x.sst")));
+        // Linked from src and to: kept; once both are gone, a deployment drops it.
+        copies.drop_unlinked();
+        assert!(copies.path("a-000009.sst").exists());
+        std::fs::remove_file(&src).unwrap();
+        std::fs::remove_file(&to).unwrap();
+        copies.drop_unlinked();
+        assert!(!copies.path("a-000009.sst").exists());
+        // An instance drops its own files its newest checkpoint no longer holds.
+        std::fs::write(&src, b"sst").unwrap();
+        copies.keep("a-000009.sst", &src).unwrap();
+        copies.keep("b-000009.sst", &src).unwrap();
+        copies.forget_except(|n| n.starts_with("a-"), &HashSet::new());
+        assert!(!copies.path("a-000009.sst").exists());
+        assert!(copies.path("b-000009.sst").exists());
+    }
+
+    #[test]
+    fn the_root_is_the_first_configured_directory_or_under_tmp() {
+        let tmp = Path::new("/tmp/x");
+        assert_eq!(tm_root(None, tmp, "r1"), PathBuf::from("/tmp/x/localState/tm_r1"));
+        assert_eq!(tm_root(Some("/a, /b"), tmp, "r1"), PathBuf::from("/a/tm_r1"));
+    }
+}
