@@ -98,6 +98,14 @@ def wait(what, timeout, check, every=0.05):
     raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def rss_mb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -471,14 +479,7 @@ class KafkaBroker:
             cmd = [os.environ.get("SLUICE_KAFKA_BIN", "noida-db"), "start", "--data-dir", data, "--host",
                    "127.0.0.1", "--only", "kafka", "--kafka-port", str(self.port)]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-        wait(f"the {kind} broker", 30, listening)
+        wait(f"the {kind} broker", 30, lambda: port_open(self.port))
 
     def stop(self):
         self.proc.kill()
@@ -742,14 +743,7 @@ class Seaweed:
         self.proc = subprocess.Popen(args, stdout=open(os.path.join(self.dir, "weed.log"), "w"),
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.endpoint = f"http://127.0.0.1:{port}"
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                return True
-            except OSError:
-                return False
-        wait("SeaweedFS", 60, listening, 0.2)
+        wait("SeaweedFS", 60, lambda: port_open(port), 0.2)
         time.sleep(1)  # the bucket comes shortly after the port
 
     def config(self):

@@ -276,16 +276,20 @@ impl TaskManagerService for TaskManagerGateway {
             .runs
             .start(&req.job_id, req.epoch, tasks.len(), req.slots, &self.slots)
             .map_err(Status::resource_exhausted)?;
-        let prepared = match prepare(
-            &self.network,
-            Deployment {
-                epoch: req.epoch,
-                graph: graph.clone(),
-                tasks,
-                locations,
-                contexts,
-            },
-        ) {
+        // Building the tasks opens their restored state (RocksDB files, ingests): blocking
+        // work, off the async workers.
+        let deployment = Deployment {
+            epoch: req.epoch,
+            graph: graph.clone(),
+            tasks,
+            locations,
+            contexts,
+        };
+        let network = self.network.clone();
+        let prepared = match tokio::task::spawn_blocking(move || prepare(&network, deployment))
+            .await
+            .unwrap_or_else(|e| Err(format!("building the tasks failed: {e}")))
+        {
             Ok(p) => p,
             Err(e) => {
                 self.runs.abandon(&req.job_id, req.epoch, &self.slots);

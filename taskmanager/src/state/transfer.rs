@@ -72,7 +72,13 @@ pub(crate) async fn upload(
             if let Some(copies) = local {
                 let kept: Vec<(String, std::path::PathBuf)> =
                     ssts.iter().map(|(l, s, _)| (s.clone(), dir.join(l))).collect();
-                blocking(move || kept.iter().try_for_each(|(shared, path)| copies.keep(shared, path))).await?;
+                // A local copy only saves a later download: failing to keep one is no reason to
+                // fail the checkpoint.
+                if let Err(e) =
+                    blocking(move || kept.iter().try_for_each(|(shared, path)| copies.keep(shared, path))).await
+                {
+                    tracing::warn!("Local recovery: keeping a local copy of {uid}'s state failed: {e}");
+                }
             }
             let new_files: Vec<(std::path::PathBuf, String)> = ssts
                 .iter()
@@ -115,8 +121,10 @@ async fn read_local(path: &FsPath) -> Result<Bytes, String> {
         .map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
-/// Files moved to or from checkpoint storage at once.
-const TRANSFERS: usize = 8;
+/// Files moved to or from checkpoint storage at once (Flink's default for
+/// `state.backend.rocksdb.checkpoint.transfer.thread.num`). Each is held in memory whole while
+/// it moves.
+const TRANSFERS: usize = 4;
 
 /// Runs blocking file work off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
