@@ -48,6 +48,13 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
             phases["deploy_ms"].as_u64().unwrap_or(0),
         );
         assert_eq!(pause, stop + deploy, "{r}");
+        // The taskmanagers' own figures fall inside the deployment that waited for them.
+        let slowest = ["download_ms", "restore_ms"]
+            .iter()
+            .map(|p| phases[*p].as_u64().unwrap_or(u64::MAX))
+            .max()
+            .unwrap_or(u64::MAX);
+        assert!(slowest <= deploy, "download and restore inside the deployment: {r}");
         if r["to_parallelism"].as_u64() > r["from_parallelism"].as_u64() {
             assert!(
                 phases["stop_checkpoint_ms"].is_u64(),

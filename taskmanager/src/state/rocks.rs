@@ -192,8 +192,9 @@ impl RocksStore {
                 continue;
             }
             let sst = self.dir.join(format!("ingest-{i}.sst"));
-            let (opts, _c, _w) = options(settings);
-            let mut writer = SstFileWriter::create(&opts);
+            // The writer holds no cache: plain options, not another share of managed memory.
+            let plain = Options::default();
+            let mut writer = SstFileWriter::create(&plain);
             writer.open(&sst).map_err(rocks_err)?;
             let mut any = false;
             read_rocks_dir(settings, &d.dir, self.range, |kg, k, v| {
@@ -348,8 +349,8 @@ impl RocksStore {
                 if let Some(copies) = &self.local {
                     live.extend(all);
                     let mine = format!("{}-", self.instance);
-                    let restored: HashSet<&String> = self.restored.values().collect();
-                    copies.forget_except(|n| n.starts_with(&mine) || restored.contains(&n.to_string()), &live);
+                    let restored: HashSet<&str> = self.restored.values().map(String::as_str).collect();
+                    copies.forget_except(|n| n.starts_with(&mine) || restored.contains(n), &live);
                 }
             }
         }
