@@ -36,14 +36,19 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       append (prepared transactions, COPY), parallelism 2, checkpoints every 2 s, against
       `psql \copy` of the same rows from a CSV file into the same table on the same server
       (Debian's PostgreSQL, started here). Rows/s.
-  R1  large-state rescale (Sluice only so far): reactive mode on one-slot taskmanagers,
-      RocksDB with incremental checkpoints every 2 s to SeaweedFS (S3, started here), local
-      recovery on; a continuous count + max over --rescale-keys keys of ~100 random bytes fed
-      at --rescale-rate rows/s. Once every key is in, a third taskmanager joins (2 → 3,
-      stop-with-checkpoint), leaves with SIGTERM (3 → 2, failover), then one of the two is
-      killed with SIGKILL (2 → 1). Then the same with hashmap state and a tenth of the keys.
-      Each pause (stop barrier or failure → every task running) and its phases, from the
-      job's rescale history; restarts wait 100 ms.
+  R1  large-state rescale: reactive mode on one-slot taskmanagers, incremental checkpoints
+      every 2 s (Sluice: to SeaweedFS, S3, started here; Flink: to file://, as this Flink has no
+      S3 plugin), local recovery on; a continuous count + max over --rescale-keys keys of ~100
+      random bytes fed at --rescale-rate rows/s (Flink: random keys, loaded until 3 × keys rows,
+      ~95 % of the keys). Once the keys are in, a third taskmanager joins (2 → 3; Sluice stops
+      with a checkpoint, Flink restarts from its last one), leaves with SIGTERM (3 → 2), then
+      one of the two is killed with SIGKILL (2 → 1). Then the same with hashmap state and a
+      tenth of the keys. Per rescale: the pause (Sluice: stop barrier or failure → every task
+      running, with its phases, from its rescale history; Flink: while REST, polled every
+      20 ms, shows a task not running) and the time from the trigger until every task runs
+      (polled alike on both); restarts wait 100 ms.
+  P6  (read during R1) the steady-state incremental checkpoints once the keys are in: each
+      after 2 s × the measured rate of rows changed. ms, and the bytes each uploaded.
 """
 
 import argparse
@@ -57,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 
 HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -317,7 +323,9 @@ class Flink(System):
             text = f.read()
         text = text.replace("numberOfTaskSlots: 1", f"numberOfTaskSlots: {slots}")
         text = text.replace("size: 1728m", f"size: {TM_MEMORY}")
-        text += (f"\nrest.port: {self.rest}\nrest.address: 127.0.0.1\n"
+        # REST answers from a cache of the job's graph that lives 3 s by default: a polled
+        # outage or rescale would be read up to 3 s late.
+        text += (f"\nrest.port: {self.rest}\nrest.address: 127.0.0.1\nrest.cache.execution-graph.timeout: 0 ms\n"
                  f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n"
                  f"python.client.executable: {self.python}\npython.executable: {self.python}\n{extra}\n")
         with open(os.path.join(self.conf, "config.yaml"), "w") as f:
@@ -777,11 +785,24 @@ sinks:
 """
 
 
+def flink_large_state(keys, rate):
+    """Flink SQL's side of R1: the same count + max of a 90-character random string per key.
+    Its keys are random in [0, keys): the datagen sequence holds its whole range in heap when
+    it opens, then ends (a bounded job does not rescale)."""
+    return f"""CREATE TABLE events (k BIGINT, payload STRING) WITH ('connector' = 'datagen',
+  'rows-per-second' = '{rate}', 'fields.k.min' = '0', 'fields.k.max' = '{keys - 1}',
+  'fields.payload.length' = '90');
+CREATE TABLE out_ (k BIGINT, n BIGINT, p STRING) WITH ('connector' = 'blackhole');
+INSERT INTO out_ SELECT k, COUNT(*), MAX(payload) FROM events GROUP BY k;
+"""
+
+
 def dir_bytes(path, prefix):
     total = 0
     for root, _, files in os.walk(path):
-        # An instance's live files (its db/), not the hard links of its checkpoint directories.
-        if prefix in root and root.endswith("/db"):
+        # An instance's live files (its db/), not the hard links of its checkpoint directories
+        # nor Flink's local recovery copies.
+        if prefix in root and root.endswith("/db") and "localState" not in root:
             for f in files:
                 try:
                     total += os.path.getsize(os.path.join(root, f))
@@ -790,50 +811,84 @@ def dir_bytes(path, prefix):
     return total
 
 
+def running_at(j, parallelism):
+    """Whether the job (REST /jobs/:jid) runs with every vertex RUNNING at `parallelism`."""
+    return bool(j and j["state"] == "RUNNING"
+                and all(v["parallelism"] == parallelism and v["status"] == "RUNNING" for v in j["vertices"]))
+
+
+def outage(system, jid, before, after, trigger, timeout=600):
+    """Polls the job every 20 ms from `trigger()`: ms from the trigger, and from the first poll
+    with a task not running at `before` (the outage as REST shows it), until every vertex
+    runs at `after`. Measured alike on both systems."""
+    t0 = time.time()
+    trigger()
+    down = None
+    while time.time() - t0 < timeout:
+        j = system.job(jid)
+        now = time.time()
+        # No answer counts as down: Flink's REST may not answer for the job while it restarts.
+        if down is None and not running_at(j, before):
+            down = now
+        if down is not None and running_at(j, after):
+            return {"from_trigger_ms": round((now - t0) * 1000), "tasks_down_ms": round((now - down) * 1000)}
+        time.sleep(0.02)
+    raise RuntimeError(f"{system.name} job {jid} did not run at parallelism {after} within {timeout} s")
+
+
 def rescale_large(system, job_text, keys, backend, s3):
-    """Reactive mode on 1-slot taskmanagers, incremental checkpoints to S3 every 2 s, local
-    recovery on: the job fills `keys` keys at parallelism 2, a third taskmanager joins
-    (2 → 3, a stop-with-checkpoint), then leaves with SIGTERM (3 → 2, a failover), then one of
-    the two is killed with SIGKILL (2 → 1, the survivor's part restored from its local copies).
-    Returns the state's size and each rescale's record (pause and phases) from the job's REST
-    history."""
-    tmp = os.path.join(system.work, f"r1-tmp-{time.time_ns()}")
-    os.makedirs(tmp)
+    """Reactive mode on 1-slot taskmanagers, incremental checkpoints every 2 s (Sluice: to S3;
+    Flink, which has no S3 plugin here: to file://), local recovery on: the job fills `keys`
+    keys at parallelism 2, a third taskmanager joins (2 → 3; Sluice stops with a checkpoint,
+    Flink restarts from its last one), then leaves with SIGTERM (3 → 2), then one of the two
+    is killed with SIGKILL (2 → 1, the survivor's part restored from its local copies).
+    Returns the state's size, the steady-state checkpoints and, per rescale, the outage as
+    polled from REST (both systems) merged with Sluice's rescale record (pause and phases)."""
+    # Short: Flink names RocksDB's log file after the instance's whole path, within 255 bytes.
+    tmp = tempfile.mkdtemp(prefix="r1-")
     # A lost taskmanager's restart waits 100 ms, not 1 s (both systems alike).
-    system.start(2, 1, REACTIVE.replace("delay: 1 s", "delay: 100 ms") + s3.config() + f"state.backend.type: {backend}\n"
-                 "execution.checkpointing.incremental: true\nexecution.checkpointing.local-backup.enabled: true\n"
-                 f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
-    try:
+    conf = (REACTIVE.replace("delay: 1 s", "delay: 100 ms") + f"state.backend.type: {backend}\n"
+            "execution.checkpointing.incremental: true\nexecution.checkpointing.local-backup.enabled: true\n"
+            f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
+    sluice = isinstance(system, Sluice)
+    if sluice:
+        system.start(2, 1, conf + s3.config())
         jid = system.submit(job_text)
+        rows = keys * 1.2
+    else:
+        jid = system.start_application(2, 1, conf + FLINK_REACTIVE, job_text)
+        rows = keys * 3  # random keys: 95 % of them are in after 3 × keys rows
+    try:
         wait("the job running at parallelism 2", 180, lambda: vertices_at(system, jid, 2), 0.1)
+        t0 = time.time()
 
         def loaded():
             j = system.job(jid)
-            return j and j["vertices"][1]["metrics"]["read-records"] >= keys * 1.2
+            return j and j["vertices"][1]["metrics"]["read-records"] >= rows
         wait(f"{keys:,} keys loaded", 1800, loaded, 1)
+        rate = rows / (time.time() - t0)
         time.sleep(6)  # checkpoints complete with every key in them
-        size = dir_bytes(tmp, "sluice-rocksdb-") if backend == "rocksdb" else None
+        size = dir_bytes(tmp, "sluice-rocksdb-" if sluice else "job_") if backend == "rocksdb" else None
         # P6: the steady-state checkpoints now (each after interval × rate rows changed).
         cps = get_json(f"http://127.0.0.1:{system.rest}/jobs/{jid}/checkpoints") or {}
         done = [c for c in cps.get("history", []) if c.get("status") == "COMPLETED"][:3]
         checkpoints = [(c["end_to_end_duration"], c["checkpointed_size"]) for c in done]
-
-        def rescaled(n, p):
-            j = system.job(jid)
-            return j and j["rescales"]["count"] >= n and vertices_at(system, jid, p)
-        system.add_tm()
-        wait("the scale-up to 3", 600, lambda: rescaled(1, 3), 0.05)
-        time.sleep(8)
-        system.tms[-1].send_signal(signal.SIGTERM)
-        wait("the scale-down to 2", 600, lambda: rescaled(2, 2), 0.05)
-        time.sleep(8)
-        # kill -9 of one of the two: the survivor restores its part from its local copies.
-        system.tms[1].kill()
-        wait("the failover to 1", 600, lambda: rescaled(3, 1), 0.05)
-        history = system.job(jid)["rescales"]["history"]
-        return size, checkpoints, history[0], history[1], history[2]
+        pids = system.tm_pids()
+        steps = [(2, 3, system.add_tm), (3, 2, lambda: os.kill(max(system.tm_pids()), signal.SIGTERM)),
+                 # kill -9 of one of the two: the survivor restores its part from its local copies.
+                 (2, 1, lambda: os.kill(pids[1], signal.SIGKILL))]
+        records = []
+        for n, (before, after, trigger) in enumerate(steps, 1):
+            r = outage(system, jid, before, after, trigger)
+            if sluice:
+                wait(f"rescale {n} in the history", 60, lambda: system.job(jid)["rescales"]["count"] >= n, 0.05)
+                r.update(system.job(jid)["rescales"]["history"][n - 1])
+            records.append(r)
+            time.sleep(8)
+        return size, rate, checkpoints, records
     finally:
         system.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def idle(system):
@@ -869,6 +924,7 @@ def main():
     ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1,R1")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
+    ap.add_argument("--no-sluice", action="store_true", help="Flink's figures only (no ratios)")
     ap.add_argument("--kafka-records", type=int, default=10_000_000)
     ap.add_argument("--kafka-broker", choices=["tansu", "noida"], default="tansu")
     ap.add_argument("--pg-rows", type=int, default=5_000_000)
@@ -882,7 +938,7 @@ def main():
     args = ap.parse_args()
     only = set(args.only.split(","))
     work = tempfile.mkdtemp(prefix="sluice-bench-")
-    systems = [Sluice(args.sluice_bin, work)]
+    systems = [] if args.no_sluice else [Sluice(args.sluice_bin, work)]
     if not args.no_flink:
         try:
             systems.append(Flink(work))
@@ -950,24 +1006,30 @@ def main():
                 if "P4" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))
-                if "R1" in only and isinstance(s, Sluice):
-                    s3 = Seaweed(work)
+                if "R1" in only:
+                    s3 = Seaweed(work) if isinstance(s, Sluice) else None
                     try:
                         for backend, keys in (("rocksdb", args.rescale_keys), ("hashmap", args.rescale_keys // 10)):
-                            size, cps, up, down, kill = rescale_large(
-                                s, sluice_large_state(keys, args.rescale_rate), keys, backend, s3)
-                            if size:
-                                print(f"  R1 {backend}: {keys:,} keys, {size / 1e6:,.0f} MB of RocksDB files", flush=True)
-                            changed = min(1.0, args.rescale_rate * 2 / keys)
-                            print(f"  P6 {backend}: checkpoints after {changed:.0%} of the keys changed "
+                            text = (sluice_large_state if isinstance(s, Sluice) else flink_large_state)(
+                                keys, args.rescale_rate)
+                            size, rate, cps, steps = rescale_large(s, text, keys, backend, s3)
+                            print(f"  R1 {backend} {s.name}: {keys:,} keys loaded at {rate:,.0f} rows/s"
+                                  + (f", {size / 1e6:,.0f} MB of RocksDB files" if size else ""), flush=True)
+                            changed = min(1.0, rate * 2 / keys)
+                            print(f"  P6 {backend} {s.name}: checkpoints after ~{changed:.0%} of the keys changed "
                                   f"(ms, bytes uploaded): {cps}", flush=True)
                             for ms, _ in cps:
                                 record(f"P6 checkpoint {backend} ms", s, ms)
-                            for name, r in (("2->3", up), ("3->2", down), ("kill -9 2->1", kill)):
-                                print(f"  R1 {backend} {name}: {json.dumps(r)}", flush=True)
-                                record(f"R1 rescale {name} {backend} pause ms", s, r["pause_ms"])
+                            for name, r in zip(("2->3", "3->2", "kill -9 2->1"), steps):
+                                print(f"  R1 {backend} {name} {s.name}: {json.dumps(r)}", flush=True)
+                                # The pause: Sluice's from its stop barrier or failure (its history),
+                                # Flink's while REST shows a task not running (it restarts from its
+                                # last checkpoint, so its replay comes on top).
+                                record(f"R1 rescale {name} {backend} pause ms", s, r.get("pause_ms", r["tasks_down_ms"]))
+                                record(f"R1 rescale {name} {backend} until running ms", s, r["from_trigger_ms"])
                     finally:
-                        s3.stop()
+                        if s3:
+                            s3.stop()
                 if "P5" in only:
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P5 reactive scale-up s", s, scale_up(s, text))
@@ -1008,6 +1070,7 @@ def main():
                     record("P7 idle TM RSS MB", s, rss)
             except Exception as e:
                 print(f"  {s.name}: {e}", flush=True)
+                traceback.print_exc()
                 s.stop()
         if "P3" in only and shutil.which("iperf3"):
             bw = loopback_bandwidth() / 1e6

@@ -15,6 +15,8 @@ pub struct OperatorRestore {
     pub keyed: Vec<StateHandle>,
     /// Operator list states by name.
     pub lists: Vec<(String, Vec<Vec<u8>>)>,
+    /// The subtask's own key groups (what it keeps of `keyed`).
+    pub range: Option<KeyGroupRange>,
 }
 
 impl OperatorRestore {
@@ -85,7 +87,11 @@ pub fn assign(metadata: &CheckpointMetadata, uid: &str, parallelism: u32, subtas
             (name, elements)
         })
         .collect();
-    Some(OperatorRestore { keyed, lists })
+    Some(OperatorRestore {
+        keyed,
+        lists,
+        range: Some(mine),
+    })
 }
 
 /// Flink's check before restoring: the new parallelism must not exceed the stored max.

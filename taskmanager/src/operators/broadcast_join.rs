@@ -387,6 +387,7 @@ mod tests {
                     .iter()
                     .map(|l| (l.name.clone(), l.elements.clone()))
                     .collect(),
+                range: None,
             },
             ..Default::default()
         };

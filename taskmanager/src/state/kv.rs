@@ -99,7 +99,7 @@ impl KvStore {
             StateBackendKind::HashMap => {
                 let mut heap = HeapKv::new(settings);
                 if let Some(r) = restore {
-                    for_each_restored(settings, r, settings.key_groups, |kg, k, v| heap.put(kg, k, v))?;
+                    for_each_restored(r, settings.key_groups, |kg, k, v| heap.put(kg, k, v))?;
                 }
                 Ok(KvStore::Heap(heap))
             }

@@ -59,14 +59,13 @@ impl StateSettings {
 /// Calls `f(kg, key, value)` for every restored keyed entry of the key groups in `want`, from
 /// full snapshots and from downloaded incremental ones alike, whichever backend wrote them.
 pub(crate) fn for_each_restored(
-    settings: &StateSettings,
     r: &OperatorRestoreData,
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
     for_each_full(r, want, &mut f)?;
     for d in &r.rocks_dirs {
-        rocks::read_rocks_dir(settings, &d.dir, want, &mut f)?;
+        rocks::read_rocks_dir(d, want, &mut f)?;
     }
     Ok(())
 }

@@ -11,14 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, Direction, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, WriteBatch,
-    WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, Direction, IngestExternalFileOptions, IteratorMode, Options, ReadOptions, SstFileWriter,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
 use super::local_copy::LocalCopies;
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir};
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir, ALL_KEY_GROUPS};
 use super::StateSettings;
 
 pub(crate) struct RocksStore {
@@ -113,7 +113,22 @@ impl RocksStore {
         let dir = settings.tmp_dir.join(format!("sluice-rocksdb-{instance}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("RocksDB working directory {}: {e}", dir.display()))?;
         let range = settings.key_groups;
-        let base = restore.and_then(|r| base_of(&r.rocks_dirs, range));
+        let mut base = restore.and_then(|r| base_of(&r.rocks_dirs, range));
+        if let Some(b) = base.filter(|b| b.partial) {
+            // What it holds outside its own key groups is covered by an earlier clip's range
+            // deletes: files there may go too.
+            let read = b.range.intersect(&range).unwrap_or(range);
+            if !drop_unfetched_files(&b.dir, read)? {
+                tracing::warn!(
+                    "The restored RocksDB files of key groups {}-{} still name files outside key groups {}-{} that were not fetched; the instance is rebuilt from their rows instead.",
+                    b.range.start,
+                    b.range.end,
+                    range.start,
+                    range.end
+                );
+                base = None;
+            }
+        }
         let mut restored = HashMap::new();
         if let Some(b) = base {
             std::fs::rename(&b.dir, dir.join("db"))
@@ -139,7 +154,7 @@ impl RocksStore {
             store.clip(settings.delete_files_in_range)?;
         }
         if let Some(r) = restore {
-            store.restore(settings, r, base.map(|b| b.dir.as_path()))?;
+            store.restore(r, base.map(|b| b.dir.as_path()))?;
         }
         Ok(store)
     }
@@ -152,31 +167,19 @@ impl RocksStore {
     /// `use-delete-files-in-range`, whole SST files outside it first).
     fn clip(&self, delete_files: bool) -> Result<(), String> {
         let db = self.db()?;
-        let outside = [
-            (prefixed(0, &[]), prefixed(self.range.start, &[])),
-            (
-                prefixed(self.range.end + 1, &[]),
-                prefixed(u32::from(u16::MAX), &[0xFF]),
-            ),
-        ];
         let mut batch = WriteBatch::default();
-        for (from, to) in outside.iter().filter(|(f, t)| f < t) {
+        for (from, to) in outside(self.range) {
             if delete_files {
-                db.delete_file_in_range(from, to).map_err(rocks_err)?;
+                db.delete_file_in_range(&from, &to).map_err(rocks_err)?;
             }
-            batch.delete_range(from, to);
+            batch.delete_range(&from, &to);
         }
         db.write_opt(batch, &no_wal()).map_err(rocks_err)
     }
 
     /// Loads what the base instance does not hold: full snapshots in write batches, the owned
     /// key groups of the other RocksDB snapshots as ingested SST files.
-    fn restore(
-        &mut self,
-        settings: &StateSettings,
-        r: &OperatorRestoreData,
-        base: Option<&std::path::Path>,
-    ) -> Result<(), String> {
+    fn restore(&mut self, r: &OperatorRestoreData, base: Option<&std::path::Path>) -> Result<(), String> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         super::for_each_full(r, self.range, |kg, k, v| {
@@ -197,7 +200,7 @@ impl RocksStore {
             let mut writer = SstFileWriter::create(&plain);
             writer.open(&sst).map_err(rocks_err)?;
             let mut any = false;
-            read_rocks_dir(settings, &d.dir, self.range, |kg, k, v| {
+            read_rocks_dir(d, self.range, |kg, k, v| {
                 any = true;
                 writer.put(prefixed(kg, k), v).map_err(rocks_err)
             })?;
@@ -295,7 +298,9 @@ impl RocksStore {
         rocksdb::checkpoint::Checkpoint::new(self.db()?)
             .and_then(|c| c.create_checkpoint(&dir))
             .map_err(rocks_err)?;
+        let spans_of = self.file_spans()?;
         let mut ssts = Vec::new();
+        let mut spans = Vec::new();
         let mut private = Vec::new();
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -316,6 +321,7 @@ impl RocksStore {
                     new.push(shared.clone());
                 }
                 all.push(shared.clone());
+                spans.push(spans_of.get(&name).copied().unwrap_or(ALL_KEY_GROUPS));
                 ssts.push((name, shared, known));
             } else {
                 private.push(name);
@@ -326,9 +332,30 @@ impl RocksStore {
             range: self.range,
             dir,
             ssts,
+            spans,
             private,
             local: self.local.clone(),
         })
+    }
+
+    /// The key groups each live SST file spans, by file name; a level-0 file spans all of
+    /// them, as every read opens it. A file a compaction writes after the checkpoint is not
+    /// here (and one it removed is), so the checkpoint's files are looked up by name.
+    fn file_spans(&self) -> Result<HashMap<String, (u32, u32)>, String> {
+        let files = self.db()?.live_files().map_err(rocks_err)?;
+        Ok(files
+            .into_iter()
+            .map(|f| {
+                let span = match (f.level, f.start_key.as_deref(), f.end_key.as_deref()) {
+                    (1.., Some(a), Some(b)) => match (kg_of(a), kg_of(b)) {
+                        (Ok(a), Ok(b)) => (a, b),
+                        _ => ALL_KEY_GROUPS,
+                    },
+                    _ => ALL_KEY_GROUPS,
+                };
+                (f.name.trim_start_matches('/').to_string(), span)
+            })
+            .collect())
     }
 
     /// Checkpoint `id` completed: its SST files count as uploaded from now on, and local
@@ -375,6 +402,38 @@ impl Drop for RocksStore {
     }
 }
 
+/// The keys outside `range`: [from, to) before it and after it, where not empty.
+fn outside(range: KeyGroupRange) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    let last = prefixed(u32::from(u16::MAX), &[0xFF]);
+    [
+        (prefixed(0, &[]), prefixed(range.start, &[])),
+        (prefixed(range.end + 1, &[]), last),
+    ]
+    .into_iter()
+    .filter(|(f, t)| f < t)
+}
+
+/// A base snapshot fetched in part (`transfer::needed_files`): its unfetched files lie wholly
+/// outside `range` (the key groups read of it), so whole-file deletes over the keys outside it
+/// drop them from the instance, before it opens as usual. Opened without the check that every file is there and
+/// without compactions (none may pick an absent file). Whether every file it still names is
+/// there: RocksDB keeps a file whose boundary key a neighbour shares, and such an instance
+/// cannot open (it is read between bounds instead, which never opens the absent files).
+fn drop_unfetched_files(db_dir: &std::path::Path, range: KeyGroupRange) -> Result<bool, String> {
+    let mut opts = Options::default();
+    opts.set_paranoid_checks(false);
+    opts.set_disable_auto_compactions(true);
+    let db = DB::open(&opts, db_dir)
+        .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", db_dir.display()))?;
+    for (from, to) in outside(range) {
+        db.delete_file_in_range(&from, &to).map_err(rocks_err)?;
+    }
+    let files = db.live_files().map_err(rocks_err)?;
+    Ok(files
+        .iter()
+        .all(|f| db_dir.join(f.name.trim_start_matches('/')).exists()))
+}
+
 /// The restored RocksDB snapshot an instance for `range` opens in place: the one sharing the
 /// most key groups with it (Flink's rule for its base instance), if any does.
 fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredRocksDir> {
@@ -384,26 +443,31 @@ fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredR
 
 /// Calls `f(kg, key, value)` for every entry of the key groups of `want` in a downloaded
 /// incremental snapshot (a RocksDB directory), then deletes the directory. Either backend
-/// restores incremental snapshots through this.
+/// restores incremental snapshots through this. The directory is opened read-only with
+/// RocksDB's own small block cache (a short sequential read, not a share of managed memory);
+/// a partial one (only the files `want` needs were fetched) without the check that every
+/// file is there, read between bounds so that no other file is opened.
 pub(crate) fn read_rocks_dir(
-    settings: &StateSettings,
-    dir: &std::path::Path,
+    d: &RestoredRocksDir,
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let (opts, _c, _w) = options(settings);
-    let other = DB::open(&opts, dir).map_err(rocks_err)?;
-    let start = prefixed(want.start, &[]);
-    for item in other.iterator(IteratorMode::From(&start, Direction::Forward)) {
+    let mut opts = Options::default();
+    opts.set_paranoid_checks(!d.partial);
+    let other = DB::open_for_read_only(&opts, &d.dir, false)
+        .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", d.dir.display()))?;
+    let mut read = ReadOptions::default();
+    read.fill_cache(false);
+    read.set_iterate_lower_bound(prefixed(want.start, &[]));
+    if want.end < u32::from(u16::MAX) {
+        read.set_iterate_upper_bound(prefixed(want.end + 1, &[]));
+    }
+    for item in other.iterator_opt(IteratorMode::Start, read) {
         let (k, v) = item.map_err(rocks_err)?;
-        let kg = kg_of(&k)?;
-        if kg > want.end {
-            break;
-        }
-        f(kg, &k[2..], &v)?;
+        f(kg_of(&k)?, &k[2..], &v)?;
     }
     drop(other);
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(&d.dir);
     Ok(())
 }
 
@@ -423,13 +487,36 @@ mod tests {
     /// incrementally and "downloaded": its checkpoint's files copied into a directory under
     /// their own names, with their shared names.
     fn old_subtask(dir: &std::path::Path, range: (u32, u32)) -> RestoredRocksDir {
+        old_subtask_in_files(dir, range, &[], range).0
+    }
+
+    /// An old subtask of `range` whose key groups `files` were each written (value `v`),
+    /// flushed and compacted into a file of their own below level 0, then key groups `last`
+    /// (value `v2`, or `v` with no `files`) left to its checkpoint's flush (a level-0 file);
+    /// also returns its files' recorded spans.
+    fn old_subtask_in_files(
+        dir: &std::path::Path,
+        range: (u32, u32),
+        files: &[(u32, u32)],
+        last: (u32, u32),
+    ) -> (RestoredRocksDir, Vec<(u32, u32)>) {
         let mut store = RocksStore::open(&settings(dir, range), None).unwrap();
-        for kg in range.0..=range.1 {
-            store.put(kg, format!("k{kg}").as_bytes(), b"v").unwrap();
+        for &(a, b) in files {
+            for kg in a..=b {
+                store.put(kg, format!("k{kg}").as_bytes(), b"v").unwrap();
+            }
+            let db = store.db().unwrap();
+            db.flush().unwrap();
+            db.compact_range(Some(prefixed(a, &[])), Some(prefixed(b + 1, &[])));
+        }
+        let value: &[u8] = if files.is_empty() { b"v" } else { b"v2" };
+        for kg in last.0..=last.1 {
+            store.put(kg, format!("k{kg}").as_bytes(), value).unwrap();
         }
         let KeyedSnapshot::RocksIncremental {
             dir: chk,
             ssts,
+            spans,
             private,
             ..
         } = store.snapshot(1, false).unwrap()
@@ -442,11 +529,13 @@ mod tests {
             std::fs::copy(chk.join(name), to.join(name)).unwrap();
         }
         let shared = ssts.into_iter().map(|(l, s, _)| (l, s)).collect();
-        RestoredRocksDir {
+        let restored = RestoredRocksDir {
             dir: to,
             range: KeyGroupRange::new(range.0, range.1),
             shared,
-        }
+            partial: false,
+        };
+        (restored, spans)
     }
 
     fn keys(store: &RocksStore) -> Vec<u32> {
@@ -487,6 +576,72 @@ mod tests {
         );
         // The old directories were taken (the base) or removed (read and ingested).
         assert!(restore.rocks_dirs.iter().all(|d| !d.dir.exists()));
+    }
+
+    /// `old_subtask_in_files` of [0, 63] with key groups `files` in files below level 0 and
+    /// 50-55 again in a level-0 file, "fetched" for a new subtask of `new`: the file of
+    /// `skipped` is not.
+    fn partly_fetched(dir: &std::path::Path, files: &[(u32, u32)], skipped: (u32, u32)) -> RestoredRocksDir {
+        let (mut old, spans) = old_subtask_in_files(dir, (0, 63), files, (50, 55));
+        let mut sorted = spans.clone();
+        sorted.sort();
+        let mut expected = files.to_vec();
+        expected.push(ALL_KEY_GROUPS);
+        expected.sort();
+        assert_eq!(sorted, expected, "{spans:?}");
+        let i = spans.iter().position(|&s| s == skipped).unwrap();
+        let (name, _) = old.shared.remove(i);
+        std::fs::remove_file(old.dir.join(name)).unwrap();
+        old.partial = true;
+        old
+    }
+
+    fn assert_values(store: &RocksStore, range: std::ops::RangeInclusive<u32>) {
+        assert_eq!(keys(store), range.clone().collect::<Vec<_>>());
+        for kg in range {
+            let v = if (50..=55).contains(&kg) { "v2" } else { "v" };
+            let got = store.get(kg, format!("k{kg}").as_bytes()).unwrap();
+            assert_eq!(got.as_deref(), Some(v.as_bytes()), "key group {kg}");
+        }
+    }
+
+    #[test]
+    fn a_partly_fetched_snapshot_is_read_from_the_files_its_key_groups_need() {
+        let dir = tempfile::tempdir().unwrap();
+        // New subtask [40, 100] reads key groups 40-63 of old [0, 63]: the file of 0-31 is
+        // not fetched; old [64, 127] is its base.
+        let restore = OperatorRestoreData {
+            rocks_dirs: vec![
+                partly_fetched(dir.path(), &[(0, 31), (32, 63)], (0, 31)),
+                old_subtask(dir.path(), (64, 127)),
+            ],
+            ..Default::default()
+        };
+        let store = RocksStore::open(&settings(dir.path(), (40, 100)), Some(&restore)).unwrap();
+        assert_values(&store, 40..=100);
+        assert!(restore.rocks_dirs.iter().all(|d| !d.dir.exists()));
+    }
+
+    #[test]
+    fn a_partly_fetched_base_drops_its_unfetched_files_and_opens_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        // New subtask [10, 40]: old [0, 63] is its base, without the file of 0-9.
+        let base = partly_fetched(dir.path(), &[(0, 9), (10, 63)], (0, 9));
+        let names: HashSet<String> = base.shared.iter().map(|(_, s)| s.clone()).collect();
+        let restore = OperatorRestoreData {
+            rocks_dirs: vec![base],
+            ..Default::default()
+        };
+        let mut store = RocksStore::open(&settings(dir.path(), (10, 40)), Some(&restore)).unwrap();
+        assert_values(&store, 10..=40);
+        // Opened in place: its next checkpoint names the fetched files by their old names.
+        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, false).unwrap() else {
+            panic!("not incremental");
+        };
+        assert!(
+            ssts.iter().any(|(_, s, uploaded)| names.contains(s) && *uploaded),
+            "{ssts:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(crate) enum KeyedSnapshot {
         dir: PathBuf,
         /// (local file name, name under shared/, already uploaded).
         ssts: Vec<(String, String, bool)>,
+        /// For each of `ssts`, the first and last key group its keys span (`ALL_KEY_GROUPS`
+        /// for a level-0 file or an unknown span).
+        spans: Vec<(u32, u32)>,
         private: Vec<String>,
         /// Where the SST files are also kept on this taskmanager (local recovery).
         local: Option<super::local_copy::LocalCopies>,
@@ -66,4 +69,10 @@ pub(crate) struct RestoredRocksDir {
     /// Its SST files: (file name in `dir`, name under shared/). A RocksDB instance opened on
     /// `dir` references them by these names instead of uploading them again.
     pub shared: Vec<(String, String)>,
+    /// Only the files a read of the subtask's key groups opens were fetched: `dir` can be read
+    /// over those key groups, not opened as an instance.
+    pub partial: bool,
 }
+
+/// The span of an SST file that any read may open: a level-0 file's, or an unknown one.
+pub(crate) const ALL_KEY_GROUPS: (u32, u32) = (0, u32::MAX);

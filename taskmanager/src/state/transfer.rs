@@ -58,6 +58,7 @@ pub(crate) async fn upload(
             range,
             dir,
             ssts,
+            spans,
             private,
             local,
         }) => {
@@ -99,6 +100,7 @@ pub(crate) async fn upload(
             .try_fold(0, |a, b| async move { Ok(a + b) })
             .await?;
             handle.shared_files = ssts.iter().map(|(_, shared, _)| format!("shared/{shared}")).collect();
+            handle.shared_file_key_groups = spans.iter().flat_map(|&(a, b)| [a, b]).collect();
             for name in private {
                 let data = read_local(&dir.join(&name)).await?;
                 written += data.len() as u64;
@@ -121,6 +123,23 @@ async fn read_local(path: &FsPath) -> Result<Bytes, String> {
         .map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
+/// Which of an incremental handle's SST files the restore of key groups `read` needs: those
+/// whose recorded span meets it (level-0 files span everything), and those reaching the last
+/// key group (a range delete of an earlier clip ends there, so such a file may not lie wholly
+/// outside `read` for RocksDB). The others lie wholly before or after `read`: a read between
+/// bounds never opens them, and an instance opened on them drops them unopened
+/// (`RocksStore::open`). All of them without recorded spans (an older snapshot).
+fn needed_files(h: &StateHandle, read: Option<KeyGroupRange>) -> Vec<bool> {
+    let spans = &h.shared_file_key_groups;
+    match read {
+        Some(r) if spans.len() == 2 * h.shared_files.len() => spans
+            .chunks(2)
+            .map(|s| (s[0] <= r.end && s[1] >= r.start) || s[1] >= u32::from(u16::MAX))
+            .collect(),
+        _ => vec![true; h.shared_files.len()],
+    }
+}
+
 /// Files moved to or from checkpoint storage at once (Flink's default for
 /// `state.backend.rocksdb.checkpoint.transfer.thread.num`). Each is held in memory whole while
 /// it moves.
@@ -135,7 +154,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 
 /// Fetches the keyed handles of `assigned` from the snapshot at `snapshot_url`; incremental
 /// RocksDB handles are fetched into fresh directories under `tmp_dir`, their SST files from
-/// `local` (local recovery) where it has them, the others downloaded.
+/// `local` (local recovery) where it has them, the others downloaded; only the files that the
+/// subtask's key groups need (`needed_files`).
 pub(crate) async fn fetch(
     config: &Configuration,
     snapshot_url: &str,
@@ -149,12 +169,21 @@ pub(crate) async fn fetch(
     // Every file to download, of every handle: (from the job directory (shared/) or from the
     // snapshot's, its key there, where it goes).
     let mut downloads: Vec<(bool, String, std::path::PathBuf)> = Vec::new();
-    for h in &assigned.keyed {
-        let range = KeyGroupRange::new(h.key_group_start, h.key_group_end);
-        if h.format != FORMAT_ROCKS_INCREMENTAL {
-            let data = dir.get(&h.path).await?;
-            out.full.push((data.to_vec(), range, h.key_group_offsets.clone()));
-            continue;
+    let range_of = |h: &StateHandle| KeyGroupRange::new(h.key_group_start, h.key_group_end);
+    for h in assigned.keyed.iter().filter(|h| h.format == FORMAT_ROCKS_INCREMENTAL) {
+        let range = range_of(h);
+        let read = assigned.range.and_then(|mine| mine.intersect(&range));
+        let needed = needed_files(h, read);
+        if let (Some(r), true) = (read, needed.contains(&false)) {
+            tracing::info!(
+                "Restore: {} of {} SST files of key groups {}-{} span key groups {}-{}; only those are fetched.",
+                needed.iter().filter(|&&n| n).count(),
+                needed.len(),
+                range.start,
+                range.end,
+                r.start,
+                r.end
+            );
         }
         let into = tmp_dir.join(format!("sluice-restore-{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::create_dir_all(&into)
@@ -164,7 +193,9 @@ pub(crate) async fn fetch(
         let shared: Vec<(String, String)> = h
             .shared_files
             .iter()
-            .map(|f| {
+            .zip(&needed)
+            .filter(|(_, &n)| n)
+            .map(|(f, _)| {
                 let name = f.rsplit('/').next().unwrap_or(f);
                 let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
                 (own.to_string(), name.to_string())
@@ -205,7 +236,12 @@ pub(crate) async fn fetch(
             dir: into,
             range,
             shared,
+            partial: needed.contains(&false),
         });
+    }
+    for h in assigned.keyed.iter().filter(|h| h.format != FORMAT_ROCKS_INCREMENTAL) {
+        let data = dir.get(&h.path).await?;
+        out.full.push((data.to_vec(), range_of(h), h.key_group_offsets.clone()));
     }
     let (root, dir) = (&root, &dir);
     stream::iter(downloads.into_iter().map(|(is_shared, key, path)| async move {
@@ -223,4 +259,38 @@ pub(crate) async fn fetch(
     .await?;
     out.lists = assigned;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(spans: &[(u32, u32)]) -> StateHandle {
+        StateHandle {
+            shared_files: (0..3).map(|i| format!("shared/x-{i}.sst")).collect(),
+            shared_file_key_groups: spans.iter().flat_map(|&(a, b)| [a, b]).collect(),
+            format: FORMAT_ROCKS_INCREMENTAL.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_read_fetches_the_files_spanning_its_key_groups_and_every_level_zero_file() {
+        let h = handle(&[(0, 31), (32, 63), crate::state::snapshot::ALL_KEY_GROUPS]);
+        let read = |a, b| needed_files(&h, Some(KeyGroupRange::new(a, b)));
+        assert_eq!(read(40, 63), [false, true, true]);
+        assert_eq!(read(31, 32), [true, true, true]);
+        assert_eq!(read(0, 10), [true, false, true]);
+        // A file reaching the last key group is always needed; with spans not recorded (an
+        // older snapshot), every file is.
+        let tail = handle(&[(0, 31), (70, 65535), (64, 69)]);
+        assert_eq!(
+            needed_files(&tail, Some(KeyGroupRange::new(0, 40))),
+            [true, true, false]
+        );
+        assert_eq!(
+            needed_files(&handle(&[]), Some(KeyGroupRange::new(40, 63))),
+            [true, true, true]
+        );
+    }
 }

@@ -77,7 +77,7 @@ impl HeapPanes {
     ) -> Result<(), String> {
         type Entries = Vec<(Vec<u8>, Vec<u8>)>;
         let mut panes: BTreeMap<Window, Entries> = BTreeMap::new();
-        for_each_restored(&self.settings, r, self.settings.key_groups, |_, k, v| {
+        for_each_restored(r, self.settings.key_groups, |_, k, v| {
             match k.first() {
                 Some(&state_ids::PANE) => {
                     let (w, key) = parse_pane_key(k)?;
