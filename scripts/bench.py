@@ -837,8 +837,8 @@ def outage(system, jid, before, after, trigger, timeout=600):
 
 
 def rescale_large(system, job_text, keys, backend, s3):
-    """Reactive mode on 1-slot taskmanagers, incremental checkpoints every 2 s (Sluice: to S3;
-    Flink, which has no S3 plugin here: to file://), local recovery on: the job fills `keys`
+    """Reactive mode on 1-slot taskmanagers, incremental checkpoints every 2 s (Sluice: to S3,
+    or file:// without `s3`; Flink, which has no S3 plugin here: to file://), local recovery on: the job fills `keys`
     keys at parallelism 2, a third taskmanager joins (2 → 3; Sluice stops with a checkpoint,
     Flink restarts from its last one), then leaves with SIGTERM (3 → 2), then one of the two
     is killed with SIGKILL (2 → 1, the survivor's part restored from its local copies).
@@ -852,7 +852,7 @@ def rescale_large(system, job_text, keys, backend, s3):
             f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
     sluice = isinstance(system, Sluice)
     if sluice:
-        system.start(2, 1, conf + s3.config())
+        system.start(2, 1, conf + (s3.config() if s3 else ""))
         jid = system.submit(job_text)
         rows = keys * 1.2
     else:
@@ -934,6 +934,8 @@ def main():
     ap.add_argument("--rescale-keys", type=int, default=10_000_000,
                     help="R1's RocksDB keys (~100 bytes each); the heap run takes a tenth")
     ap.add_argument("--rescale-rate", type=int, default=400_000, help="R1's source rows/s")
+    ap.add_argument("--rescale-storage", choices=["s3", "file"], default="s3",
+                    help="R1's checkpoint storage for Sluice (Flink's is file:// either way)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -1007,7 +1009,7 @@ def main():
                     text = sluice_unbounded() if isinstance(s, Sluice) else flink_unbounded()
                     record("P4 recovery s", s, recovery(s, text))
                 if "R1" in only:
-                    s3 = Seaweed(work) if isinstance(s, Sluice) else None
+                    s3 = Seaweed(work) if isinstance(s, Sluice) and args.rescale_storage == "s3" else None
                     try:
                         for backend, keys in (("rocksdb", args.rescale_keys), ("hashmap", args.rescale_keys // 10)):
                             text = (sluice_large_state if isinstance(s, Sluice) else flink_large_state)(

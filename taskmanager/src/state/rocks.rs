@@ -414,11 +414,12 @@ fn outside(range: KeyGroupRange) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
 }
 
 /// A base snapshot fetched in part (`transfer::needed_files`): its unfetched files lie wholly
-/// outside `range` (the key groups read of it), so whole-file deletes over the keys outside it
-/// drop them from the instance, before it opens as usual. Opened without the check that every file is there and
-/// without compactions (none may pick an absent file). Whether every file it still names is
-/// there: RocksDB keeps a file whose boundary key a neighbour shares, and such an instance
-/// cannot open (it is read between bounds instead, which never opens the absent files).
+/// outside `range` (the key groups read of it), so whole-file deletes over the keys outside
+/// it drop them from the instance before it opens as usual. Opened without the check that
+/// every file is there and without compactions (none may pick an absent file). Returns
+/// whether every file it still names is there: RocksDB keeps a file whose boundary key a
+/// neighbour shares, and such an instance cannot open (it is then read between bounds, which
+/// never opens the absent files).
 fn drop_unfetched_files(db_dir: &std::path::Path, range: KeyGroupRange) -> Result<bool, String> {
     let mut opts = Options::default();
     opts.set_paranoid_checks(false);
@@ -441,9 +442,11 @@ fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredR
     dirs.iter().filter(|d| shared(d) > 0).max_by_key(|d| shared(d))
 }
 
-/// Calls `f(kg, key, value)` for every entry of the key groups of `want` in a downloaded
-/// incremental snapshot (a RocksDB directory), then deletes the directory. Either backend
-/// restores incremental snapshots through this. The directory is opened read-only with
+/// Calls `f(kg, key, value)` for every entry of the key groups of `want` that the downloaded
+/// incremental snapshot (a RocksDB directory) owns, then deletes the directory: what it holds
+/// outside its own key groups is an earlier clip's leftover, possibly in files not fetched.
+/// Either backend restores incremental snapshots through this. The directory is opened
+/// read-only with
 /// RocksDB's own small block cache (a short sequential read, not a share of managed memory);
 /// a partial one (only the files `want` needs were fetched) without the check that every
 /// file is there, read between bounds so that no other file is opened.
@@ -452,6 +455,10 @@ pub(crate) fn read_rocks_dir(
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
+    let Some(want) = d.range.intersect(&want) else {
+        let _ = std::fs::remove_dir_all(&d.dir);
+        return Ok(());
+    };
     let mut opts = Options::default();
     opts.set_paranoid_checks(!d.partial);
     let other = DB::open_for_read_only(&opts, &d.dir, false)
@@ -620,6 +627,25 @@ mod tests {
         let store = RocksStore::open(&settings(dir.path(), (40, 100)), Some(&restore)).unwrap();
         assert_values(&store, 40..=100);
         assert!(restore.rocks_dirs.iter().all(|d| !d.dir.exists()));
+    }
+
+    #[test]
+    fn a_partly_fetched_snapshot_is_read_over_its_own_key_groups_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // Old subtask [0, 31] that still holds key groups 32-63 from before an earlier clip,
+        // in a file the fetch for new subtask [30, 63] left out: only 30-31 are read of it.
+        let mut leftover = partly_fetched(dir.path(), &[(0, 31), (32, 63)], (32, 63));
+        leftover.range = KeyGroupRange::new(0, 31);
+        let restore = OperatorRestoreData {
+            rocks_dirs: vec![leftover, old_subtask(dir.path(), (32, 63))],
+            ..Default::default()
+        };
+        let store = RocksStore::open(&settings(dir.path(), (30, 63)), Some(&restore)).unwrap();
+        assert_eq!(keys(&store), (30..=63).collect::<Vec<_>>());
+        for kg in 30..=63 {
+            let got = store.get(kg, format!("k{kg}").as_bytes()).unwrap();
+            assert_eq!(got.as_deref(), Some(&b"v"[..]), "key group {kg}");
+        }
     }
 
     #[test]
