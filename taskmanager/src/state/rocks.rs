@@ -338,17 +338,17 @@ impl RocksStore {
         })
     }
 
-    /// The key groups each live SST file spans, by file name; a level-0 file spans all of
-    /// them, as every read opens it. A file a compaction writes after the checkpoint is not
+    /// The level and key groups of each live SST file, by file name; a level-0 file spans all
+    /// of them, as every read opens it. A file a compaction writes after the checkpoint is not
     /// here (and one it removed is), so the checkpoint's files are looked up by name.
-    fn file_spans(&self) -> Result<HashMap<String, (u32, u32)>, String> {
+    fn file_spans(&self) -> Result<HashMap<String, (u32, u32, u32)>, String> {
         let files = self.db()?.live_files().map_err(rocks_err)?;
         Ok(files
             .into_iter()
             .map(|f| {
-                let span = match (f.level, f.start_key.as_deref(), f.end_key.as_deref()) {
-                    (1.., Some(a), Some(b)) => match (kg_of(a), kg_of(b)) {
-                        (Ok(a), Ok(b)) => (a, b),
+                let span = match (u32::try_from(f.level), f.start_key.as_deref(), f.end_key.as_deref()) {
+                    (Ok(level @ 1..), Some(a), Some(b)) => match (kg_of(a), kg_of(b)) {
+                        (Ok(a), Ok(b)) => (level, a, b),
                         _ => ALL_KEY_GROUPS,
                     },
                     _ => ALL_KEY_GROUPS,
@@ -506,7 +506,7 @@ mod tests {
         range: (u32, u32),
         files: &[(u32, u32)],
         last: (u32, u32),
-    ) -> (RestoredRocksDir, Vec<(u32, u32)>) {
+    ) -> (RestoredRocksDir, Vec<(u32, u32, u32)>) {
         let mut store = RocksStore::open(&settings(dir, range), None).unwrap();
         for &(a, b) in files {
             for kg in a..=b {
@@ -590,13 +590,17 @@ mod tests {
     /// `skipped` is not.
     fn partly_fetched(dir: &std::path::Path, files: &[(u32, u32)], skipped: (u32, u32)) -> RestoredRocksDir {
         let (mut old, spans) = old_subtask_in_files(dir, (0, 63), files, (50, 55));
-        let mut sorted = spans.clone();
+        // The compacted files below level 0, the flushed one at level 0 spanning everything.
+        let mut sorted: Vec<(u32, u32)> = spans.iter().map(|&(_, a, b)| (a, b)).collect();
         sorted.sort();
         let mut expected = files.to_vec();
-        expected.push(ALL_KEY_GROUPS);
+        expected.push((0, u32::MAX));
         expected.sort();
         assert_eq!(sorted, expected, "{spans:?}");
-        let i = spans.iter().position(|&s| s == skipped).unwrap();
+        assert!(spans
+            .iter()
+            .all(|&(level, a, _)| (level == 0) == (a == 0 && spans.contains(&ALL_KEY_GROUPS)) || level > 0));
+        let i = spans.iter().position(|&(_, a, b)| (a, b) == skipped).unwrap();
         let (name, _) = old.shared.remove(i);
         std::fs::remove_file(old.dir.join(name)).unwrap();
         old.partial = true;

@@ -22,9 +22,9 @@ pub(crate) enum KeyedSnapshot {
         dir: PathBuf,
         /// (local file name, name under shared/, already uploaded).
         ssts: Vec<(String, String, bool)>,
-        /// For each of `ssts`, the first and last key group its keys span (`ALL_KEY_GROUPS`
-        /// for a level-0 file or an unknown span).
-        spans: Vec<(u32, u32)>,
+        /// For each of `ssts`: its level and the first and last key group its keys span
+        /// (`ALL_KEY_GROUPS` for a level-0 file or an unknown span).
+        spans: Vec<(u32, u32, u32)>,
         private: Vec<String>,
         /// Where the SST files are also kept on this taskmanager (local recovery).
         local: Option<super::local_copy::LocalCopies>,
@@ -74,5 +74,6 @@ pub(crate) struct RestoredRocksDir {
     pub partial: bool,
 }
 
-/// The span of an SST file that any read may open: a level-0 file's, or an unknown one.
-pub(crate) const ALL_KEY_GROUPS: (u32, u32) = (0, u32::MAX);
+/// The (level, first, last key group) of an SST file that any read may open: a level-0
+/// file's, or one whose span is unknown.
+pub(crate) const ALL_KEY_GROUPS: (u32, u32, u32) = (0, 0, u32::MAX);

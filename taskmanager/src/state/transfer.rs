@@ -6,6 +6,7 @@
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
 //! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
+use std::collections::HashMap;
 use std::path::Path as FsPath;
 
 use bytes::Bytes;
@@ -100,7 +101,7 @@ pub(crate) async fn upload(
             .try_fold(0, |a, b| async move { Ok(a + b) })
             .await?;
             handle.shared_files = ssts.iter().map(|(_, shared, _)| format!("shared/{shared}")).collect();
-            handle.shared_file_key_groups = spans.iter().flat_map(|&(a, b)| [a, b]).collect();
+            handle.shared_file_spans = spans.iter().flat_map(|&(l, a, b)| [l, a, b]).collect();
             for name in private {
                 let data = read_local(&dir.join(&name)).await?;
                 written += data.len() as u64;
@@ -124,20 +125,34 @@ async fn read_local(path: &FsPath) -> Result<Bytes, String> {
 }
 
 /// Which of an incremental handle's SST files the restore of key groups `read` needs: those
-/// whose recorded span meets it (level-0 files span everything), and those reaching the last
-/// key group (a range delete of an earlier clip ends there, so such a file may not lie wholly
-/// outside `read` for RocksDB). The others lie wholly before or after `read`: a read between
-/// bounds never opens them, and an instance opened on them drops them unopened
-/// (`RocksStore::open`). All of them without recorded spans (an older snapshot).
+/// whose recorded span meets it (level-0 files span everything); per level, the first file
+/// ending at or after `read`'s start (a seek there opens it, even when it lies wholly after
+/// `read`); and those reaching the last key group (a range delete of an earlier clip ends
+/// there, so such a file may not lie wholly outside `read` for RocksDB). The others lie wholly
+/// before or after `read`: a read between bounds never opens them, and an instance opened on
+/// them drops them unopened (`RocksStore::open`). All of them without recorded spans.
 fn needed_files(h: &StateHandle, read: Option<KeyGroupRange>) -> Vec<bool> {
-    let spans = &h.shared_file_key_groups;
-    match read {
-        Some(r) if spans.len() == 2 * h.shared_files.len() => spans
-            .chunks(2)
-            .map(|s| (s[0] <= r.end && s[1] >= r.start) || s[1] >= u32::from(u16::MAX))
-            .collect(),
-        _ => vec![true; h.shared_files.len()],
+    let r = match read {
+        Some(r) if h.shared_file_spans.len() == 3 * h.shared_files.len() => r,
+        _ => return vec![true; h.shared_files.len()],
+    };
+    let spans: Vec<&[u32]> = h.shared_file_spans.chunks(3).collect();
+    // Per level below 0, the smallest last key group at or after the read's start: where a
+    // seek lands.
+    let mut lands: HashMap<u32, u32> = HashMap::new();
+    for s in spans.iter().filter(|s| s[0] > 0 && s[2] >= r.start) {
+        let e = lands.entry(s[0]).or_insert(s[2]);
+        *e = (*e).min(s[2]);
     }
+    spans
+        .iter()
+        .map(|s| {
+            let (level, first, last) = (s[0], s[1], s[2]);
+            (first <= r.end && last >= r.start)
+                || last >= u32::from(u16::MAX)
+                || (level > 0 && lands.get(&level) == Some(&last))
+        })
+        .collect()
 }
 
 /// Files moved to or from checkpoint storage at once (Flink's default for
@@ -265,10 +280,10 @@ pub(crate) async fn fetch(
 mod tests {
     use super::*;
 
-    fn handle(spans: &[(u32, u32)]) -> StateHandle {
+    fn handle(spans: &[(u32, u32, u32)]) -> StateHandle {
         StateHandle {
-            shared_files: (0..3).map(|i| format!("shared/x-{i}.sst")).collect(),
-            shared_file_key_groups: spans.iter().flat_map(|&(a, b)| [a, b]).collect(),
+            shared_files: (0..spans.len().max(3)).map(|i| format!("shared/x-{i}.sst")).collect(),
+            shared_file_spans: spans.iter().flat_map(|&(l, a, b)| [l, a, b]).collect(),
             format: FORMAT_ROCKS_INCREMENTAL.into(),
             ..Default::default()
         }
@@ -276,21 +291,19 @@ mod tests {
 
     #[test]
     fn a_read_fetches_the_files_spanning_its_key_groups_and_every_level_zero_file() {
-        let h = handle(&[(0, 31), (32, 63), crate::state::snapshot::ALL_KEY_GROUPS]);
-        let read = |a, b| needed_files(&h, Some(KeyGroupRange::new(a, b)));
-        assert_eq!(read(40, 63), [false, true, true]);
-        assert_eq!(read(31, 32), [true, true, true]);
-        assert_eq!(read(0, 10), [true, false, true]);
+        let h = handle(&[(6, 0, 31), (6, 32, 63), crate::state::snapshot::ALL_KEY_GROUPS]);
+        let read = |h: &StateHandle, a, b| needed_files(h, Some(KeyGroupRange::new(a, b)));
+        assert_eq!(read(&h, 40, 63), [false, true, true]);
+        assert_eq!(read(&h, 31, 32), [true, true, true]);
+        assert_eq!(read(&h, 0, 10), [true, false, true]);
+        // A seek to 31 lands on the level's first file ending at or after it, (40, 50), though
+        // it lies after the read; (60, 70) does not, nor does level 5's (0, 20).
+        let gap = handle(&[(6, 0, 30), (6, 40, 50), (6, 60, 70), (5, 0, 20), (5, 31, 34)]);
+        assert_eq!(read(&gap, 31, 34), [false, true, false, false, true]);
         // A file reaching the last key group is always needed; with spans not recorded (an
         // older snapshot), every file is.
-        let tail = handle(&[(0, 31), (70, 65535), (64, 69)]);
-        assert_eq!(
-            needed_files(&tail, Some(KeyGroupRange::new(0, 40))),
-            [true, true, false]
-        );
-        assert_eq!(
-            needed_files(&handle(&[]), Some(KeyGroupRange::new(40, 63))),
-            [true, true, true]
-        );
+        let tail = handle(&[(6, 0, 31), (5, 70, 65535), (6, 32, 40), (6, 64, 69)]);
+        assert_eq!(read(&tail, 0, 40), [true, true, true, false]);
+        assert_eq!(read(&handle(&[]), 40, 63), [true, true, true]);
     }
 }
