@@ -696,10 +696,7 @@ def recovery(system, job_text):
 
 
 def vertices_at(system, jid, parallelism):
-    j = system.job(jid)
-    if not j or j["state"] != "RUNNING":
-        return False
-    return all(v["parallelism"] == parallelism and v["status"] == "RUNNING" for v in j["vertices"])
+    return running_at(system.job(jid), parallelism)
 
 
 REACTIVE = "scheduler-mode: reactive\nexecution.checkpointing.interval: 2 s\n" + RESTARTS
