@@ -233,18 +233,24 @@ sinks:
 """
 
 
+def datagen(options, columns, source_id="events"):
+    """A job file's `sources:` block: one datagen source with `options` and `columns` as
+    (name, type, expr)."""
+    schema = "".join(f'      - {{name: {c}, type: {t}, expr: "{e}"}}\n' for c, t, e in columns)
+    return f"""sources:
+  - id: {source_id}
+    connector: datagen
+    options: {{{options}}}
+    schema:
+{schema}"""
+
+
 def sluice_count_per_key(name, options, columns, key):
     """datagen (`options`, `columns` as (name, type, expr)) → key by `key` → 1 s
     processing-time count per key → blackhole, at parallelism 2 over 2 splits."""
-    schema = "".join(f'      - {{name: {c}, type: {t}, expr: "{e}"}}\n' for c, t, e in columns)
     return f"""name: {name}
 parallelism: 2
-sources:
-  - id: events
-    connector: datagen
-    options: {{{options}, splits: 2}}
-    schema:
-{schema}operators:
+{datagen(options + ", splits: 2", columns)}operators:
   - id: per-key
     input: events
     key-by: [{key}]
@@ -551,14 +557,7 @@ def pg_copy_rate(pg, rows, work):
 def sluice_pg(pg, rows):
     return f"""name: bench-g1
 parallelism: 2
-sources:
-  - id: rows
-    connector: datagen
-    options: {{number-of-rows: {rows}, splits: 2}}
-    schema:
-      - {{name: seq, type: bigint, expr: "seq"}}
-      - {{name: v, type: bigint, expr: "seq % 7"}}
-sinks:
+{datagen(f"number-of-rows: {rows}, splits: 2", [("seq", "bigint", "seq"), ("v", "bigint", "seq % 7")], "rows")}sinks:
   - id: out
     input: rows
     connector: postgres
@@ -764,15 +763,9 @@ def sluice_large_state(keys, rate):
     """`keys` keys, each holding a count and the max of a ~90-byte random string (random, so
     RocksDB's compression does not shrink it), fed at `rate` rows/s."""
     payload = "concat(" + ", ".join(["CAST(random() AS VARCHAR)"] * 5) + ")"
+    columns = [("k", "bigint", f"seq % {keys}"), ("payload", "string", payload)]
     return f"""name: bench-r1
-sources:
-  - id: events
-    connector: datagen
-    options: {{rows-per-second: {rate}, splits: 6}}
-    schema:
-      - {{name: k, type: bigint, expr: "seq % {keys}"}}
-      - {{name: payload, type: string, expr: "{payload}"}}
-operators:
+{datagen(f"rows-per-second: {rate}, splits: 6", columns)}operators:
   - id: per-key
     input: events
     key-by: [k]

@@ -209,6 +209,7 @@ impl Scheduler {
         }
         let pause_ms = pending.since.elapsed().as_millis() as u64;
         let deploy_ms = pending.deploying.map_or(0, |d| d.elapsed().as_millis() as u64);
+        let stop_ms = pause_ms.saturating_sub(deploy_ms);
         // A stop-with-checkpoint is the newest checkpoint completed since the rescale began.
         let stop_checkpoint = job
             .checkpoint_stats()
@@ -216,12 +217,11 @@ impl Scheduler {
             .filter(|c| c.trigger_timestamp >= pending.timestamp_ms)
             .map(|c| (c.duration_ms, c.state_size));
         tracing::info!(
-            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}): stop {} ms, deployment {deploy_ms} ms (state fetched in {} ms, opened in {} ms).",
+            "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}): stop {stop_ms} ms, deployment {deploy_ms} ms (state fetched in {} ms, opened in {} ms).",
             job.name,
             job.id,
             pending.parallelism_before(),
             pending.cause,
-            pause_ms - deploy_ms.min(pause_ms),
             pending.download_ms,
             pending.restore_ms
         );
@@ -231,7 +231,7 @@ impl Scheduler {
             to,
             cause: pending.cause,
             pause_ms,
-            stop_ms: pause_ms - deploy_ms.min(pause_ms),
+            stop_ms,
             deploy_ms,
             download_ms: pending.download_ms,
             restore_ms: pending.restore_ms,

@@ -353,7 +353,7 @@ impl RocksStore {
                     },
                     _ => ALL_KEY_GROUPS,
                 };
-                (f.name.trim_start_matches('/').to_string(), span)
+                (live_file_name(&f).to_string(), span)
             })
             .collect())
     }
@@ -430,9 +430,12 @@ fn drop_unfetched_files(db_dir: &std::path::Path, range: KeyGroupRange) -> Resul
         db.delete_file_in_range(&from, &to).map_err(rocks_err)?;
     }
     let files = db.live_files().map_err(rocks_err)?;
-    Ok(files
-        .iter()
-        .all(|f| db_dir.join(f.name.trim_start_matches('/')).exists()))
+    Ok(files.iter().all(|f| db_dir.join(live_file_name(f)).exists()))
+}
+
+/// A live file's name in its directory (RocksDB reports it as `/000012.sst`).
+fn live_file_name(f: &rocksdb::LiveFile) -> &str {
+    f.name.trim_start_matches('/')
 }
 
 /// The restored RocksDB snapshot an instance for `range` opens in place: the one sharing the

@@ -69,8 +69,9 @@ pub(crate) struct RestoredRocksDir {
     /// Its SST files: (file name in `dir`, name under shared/). A RocksDB instance opened on
     /// `dir` references them by these names instead of uploading them again.
     pub shared: Vec<(String, String)>,
-    /// Only the files a read of the subtask's key groups opens were fetched: `dir` can be read
-    /// over those key groups, not opened as an instance.
+    /// Only the files the subtask's key groups need were fetched (`transfer::needed_files`):
+    /// `dir` is read between bounds, or opened as the base once its absent files are dropped
+    /// (`rocks::drop_unfetched_files`).
     pub partial: bool,
 }
 
