@@ -89,6 +89,8 @@ pub(crate) struct Coordinator {
     pub fatal: Option<String>,
     /// A stop-with-savepoint (or stop-with-checkpoint) completed: the tasks end.
     pub stopped: bool,
+    /// The stopping checkpoint's duration and bytes, once it completed.
+    pub stopped_with: Option<(u64, u64)>,
     /// The job's final checkpoint (every subtask past the end of its input) completed: the
     /// tasks end and nothing more is checkpointed.
     finished: bool,
@@ -135,6 +137,7 @@ impl Coordinator {
             consecutive_failures: 0,
             fatal: None,
             stopped: false,
+            stopped_with: None,
             finished: false,
             stop_next: false,
             aborted: Vec::new(),
@@ -505,6 +508,7 @@ impl Coordinator {
         }
         if p.stop {
             self.stopped = true;
+            self.stopped_with = Some((duration, size));
         }
         // Every subtask snapshotted it after the end of its input: the job's final checkpoint
         // (FLIP-147); the subtasks waiting for it end.

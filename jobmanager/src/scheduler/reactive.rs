@@ -120,6 +120,9 @@ pub(crate) struct PendingRescale {
     pub deploying: Option<Instant>,
     pub download_ms: u64,
     pub restore_ms: u64,
+    /// The stop-with-checkpoint's duration and bytes, once it completed (none when the rescale
+    /// follows a failure).
+    pub stop_checkpoint: Option<(u64, u64)>,
 }
 
 impl PendingRescale {
@@ -133,7 +136,14 @@ impl PendingRescale {
             deploying: None,
             download_ms: 0,
             restore_ms: 0,
+            stop_checkpoint: None,
         }
+    }
+
+    /// A failure interrupted this rescale: the job restarts from its latest checkpoint
+    /// instead, and the record says so.
+    pub(crate) fn interrupted_by(&mut self, failure: &str) {
+        self.cause = format!("{}; interrupted by a failure: {failure}", self.cause);
     }
 
     /// The job's parallelism before (its widest vertex's).

@@ -210,12 +210,6 @@ impl Scheduler {
         let pause_ms = pending.since.elapsed().as_millis() as u64;
         let deploy_ms = pending.deploying.map_or(0, |d| d.elapsed().as_millis() as u64);
         let stop_ms = pause_ms.saturating_sub(deploy_ms);
-        // A stop-with-checkpoint is the newest checkpoint completed since the rescale began.
-        let stop_checkpoint = job
-            .checkpoint_stats()
-            .latest_completed
-            .filter(|c| c.trigger_timestamp >= pending.timestamp_ms)
-            .map(|c| (c.duration_ms, c.state_size));
         tracing::info!(
             "Job {} ({}) rescaled from parallelism {} to {to} in {pause_ms} ms ({}): stop {stop_ms} ms, deployment {deploy_ms} ms (state fetched in {} ms, opened in {} ms).",
             job.name,
@@ -235,7 +229,7 @@ impl Scheduler {
             deploy_ms,
             download_ms: pending.download_ms,
             restore_ms: pending.restore_ms,
-            stop_checkpoint,
+            stop_checkpoint: pending.stop_checkpoint,
             vertices,
         });
     }

@@ -11,9 +11,12 @@ use crate::scheduler::reactive::PendingRescale;
 pub(super) async fn run(ctx: &mut Ctx, attempt: Attempt) -> Transition {
     let id = {
         let mut job = ctx.handle.lock();
-        if ctx.reactive.is_some() && job.pending_rescale.is_none() {
+        if ctx.reactive.is_some() {
             let cause = job.failure.clone().unwrap_or_default();
-            job.pending_rescale = Some(PendingRescale::now(&job, cause));
+            match job.pending_rescale.as_mut() {
+                Some(p) => p.interrupted_by(&cause),
+                None => job.pending_rescale = Some(PendingRescale::now(&job, cause)),
+            }
         }
         job.id.clone()
     };

@@ -10,7 +10,13 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
         let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
         if o.all_finished && stopped {
             ctx.clear_checkpoint_messages();
-            ctx.handle.lock().tasks.clear();
+            let stopped_with = attempt.coordinator.as_ref().and_then(|c| c.stopped_with);
+            let mut job = ctx.handle.lock();
+            job.tasks.clear();
+            if let Some(p) = job.pending_rescale.as_mut() {
+                p.stop_checkpoint = stopped_with;
+            }
+            drop(job);
             return Transition::to(Phase::WaitingForResources, "stopped with a checkpoint to rescale");
         }
         if let Some(to) = ctx.interrupted(&attempt, &o) {
