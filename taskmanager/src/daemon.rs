@@ -158,6 +158,10 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         &tmp_dir,
         &resource_id,
     );
+    let claim_of = local_root.clone();
+    let _local_claim = tokio::task::spawn_blocking(move || crate::state::local_copy::claim_root(&claim_of))
+        .await
+        .map_err(|e| e.to_string())??;
     let state_env = StateEnv {
         config: Arc::new(config.clone()),
         heap_per_slot: pools.memory.flink.task_heap.bytes() / slot_count,

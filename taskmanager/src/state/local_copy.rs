@@ -8,7 +8,9 @@
 //!
 //! Copies go when nothing needs them: a RocksDB instance drops its own files that its newest
 //! completed checkpoint no longer holds, a deployment drops the files no restore took (only
-//! the copy links to them), and the taskmanager drops its directory when it shuts down.
+//! the copy links to them), and the taskmanager drops its directory when it shuts down. A
+//! taskmanager holds a lock on its directory while it lives (`RootClaim`), so one that starts
+//! drops the directories of the taskmanagers that died without shutting down (`kill -9`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,70 @@ pub(crate) fn tm_root(configured: Option<&str>, tmp_dir: &Path, resource_id: &st
     base.join(format!("tm_{resource_id}"))
 }
 
+/// The lock file in a taskmanager's local root, locked while the taskmanager lives.
+const LOCK_FILE: &str = ".lock";
+
+/// This taskmanager's hold on its local root: the root exists and its lock is held until
+/// the claim is dropped.
+#[derive(Debug)]
+pub(crate) struct RootClaim {
+    _lock: std::fs::File,
+}
+
+/// Claims `tm_root` for this taskmanager, first dropping every sibling `tm_*` directory
+/// whose owner died (its lock is free), this root's own leftovers included. Fails, naming
+/// the directory, when another live taskmanager holds `tm_root` or it cannot be made.
+/// Blocking.
+pub(crate) fn claim_root(tm_root: &Path) -> Result<RootClaim, String> {
+    if let Some(parent) = tm_root.parent() {
+        drop_dead_roots(parent);
+    }
+    let name = |e: std::io::Error| format!("local state directory {}: {e}", tm_root.display());
+    std::fs::create_dir_all(tm_root).map_err(name)?;
+    let lock = tm_root.join(LOCK_FILE);
+    if lock.exists() {
+        // Not dropped above: a live taskmanager holds it.
+        return Err(format!(
+            "local state directory {} is in use by another taskmanager with the same resource id (taskmanager.resource-id)",
+            tm_root.display()
+        ));
+    }
+    // Locked under a name no sweep looks at, then put in place: a sweep never sees the lock
+    // file unlocked.
+    let staged = tm_root.join(format!("{LOCK_FILE}.{}", std::process::id()));
+    let file = std::fs::File::create(&staged).map_err(name)?;
+    file.try_lock()
+        .map_err(|e| name(std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&staged, &lock).map_err(name)?;
+    Ok(RootClaim { _lock: file })
+}
+
+/// Drops the `tm_*` directories under `base` whose lock file no process holds. A directory
+/// without a lock file is left alone (a taskmanager still starting, or not ours).
+fn drop_dead_roots(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("tm_"));
+        let Some(lock) = ours.then(|| std::fs::File::open(dir.join(LOCK_FILE)).ok()).flatten() else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(
+                    "Dropped the local state of a taskmanager that is gone: {}",
+                    dir.display()
+                ),
+                Err(e) => tracing::warn!("Cannot drop the local state directory {}: {e}", dir.display()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +189,30 @@ mod tests {
         copies.forget_except(|n| n.starts_with("a-"), &HashSet::new());
         assert!(!copies.path("a-000009.sst").exists());
         assert!(copies.path("b-000009.sst").exists());
+    }
+
+    #[test]
+    fn a_root_is_claimed_once_and_a_dead_owners_root_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("tm_live");
+        let claim = claim_root(&live).unwrap();
+        let err = claim_root(&live).unwrap_err();
+        assert!(err.contains("tm_live") && err.contains("in use"), "{err}");
+        // A root whose owner died: its lock file is there, nobody holds it.
+        let dead = dir.path().join("tm_dead");
+        std::fs::create_dir_all(dead.join("job")).unwrap();
+        std::fs::write(dead.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dead.join("job").join("a-000009.sst"), b"sst").unwrap();
+        // Without a lock file (starting, or not a taskmanager's): left alone.
+        let other = dir.path().join("tm_starting");
+        std::fs::create_dir_all(&other).unwrap();
+        let _second = claim_root(&dir.path().join("tm_second")).unwrap();
+        assert!(!dead.exists(), "the dead taskmanager's copies are dropped");
+        assert!(live.join(LOCK_FILE).exists() && other.exists());
+        // Once the live one is gone too, its root is the next claim's to drop.
+        drop(claim);
+        let _third = claim_root(&dir.path().join("tm_third")).unwrap();
+        assert!(!live.exists());
     }
 
     #[test]
