@@ -181,9 +181,9 @@ fn capacity(s: &AutoscalerSettings, e: &Evaluated, utilization: f64, with_restar
     e.catch_up_rate + restart + e.target_rate / utilization.max(1e-9)
 }
 
-/// The smallest parallelism ≥ `p` that divides `n` (up to n/2, Flink's alignment), else `p`.
-fn align(p: u32, n: u32, upper: u32) -> u32 {
-    (p..=(n / 2).min(upper)).find(|q| n.is_multiple_of(*q)).unwrap_or(p)
+/// The smallest parallelism in `p..=bound` that divides `n` (Flink's alignment), else `p`.
+fn align(p: u32, n: u32, bound: u32) -> u32 {
+    (p..=bound).find(|q| n.is_multiple_of(*q)).unwrap_or(p)
 }
 
 /// Each vertex's new parallelism where it should change.
@@ -209,8 +209,11 @@ pub(crate) fn decide(
         let upper = s.max_parallelism.min(key_groups);
         let mut to = ((factor * f64::from(v.parallelism)).ceil() as u32).clamp(s.min_parallelism.min(upper), upper);
         if v.keyed {
-            to = align(to, key_groups, upper);
+            // Up to half the key groups; past that no divisor but all of them is in reach.
+            to = align(to, key_groups, (key_groups / 2).min(upper));
         } else if let (true, Some(n)) = (v.source, v.partitions) {
+            // Up to one partition per subtask: past half the partitions that is the only even
+            // spread.
             to = align(to, n, upper.min(n));
         }
         if to == v.parallelism {

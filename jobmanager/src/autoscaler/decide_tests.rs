@@ -98,11 +98,13 @@ fn a_backlog_to_catch_up_adds_capacity() {
 fn keyed_vertices_align_to_a_divisor_of_the_key_groups() {
     // The step up wants 5: with 128 key groups the next divisor is 8.
     assert_eq!(run(1, &series(1000.0, 0.0, 2000.0, 1000.0), 128), vec![(1, 8)]);
-    assert_eq!(align(5, 128, 200), 8);
-    assert_eq!(align(5, 120, 200), 5);
-    assert_eq!(align(7, 120, 200), 8);
-    assert_eq!(align(70, 128, 200), 70, "no divisor up to half: as computed");
+    assert_eq!(align(5, 128, 64), 8);
+    assert_eq!(align(5, 120, 60), 5);
+    assert_eq!(align(7, 120, 60), 8);
+    assert_eq!(align(70, 128, 64), 70, "no divisor up to half: as computed");
     assert_eq!(align(5, 16, 16), 8, "a source with 16 partitions");
+    assert_eq!(align(10, 16, 16), 16, "past half the partitions: one each");
+    assert_eq!(align(10, 16, 12), 10, "bounded below the partition count: as computed");
 }
 
 #[test]

@@ -65,6 +65,10 @@ pub(crate) struct JobAutoscaler {
     /// The taskmanager count the command last ran with.
     commanded: Option<u32>,
     pub decisions: Vec<DecisionRecord>,
+    /// Every decision and every one that rescaled since the job started (the history above
+    /// keeps the newest only).
+    decisions_total: u64,
+    rescales_total: u64,
     /// The latest evaluation: (vertex id, name, parallelism, metrics).
     pub evaluated: Vec<(String, String, u32, Evaluated)>,
     pub status: &'static str,
@@ -75,6 +79,9 @@ pub(crate) struct JobAutoscaler {
 
 /// How many decisions REST keeps.
 const HISTORY: usize = 100;
+
+/// The outcome of a decision the job rescales for.
+const RESCALING: &str = "rescaling";
 
 impl JobAutoscaler {
     pub(crate) fn new(settings: AutoscalerSettings) -> JobAutoscaler {
@@ -88,6 +95,8 @@ impl JobAutoscaler {
             last_scale_ups: BTreeMap::new(),
             commanded: None,
             decisions: Vec::new(),
+            decisions_total: 0,
+            rescales_total: 0,
             evaluated: Vec::new(),
             status: "waiting for the job to run",
             wanted_slots: 0,
@@ -188,7 +197,7 @@ impl JobAutoscaler {
         }
         self.wanted_slots = needed;
         self.missing_slots = 0;
-        self.record(now_ms, &ready, vertices, names, &evaluated, "rescaling");
+        self.record(now_ms, &ready, vertices, names, &evaluated, RESCALING);
         for p in &ready {
             if p.to > p.from {
                 let true_rate = evaluated[p.vertex].true_rate;
@@ -270,6 +279,8 @@ impl JobAutoscaler {
         outcome: &str,
     ) {
         for p in ready {
+            self.decisions_total += 1;
+            self.rescales_total += u64::from(outcome == RESCALING);
             tracing::info!(
                 "Autoscaler: vertex {} from parallelism {} to {} ({outcome}): {}",
                 names.get(p.vertex).map_or("?", String::as_str),
@@ -332,14 +343,52 @@ impl JobAutoscaler {
 
     /// `flink_jobmanager_job_autoscaler_<name>`.
     pub(crate) fn metric_values(&self) -> Vec<(&'static str, f64)> {
-        let rescales = self.decisions.iter().filter(|d| d.outcome == "rescaling").count();
         let max_utilization = self.evaluated.iter().map(|e| e.3.utilization).fold(0.0, f64::max);
         vec![
-            ("autoscaler_decisions", self.decisions.len() as f64),
-            ("autoscaler_rescales", rescales as f64),
+            ("autoscaler_decisions", self.decisions_total as f64),
+            ("autoscaler_rescales", self.rescales_total as f64),
             ("autoscaler_wantedSlots", f64::from(self.wanted_slots)),
             ("autoscaler_missingSlots", f64::from(self.missing_slots)),
             ("autoscaler_maxUtilization", max_utilization),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decision_metrics_count_past_the_history_rest_keeps() {
+        let mut a = JobAutoscaler::new(AutoscalerSettings::for_tests());
+        let vertices = [VertexInfo {
+            id: "v".into(),
+            parallelism: 1,
+            inputs: Vec::new(),
+            source: false,
+            keyed: false,
+            partitions: None,
+        }];
+        let evaluated = [Evaluated {
+            metrics: Default::default(),
+            true_rate: 1.0,
+            target_rate: 1.0,
+            catch_up_rate: 0.0,
+            utilization: 1.0,
+        }];
+        let up = [Proposal {
+            vertex: 0,
+            from: 1,
+            to: 2,
+            reason: "busy".into(),
+        }];
+        for i in 0..150 {
+            let outcome = if i % 3 == 0 { "waiting for slots" } else { RESCALING };
+            a.record(i, &up, &vertices, &["v".to_string()], &evaluated, outcome);
+        }
+        assert_eq!(a.decisions.len(), HISTORY);
+        let m: BTreeMap<_, _> = a.metric_values().into_iter().collect();
+        assert_eq!(m["autoscaler_decisions"], 150.0);
+        assert_eq!(m["autoscaler_rescales"], 100.0);
     }
 }
