@@ -47,8 +47,12 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       running, with its phases, from its rescale history; Flink: while REST, polled every
       20 ms, shows a task not running) and the time from the trigger until every task runs
       (polled alike on both); restarts wait 100 ms.
-  P6  (read during R1) the steady-state incremental checkpoints once the keys are in: each
-      after 2 s × the measured rate of rows changed. ms, and the bytes each uploaded.
+      R1 also prints its steady-state checkpoints (each after 2 s × the load rate of rows).
+  P6  incremental checkpoints after a tenth of the keys changed: R1's RocksDB job and
+      storage, with the checkpoint interval at which a tenth of --rescale-keys change between
+      checkpoints at each system's rate (Sluice: --rescale-rate; Flink: --p6-flink-rate, a
+      rate its datagen sustains here). Once the keys are in, the next three checkpoints: ms,
+      and the bytes each uploaded.
 """
 
 import argparse
@@ -826,43 +830,56 @@ def outage(system, jid, before, after, trigger, timeout=600):
     raise RuntimeError(f"{system.name} job {jid} did not run at parallelism {after} within {timeout} s")
 
 
-def rescale_large(system, job_text, keys, backend, s3):
-    """Reactive mode on 1-slot taskmanagers, incremental checkpoints every 2 s (Sluice: to S3,
-    or file:// without `s3`; Flink, which has no S3 plugin here: to file://), local recovery on: the job fills `keys`
-    keys at parallelism 2, a third taskmanager joins (2 → 3; Sluice stops with a checkpoint,
-    Flink restarts from its last one), then leaves with SIGTERM (3 → 2), then one of the two
-    is killed with SIGKILL (2 → 1, the survivor's part restored from its local copies).
-    Returns the state's size, the steady-state checkpoints and, per rescale, the outage as
-    polled from REST (both systems) merged with Sluice's rescale record (pause and phases)."""
-    # Short: Flink names RocksDB's log file after the instance's whole path, within 255 bytes.
-    tmp = tempfile.mkdtemp(prefix="r1-")
+def load_large(system, job_text, keys, backend, s3, tmp, interval="2 s"):
+    """Starts the large-state job in reactive mode on two 1-slot taskmanagers with incremental
+    checkpoints every `interval` (Sluice: to S3, or file:// without `s3`; Flink, which has no
+    S3 plugin here: to file://), local recovery on, working under `tmp`, and waits until the
+    keys are in. Returns the job id and the rows/s it loaded at."""
     # A lost taskmanager's restart waits 100 ms, not 1 s (both systems alike).
-    conf = (REACTIVE.replace("delay: 1 s", "delay: 100 ms") + f"state.backend.type: {backend}\n"
+    conf = (REACTIVE.replace("delay: 1 s", "delay: 100 ms").replace("interval: 2 s", f"interval: {interval}")
+            + f"state.backend.type: {backend}\n"
             "execution.checkpointing.incremental: true\nexecution.checkpointing.local-backup.enabled: true\n"
             f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
-    sluice = isinstance(system, Sluice)
-    if sluice:
+    if isinstance(system, Sluice):
         system.start(2, 1, conf + (s3.config() if s3 else ""))
         jid = system.submit(job_text)
         rows = keys * 1.2
     else:
         jid = system.start_application(2, 1, conf + FLINK_REACTIVE, job_text)
         rows = keys * 3  # random keys: 95 % of them are in after 3 × keys rows
-    try:
-        wait("the job running at parallelism 2", 180, lambda: vertices_at(system, jid, 2), 0.1)
-        t0 = time.time()
+    wait("the job running at parallelism 2", 180, lambda: vertices_at(system, jid, 2), 0.1)
+    t0 = time.time()
 
-        def loaded():
-            j = system.job(jid)
-            return j and j["vertices"][1]["metrics"]["read-records"] >= rows
-        wait(f"{keys:,} keys loaded", 1800, loaded, 1)
-        rate = rows / (time.time() - t0)
+    def loaded():
+        j = system.job(jid)
+        return j and j["vertices"][1]["metrics"]["read-records"] >= rows
+    wait(f"{keys:,} keys loaded", 1800, loaded, 1)
+    return jid, rows / (time.time() - t0)
+
+
+def completed_checkpoints(system, jid, n):
+    """The newest `n` completed checkpoints: (ms, bytes) each."""
+    cps = get_json(f"http://127.0.0.1:{system.rest}/jobs/{jid}/checkpoints") or {}
+    done = [c for c in cps.get("history", []) if c.get("status") == "COMPLETED"][:n]
+    return [(c["end_to_end_duration"], c["checkpointed_size"]) for c in done]
+
+
+def rescale_large(system, job_text, keys, backend, s3):
+    """`load_large` with checkpoints every 2 s, then: a third taskmanager joins (2 → 3;
+    Sluice stops with a checkpoint, Flink restarts from its last one), it leaves with SIGTERM
+    (3 → 2), then one of the two is killed with SIGKILL (2 → 1, the survivor's part restored
+    from its local copies). Returns the state's size, the load rate, the steady-state
+    checkpoints and, per rescale, the outage as polled from REST (both systems) merged with
+    Sluice's rescale record (pause and phases)."""
+    # Short: Flink names RocksDB's log file after the instance's whole path, within 255 bytes.
+    tmp = tempfile.mkdtemp(prefix="r1-")
+    sluice = isinstance(system, Sluice)
+    try:
+        jid, rate = load_large(system, job_text, keys, backend, s3, tmp)
         time.sleep(6)  # checkpoints complete with every key in them
         size = dir_bytes(tmp, "sluice-rocksdb-" if sluice else "job_") if backend == "rocksdb" else None
-        # P6: the steady-state checkpoints now (each after interval × rate rows changed).
-        cps = get_json(f"http://127.0.0.1:{system.rest}/jobs/{jid}/checkpoints") or {}
-        done = [c for c in cps.get("history", []) if c.get("status") == "COMPLETED"][:3]
-        checkpoints = [(c["end_to_end_duration"], c["checkpointed_size"]) for c in done]
+        # The steady-state checkpoints now (each after interval × rate rows changed).
+        checkpoints = completed_checkpoints(system, jid, 3)
         pids = system.tm_pids()
         steps = [(2, 3, system.add_tm), (3, 2, lambda: os.kill(max(system.tm_pids()), signal.SIGTERM)),
                  # kill -9 of one of the two: the survivor restores its part from its local copies.
@@ -876,6 +893,21 @@ def rescale_large(system, job_text, keys, backend, s3):
             records.append(r)
             time.sleep(8)
         return size, rate, checkpoints, records
+    finally:
+        system.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoint_after_a_tenth(system, job_text, keys, rate, s3):
+    """P6: `load_large` with RocksDB and the checkpoint interval at which a tenth of the keys
+    change between checkpoints at `rate` rows/s; once the keys are in, the next three
+    checkpoints. Returns the interval in seconds, the load rate and [(ms, bytes)]."""
+    interval = max(1.0, keys * 0.1 / rate)
+    tmp = tempfile.mkdtemp(prefix="p6-")
+    try:
+        jid, loaded_at = load_large(system, job_text, keys, "rocksdb", s3, tmp, f"{round(interval * 1000)} ms")
+        time.sleep(interval * 3.5)
+        return interval, loaded_at, completed_checkpoints(system, jid, 3)
     finally:
         system.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -911,7 +943,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rows", type=int, default=20_000_000)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1,R1")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,P7,K1,G1,S1,R1,P6")
     ap.add_argument("--sluice-bin", required=True)
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--no-sluice", action="store_true", help="Flink's figures only (no ratios)")
@@ -925,7 +957,9 @@ def main():
                     help="R1's RocksDB keys (~100 bytes each); the heap run takes a tenth")
     ap.add_argument("--rescale-rate", type=int, default=400_000, help="R1's source rows/s")
     ap.add_argument("--rescale-storage", choices=["s3", "file"], default="s3",
-                    help="R1's checkpoint storage for Sluice (Flink's is file:// either way)")
+                    help="R1's and P6's checkpoint storage for Sluice (Flink's is file:// either way)")
+    ap.add_argument("--p6-flink-rate", type=int, default=30_000,
+                    help="P6's rows/s on Flink (its datagen sustains ~33k/s of R1's rows here)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -1008,10 +1042,8 @@ def main():
                             print(f"  R1 {backend} {s.name}: {keys:,} keys loaded at {rate:,.0f} rows/s"
                                   + (f", {size / 1e6:,.0f} MB of RocksDB files" if size else ""), flush=True)
                             changed = min(1.0, rate * 2 / keys)
-                            print(f"  P6 {backend} {s.name}: checkpoints after ~{changed:.0%} of the keys changed "
-                                  f"(ms, bytes uploaded): {cps}", flush=True)
-                            for ms, _ in cps:
-                                record(f"P6 checkpoint {backend} ms", s, ms)
+                            print(f"  R1 {backend} {s.name}: steady checkpoints after ~{changed:.0%} of the keys "
+                                  f"changed (ms, bytes uploaded): {cps}", flush=True)
                             for name, r in zip(("2->3", "3->2", "kill -9 2->1"), steps):
                                 print(f"  R1 {backend} {name} {s.name}: {json.dumps(r)}", flush=True)
                                 # The pause: Sluice's from its stop barrier or failure (its history),
@@ -1019,6 +1051,21 @@ def main():
                                 # last checkpoint, so its replay comes on top).
                                 record(f"R1 rescale {name} {backend} pause ms", s, r.get("pause_ms", r["tasks_down_ms"]))
                                 record(f"R1 rescale {name} {backend} until running ms", s, r["from_trigger_ms"])
+                    finally:
+                        if s3:
+                            s3.stop()
+                if "P6" in only:
+                    sluice = isinstance(s, Sluice)
+                    s3 = Seaweed(work) if sluice and args.rescale_storage == "s3" else None
+                    try:
+                        rate = args.rescale_rate if sluice else args.p6_flink_rate
+                        text = (sluice_large_state if sluice else flink_large_state)(args.rescale_keys, rate)
+                        interval, loaded_at, cps = checkpoint_after_a_tenth(s, text, args.rescale_keys, rate, s3)
+                        print(f"  P6 {s.name}: {args.rescale_keys:,} keys loaded at {loaded_at:,.0f} rows/s "
+                              f"(configured {rate:,}); checkpoints every {interval:.1f} s "
+                              f"(ms, bytes uploaded): {cps}", flush=True)
+                        for ms, _ in cps:
+                            record("P6 checkpoint after a tenth changed ms", s, ms)
                     finally:
                         if s3:
                             s3.stop()
