@@ -33,9 +33,16 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
     let history = follow_taskmanagers(
         "state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
          execution.checkpointing.local-backup.enabled: true\nexecution.state-recovery.from-local: true\n\
-         state.backend.rocksdb.rescaling.use-delete-files-in-range: true\n",
+         state.backend.rocksdb.rescaling.use-delete-files-in-range: true\nheartbeat.interval: 500 ms\n",
         200_000,
         2,
+    );
+    // The first record after a rescale comes with a heartbeat of its attempt: the last
+    // attempt ran to the job's end, so its record has one.
+    let last_first_record = history.last().map(|r| &r["phases"]["first_record_ms"]);
+    assert!(
+        last_first_record.is_some_and(|v| v.is_u64()),
+        "the last rescale's first record after: {history:?}"
     );
     for r in &history {
         let phases = &r["phases"];
@@ -55,6 +62,10 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
             .max()
             .unwrap_or(u64::MAX);
         assert!(slowest <= deploy, "download and restore inside the deployment: {r}");
+        // The new attempt's first record came after its deployment began.
+        if let Some(first) = phases["first_record_ms"].as_u64() {
+            assert!(first >= stop, "first record after the deployment's start: {r}");
+        }
         // A scale-up stops with a checkpoint, unless a failure interrupted it (the record
         // then says so and the job restarted from its latest checkpoint).
         let interrupted = r["cause"]
@@ -65,6 +76,8 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
                 phases["stop_checkpoint_ms"].is_u64() && phases["stop_checkpoint_uploaded_bytes"].is_u64(),
                 "a scale-up stops with a checkpoint: {r}"
             );
+            // With incremental checkpoints, after one taken while the job ran.
+            assert!(phases["prepare_checkpoint_ms"].is_u64(), "a prepared stop: {r}");
         }
     }
 }

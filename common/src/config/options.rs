@@ -338,6 +338,10 @@ options! {
     RESOURCE_STABILIZATION_TIMEOUT: Duration = "jobmanager.adaptive-scheduler.resource-stabilization-timeout", Some("0 ms");
     /// The smallest rise of a reactive job's summed vertex parallelism worth a rescale.
     MIN_PARALLELISM_INCREASE: NonZeroU32 = "jobmanager.adaptive-scheduler.min-parallelism-increase", Some("1");
+    /// A rescale first takes a checkpoint while the job runs, then stops with one (FLIP-461's
+    /// active trigger): with incremental checkpoints the stop then uploads only what changed
+    /// since, so the pause is shorter. Full snapshots gain nothing: they stop at once.
+    RESCALE_ACTIVE_CHECKPOINT: bool = "jobmanager.adaptive-scheduler.rescale-trigger.active-checkpoint.enabled", Some("true");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
 
     // ---- the autoscaler (Flink's `job.autoscaler.*` keys and defaults; the Kubernetes

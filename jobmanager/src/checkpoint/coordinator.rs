@@ -40,6 +40,9 @@ pub(crate) struct CheckpointSettings {
     /// `execution.checkpointing.dir` (URL), when set.
     pub dir: Option<String>,
     pub savepoint_dir: Option<String>,
+    /// A stop-with-checkpoint first takes a checkpoint while the job runs (incremental
+    /// RocksDB checkpoints and `…rescale-trigger.active-checkpoint.enabled`).
+    pub prepare_stop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,17 @@ pub(crate) struct SavepointRequest {
 pub(crate) struct CheckpointHistory {
     pub next_id: u64,
     pub retained: VecDeque<(u64, HashSet<String>)>,
+}
+
+/// A stop-with-checkpoint's trigger, as a rescale's record wants it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopTriggered {
+    pub at: Instant,
+    /// `at` in unix ms.
+    pub at_ms: u64,
+    /// A prepared stop: from the stop's request until its barrier left (the checkpoint before
+    /// it, taken while the job ran).
+    pub prepared_ms: Option<u64>,
 }
 
 struct Pending {
@@ -96,6 +110,13 @@ pub(crate) struct Coordinator {
     finished: bool,
     /// The next periodic-style trigger is a stop-with-checkpoint.
     stop_next: bool,
+    /// A prepared stop: the stop-with-checkpoint waits until this checkpoint is no longer
+    /// pending (completed, so the stop uploads only what changed since, or failed); and when
+    /// the stop was asked for.
+    stop_after: Option<(u64, Instant)>,
+    /// When the stop-with-checkpoint was triggered (a rescale's pause starts there), and how
+    /// long the checkpoint before it took when the stop was prepared; taken by the scheduler.
+    pub stop_triggered: Option<StopTriggered>,
     /// Checkpoints that failed since the taskmanagers last heard of a failure.
     aborted: Vec<u64>,
     /// The attempt's split enumerators.
@@ -140,6 +161,8 @@ impl Coordinator {
             stopped_with: None,
             finished: false,
             stop_next: false,
+            stop_after: None,
+            stop_triggered: None,
             aborted: Vec::new(),
             enumerators: Arc::default(),
             leadership: None,
@@ -192,6 +215,7 @@ impl Coordinator {
             self.fail(id, reason, true);
         }
         self.notify_aborted().await;
+        self.stop_when_prepared().await;
         for request in requests {
             if self.finished {
                 self.stats().savepoints.insert(
@@ -232,6 +256,7 @@ impl Coordinator {
         let periodic_pending = self.pending.values().filter(|p| p.savepoint.is_none()).count();
         if all_running
             && !self.stopped
+            && self.stop_after.is_none()
             && !self.finished
             && (self.last_trigger.elapsed() >= interval || (input_ended && periodic_pending == 0))
             && periodic_pending < self.settings.max_concurrent as usize
@@ -246,6 +271,8 @@ impl Coordinator {
 
     /// A checkpoint whose barrier also stops the tasks, so a rescale replays nothing (reactive
     /// scale-up). `false` when it cannot start: no checkpoint directory, or a stop under way.
+    /// With `prepare_stop` the stop waits for a checkpoint taken while the job runs (the
+    /// periodic one under way, else one triggered now), so the stop's own upload is small.
     pub(crate) async fn stop_with_checkpoint(&mut self) -> bool {
         let Some(dir) = self.settings.dir.clone() else {
             return false;
@@ -253,16 +280,54 @@ impl Coordinator {
         if self.stopped || self.stopping() {
             return false;
         }
-        self.stop_next = true;
-        let job_id = self.job_id.clone();
-        self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
-        self.stop_next = false;
+        if self.settings.prepare_stop {
+            let under_way = |c: &Coordinator| c.pending.values().filter(|p| p.savepoint.is_none()).map(|p| p.id).max();
+            if under_way(self).is_none() {
+                let job_id = self.job_id.clone();
+                self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
+            }
+            if let Some(id) = under_way(self) {
+                tracing::info!(
+                    "Job {}: the stop-with-checkpoint follows checkpoint {id}, taken while the job runs.",
+                    self.job_id
+                );
+                self.stop_after = Some((id, Instant::now()));
+                return true;
+            }
+        }
+        self.trigger_stop(&dir, None).await;
         true
     }
 
-    /// Whether a stopping checkpoint or savepoint is pending.
+    /// Triggers the stopping checkpoint; `prepared_from` is when the checkpoint before it
+    /// was asked for, when the stop was prepared.
+    async fn trigger_stop(&mut self, dir: &str, prepared_from: Option<Instant>) {
+        self.stop_triggered = Some(StopTriggered {
+            at: Instant::now(),
+            at_ms: now_ms(),
+            prepared_ms: prepared_from.map(|t| t.elapsed().as_millis() as u64),
+        });
+        self.stop_next = true;
+        let job_id = self.job_id.clone();
+        self.trigger(|id| checkpoint_url(dir, &job_id, id), None).await;
+        self.stop_next = false;
+    }
+
+    /// A prepared stop whose checkpoint is no longer pending (completed, or failed: the stop
+    /// then uploads more) stops now.
+    async fn stop_when_prepared(&mut self) {
+        let Some((id, asked)) = self.stop_after else { return };
+        if self.pending.contains_key(&id) {
+            return;
+        }
+        self.stop_after = None;
+        let Some(dir) = self.settings.dir.clone() else { return };
+        self.trigger_stop(&dir, Some(asked)).await;
+    }
+
+    /// Whether a stopping checkpoint or savepoint is pending (or prepared).
     pub(crate) fn stopping(&self) -> bool {
-        self.pending.values().any(|p| p.stop)
+        self.stop_after.is_some() || self.pending.values().any(|p| p.stop)
     }
 
     /// Starts checkpoint (or savepoint) number next; `target_of(id)` is where its files go.

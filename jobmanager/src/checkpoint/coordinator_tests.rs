@@ -30,6 +30,11 @@ fn fixture(tolerable_failures: u32) -> Fixture {
     fixture_every(tolerable_failures, Duration::ZERO)
 }
 
+/// Which of the triggers so far stop the tasks, in order.
+fn stops(f: &Fixture) -> Vec<bool> {
+    f.gateway.triggers.lock().unwrap().iter().map(|t| t.stop).collect()
+}
+
 fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let graph =
@@ -44,6 +49,7 @@ fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
         retained: 1,
         dir: Some(format!("file://{}", dir.path().display())),
         savepoint_dir: None,
+        prepare_stop: false,
     };
     let coordinator = Coordinator::new(
         settings,
@@ -228,4 +234,49 @@ async fn a_checkpoint_holds_the_split_enumerators_state_from_its_trigger() {
     };
     let (_, dealt) = SourceEnumerators::start(&graph, sluice_connectors::registry(), &restored).unwrap();
     assert!(dealt.is_empty(), "{dealt:?}");
+}
+
+#[tokio::test]
+async fn a_prepared_stop_waits_for_a_checkpoint_taken_while_running() {
+    let mut f = fixture_every(0, Duration::from_secs(3600));
+    f.coordinator.settings.prepare_stop = true;
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    assert_eq!(stops(&f), vec![false], "first a checkpoint the running tasks take");
+    assert!(f.coordinator.stopping() && f.coordinator.stop_triggered.is_none());
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(stops(&f), vec![false], "the stop waits while it is pending");
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    f.coordinator.on_ack(ack(1, 1, false)).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(stops(&f), vec![false, true], "once it completed, the stop");
+    let t = f.coordinator.stop_triggered.expect("the stop's trigger");
+    assert!(t.prepared_ms.is_some(), "{t:?}");
+    f.coordinator.on_ack(ack(2, 0, false)).await;
+    f.coordinator.on_ack(ack(2, 1, false)).await;
+    assert!(f.coordinator.stopped && f.coordinator.stopped_with.is_some());
+}
+
+#[tokio::test]
+async fn a_prepared_stop_whose_checkpoint_fails_stops_anyway() {
+    let mut f = fixture_every(5, Duration::from_secs(3600));
+    f.coordinator.settings.prepare_stop = true;
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    f.coordinator.on_decline(&CheckpointDecline {
+        job_id: "job-1".into(),
+        epoch: 7,
+        checkpoint_id: 1,
+        vertex: 0,
+        subtask: 0,
+        reason: "disk full".into(),
+    });
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(stops(&f), vec![false, true]);
+}
+
+#[tokio::test]
+async fn an_unprepared_stop_stops_at_once() {
+    let mut f = fixture_every(0, Duration::from_secs(3600));
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    assert_eq!(stops(&f), vec![true]);
+    assert!(f.coordinator.stop_triggered.is_some_and(|t| t.prepared_ms.is_none()));
 }

@@ -260,6 +260,14 @@ impl Job {
             ("lastRescaleDeployMs", last(|r| r.deploy_ms)),
             ("lastRescaleDownloadMs", last(|r| r.download_ms)),
             ("lastRescaleRestoreMs", last(|r| r.restore_ms)),
+            // -1 until the new attempt's first record is known (as Flink's unknown timestamps).
+            (
+                "lastRescaleFirstRecordMs",
+                self.rescales
+                    .last()
+                    .and_then(|r| r.first_record_ms)
+                    .map_or(-1.0, |v| v as f64),
+            ),
             ("parallelism", f64::from(self.current_parallelism())),
             ("uptime", uptime as f64),
         ]

@@ -69,6 +69,9 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
         retained: cfg(c.get(&CHECKPOINTS_RETAINED))?.get(),
         dir: cfg(c.get_opt(&CHECKPOINTS_DIR))?,
         savepoint_dir: cfg(c.get_opt(&SAVEPOINTS_DIR))?,
+        prepare_stop: cfg(c.get(&RESCALE_ACTIVE_CHECKPOINT))?
+            && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
+            && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
     })
 }
 

@@ -78,6 +78,11 @@ pub(crate) struct RescaleRecord {
     pub restore_ms: u64,
     /// The stop-with-checkpoint's duration and bytes uploaded (none after a failure).
     pub stop_checkpoint: Option<(u64, u64)>,
+    /// Before the pause, while the job ran: the checkpoint a prepared stop waited for.
+    pub prepare_ms: Option<u64>,
+    /// From the pause's start until the new attempt processed its first record (`note_first_
+    /// record`); none until a heartbeat brought it.
+    pub first_record_ms: Option<u64>,
     /// Each vertex whose parallelism changed: (vertex id, from, to).
     pub vertices: Vec<(String, u32, u32)>,
 }
@@ -91,12 +96,14 @@ impl RescaleRecord {
             "cause": self.cause,
             "pause_ms": self.pause_ms,
             "phases": {
+                "prepare_checkpoint_ms": self.prepare_ms,
                 "stop_ms": self.stop_ms,
                 "stop_checkpoint_ms": self.stop_checkpoint.map(|c| c.0),
                 "stop_checkpoint_uploaded_bytes": self.stop_checkpoint.map(|c| c.1),
                 "deploy_ms": self.deploy_ms,
                 "download_ms": self.download_ms,
                 "restore_ms": self.restore_ms,
+                "first_record_ms": self.first_record_ms,
             },
             "vertices": self
                 .vertices
@@ -123,6 +130,8 @@ pub(crate) struct PendingRescale {
     /// The stop-with-checkpoint's duration and bytes, once it completed (none when the rescale
     /// follows a failure).
     pub stop_checkpoint: Option<(u64, u64)>,
+    /// A prepared stop: the checkpoint taken while the job ran, before the stop's barrier.
+    pub prepare_ms: Option<u64>,
 }
 
 impl PendingRescale {
@@ -137,7 +146,16 @@ impl PendingRescale {
             download_ms: 0,
             restore_ms: 0,
             stop_checkpoint: None,
+            prepare_ms: None,
         }
+    }
+
+    /// The stop-with-checkpoint's barrier left: the pause starts there (after a prepared
+    /// stop's checkpoint, which the job ran through).
+    pub(crate) fn stop_triggered(&mut self, t: crate::checkpoint::StopTriggered) {
+        self.since = t.at;
+        self.timestamp_ms = t.at_ms;
+        self.prepare_ms = t.prepared_ms;
     }
 
     /// A failure interrupted this rescale: the job restarts from its latest checkpoint

@@ -15,6 +15,10 @@ use crate::checkpoint::Coordinator;
 
 use super::*;
 
+/// How long after a rescale its first record is looked for (and an earlier stamp arriving
+/// later may replace the one recorded).
+const FIRST_RECORD_WINDOW_MS: u64 = 60_000;
+
 impl Scheduler {
     /// Reactive mode: the slots to take now, 0 to keep waiting. The job's share if that many
     /// are free; what is free once the slots stayed short for the stabilization timeout.
@@ -230,7 +234,62 @@ impl Scheduler {
             download_ms: pending.download_ms,
             restore_ms: pending.restore_ms,
             stop_checkpoint: pending.stop_checkpoint,
+            prepare_ms: pending.prepare_ms,
+            first_record_ms: None,
             vertices,
         });
+    }
+
+    /// Each recent rescale's "first record after": from its pause's start until a subtask of
+    /// its new attempt downstream of the sources took its first record (in a job of sources
+    /// only: until one emitted its first), read from the heartbeat digests. Each subtask stamps
+    /// its first record itself, so the figure does not depend on when its heartbeat came; an
+    /// earlier stamp arriving later (another taskmanager's) replaces it. A rescale's attempt is
+    /// told apart by time: its stamps fall between its deployment's start and the next
+    /// rescale. Rescales older than a minute are left as they are.
+    pub(super) fn note_first_record(&self, handle: &Handle) {
+        let now = now_ms();
+        let (id, windows, downstream) = {
+            let job = handle.lock();
+            let rescales = &job.rescales;
+            let windows: Vec<(usize, u64, u64)> = rescales
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| now < r.timestamp_ms + FIRST_RECORD_WINDOW_MS)
+                .map(|(i, r)| {
+                    let next = rescales.get(i + 1).map_or(u64::MAX, |n| n.timestamp_ms);
+                    (i, r.timestamp_ms + r.stop_ms, next)
+                })
+                .collect();
+            if windows.is_empty() {
+                return;
+            }
+            let g = &job.graph;
+            let downstream: Vec<u32> = g
+                .vertices
+                .iter()
+                .filter(|v| g.edges.iter().any(|e| e.target == v.index))
+                .map(|v| v.index as u32)
+                .collect();
+            (job.id.clone(), windows, downstream)
+        };
+        let stamps: Vec<u64> = self
+            .registry
+            .task_digests()
+            .into_iter()
+            .filter(|d| d.job_id == id && d.first_record_ms > 0)
+            .filter(|d| downstream.is_empty() || downstream.contains(&d.vertex))
+            .map(|d| d.first_record_ms)
+            .collect();
+        let mut job = handle.lock();
+        for (i, from, until) in windows {
+            let first = stamps.iter().copied().filter(|t| (from..until).contains(t)).min();
+            if let (Some(t), Some(r)) = (first, job.rescales.get_mut(i)) {
+                let ms = t.saturating_sub(r.timestamp_ms);
+                if r.first_record_ms.is_none_or(|m| ms < m) {
+                    r.first_record_ms = Some(ms);
+                }
+            }
+        }
     }
 }

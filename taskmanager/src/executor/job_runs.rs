@@ -178,6 +178,7 @@ impl JobRuns {
                     backpressured_ms_per_second: r.backpressured_ms,
                     idle_ms_per_second: r.idle_ms,
                     input_watermark: t.metrics.input_watermark.load(std::sync::atomic::Ordering::Relaxed),
+                    first_record_ms: t.metrics.first_record_ms.load(std::sync::atomic::Ordering::Relaxed),
                     pending_records: t
                         .metrics
                         .operator

@@ -19,6 +19,8 @@ pub(crate) struct TaskMetrics {
     pub records_out: AtomicU64,
     pub time: TimeAccount,
     pub input_watermark: AtomicI64,
+    /// When (unix ms) the first record came in (or, from a source, went out); 0 before.
+    pub first_record_ms: AtomicU64,
     pub late_dropped: Arc<AtomicU64>,
     /// What the subtask's connector reports in its operator scope.
     pub operator: sluice_connectors::OperatorMetrics,
@@ -88,6 +90,7 @@ impl TaskMetrics {
             records_out: AtomicU64::new(0),
             time: TimeAccount::starting(super::time_account::Phase::Busy, now),
             input_watermark: AtomicI64::new(i64::MIN),
+            first_record_ms: AtomicU64::new(0),
             late_dropped: Arc::default(),
             operator: Default::default(),
             user: Default::default(),
@@ -101,6 +104,18 @@ impl TaskMetrics {
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Stamps the first record's time, once.
+    pub(crate) fn first_record(&self) {
+        if self.first_record_ms.load(Ordering::Relaxed) == 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let _ = self
+                .first_record_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn sample_at(&self, now: Instant) -> TaskSample {

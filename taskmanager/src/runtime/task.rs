@@ -78,6 +78,7 @@ impl Output<'_> {
         }
         for b in &batches {
             TaskMetrics::add(&self.metrics.records_out, b.num_rows() as u64);
+            self.metrics.first_record();
             for w in self.writers.iter_mut() {
                 w.emit(b, &self.metrics.time).await?;
             }
@@ -438,6 +439,7 @@ pub(crate) async fn run_task(
                 let advanced = match event {
                     StreamEvent::Batch(b) => {
                         TaskMetrics::add(&metrics.records_in, b.num_rows() as u64);
+                        metrics.first_record();
                         let produced = chain.process(gate.input_of(ch), b, &ctx)?;
                         out.batches(produced).await?;
                         continue;

@@ -16,6 +16,9 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
             attempt.was_running = true;
             Scheduler::finish_rescale(&ctx.handle);
         }
+        if attempt.was_running {
+            ctx.scheduler.note_first_record(&ctx.handle);
+        }
         if o.all_finished {
             return Transition::to(Phase::Finished(JobState::Finished), "every subtask finished");
         }

@@ -1,13 +1,22 @@
 //! Rescaling (reactive scale-up): a checkpoint whose barrier also stops the tasks is on its
-//! way; once it completed and every task ended, the attempt's slots go back and the job waits
-//! for its new share (nothing is replayed: the restored checkpoint is where the tasks stopped).
-//! If that checkpoint fails the job keeps executing at its parallelism.
+//! way (with incremental RocksDB checkpoints, after a checkpoint the job takes while it runs,
+//! so the stop uploads little); once it completed and every task ended, the attempt's slots go
+//! back and the job waits for its new share (nothing is replayed: the restored checkpoint is
+//! where the tasks stopped). If that checkpoint fails the job keeps executing at its
+//! parallelism.
 
 use super::{Attempt, Ctx, Phase, Transition};
 
 pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
     loop {
         let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
+        // The pause starts with the stop's barrier (a prepared stop first took a checkpoint
+        // while the job ran).
+        if let Some(t) = attempt.coordinator.as_mut().and_then(|c| c.stop_triggered.take()) {
+            if let Some(p) = ctx.handle.lock().pending_rescale.as_mut() {
+                p.stop_triggered(t);
+            }
+        }
         if o.all_finished && stopped {
             ctx.clear_checkpoint_messages();
             let stopped_with = attempt.coordinator.as_ref().and_then(|c| c.stopped_with);
