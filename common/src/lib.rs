@@ -14,6 +14,7 @@ pub mod state;
 pub mod storage;
 pub mod suggest;
 pub mod systemd;
+pub mod wall_ms;
 pub mod yaml_tree;
 
 pub use sluice_proto as proto;

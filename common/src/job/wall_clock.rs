@@ -4,8 +4,6 @@
 //! not callable afterwards; a job's expressions are compiled once and run for as long as the
 //! job does.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -41,10 +39,7 @@ impl ScalarUDFImpl for WallClock {
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let ms = crate::wall_ms::wall_ms();
         Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(Some(ms), None)))
     }
 }

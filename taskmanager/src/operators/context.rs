@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::runtime::metrics::TaskMetrics;
 
@@ -37,10 +36,7 @@ impl OperatorContext {
         reason = "part of the operator contract; the built-in operators do not read it yet"
     )]
     pub(crate) fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
+        sluice_common::wall_ms::wall_ms()
     }
 
     /// The subtask's input watermark (`i64::MIN` before the first one).

@@ -109,9 +109,7 @@ impl TaskMetrics {
     /// Stamps the first record's time, once.
     pub(crate) fn first_record(&self) {
         if self.first_record_ms.load(Ordering::Relaxed) == 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let now = u64::try_from(sluice_common::wall_ms::wall_ms()).unwrap_or(0).max(1);
             let _ = self
                 .first_record_ms
                 .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);

@@ -426,8 +426,7 @@ pub(crate) async fn run_task(
                     }
                     _ = tick.tick(), if ticking => {
                         metrics.time.enter(Phase::Busy);
-                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                        let fired = chain.processing_time(i64::try_from(now.as_millis()).unwrap_or(i64::MAX), &ctx)?;
+                        let fired = chain.processing_time(sluice_common::wall_ms::wall_ms(), &ctx)?;
                         out.batches(fired).await?;
                         continue;
                     }

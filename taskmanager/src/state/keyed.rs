@@ -23,12 +23,7 @@ use super::{state_ids, StateSettings};
 pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 pub(crate) fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
+    Arc::new(sluice_common::wall_ms::wall_ms)
 }
 
 /// Encoding of state values and map keys.

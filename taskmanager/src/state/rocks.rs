@@ -92,10 +92,7 @@ fn drop_expired_in_compaction(_level: u32, key: &[u8], value: &[u8]) -> rocksdb:
         return Decision::Keep;
     }
     let expires = value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = sluice_common::wall_ms::wall_ms();
     match expires {
         Some(t) if t <= now => Decision::Remove,
         _ => Decision::Keep,

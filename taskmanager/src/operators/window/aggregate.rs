@@ -120,11 +120,7 @@ impl WindowAggregate {
         match self.rowtime {
             Some(i) => event_times(batch, i),
             None => {
-                let now = millis(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default(),
-                );
+                let now = sluice_common::wall_ms::wall_ms();
                 Ok(vec![now; batch.num_rows()])
             }
         }
@@ -430,13 +426,7 @@ mod tests {
         .unwrap();
         w.on_watermark(i64::MAX, &mut out).unwrap();
         assert!(out.is_empty(), "watermarks do not fire processing-time windows");
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap();
+        let now = sluice_common::wall_ms::wall_ms();
         w.on_processing_time(now + 2000, &mut out).unwrap();
         let got = rows(&out);
         assert_eq!(got.len(), 1);
