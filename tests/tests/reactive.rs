@@ -62,9 +62,12 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
             .max()
             .unwrap_or(u64::MAX);
         assert!(slowest <= deploy, "download and restore inside the deployment: {r}");
-        // The new attempt's first record came after its deployment began.
+        // The new attempt's first record came after its deployment began, and (the source
+        // runs on) within seconds of every task running: not a stamp of another attempt.
         if let Some(first) = phases["first_record_ms"].as_u64() {
             assert!(first >= stop, "first record after the deployment's start: {r}");
+            let pause = r["pause_ms"].as_u64().unwrap_or(0);
+            assert!(first <= pause + 30_000, "first record soon after the pause: {r}");
         }
         // A scale-up stops with a checkpoint, unless a failure interrupted it (the record
         // then says so and the job restarted from its latest checkpoint).

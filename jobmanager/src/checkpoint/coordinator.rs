@@ -263,8 +263,7 @@ impl Coordinator {
             && !paused
         {
             if let Some(dir) = self.settings.dir.clone() {
-                let job_id = self.job_id.clone();
-                self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
+                self.trigger_checkpoint(&dir).await;
             }
         }
     }
@@ -281,12 +280,10 @@ impl Coordinator {
             return false;
         }
         if self.settings.prepare_stop {
-            let under_way = |c: &Coordinator| c.pending.values().filter(|p| p.savepoint.is_none()).map(|p| p.id).max();
-            if under_way(self).is_none() {
-                let job_id = self.job_id.clone();
-                self.trigger(|id| checkpoint_url(&dir, &job_id, id), None).await;
+            if self.newest_periodic_pending().is_none() {
+                self.trigger_checkpoint(&dir).await;
             }
-            if let Some(id) = under_way(self) {
+            if let Some(id) = self.newest_periodic_pending() {
                 tracing::info!(
                     "Job {}: the stop-with-checkpoint follows checkpoint {id}, taken while the job runs.",
                     self.job_id
@@ -308,9 +305,23 @@ impl Coordinator {
             prepared_ms: prepared_from.map(|t| t.elapsed().as_millis() as u64),
         });
         self.stop_next = true;
+        self.trigger_checkpoint(dir).await;
+        self.stop_next = false;
+    }
+
+    /// Triggers a checkpoint (not a savepoint) into the job's checkpoint directory `dir`.
+    async fn trigger_checkpoint(&mut self, dir: &str) {
         let job_id = self.job_id.clone();
         self.trigger(|id| checkpoint_url(dir, &job_id, id), None).await;
-        self.stop_next = false;
+    }
+
+    /// The newest pending checkpoint that is not a savepoint.
+    fn newest_periodic_pending(&self) -> Option<u64> {
+        self.pending
+            .values()
+            .filter(|p| p.savepoint.is_none())
+            .map(|p| p.id)
+            .max()
     }
 
     /// A prepared stop whose checkpoint is no longer pending (completed, or failed: the stop

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sluice_proto::control::{TaskDigest, TaskManagerHeartbeat};
 
@@ -12,10 +12,7 @@ use super::Gateway;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+    u64::try_from(sluice_common::wall_ms::wall_ms()).unwrap_or(0)
 }
 
 /// One registered taskmanager.

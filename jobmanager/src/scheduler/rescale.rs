@@ -249,19 +249,13 @@ impl Scheduler {
     /// rescale. Rescales older than a minute are left as they are.
     pub(super) fn note_first_record(&self, handle: &Handle) {
         let now = now_ms();
-        let (id, windows, downstream) = {
+        let (id, downstream) = {
             let job = handle.lock();
-            let rescales = &job.rescales;
-            let windows: Vec<(usize, u64, u64)> = rescales
+            if !job
+                .rescales
                 .iter()
-                .enumerate()
-                .filter(|(_, r)| now < r.timestamp_ms + FIRST_RECORD_WINDOW_MS)
-                .map(|(i, r)| {
-                    let next = rescales.get(i + 1).map_or(u64::MAX, |n| n.timestamp_ms);
-                    (i, r.timestamp_ms + r.stop_ms, next)
-                })
-                .collect();
-            if windows.is_empty() {
+                .any(|r| now < r.timestamp_ms + FIRST_RECORD_WINDOW_MS)
+            {
                 return;
             }
             let g = &job.graph;
@@ -271,7 +265,7 @@ impl Scheduler {
                 .filter(|v| g.edges.iter().any(|e| e.target == v.index))
                 .map(|v| v.index as u32)
                 .collect();
-            (job.id.clone(), windows, downstream)
+            (job.id.clone(), downstream)
         };
         let stamps: Vec<u64> = self
             .registry
@@ -281,15 +275,70 @@ impl Scheduler {
             .filter(|d| downstream.is_empty() || downstream.contains(&d.vertex))
             .map(|d| d.first_record_ms)
             .collect();
-        let mut job = handle.lock();
-        for (i, from, until) in windows {
-            let first = stamps.iter().copied().filter(|t| (from..until).contains(t)).min();
-            if let (Some(t), Some(r)) = (first, job.rescales.get_mut(i)) {
-                let ms = t.saturating_sub(r.timestamp_ms);
-                if r.first_record_ms.is_none_or(|m| ms < m) {
-                    r.first_record_ms = Some(ms);
-                }
+        first_records_into(&mut handle.lock().rescales, &stamps, now);
+    }
+}
+
+/// Sets each recent rescale's `first_record_ms` from the subtasks' first-record stamps (unix
+/// ms): the earliest stamp after its deployment began (`timestamp_ms + stop_ms`) and before
+/// the next rescale, counted from its pause's start; an earlier one replaces a later one.
+/// Rescales older than `FIRST_RECORD_WINDOW_MS` at `now` are left as they are.
+fn first_records_into(rescales: &mut [RescaleRecord], stamps: &[u64], now: u64) {
+    for i in 0..rescales.len() {
+        let until = rescales.get(i + 1).map_or(u64::MAX, |n| n.timestamp_ms);
+        let r = &mut rescales[i];
+        if now >= r.timestamp_ms + FIRST_RECORD_WINDOW_MS {
+            continue;
+        }
+        let from = r.timestamp_ms + r.stop_ms;
+        let first = stamps.iter().copied().filter(|t| (from..until).contains(t)).min();
+        if let Some(t) = first {
+            let ms = t.saturating_sub(r.timestamp_ms);
+            if r.first_record_ms.is_none_or(|m| ms < m) {
+                r.first_record_ms = Some(ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(timestamp_ms: u64, stop_ms: u64) -> RescaleRecord {
+        RescaleRecord {
+            timestamp_ms,
+            from: 2,
+            to: 3,
+            cause: String::new(),
+            pause_ms: 0,
+            stop_ms,
+            deploy_ms: 0,
+            download_ms: 0,
+            restore_ms: 0,
+            stop_checkpoint: None,
+            prepare_ms: None,
+            first_record_ms: None,
+            vertices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_rescales_first_record_is_the_earliest_stamp_of_its_own_attempt() {
+        let mut rescales = vec![record(1_000, 100), record(5_000, 200)];
+        // 1_050: before the first attempt's deployment; 5_100: the second rescale's stop.
+        first_records_into(&mut rescales, &[1_050, 1_400, 5_100, 5_300, 1_300], 6_000);
+        assert_eq!(rescales[0].first_record_ms, Some(300));
+        assert_eq!(rescales[1].first_record_ms, Some(300));
+        // A later heartbeat brings an earlier stamp (another taskmanager's): it replaces it.
+        first_records_into(&mut rescales, &[5_250], 6_000);
+        assert_eq!(rescales[1].first_record_ms, Some(250));
+        // No stamp in its attempt: still unknown.
+        let mut quiet = vec![record(1_000, 100)];
+        first_records_into(&mut quiet, &[900, 1_050], 2_000);
+        assert_eq!(quiet[0].first_record_ms, None);
+        // Older than the window: left as it is.
+        first_records_into(&mut quiet, &[1_200], 1_000 + FIRST_RECORD_WINDOW_MS);
+        assert_eq!(quiet[0].first_record_ms, None);
     }
 }
