@@ -891,7 +891,14 @@ def rescale_large(system, job_text, keys, backend, s3):
             r = outage(system, jid, before, after, trigger)
             if sluice:
                 wait(f"rescale {n} in the history", 60, lambda: system.job(jid)["rescales"]["count"] >= n, 0.05)
-                r.update(system.job(jid)["rescales"]["history"][n - 1])
+                # The first record after it comes with a heartbeat (every second): wait up to 5 s.
+                deadline = time.time() + 5
+                while True:
+                    rec = system.job(jid)["rescales"]["history"][n - 1]
+                    if rec.get("phases", {}).get("first_record_ms") is not None or time.time() > deadline:
+                        break
+                    time.sleep(0.2)
+                r.update(rec)
             records.append(r)
             time.sleep(8)
         return size, rate, checkpoints, records

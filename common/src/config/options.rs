@@ -419,6 +419,12 @@ options! {
     /// On a rescale, a RocksDB instance opened from an old subtask's files also drops the SST
     /// files that hold only key groups outside its range (besides the range deletes).
     ROCKSDB_DELETE_FILES_IN_RANGE: bool = "state.backend.rocksdb.rescaling.use-delete-files-in-range", Some("false");
+    /// Compactions cut their output files where the key group changes (RocksDB's fixed-prefix
+    /// SST partitioner over the key's two key-group bytes), so every file below level 0 holds
+    /// one key group: a rescaled subtask fetches only the files of the key groups it takes,
+    /// and whole files of the others go. Sluice's own option (Flink has none); off, files
+    /// span key groups and a rescale fetches and clips up to a file more at each end.
+    ROCKSDB_FILE_PER_KEY_GROUP: bool = "state.backend.rocksdb.compaction.file-per-key-group", Some("true");
     /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
     /// state, downloading only what it lacks.
     STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use sluice_common::config::options::{
     CheckpointingMode, CHECKPOINTS_AFTER_TASKS_FINISH, CHECKPOINTS_DIR, CHECKPOINT_INCREMENTAL, CHECKPOINT_INTERVAL,
-    CHECKPOINT_MODE, LOCAL_BACKUP_ENABLED, ROCKSDB_DELETE_FILES_IN_RANGE, ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND,
-    STATE_RECOVERY_FROM_LOCAL, TABLE_EXEC_STATE_TTL,
+    CHECKPOINT_MODE, LOCAL_BACKUP_ENABLED, ROCKSDB_DELETE_FILES_IN_RANGE, ROCKSDB_FILE_PER_KEY_GROUP,
+    ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, STATE_RECOVERY_FROM_LOCAL, TABLE_EXEC_STATE_TTL,
 };
 use sluice_common::config::Configuration;
 use sluice_common::ha::FENCING_TOKEN_HEADER;
@@ -126,6 +126,7 @@ impl TaskManagerGateway {
             }
             .then(|| LocalCopies::new(&self.state.local_root, job_id)),
             delete_files_in_range: config.get(&ROCKSDB_DELETE_FILES_IN_RANGE)?,
+            sst_per_key_group: config.get(&ROCKSDB_FILE_PER_KEY_GROUP)?,
         })
     }
 

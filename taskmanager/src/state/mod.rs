@@ -44,6 +44,8 @@ pub(crate) struct StateSettings {
     pub local_backup: Option<local_copy::LocalCopies>,
     /// `state.backend.rocksdb.rescaling.use-delete-files-in-range`.
     pub delete_files_in_range: bool,
+    /// `state.backend.rocksdb.compaction.file-per-key-group`.
+    pub sst_per_key_group: bool,
 }
 
 impl StateSettings {
@@ -99,6 +101,7 @@ pub(crate) fn test_settings(backend: StateBackendKind, dir: &std::path::Path, ra
         default_ttl: None,
         local_backup: None,
         delete_files_in_range: false,
+        sst_per_key_group: true,
     }
 }
 

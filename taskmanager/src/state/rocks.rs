@@ -65,7 +65,17 @@ fn kg_of(key: &[u8]) -> Result<u32, String> {
         .ok_or_else(|| "RocksDB key without a key-group prefix".to_string())
 }
 
-fn options(settings: &StateSettings) -> (Options, Cache, WriteBufferManager) {
+/// RocksDB's own partitioner cutting compaction output files where the first two bytes of the
+/// key (the key group) change.
+const FILE_PER_KEY_GROUP: &str = "sst_partitioner_factory={id=SstPartitionerFixedPrefixFactory;length=2}";
+
+fn options(settings: &StateSettings) -> Result<(Options, Cache, WriteBufferManager), String> {
+    let mut opts = Options::default();
+    if settings.sst_per_key_group {
+        // Files below level 0 then hold one key group each: a rescale fetches only the files of
+        // the key groups it takes and drops whole files of the others.
+        opts = opts.get_options_from_string(FILE_PER_KEY_GROUP).map_err(rocks_err)?;
+    }
     let total = settings.managed_budget.max(8 << 20) as f64;
     let wb = (total * settings.write_buffer_ratio) as usize;
     let cache_size = ((3.0 - settings.write_buffer_ratio) * total / 3.0) as usize;
@@ -74,13 +84,12 @@ fn options(settings: &StateSettings) -> (Options, Cache, WriteBufferManager) {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
     table.set_cache_index_and_filter_blocks(true);
-    let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.set_block_based_table_factory(&table);
     opts.set_write_buffer_manager(&wbm);
     opts.set_max_background_jobs(2);
     opts.set_compaction_filter("sluice-state-ttl", drop_expired_in_compaction);
-    (opts, cache, wbm)
+    Ok((opts, cache, wbm))
 }
 
 /// The TTL compaction filter (Flink's `cleanupInRocksdbCompactFilter`): a typed keyed-state
@@ -132,7 +141,7 @@ impl RocksStore {
                 .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", b.dir.display()))?;
             restored.extend(b.shared.iter().cloned());
         }
-        let (opts, cache, wbm) = options(settings);
+        let (opts, cache, wbm) = options(settings)?;
         let db = DB::open(&opts, dir.join("db")).map_err(rocks_err)?;
         let mut store = RocksStore {
             db: Some(db),
@@ -191,23 +200,16 @@ impl RocksStore {
             if Some(d.dir.as_path()) == base {
                 continue;
             }
-            let sst = self.dir.join(format!("ingest-{i}.sst"));
-            // The writer holds no cache: plain options, not another share of managed memory.
-            let plain = Options::default();
-            let mut writer = SstFileWriter::create(&plain);
-            writer.open(&sst).map_err(rocks_err)?;
-            let mut any = false;
-            read_rocks_dir(d, self.range, |kg, k, v| {
-                any = true;
-                writer.put(prefixed(kg, k), v).map_err(rocks_err)
-            })?;
-            if any {
-                writer.finish().map_err(rocks_err)?;
+            let ssts = write_sst_slices(d, self.range, &self.dir.join(format!("ingest-{i}")))?;
+            if !ssts.is_empty() {
                 let mut ingest = IngestExternalFileOptions::default();
                 ingest.set_move_files(true);
-                db.ingest_external_file_opts(&ingest, vec![&sst]).map_err(rocks_err)?;
+                db.ingest_external_file_opts(&ingest, ssts.iter().collect())
+                    .map_err(rocks_err)?;
             }
-            let _ = std::fs::remove_file(&sst);
+            for sst in &ssts {
+                let _ = std::fs::remove_file(sst);
+            }
         }
         Ok(())
     }
@@ -445,36 +447,118 @@ fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredR
 /// Calls `f(kg, key, value)` for every entry of the key groups of `want` that the downloaded
 /// incremental snapshot (a RocksDB directory) owns, then deletes the directory: what it holds
 /// outside its own key groups is an earlier clip's leftover, possibly in files not fetched.
-/// Either backend restores incremental snapshots through this. The directory is opened
-/// read-only with
-/// RocksDB's own small block cache (a short sequential read, not a share of managed memory);
-/// a partial one (only the files `want` needs were fetched) without the check that every
-/// file is there, read between bounds so that no other file is opened.
+/// Either backend restores incremental snapshots through this.
 pub(crate) fn read_rocks_dir(
     d: &RestoredRocksDir,
     want: KeyGroupRange,
-    mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+    f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
     let Some(want) = d.range.intersect(&want) else {
         let _ = std::fs::remove_dir_all(&d.dir);
         return Ok(());
     };
+    let other = open_restored(d)?;
+    let read = scan_between(&other, want, f);
+    drop(other);
+    let _ = std::fs::remove_dir_all(&d.dir);
+    read
+}
+
+/// The entries of the key groups of `want` that the downloaded snapshot `d` owns, written into
+/// SST files named `<into>-<n>.sst`, one per slice of those key groups, the slices read and
+/// written side by side (one per core, at most four); returns the files that hold entries,
+/// in key order, and deletes the directory as `read_rocks_dir` does.
+fn write_sst_slices(d: &RestoredRocksDir, want: KeyGroupRange, into: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let Some(want) = d.range.intersect(&want) else {
+        let _ = std::fs::remove_dir_all(&d.dir);
+        return Ok(Vec::new());
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slices = key_group_slices(want, cores.min(4));
+    let other = open_restored(d)?;
+    let written: Vec<Result<Option<PathBuf>, String>> = std::thread::scope(|scope| {
+        let other = &other;
+        let handles: Vec<_> = slices
+            .iter()
+            .enumerate()
+            .map(|(n, &slice)| {
+                let sst = into.with_file_name(format!(
+                    "{}-{n}.sst",
+                    into.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                ));
+                scope.spawn(move || {
+                    // The writer holds no cache: plain options, not another share of managed memory.
+                    let plain = Options::default();
+                    let mut writer = SstFileWriter::create(&plain);
+                    writer.open(&sst).map_err(rocks_err)?;
+                    let mut any = false;
+                    scan_between(other, slice, |kg, k, v| {
+                        any = true;
+                        writer.put(prefixed(kg, k), v).map_err(rocks_err)
+                    })?;
+                    if !any {
+                        drop(writer);
+                        let _ = std::fs::remove_file(&sst);
+                        return Ok(None);
+                    }
+                    writer.finish().map_err(rocks_err)?;
+                    Ok(Some(sst))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a restore thread panicked".to_string()))
+            })
+            .collect()
+    });
+    drop(other);
+    let _ = std::fs::remove_dir_all(&d.dir);
+    let mut out = Vec::new();
+    for w in written {
+        out.extend(w?);
+    }
+    Ok(out)
+}
+
+/// `range` cut into at most `n` contiguous slices of about as many key groups each.
+fn key_group_slices(range: KeyGroupRange, n: usize) -> Vec<KeyGroupRange> {
+    let len = range.end - range.start + 1;
+    let n = (n.max(1) as u32).min(len);
+    (0..n)
+        .map(|i| KeyGroupRange::new(range.start + len * i / n, range.start + len * (i + 1) / n - 1))
+        .collect()
+}
+
+/// A downloaded snapshot opened read-only with RocksDB's own small block cache (a short
+/// sequential read, not a share of managed memory); a partial one (only the files its reader
+/// needs were fetched) without the check that every file is there.
+fn open_restored(d: &RestoredRocksDir) -> Result<DB, String> {
     let mut opts = Options::default();
     opts.set_paranoid_checks(!d.partial);
-    let other = DB::open_for_read_only(&opts, &d.dir, false)
-        .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", d.dir.display()))?;
+    DB::open_for_read_only(&opts, &d.dir, false)
+        .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", d.dir.display()))
+}
+
+/// Calls `f(kg, key, value)` for every entry of `db` in key groups `want`, read between
+/// bounds so that no file outside them is opened.
+fn scan_between(
+    db: &DB,
+    want: KeyGroupRange,
+    mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     let mut read = ReadOptions::default();
     read.fill_cache(false);
     read.set_iterate_lower_bound(prefixed(want.start, &[]));
     if want.end < u32::from(u16::MAX) {
         read.set_iterate_upper_bound(prefixed(want.end + 1, &[]));
     }
-    for item in other.iterator_opt(IteratorMode::Start, read) {
+    for item in db.iterator_opt(IteratorMode::Start, read) {
         let (k, v) = item.map_err(rocks_err)?;
         f(kg_of(&k)?, &k[2..], &v)?;
     }
-    drop(other);
-    let _ = std::fs::remove_dir_all(&d.dir);
     Ok(())
 }
 
@@ -484,10 +568,51 @@ mod tests {
     use crate::state::test_settings;
     use sluice_common::config::options::StateBackendKind;
 
+    /// Incremental checkpoints; compaction files may span key groups, as with
+    /// `file-per-key-group` off (the restores below build files of several key groups).
     fn settings(dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
         let mut s = test_settings(StateBackendKind::RocksDb, dir, range);
         s.incremental = true;
+        s.sst_per_key_group = false;
         s
+    }
+
+    #[test]
+    fn key_groups_are_cut_into_even_contiguous_slices() {
+        let r = |a, b| KeyGroupRange::new(a, b);
+        assert_eq!(key_group_slices(r(40, 63), 2), [r(40, 51), r(52, 63)]);
+        assert_eq!(key_group_slices(r(0, 9), 3), [r(0, 2), r(3, 5), r(6, 9)]);
+        assert_eq!(key_group_slices(r(7, 8), 4), [r(7, 7), r(8, 8)]);
+        assert_eq!(key_group_slices(r(5, 5), 0), [r(5, 5)]);
+    }
+
+    #[test]
+    fn compactions_write_a_file_per_key_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path(), (0, 127));
+        s.sst_per_key_group = true;
+        let store = RocksStore::open(&s, None).unwrap();
+        for kg in [3, 4, 5, 90] {
+            for i in 0..100u32 {
+                store.put(kg, &i.to_be_bytes(), b"value").unwrap();
+            }
+        }
+        let db = store.db().unwrap();
+        db.flush().unwrap();
+        db.compact_range(None::<&[u8]>, None::<&[u8]>);
+        let mut spans: Vec<(u32, u32)> = store.file_spans().unwrap().values().map(|&(_, a, b)| (a, b)).collect();
+        spans.sort();
+        assert_eq!(spans, [(3, 3), (4, 4), (5, 5), (90, 90)]);
+        // An instance of key group 4 alone drops the files of the others whole.
+        let mut keys_left = 0;
+        for (from, to) in outside(KeyGroupRange::new(4, 4)) {
+            db.delete_file_in_range(&from, &to).unwrap();
+        }
+        for item in db.iterator(IteratorMode::Start) {
+            assert_eq!(kg_of(&item.unwrap().0).unwrap(), 4);
+            keys_left += 1;
+        }
+        assert_eq!(keys_left, 100);
     }
 
     /// An old subtask of `range` with key `k<kg>` in every key group, checkpointed

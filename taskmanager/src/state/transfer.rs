@@ -156,8 +156,8 @@ fn needed_files(h: &StateHandle, read: Option<KeyGroupRange>) -> Vec<bool> {
 }
 
 /// Files moved to or from checkpoint storage at once (Flink's default for
-/// `state.backend.rocksdb.checkpoint.transfer.thread.num`). Each is held in memory whole while
-/// it moves.
+/// `state.backend.rocksdb.checkpoint.transfer.thread.num`). An upload holds its file in memory
+/// whole while it moves; a download streams into its local file.
 const TRANSFERS: usize = 4;
 
 /// Runs blocking file work off the async workers.
@@ -260,17 +260,11 @@ pub(crate) async fn fetch(
     }
     let (root, dir) = (&root, &dir);
     stream::iter(downloads.into_iter().map(|(is_shared, key, path)| async move {
-        let data = if is_shared {
-            root.get(&key).await?
-        } else {
-            dir.get(&key).await?
-        };
-        tokio::fs::write(&path, &data)
-            .await
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let from = if is_shared { root } else { dir };
+        from.get_into(&key, &path).await
     }))
     .buffer_unordered(TRANSFERS)
-    .try_collect::<Vec<()>>()
+    .try_collect::<Vec<u64>>()
     .await?;
     out.lists = assigned;
     Ok(out)
