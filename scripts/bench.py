@@ -160,7 +160,7 @@ class Sluice(System):
                 f"taskmanager.host: 127.0.0.1\ntaskmanager.bind-host: 127.0.0.1\n"
                 f"taskmanager.numberOfTaskSlots: {slots}\n"
                 f"jobmanager.memory.process.size: 1600m\ntaskmanager.memory.process.size: {TM_MEMORY}\n"
-                f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n"
+                f"execution.checkpointing.dir: file://{self.dir}/checkpoints\n{extra}\n{SLUICE_EXTRA}\n"
             )
         t0 = time.time()
         self.procs.append(self._spawn("jobmanager"))
@@ -281,6 +281,9 @@ def sluice_unbounded():
 SKEW_KEY = "CASE WHEN seq % 2 = 0 THEN 0 ELSE seq % 100000 END"
 MINI_BATCH_SIZE = 10000
 
+
+# Lines `--sluice-config` adds to every Sluice cluster's config.yaml.
+SLUICE_EXTRA = ""
 
 def sluice_skew(rows, strategy):
     return f"""name: bench-s1-{strategy.lower().replace('_', '-')}
@@ -970,7 +973,11 @@ def main():
     ap.add_argument("--p6-flink-rate", type=int, default=30_000,
                     help="P6's rows/s on Flink (its datagen sustains ~33k/s of R1's rows here)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    ap.add_argument("--sluice-config", action="append", default=[], metavar="'KEY: VALUE'",
+                    help="a line added to every Sluice cluster's config.yaml (for A/B runs); repeatable")
     args = ap.parse_args()
+    global SLUICE_EXTRA
+    SLUICE_EXTRA = "\n".join(args.sluice_config)
     only = set(args.only.split(","))
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     systems = [] if args.no_sluice else [Sluice(args.sluice_bin, work)]

@@ -422,9 +422,10 @@ options! {
     /// Compactions cut their output files where the key group changes (RocksDB's fixed-prefix
     /// SST partitioner over the key's two key-group bytes), so every file below level 0 holds
     /// one key group: a rescaled subtask fetches only the files of the key groups it takes,
-    /// and whole files of the others go. Sluice's own option (Flink has none); off, files
-    /// span key groups and a rescale fetches and clips up to a file more at each end.
-    ROCKSDB_FILE_PER_KEY_GROUP: bool = "state.backend.rocksdb.compaction.file-per-key-group", Some("true");
+    /// and whole files of the others go. Sluice's own option (Flink has none). Off by default:
+    /// with 1 GB of state the many small files loaded slower and opened slower on restore
+    /// than the fetch saved (BENCHMARKS.md, R1 of session 10).
+    ROCKSDB_FILE_PER_KEY_GROUP: bool = "state.backend.rocksdb.compaction.file-per-key-group", Some("false");
     /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
     /// state, downloading only what it lacks.
     STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];

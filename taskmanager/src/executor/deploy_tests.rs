@@ -69,7 +69,7 @@ fn contexts(
         default_ttl: None,
         local_backup: None,
         delete_files_in_range: false,
-        sst_per_key_group: true,
+        sst_per_key_group: false,
     };
     tasks
         .iter()

@@ -101,7 +101,7 @@ pub(crate) fn test_settings(backend: StateBackendKind, dir: &std::path::Path, ra
         default_ttl: None,
         local_backup: None,
         delete_files_in_range: false,
-        sst_per_key_group: true,
+        sst_per_key_group: false,
     }
 }
 

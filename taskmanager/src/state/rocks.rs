@@ -568,12 +568,11 @@ mod tests {
     use crate::state::test_settings;
     use sluice_common::config::options::StateBackendKind;
 
-    /// Incremental checkpoints; compaction files may span key groups, as with
-    /// `file-per-key-group` off (the restores below build files of several key groups).
+    /// Incremental checkpoints; compaction files may span key groups (`file-per-key-group`
+    /// off, the default: the restores below build files of several key groups).
     fn settings(dir: &std::path::Path, range: (u32, u32)) -> StateSettings {
         let mut s = test_settings(StateBackendKind::RocksDb, dir, range);
         s.incremental = true;
-        s.sst_per_key_group = false;
         s
     }
 

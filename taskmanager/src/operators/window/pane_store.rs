@@ -6,7 +6,7 @@
 //! store snapshots to the same per-key-group format, so a restore may change parallelism or
 //! backend.
 
-use arrow::array::{ArrayRef, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::take;
 use arrow::row::Rows;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -148,8 +148,15 @@ pub(crate) fn df<T>(r: datafusion::common::Result<T>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
 
-/// The rows `idx` of each argument array.
+/// The rows `idx` of each argument array; the arrays themselves when `idx` is every row in
+/// order (a batch whose rows all fall in one pane), without a copy.
 pub(super) fn take_rows(args: &[ArrayRef], idx: &UInt32Array) -> Result<Vec<ArrayRef>, String> {
+    let every_row = |a: &ArrayRef| {
+        a.len() == idx.len() && idx.null_count() == 0 && idx.values().iter().enumerate().all(|(i, &r)| r as usize == i)
+    };
+    if args.first().is_some_and(every_row) {
+        return Ok(args.to_vec());
+    }
     args.iter()
         .map(|arr| take(arr.as_ref(), idx, None).map_err(|e| e.to_string()))
         .collect()

@@ -15,7 +15,7 @@ use super::super::heap_panes::HeapPanes;
 use super::super::rocks_panes::RocksPanes;
 use super::super::sessions::SessionWindows;
 use super::super::state_codec::StateCodec;
-use super::{Fired, PaneBatch, PaneStore};
+use super::{take_rows, Fired, PaneBatch, PaneStore};
 use crate::state::test_settings;
 use crate::state::timers::TimeDomain;
 
@@ -186,4 +186,20 @@ fn sessions_assign_their_own_windows_and_count_late_rows() {
         assert_eq!(add(&mut sessions, &[(3, 1.0, 5)], None, 30), 1);
         assert_eq!(fire(&mut sessions, i64::MAX), vec![(40, 50, 1, 1, 5.0)], "{backend:?}");
     }
+}
+
+#[test]
+fn taking_every_row_in_order_keeps_the_arrays_and_any_other_order_takes() {
+    use arrow::array::UInt32Array;
+    let a: ArrayRef = Arc::new(Int64Array::from(vec![5, 6, 7]));
+    let all = take_rows(std::slice::from_ref(&a), &UInt32Array::from(vec![0, 1, 2])).unwrap();
+    assert!(Arc::ptr_eq(&all[0], &a), "every row in order is the array itself");
+    let some = take_rows(std::slice::from_ref(&a), &UInt32Array::from(vec![2, 0])).unwrap();
+    let some = some[0].as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(some.values(), &[7, 5]);
+    let same_len = take_rows(std::slice::from_ref(&a), &UInt32Array::from(vec![1, 1, 2])).unwrap();
+    assert_eq!(
+        same_len[0].as_any().downcast_ref::<Int64Array>().unwrap().values(),
+        &[6, 6, 7]
+    );
 }
