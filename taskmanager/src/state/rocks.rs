@@ -115,6 +115,7 @@ impl RocksStore {
     /// others are written into SST files and ingested; full snapshots are written in batches.
     /// No restored snapshot: a fresh, empty instance.
     pub(crate) fn open(settings: &StateSettings, restore: Option<&OperatorRestoreData>) -> Result<RocksStore, String> {
+        let started = std::time::Instant::now();
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let dir = settings.tmp_dir.join(format!("sluice-rocksdb-{instance}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("RocksDB working directory {}: {e}", dir.display()))?;
@@ -160,7 +161,17 @@ impl RocksStore {
             store.clip(settings.delete_files_in_range)?;
         }
         if let Some(r) = restore {
+            let opened = started.elapsed();
             store.restore(r, base.map(|b| b.dir.as_path()))?;
+            tracing::info!(
+                "RocksDB restore of key groups {}-{} for {}: base {} opened and clipped in {} ms, the rest written and ingested in {} ms.",
+                range.start,
+                range.end,
+                settings.task_name,
+                base.map_or("none".to_string(), |b| format!("{}-{}", b.range.start, b.range.end)),
+                opened.as_millis(),
+                (started.elapsed() - opened).as_millis()
+            );
         }
         Ok(store)
     }
@@ -200,13 +211,30 @@ impl RocksStore {
             if Some(d.dir.as_path()) == base {
                 continue;
             }
+            let started = std::time::Instant::now();
             let ssts = write_sst_slices(d, self.range, &self.dir.join(format!("ingest-{i}")))?;
+            let written = started.elapsed();
+            let bytes: u64 = ssts
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
             if !ssts.is_empty() {
                 let mut ingest = IngestExternalFileOptions::default();
                 ingest.set_move_files(true);
                 db.ingest_external_file_opts(&ingest, ssts.iter().collect())
                     .map_err(rocks_err)?;
             }
+            tracing::info!(
+                "RocksDB restore: key groups {}-{} of the snapshot of {}-{}: {bytes} bytes written into {} SST files in {} ms, ingested in {} ms.",
+                d.range.intersect(&self.range).map_or(0, |r| r.start),
+                d.range.intersect(&self.range).map_or(0, |r| r.end),
+                d.range.start,
+                d.range.end,
+                ssts.len(),
+                written.as_millis(),
+                (started.elapsed() - written).as_millis()
+            );
             for sst in &ssts {
                 let _ = std::fs::remove_file(sst);
             }

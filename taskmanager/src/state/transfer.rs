@@ -190,8 +190,10 @@ pub(crate) async fn fetch(
         let read = assigned.range.and_then(|mine| mine.intersect(&range));
         let needed = needed_files(h, read);
         if let (Some(r), true) = (read, needed.contains(&false)) {
+            // Level-0 files span every key group: each is fetched, and read merged with the rest.
+            let level0 = h.shared_file_spans.chunks(3).filter(|s| s[0] == 0).count();
             tracing::info!(
-                "Restore: {} of {} SST files of key groups {}-{} span key groups {}-{}; only those are fetched.",
+                "Restore: {} of {} SST files of key groups {}-{} ({level0} at level 0) span key groups {}-{}; only those are fetched.",
                 needed.iter().filter(|&&n| n).count(),
                 needed.len(),
                 range.start,
