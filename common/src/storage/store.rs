@@ -110,6 +110,11 @@ impl StorageLocation {
             .fold(self.prefix.clone(), |p, part| p.join(part))
     }
 
+    /// On file://, where `path` lies on the local file system.
+    fn local_file(&self, path: &Path) -> Option<std::path::PathBuf> {
+        self.local_root.as_ref().map(|root| root.join(path.as_ref()))
+    }
+
     /// Writes a file; overwriting is allowed.
     pub async fn put_path(&self, path: &Path, data: Bytes) -> Result<(), String> {
         self.store
@@ -156,8 +161,7 @@ impl StorageLocation {
     /// shares extents); elsewhere the body is written as it arrives, never held whole.
     pub async fn get_into(&self, name: &str, to: &std::path::Path) -> Result<u64, String> {
         let path = self.path(name);
-        if let Some(root) = &self.local_root {
-            let from = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+        if let Some(from) = self.local_file(&path) {
             return tokio::fs::copy(&from, to)
                 .await
                 .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()));
@@ -205,9 +209,8 @@ impl StorageLocation {
                 .await
                 .map_err(|e| format!("deleting {} in {}: {e}", f.location, self.url))?;
         }
-        if let Some(root) = &self.local_root {
+        if let Some(local) = self.local_file(dir) {
             // The emptied directories themselves, off the async workers.
-            let local = root.join(dir.as_ref());
             tokio::task::spawn_blocking(move || {
                 if local.exists() {
                     std::fs::remove_dir_all(&local).map_err(|e| format!("deleting {}: {e}", local.display()))?;

@@ -214,28 +214,25 @@ impl RocksStore {
             let started = std::time::Instant::now();
             let ssts = write_sst_slices(d, self.range, &self.dir.join(format!("ingest-{i}")))?;
             let written = started.elapsed();
-            let bytes: u64 = ssts
-                .iter()
-                .filter_map(|f| std::fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum();
             if !ssts.is_empty() {
                 let mut ingest = IngestExternalFileOptions::default();
                 ingest.set_move_files(true);
-                db.ingest_external_file_opts(&ingest, ssts.iter().collect())
+                db.ingest_external_file_opts(&ingest, ssts.iter().map(|(f, _)| f).collect())
                     .map_err(rocks_err)?;
             }
+            let taken = d.range.intersect(&self.range).unwrap_or(d.range);
             tracing::info!(
-                "RocksDB restore: key groups {}-{} of the snapshot of {}-{}: {bytes} bytes written into {} SST files in {} ms, ingested in {} ms.",
-                d.range.intersect(&self.range).map_or(0, |r| r.start),
-                d.range.intersect(&self.range).map_or(0, |r| r.end),
+                "RocksDB restore: key groups {}-{} of the snapshot of {}-{}: {} bytes written into {} SST files in {} ms, ingested in {} ms.",
+                taken.start,
+                taken.end,
                 d.range.start,
                 d.range.end,
+                ssts.iter().map(|(_, size)| size).sum::<u64>(),
                 ssts.len(),
                 written.as_millis(),
                 (started.elapsed() - written).as_millis()
             );
-            for sst in &ssts {
+            for (sst, _) in &ssts {
                 let _ = std::fs::remove_file(sst);
             }
         }
@@ -473,82 +470,92 @@ fn base_of(dirs: &[RestoredRocksDir], range: KeyGroupRange) -> Option<&RestoredR
 }
 
 /// Calls `f(kg, key, value)` for every entry of the key groups of `want` that the downloaded
-/// incremental snapshot (a RocksDB directory) owns, then deletes the directory: what it holds
-/// outside its own key groups is an earlier clip's leftover, possibly in files not fetched.
+/// incremental snapshot (a RocksDB directory) owns, then deletes the directory (`with_restored`).
 /// Either backend restores incremental snapshots through this.
 pub(crate) fn read_rocks_dir(
     d: &RestoredRocksDir,
     want: KeyGroupRange,
     f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let Some(want) = d.range.intersect(&want) else {
-        let _ = std::fs::remove_dir_all(&d.dir);
-        return Ok(());
+    with_restored(d, want, |db, want| scan_between(db, want, f))
+}
+
+/// Runs `read` on the downloaded snapshot `d` opened read-only, with the key groups of `want`
+/// it owns (none: `read` does not run), then deletes the directory: what it holds outside its
+/// own key groups is an earlier clip's leftover, possibly in files not fetched.
+fn with_restored<T: Default>(
+    d: &RestoredRocksDir,
+    want: KeyGroupRange,
+    read: impl FnOnce(&DB, KeyGroupRange) -> Result<T, String>,
+) -> Result<T, String> {
+    let result = match d.range.intersect(&want) {
+        None => Ok(T::default()),
+        Some(want) => {
+            let db = open_restored(d)?;
+            let result = read(&db, want);
+            drop(db);
+            result
+        }
     };
-    let other = open_restored(d)?;
-    let read = scan_between(&other, want, f);
-    drop(other);
     let _ = std::fs::remove_dir_all(&d.dir);
-    read
+    result
 }
 
 /// The entries of the key groups of `want` that the downloaded snapshot `d` owns, written into
 /// SST files named `<into>-<n>.sst`, one per slice of those key groups, the slices read and
 /// written side by side (one per core, at most four); returns the files that hold entries,
-/// in key order, and deletes the directory as `read_rocks_dir` does.
-fn write_sst_slices(d: &RestoredRocksDir, want: KeyGroupRange, into: &std::path::Path) -> Result<Vec<PathBuf>, String> {
-    let Some(want) = d.range.intersect(&want) else {
-        let _ = std::fs::remove_dir_all(&d.dir);
-        return Ok(Vec::new());
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let slices = key_group_slices(want, cores.min(4));
-    let other = open_restored(d)?;
-    let written: Vec<Result<Option<PathBuf>, String>> = std::thread::scope(|scope| {
-        let other = &other;
-        let handles: Vec<_> = slices
-            .iter()
-            .enumerate()
-            .map(|(n, &slice)| {
-                let sst = into.with_file_name(format!(
-                    "{}-{n}.sst",
-                    into.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
-                ));
-                scope.spawn(move || {
-                    // The writer holds no cache: plain options, not another share of managed memory.
-                    let plain = Options::default();
-                    let mut writer = SstFileWriter::create(&plain);
-                    writer.open(&sst).map_err(rocks_err)?;
-                    let mut any = false;
-                    scan_between(other, slice, |kg, k, v| {
-                        any = true;
-                        writer.put(prefixed(kg, k), v).map_err(rocks_err)
-                    })?;
-                    if !any {
-                        drop(writer);
-                        let _ = std::fs::remove_file(&sst);
-                        return Ok(None);
-                    }
-                    writer.finish().map_err(rocks_err)?;
-                    Ok(Some(sst))
+/// in key order, with their sizes, and deletes the directory (`with_restored`).
+fn write_sst_slices(
+    d: &RestoredRocksDir,
+    want: KeyGroupRange,
+    into: &std::path::Path,
+) -> Result<Vec<(PathBuf, u64)>, String> {
+    with_restored(d, want, |other, want| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slices = key_group_slices(want, cores.min(4));
+        let written: Vec<Result<Option<(PathBuf, u64)>, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slices
+                .iter()
+                .enumerate()
+                .map(|(n, &slice)| {
+                    let sst = into.with_file_name(format!(
+                        "{}-{n}.sst",
+                        into.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                    ));
+                    scope.spawn(move || {
+                        // The writer holds no cache: plain options, not another share of managed memory.
+                        let plain = Options::default();
+                        let mut writer = SstFileWriter::create(&plain);
+                        writer.open(&sst).map_err(rocks_err)?;
+                        let mut any = false;
+                        scan_between(other, slice, |kg, k, v| {
+                            any = true;
+                            writer.put(prefixed(kg, k), v).map_err(rocks_err)
+                        })?;
+                        if !any {
+                            drop(writer);
+                            let _ = std::fs::remove_file(&sst);
+                            return Ok(None);
+                        }
+                        writer.finish().map_err(rocks_err)?;
+                        Ok(Some((sst, writer.file_size())))
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a restore thread panicked".to_string()))
-            })
-            .collect()
-    });
-    drop(other);
-    let _ = std::fs::remove_dir_all(&d.dir);
-    let mut out = Vec::new();
-    for w in written {
-        out.extend(w?);
-    }
-    Ok(out)
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a restore thread panicked".to_string()))
+                })
+                .collect()
+        });
+        let mut out = Vec::new();
+        for w in written {
+            out.extend(w?);
+        }
+        Ok(out)
+    })
 }
 
 /// `range` cut into at most `n` contiguous slices of about as many key groups each.
