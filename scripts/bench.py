@@ -965,6 +965,8 @@ def main():
     ap.add_argument("--skew-rows", type=int, default=100_000_000,
                     help="S1's rows (more than --rows: Sluice's run must outlast its start-up)")
     ap.add_argument("--skew-backends", default="hashmap,rocksdb", help="S1's state backends")
+    ap.add_argument("--skew-strategies", default="ONE_PHASE,TWO_PHASE",
+                    help="S1's agg-phase strategies on Sluice (one alone, e.g. to profile it)")
     ap.add_argument("--rescale-keys", type=int, default=10_000_000,
                     help="R1's RocksDB keys (~100 bytes each); the heap run takes a tenth")
     ap.add_argument("--rescale-rate", type=int, default=400_000, help="R1's source rows/s")
@@ -1037,7 +1039,7 @@ def main():
                 for backend in (args.skew_backends.split(",") if "S1" in only else []):
                     if isinstance(s, Sluice):
                         rows = args.skew_rows
-                        runs = [(strategy, sluice_skew(rows, strategy)) for strategy in ("ONE_PHASE", "TWO_PHASE")]
+                        runs = [(strategy, sluice_skew(rows, strategy)) for strategy in args.skew_strategies.split(",")]
                     else:
                         rows = min(args.skew_rows, FLINK_SEQUENCE_ROWS)
                         runs = [("TWO_PHASE", flink_skew(rows))]

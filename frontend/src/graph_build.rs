@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use sluice_common::config::options::AUTO_WATERMARK_INTERVAL;
+use sluice_common::config::Configuration;
 use sluice_common::job::expr::{check_window_aggregate, compile_aggregate, compile_scalar};
 use sluice_common::job::graph::*;
 use sluice_common::job::spec::{
@@ -223,10 +225,31 @@ fn check_keys(keys: &[String], schema: &SchemaRef, pos: Pos, node: &str) -> JobR
 pub fn build_graph(spec: &JobSpec, options: &GraphOptions, connectors: &dyn ConnectorCatalog) -> JobResult<JobGraph> {
     let drafts = drafts(spec);
     let graph = build_from(spec, &drafts, options, connectors, &HashMap::new())?;
-    match crate::two_phase::split(spec, options, &graph, &drafts)? {
-        Some((drafts, schemas)) => build_from(spec, &drafts, options, connectors, &schemas),
-        None => Ok(graph),
+    let mut graph = match crate::two_phase::split(spec, options, &graph, &drafts)? {
+        Some((drafts, schemas)) => build_from(spec, &drafts, options, connectors, &schemas)?,
+        None => graph,
+    };
+    let interval = job_config(spec, options)
+        .get(&AUTO_WATERMARK_INTERVAL)
+        .map_err(|e| JobError::general(e.to_string()))?;
+    for node in &mut graph.nodes {
+        if let NodeKind::Source { spec } = &mut node.kind {
+            if let Some(w) = spec.watermark.as_mut() {
+                w.emit_interval = interval;
+            }
+        }
     }
+    Ok(graph)
+}
+
+/// The options a job runs with: the cluster's, with the job file's `config:` on top.
+pub(crate) fn job_config(spec: &JobSpec, options: &GraphOptions) -> Configuration {
+    let base = options
+        .cluster_config
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(Configuration::new);
+    base.overlaid(spec.config.iter().map(|(k, v)| (k, v)))
 }
 
 /// Builds the graph of `drafts`; a node named in `schemas` emits that schema (a global window

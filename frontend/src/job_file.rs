@@ -265,6 +265,8 @@ fn watermark(node: &Node) -> JobResult<WatermarkSpec> {
         column,
         max_out_of_orderness,
         idle_timeout,
+        // The job's `pipeline.auto-watermark-interval`, once the graph is built.
+        emit_interval: Duration::ZERO,
         pos: node.pos,
     })
 }

@@ -22,7 +22,6 @@ use arrow::datatypes::{DataType, SchemaRef};
 use sluice_common::config::options::{
     AggPhaseStrategy, TABLE_EXEC_MINI_BATCH_ENABLED, TABLE_EXEC_MINI_BATCH_SIZE, TABLE_OPTIMIZER_AGG_PHASE_STRATEGY,
 };
-use sluice_common::config::Configuration;
 use sluice_common::job::graph::{EdgePartition, GraphNode, JobGraph, NodeKind};
 use sluice_common::job::spec::{JobSpec, OperatorKind, TimeKind, WindowKind};
 use sluice_common::job::{GraphOptions, JobError, JobResult};
@@ -98,12 +97,7 @@ pub(crate) const SALT_COLUMN: &str = "__salt";
 /// How many (pane, key) entries a local phase buffers (0: by memory), when the job's table
 /// options split windows in two: the cluster's options with the job file's `config:` on top.
 fn strategy(spec: &JobSpec, options: &GraphOptions) -> JobResult<Option<u64>> {
-    let base = options
-        .cluster_config
-        .as_deref()
-        .cloned()
-        .unwrap_or_else(Configuration::new);
-    let config = base.overlaid(spec.config.iter().map(|(k, v)| (k, v)));
+    let config = crate::graph_build::job_config(spec, options);
     let get_err = |e: sluice_common::config::ConfigError| JobError::general(e.to_string());
     let two_phase = match config.get(&TABLE_OPTIMIZER_AGG_PHASE_STRATEGY).map_err(get_err)? {
         AggPhaseStrategy::OnePhase => false,

@@ -343,6 +343,9 @@ options! {
     /// since, so the pause is shorter. Full snapshots gain nothing: they stop at once.
     RESCALE_ACTIVE_CHECKPOINT: bool = "jobmanager.adaptive-scheduler.rescale-trigger.active-checkpoint.enabled", Some("true");
     IO_TMP_DIRS: String = "io.tmp.dirs", None;
+    /// How often a source subtask emits the watermark its rows have advanced (Flink's periodic
+    /// watermarks). Zero: after every batch (Flink's 0 turns periodic watermarks off).
+    AUTO_WATERMARK_INTERVAL: Duration = "pipeline.auto-watermark-interval", Some("200 ms");
 
     // ---- the autoscaler (Flink's `job.autoscaler.*` keys and defaults; the Kubernetes
     // operator's `kubernetes.operator.job.autoscaler.*` spellings are the same keys)

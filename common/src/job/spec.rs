@@ -37,6 +37,9 @@ pub struct WatermarkSpec {
     pub max_out_of_orderness: Duration,
     /// A split with no rows for this long stops holding back the watermark.
     pub idle_timeout: Option<Duration>,
+    /// At most one watermark per this long (`pipeline.auto-watermark-interval`, set when the
+    /// graph is built); zero: one after every batch that advances it.
+    pub emit_interval: Duration,
     pub pos: Pos,
 }
 

@@ -148,12 +148,12 @@ pub(crate) fn build_task(
                 splits.extend(ctx.splits.remove(&node.uid).unwrap_or_default());
                 reader.add_splits(splits).map_err(classed)?;
                 let rowtime = node.rowtime.as_ref().and_then(|c| node.schema.index_of(c).ok());
-                let (ooo, idle) = spec
+                let (ooo, idle, interval) = spec
                     .watermark
                     .as_ref()
-                    .map(|w| (w.max_out_of_orderness, w.idle_timeout))
+                    .map(|w| (w.max_out_of_orderness, w.idle_timeout, w.emit_interval))
                     .unwrap_or_default();
-                let watermarks = SplitWatermarks::new(reader.split_count(), ooo, idle);
+                let watermarks = SplitWatermarks::new(reader.split_count(), ooo, idle, interval);
                 source = Some(SourcePlan {
                     uid: node.uid.clone(),
                     reader,

@@ -386,6 +386,13 @@ pub(crate) async fn run_task(
                         tokio::task::yield_now().await;
                     }
                     SourcePoll::Wait(d) => {
+                        // An advance the emit interval held back goes out while no rows come.
+                        if source.rowtime.is_some() {
+                            if let Some(wm) = source.watermarks.advance() {
+                                out.watermark(&mut chain, wm).await?;
+                                last_wm = wm;
+                            }
+                        }
                         if !idle_announced && source.watermarks.all_idle() {
                             out.event(StreamEvent::Idle(true)).await?;
                             idle_announced = true;

@@ -1,7 +1,8 @@
 //! Event time in a subtask. Sources: bounded out-of-orderness per split (Flink's
 //! `BoundedOutOfOrdernessWatermarks`: max timestamp − out-of-orderness − 1), the subtask's
 //! watermark being the minimum over its live splits; a split silent for the idle timeout stops
-//! holding it back. Inputs: the minimum over channels, ignoring idle and finished ones
+//! holding it back. A source emits at most one watermark per `pipeline.auto-watermark-interval`
+//! (Flink's periodic emission: a watermark costs every downstream channel an event). Inputs: the minimum over channels, ignoring idle and finished ones
 //! (Flink's `StatusWatermarkValve`).
 
 use std::time::{Duration, Instant};
@@ -14,10 +15,18 @@ pub(crate) struct SplitWatermarks {
     out_of_orderness: i64,
     idle_timeout: Option<Duration>,
     emitted: i64,
+    /// At most one watermark per this long; zero: whenever it advances.
+    emit_interval: Duration,
+    last_emit: Option<Instant>,
 }
 
 impl SplitWatermarks {
-    pub(crate) fn new(splits: usize, out_of_orderness: Duration, idle_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        splits: usize,
+        out_of_orderness: Duration,
+        idle_timeout: Option<Duration>,
+        emit_interval: Duration,
+    ) -> Self {
         SplitWatermarks {
             max_ts: vec![i64::MIN; splits],
             last_data: vec![Instant::now(); splits],
@@ -25,6 +34,8 @@ impl SplitWatermarks {
             out_of_orderness: i64::try_from(out_of_orderness.as_millis()).unwrap_or(i64::MAX),
             idle_timeout,
             emitted: i64::MIN,
+            emit_interval,
+            last_emit: None,
         }
     }
 
@@ -50,9 +61,17 @@ impl SplitWatermarks {
         }
     }
 
-    /// The new watermark when it advanced.
+    /// The new watermark when it advanced and the emit interval has passed since the last one
+    /// (an advance held back is emitted by a later call: the source loop calls this after
+    /// every batch and while it waits for data).
     pub(crate) fn advance(&mut self) -> Option<i64> {
         let now = Instant::now();
+        if self
+            .last_emit
+            .is_some_and(|t| now.duration_since(t) < self.emit_interval)
+        {
+            return None;
+        }
         let live = (0..self.max_ts.len()).filter(|&i| {
             !self.finished[i]
                 && self
@@ -64,6 +83,7 @@ impl SplitWatermarks {
             .min()?;
         (wm > self.emitted).then(|| {
             self.emitted = wm;
+            self.last_emit = Some(now);
             wm
         })
     }
@@ -183,7 +203,7 @@ mod tests {
 
     #[test]
     fn sources_bound_out_of_orderness_per_split() {
-        let mut s = SplitWatermarks::new(2, Duration::from_millis(100), None);
+        let mut s = SplitWatermarks::new(2, Duration::from_millis(100), None, Duration::ZERO);
         s.on_rows(0, 1000);
         assert_eq!(s.advance(), None, "split 1 has no data yet");
         s.on_rows(1, 500);
@@ -194,10 +214,23 @@ mod tests {
 
     #[test]
     fn idle_splits_are_skipped() {
-        let mut s = SplitWatermarks::new(2, Duration::ZERO, Some(Duration::from_millis(30)));
+        let mut s = SplitWatermarks::new(2, Duration::ZERO, Some(Duration::from_millis(30)), Duration::ZERO);
         s.on_rows(0, 1000);
         std::thread::sleep(Duration::from_millis(40));
         s.on_rows(0, 2000);
         assert_eq!(s.advance(), Some(1999));
+    }
+
+    #[test]
+    fn a_source_emits_at_most_one_watermark_per_interval() {
+        let mut s = SplitWatermarks::new(1, Duration::ZERO, None, Duration::from_millis(50));
+        s.on_rows(0, 100);
+        assert_eq!(s.advance(), Some(99), "the first advance goes at once");
+        s.on_rows(0, 200);
+        assert_eq!(s.advance(), None, "held back within the interval");
+        s.on_rows(0, 300);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(s.advance(), Some(299), "the latest advance once the interval passed");
+        assert_eq!(s.advance(), None, "nothing new");
     }
 }

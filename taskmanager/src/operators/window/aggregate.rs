@@ -188,7 +188,8 @@ pub(super) fn compile_keyed(
         .iter()
         .map(|(name, sql)| compile_aggregate(name, sql, input))
         .collect::<Result<_, _>>()?;
-    let codec = StateCodec::new(converter, &aggs, max_parallelism)?;
+    let mut codec = StateCodec::new(converter, &aggs, max_parallelism)?;
+    codec.int_key = matches!(keys.as_slice(), [k] if input.field(*k).data_type() == &arrow::datatypes::DataType::Int64);
     Ok((keys, aggs, codec))
 }
 
@@ -216,7 +217,7 @@ impl Operator for WindowAggregate {
             return Ok(());
         }
         let ts = self.timestamps(&batch)?;
-        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch)?;
+        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch, self.store.reads_key_rows())?;
         let assigned = self.assign_rows(&ts);
         let rows = input.pane_batch(&ts, &assigned, self.watermark);
         let late = self.store.add(&self.codec, &self.aggs, &rows)?;

@@ -11,7 +11,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use sluice_common::state::key_group_blocks::BlocksWriter;
 
 use super::assigner::Window;
-use super::pane_keys::PaneKeys;
+use super::pane_keys::{KeyView, PaneKeys};
 use super::pane_store::{df, new_accumulators, take_rows, Fired, PaneBatch, PaneStore};
 use super::state_codec::{pane_key, parse_pane_key, StateCodec};
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
@@ -26,9 +26,9 @@ struct Pane {
 }
 
 impl Pane {
-    fn new(aggs: &[AggregateFunctionExpr]) -> Result<Pane, String> {
+    fn new(codec: &StateCodec, aggs: &[AggregateFunctionExpr], capacity: usize) -> Result<Pane, String> {
         Ok(Pane {
-            keys: PaneKeys::default(),
+            keys: PaneKeys::with_capacity(codec, capacity),
             accs: new_accumulators(aggs)?,
             bytes: 0,
         })
@@ -88,8 +88,10 @@ impl HeapPanes {
             Ok(())
         })?;
         for (w, entries) in panes {
-            let mut pane = Pane::new(aggs)?;
-            let groups: Vec<usize> = entries.iter().map(|(key, _)| pane.keys.intern(key)).collect();
+            let mut pane = Pane::new(codec, aggs, entries.len())?;
+            let groups = pane
+                .keys
+                .intern_encoded(codec, entries.iter().map(|(key, _)| key.as_slice()))?;
             let n = pane.keys.len();
             let states = codec.decode_states(entries.iter().map(|(_, v)| v.as_slice()))?;
             for (acc, st) in pane.accs.iter_mut().zip(&states) {
@@ -102,8 +104,13 @@ impl HeapPanes {
 }
 
 impl PaneStore for HeapPanes {
-    fn add(&mut self, _codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
+    fn reads_key_rows(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
         let assigned = batch.assigned;
+        let keys = KeyView::of(codec, batch.key_columns, batch.key_rows)?;
         // Rows of a batch mostly share a window: runs of equal windows take one pane lookup.
         let mut per_window: Vec<(Window, Vec<u32>, Vec<usize>)> = Vec::new();
         let mut i = 0;
@@ -112,7 +119,7 @@ impl PaneStore for HeapPanes {
             let run = assigned[i..].iter().take_while(|(x, _)| *x == w).count();
             let pane = match self.panes.entry(w) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(Pane::new(aggs)?),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Pane::new(codec, aggs, 0)?),
             };
             let slot = match per_window.iter().position(|(x, _, _)| *x == w) {
                 Some(s) => s,
@@ -122,10 +129,10 @@ impl PaneStore for HeapPanes {
                 }
             };
             let (_, row_idx, groups) = &mut per_window[slot];
-            for &(_, r) in &assigned[i..i + run] {
-                row_idx.push(r);
-                groups.push(pane.keys.intern(batch.key_rows.row(r as usize).as_ref()));
-            }
+            let rows = &assigned[i..i + run];
+            row_idx.extend(rows.iter().map(|&(_, r)| r));
+            pane.keys
+                .intern_rows(&keys, rows.iter().map(|&(_, r)| r as usize), groups)?;
             i += run;
         }
         for (w, row_idx, groups) in per_window {
@@ -153,7 +160,7 @@ impl PaneStore for HeapPanes {
             };
             self.heap_bytes = self.heap_bytes.saturating_sub(pane.bytes);
             let n = pane.keys.len();
-            let keys = codec.key_columns(pane.keys.iter())?;
+            let keys = pane.keys.columns(codec)?;
             out.extend(Fired::pane(w, keys, n, pane.accs)?);
         }
         Ok(out)
@@ -186,8 +193,9 @@ impl PaneStore for HeapPanes {
             }
             pane.accs = fresh;
             let rows = codec.encode_states(&states)?;
-            let kgs = codec.key_groups(pane.keys.iter())?;
-            for (i, key) in pane.keys.iter().enumerate() {
+            let encoded = pane.keys.encoded(codec)?;
+            let kgs = codec.key_groups(encoded.iter())?;
+            for (i, key) in encoded.iter().enumerate() {
                 entries.push((kgs[i], pane_key(*w, key), rows.row(i).as_ref().to_vec()));
             }
         }

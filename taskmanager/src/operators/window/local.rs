@@ -126,7 +126,7 @@ impl Operator for LocalWindowAggregate {
             .collect();
         self.late
             .fetch_add((ts.len() - assigned.len()) as u64, Ordering::Relaxed);
-        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch)?;
+        let input = KeyedInput::read(&self.keys, &self.codec, &self.aggs, &batch, self.panes.reads_key_rows())?;
         self.panes
             .add(&self.codec, &self.aggs, &input.pane_batch(&ts, &assigned, i64::MIN))?;
         if self.full() {

@@ -22,8 +22,9 @@ pub(super) struct PaneBatch<'a> {
     /// Each aggregate's argument arrays.
     pub args: &'a [Vec<ArrayRef>],
     pub key_columns: &'a [ArrayRef],
-    /// The keys in Arrow's row format.
-    pub key_rows: &'a Rows,
+    /// The keys in Arrow's row format, unless the store said it reads none
+    /// (`PaneStore::reads_key_rows`) and the key is one BIGINT column.
+    pub key_rows: Option<&'a Rows>,
     /// Each row's time (event or processing), `i64::MIN` for a null event time.
     pub ts: &'a [i64],
     /// (window, row) of every row that is not late, for window kinds assigned up front
@@ -34,22 +35,26 @@ pub(super) struct PaneBatch<'a> {
 }
 
 /// What a keyed aggregate reads of a batch before it is placed in panes: the key columns, the
-/// keys in Arrow's row format, and each aggregate's argument arrays.
+/// keys in Arrow's row format (where needed), and each aggregate's argument arrays.
 pub(super) struct KeyedInput {
     pub key_columns: Vec<ArrayRef>,
-    pub key_rows: Rows,
+    pub key_rows: Option<Rows>,
     pub args: Vec<Vec<ArrayRef>>,
 }
 
 impl KeyedInput {
+    /// `rows`: whether the store reads row-encoded keys even of a BIGINT key.
     pub(super) fn read(
         keys: &[usize],
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
         batch: &arrow::record_batch::RecordBatch,
+        rows: bool,
     ) -> Result<KeyedInput, String> {
         let key_columns: Vec<ArrayRef> = keys.iter().map(|i| batch.column(*i).clone()).collect();
-        let key_rows = codec.keys.convert_columns(&key_columns).map_err(|e| e.to_string())?;
+        let key_rows = (rows || !codec.int_key)
+            .then(|| codec.keys.convert_columns(&key_columns).map_err(|e| e.to_string()))
+            .transpose()?;
         let args = aggregate_arguments(aggs, batch)?;
         Ok(KeyedInput {
             key_columns,
@@ -68,7 +73,7 @@ impl KeyedInput {
         PaneBatch {
             args: &self.args,
             key_columns: &self.key_columns,
-            key_rows: &self.key_rows,
+            key_rows: self.key_rows.as_ref(),
             ts,
             assigned,
             watermark,
@@ -126,6 +131,11 @@ pub(super) trait PaneStore: Send {
     /// that bounds what one call emits) a part, the rest reported by `fire_pending`.
     fn fire(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], time: i64) -> Result<Vec<Fired>, String>;
 
+    /// Whether it reads a batch's keys row-encoded even where the key is one BIGINT column.
+    fn reads_key_rows(&self) -> bool {
+        true
+    }
+
     /// Whether windows `time` has fired are still to be emitted by further `fire` calls.
     fn fire_pending(&self, _time: i64) -> bool {
         false
@@ -141,6 +151,14 @@ pub(super) trait PaneStore: Send {
     ) -> Result<KeyedSnapshot, String>;
 
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) {}
+}
+
+impl PaneBatch<'_> {
+    /// The row-encoded keys, for a store that reads them (`reads_key_rows`).
+    pub(super) fn rows(&self) -> Result<&Rows, String> {
+        self.key_rows
+            .ok_or_else(|| "window keys were read without their row encoding".to_string())
+    }
 }
 
 /// A DataFusion result with its error as the task's message.

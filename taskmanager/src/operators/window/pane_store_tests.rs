@@ -61,7 +61,7 @@ fn add(store: &mut dyn PaneStore, rows: &[(i64, f64, i64)], window: Option<Windo
     let batch = PaneBatch {
         args: &args,
         key_columns: std::slice::from_ref(&k),
-        key_rows: &key_rows,
+        key_rows: Some(&key_rows),
         ts: &ts,
         assigned: &assigned,
         watermark,

@@ -83,7 +83,7 @@ impl RocksPanes {
 impl PaneStore for RocksPanes {
     /// Applies the batch's assigned rows in one round trip.
     fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
-        let (args, key_rows, assigned) = (batch.args, batch.key_rows, batch.assigned);
+        let (args, key_rows, assigned) = (batch.args, batch.rows()?, batch.assigned);
         if assigned.is_empty() {
             return Ok(0);
         }

@@ -112,7 +112,7 @@ impl PaneStore for SessionWindows {
     /// Rows whose session the watermark has already passed are late and counted in the result.
     fn add(&mut self, codec: &StateCodec, aggs: &[AggregateFunctionExpr], batch: &PaneBatch) -> Result<u64, String> {
         let (args, ts, keys, time): (&[Vec<ArrayRef>], &[i64], &Rows, i64) =
-            (batch.args, batch.ts, batch.key_rows, batch.watermark);
+            (batch.args, batch.ts, batch.rows()?, batch.watermark);
         let mut late = 0u64;
         let mut by_key: HashMap<&[u8], Vec<usize>, ahash::RandomState> = HashMap::default();
         for (r, &t) in ts.iter().enumerate() {

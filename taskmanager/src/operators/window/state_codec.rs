@@ -19,6 +19,8 @@ pub(crate) struct StateCodec {
     /// How many state fields each aggregate has.
     widths: Vec<usize>,
     pub max_parallelism: u32,
+    /// The key is one BIGINT column: heap panes keep the values themselves (`pane_keys.rs`).
+    pub(crate) int_key: bool,
 }
 
 fn arrow_err(e: arrow::error::ArrowError) -> String {
@@ -43,6 +45,7 @@ impl StateCodec {
             states: RowConverter::new(fields).map_err(arrow_err)?,
             widths,
             max_parallelism,
+            int_key: false,
         })
     }
 
