@@ -22,7 +22,7 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       the default, or noida-db); the table names it. noida-db is faster at 2M records (441k/s
       to a raw consumer against Tansu's 136k/s) but fails fetches at 10M (librdkafka: "Bad
       message format"), so the 10M figure is on Tansu.
-  S1  skew: datagen --skew-rows rows (100M) where one key carries 50 % of them (the rest over 50k keys) → key
+  S1  skew: datagen --skew-rows rows (300M; with RocksDB --skew-rocksdb-rows, 100M) where one key carries 50 % of them (the rest over 50k keys) → key
       by user → 10 s tumbling count+sum → blackhole, parallelism 2 on two one-slot
       taskmanagers; Sluice with table.optimizer.agg-phase-strategy ONE_PHASE and TWO_PHASE,
       Flink SQL with TWO_PHASE and mini-batch (allow-latency 1 s, size 10000), each on every
@@ -962,8 +962,10 @@ def main():
     ap.add_argument("--kafka-records", type=int, default=10_000_000)
     ap.add_argument("--kafka-broker", choices=["tansu", "noida"], default="tansu")
     ap.add_argument("--pg-rows", type=int, default=5_000_000)
-    ap.add_argument("--skew-rows", type=int, default=100_000_000,
+    ap.add_argument("--skew-rows", type=int, default=300_000_000,
                     help="S1's rows (more than --rows: Sluice's run must outlast its start-up)")
+    ap.add_argument("--skew-rocksdb-rows", type=int, default=100_000_000,
+                    help="S1's rows with the rocksdb backend (its ONE_PHASE reads ~1M rows/s)")
     ap.add_argument("--skew-backends", default="hashmap,rocksdb", help="S1's state backends")
     ap.add_argument("--skew-strategies", default="ONE_PHASE,TWO_PHASE",
                     help="S1's agg-phase strategies on Sluice (one alone, e.g. to profile it)")
@@ -1038,10 +1040,10 @@ def main():
                     record("P3 shuffle MB/s (100 B rows)", s, args.rows * 2 * 100 / secs / 1e6)
                 for backend in (args.skew_backends.split(",") if "S1" in only else []):
                     if isinstance(s, Sluice):
-                        rows = args.skew_rows
+                        rows = args.skew_rows if backend == "hashmap" else args.skew_rocksdb_rows
                         runs = [(strategy, sluice_skew(rows, strategy)) for strategy in args.skew_strategies.split(",")]
                     else:
-                        rows = min(args.skew_rows, FLINK_SEQUENCE_ROWS)
+                        rows = min(args.skew_rows if backend == "hashmap" else args.skew_rocksdb_rows, FLINK_SEQUENCE_ROWS)
                         runs = [("TWO_PHASE", flink_skew(rows))]
                     for strategy, text in runs:
                         rate, ratio = skew(s, text, rows, backend)

@@ -135,10 +135,14 @@ impl WindowAggregate {
         let mut out = Vec::with_capacity(ts.len());
         let mut late = 0u64;
         let mut windows = std::mem::take(&mut self.scratch);
+        let mut run = assigner::TumblingRun::new(match self.kind {
+            WindowKind::Tumbling { size } => millis(size),
+            _ => 1,
+        });
         for (r, &t) in ts.iter().enumerate() {
             windows.clear();
             match self.kind {
-                WindowKind::Tumbling { size } => windows.push(assigner::tumbling(t, millis(size))),
+                WindowKind::Tumbling { .. } => windows.push(run.window(t)),
                 WindowKind::Sliding { size, slide } => assigner::sliding(t, millis(size), millis(slide), &mut windows),
                 WindowKind::Session { .. } => {}
             }
@@ -200,6 +204,9 @@ pub(super) fn event_times(batch: &RecordBatch, rowtime: usize) -> Result<Vec<i64
         .column(rowtime)
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or("rowtime column is not a timestamp")?;
+    if col.null_count() == 0 {
+        return Ok(col.values().to_vec());
+    }
     Ok((0..col.len())
         .map(|r| if col.is_null(r) { i64::MIN } else { col.value(r) })
         .collect())

@@ -47,6 +47,29 @@ pub(crate) fn tumbling(ts: i64, size: i64) -> Window {
     }
 }
 
+/// Tumbling windows of a run of timestamps: rows mostly follow each other in time, so a
+/// timestamp inside the window before takes it again without a division.
+pub(crate) struct TumblingRun {
+    size: i64,
+    last: Window,
+}
+
+impl TumblingRun {
+    pub(crate) fn new(size: i64) -> TumblingRun {
+        TumblingRun {
+            size,
+            last: Window { start: 0, end: 0 },
+        }
+    }
+
+    pub(crate) fn window(&mut self, ts: i64) -> Window {
+        if ts < self.last.start || ts >= self.last.end {
+            self.last = tumbling(ts, self.size);
+        }
+        self.last
+    }
+}
+
 /// Every sliding window containing `ts`, latest first (as Flink's assigner lists them).
 pub(crate) fn sliding(ts: i64, size: i64, slide: i64, out: &mut Vec<Window>) {
     out.clear();
@@ -140,5 +163,13 @@ mod tests {
         assert!(a.intersects(&b));
         assert_eq!(a.cover(&b), Window { start: 0, end: 200 });
         assert!(!a.cover(&b).intersects(&c));
+    }
+
+    #[test]
+    fn a_tumbling_run_assigns_as_each_timestamp_alone() {
+        let mut run = TumblingRun::new(1000);
+        for ts in [0, 5, 999, 1000, 1001, -1, -1000, -1001, 2500, 2499, 0, 7] {
+            assert_eq!(run.window(ts), tumbling(ts, 1000), "ts {ts}");
+        }
     }
 }

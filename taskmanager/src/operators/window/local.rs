@@ -118,11 +118,12 @@ impl Operator for LocalWindowAggregate {
             return Ok(());
         }
         let ts = event_times(&batch, self.rowtime)?;
+        let mut run = assigner::TumblingRun::new(self.pane_ms);
         let assigned: Vec<(Window, u32)> = ts
             .iter()
             .enumerate()
             .filter(|(_, &t)| t != i64::MIN)
-            .map(|(r, &t)| (assigner::tumbling(t, self.pane_ms), r as u32))
+            .map(|(r, &t)| (run.window(t), r as u32))
             .collect();
         self.late
             .fetch_add((ts.len() - assigned.len()) as u64, Ordering::Relaxed);
