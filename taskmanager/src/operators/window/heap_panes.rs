@@ -39,6 +39,10 @@ pub(super) struct HeapPanes {
     panes: BTreeMap<Window, Pane>,
     settings: StateSettings,
     heap_bytes: usize,
+    /// Keys of the last pane a watermark closed: a new pane is sized for as many, so that its
+    /// table does not grow (and rehash) a dozen times. A pane flushed whole (a local phase that
+    /// is full or meets a barrier) does not count: it may have been cut short.
+    last_keys: usize,
 }
 
 impl HeapPanes {
@@ -52,6 +56,7 @@ impl HeapPanes {
             panes: BTreeMap::new(),
             settings: settings.clone(),
             heap_bytes: 0,
+            last_keys: 0,
         };
         if let Some(r) = restore {
             store.restore(r, codec, aggs)?;
@@ -119,7 +124,7 @@ impl PaneStore for HeapPanes {
             let run = assigned[i..].iter().take_while(|(x, _)| *x == w).count();
             let pane = match self.panes.entry(w) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(Pane::new(codec, aggs, 0)?),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Pane::new(codec, aggs, self.last_keys)?),
             };
             let slot = match per_window.iter().position(|(x, _, _)| *x == w) {
                 Some(s) => s,
@@ -160,6 +165,9 @@ impl PaneStore for HeapPanes {
             };
             self.heap_bytes = self.heap_bytes.saturating_sub(pane.bytes);
             let n = pane.keys.len();
+            if time != i64::MAX {
+                self.last_keys = n;
+            }
             let keys = pane.keys.columns(codec)?;
             out.extend(Fired::pane(w, keys, n, pane.accs)?);
         }

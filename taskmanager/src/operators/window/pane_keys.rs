@@ -220,7 +220,7 @@ impl PaneKeys {
         }
     }
 
-    /// Keys as `codec` reads them, with room for `capacity` keys (a restored pane's).
+    /// Keys as `codec` reads them, with room for `capacity` keys.
     pub(super) fn with_capacity(codec: &StateCodec, capacity: usize) -> PaneKeys {
         let mut keys = PaneKeys::new(codec);
         match &mut keys {
