@@ -1039,11 +1039,11 @@ def main():
                         s.stop()
                     record("P3 shuffle MB/s (100 B rows)", s, args.rows * 2 * 100 / secs / 1e6)
                 for backend in (args.skew_backends.split(",") if "S1" in only else []):
+                    rows = args.skew_rows if backend == "hashmap" else args.skew_rocksdb_rows
                     if isinstance(s, Sluice):
-                        rows = args.skew_rows if backend == "hashmap" else args.skew_rocksdb_rows
                         runs = [(strategy, sluice_skew(rows, strategy)) for strategy in args.skew_strategies.split(",")]
                     else:
-                        rows = min(args.skew_rows if backend == "hashmap" else args.skew_rocksdb_rows, FLINK_SEQUENCE_ROWS)
+                        rows = min(rows, FLINK_SEQUENCE_ROWS)
                         runs = [("TWO_PHASE", flink_skew(rows))]
                     for strategy, text in runs:
                         rate, ratio = skew(s, text, rows, backend)

@@ -106,6 +106,16 @@ impl Output<'_> {
         self.event(StreamEvent::Watermark(wm)).await
     }
 
+    /// The source's watermark, when it has event time, advanced, and its emit interval has
+    /// passed: through the chain and on; returns it.
+    async fn source_watermark(&mut self, chain: &mut Chain, source: &mut SourcePlan) -> Result<Option<i64>, TaskError> {
+        let Some(wm) = source.rowtime.and_then(|_| source.watermarks.advance()) else {
+            return Ok(None);
+        };
+        self.watermark(chain, wm).await?;
+        Ok(Some(wm))
+    }
+
     /// End of input: final watermark, flush the chain and the sink (which commits nothing
     /// here with final checkpoints), end-of-partition downstream.
     async fn finish(
@@ -376,22 +386,16 @@ pub(crate) async fn run_task(
                         }
                         let produced = chain.process(0, batch, &ctx)?;
                         out.batches(produced).await?;
-                        if source.rowtime.is_some() {
-                            if let Some(wm) = source.watermarks.advance() {
-                                out.watermark(&mut chain, wm).await?;
-                                last_wm = wm;
-                            }
+                        if let Some(wm) = out.source_watermark(&mut chain, &mut source).await? {
+                            last_wm = wm;
                         }
                         // Let cancellation and other tasks in between batches.
                         tokio::task::yield_now().await;
                     }
                     SourcePoll::Wait(d) => {
                         // An advance the emit interval held back goes out while no rows come.
-                        if source.rowtime.is_some() {
-                            if let Some(wm) = source.watermarks.advance() {
-                                out.watermark(&mut chain, wm).await?;
-                                last_wm = wm;
-                            }
+                        if let Some(wm) = out.source_watermark(&mut chain, &mut source).await? {
+                            last_wm = wm;
                         }
                         if !idle_announced && source.watermarks.all_idle() {
                             out.event(StreamEvent::Idle(true)).await?;

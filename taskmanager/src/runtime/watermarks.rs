@@ -223,13 +223,18 @@ mod tests {
 
     #[test]
     fn a_source_emits_at_most_one_watermark_per_interval() {
-        let mut s = SplitWatermarks::new(1, Duration::ZERO, None, Duration::from_millis(50));
+        // An hour's interval: nothing a slow machine does between two calls passes it.
+        let mut s = SplitWatermarks::new(1, Duration::ZERO, None, Duration::from_secs(3600));
         s.on_rows(0, 100);
         assert_eq!(s.advance(), Some(99), "the first advance goes at once");
         s.on_rows(0, 200);
         assert_eq!(s.advance(), None, "held back within the interval");
+        let mut s = SplitWatermarks::new(1, Duration::ZERO, None, Duration::from_millis(30));
+        s.on_rows(0, 100);
+        assert_eq!(s.advance(), Some(99));
+        s.on_rows(0, 200);
         s.on_rows(0, 300);
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(40));
         assert_eq!(s.advance(), Some(299), "the latest advance once the interval passed");
         assert_eq!(s.advance(), None, "nothing new");
     }

@@ -201,8 +201,9 @@ impl PaneStore for HeapPanes {
             }
             pane.accs = fresh;
             let rows = codec.encode_states(&states)?;
+            // From the key columns: a BIGINT pane's are its values, not decoded from rows.
+            let kgs = codec.key_groups_of(&pane.keys.columns(codec)?, n)?;
             let encoded = pane.keys.encoded(codec)?;
-            let kgs = codec.key_groups(encoded.iter())?;
             for (i, key) in encoded.iter().enumerate() {
                 entries.push((kgs[i], pane_key(*w, key), rows.row(i).as_ref().to_vec()));
             }

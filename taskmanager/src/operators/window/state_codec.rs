@@ -55,7 +55,12 @@ impl StateCodec {
         let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
         let n = parsed.len();
         let columns = self.keys.convert_rows(parsed).map_err(arrow_err)?;
-        Ok(hash_keys(&columns, n)?
+        self.key_groups_of(&columns, n)
+    }
+
+    /// Key groups of `n` keys given as columns.
+    pub(super) fn key_groups_of(&self, columns: &[ArrayRef], n: usize) -> Result<Vec<u32>, String> {
+        Ok(hash_keys(columns, n)?
             .into_iter()
             .map(|h| key_group(h, self.max_parallelism))
             .collect())
