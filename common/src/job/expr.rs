@@ -11,11 +11,15 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{lit, SessionContext};
+
+use super::const_div::ConstDivExpr;
+use super::select_case::SelectCase;
 
 /// One context for parsing and planning; planning reads only its function registry, which
 /// holds DataFusion's functions, the JSON ones, `cpu_cost` and `wait_cost`.
@@ -78,17 +82,40 @@ fn logical(sql: &str, schema: &DFSchema) -> Result<Expr, String> {
 
 /// Compiles a scalar SQL expression against `schema`.
 pub fn compile_scalar(sql: &str, schema: &SchemaRef) -> Result<CompiledExpr, String> {
+    compile_scalar_as(sql, schema, true)
+}
+
+/// `compile_scalar`, with or without the rewrites of `specialise` (tests compare the two).
+fn compile_scalar_as(sql: &str, schema: &SchemaRef, specialised: bool) -> Result<CompiledExpr, String> {
     let dfs = df_schema(schema)?;
     let expr = logical(sql, &dfs)?;
     let (_, field) = expr.to_field(&dfs).map_err(clean)?;
     let (data_type, nullable) = (field.data_type().clone(), field.is_nullable());
-    let physical = CONTEXT.create_physical_expr(expr, &dfs).map_err(clean)?;
+    let mut physical = CONTEXT.create_physical_expr(expr, &dfs).map_err(clean)?;
+    if specialised {
+        physical = specialise(physical, schema);
+    }
     Ok(CompiledExpr {
         sql: sql.to_string(),
         data_type,
         nullable,
         physical,
     })
+}
+
+/// Replaces, bottom up, the parts of DataFusion's plan that have a cheaper equivalent with the
+/// same results and errors: BIGINT division by a literal (`const_div`) and two-way CASEs with
+/// branches that cannot fail (`select_case`).
+fn specialise(physical: Arc<dyn PhysicalExpr>, schema: &SchemaRef) -> Arc<dyn PhysicalExpr> {
+    let rewritten = Arc::clone(&physical).transform_up(|e| {
+        let cheaper = ConstDivExpr::replacing(&e, schema).or_else(|| SelectCase::replacing(&e, schema));
+        Ok(match cheaper {
+            Some(c) => Transformed::yes(c),
+            None => Transformed::no(e),
+        })
+    });
+    // The closure never fails; should the traversal, DataFusion's own plan still stands.
+    rewritten.map(|t| t.data).unwrap_or(physical)
 }
 
 /// Compiles an aggregate call such as `count(*)`, `sum(amount)`, `avg(price * 2)` against the
@@ -234,6 +261,59 @@ mod tests {
         assert_eq!(names.value(1), "bo");
         let amount = compile_scalar("json_get_float(doc, 'amount') * 2", &s).unwrap();
         assert_eq!(amount.data_type, DataType::Float64);
+    }
+
+    /// The rewrites of `specialise` give DataFusion's own results (and errors) on nulls,
+    /// extremes and more than one 64-row word of a CASE's mask; the ones that must not apply
+    /// (a divisor of 0 or 1, a branch that can fail) do not.
+    #[test]
+    fn specialised_expressions_equal_datafusions_own() {
+        let s: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+            Field::new("f", DataType::Float64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let mut a: Vec<Option<i64>> = vec![Some(i64::MIN), Some(i64::MAX), None, Some(-7), Some(0), Some(-1)];
+        a.extend((0..150).map(|i| Some(i * 7919 - 500_000)));
+        let b: Vec<Option<i64>> = (0..a.len() as i64).map(|i| (i % 5 != 0).then_some(i * 3 - 40)).collect();
+        let f: Vec<f64> = (0..a.len()).map(|i| i as f64 * 0.5 - 3.0).collect();
+        let text: Vec<Option<String>> = (0..a.len()).map(|i| (i % 7 != 0).then(|| format!("r{i}"))).collect();
+        let batch = RecordBatch::try_new(
+            s.clone(),
+            vec![
+                Arc::new(Int64Array::from(a)),
+                Arc::new(Int64Array::from(b)),
+                Arc::new(Float64Array::from(f)),
+                Arc::new(arrow::array::StringArray::from(text)),
+            ],
+        )
+        .unwrap();
+        let specialised = [
+            "a % 100000",
+            "a / 7",
+            "a % 2 = 0",
+            "(a % 1000) / 100",
+            "CAST(a % 100 AS DOUBLE)",
+            "CASE WHEN a % 2 = 0 THEN 0 ELSE a % 100000 END",
+            "CASE WHEN a > b THEN a ELSE b END",
+            "CASE WHEN a > 0 THEN f ELSE 1.5 END",
+            "CASE WHEN a > 0 THEN s ELSE 'none' END",
+            "CASE WHEN NOT (a < b) OR b IS NULL THEN b ELSE a % 3 END",
+        ];
+        let unchanged = ["a / 1", "a % 1", "CASE WHEN a <> 0 THEN 10 / a ELSE 0 END", "a / 0"];
+        for (sql, expect_rewrite) in specialised.iter().map(|q| (q, true)).chain(unchanged.iter().map(|q| (q, false))) {
+            let ours = compile_scalar(sql, &s).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let theirs = compile_scalar_as(sql, &s, false).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let plan = format!("{:?}", ours.physical);
+            let rewritten = plan.contains("ConstDivExpr") || plan.contains("SelectCase");
+            assert_eq!(rewritten, expect_rewrite, "{sql}: {plan}");
+            match (ours.evaluate(&batch), theirs.evaluate(&batch)) {
+                (Ok(x), Ok(y)) => assert_eq!(x.as_ref(), y.as_ref(), "{sql}"),
+                (Err(_), Err(_)) => assert_eq!(*sql, "a / 0", "only division by zero fails"),
+                (x, y) => panic!("{sql}: ours {x:?}, DataFusion's {y:?}"),
+            }
+        }
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! `sluice-connectors`.
 
 pub mod catalog;
+mod const_div;
 mod cpu_cost;
 mod error;
 pub mod expr;
 pub mod graph;
 pub mod plan;
+mod select_case;
 pub mod spec;
 pub mod types;
 pub mod user_metrics;
