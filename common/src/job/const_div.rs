@@ -91,11 +91,18 @@ impl Reciprocal {
 }
 
 /// `input / divisor` or `input % divisor` for a BIGINT `input` and a literal divisor.
-#[derive(Debug, Hash, PartialEq, Eq)]
+#[derive(Debug, Hash, Eq)]
 pub(crate) struct ConstDivExpr {
     input: Arc<dyn PhysicalExpr>,
     by: Reciprocal,
     remainder: bool,
+}
+
+// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields.
+impl PartialEq for ConstDivExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.input.eq(&other.input) && self.by == other.by && self.remainder == other.remainder
+    }
 }
 
 impl ConstDivExpr {
@@ -207,7 +214,9 @@ mod tests {
     /// extremes) against the hardware, on dividends that hit every edge.
     #[test]
     fn the_reciprocal_divides_as_the_hardware_does() {
-        let mut divisors: Vec<i64> = (2..300).chain([1000, 7919, 100_000, 1_000_003, i64::MAX, i64::MAX - 1]).collect();
+        let mut divisors: Vec<i64> = (2..300)
+            .chain([1000, 7919, 100_000, 1_000_003, i64::MAX, i64::MAX - 1])
+            .collect();
         for b in 1..63 {
             let p = 1i64 << b;
             divisors.extend([p - 1, p, p + 1]);
@@ -225,7 +234,10 @@ mod tests {
         dividends.extend([i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1]);
         for &d in &divisors {
             let r = Reciprocal::new(d).unwrap_or_else(|| panic!("{d} has a reciprocal"));
-            for &n in dividends.iter().chain([d, d - 1, d.wrapping_add(1), d.wrapping_mul(3)].iter()) {
+            for &n in dividends
+                .iter()
+                .chain([d, d - 1, d.wrapping_add(1), d.wrapping_mul(3)].iter())
+            {
                 assert_eq!(r.quotient(n), n.wrapping_div(d), "{n} / {d}");
                 assert_eq!(r.remainder(n), n.wrapping_rem(d), "{n} % {d}");
             }

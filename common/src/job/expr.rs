@@ -276,7 +276,9 @@ mod tests {
         ]));
         let mut a: Vec<Option<i64>> = vec![Some(i64::MIN), Some(i64::MAX), None, Some(-7), Some(0), Some(-1)];
         a.extend((0..150).map(|i| Some(i * 7919 - 500_000)));
-        let b: Vec<Option<i64>> = (0..a.len() as i64).map(|i| (i % 5 != 0).then_some(i * 3 - 40)).collect();
+        let b: Vec<Option<i64>> = (0..a.len() as i64)
+            .map(|i| (i % 5 != 0).then_some(i * 3 - 40))
+            .collect();
         let f: Vec<f64> = (0..a.len()).map(|i| i as f64 * 0.5 - 3.0).collect();
         let text: Vec<Option<String>> = (0..a.len()).map(|i| (i % 7 != 0).then(|| format!("r{i}"))).collect();
         let batch = RecordBatch::try_new(
@@ -302,7 +304,11 @@ mod tests {
             "CASE WHEN NOT (a < b) OR b IS NULL THEN b ELSE a % 3 END",
         ];
         let unchanged = ["a / 1", "a % 1", "CASE WHEN a <> 0 THEN 10 / a ELSE 0 END", "a / 0"];
-        for (sql, expect_rewrite) in specialised.iter().map(|q| (q, true)).chain(unchanged.iter().map(|q| (q, false))) {
+        for (sql, expect_rewrite) in specialised
+            .iter()
+            .map(|q| (q, true))
+            .chain(unchanged.iter().map(|q| (q, false)))
+        {
             let ours = compile_scalar(sql, &s).unwrap_or_else(|e| panic!("{sql}: {e}"));
             let theirs = compile_scalar_as(sql, &s, false).unwrap_or_else(|e| panic!("{sql}: {e}"));
             let plan = format!("{:?}", ours.physical);

@@ -45,11 +45,18 @@ pub(crate) fn infallible(expr: &Arc<dyn PhysicalExpr>) -> bool {
 }
 
 /// `CASE WHEN when THEN then ELSE otherwise END` with branches that cannot fail.
-#[derive(Debug, Hash, PartialEq, Eq)]
+#[derive(Debug, Hash, Eq)]
 pub(crate) struct SelectCase {
     when: Arc<dyn PhysicalExpr>,
     then: Arc<dyn PhysicalExpr>,
     otherwise: Arc<dyn PhysicalExpr>,
+}
+
+// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields.
+impl PartialEq for SelectCase {
+    fn eq(&self, other: &Self) -> bool {
+        self.when.eq(&other.when) && self.then.eq(&other.then) && self.otherwise.eq(&other.otherwise)
+    }
 }
 
 impl SelectCase {
@@ -81,7 +88,11 @@ impl SelectCase {
 
 impl Display for SelectCase {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "CASE WHEN {} THEN {} ELSE {} END", self.when, self.then, self.otherwise)
+        write!(
+            f,
+            "CASE WHEN {} THEN {} ELSE {} END",
+            self.when, self.then, self.otherwise
+        )
     }
 }
 
