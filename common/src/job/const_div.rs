@@ -57,7 +57,9 @@ impl Reciprocal {
                 r2 = r2.wrapping_sub(ad);
             }
             let delta = ad - r2;
-            if !(q1 < delta || (q1 == delta && r1 == 0)) || p >= 128 {
+            // Until 2^p exceeds the error bound of rounding 2^p / |d| up.
+            let imprecise = q1 < delta || (q1 == delta && r1 == 0);
+            if !imprecise || p >= 128 {
                 break;
             }
         }

@@ -4,7 +4,9 @@
 //! `json_get_int`, `json_get_float`, `json_as_text`, `json_length`, …; the
 //! `datafusion-functions-json` crate) read JSON held in string columns, so parsing a record's
 //! nested fields is one `select`. `cpu_cost(x, micros)` and `wait_cost(x, micros)`
-//! (`cpu_cost.rs`) make an expression cost a known time per row, for load tests.
+//! (`cpu_cost.rs`) make an expression cost a known time per row, for load tests. Two shapes are
+//! then rewritten into cheaper ones with the same results (`specialise`: `const_div.rs`,
+//! `select_case.rs`).
 
 use std::sync::{Arc, LazyLock};
 

@@ -175,7 +175,7 @@ fn pick<T: ArrowPrimitiveType>(mask: &BooleanBuffer, then: &ArrayRef, otherwise:
             a.iter()
                 .zip(b)
                 .enumerate()
-                .map(|(bit, (x, y))| if word >> bit & 1 == 1 { *x } else { *y }),
+                .map(|(bit, (x, y))| if (word >> bit) & 1 == 1 { *x } else { *y }),
         );
     }
     Some(Arc::new(PrimitiveArray::<T>::new(out.into(), None)))
