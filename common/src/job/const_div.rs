@@ -225,6 +225,7 @@ mod tests {
         }
         divisors.extend(divisors.clone().iter().map(|d| -d));
         divisors.extend([i64::MIN, i64::MIN + 1]);
+        divisors.retain(|d| !(-1..=1).contains(d));
         let mut dividends: Vec<i64> = (-1000..1000).collect();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..2000 {
@@ -238,7 +239,7 @@ mod tests {
             let r = Reciprocal::new(d).unwrap_or_else(|| panic!("{d} has a reciprocal"));
             for &n in dividends
                 .iter()
-                .chain([d, d - 1, d.wrapping_add(1), d.wrapping_mul(3)].iter())
+                .chain([d, d.wrapping_sub(1), d.wrapping_add(1), d.wrapping_mul(3)].iter())
             {
                 assert_eq!(r.quotient(n), n.wrapping_div(d), "{n} / {d}");
                 assert_eq!(r.remainder(n), n.wrapping_rem(d), "{n} % {d}");
