@@ -8,7 +8,7 @@
 //! overflow errors stay its own), and for every other divisor neither `/` nor `%` can fail.
 
 use std::fmt::{self, Display, Formatter};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array};
@@ -93,17 +93,26 @@ impl Reciprocal {
 }
 
 /// `input / divisor` or `input % divisor` for a BIGINT `input` and a literal divisor.
-#[derive(Debug, Hash, Eq)]
+#[derive(Debug, Eq)]
 pub(crate) struct ConstDivExpr {
     input: Arc<dyn PhysicalExpr>,
     by: Reciprocal,
     remainder: bool,
 }
 
-// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields.
+// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields, and `Hash`
+// must agree with it.
 impl PartialEq for ConstDivExpr {
     fn eq(&self, other: &Self) -> bool {
         self.input.eq(&other.input) && self.by == other.by && self.remainder == other.remainder
+    }
+}
+
+impl Hash for ConstDivExpr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.input.hash(state);
+        self.by.hash(state);
+        self.remainder.hash(state);
     }
 }
 

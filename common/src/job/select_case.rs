@@ -7,7 +7,7 @@
 //! evaluation, which never divides by the zero its condition excludes.
 
 use std::fmt::{self, Display, Formatter};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray};
@@ -45,17 +45,26 @@ pub(crate) fn infallible(expr: &Arc<dyn PhysicalExpr>) -> bool {
 }
 
 /// `CASE WHEN when THEN then ELSE otherwise END` with branches that cannot fail.
-#[derive(Debug, Hash, Eq)]
+#[derive(Debug, Eq)]
 pub(crate) struct SelectCase {
     when: Arc<dyn PhysicalExpr>,
     then: Arc<dyn PhysicalExpr>,
     otherwise: Arc<dyn PhysicalExpr>,
 }
 
-// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields.
+// By hand: a derived `PartialEq` cannot compare `Arc<dyn PhysicalExpr>` fields, and `Hash`
+// must agree with it.
 impl PartialEq for SelectCase {
     fn eq(&self, other: &Self) -> bool {
         self.when.eq(&other.when) && self.then.eq(&other.then) && self.otherwise.eq(&other.otherwise)
+    }
+}
+
+impl Hash for SelectCase {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.when.hash(state);
+        self.then.hash(state);
+        self.otherwise.hash(state);
     }
 }
 
