@@ -181,7 +181,8 @@ impl PhysicalExpr for ConstDivExpr {
                     return Err(not_bigint(self, array.data_type()));
                 };
                 // Null slots hold some value too; dividing it cannot fail, and the result
-                // keeps the input's null buffer.
+                // keeps the input's null buffer. The operator is chosen once, outside the
+                // per-row loop (`apply` is the scalar path).
                 let out: Int64Array = if self.remainder {
                     values.unary(|n| self.by.remainder(n))
                 } else {
@@ -198,8 +199,7 @@ impl PhysicalExpr for ConstDivExpr {
     }
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
-        let [input] = <[_; 1]>::try_from(children)
-            .map_err(|c| DataFusionError::Internal(format!("{self} takes one input, got {}", c.len())))?;
+        let [input] = super::expr::exactly(&self, children)?;
         Ok(Arc::new(Self {
             input,
             by: self.by,

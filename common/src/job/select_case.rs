@@ -152,8 +152,7 @@ impl PhysicalExpr for SelectCase {
     }
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
-        let [when, then, otherwise] = <[_; 3]>::try_from(children)
-            .map_err(|c| DataFusionError::Internal(format!("{self} takes three inputs, got {}", c.len())))?;
+        let [when, then, otherwise] = super::expr::exactly(&self, children)?;
         Ok(Arc::new(Self { when, then, otherwise }))
     }
 
