@@ -133,6 +133,7 @@ impl JobManagerService for JobManagerRpc {
             cpu_load: 0.0,
             network_segments: (0, 0, 0),
             streaming: false,
+            leaving: false,
             gateway: crate::resource_manager::GrpcGateway::gateway(gateway, self.settings.fencing_token),
         };
         let address = record.rpc_address();
@@ -204,6 +205,18 @@ impl JobManagerService for JobManagerRpc {
         request: Request<DeregisterTaskManagerRequest>,
     ) -> Result<Response<DeregisterTaskManagerResponse>, Status> {
         let req = request.into_inner();
+        if req.drain {
+            // Its reactive jobs rescale off it (a stop-with-checkpoint, their state prefetched
+            // where it goes); it deregisters once they did.
+            if let Some(resource_id) = self.registry.drain(&req.registration_id) {
+                if self.scheduler.moves_off(&resource_id) {
+                    tracing::info!(
+                        "TaskManager {resource_id} is shutting down: its jobs rescale off it before it deregisters."
+                    );
+                    return Ok(Response::new(DeregisterTaskManagerResponse { draining: true }));
+                }
+            }
+        }
         let reason = if req.reason.is_empty() {
             "no reason given".to_string()
         } else {
@@ -213,7 +226,7 @@ impl JobManagerService for JobManagerRpc {
             .registry
             .remove(&req.registration_id, LossCause::Deregistered(reason))
         {
-            Some(_) => Ok(Response::new(DeregisterTaskManagerResponse {})),
+            Some(_) => Ok(Response::new(DeregisterTaskManagerResponse::default())),
             None => Err(Status::not_found(format!(
                 "registration {} is not known",
                 req.registration_id

@@ -1,5 +1,6 @@
 //! Starts a taskmanager: derives and logs its memory, binds its gateway (RPC), data and metrics
 //! ports, registers with the jobmanager and stays registered until SIGTERM/SIGINT, when it
+//! lets its reactive jobs rescale off it (with `taskmanager.graceful-shutdown.timeout` set),
 //! deregisters and exits.
 
 use std::net::{IpAddr, UdpSocket};
@@ -179,7 +180,9 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         state_env,
         fence.clone(),
     );
-    let mut rpc_shutdown = shutdown_rx.clone();
+    // The gateway serves until the registration ended: a draining taskmanager still takes
+    // the checkpoint that moves its jobs off.
+    let (rpc_stop_tx, mut rpc_shutdown) = watch::channel(false);
     let rpc_server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TaskManagerServiceServer::new(gateway))
@@ -188,6 +191,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
             }),
     );
 
+    let graceful_shutdown = cfg(config.get(&GRACEFUL_SHUTDOWN_TIMEOUT))?;
     let settings = RegistrationSettings {
         jobmanager_url,
         request: RegisterTaskManagerRequest {
@@ -212,6 +216,7 @@ pub async fn run(config: Configuration) -> Result<(), String> {
         max_backoff: cfg(config.get(&REGISTRATION_MAX_TIMEOUT))?,
         heartbeat_interval: cfg(config.get(&HEARTBEAT_INTERVAL))?,
         heartbeat_timeout: cfg(config.get(&HEARTBEAT_TIMEOUT))?,
+        graceful_shutdown,
         ha: sluice_common::ha::HaSettings::from_config(&config)?,
         fence,
     };
@@ -232,7 +237,8 @@ pub async fn run(config: Configuration) -> Result<(), String> {
     tracing::info!("Received {signal}; shutting down the TaskManager.");
     sluice_common::systemd::stopping();
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), registration).await;
+    let _ = tokio::time::timeout(graceful_shutdown + Duration::from_secs(5), registration).await;
+    let _ = rpc_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), rpc_server).await;
     // Local copies of checkpointed state do not outlive the taskmanager (Flink's rule).
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(local_root)).await;

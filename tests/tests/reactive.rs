@@ -1,7 +1,7 @@
 //! Reactive mode end to end, with real processes: a keyed windowed job with an exactly-once file
-//! sink follows taskmanagers joining (scale-up by stop-with-checkpoint) and being killed with
-//! SIGKILL (scale-down by failover), five alternating rounds, and its committed output equals
-//! the reference. Every rescale's pause is printed. Two reactive jobs in one session cluster
+//! sink follows taskmanagers joining (scale-up by stop-with-checkpoint) and leaving, by SIGTERM
+//! (the taskmanager drains: scale-down by stop-with-checkpoint) and SIGKILL (scale-down by
+//! failover) in turn, in alternating rounds, and its committed output equals the reference. Every rescale's pause is printed. Two reactive jobs in one session cluster
 //! both scale up when a taskmanager joins.
 
 use std::time::Duration;
@@ -15,7 +15,8 @@ fn reactive_config(checkpoints: &std::path::Path) -> String {
          execution.checkpointing.dir: file://{}\nexecution.checkpointing.interval: 1 s\n\
          execution.checkpointing.num-retained: 2\n\
          restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 1000\n\
-         restart-strategy.fixed-delay.delay: 100 ms\n",
+         restart-strategy.fixed-delay.delay: 100 ms\n\
+         taskmanager.graceful-shutdown.timeout: 30 s\n",
         checkpoints.display()
     )
 }
@@ -33,7 +34,8 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
     let history = follow_taskmanagers(
         "state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
          execution.checkpointing.local-backup.enabled: true\nexecution.state-recovery.from-local: true\n\
-         state.backend.rocksdb.rescaling.use-delete-files-in-range: true\nheartbeat.interval: 500 ms\n",
+         state.backend.rocksdb.rescaling.use-delete-files-in-range: true\nheartbeat.interval: 500 ms\n\
+         state.backend.rocksdb.rescaling.prefetch: true\n",
         200_000,
         2,
     );
@@ -79,10 +81,23 @@ fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
                 phases["stop_checkpoint_ms"].is_u64() && phases["stop_checkpoint_uploaded_bytes"].is_u64(),
                 "a scale-up stops with a checkpoint: {r}"
             );
-            // With incremental checkpoints, after one taken while the job ran.
+            // With incremental checkpoints, after one taken while the job ran, whose state
+            // the next attempt's taskmanagers prefetched (local recovery).
             assert!(phases["prepare_checkpoint_ms"].is_u64(), "a prepared stop: {r}");
+            assert!(phases["prefetch_ms"].is_u64(), "prefetched before the stop: {r}");
         }
     }
+    // Round 1's SIGTERM: the job rescaled off the leaving taskmanager the same way.
+    let graceful: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|r| r["cause"].as_str().is_some_and(|c| c.contains("is shutting down")))
+        .collect();
+    assert_eq!(graceful.len(), 1, "one scale-down by SIGTERM: {history:?}");
+    let phases = &graceful[0]["phases"];
+    for phase in ["stop_checkpoint_ms", "prepare_checkpoint_ms", "prefetch_ms"] {
+        assert!(phases[phase].is_u64(), "{phase} in {}", graceful[0]);
+    }
+    assert!(graceful[0]["to_parallelism"].as_u64() < graceful[0]["from_parallelism"].as_u64());
 }
 
 /// A keyed windowed job of `rows` rows follows `rounds` rounds of a third taskmanager joining
@@ -119,8 +134,21 @@ fn follow_taskmanagers(backend: &str, rows: i64, rounds: usize) -> Vec<serde_jso
         wait_for(Duration::from_secs(20), "a checkpoint at parallelism 3", || {
             (cluster.completed_checkpoints(&id) > done).then_some(())
         });
-        // Down: the oldest taskmanager is killed.
-        tms.remove(0).kill9();
+        // Down: the oldest taskmanager leaves, by SIGTERM in odd rounds (its jobs rescale off
+        // it before it exits 0), else killed.
+        let mut leaving = tms.remove(0);
+        if round % 2 == 1 {
+            leaving.signal(libc::SIGTERM);
+            let status = leaving.wait_exit(Duration::from_secs(45));
+            assert!(
+                status.success(),
+                "taskmanager exit status {status:?}\n{}",
+                leaving.log()
+            );
+            assert!(leaving.log().contains("moved off"), "{}", leaving.log());
+        } else {
+            leaving.kill9();
+        }
         wait_parallelism(cluster.rest_port, &id, 2, Duration::from_secs(30));
         let done = cluster.completed_checkpoints(&id);
         wait_for(Duration::from_secs(20), "a checkpoint at parallelism 2", || {

@@ -300,6 +300,12 @@ options! {
     TASKMANAGER_DATA_PORT: u16 = "taskmanager.data.port", Some("0");
     /// Fixed id of this taskmanager; generated (host:port-random) when absent.
     TASKMANAGER_RESOURCE_ID: String = "taskmanager.resource-id", None;
+    /// On SIGTERM, how long a taskmanager running reactive jobs waits for them to rescale off
+    /// it (stop-with-checkpoint: nothing replayed) before it deregisters and exits. Sluice's
+    /// own option; 0 (the default, as Flink) leaves at once and its jobs fail over from their
+    /// latest checkpoint, which pauses them less when a checkpoint is large (BENCHMARKS.md,
+    /// R1 of session 14). Raise the service manager's stop timeout above it.
+    GRACEFUL_SHUTDOWN_TIMEOUT: Duration = "taskmanager.graceful-shutdown.timeout", Some("0 s");
     HEARTBEAT_INTERVAL: Duration = "heartbeat.interval", Some("10 s");
     HEARTBEAT_TIMEOUT: Duration = "heartbeat.timeout", Some("50 s");
     /// First pause between registration attempts; doubles up to the max.
@@ -429,6 +435,12 @@ options! {
     /// with 1 GB of state the many small files loaded slower and opened slower on restore
     /// than the fetch saved (BENCHMARKS.md, R1 of session 10).
     ROCKSDB_FILE_PER_KEY_GROUP: bool = "state.backend.rocksdb.compaction.file-per-key-group", Some("false");
+    /// With local recovery, a rescale's prepared stop waits until the taskmanagers of the next
+    /// attempt prefetched the prepared checkpoint's files (`scheduler/prefetch.rs`). Sluice's
+    /// own option. Off by default: under a heavy write load the state changed meanwhile
+    /// (compactions), so the stop's own checkpoint grew by more than the prefetch saved
+    /// (BENCHMARKS.md, R1 of session 14).
+    ROCKSDB_RESCALE_PREFETCH: bool = "state.backend.rocksdb.rescaling.prefetch", Some("false");
     /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
     /// state, downloading only what it lacks.
     STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];

@@ -43,6 +43,24 @@ pub(crate) struct CheckpointSettings {
     /// A stop-with-checkpoint first takes a checkpoint while the job runs (incremental
     /// RocksDB checkpoints and `…rescale-trigger.active-checkpoint.enabled`).
     pub prepare_stop: bool,
+    /// A prepared stop waits, after its checkpoint completed, until the taskmanagers
+    /// prefetched that checkpoint's state for the attempt after it (local recovery on):
+    /// the scheduler takes `prepared` and holds the stop (`hold_stop`), for `PREFETCH_LIMIT` at
+    /// most.
+    pub prefetch_before_stop: bool,
+}
+
+/// The longest a prepared stop waits for the prefetch of its checkpoint's state: the job runs
+/// meanwhile, so waiting costs only the rescale's delay; past it, the stop goes and the
+/// restore downloads what was not prefetched.
+const PREFETCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// A prepared stop's checkpoint, completed: what the attempt after the stop will restore
+/// (the stop's own checkpoint adds only what changed since).
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedCheckpoint {
+    pub url: String,
+    pub metadata: CheckpointMetadata,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +135,11 @@ pub(crate) struct Coordinator {
     /// When the stop-with-checkpoint was triggered (a rescale's pause starts there), and how
     /// long the checkpoint before it took when the stop was prepared; taken by the scheduler.
     pub stop_triggered: Option<StopTriggered>,
+    /// With `prefetch_before_stop`: the prepared stop's checkpoint once completed, for the
+    /// scheduler to take; when it completed; and the prefetch that holds the stop until done.
+    pub prepared: Option<PreparedCheckpoint>,
+    prepared_at: Option<Instant>,
+    hold: Option<tokio::task::JoinHandle<()>>,
     /// Checkpoints that failed since the taskmanagers last heard of a failure.
     aborted: Vec<u64>,
     /// The attempt's split enumerators.
@@ -163,6 +186,9 @@ impl Coordinator {
             stop_next: false,
             stop_after: None,
             stop_triggered: None,
+            prepared: None,
+            prepared_at: None,
+            hold: None,
             aborted: Vec::new(),
             enumerators: Arc::default(),
             leadership: None,
@@ -331,9 +357,28 @@ impl Coordinator {
         if self.pending.contains_key(&id) {
             return;
         }
+        // Its state is being prefetched (or is still to be taken for that): the job runs on.
+        let prefetching = self.prepared.is_some() || self.hold.as_ref().is_some_and(|h| !h.is_finished());
+        if prefetching && self.prepared_at.is_some_and(|t| t.elapsed() < PREFETCH_LIMIT) {
+            return;
+        }
+        if prefetching {
+            tracing::warn!(
+                "Job {}: the prefetch of checkpoint {id}'s state took longer than {} s; stopping without waiting for it.",
+                self.job_id,
+                PREFETCH_LIMIT.as_secs()
+            );
+        }
+        self.prepared = None;
+        self.hold = None;
         self.stop_after = None;
         let Some(dir) = self.settings.dir.clone() else { return };
         self.trigger_stop(&dir, Some(asked)).await;
+    }
+
+    /// Holds a prepared stop until `prefetch` (of the state in `prepared`) ends.
+    pub(crate) fn hold_stop(&mut self, prefetch: tokio::task::JoinHandle<()>) {
+        self.hold = Some(prefetch);
     }
 
     /// Whether a stopping checkpoint or savepoint is pending (or prepared).
@@ -585,6 +630,13 @@ impl Coordinator {
         if p.stop {
             self.stopped = true;
             self.stopped_with = Some((duration, size));
+        }
+        if self.settings.prefetch_before_stop && self.stop_after.is_some_and(|(id, _)| id == p.id) {
+            self.prepared = Some(PreparedCheckpoint {
+                url: p.target_url.clone(),
+                metadata: metadata.clone(),
+            });
+            self.prepared_at = Some(Instant::now());
         }
         // Every subtask snapshotted it after the end of its input: the job's final checkpoint
         // (FLIP-147); the subtasks waiting for it end.

@@ -50,6 +50,7 @@ fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
         dir: Some(format!("file://{}", dir.path().display())),
         savepoint_dir: None,
         prepare_stop: false,
+        prefetch_before_stop: false,
     };
     let coordinator = Coordinator::new(
         settings,
@@ -254,6 +255,43 @@ async fn a_prepared_stop_waits_for_a_checkpoint_taken_while_running() {
     f.coordinator.on_ack(ack(2, 0, false)).await;
     f.coordinator.on_ack(ack(2, 1, false)).await;
     assert!(f.coordinator.stopped && f.coordinator.stopped_with.is_some());
+}
+
+#[tokio::test]
+async fn a_prepared_stop_waits_for_the_prefetch_of_its_checkpoints_state() {
+    let mut f = fixture_every(0, Duration::from_secs(3600));
+    f.coordinator.settings.prepare_stop = true;
+    f.coordinator.settings.prefetch_before_stop = true;
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    f.coordinator.on_ack(ack(1, 1, false)).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(stops(&f), vec![false], "the completed checkpoint waits to be taken");
+    let prepared = f.coordinator.prepared.take().expect("the prepared checkpoint");
+    assert_eq!(prepared.metadata.checkpoint_id, 1);
+    assert!(prepared.url.ends_with("chk-1"), "{}", prepared.url);
+    let (done, wait) = tokio::sync::oneshot::channel::<()>();
+    f.coordinator.hold_stop(tokio::spawn(async move {
+        let _ = wait.await;
+    }));
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(stops(&f), vec![false], "the stop waits for the prefetch");
+    assert!(f.coordinator.stopping());
+    let _ = done.send(());
+    let f = tick_until(f, 2).await;
+    assert_eq!(stops(&f), vec![false, true], "then the stop");
+}
+
+/// Ticks until `n` checkpoints were triggered (at most a second).
+async fn tick_until(mut f: Fixture, n: usize) -> Fixture {
+    for _ in 0..100 {
+        f.coordinator.tick(true, false, Vec::new()).await;
+        if stops(&f).len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f
 }
 
 #[tokio::test]

@@ -8,5 +8,5 @@ pub(crate) mod coordinator;
 mod coordinator_tests;
 pub(crate) mod stats;
 
-pub(crate) use coordinator::{CheckpointSettings, Coordinator, SavepointRequest, StopTriggered};
+pub(crate) use coordinator::{CheckpointSettings, Coordinator, PreparedCheckpoint, SavepointRequest, StopTriggered};
 pub(crate) use stats::{CheckpointStats, SavepointStatus};

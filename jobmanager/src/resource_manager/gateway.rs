@@ -1,8 +1,8 @@
 //! What the jobmanager asks of a taskmanager, behind a trait (Flink's `TaskExecutorGateway`):
 //! deploy and cancel a job attempt's subtasks, hand running sources new splits, trigger
-//! checkpoints and announce their completion or abortion. The daemon talks gRPC
-//! (`GrpcGateway`); unit tests of the scheduler and the checkpoint coordinator put a fake in
-//! its place. Errors are the taskmanager's message.
+//! checkpoints and announce their completion or abortion, prefetch state before a rescale.
+//! The daemon talks gRPC (`GrpcGateway`); unit tests of the scheduler and the checkpoint
+//! coordinator put a fake in its place. Errors are the taskmanager's message.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use std::sync::Arc;
 use sluice_common::ha::FENCING_TOKEN_HEADER;
 use sluice_proto::control::task_manager_service_client::TaskManagerServiceClient;
 use sluice_proto::control::{
-    AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, SubmitTasksRequest, SubmitTasksResponse,
-    TriggerCheckpointRequest,
+    AddSplitsRequest, CancelJobRequest, NotifyCheckpointRequest, PrefetchStateRequest, PrefetchStateResponse,
+    SubmitTasksRequest, SubmitTasksResponse, TriggerCheckpointRequest,
 };
 use tonic::transport::Channel;
 
@@ -24,6 +24,9 @@ pub(crate) trait TaskManagerGateway: Send + Sync {
     async fn notify_checkpoint_complete(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
     async fn notify_checkpoint_aborted(&self, request: NotifyCheckpointRequest) -> Result<(), String>;
     async fn add_splits(&self, request: AddSplitsRequest) -> Result<(), String>;
+    /// Fetches a completed checkpoint's files that the taskmanager's subtasks after a rescale
+    /// need into its local state copies; the answer says how many files and bytes came.
+    async fn prefetch_state(&self, request: PrefetchStateRequest) -> Result<PrefetchStateResponse, String>;
 }
 
 /// A shared gateway, as a registry entry holds it.
@@ -109,6 +112,15 @@ impl TaskManagerGateway for GrpcGateway {
     async fn add_splits(&self, request: AddSplitsRequest) -> Result<(), String> {
         answered(self.client.clone().add_splits(self.fenced(request)).await)
     }
+
+    async fn prefetch_state(&self, request: PrefetchStateRequest) -> Result<PrefetchStateResponse, String> {
+        self.client
+            .clone()
+            .prefetch_state(self.fenced(request))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| s.message().to_string())
+    }
 }
 
 /// A taskmanager that records what it is asked and answers yes, for unit tests of the
@@ -122,6 +134,7 @@ pub(crate) struct RecordingGateway {
     pub(crate) notices: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
     pub(crate) aborts: std::sync::Mutex<Vec<NotifyCheckpointRequest>>,
     pub(crate) added_splits: std::sync::Mutex<Vec<AddSplitsRequest>>,
+    pub(crate) prefetches: std::sync::Mutex<Vec<PrefetchStateRequest>>,
 }
 
 #[cfg(test)]
@@ -150,5 +163,9 @@ impl TaskManagerGateway for RecordingGateway {
     async fn add_splits(&self, r: AddSplitsRequest) -> Result<(), String> {
         self.added_splits.lock().unwrap_or_else(|p| p.into_inner()).push(r);
         Ok(())
+    }
+    async fn prefetch_state(&self, r: PrefetchStateRequest) -> Result<PrefetchStateResponse, String> {
+        self.prefetches.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        Ok(PrefetchStateResponse::default())
     }
 }

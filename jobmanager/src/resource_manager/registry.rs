@@ -40,6 +40,9 @@ pub(crate) struct TaskManagerRecord {
     pub network_segments: (u64, u64, u64),
     /// Whether its heartbeat stream is open (liveness is watched through it).
     pub streaming: bool,
+    /// It is shutting down and asked its jobs to move off (`Registry::drain`): its slots are
+    /// neither offered nor counted.
+    pub leaving: bool,
     /// Connected gateway for commands to this taskmanager.
     pub gateway: Gateway,
 }
@@ -54,6 +57,9 @@ impl TaskManagerRecord {
     }
 
     pub(crate) fn slots_free(&self) -> u32 {
+        if self.leaving {
+            return 0;
+        }
         self.slots_total.saturating_sub(self.slots_allocated)
     }
 }
@@ -181,10 +187,10 @@ impl Registry {
         self.lock().values().cloned().collect()
     }
 
-    /// (taskmanagers, slots total, slots free).
+    /// (taskmanagers, slots total, slots free); a leaving taskmanager's slots are not counted.
     pub(crate) fn totals(&self) -> (usize, u32, u32) {
         let map = self.lock();
-        let total = map.values().map(|r| r.slots_total).sum();
+        let total = map.values().filter(|r| !r.leaving).map(|r| r.slots_total).sum();
         let free = map.values().map(|r| r.slots_free()).sum();
         (map.len(), total, free)
     }
@@ -197,22 +203,50 @@ impl Registry {
         if free < needed {
             return None;
         }
-        let mut left = needed;
-        let mut out = Vec::new();
         let mut tms: Vec<&mut TaskManagerRecord> = map.values_mut().collect();
-        tms.sort_by_key(|r| r.registered_at_ms);
-        for r in tms {
-            if left == 0 {
-                break;
-            }
-            let take = r.slots_free().min(left);
-            if take > 0 {
-                r.slots_allocated += take;
-                left -= take;
-                out.push((r.clone(), take));
-            }
+        tms.sort_by(|a, b| fill_order(a, b));
+        let takes = fill(&tms.iter().map(|r| r.slots_free()).collect::<Vec<_>>(), needed);
+        let mut out = Vec::new();
+        for (r, take) in tms.into_iter().zip(takes).filter(|(_, t)| *t > 0) {
+            r.slots_allocated += take;
+            out.push((r.clone(), take));
         }
         Some(out)
+    }
+
+    /// Where `allocate(needed)` would put the slots once the attempt holding `held`
+    /// (taskmanager, slots) gave them back, without taking any: a rescale's prefetch plans
+    /// with it. Fewer than `needed` when the slots are short.
+    pub(crate) fn predict(&self, needed: u32, held: &[(String, u32)]) -> Vec<(TaskManagerRecord, u32)> {
+        let mut tms = self.snapshot();
+        tms.sort_by(fill_order);
+        let free: Vec<u32> = tms
+            .iter()
+            .map(|r| {
+                let mine: u32 = held.iter().filter(|(id, _)| *id == r.resource_id).map(|(_, n)| n).sum();
+                if r.leaving {
+                    0
+                } else {
+                    r.slots_free() + mine.min(r.slots_allocated)
+                }
+            })
+            .collect();
+        let takes = fill(&free, needed);
+        tms.into_iter().zip(takes).filter(|(_, t)| *t > 0).collect()
+    }
+
+    /// Marks a registration as leaving (its taskmanager is shutting down and drains): its
+    /// slots are offered no more. Returns its resource id; `None` when it is not known.
+    pub(crate) fn drain(&self, registration_id: &str) -> Option<String> {
+        let mut map = self.lock();
+        let r = map.get_mut(registration_id)?;
+        r.leaving = true;
+        Some(r.resource_id.clone())
+    }
+
+    /// Whether the taskmanager `resource_id` is registered and leaving.
+    pub(crate) fn is_leaving(&self, resource_id: &str) -> bool {
+        self.lock().values().any(|r| r.resource_id == resource_id && r.leaving)
     }
 
     /// Gives slots back (to taskmanagers still registered).
@@ -233,6 +267,24 @@ impl Registry {
     pub(crate) fn task_digests(&self) -> Vec<TaskDigest> {
         self.lock().values().flat_map(|r| r.tasks.clone()).collect()
     }
+}
+
+/// The order slots are taken in: by registration, then resource id.
+fn fill_order(a: &TaskManagerRecord, b: &TaskManagerRecord) -> std::cmp::Ordering {
+    (a.registered_at_ms, &a.resource_id).cmp(&(b.registered_at_ms, &b.resource_id))
+}
+
+/// How many of `needed` slots each taskmanager gives when they are filled in order, each up
+/// to its `free` slots.
+fn fill(free: &[u32], needed: u32) -> Vec<u32> {
+    let mut left = needed;
+    free.iter()
+        .map(|&f| {
+            let take = f.min(left);
+            left -= take;
+            take
+        })
+        .collect()
 }
 
 /// A registered taskmanager with two slots behind `gateway`, for unit tests.
@@ -256,6 +308,7 @@ pub(crate) fn test_record(registration_id: &str, gateway: Gateway) -> TaskManage
         cpu_load: 0.0,
         network_segments: (0, 0, 0),
         streaming: false,
+        leaving: false,
         gateway,
     }
 }
@@ -302,7 +355,36 @@ mod tests {
         assert_eq!(got.iter().map(|(_, n)| n).sum::<u32>(), 3);
         assert_eq!(registry.totals(), (2, 4, 1));
         let held: Vec<(String, u32)> = got.iter().map(|(r, n)| (r.resource_id.clone(), *n)).collect();
+        // Once those 3 go back, the same 3 come again: a rescale's prefetch plans with that.
+        let predicted: Vec<(String, u32)> = registry
+            .predict(3, &held)
+            .iter()
+            .map(|(r, n)| (r.resource_id.clone(), *n))
+            .collect();
+        assert_eq!(predicted, held);
+        assert_eq!(registry.totals(), (2, 4, 1), "a prediction takes nothing");
         registry.release(&held);
         assert_eq!(registry.totals(), (2, 4, 4));
+        let again: Vec<(String, u32)> = registry
+            .allocate(3)
+            .unwrap()
+            .iter()
+            .map(|(r, n)| (r.resource_id.clone(), *n))
+            .collect();
+        assert_eq!(again, predicted);
+        // A leaving taskmanager offers and counts no slots, and predictions skip it.
+        registry.release(&held);
+        let leaving = registry.snapshot()[0].clone();
+        assert_eq!(
+            registry.drain(&leaving.registration_id),
+            Some(leaving.resource_id.clone())
+        );
+        assert!(registry.is_leaving(&leaving.resource_id));
+        assert_eq!(registry.totals(), (2, 2, 2));
+        assert!(registry
+            .predict(2, &[])
+            .iter()
+            .all(|(r, _)| r.resource_id != leaving.resource_id));
+        assert!(registry.allocate(3).is_none());
     }
 }

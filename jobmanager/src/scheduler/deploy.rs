@@ -87,16 +87,7 @@ impl Scheduler {
                     history.next_id = history.next_id.max(m.checkpoint_id + 1);
                 }
             }
-            let job_config: HashMap<String, String> = job
-                .config
-                .entries()
-                .filter(|(k, _)| {
-                    ["state.", "execution.checkpointing.", "execution.state-recovery."]
-                        .iter()
-                        .any(|p| k.starts_with(p))
-                })
-                .map(|(k, e)| (k.clone(), e.value.clone()))
-                .collect();
+            let job_config = state_config(&job);
             let checkpoint_url = job
                 .config
                 .get_opt(&CHECKPOINTS_DIR)
@@ -241,6 +232,20 @@ impl Scheduler {
 
 /// What the restored checkpoint (its encoded metadata) tells the enumerators: their states, and
 /// which operators restore state.
+/// The job's keys a taskmanager's state backends and restores read (the effective
+/// configuration: the cluster's with the job file's overrides).
+pub(super) fn state_config(job: &Job) -> HashMap<String, String> {
+    job.config
+        .entries()
+        .filter(|(k, _)| {
+            ["state.", "execution.checkpointing.", "execution.state-recovery."]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .map(|(k, e)| (k.clone(), e.value.clone()))
+        .collect()
+}
+
 fn restored_enumerators(metadata: Option<&[u8]>) -> Result<RestoredEnumerators, String> {
     let Some(bytes) = metadata else {
         return Ok(RestoredEnumerators::default());

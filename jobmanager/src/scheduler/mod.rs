@@ -19,6 +19,7 @@ mod deploy;
 mod discovery;
 mod error;
 pub(crate) mod job;
+mod prefetch;
 pub(crate) use error::SchedulerError;
 pub(crate) mod reactive;
 pub(crate) mod requirements;
@@ -72,6 +73,7 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
         prepare_stop: cfg(c.get(&RESCALE_ACTIVE_CHECKPOINT))?
             && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
             && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
+        prefetch_before_stop: cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))? && cfg(c.get(&ROCKSDB_RESCALE_PREFETCH))?,
     })
 }
 
@@ -181,6 +183,20 @@ impl Scheduler {
         if let Some(handle) = self.handles().get(&job_id).cloned() {
             handle.send(JobCommand::Checkpoint(message));
         }
+    }
+
+    /// Whether a job runs on taskmanager `resource_id` that moves off when it leaves: a
+    /// reactive job that checkpoints (a rescale by stop-with-checkpoint; others fail over when
+    /// it is gone).
+    pub(crate) fn moves_off(&self, resource_id: &str) -> bool {
+        let handles: Vec<Arc<Handle>> = self.handles().values().cloned().collect();
+        handles.iter().any(|h| {
+            let job = h.lock();
+            job.reactive
+                && !job.state.is_terminal()
+                && job.config.get_opt(&CHECKPOINTS_DIR).ok().flatten().is_some()
+                && job.tasks.values().any(|(_, tm)| tm == resource_id)
+        })
     }
 
     pub(crate) fn jobs(&self) -> Vec<Job> {

@@ -4,8 +4,9 @@
 //! (the first `total mod n` jobs get one more). Each vertex then runs at min(its max
 //! parallelism, the job's share). A running job scales up when its share rose by at least
 //! `min-parallelism-increase` (summed over vertices), the extra slots are free, and the slots
-//! have not changed for `resource-stabilization-timeout`; it scales down only by failover when
-//! a taskmanager is lost. Every rescale is recorded with its cause and pause.
+//! have not changed for `resource-stabilization-timeout`. It scales down by stop-with-checkpoint
+//! when a taskmanager it runs on drains as it shuts down (`taskmanager.graceful-shutdown.timeout`
+//! set), and by failover when one is lost. Every rescale is recorded with its cause and pause.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,9 @@ pub(crate) struct RescaleRecord {
     pub stop_checkpoint: Option<(u64, u64)>,
     /// Before the pause, while the job ran: the checkpoint a prepared stop waited for.
     pub prepare_ms: Option<u64>,
+    /// Within the prepare: the taskmanagers' prefetch of that checkpoint's state for the new
+    /// attempt (ms, bytes).
+    pub prefetch: Option<(u64, u64)>,
     /// From the pause's start until the new attempt processed its first record (`note_first_
     /// record`); none until a heartbeat brought it.
     pub first_record_ms: Option<u64>,
@@ -97,6 +101,8 @@ impl RescaleRecord {
             "pause_ms": self.pause_ms,
             "phases": {
                 "prepare_checkpoint_ms": self.prepare_ms,
+                "prefetch_ms": self.prefetch.map(|p| p.0),
+                "prefetched_bytes": self.prefetch.map(|p| p.1),
                 "stop_ms": self.stop_ms,
                 "stop_checkpoint_ms": self.stop_checkpoint.map(|c| c.0),
                 "stop_checkpoint_uploaded_bytes": self.stop_checkpoint.map(|c| c.1),
@@ -130,8 +136,10 @@ pub(crate) struct PendingRescale {
     /// The stop-with-checkpoint's duration and bytes, once it completed (none when the rescale
     /// follows a failure).
     pub stop_checkpoint: Option<(u64, u64)>,
-    /// A prepared stop: the checkpoint taken while the job ran, before the stop's barrier.
+    /// A prepared stop: the checkpoint taken while the job ran, before the stop's barrier,
+    /// and the prefetch of its state after it (ms, bytes).
     pub prepare_ms: Option<u64>,
+    pub prefetch: Option<(u64, u64)>,
 }
 
 impl PendingRescale {
@@ -147,6 +155,7 @@ impl PendingRescale {
             restore_ms: 0,
             stop_checkpoint: None,
             prepare_ms: None,
+            prefetch: None,
         }
     }
 

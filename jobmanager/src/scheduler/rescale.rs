@@ -60,6 +60,13 @@ impl Scheduler {
     /// stays.
     pub(super) fn replan(&self, handle: &Handle, p: Option<u32>) -> Result<(), String> {
         let mut job = handle.lock();
+        let graph = self.plan_at(&job, p)?;
+        job.graph = Arc::new(graph);
+        Ok(())
+    }
+
+    /// The graph `replan(p)` would give `job`, left unset.
+    pub(super) fn plan_at(&self, job: &Job, p: Option<u32>) -> Result<sluice_common::job::JobGraph, String> {
         let options = GraphOptions {
             default_parallelism: self.settings.default_parallelism,
             parallelism: p.or(job.parallelism),
@@ -68,9 +75,7 @@ impl Scheduler {
             uniform: job.reactive,
             cluster_config: Some(Arc::new(job.config.clone())),
         };
-        let graph = compile_job(&job.yaml, &job.file, &options, registry()).map_err(|e| e.to_string())?;
-        job.graph = Arc::new(graph);
-        Ok(())
+        compile_job(&job.yaml, &job.file, &options, registry()).map_err(|e| e.to_string())
     }
 
     /// The job's resource requirements in Flink's body.
@@ -169,6 +174,22 @@ impl Scheduler {
         .await
     }
 
+    /// Reactive: a taskmanager the attempt holds slots on is leaving (it drains as it shuts
+    /// down): the job stops with a checkpoint and comes back on the slots left, instead of
+    /// failing over once it is gone. `true` once the stop is under way.
+    pub(super) async fn maybe_move_off(
+        &self,
+        handle: &Handle,
+        held: &[(String, u32)],
+        coordinator: &mut Coordinator,
+    ) -> bool {
+        let Some((leaving, _)) = held.iter().find(|(tm, _)| self.registry.is_leaving(tm)) else {
+            return false;
+        };
+        let cause = format!("TaskManager {leaving} is shutting down");
+        Self::begin_rescale(handle, coordinator, cause, "off a taskmanager that shuts down").await
+    }
+
     /// Stops the job with a checkpoint for a rescale and records the rescale as under way;
     /// `false` when the stop cannot start.
     pub(super) async fn begin_rescale(
@@ -235,6 +256,7 @@ impl Scheduler {
             restore_ms: pending.restore_ms,
             stop_checkpoint: pending.stop_checkpoint,
             prepare_ms: pending.prepare_ms,
+            prefetch: pending.prefetch,
             first_record_ms: None,
             vertices,
         });
@@ -318,6 +340,7 @@ mod tests {
             restore_ms: 0,
             stop_checkpoint: None,
             prepare_ms: None,
+            prefetch: None,
             first_record_ms: None,
             vertices: Vec::new(),
         }

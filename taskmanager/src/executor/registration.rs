@@ -30,6 +30,9 @@ pub(crate) struct RegistrationSettings {
     pub max_backoff: Duration,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
+    /// `taskmanager.graceful-shutdown.timeout`: on shutdown, how long to wait for the jobs
+    /// running here to rescale off before deregistering.
+    pub graceful_shutdown: Duration,
     /// HA: the leader is whoever holds the lease in the HA store, not the configured address.
     pub ha: Option<HaSettings>,
     /// The newest fencing token a jobmanager registered this taskmanager under; requests
@@ -150,7 +153,15 @@ fn beat(registration_id: &str, reported: &Reported, cpu: &mut CpuLoad) -> TaskMa
     }
 }
 
-async fn heartbeat(session: &mut Session, reported: &Reported, shutdown: &mut watch::Receiver<bool>) -> SessionEnd {
+/// How often a draining taskmanager looks whether its subtasks have ended.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+async fn heartbeat(
+    session: &mut Session,
+    reported: &Reported,
+    shutdown: &mut watch::Receiver<bool>,
+    graceful: Duration,
+) -> SessionEnd {
     let mut cpu = CpuLoad::new();
     let (tx, rx) = mpsc::channel(4);
     if tx
@@ -167,6 +178,9 @@ async fn heartbeat(session: &mut Session, reported: &Reported, shutdown: &mut wa
     let mut ticker = tokio::time::interval(session.interval);
     ticker.tick().await;
     let mut deadline = Instant::now() + session.timeout;
+    // Shutting down while the jobs running here rescale off: until when to wait for them.
+    let mut draining: Option<Instant> = None;
+    let mut drain_poll = tokio::time::interval(DRAIN_POLL);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -185,12 +199,55 @@ async fn heartbeat(session: &mut Session, reported: &Reported, shutdown: &mut wa
                     session.timeout.as_millis()
                 ));
             }
-            _ = shutdown.changed() => {
+            _ = shutdown.changed(), if draining.is_none() => {
+                // The jobs running here move off first (heartbeats go on meanwhile), if the
+                // jobmanager says any will.
+                if !graceful.is_zero() && !reported.runs.tasks().is_empty() && drain(session).await {
+                    tracing::info!(
+                        "Waiting up to {} ms for the jobs running here to rescale off (taskmanager.graceful-shutdown.timeout).",
+                        graceful.as_millis()
+                    );
+                    draining = Some(Instant::now() + graceful);
+                    continue;
+                }
                 // Deregister while the stream is still open, so the jobmanager records a
                 // clean departure rather than a broken stream.
                 deregister(session, "TaskManager shutting down").await;
                 return SessionEnd::Shutdown;
             }
+            _ = drain_poll.tick(), if draining.is_some() => {
+                let empty = reported.runs.tasks().is_empty();
+                if empty || draining.is_some_and(|until| Instant::now() >= until) {
+                    if empty {
+                        tracing::info!("The jobs running here moved off.");
+                    } else {
+                        tracing::warn!("The jobs running here did not move off within taskmanager.graceful-shutdown.timeout; leaving anyway (they fail over).");
+                    }
+                    deregister(session, "TaskManager shutting down").await;
+                    return SessionEnd::Shutdown;
+                }
+            }
+        }
+    }
+}
+
+/// Asks the jobmanager to move the jobs running here off (the registration stays, offering no
+/// slots); `true` when some job will.
+async fn drain(session: &mut Session) -> bool {
+    let request = DeregisterTaskManagerRequest {
+        registration_id: session.registration_id.clone(),
+        reason: "TaskManager shutting down".into(),
+        drain: true,
+    };
+    match tokio::time::timeout(Duration::from_secs(3), session.client.deregister_task_manager(request)).await {
+        Ok(Ok(answer)) => answer.into_inner().draining,
+        Ok(Err(status)) => {
+            tracing::warn!("Draining was not accepted: {}", status.message());
+            false
+        }
+        Err(_) => {
+            tracing::warn!("Draining got no answer within 3 s.");
+            false
         }
     }
 }
@@ -199,6 +256,7 @@ async fn deregister(session: &mut Session, reason: &str) {
     let request = DeregisterTaskManagerRequest {
         registration_id: session.registration_id.clone(),
         reason: reason.to_string(),
+        drain: false,
     };
     match tokio::time::timeout(Duration::from_secs(3), session.client.deregister_task_manager(request)).await {
         Ok(Ok(_)) => tracing::info!("Deregistered from the jobmanager."),
@@ -226,7 +284,7 @@ pub(crate) async fn maintain_registration(
                 }
                 // systemd (Type=notify): a taskmanager is ready once registered.
                 sluice_common::systemd::ready(&format!("registered at {}", session.url));
-                match heartbeat(&mut session, &reported, &mut shutdown).await {
+                match heartbeat(&mut session, &reported, &mut shutdown, settings.graceful_shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Broken(why) => {
                         // The jobmanager declared us lost (or will): it failed over our tasks,

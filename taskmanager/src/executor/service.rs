@@ -25,8 +25,9 @@ use sluice_common::storage::decode_metadata;
 use sluice_proto::control::task_manager_service_server::TaskManagerService;
 use sluice_proto::control::{
     AddSplitsRequest, AddSplitsResponse, CancelJobRequest, CancelJobResponse, CheckpointAckResponse,
-    DescribeTaskManagerRequest, NotifyCheckpointRequest, SubmitTasksRequest, SubmitTasksResponse,
-    TaskManagerDescription, TaskState, TaskStateUpdate, TriggerCheckpointRequest,
+    DescribeTaskManagerRequest, NotifyCheckpointRequest, PrefetchStateRequest, PrefetchStateResponse,
+    SubmitTasksRequest, SubmitTasksResponse, TaskManagerDescription, TaskState, TaskStateUpdate,
+    TriggerCheckpointRequest,
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -42,7 +43,7 @@ use crate::runtime::build::TaskContext;
 use crate::runtime::checkpointing::TaskControl;
 use crate::runtime::task::CheckpointHooks;
 use crate::state::local_copy::LocalCopies;
-use crate::state::transfer::fetch;
+use crate::state::transfer::{fetch, prefetch};
 use crate::state::StateSettings;
 
 /// What state backends of this taskmanager are given: its configuration (storage keys), each
@@ -459,5 +460,39 @@ impl TaskManagerService for TaskManagerGateway {
             }
         }
         Ok(Response::new(AddSplitsResponse {}))
+    }
+
+    async fn prefetch_state(
+        &self,
+        request: Request<PrefetchStateRequest>,
+    ) -> Result<Response<PrefetchStateResponse>, Status> {
+        self.check_fence(&request)?;
+        let req = request.into_inner();
+        let config = self.state.config.overlaid(&req.job_config);
+        let from_local = config
+            .get(&STATE_RECOVERY_FROM_LOCAL)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !from_local {
+            return Ok(Response::new(PrefetchStateResponse::default()));
+        }
+        let metadata = decode_metadata(&req.metadata)
+            .map_err(|e| Status::invalid_argument(format!("prefetched checkpoint's metadata: {e}")))?;
+        let assigned: Vec<_> = req
+            .tasks
+            .iter()
+            .filter_map(|t| assign(&metadata, &t.node_uid, t.parallelism, t.subtask))
+            .collect();
+        let copies = LocalCopies::new(&self.state.local_root, &req.job_id);
+        let started = std::time::Instant::now();
+        let (files, bytes) = prefetch(&self.state.config, &req.url, &assigned, &copies)
+            .await
+            .map_err(|e| Status::unavailable(format!("prefetching checkpoint {}: {e}", metadata.checkpoint_id)))?;
+        tracing::info!(
+            "Prefetched {files} state files ({bytes} bytes) of checkpoint {} of job {} for the subtasks this TaskManager runs after the rescale, in {} ms.",
+            metadata.checkpoint_id,
+            req.job_id,
+            started.elapsed().as_millis()
+        );
+        Ok(Response::new(PrefetchStateResponse { files, bytes }))
     }
 }

@@ -60,6 +60,24 @@ impl LocalCopies {
         }
     }
 
+    /// Whether a copy of `shared_name` is here.
+    pub(crate) fn has(&self, shared_name: &str) -> bool {
+        self.path(shared_name).exists()
+    }
+
+    /// Where a prefetch writes `shared_name` before `adopt` makes it a copy: a name no
+    /// restore takes, so a half-written file is never read. Creates the directory. Blocking.
+    pub(crate) fn staging(&self, shared_name: &str) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("local state directory {}: {e}", self.dir.display()))?;
+        Ok(self.dir.join(format!("{shared_name}{STAGING}")))
+    }
+
+    /// Makes the fully written `staging(shared_name)` the copy of `shared_name`. Blocking.
+    pub(crate) fn adopt(&self, shared_name: &str) -> Result<(), String> {
+        let from = self.dir.join(format!("{shared_name}{STAGING}"));
+        std::fs::rename(&from, self.path(shared_name)).map_err(|e| format!("renaming {}: {e}", from.display()))
+    }
+
     /// Drops the copies nothing else links to: files of attempts whose state no restore on
     /// this taskmanager took. Called once a deployment's restores hold their files.
     pub(crate) fn drop_unlinked(&self) {
@@ -78,6 +96,9 @@ impl LocalCopies {
             .unwrap_or_default()
     }
 }
+
+/// The suffix of a file a prefetch is still writing.
+const STAGING: &str = ".part";
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::hard_link(from, to)
@@ -162,6 +183,25 @@ fn drop_dead_roots(base: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefetched_file_is_taken_only_once_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies = LocalCopies::new(&dir.path().join("root"), "job");
+        let staged = copies.staging("a-000007.sst").unwrap();
+        std::fs::write(&staged, b"half").unwrap();
+        assert!(!copies.has("a-000007.sst"));
+        assert!(
+            !copies.take("a-000007.sst", &dir.path().join("early.sst")),
+            "a half-written file is never taken"
+        );
+        std::fs::write(&staged, b"whole").unwrap();
+        copies.adopt("a-000007.sst").unwrap();
+        assert!(copies.has("a-000007.sst") && !staged.exists());
+        let to = dir.path().join("restored.sst");
+        assert!(copies.take("a-000007.sst", &to));
+        assert_eq!(std::fs::read(&to).unwrap(), b"whole");
+    }
 
     #[test]
     fn keeps_takes_and_forgets_copies() {

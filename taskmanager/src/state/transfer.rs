@@ -155,6 +155,21 @@ fn needed_files(h: &StateHandle, read: Option<KeyGroupRange>) -> Vec<bool> {
         .collect()
 }
 
+/// The needed (`needed_files`) shared files of `h` as (the file's own name, its name in
+/// `shared/`): shared names are `<instance>-<file>.sst`, and RocksDB wants the file's own.
+fn wanted_shared(h: &StateHandle, needed: &[bool]) -> Vec<(String, String)> {
+    h.shared_files
+        .iter()
+        .zip(needed)
+        .filter(|(_, &n)| n)
+        .map(|(f, _)| {
+            let name = f.rsplit('/').next().unwrap_or(f);
+            let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
+            (own.to_string(), name.to_string())
+        })
+        .collect()
+}
+
 /// Files moved to or from checkpoint storage at once (Flink's default for
 /// `state.backend.rocksdb.checkpoint.transfer.thread.num`). An upload holds its file in memory
 /// whole while it moves; a download streams into its local file.
@@ -206,18 +221,7 @@ pub(crate) async fn fetch(
         tokio::fs::create_dir_all(&into)
             .await
             .map_err(|e| format!("{}: {e}", into.display()))?;
-        // Shared names are `<instance>-<file>.sst`; RocksDB wants the file's own name.
-        let shared: Vec<(String, String)> = h
-            .shared_files
-            .iter()
-            .zip(&needed)
-            .filter(|(_, &n)| n)
-            .map(|(f, _)| {
-                let name = f.rsplit('/').next().unwrap_or(f);
-                let own = name.split_once('-').map(|(_, n)| n).unwrap_or(name);
-                (own.to_string(), name.to_string())
-            })
-            .collect();
+        let shared = wanted_shared(h, &needed);
         let missing = match local {
             Some(copies) => {
                 let (copies, into, wanted) = (copies.clone(), into.clone(), shared.clone());
@@ -272,6 +276,47 @@ pub(crate) async fn fetch(
     Ok(out)
 }
 
+/// Before a rescale's stop: downloads into `copies` the shared SST files that restoring
+/// `assigned` from the completed checkpoint at `snapshot_url` needs and that are not there
+/// yet, so the restore in the pause takes them locally (`fetch`). Each file is written under a
+/// staging name and adopted whole. Returns the files and bytes downloaded.
+pub(crate) async fn prefetch(
+    config: &Configuration,
+    snapshot_url: &str,
+    assigned: &[OperatorRestore],
+    copies: &LocalCopies,
+) -> Result<(u32, u64), String> {
+    let root = open_location(&parent_url(snapshot_url), config)?;
+    let mut names: Vec<String> = Vec::new();
+    for a in assigned {
+        for h in a.keyed.iter().filter(|h| h.format == FORMAT_ROCKS_INCREMENTAL) {
+            let range = KeyGroupRange::new(h.key_group_start, h.key_group_end);
+            let read = a.range.and_then(|mine| mine.intersect(&range));
+            for (_, name) in wanted_shared(h, &needed_files(h, read)) {
+                if !names.contains(&name) && !copies.has(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    let files = names.len() as u32;
+    let root = &root;
+    let bytes = stream::iter(names.into_iter().map(|name| async move {
+        let staging = {
+            let (copies, name) = (copies.clone(), name.clone());
+            blocking(move || copies.staging(&name)).await?
+        };
+        let size = root.get_into(&format!("shared/{name}"), &staging).await?;
+        let copies = copies.clone();
+        blocking(move || copies.adopt(&name)).await?;
+        Ok::<u64, String>(size)
+    }))
+    .buffer_unordered(TRANSFERS)
+    .try_fold(0u64, |sum, size| async move { Ok(sum + size) })
+    .await?;
+    Ok((files, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +346,53 @@ mod tests {
         let tail = handle(&[(6, 0, 31), (5, 70, 65535), (6, 32, 40), (6, 64, 69)]);
         assert_eq!(read(&tail, 0, 40), [true, true, true, false]);
         assert_eq!(read(&handle(&[]), 40, 63), [true, true, true]);
+    }
+
+    #[tokio::test]
+    async fn a_prefetch_downloads_only_the_needed_files_not_kept_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job");
+        std::fs::create_dir_all(job.join("shared")).unwrap();
+        for i in 0..3 {
+            std::fs::write(job.join(format!("shared/x-{i}.sst")), format!("sst {i}")).unwrap();
+        }
+        let copies = LocalCopies::new(&dir.path().join("local"), "job");
+        // x-2 spans every key group and is here already; x-0 lies before the read.
+        let kept = dir.path().join("kept.sst");
+        std::fs::write(&kept, b"sst 2").unwrap();
+        copies.keep("x-2.sst", &kept).unwrap();
+        let assigned = OperatorRestore {
+            keyed: vec![handle(&[
+                (6, 0, 31),
+                (6, 32, 63),
+                crate::state::snapshot::ALL_KEY_GROUPS,
+            ])],
+            lists: Vec::new(),
+            range: Some(KeyGroupRange::new(40, 63)),
+        };
+        let url = format!("file://{}/chk-3", job.display());
+        let config = Configuration::default();
+        let got = prefetch(&config, &url, std::slice::from_ref(&assigned), &copies)
+            .await
+            .unwrap();
+        assert_eq!(got, (1, 5));
+        assert!(copies.has("x-1.sst") && !copies.has("x-0.sst"));
+        // Everything needed is here now: a second prefetch moves nothing.
+        assert_eq!(prefetch(&config, &url, &[assigned], &copies).await.unwrap(), (0, 0));
+        // A file the storage lacks fails the prefetch, by its name, and leaves no copy.
+        let missing = prefetch(
+            &config,
+            &url,
+            &[OperatorRestore {
+                keyed: vec![handle(&[(6, 0, 31), (6, 32, 63), (6, 64, 65), (6, 66, 70)])],
+                lists: Vec::new(),
+                range: Some(KeyGroupRange::new(64, 70)),
+            }],
+            &copies,
+        )
+        .await
+        .unwrap_err();
+        assert!(missing.contains("x-3.sst"), "{missing}");
+        assert!(!copies.has("x-3.sst"));
     }
 }

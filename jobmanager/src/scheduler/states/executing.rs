@@ -1,7 +1,7 @@
 //! Executing: every subtask is deployed; the checkpoint coordinator runs. Leaves when every
 //! subtask finished, on a failure (failing) or cancellation (canceling), when a stop-with-savepoint
 //! starts (stopping), or when a stop-with-checkpoint starts to rescale (rescaling): in reactive
-//! mode because the job's share of slots grew, otherwise because its resource requirements
+//! mode because the job's share of slots grew or a taskmanager it runs on is leaving, otherwise because its resource requirements
 //! changed and another parallelism fits, or because the autoscaler decided one.
 
 use super::{Attempt, Ctx, Phase, Transition};
@@ -31,10 +31,15 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
         }
         if let (Some(r), true) = (&ctx.reactive, o.all_running) {
             let Attempt {
-                coordinator, scale_up, ..
+                coordinator,
+                scale_up,
+                held,
+                ..
             } = &mut attempt;
             if let Some(c) = coordinator.as_mut() {
-                if ctx.scheduler.maybe_scale_up(&ctx.handle, r, scale_up, c).await {
+                if ctx.scheduler.maybe_move_off(&ctx.handle, held, c).await
+                    || ctx.scheduler.maybe_scale_up(&ctx.handle, r, scale_up, c).await
+                {
                     let cause = ctx
                         .handle
                         .lock()

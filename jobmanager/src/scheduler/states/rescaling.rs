@@ -1,9 +1,10 @@
 //! Rescaling (reactive scale-up): a checkpoint whose barrier also stops the tasks is on its
 //! way (with incremental RocksDB checkpoints, after a checkpoint the job takes while it runs,
-//! so the stop uploads little); once it completed and every task ended, the attempt's slots go
-//! back and the job waits for its new share (nothing is replayed: the restored checkpoint is
-//! where the tasks stopped). If that checkpoint fails the job keeps executing at its
-//! parallelism.
+//! so the stop uploads little; with local recovery, the taskmanagers of the next attempt
+//! prefetch that checkpoint's state before the stop: `scheduler::prefetch`). Once it completed
+//! and every task ended, the attempt's slots go back and the job waits for its new share
+//! (nothing is replayed: the restored checkpoint is where the tasks stopped). If that
+//! checkpoint fails the job keeps executing at its parallelism.
 
 use super::{Attempt, Ctx, Phase, Transition};
 
@@ -12,6 +13,16 @@ pub(super) async fn run(ctx: &Ctx, mut attempt: Attempt) -> Transition {
         let (o, stopping, stopped) = ctx.stop_tick(&mut attempt).await;
         // The pause starts with the stop's barrier (a prepared stop first took a checkpoint
         // while the job ran).
+        // A prepared stop's checkpoint completed: the taskmanagers of the next attempt
+        // prefetch its state, and the stop waits for them.
+        if let Some(prepared) = attempt.coordinator.as_mut().and_then(|c| c.prepared.take()) {
+            let prefetch =
+                ctx.scheduler
+                    .prefetch_for_rescale(&ctx.handle, &attempt.held, prepared, ctx.reactive.is_some());
+            if let Some(c) = attempt.coordinator.as_mut() {
+                c.hold_stop(prefetch);
+            }
+        }
         if let Some(t) = attempt.coordinator.as_mut().and_then(|c| c.stop_triggered.take()) {
             if let Some(p) = ctx.handle.lock().pending_rescale.as_mut() {
                 p.stop_triggered(t);
