@@ -361,8 +361,13 @@ mod tests {
         let kept = dir.path().join("kept.sst");
         std::fs::write(&kept, b"sst 2").unwrap();
         copies.keep("x-2.sst", &kept).unwrap();
+        let old_instance = |spans: &[(u32, u32, u32)]| StateHandle {
+            key_group_start: 0,
+            key_group_end: 127,
+            ..handle(spans)
+        };
         let assigned = OperatorRestore {
-            keyed: vec![handle(&[
+            keyed: vec![old_instance(&[
                 (6, 0, 31),
                 (6, 32, 63),
                 crate::state::snapshot::ALL_KEY_GROUPS,
@@ -384,7 +389,7 @@ mod tests {
             &config,
             &url,
             &[OperatorRestore {
-                keyed: vec![handle(&[(6, 0, 31), (6, 32, 63), (6, 64, 65), (6, 66, 70)])],
+                keyed: vec![old_instance(&[(6, 0, 31), (6, 32, 63), (6, 64, 65), (6, 66, 70)])],
                 lists: Vec::new(),
                 range: Some(KeyGroupRange::new(64, 70)),
             }],
