@@ -4,11 +4,13 @@
 //! checkpoint coordinator of the attempt, and cancelling an attempt on its taskmanagers.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sluice_common::config::options::*;
 use sluice_common::job::plan::to_plan;
+use sluice_common::job::{JobGraph, Vertex};
 use sluice_common::storage::{checkpoint_url, decode_metadata, encode_metadata, job_url, open_location};
 use sluice_connectors::{RestoredEnumerators, SourceEnumerators};
 use sluice_proto::control::{CancelJobRequest, SubmitTasksRequest, SubtaskSplits, TaskAddress, TaskLocation};
@@ -18,6 +20,27 @@ use crate::checkpoint::Coordinator;
 use crate::resource_manager::{now_ms, TaskManagerRecord};
 
 use super::*;
+
+/// The slots each taskmanager of an allocation holds (`counts[i]` of them), in allocation
+/// order: slot i runs subtask i of every vertex.
+pub(super) fn slot_ranges(counts: impl IntoIterator<Item = u32>) -> Vec<Range<u32>> {
+    let mut first = 0u32;
+    counts
+        .into_iter()
+        .map(|n| {
+            first += n;
+            first - n..first
+        })
+        .collect()
+}
+
+/// The vertex subtasks that run in `slots`.
+pub(super) fn subtasks_in(graph: &JobGraph, slots: Range<u32>) -> impl Iterator<Item = (&Vertex, u32)> {
+    graph
+        .vertices
+        .iter()
+        .flat_map(move |v| slots.clone().filter(|s| *s < v.parallelism).map(move |s| (v, s)))
+}
 
 impl Scheduler {
     /// What the attempt restores: the latest completed checkpoint (an unusable newest one is
@@ -142,19 +165,12 @@ impl Scheduler {
         }
         // Every taskmanager fetches and opens its state at once (one after another would add
         // their restore times up).
-        let mut slot = 0usize;
         let mut submits = Vec::new();
-        for (tm, n) in &allocation {
-            let mine: Vec<u32> = (slot as u32..slot as u32 + n).collect();
-            slot += *n as usize;
-            let tasks: Vec<TaskAddress> = graph
-                .vertices
-                .iter()
-                .flat_map(|v| {
-                    mine.iter().filter(|s| **s < v.parallelism).map(move |s| TaskAddress {
-                        vertex: v.index as u32,
-                        subtask: *s,
-                    })
+        for ((tm, n), mine) in allocation.iter().zip(slot_ranges(allocation.iter().map(|(_, n)| *n))) {
+            let tasks: Vec<TaskAddress> = subtasks_in(&graph, mine.clone())
+                .map(|(v, subtask)| TaskAddress {
+                    vertex: v.index as u32,
+                    subtask,
                 })
                 .collect();
             let source_splits = dealt

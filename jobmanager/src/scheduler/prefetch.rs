@@ -10,7 +10,7 @@ use sluice_common::job::JobGraph;
 use sluice_common::storage::encode_metadata;
 use sluice_proto::control::{PrefetchStateRequest, PrefetchTask};
 
-use super::deploy::state_config;
+use super::deploy::{slot_ranges, state_config, subtasks_in};
 use super::*;
 use crate::checkpoint::PreparedCheckpoint;
 use crate::resource_manager::TaskManagerRecord;
@@ -97,50 +97,20 @@ impl Scheduler {
 }
 
 /// The operator subtasks of `graph` on each of the taskmanagers that hold `slots[i]` slots,
-/// in slot order (subtask i of every vertex in slot i, as `deploy` places them).
+/// placed as `deploy` places them.
 fn slot_tasks(graph: &JobGraph, slots: &[u32]) -> Vec<Vec<PrefetchTask>> {
-    let mut first = 0u32;
-    let mut out = Vec::new();
-    for &n in slots {
-        let mine = first..first + n;
-        first += n;
-        let mut tasks = Vec::new();
-        for v in &graph.vertices {
-            for s in mine.clone().filter(|s| *s < v.parallelism) {
-                tasks.extend(v.nodes.iter().map(|&i| PrefetchTask {
-                    node_uid: graph.nodes[i].uid.clone(),
-                    parallelism: graph.nodes[i].parallelism,
-                    subtask: s,
-                }));
-            }
-        }
-        out.push(tasks);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_common::job::GraphOptions;
-
-    #[test]
-    fn each_taskmanager_prefetches_for_the_subtasks_of_its_slots() {
-        let yaml = "name: p\nparallelism: 3\nsources:\n  - id: s\n    connector: datagen\n    schema: [{name: k, type: bigint, expr: \"seq\"}]\nsinks:\n  - {id: o, input: s, connector: blackhole}\n";
-        let graph =
-            sluice_frontend::compile_job(yaml, "p.yaml", &GraphOptions::default(), sluice_connectors::registry())
-                .unwrap();
-        let per_tm = slot_tasks(&graph, &[2, 1]);
-        assert_eq!(per_tm.len(), 2);
-        let subtasks = |tasks: &[PrefetchTask]| {
-            let mut s: Vec<u32> = tasks.iter().map(|t| t.subtask).collect();
-            s.dedup();
-            s
-        };
-        assert_eq!(subtasks(&per_tm[0]), vec![0, 1]);
-        assert_eq!(subtasks(&per_tm[1]), vec![2]);
-        assert!(per_tm.iter().flatten().all(|t| t.parallelism == 3));
-        let nodes = graph.nodes.len();
-        assert_eq!(per_tm[0].len() + per_tm[1].len(), 3 * nodes);
-    }
+    slot_ranges(slots.iter().copied())
+        .into_iter()
+        .map(|mine| {
+            subtasks_in(graph, mine)
+                .flat_map(|(v, subtask)| {
+                    v.nodes.iter().map(move |&i| PrefetchTask {
+                        node_uid: graph.nodes[i].uid.clone(),
+                        parallelism: graph.nodes[i].parallelism,
+                        subtask,
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -202,13 +202,23 @@ async fn heartbeat(
             _ = shutdown.changed(), if draining.is_none() => {
                 // The jobs running here move off first (heartbeats go on meanwhile), if the
                 // jobmanager says any will.
-                if !graceful.is_zero() && !reported.runs.tasks().is_empty() && drain(session).await {
-                    tracing::info!(
-                        "Waiting up to {} ms for the jobs running here to rescale off (taskmanager.graceful-shutdown.timeout).",
-                        graceful.as_millis()
-                    );
-                    draining = Some(Instant::now() + graceful);
-                    continue;
+                if !graceful.is_zero() && !reported.runs.tasks().is_empty() {
+                    match drain(session).await {
+                        Drain::Moving => {
+                            tracing::info!(
+                                "Waiting up to {} ms for the jobs running here to rescale off (taskmanager.graceful-shutdown.timeout).",
+                                graceful.as_millis()
+                            );
+                            draining = Some(Instant::now() + graceful);
+                            continue;
+                        }
+                        // No job moves off: the jobmanager deregistered us with its answer.
+                        Drain::Deregistered => {
+                            tracing::info!("Deregistered from the jobmanager (no job here rescales off).");
+                            return SessionEnd::Shutdown;
+                        }
+                        Drain::Failed => {}
+                    }
                 }
                 // Deregister while the stream is still open, so the jobmanager records a
                 // clean departure rather than a broken stream.
@@ -231,23 +241,33 @@ async fn heartbeat(
     }
 }
 
-/// Asks the jobmanager to move the jobs running here off (the registration stays, offering no
-/// slots); `true` when some job will.
-async fn drain(session: &mut Session) -> bool {
+/// What the jobmanager made of a request to drain.
+enum Drain {
+    /// Some job rescales off: the registration stays (offering no slots) until we deregister.
+    Moving,
+    /// No job moves off, so the request deregistered us at once.
+    Deregistered,
+    /// No answer or an error: we deregister ourselves.
+    Failed,
+}
+
+/// Asks the jobmanager to move the jobs running here off.
+async fn drain(session: &mut Session) -> Drain {
     let request = DeregisterTaskManagerRequest {
         registration_id: session.registration_id.clone(),
         reason: "TaskManager shutting down".into(),
         drain: true,
     };
     match tokio::time::timeout(Duration::from_secs(3), session.client.deregister_task_manager(request)).await {
-        Ok(Ok(answer)) => answer.into_inner().draining,
+        Ok(Ok(answer)) if answer.get_ref().draining => Drain::Moving,
+        Ok(Ok(_)) => Drain::Deregistered,
         Ok(Err(status)) => {
             tracing::warn!("Draining was not accepted: {}", status.message());
-            false
+            Drain::Failed
         }
         Err(_) => {
             tracing::warn!("Draining got no answer within 3 s.");
-            false
+            Drain::Failed
         }
     }
 }
