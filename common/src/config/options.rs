@@ -437,10 +437,10 @@ options! {
     ROCKSDB_FILE_PER_KEY_GROUP: bool = "state.backend.rocksdb.compaction.file-per-key-group", Some("false");
     /// With local recovery, a rescale's prepared stop waits until the taskmanagers of the next
     /// attempt prefetched the prepared checkpoint's files (`scheduler/prefetch.rs`). Sluice's
-    /// own option. Off by default: under a heavy write load the state changed meanwhile
-    /// (compactions), so the stop's own checkpoint grew by more than the prefetch saved
-    /// (BENCHMARKS.md, R1 of session 14).
-    ROCKSDB_RESCALE_PREFETCH: bool = "state.backend.rocksdb.rescaling.prefetch", Some("false");
+    /// own option, on by default: with compactions held from the prepare to the stop, the
+    /// restore in the pause downloads only the flushes since (BENCHMARKS.md, R1 of session 15;
+    /// before the hold, compactions grew the stop by more than the prefetch saved).
+    ROCKSDB_RESCALE_PREFETCH: bool = "state.backend.rocksdb.rescaling.prefetch", Some("true");
     /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
     /// state, downloading only what it lacks.
     STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];

@@ -40,8 +40,9 @@ pub(crate) struct CheckpointSettings {
     /// `execution.checkpointing.dir` (URL), when set.
     pub dir: Option<String>,
     pub savepoint_dir: Option<String>,
-    /// A stop-with-checkpoint first takes a checkpoint while the job runs (incremental
-    /// RocksDB checkpoints and `…rescale-trigger.active-checkpoint.enabled`).
+    /// A stop-with-checkpoint first takes a checkpoint while the job runs, whose barrier holds
+    /// RocksDB compactions until the stop (incremental RocksDB checkpoints and
+    /// `…rescale-trigger.active-checkpoint.enabled`).
     pub prepare_stop: bool,
     /// A prepared stop waits, after its checkpoint completed, until the taskmanagers
     /// prefetched that checkpoint's state for the attempt after it (local recovery on):
@@ -54,6 +55,19 @@ pub(crate) struct CheckpointSettings {
 /// meanwhile, so waiting costs only the rescale's delay; past it, the stop goes and the
 /// restore downloads what was not prefetched.
 const PREFETCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// The checkpoint a prepared stop waits for.
+#[derive(Debug, Clone, Copy)]
+struct StopAfter {
+    id: u64,
+    /// When the stop was asked for.
+    asked: Instant,
+    /// Prepare checkpoints still to take after it. Two rounds: the first one's barrier holds
+    /// RocksDB compactions, and it completes once the compactions that were running ended;
+    /// the second one uploads what they wrote, so the stop after it uploads only flushes. A
+    /// periodic checkpoint under way when the stop was asked for comes before both.
+    rounds: u8,
+}
 
 /// A prepared stop's checkpoint, completed: what the attempt after the stop will restore
 /// (the stop's own checkpoint adds only what changed since).
@@ -128,10 +142,11 @@ pub(crate) struct Coordinator {
     finished: bool,
     /// The next periodic-style trigger is a stop-with-checkpoint.
     stop_next: bool,
+    /// The next periodic-style trigger prepares a stop (its barrier holds compactions).
+    prepare_next: bool,
     /// A prepared stop: the stop-with-checkpoint waits until this checkpoint is no longer
-    /// pending (completed, so the stop uploads only what changed since, or failed); and when
-    /// the stop was asked for.
-    stop_after: Option<(u64, Instant)>,
+    /// pending (completed, so the stop uploads only what changed since, or failed).
+    stop_after: Option<StopAfter>,
     /// When the stop-with-checkpoint was triggered (a rescale's pause starts there), and how
     /// long the checkpoint before it took when the stop was prepared; taken by the scheduler.
     pub stop_triggered: Option<StopTriggered>,
@@ -184,6 +199,7 @@ impl Coordinator {
             stopped_with: None,
             finished: false,
             stop_next: false,
+            prepare_next: false,
             stop_after: None,
             stop_triggered: None,
             prepared: None,
@@ -306,15 +322,14 @@ impl Coordinator {
             return false;
         }
         if self.settings.prepare_stop {
-            if self.newest_periodic_pending().is_none() {
-                self.trigger_checkpoint(&dir).await;
-            }
+            let asked = Instant::now();
+            // A periodic checkpoint under way did not hold compactions: the two rounds follow it.
             if let Some(id) = self.newest_periodic_pending() {
-                tracing::info!(
-                    "Job {}: the stop-with-checkpoint follows checkpoint {id}, taken while the job runs.",
-                    self.job_id
-                );
-                self.stop_after = Some((id, Instant::now()));
+                self.stop_after = Some(StopAfter { id, asked, rounds: 2 });
+                return true;
+            }
+            if let Some(id) = self.trigger_prepare(&dir).await {
+                self.stop_after = Some(StopAfter { id, asked, rounds: 1 });
                 return true;
             }
         }
@@ -335,6 +350,20 @@ impl Coordinator {
         self.stop_next = false;
     }
 
+    /// Triggers the checkpoint a stop follows (its barrier holds the compactions of RocksDB
+    /// instances until the stop); its id, unless triggering failed.
+    async fn trigger_prepare(&mut self, dir: &str) -> Option<u64> {
+        self.prepare_next = true;
+        self.trigger_checkpoint(dir).await;
+        self.prepare_next = false;
+        let id = self.newest_periodic_pending()?;
+        tracing::info!(
+            "Job {}: the stop-with-checkpoint follows checkpoint {id}, taken while the job runs.",
+            self.job_id
+        );
+        Some(id)
+    }
+
     /// Triggers a checkpoint (not a savepoint) into the job's checkpoint directory `dir`.
     async fn trigger_checkpoint(&mut self, dir: &str) {
         let job_id = self.job_id.clone();
@@ -351,11 +380,25 @@ impl Coordinator {
     }
 
     /// A prepared stop whose checkpoint is no longer pending (completed, or failed: the stop
-    /// then uploads more) stops now.
+    /// then uploads more) stops now, or takes the next prepare round.
     async fn stop_when_prepared(&mut self) {
-        let Some((id, asked)) = self.stop_after else { return };
+        let Some(StopAfter { id, asked, rounds }) = self.stop_after else {
+            return;
+        };
         if self.pending.contains_key(&id) {
             return;
+        }
+        if rounds > 0 {
+            if let Some(dir) = self.settings.dir.clone() {
+                if let Some(id) = self.trigger_prepare(&dir).await {
+                    self.stop_after = Some(StopAfter {
+                        id,
+                        asked,
+                        rounds: rounds - 1,
+                    });
+                    return;
+                }
+            }
         }
         // Its state is being prefetched (or is still to be taken for that): the job runs on.
         let prefetching = self.prepared.is_some() || self.hold.as_ref().is_some_and(|h| !h.is_finished());
@@ -400,6 +443,7 @@ impl Coordinator {
         let (stop, drain) = savepoint
             .as_ref()
             .map_or((std::mem::take(&mut self.stop_next), false), |s| (s.stop, s.drain));
+        let prepare_stop = savepoint.is_none() && std::mem::take(&mut self.prepare_next);
         if let Some(s) = &savepoint {
             self.stats()
                 .savepoints
@@ -444,6 +488,7 @@ impl Coordinator {
                 target_url: target_url.clone(),
                 stop,
                 drain,
+                prepare_stop,
             };
             if let Err(e) = tm.gateway.trigger_checkpoint(req).await {
                 let reason = format!("triggering at TaskManager {} failed: {e}", tm.resource_id);
@@ -483,6 +528,10 @@ impl Coordinator {
     fn record_failure(&mut self, p: Pending, reason: String, counts: bool) {
         let id = p.id;
         tracing::warn!("Checkpoint {id} of job {} failed: {reason}", self.job_id);
+        // A prepare round that failed ends the rounds: the stop follows (uploading more).
+        if let Some(s) = self.stop_after.as_mut().filter(|s| s.id == id) {
+            s.rounds = 0;
+        }
         self.aborted.push(id);
         let record = CheckpointRecord {
             id,
@@ -631,7 +680,7 @@ impl Coordinator {
             self.stopped = true;
             self.stopped_with = Some((duration, size));
         }
-        if self.settings.prefetch_before_stop && self.stop_after.is_some_and(|(id, _)| id == p.id) {
+        if self.settings.prefetch_before_stop && self.stop_after.is_some_and(|s| s.id == p.id && s.rounds == 0) {
             self.prepared = Some(PreparedCheckpoint {
                 url: p.target_url.clone(),
                 metadata: metadata.clone(),

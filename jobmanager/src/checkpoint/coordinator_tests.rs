@@ -35,6 +35,16 @@ fn stops(f: &Fixture) -> Vec<bool> {
     f.gateway.triggers.lock().unwrap().iter().map(|t| t.stop).collect()
 }
 
+fn prepares(f: &Fixture) -> Vec<bool> {
+    f.gateway
+        .triggers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| t.prepare_stop)
+        .collect()
+}
+
 fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let graph =
@@ -246,15 +256,47 @@ async fn a_prepared_stop_waits_for_a_checkpoint_taken_while_running() {
     assert!(f.coordinator.stopping() && f.coordinator.stop_triggered.is_none());
     f.coordinator.tick(true, false, Vec::new()).await;
     assert_eq!(stops(&f), vec![false], "the stop waits while it is pending");
-    f.coordinator.on_ack(ack(1, 0, false)).await;
-    f.coordinator.on_ack(ack(1, 1, false)).await;
-    f.coordinator.tick(true, false, Vec::new()).await;
-    assert_eq!(stops(&f), vec![false, true], "once it completed, the stop");
+    complete(&mut f, 1).await;
+    assert_eq!(stops(&f), vec![false, false], "then the second round");
+    complete(&mut f, 2).await;
+    assert_eq!(stops(&f), vec![false, false, true], "once it completed, the stop");
+    assert_eq!(
+        prepares(&f),
+        vec![true, true, false],
+        "both rounds hold compactions until the stop"
+    );
     let t = f.coordinator.stop_triggered.expect("the stop's trigger");
     assert!(t.prepared_ms.is_some(), "{t:?}");
-    f.coordinator.on_ack(ack(2, 0, false)).await;
-    f.coordinator.on_ack(ack(2, 1, false)).await;
+    f.coordinator.on_ack(ack(3, 0, false)).await;
+    f.coordinator.on_ack(ack(3, 1, false)).await;
     assert!(f.coordinator.stopped && f.coordinator.stopped_with.is_some());
+}
+
+/// Both subtasks acknowledge checkpoint `id`, then a tick.
+async fn complete(f: &mut Fixture, id: u64) {
+    f.coordinator.on_ack(ack(id, 0, false)).await;
+    f.coordinator.on_ack(ack(id, 1, false)).await;
+    f.coordinator.tick(true, false, Vec::new()).await;
+}
+
+#[tokio::test]
+async fn a_stop_asked_during_a_periodic_checkpoint_prepares_after_it() {
+    let mut f = fixture_every(0, Duration::from_millis(1));
+    f.coordinator.settings.prepare_stop = true;
+    f.coordinator.tick(true, false, Vec::new()).await;
+    assert_eq!(prepares(&f), vec![false], "a periodic checkpoint is under way");
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    assert_eq!(stops(&f), vec![false], "the stop waits for it");
+    complete(&mut f, 1).await;
+    complete(&mut f, 2).await;
+    assert_eq!(
+        prepares(&f),
+        vec![false, true, true],
+        "then the two rounds that hold compactions"
+    );
+    assert_eq!(stops(&f), vec![false, false, false]);
+    complete(&mut f, 3).await;
+    assert_eq!(stops(&f), vec![false, false, false, true], "and after them, the stop");
 }
 
 #[tokio::test]
@@ -263,23 +305,27 @@ async fn a_prepared_stop_waits_for_the_prefetch_of_its_checkpoints_state() {
     f.coordinator.settings.prepare_stop = true;
     f.coordinator.settings.prefetch_before_stop = true;
     assert!(f.coordinator.stop_with_checkpoint().await);
-    f.coordinator.on_ack(ack(1, 0, false)).await;
-    f.coordinator.on_ack(ack(1, 1, false)).await;
-    f.coordinator.tick(true, false, Vec::new()).await;
-    assert_eq!(stops(&f), vec![false], "the completed checkpoint waits to be taken");
+    complete(&mut f, 1).await;
+    assert!(f.coordinator.prepared.is_none(), "the first round is not prefetched");
+    complete(&mut f, 2).await;
+    assert_eq!(
+        stops(&f),
+        vec![false, false],
+        "the completed checkpoint waits to be taken"
+    );
     let prepared = f.coordinator.prepared.take().expect("the prepared checkpoint");
-    assert_eq!(prepared.metadata.checkpoint_id, 1);
-    assert!(prepared.url.ends_with("chk-1"), "{}", prepared.url);
+    assert_eq!(prepared.metadata.checkpoint_id, 2);
+    assert!(prepared.url.ends_with("chk-2"), "{}", prepared.url);
     let (done, wait) = tokio::sync::oneshot::channel::<()>();
     f.coordinator.hold_stop(tokio::spawn(async move {
         let _ = wait.await;
     }));
     f.coordinator.tick(true, false, Vec::new()).await;
-    assert_eq!(stops(&f), vec![false], "the stop waits for the prefetch");
+    assert_eq!(stops(&f), vec![false, false], "the stop waits for the prefetch");
     assert!(f.coordinator.stopping());
     let _ = done.send(());
-    let f = tick_until(f, 2).await;
-    assert_eq!(stops(&f), vec![false, true], "then the stop");
+    let f = tick_until(f, 3).await;
+    assert_eq!(stops(&f), vec![false, false, true], "then the stop");
 }
 
 /// Ticks until `n` checkpoints were triggered (at most a second).

@@ -407,6 +407,7 @@ impl TaskManagerService for TaskManagerGateway {
             savepoint: req.savepoint,
             target_url: req.target_url.as_str().into(),
             stop: req.stop,
+            prepare: req.prepare_stop,
         };
         // Sources start the barrier; a subtask past the end of its input (waiting for its final
         // checkpoint) snapshots on the trigger itself; the others ignore it.

@@ -17,6 +17,9 @@ pub(crate) struct Barrier {
     pub target_url: Arc<str>,
     /// Stop-with-savepoint: the job ends after this barrier.
     pub stop: bool,
+    /// A rescale's stop follows this checkpoint: state held for it (RocksDB compactions)
+    /// waits until then.
+    pub prepare: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -288,6 +288,14 @@ async fn receive_frames(
     Ok(())
 }
 
+/// A barrier's frame payload: id, timestamp, flags (savepoint, stop, prepare), target URL.
+fn encode_barrier(b: &Barrier, payload: &mut Vec<u8>) {
+    payload.extend_from_slice(&b.id.to_le_bytes());
+    payload.extend_from_slice(&b.timestamp_ms.to_le_bytes());
+    payload.push(u8::from(b.savepoint) | (u8::from(b.stop) << 1) | (u8::from(b.prepare) << 2));
+    payload.extend_from_slice(b.target_url.as_bytes());
+}
+
 fn decode_barrier(rest: &[u8]) -> Result<Barrier, String> {
     if rest.len() < 17 {
         return Err("short barrier frame".into());
@@ -304,6 +312,7 @@ fn decode_barrier(rest: &[u8]) -> Result<Barrier, String> {
         timestamp_ms: u64_at(8),
         savepoint: flags & 1 != 0,
         stop: flags & 2 != 0,
+        prepare: flags & 4 != 0,
         target_url: target.into(),
     })
 }
@@ -430,10 +439,7 @@ impl Connection {
                 frame::IDLE
             }
             StreamEvent::Barrier(b) => {
-                payload.extend_from_slice(&b.id.to_le_bytes());
-                payload.extend_from_slice(&b.timestamp_ms.to_le_bytes());
-                payload.push(u8::from(b.savepoint) | (u8::from(b.stop) << 1));
-                payload.extend_from_slice(b.target_url.as_bytes());
+                encode_barrier(b, &mut payload);
                 frame::BARRIER
             }
             StreamEvent::EndOfPartition => frame::END,
@@ -442,5 +448,28 @@ impl Connection {
         self.writer
             .send(frame::encode(kind, id, &payload))
             .map_err(|_| "data connection closed".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_barrier_round_trips_with_every_flag() {
+        for flags in 0u8..8 {
+            let b = Barrier {
+                id: 42,
+                timestamp_ms: 7,
+                savepoint: flags & 1 != 0,
+                stop: flags & 2 != 0,
+                prepare: flags & 4 != 0,
+                target_url: "s3://b/job/chk-42".into(),
+            };
+            let mut payload = Vec::new();
+            encode_barrier(&b, &mut payload);
+            assert_eq!(decode_barrier(&payload).unwrap(), b);
+        }
+        assert!(decode_barrier(&[0; 5]).is_err(), "a short frame is an error");
     }
 }

@@ -22,6 +22,7 @@ use sluice_common::state::batch_ipc::{batch_to_ipc, batches_from_ipc};
 
 use super::{Operator, OperatorContext};
 use crate::error::TaskError;
+use crate::state::snapshot::SnapshotKind;
 use crate::state::snapshot::{OperatorRestoreData, OperatorSnapshot};
 
 const ENTRIES: &str = "broadcast-entries";
@@ -248,7 +249,7 @@ impl Operator for BroadcastJoin {
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
+    fn snapshot(&mut self, _checkpoint_id: u64, _kind: SnapshotKind) -> Result<OperatorSnapshot, TaskError> {
         let mut s = OperatorSnapshot::default();
         let rows: Vec<RecordBatch> = self.entries.values().flatten().map(|(_, b)| b.clone()).collect();
         let entries = if rows.is_empty() {
@@ -378,7 +379,7 @@ mod tests {
         // Snapshot, restore elsewhere (a rescaled subtask): the same entries apply.
         out.clear();
         op.process(0, main_rows(&[(5, "b", 450)]), &ctx, &mut out).unwrap();
-        let snap = op.snapshot(1, false).unwrap();
+        let snap = op.snapshot(1, SnapshotKind::Checkpoint).unwrap();
         let restore = OperatorRestoreData {
             lists: OperatorRestore {
                 keyed: Vec::new(),

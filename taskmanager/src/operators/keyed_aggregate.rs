@@ -25,6 +25,7 @@ use super::window::{aggregate_arguments, df, new_accumulators, StateCodec};
 use super::{Operator, OperatorContext};
 use crate::error::TaskError;
 use crate::state::keyed::{KeyedState, StateDescriptor, ValueState};
+use crate::state::snapshot::SnapshotKind;
 use crate::state::snapshot::{OperatorRestoreData, OperatorSnapshot};
 use crate::state::StateSettings;
 
@@ -167,9 +168,9 @@ impl Operator for KeyedAggregate {
         Ok(())
     }
 
-    fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
+    fn snapshot(&mut self, checkpoint_id: u64, kind: SnapshotKind) -> Result<OperatorSnapshot, TaskError> {
         Ok(OperatorSnapshot {
-            keyed: Some(self.state.snapshot(checkpoint_id, savepoint)?),
+            keyed: Some(self.state.snapshot(checkpoint_id, kind)?),
             ..Default::default()
         })
     }

@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::TaskError;
 use crate::state::snapshot::OperatorSnapshot;
+use crate::state::snapshot::SnapshotKind;
 
 pub(crate) use broadcast_join::{BroadcastColumns, BroadcastJoin};
 pub(crate) use context::{OperatorContext, TaskInfo};
@@ -70,7 +71,7 @@ pub(crate) trait Operator: Send {
     }
 
     /// The synchronous part of a checkpoint: the operator's state as of the barrier.
-    fn snapshot(&mut self, _checkpoint_id: u64, _savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
+    fn snapshot(&mut self, _checkpoint_id: u64, _kind: SnapshotKind) -> Result<OperatorSnapshot, TaskError> {
         Ok(OperatorSnapshot::default())
     }
 
@@ -105,11 +106,11 @@ impl Chain {
     pub(crate) fn snapshot(
         &mut self,
         checkpoint_id: u64,
-        savepoint: bool,
+        kind: SnapshotKind,
     ) -> Result<Vec<(String, OperatorSnapshot)>, TaskError> {
         let mut out = Vec::new();
         for (uid, op) in self.uids.iter().zip(self.ops.iter_mut()) {
-            let s = op.snapshot(checkpoint_id, savepoint)?;
+            let s = op.snapshot(checkpoint_id, kind)?;
             if !s.is_empty() {
                 out.push((uid.clone(), s));
             }

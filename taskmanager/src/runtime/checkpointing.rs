@@ -129,6 +129,7 @@ mod tests {
             savepoint: false,
             target_url: "".into(),
             stop: false,
+            prepare: false,
         }
     }
 

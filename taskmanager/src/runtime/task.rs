@@ -32,6 +32,7 @@ use crate::error::TaskError;
 use crate::network::{Barrier, InputGate, RecordWriter, StreamEvent};
 use crate::operators::{Chain, OperatorContext};
 use crate::state::snapshot::OperatorSnapshot;
+use crate::state::snapshot::SnapshotKind;
 use sluice_connectors::SourcePoll;
 
 /// A subtask's link to checkpointing.
@@ -227,7 +228,7 @@ async fn snapshot_and_ack(
 ) -> Result<(), TaskError> {
     let started = Instant::now();
     let result = async {
-        let mut snaps = chain.snapshot(barrier.id, barrier.savepoint)?;
+        let mut snaps = chain.snapshot(barrier.id, SnapshotKind::of(barrier))?;
         snaps.extend(splits);
         if let Some(sink) = out.sink.as_deref_mut() {
             let s = sink.snapshot(barrier.id).await?;

@@ -10,6 +10,7 @@
 //! deletes it, and a snapshot leaves expired entries out (`cleanupFullSnapshot`). A list
 //! expires as a whole; each map entry expires on its own.
 
+use crate::state::snapshot::SnapshotKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,11 +240,11 @@ impl KeyedState {
     }
 
     /// The synchronous part of a checkpoint; expired entries are dropped first.
-    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, kind: SnapshotKind) -> Result<KeyedSnapshot, String> {
         if self.ttl_used {
             self.drop_expired()?;
         }
-        self.kv.snapshot(checkpoint_id, savepoint)
+        self.kv.snapshot(checkpoint_id, kind)
     }
 
     pub(crate) fn notify_checkpoint_complete(&mut self, id: u64) {
@@ -592,7 +593,7 @@ mod tests {
 
         // A full snapshot restores at another parallelism, on the other backend too.
         clock.store(1050, Ordering::Relaxed);
-        let snap = s.snapshot(1, false).unwrap();
+        let snap = s.snapshot(1, SnapshotKind::Checkpoint).unwrap();
         let KeyedSnapshot::Full { range, data, offsets } = snap else {
             panic!("full snapshot expected")
         };

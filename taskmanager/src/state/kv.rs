@@ -4,6 +4,7 @@
 //! counted against the slot's share of task heap; RocksDB keeps one instance per subtask.
 //! Both restore from, and snapshot to, the same per-key-group format.
 
+use crate::state::snapshot::SnapshotKind;
 use std::collections::BTreeMap;
 
 use sluice_common::config::options::StateBackendKind;
@@ -166,7 +167,7 @@ impl KvStore {
 
     /// The synchronous part of a checkpoint: per-key-group blocks, or for RocksDB with
     /// incremental checkpoints (not savepoints, which are self-contained) a native checkpoint.
-    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, kind: SnapshotKind) -> Result<KeyedSnapshot, String> {
         match self {
             KvStore::Heap(h) => {
                 let range = h.settings.key_groups;
@@ -179,7 +180,7 @@ impl KvStore {
                 let (data, offsets) = w.finish();
                 Ok(KeyedSnapshot::Full { range, data, offsets })
             }
-            KvStore::Rocks(r) => r.snapshot(checkpoint_id, savepoint),
+            KvStore::Rocks(r) => r.snapshot(checkpoint_id, kind),
         }
     }
 

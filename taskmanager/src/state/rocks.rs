@@ -7,8 +7,11 @@
 //! backend does: an instance never outlives its process, and a snapshot flushes the memtables
 //! before it links the SST files, so the log would never be read.
 
+use crate::state::snapshot::SnapshotKind;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use rocksdb::{
     BlockBasedOptions, Cache, Direction, IngestExternalFileOptions, IteratorMode, Options, ReadOptions, SstFileWriter,
@@ -22,7 +25,7 @@ use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir, ALL_
 use super::StateSettings;
 
 pub(crate) struct RocksStore {
-    db: Option<DB>,
+    db: Option<Arc<DB>>,
     dir: PathBuf,
     range: KeyGroupRange,
     /// `execution.checkpointing.incremental`: checkpoints (not savepoints) are native ones.
@@ -37,6 +40,8 @@ pub(crate) struct RocksStore {
     restored: HashMap<String, String>,
     /// Local recovery: where checkpointed SST files are also kept.
     local: Option<LocalCopies>,
+    /// Automatic compactions are held for a rescale's stop (`hold_compactions`).
+    compactions_held: bool,
     _cache: Cache,
     _wbm: WriteBufferManager,
 }
@@ -145,7 +150,7 @@ impl RocksStore {
         let (opts, cache, wbm) = options(settings)?;
         let db = DB::open(&opts, dir.join("db")).map_err(rocks_err)?;
         let mut store = RocksStore {
-            db: Some(db),
+            db: Some(Arc::new(db)),
             dir,
             range,
             incremental: settings.incremental,
@@ -154,6 +159,7 @@ impl RocksStore {
             pending: Vec::new(),
             restored,
             local: settings.local_backup.clone(),
+            compactions_held: false,
             _cache: cache,
             _wbm: wbm,
         };
@@ -177,7 +183,9 @@ impl RocksStore {
     }
 
     fn db(&self) -> Result<&DB, String> {
-        self.db.as_ref().ok_or_else(|| "RocksDB instance is closed".to_string())
+        self.db
+            .as_deref()
+            .ok_or_else(|| "RocksDB instance is closed".to_string())
     }
 
     /// Drops every key group outside the owned range (range deletes; with
@@ -304,17 +312,58 @@ impl RocksStore {
 
     /// The synchronous part of a checkpoint: incremental when so configured, full for
     /// savepoints (self-contained) and otherwise.
-    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<KeyedSnapshot, String> {
-        if self.incremental && !savepoint {
-            self.snapshot_incremental(checkpoint_id)
-        } else {
-            self.snapshot_full()
+    pub(crate) fn snapshot(&mut self, checkpoint_id: u64, kind: SnapshotKind) -> Result<KeyedSnapshot, String> {
+        if !self.incremental || kind.is_savepoint() {
+            return self.snapshot_full();
         }
+        let settle = match kind {
+            SnapshotKind::BeforeStop => self.hold_compactions(true)?,
+            SnapshotKind::Checkpoint => self.hold_compactions(false)?,
+            SnapshotKind::Stop | SnapshotKind::Savepoint => None,
+        };
+        self.snapshot_incremental(checkpoint_id, settle)
+    }
+
+    /// Holds (or resumes) automatic compactions. A rescale's stop follows the checkpoint that
+    /// holds them: what a compaction would rewrite meanwhile (often the whole next level) the
+    /// stop would have to upload in the pause; with them held, it uploads only the memtables
+    /// flushed since. Any later periodic checkpoint resumes them (the stop did not come), and
+    /// the instance the stop ends is closed without a compaction to wait for.
+    fn hold_compactions(&mut self, hold: bool) -> Result<Option<CompactionsSettle>, String> {
+        if self.compactions_held == hold {
+            return Ok(None);
+        }
+        let db = self.db()?;
+        db.set_options(&[("disable_auto_compactions", if hold { "true" } else { "false" })])
+            .map_err(rocks_err)?;
+        let running = db
+            .property_int_value("rocksdb.num-running-compactions")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        self.compactions_held = hold;
+        if hold {
+            tracing::info!(
+                "RocksDB instance of key groups {}-{}: compactions held until the rescale's stop ({running} still running).",
+                self.range.start,
+                self.range.end
+            );
+        }
+        // The checkpoint completes once the compactions that were running ended (its upload
+        // waits, not the task); the next prepare round then uploads what they wrote.
+        Ok((hold && running > 0).then(|| CompactionsSettle {
+            db: self.db.as_ref().map(Arc::downgrade).unwrap_or_default(),
+            range: self.range,
+        }))
     }
 
     /// An incremental snapshot: a RocksDB checkpoint (hard links) of the instance; its SST
     /// files that a completed checkpoint already uploaded are referenced, not uploaded.
-    fn snapshot_incremental(&mut self, checkpoint_id: u64) -> Result<KeyedSnapshot, String> {
+    fn snapshot_incremental(
+        &mut self,
+        checkpoint_id: u64,
+        settle: Option<CompactionsSettle>,
+    ) -> Result<KeyedSnapshot, String> {
         let dir = self.dir.join(format!("chk-{checkpoint_id}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -359,6 +408,7 @@ impl RocksStore {
             spans,
             private,
             local: self.local.clone(),
+            settle,
         })
     }
 
@@ -416,6 +466,50 @@ impl RocksStore {
                 }
             }
         }
+    }
+}
+
+/// The compactions of an instance that were running when its compactions were held: the
+/// upload of that checkpoint waits for them (`wait`), so the checkpoint after it holds what
+/// they wrote.
+pub(crate) struct CompactionsSettle {
+    db: Weak<DB>,
+    range: KeyGroupRange,
+}
+
+/// The longest a checkpoint's upload waits for compactions to end.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+impl CompactionsSettle {
+    pub(crate) async fn wait(self) {
+        let started = Instant::now();
+        loop {
+            // A closed instance runs none.
+            let running = self
+                .db
+                .upgrade()
+                .and_then(|db| db.property_int_value("rocksdb.num-running-compactions").ok().flatten())
+                .unwrap_or(0);
+            if running == 0 {
+                break;
+            }
+            if started.elapsed() >= SETTLE_LIMIT {
+                tracing::warn!(
+                    "RocksDB instance of key groups {}-{}: {running} compactions still run after {} s; the checkpoint completes without waiting longer.",
+                    self.range.start,
+                    self.range.end,
+                    SETTLE_LIMIT.as_secs()
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(
+            "RocksDB instance of key groups {}-{}: the running compactions ended {} ms after its compactions were held.",
+            self.range.start,
+            self.range.end,
+            started.elapsed().as_millis()
+        );
     }
 }
 
@@ -685,7 +779,7 @@ mod tests {
             spans,
             private,
             ..
-        } = store.snapshot(1, false).unwrap()
+        } = store.snapshot(1, SnapshotKind::Checkpoint).unwrap()
         else {
             panic!("not incremental");
         };
@@ -702,6 +796,45 @@ mod tests {
             partial: false,
         };
         (restored, spans)
+    }
+
+    /// Level-0 files of the instance.
+    fn level0(store: &RocksStore) -> usize {
+        store
+            .db()
+            .unwrap()
+            .live_files()
+            .unwrap()
+            .iter()
+            .filter(|f| f.level == 0)
+            .count()
+    }
+
+    #[test]
+    fn the_checkpoint_before_a_stop_holds_compactions_until_a_periodic_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksStore::open(&settings(dir.path(), (0, 127)), None).unwrap();
+        let flush = |store: &mut RocksStore, id: u64, kind: SnapshotKind| {
+            for kg in 0..128 {
+                store.put(kg, format!("k{kg}-{id}").as_bytes(), b"v").unwrap();
+            }
+            store.snapshot(id, kind).unwrap();
+        };
+        flush(&mut store, 1, SnapshotKind::BeforeStop);
+        assert!(store.compactions_held);
+        // Each checkpoint flushes a level-0 file; past the trigger (4) nothing compacts them.
+        for id in 2..=6 {
+            flush(&mut store, id, SnapshotKind::Stop);
+        }
+        store.db().unwrap().flush().unwrap();
+        assert_eq!(level0(&store), 6, "held: every flush stays in level 0");
+        flush(&mut store, 7, SnapshotKind::Checkpoint);
+        assert!(!store.compactions_held, "a periodic checkpoint resumes them");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while level0(&store) >= 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(level0(&store) < 4, "resumed, level 0 compacts");
     }
 
     fn keys(store: &RocksStore) -> Vec<u32> {
@@ -730,7 +863,7 @@ mod tests {
         assert_eq!(store.get(41, b"k41").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(store.get(110, b"k110").unwrap(), None);
         // Its next checkpoint refers to the opened files by their old names, not uploading them.
-        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, false).unwrap() else {
+        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, SnapshotKind::Checkpoint).unwrap() else {
             panic!("not incremental");
         };
         let reused: Vec<_> = ssts.iter().filter(|(_, s, _)| old_names.contains(s)).collect();
@@ -822,7 +955,7 @@ mod tests {
         let mut store = RocksStore::open(&settings(dir.path(), (10, 40)), Some(&restore)).unwrap();
         assert_values(&store, 10..=40);
         // Opened in place: its next checkpoint names the fetched files by their old names.
-        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, false).unwrap() else {
+        let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, SnapshotKind::Checkpoint).unwrap() else {
             panic!("not incremental");
         };
         assert!(
@@ -846,7 +979,9 @@ mod tests {
                 store.db().unwrap().flush().unwrap();
                 store.db().unwrap().compact_range(None::<&[u8]>, None::<&[u8]>);
             }
-            let KeyedSnapshot::RocksIncremental { dir: chk, ssts, .. } = store.snapshot(id, false).unwrap() else {
+            let KeyedSnapshot::RocksIncremental { dir: chk, ssts, .. } =
+                store.snapshot(id, SnapshotKind::Checkpoint).unwrap()
+            else {
                 panic!("not incremental");
             };
             for (l, sh, _) in &ssts {

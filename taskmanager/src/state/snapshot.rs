@@ -8,6 +8,34 @@ use sluice_common::proto::checkpoint::{OperatorListState, RedistributionMode};
 use sluice_common::state::assignment::OperatorRestore;
 use sluice_common::state::KeyGroupRange;
 
+/// Which snapshot a barrier asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotKind {
+    /// A periodic checkpoint.
+    Checkpoint,
+    /// The checkpoint a rescale's stop follows (`Barrier::prepare`).
+    BeforeStop,
+    /// A stop-with-checkpoint: the subtask ends after it.
+    Stop,
+    /// A savepoint: self-contained.
+    Savepoint,
+}
+
+impl SnapshotKind {
+    pub(crate) fn of(barrier: &crate::network::Barrier) -> SnapshotKind {
+        match (barrier.savepoint, barrier.stop, barrier.prepare) {
+            (true, _, _) => SnapshotKind::Savepoint,
+            (false, true, _) => SnapshotKind::Stop,
+            (false, false, true) => SnapshotKind::BeforeStop,
+            (false, false, false) => SnapshotKind::Checkpoint,
+        }
+    }
+
+    pub(crate) fn is_savepoint(self) -> bool {
+        self == SnapshotKind::Savepoint
+    }
+}
+
 pub(crate) enum KeyedSnapshot {
     /// Per-key-group blocks (`key_group_blocks`).
     Full {
@@ -28,6 +56,8 @@ pub(crate) enum KeyedSnapshot {
         private: Vec<String>,
         /// Where the SST files are also kept on this taskmanager (local recovery).
         local: Option<super::local_copy::LocalCopies>,
+        /// Compactions the upload waits for (the first round of a rescale's prepare).
+        settle: Option<super::rocks::CompactionsSettle>,
     },
 }
 

@@ -119,6 +119,7 @@ impl TimerService {
 mod tests {
     use super::*;
     use crate::state::keyed::KeyedState;
+    use crate::state::snapshot::SnapshotKind;
     use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
     use crate::state::test_settings;
     use sluice_common::config::options::StateBackendKind;
@@ -148,7 +149,7 @@ mod tests {
         );
         assert_eq!(timers.next(TimeDomain::EventTime), Some(20));
 
-        let KeyedSnapshot::Full { range, data, offsets } = s.snapshot(1, true).unwrap() else {
+        let KeyedSnapshot::Full { range, data, offsets } = s.snapshot(1, SnapshotKind::Savepoint).unwrap() else {
             panic!("a savepoint is full")
         };
         let restore = OperatorRestoreData {

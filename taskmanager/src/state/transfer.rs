@@ -62,6 +62,7 @@ pub(crate) async fn upload(
             spans,
             private,
             local,
+            settle,
         }) => {
             let target = open_location(target_url, config)?;
             let root = open_location(&parent_url(target_url), config)?;
@@ -111,6 +112,9 @@ pub(crate) async fn upload(
             }
             handle.size = written;
             state.keyed.push(handle);
+            if let Some(settle) = settle {
+                settle.wait().await;
+            }
         }
     }
     Ok((state, written))

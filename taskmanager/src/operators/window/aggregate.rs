@@ -11,6 +11,7 @@
 
 use crate::error::TaskError;
 use crate::operators::OperatorContext;
+use crate::state::snapshot::SnapshotKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -232,8 +233,8 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn snapshot(&mut self, checkpoint_id: u64, savepoint: bool) -> Result<OperatorSnapshot, TaskError> {
-        let keyed = self.store.snapshot(&self.codec, &self.aggs, checkpoint_id, savepoint)?;
+    fn snapshot(&mut self, checkpoint_id: u64, kind: SnapshotKind) -> Result<OperatorSnapshot, TaskError> {
+        let keyed = self.store.snapshot(&self.codec, &self.aggs, checkpoint_id, kind)?;
         let mut snap = OperatorSnapshot {
             keyed: Some(keyed),
             ..Default::default()
@@ -534,7 +535,7 @@ mod tests {
             first
                 .process(0, batch(rows_a), &OperatorContext::for_tests(), &mut out)
                 .unwrap();
-            let snap = first.snapshot(1, false).unwrap();
+            let snap = first.snapshot(1, SnapshotKind::Checkpoint).unwrap();
             let Some(KeyedSnapshot::Full { range, data, offsets }) = snap.keyed else {
                 panic!("full snapshot expected");
             };

@@ -14,6 +14,7 @@ use super::assigner::Window;
 use super::pane_keys::{KeyView, PaneKeys};
 use super::pane_store::{df, new_accumulators, take_rows, Fired, PaneBatch, PaneStore};
 use super::state_codec::{pane_key, parse_pane_key, StateCodec};
+use crate::state::snapshot::SnapshotKind;
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::{for_each_restored, state_ids, StateSettings};
 
@@ -181,7 +182,7 @@ impl PaneStore for HeapPanes {
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
         _checkpoint_id: u64,
-        _savepoint: bool,
+        _kind: SnapshotKind,
     ) -> Result<KeyedSnapshot, String> {
         let mut entries: Vec<(u32, Vec<u8>, Vec<u8>)> = Vec::new();
         for (w, pane) in self.panes.iter_mut() {

@@ -152,6 +152,7 @@ impl Operator for LocalWindowAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::snapshot::SnapshotKind;
     use crate::state::test_settings;
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
@@ -270,7 +271,10 @@ mod tests {
         out.clear();
         local.on_watermark(5000, &mut out).unwrap();
         assert!(out.is_empty(), "nothing held, nothing sent");
-        assert!(local.snapshot(1, false).unwrap().is_empty(), "nothing to checkpoint");
+        assert!(
+            local.snapshot(1, SnapshotKind::Checkpoint).unwrap().is_empty(),
+            "nothing to checkpoint"
+        );
 
         let (mut small, _) = op(2);
         let mut out = Vec::new();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::assigner::Window;
 use super::state_codec::StateCodec;
 use crate::state::snapshot::KeyedSnapshot;
+use crate::state::snapshot::SnapshotKind;
 
 /// The rows of one batch, as a store takes them.
 pub(super) struct PaneBatch<'a> {
@@ -147,7 +148,7 @@ pub(super) trait PaneStore: Send {
         codec: &StateCodec,
         aggs: &[AggregateFunctionExpr],
         checkpoint_id: u64,
-        savepoint: bool,
+        kind: SnapshotKind,
     ) -> Result<KeyedSnapshot, String>;
 
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) {}

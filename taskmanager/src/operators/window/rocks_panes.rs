@@ -16,6 +16,7 @@ use super::assigner::Window;
 use super::pane_store::{df, new_accumulators, take_rows, Fired, PaneBatch, PaneStore};
 use super::state_codec::{pane_key, pane_prefix, parse_pane_key, StateCodec};
 use crate::state::rocks::{prefixed, RocksStore};
+use crate::state::snapshot::SnapshotKind;
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::{state_ids, StateSettings};
 
@@ -182,9 +183,9 @@ impl PaneStore for RocksPanes {
         _codec: &StateCodec,
         _aggs: &[AggregateFunctionExpr],
         checkpoint_id: u64,
-        savepoint: bool,
+        kind: SnapshotKind,
     ) -> Result<KeyedSnapshot, String> {
-        self.store.snapshot(checkpoint_id, savepoint)
+        self.store.snapshot(checkpoint_id, kind)
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) {

@@ -17,6 +17,7 @@ use super::assigner::{self, Window};
 use super::pane_store::{df, Fired, PaneBatch, PaneStore};
 use super::state_codec::StateCodec;
 use crate::state::keyed::{self, KeyedState, MapState, StateDescriptor};
+use crate::state::snapshot::SnapshotKind;
 use crate::state::snapshot::{KeyedSnapshot, OperatorRestoreData};
 use crate::state::timers::{TimeDomain, TimerService};
 use crate::state::{decode_i64, encode_i64, StateSettings};
@@ -201,9 +202,9 @@ impl PaneStore for SessionWindows {
         _codec: &StateCodec,
         _aggs: &[AggregateFunctionExpr],
         checkpoint_id: u64,
-        savepoint: bool,
+        kind: SnapshotKind,
     ) -> Result<KeyedSnapshot, String> {
-        self.state.snapshot(checkpoint_id, savepoint)
+        self.state.snapshot(checkpoint_id, kind)
     }
 
     fn notify_checkpoint_complete(&mut self, id: u64) {
