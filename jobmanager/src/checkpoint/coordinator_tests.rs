@@ -283,7 +283,7 @@ async fn complete(f: &mut Fixture, id: u64) {
 async fn a_stop_asked_during_a_periodic_checkpoint_prepares_after_it() {
     let mut f = fixture_every(0, Duration::from_millis(1));
     f.coordinator.settings.prepare_stop = true;
-    f.coordinator.tick(true, false, Vec::new()).await;
+    let mut f = tick_until(f, 1).await;
     assert_eq!(prepares(&f), vec![false], "a periodic checkpoint is under way");
     assert!(f.coordinator.stop_with_checkpoint().await);
     assert_eq!(stops(&f), vec![false], "the stop waits for it");

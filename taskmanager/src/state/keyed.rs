@@ -10,14 +10,13 @@
 //! deletes it, and a snapshot leaves expired entries out (`cleanupFullSnapshot`). A list
 //! expires as a whole; each map entry expires on its own.
 
-use crate::state::snapshot::SnapshotKind;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::key_groups::{hash_bytes, key_group};
 
 use super::kv::KvStore;
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, SnapshotKind};
 use super::{state_ids, StateSettings};
 
 /// Processing time in ms since the epoch (injectable for tests).

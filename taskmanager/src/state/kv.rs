@@ -4,7 +4,6 @@
 //! counted against the slot's share of task heap; RocksDB keeps one instance per subtask.
 //! Both restore from, and snapshot to, the same per-key-group format.
 
-use crate::state::snapshot::SnapshotKind;
 use std::collections::BTreeMap;
 
 use sluice_common::config::options::StateBackendKind;
@@ -12,7 +11,7 @@ use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
 use super::rocks::RocksStore;
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData};
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, SnapshotKind};
 use super::{for_each_restored, StateSettings};
 
 /// What an entry costs on the heap beyond its bytes (map node, two vectors).

@@ -7,7 +7,6 @@
 //! backend does: an instance never outlives its process, and a snapshot flushes the memtables
 //! before it links the SST files, so the log would never be read.
 
-use crate::state::snapshot::SnapshotKind;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -21,7 +20,7 @@ use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
 use super::local_copy::LocalCopies;
-use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir, ALL_KEY_GROUPS};
+use super::snapshot::{KeyedSnapshot, OperatorRestoreData, RestoredRocksDir, SnapshotKind, ALL_KEY_GROUPS};
 use super::StateSettings;
 
 pub(crate) struct RocksStore {
