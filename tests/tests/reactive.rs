@@ -28,7 +28,7 @@ fn reactive_job_follows_taskmanagers_with_exact_results() {
 
 /// RocksDB with incremental checkpoints and local recovery: a rescaled subtask opens the old
 /// subtask's files that overlap it most in place, clips them to its key groups and ingests the
-/// rest (`state/rocks.rs`); every rescale records its phases.
+/// rest (`state/rocks/`); every rescale records its phases.
 #[test]
 fn reactive_rocksdb_job_rescales_from_its_files_with_exact_results() {
     let history = follow_taskmanagers(
