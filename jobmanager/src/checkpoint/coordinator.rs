@@ -56,6 +56,18 @@ pub(crate) struct CheckpointSettings {
 /// restore downloads what was not prefetched.
 const PREFETCH_LIMIT: Duration = Duration::from_secs(60);
 
+/// What a trigger starts.
+enum Trigger {
+    /// A periodic checkpoint.
+    Periodic,
+    /// The checkpoint a rescale's stop follows (its barrier holds compactions).
+    PrepareStop,
+    /// The stop-with-checkpoint of a rescale.
+    Stop,
+    /// A savepoint (or stop-with-savepoint).
+    Savepoint(SavepointRequest),
+}
+
 /// The checkpoint a prepared stop waits for.
 #[derive(Debug, Clone, Copy)]
 struct StopAfter {
@@ -140,10 +152,6 @@ pub(crate) struct Coordinator {
     /// The job's final checkpoint (every subtask past the end of its input) completed: the
     /// tasks end and nothing more is checkpointed.
     finished: bool,
-    /// The next periodic-style trigger is a stop-with-checkpoint.
-    stop_next: bool,
-    /// The next periodic-style trigger prepares a stop (its barrier holds compactions).
-    prepare_next: bool,
     /// A prepared stop: the stop-with-checkpoint waits until this checkpoint is no longer
     /// pending (completed, so the stop uploads only what changed since, or failed).
     stop_after: Option<StopAfter>,
@@ -198,8 +206,6 @@ impl Coordinator {
             stopped: false,
             stopped_with: None,
             finished: false,
-            stop_next: false,
-            prepare_next: false,
             stop_after: None,
             stop_triggered: None,
             prepared: None,
@@ -289,7 +295,7 @@ impl Coordinator {
             let short: String = self.job_id.chars().take(6).collect();
             let rand: String = uuid::Uuid::new_v4().simple().to_string().chars().take(12).collect();
             let target = url_join(&location_url(&dir), &format!("savepoint-{short}-{rand}"));
-            self.trigger(|_| target, Some(request)).await;
+            self.trigger(|_| target, Trigger::Savepoint(request)).await;
         }
         let Some(interval) = self.settings.interval else {
             return;
@@ -305,7 +311,7 @@ impl Coordinator {
             && !paused
         {
             if let Some(dir) = self.settings.dir.clone() {
-                self.trigger_checkpoint(&dir).await;
+                self.trigger_checkpoint(&dir, Trigger::Periodic).await;
             }
         }
     }
@@ -345,17 +351,13 @@ impl Coordinator {
             at_ms: now_ms(),
             prepared_ms: prepared_from.map(|t| t.elapsed().as_millis() as u64),
         });
-        self.stop_next = true;
-        self.trigger_checkpoint(dir).await;
-        self.stop_next = false;
+        self.trigger_checkpoint(dir, Trigger::Stop).await;
     }
 
     /// Triggers the checkpoint a stop follows (its barrier holds the compactions of RocksDB
     /// instances until the stop); its id, unless triggering failed.
     async fn trigger_prepare(&mut self, dir: &str) -> Option<u64> {
-        self.prepare_next = true;
-        self.trigger_checkpoint(dir).await;
-        self.prepare_next = false;
+        self.trigger_checkpoint(dir, Trigger::PrepareStop).await;
         let id = self.newest_periodic_pending()?;
         tracing::info!(
             "Job {}: the stop-with-checkpoint follows checkpoint {id}, taken while the job runs.",
@@ -365,9 +367,9 @@ impl Coordinator {
     }
 
     /// Triggers a checkpoint (not a savepoint) into the job's checkpoint directory `dir`.
-    async fn trigger_checkpoint(&mut self, dir: &str) {
+    async fn trigger_checkpoint(&mut self, dir: &str, what: Trigger) {
         let job_id = self.job_id.clone();
-        self.trigger(|id| checkpoint_url(dir, &job_id, id), None).await;
+        self.trigger(|id| checkpoint_url(dir, &job_id, id), what).await;
     }
 
     /// The newest pending checkpoint that is not a savepoint.
@@ -430,7 +432,7 @@ impl Coordinator {
     }
 
     /// Starts checkpoint (or savepoint) number next; `target_of(id)` is where its files go.
-    async fn trigger(&mut self, target_of: impl FnOnce(u64) -> String, savepoint: Option<SavepointRequest>) {
+    async fn trigger(&mut self, target_of: impl FnOnce(u64) -> String, what: Trigger) {
         let id = {
             let mut h = self.history();
             let id = h.next_id.max(1);
@@ -440,10 +442,16 @@ impl Coordinator {
         let target_url = target_of(id);
         self.last_trigger = Instant::now();
         let trigger_ms = now_ms();
-        let (stop, drain) = savepoint
-            .as_ref()
-            .map_or((std::mem::take(&mut self.stop_next), false), |s| (s.stop, s.drain));
-        let prepare_stop = savepoint.is_none() && std::mem::take(&mut self.prepare_next);
+        let (stop, drain, prepare_stop) = match &what {
+            Trigger::Periodic => (false, false, false),
+            Trigger::PrepareStop => (false, false, true),
+            Trigger::Stop => (true, false, false),
+            Trigger::Savepoint(s) => (s.stop, s.drain, false),
+        };
+        let savepoint = match what {
+            Trigger::Savepoint(s) => Some(s),
+            _ => None,
+        };
         if let Some(s) = &savepoint {
             self.stats()
                 .savepoints
