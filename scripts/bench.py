@@ -38,7 +38,7 @@ this needs (Flink 2.3 from PyPI, Java 17, iperf3) and builds Sluice in release m
       (Debian's PostgreSQL, started here). Rows/s.
   R1  large-state rescale: reactive mode on one-slot taskmanagers, incremental checkpoints
       every 2 s (Sluice: to SeaweedFS, S3, started here; Flink: to file://, as this Flink has no
-      S3 plugin), local recovery on; a continuous count + max over --rescale-keys keys of ~100
+      S3 plugin), local recovery and snapshot compression on; a continuous count + max over --rescale-keys keys of ~100
       random bytes fed at --rescale-rate rows/s (Flink: random keys, loaded until 3 × keys rows,
       ~95 % of the keys). Once the keys are in, a third taskmanager joins (2 → 3; Sluice stops
       with a checkpoint, Flink restarts from its last one), leaves with SIGTERM (3 → 2), then
@@ -836,13 +836,15 @@ def outage(system, jid, before, after, trigger, timeout=600):
 def load_large(system, job_text, keys, backend, s3, tmp, interval="2 s"):
     """Starts the large-state job in reactive mode on two 1-slot taskmanagers with incremental
     checkpoints every `interval` (Sluice: to S3, or file:// without `s3`; Flink, which has no
-    S3 plugin here: to file://), local recovery on, working under `tmp`, and waits until the
+    S3 plugin here: to file://), local recovery and snapshot compression on, working under `tmp`, and waits until the
     keys are in. Returns the job id and the rows/s it loaded at."""
     # A lost taskmanager's restart waits 100 ms, not 1 s (both systems alike).
     conf = (REACTIVE.replace("delay: 1 s", "delay: 100 ms").replace("interval: 2 s", f"interval: {interval}")
             + f"state.backend.type: {backend}\n"
             "execution.checkpointing.incremental: true\nexecution.checkpointing.local-backup.enabled: true\n"
-            f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n")
+            f"execution.state-recovery.from-local: true\nio.tmp.dirs: {tmp}\n"
+            # Full (heap) snapshots compressed per key group, as both systems offer it.
+            "execution.checkpointing.snapshot-compression: true\n")
     if isinstance(system, Sluice):
         # Heartbeats every second bring each rescale's first record after to its record soon
         # (Sluice notices a lost taskmanager by its broken stream, not by the heartbeat).
@@ -971,6 +973,7 @@ def main():
                     help="S1's agg-phase strategies on Sluice (one alone, e.g. to profile it)")
     ap.add_argument("--rescale-keys", type=int, default=10_000_000,
                     help="R1's RocksDB keys (~100 bytes each); the heap run takes a tenth")
+    ap.add_argument("--rescale-backends", default="rocksdb,hashmap", help="R1's state backends")
     ap.add_argument("--rescale-rate", type=int, default=400_000, help="R1's source rows/s")
     ap.add_argument("--rescale-storage", choices=["s3", "file"], default="s3",
                     help="R1's and P6's checkpoint storage for Sluice (Flink's is file:// either way)")
@@ -1055,7 +1058,8 @@ def main():
                 if "R1" in only:
                     s3 = Seaweed(work) if isinstance(s, Sluice) and args.rescale_storage == "s3" else None
                     try:
-                        for backend, keys in (("rocksdb", args.rescale_keys), ("hashmap", args.rescale_keys // 10)):
+                        backends = (("rocksdb", args.rescale_keys), ("hashmap", args.rescale_keys // 10))
+                        for backend, keys in (b for b in backends if b[0] in args.rescale_backends.split(",")):
                             text = (sluice_large_state if isinstance(s, Sluice) else flink_large_state)(
                                 keys, args.rescale_rate)
                             size, rate, cps, steps = rescale_large(s, text, keys, backend, s3)

@@ -402,6 +402,10 @@ options! {
     CHECKPOINT_TOLERABLE_FAILED: u32 = "execution.checkpointing.tolerable-failed-checkpoints", Some("0");
     /// RocksDB uploads only new SST files per checkpoint.
     CHECKPOINT_INCREMENTAL: bool = "execution.checkpointing.incremental", Some("false"), deprecated &["state.backend.incremental"];
+    /// Full keyed snapshots (the heap backend's, savepoints) compress each key group's block
+    /// on its own (zstd, level 1), so a restore still reads only its key groups. Flink's key
+    /// (which compresses with Snappy); off by default, as in Flink.
+    SNAPSHOT_COMPRESSION: bool = "execution.checkpointing.snapshot-compression", Some("false");
 
     // ---- state backends
     /// Flink SQL's idle state retention: keyed state of a continuous aggregate not written for

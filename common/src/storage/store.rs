@@ -194,6 +194,17 @@ impl StorageLocation {
         self.get_path(&self.path(name)).await
     }
 
+    /// Bytes `range` of file `name` (a ranged GET on S3).
+    pub async fn get_range(&self, name: &str, range: std::ops::Range<u64>) -> Result<Bytes, String> {
+        let path = self.path(name);
+        self.store.get_range(&path, range.clone()).await.map_err(|e| {
+            format!(
+                "reading bytes {}..{} of {path} in {}: {e}",
+                range.start, range.end, self.url
+            )
+        })
+    }
+
     /// Completes the snapshot directory this location names: its `_metadata`, create-only.
     pub async fn write_metadata(&self, m: &CheckpointMetadata) -> Result<(), String> {
         put_once(self.store.as_ref(), &self.path("_metadata"), encode_metadata(m))
