@@ -127,6 +127,19 @@ pub fn decompress_blocks(data: &[u8], offsets: &[u64]) -> Result<(Vec<u8>, Vec<u
     Ok((out, at))
 }
 
+/// The key groups of `want` that a file covering `range` with `offsets` holds, once its
+/// offsets are checked to match its range.
+fn wanted(range: KeyGroupRange, offsets: &[u64], want: KeyGroupRange) -> Result<Option<KeyGroupRange>, String> {
+    if offsets.len() != range.len() {
+        return Err(format!(
+            "keyed state handle has {} offsets for {} key groups",
+            offsets.len(),
+            range.len()
+        ));
+    }
+    Ok(range.intersect(&want))
+}
+
 /// The part of a file (covering `range` with `offsets`, `size` bytes long) that holds the key
 /// groups of `want`: those key groups, the byte range to read, and their offsets within it.
 /// `None` when the file holds none of them.
@@ -137,14 +150,7 @@ pub fn byte_range(
     size: u64,
     want: KeyGroupRange,
 ) -> Result<Option<(KeyGroupRange, std::ops::Range<u64>, Vec<u64>)>, String> {
-    if offsets.len() != range.len() {
-        return Err(format!(
-            "keyed state handle has {} offsets for {} key groups",
-            offsets.len(),
-            range.len()
-        ));
-    }
-    let Some(both) = range.intersect(&want) else {
+    let Some(both) = wanted(range, offsets, want)? else {
         return Ok(None);
     };
     let (first, last) = ((both.start - range.start) as usize, (both.end - range.start) as usize);
@@ -170,14 +176,7 @@ pub fn read_blocks(
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
-    if offsets.len() != range.len() {
-        return Err(format!(
-            "keyed state handle has {} offsets for {} key groups",
-            offsets.len(),
-            range.len()
-        ));
-    }
-    let Some(both) = range.intersect(&want) else {
+    let Some(both) = wanted(range, offsets, want)? else {
         return Ok(());
     };
     for kg in both.iter() {

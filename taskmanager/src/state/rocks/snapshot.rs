@@ -134,7 +134,7 @@ impl RocksStore {
     /// The level and key groups of each live SST file, by file name; a level-0 file spans all
     /// of them, as every read opens it. A file a compaction writes after the checkpoint is not
     /// here (and one it removed is), so the checkpoint's files are looked up by name.
-    fn file_spans(&self) -> Result<HashMap<String, (u32, u32, u32)>, String> {
+    pub(super) fn file_spans(&self) -> Result<HashMap<String, (u32, u32, u32)>, String> {
         let files = self.db()?.live_files().map_err(rocks_err)?;
         Ok(files
             .into_iter()

@@ -1,4 +1,5 @@
 use super::*;
+use crate::state::snapshot::{KeyedSnapshot, SnapshotKind, ALL_KEY_GROUPS};
 use crate::state::test_settings;
 use sluice_common::config::options::StateBackendKind;
 
