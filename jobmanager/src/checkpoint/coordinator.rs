@@ -442,15 +442,11 @@ impl Coordinator {
         let target_url = target_of(id);
         self.last_trigger = Instant::now();
         let trigger_ms = now_ms();
-        let (stop, drain, prepare_stop) = match &what {
-            Trigger::Periodic => (false, false, false),
-            Trigger::PrepareStop => (false, false, true),
-            Trigger::Stop => (true, false, false),
-            Trigger::Savepoint(s) => (s.stop, s.drain, false),
-        };
-        let savepoint = match what {
-            Trigger::Savepoint(s) => Some(s),
-            _ => None,
+        let (stop, drain, prepare_stop, savepoint) = match what {
+            Trigger::Periodic => (false, false, false, None),
+            Trigger::PrepareStop => (false, false, true, None),
+            Trigger::Stop => (true, false, false, None),
+            Trigger::Savepoint(s) => (s.stop, s.drain, false, Some(s)),
         };
         if let Some(s) = &savepoint {
             self.stats()

@@ -353,7 +353,7 @@ pub(crate) async fn prefetch(
     let mut names: Vec<String> = Vec::new();
     for a in assigned {
         for h in a.keyed.iter().filter(|h| h.format == FORMAT_ROCKS_INCREMENTAL) {
-            let range = KeyGroupRange::new(h.key_group_start, h.key_group_end);
+            let range = range_of(h);
             let read = a.range.and_then(|mine| mine.intersect(&range));
             for (_, name) in wanted_shared(h, &needed_files(h, read)) {
                 if !names.contains(&name) && !copies.has(&name) {
@@ -492,6 +492,9 @@ mod tests {
             assert_eq!(state.keyed[0].compression, ZSTD);
             handles.extend(state.keyed);
         }
+        // The first file's handle, with a codec this version does not know.
+        let mut odd = handles[0].clone();
+        odd.compression = "lzma".into();
         // The middle one of three new subtasks: key groups 43-85, from both files.
         let assigned = OperatorRestore {
             keyed: handles,
@@ -512,8 +515,6 @@ mod tests {
         seen.dedup();
         assert_eq!(seen, (43..=85).collect::<Vec<u32>>());
         // A codec this version does not know is an error that names the file.
-        let mut odd = got_handle(&config, &url).await;
-        odd.compression = "lzma".into();
         let unknown = OperatorRestore {
             keyed: vec![odd],
             lists: Vec::new(),
@@ -521,19 +522,5 @@ mod tests {
         };
         let err = fetch(&config, &url, unknown, dir.path(), None).await.err().unwrap();
         assert!(err.contains("agg-0-keyed") && err.contains("lzma"), "{err}");
-    }
-
-    /// The handle of subtask 0's file written by the test above.
-    async fn got_handle(config: &Configuration, url: &str) -> StateHandle {
-        let data = open_location(url, config).unwrap().get("agg-0-keyed").await.unwrap();
-        StateHandle {
-            path: "agg-0-keyed".into(),
-            size: data.len() as u64,
-            key_group_start: 0,
-            key_group_end: 0,
-            key_group_offsets: vec![0],
-            format: FORMAT_FULL.into(),
-            ..Default::default()
-        }
     }
 }
