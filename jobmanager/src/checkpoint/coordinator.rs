@@ -68,7 +68,7 @@ enum Trigger {
     Savepoint(SavepointRequest),
 }
 
-/// The checkpoint a prepared stop waits for.
+/// The checkpoint a stop waits for: a prepared stop's, or a periodic one under way.
 #[derive(Debug, Clone, Copy)]
 struct StopAfter {
     id: u64,
@@ -320,6 +320,8 @@ impl Coordinator {
     /// scale-up). `false` when it cannot start: no checkpoint directory, or a stop under way.
     /// With `prepare_stop` the stop waits for a checkpoint taken while the job runs (the
     /// periodic one under way, else one triggered now), so the stop's own upload is small.
+    /// Without it, a periodic checkpoint under way still comes first: the stop's snapshot
+    /// would share the machine with its upload in the pause (two full heap snapshots at once).
     pub(crate) async fn stop_with_checkpoint(&mut self) -> bool {
         let Some(dir) = self.settings.dir.clone() else {
             return false;
@@ -327,13 +329,14 @@ impl Coordinator {
         if self.stopped || self.stopping() {
             return false;
         }
+        let asked = Instant::now();
+        if let Some(id) = self.newest_periodic_pending() {
+            // It held no compactions: a prepared stop's two rounds follow it.
+            let rounds = if self.settings.prepare_stop { 2 } else { 0 };
+            self.stop_after = Some(StopAfter { id, asked, rounds });
+            return true;
+        }
         if self.settings.prepare_stop {
-            let asked = Instant::now();
-            // A periodic checkpoint under way did not hold compactions: the two rounds follow it.
-            if let Some(id) = self.newest_periodic_pending() {
-                self.stop_after = Some(StopAfter { id, asked, rounds: 2 });
-                return true;
-            }
             if let Some(id) = self.trigger_prepare(&dir).await {
                 self.stop_after = Some(StopAfter { id, asked, rounds: 1 });
                 return true;
@@ -684,7 +687,10 @@ impl Coordinator {
             self.stopped = true;
             self.stopped_with = Some((duration, size));
         }
-        if self.settings.prefetch_before_stop && self.stop_after.is_some_and(|s| s.id == p.id && s.rounds == 0) {
+        if self.settings.prepare_stop
+            && self.settings.prefetch_before_stop
+            && self.stop_after.is_some_and(|s| s.id == p.id && s.rounds == 0)
+        {
             self.prepared = Some(PreparedCheckpoint {
                 url: p.target_url.clone(),
                 metadata: metadata.clone(),

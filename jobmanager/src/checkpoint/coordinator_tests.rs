@@ -364,3 +364,20 @@ async fn an_unprepared_stop_stops_at_once() {
     assert_eq!(stops(&f), vec![true]);
     assert!(f.coordinator.stop_triggered.is_some_and(|t| t.prepared_ms.is_none()));
 }
+
+#[tokio::test]
+async fn an_unprepared_stop_asked_during_a_periodic_checkpoint_follows_it() {
+    let f = fixture_every(0, Duration::from_millis(1));
+    let mut f = tick_until(f, 1).await;
+    f.coordinator.settings.prefetch_before_stop = true;
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    assert_eq!(stops(&f), vec![false], "the stop waits for the checkpoint under way");
+    assert!(f.coordinator.stopping());
+    complete(&mut f, 1).await;
+    assert_eq!(stops(&f), vec![false, true], "then it stops, with no prepare round");
+    assert!(
+        f.coordinator.prepared.is_none(),
+        "nothing to prefetch without a prepared stop"
+    );
+    assert!(f.coordinator.stop_triggered.is_some_and(|t| t.prepared_ms.is_some()));
+}

@@ -79,7 +79,8 @@ pub(crate) struct RescaleRecord {
     pub restore_ms: u64,
     /// The stop-with-checkpoint's duration and bytes uploaded (none after a failure).
     pub stop_checkpoint: Option<(u64, u64)>,
-    /// Before the pause, while the job ran: the checkpoint a prepared stop waited for.
+    /// Before the pause, while the job ran: the checkpoint the stop waited for (a prepared
+    /// stop's, or a periodic one under way).
     pub prepare_ms: Option<u64>,
     /// Within the prepare: the taskmanagers' prefetch of that checkpoint's state for the new
     /// attempt (ms, bytes).

@@ -324,6 +324,33 @@ fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
 }
 
 /// Runs a subtask to its end. Cancellation is by dropping the future.
+/// A task's operators, dropped on a blocking thread when the task ends: their state (millions
+/// of heap entries, or a RocksDB instance whose directory goes with it) is freed while the
+/// task's end is reported and the next attempt deploys, not before, and off the async workers.
+struct DroppedOffThread(Option<Chain>);
+
+impl std::ops::Deref for DroppedOffThread {
+    type Target = Chain;
+    fn deref(&self) -> &Chain {
+        self.0.as_ref().expect("the chain is taken only on drop")
+    }
+}
+
+impl std::ops::DerefMut for DroppedOffThread {
+    fn deref_mut(&mut self) -> &mut Chain {
+        self.0.as_mut().expect("the chain is taken only on drop")
+    }
+}
+
+impl Drop for DroppedOffThread {
+    fn drop(&mut self) {
+        let chain = self.0.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(chain));
+        }
+    }
+}
+
 pub(crate) async fn run_task(
     plan: TaskPlan,
     gate: Option<InputGate>,
@@ -333,9 +360,10 @@ pub(crate) async fn run_task(
 ) -> Result<(), TaskError> {
     let TaskPlan {
         source,
-        mut chain,
+        chain,
         mut sink,
     } = plan;
+    let mut chain = DroppedOffThread(Some(chain));
     let metrics = ctx.metrics();
     if let Some(sink) = sink.as_mut() {
         sink.recover().await?;

@@ -44,14 +44,21 @@ pub(crate) async fn upload(
         Some(KeyedSnapshot::Full { range, data, offsets }) => {
             let target = open_location(target_url, config)?;
             let name = format!("{uid}-{subtask}-keyed");
+            let started = std::time::Instant::now();
+            let plain = data.len();
             let (data, offsets, compression) = if config.get(&SNAPSHOT_COMPRESSION)? {
                 let (data, offsets) = blocking(move || compress_blocks(&data, &offsets)).await?;
                 (data, offsets, ZSTD.to_string())
             } else {
                 (data, offsets, String::new())
             };
+            let compressed = started.elapsed().as_millis();
             let size = data.len() as u64;
             target.put(&name, Bytes::from(data)).await?;
+            tracing::debug!(
+                "{name}: {plain} bytes of blocks, compressed in {compressed} ms to {size}, stored in {} ms.",
+                started.elapsed().as_millis() - compressed
+            );
             written += size;
             state.keyed.push(StateHandle {
                 path: name,
