@@ -80,9 +80,7 @@ impl SnapshotAcker for TaskAcker {
             let async_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             // A rescale's checkpoints are part of its pause: their phases say where it went.
             if barrier.stop || barrier.prepare {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = u64::try_from(sluice_common::wall_ms::wall_ms()).unwrap_or(0);
                 let delay = now.saturating_sub(barrier.timestamp_ms + sync_ms + async_ms);
                 tracing::info!(
                     "Checkpoint {} ({}) of subtask {subtask} of vertex {vertex}: barrier {delay} ms after the trigger, synchronous part {sync_ms} ms, upload {async_ms} ms ({size} bytes).",

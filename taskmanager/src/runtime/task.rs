@@ -323,7 +323,6 @@ fn max_timestamp(batch: &RecordBatch, column: usize) -> Option<i64> {
     (0..ts.len()).filter(|i| !ts.is_null(*i)).map(|i| ts.value(i)).max()
 }
 
-/// Runs a subtask to its end. Cancellation is by dropping the future.
 /// A task's operators, dropped on a blocking thread when the task ends: their state (millions
 /// of heap entries, or a RocksDB instance whose directory goes with it) is freed while the
 /// task's end is reported and the next attempt deploys, not before, and off the async workers.
@@ -351,6 +350,7 @@ impl Drop for DroppedOffThread {
     }
 }
 
+/// Runs a subtask to its end. Cancellation is by dropping the future.
 pub(crate) async fn run_task(
     plan: TaskPlan,
     gate: Option<InputGate>,
