@@ -12,6 +12,7 @@ use sluice_proto::control::{CheckpointAck, CheckpointDecline, TaskState, TaskSta
 use super::reporter::{Report, StateReporter};
 use crate::network::Barrier;
 use crate::runtime::checkpointing::SnapshotAcker;
+use crate::state::local_copy::LocalCopies;
 use crate::state::snapshot::OperatorSnapshot;
 use crate::state::transfer::upload;
 
@@ -23,6 +24,8 @@ pub(super) struct TaskAcker {
     pub epoch: u64,
     pub vertex: u32,
     pub subtask: u32,
+    /// Where full snapshots are also kept on this taskmanager (local backup).
+    pub local: Option<LocalCopies>,
 }
 
 impl TaskAcker {
@@ -56,12 +59,13 @@ impl SnapshotAcker for TaskAcker {
                 epoch,
                 vertex,
                 subtask,
+                local,
             } = &me;
             let started = Instant::now();
             let mut operators = Vec::new();
             let mut size = 0u64;
             for (uid, snap) in snapshots {
-                match upload(config, &barrier.target_url, &uid, *subtask, snap).await {
+                match upload(config, &barrier.target_url, &uid, *subtask, snap, local.as_ref()).await {
                     Ok((state, written)) => {
                         size += written;
                         operators.push(OperatorSubtaskState {

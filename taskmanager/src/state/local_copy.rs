@@ -3,12 +3,16 @@
 //! checkpoint is also kept under `<taskmanager.state.local.root-dirs>/tm_<resource id>/<job>/`
 //! by its name in `shared/` (a hard link: SST files never change, so the copy costs nothing);
 //! with `execution.state-recovery.from-local`, a subtask restored on this taskmanager takes the
-//! files found there and downloads only the others. The checkpoint storage stays the complete
-//! copy: a file missing here is fetched from it.
+//! files found there and downloads only the others. The file of a full (heap) snapshot is
+//! kept too, as `full-<file>@<snapshot directory>` (written beside its upload), and a restore
+//! reads its key groups from it instead of the storage. The checkpoint storage stays the
+//! complete copy: a file missing here is fetched from it.
 //!
 //! Copies go when nothing needs them: a RocksDB instance drops its own files that its newest
-//! completed checkpoint no longer holds, a deployment drops the files no restore took (only
-//! the copy links to them), and the taskmanager drops its directory when it shuts down. A
+//! completed checkpoint no longer holds, a full snapshot's copy drops all but the newest
+//! earlier copy of the same file, a deployment drops the files no restore took (only the copy
+//! links to them; full snapshots' copies, read by then, are among them), and the taskmanager
+//! drops its directory when it shuts down. A
 //! taskmanager holds a lock on its directory while it lives (`RootClaim`), so one that starts
 //! drops the directories of the taskmanagers that died without shutting down (`kill -9`).
 
@@ -76,6 +80,46 @@ impl LocalCopies {
     pub(crate) fn adopt(&self, shared_name: &str) -> Result<(), String> {
         let from = self.dir.join(format!("{shared_name}{STAGING}"));
         std::fs::rename(&from, self.path(shared_name)).map_err(|e| format!("renaming {}: {e}", from.display()))
+    }
+
+    /// Keeps `data`, the file of a full snapshot, as `name`: written under a staging name and
+    /// adopted whole, so a restore never reads it half-written. Then drops the older copies
+    /// whose names start with `lineage` but for the newest of them: a failover restores the
+    /// latest completed checkpoint, which is this one or, while this one is under way, the
+    /// one before. Blocking.
+    pub(crate) fn keep_bytes(&self, name: &str, lineage: &str, data: &[u8]) -> Result<(), String> {
+        let staging = self.staging(name)?;
+        std::fs::write(&staging, data).map_err(|e| format!("writing {}: {e}", staging.display()))?;
+        self.adopt(name)?;
+        let mut older: Vec<(std::time::SystemTime, String)> = self
+            .names()
+            .into_iter()
+            .filter(|n| n != name && n.starts_with(lineage) && !n.ends_with(STAGING))
+            .filter_map(|n| {
+                let modified = std::fs::metadata(self.path(&n)).and_then(|m| m.modified()).ok()?;
+                Some((modified, n))
+            })
+            .collect();
+        older.sort();
+        older.pop();
+        for (_, n) in older {
+            let _ = std::fs::remove_file(self.path(&n));
+        }
+        Ok(())
+    }
+
+    /// Reads `range` of the copy `name` when there is one of `size` bytes (a copy of another
+    /// length is not that file); `None` otherwise. Blocking.
+    pub(crate) fn read_range(&self, name: &str, size: u64, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(self.path(name)).ok()?;
+        if file.metadata().ok()?.len() != size || range.end > size || range.start > range.end {
+            return None;
+        }
+        file.seek(SeekFrom::Start(range.start)).ok()?;
+        let mut out = vec![0u8; usize::try_from(range.end - range.start).ok()?];
+        file.read_exact(&mut out).ok()?;
+        Some(out)
     }
 
     /// Drops the copies nothing else links to: files of attempts whose state no restore on
@@ -201,6 +245,29 @@ mod tests {
         let to = dir.path().join("restored.sst");
         assert!(copies.take("a-000007.sst", &to));
         assert_eq!(std::fs::read(&to).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn a_full_snapshot_copy_is_read_by_range_and_only_two_per_lineage_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies = LocalCopies::new(&dir.path().join("root"), "job");
+        for n in 1..=3 {
+            copies
+                .keep_bytes(&format!("full-agg-0@chk-{n}"), "full-agg-0@", b"0123456789")
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        copies.keep_bytes("full-agg-1@chk-3", "full-agg-1@", b"other").unwrap();
+        assert!(!copies.has("full-agg-0@chk-1"), "the oldest of a lineage is dropped");
+        assert!(copies.has("full-agg-0@chk-2") && copies.has("full-agg-0@chk-3"));
+        assert!(copies.has("full-agg-1@chk-3"), "another lineage is not touched");
+        assert_eq!(copies.read_range("full-agg-0@chk-3", 10, 2..5).unwrap(), b"234");
+        assert!(
+            copies.read_range("full-agg-0@chk-3", 11, 2..5).is_none(),
+            "a copy of another size is not that file"
+        );
+        assert!(copies.read_range("full-agg-0@chk-3", 10, 8..12).is_none());
+        assert!(copies.read_range("full-agg-0@chk-9", 10, 2..5).is_none());
     }
 
     #[test]

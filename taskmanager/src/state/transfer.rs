@@ -2,7 +2,7 @@
 //! checkpoint (write the snapshot's files, describe them with state handles) and, on restore,
 //! fetching the handles a subtask was assigned. Exclusive files go to the snapshot's directory
 //! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/` (several at once, and
-//! kept locally too with local backup on: `local_copy`); handle paths are
+//! kept locally too with local backup on, as are full snapshots' files: `local_copy`); handle paths are
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
 //! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
@@ -32,6 +32,7 @@ pub(crate) async fn upload(
     uid: &str,
     subtask: u32,
     snapshot: OperatorSnapshot,
+    local: Option<&LocalCopies>,
 ) -> Result<(SubtaskState, u64), String> {
     let mut state = SubtaskState {
         subtask,
@@ -54,7 +55,24 @@ pub(crate) async fn upload(
             };
             let compressed = started.elapsed().as_millis();
             let size = data.len() as u64;
-            target.put(&name, Bytes::from(data)).await?;
+            let data = Bytes::from(data);
+            // With local backup, the file is also kept on this taskmanager while it uploads; a
+            // copy only saves a later download, so failing to keep one fails nothing.
+            let keep = local.cloned().map(|copies| {
+                let (copy, lineage) = full_copy_name(target_url, &name);
+                let data = data.clone();
+                blocking(move || copies.keep_bytes(&copy, &lineage, &data))
+            });
+            let (stored, kept) = tokio::join!(target.put(&name, data), async {
+                match keep {
+                    Some(keep) => keep.await,
+                    None => Ok(()),
+                }
+            });
+            stored?;
+            if let Err(e) = kept {
+                tracing::warn!("Local recovery: keeping a local copy of {uid}'s state failed: {e}");
+            }
             tracing::debug!(
                 "{name}: {plain} bytes of blocks, compressed in {compressed} ms to {size}, stored in {} ms.",
                 started.elapsed().as_millis() - compressed
@@ -290,7 +308,7 @@ pub(crate) async fn fetch(
     out.full = stream::iter(
         fulls
             .into_iter()
-            .map(|h| async move { fetch_full(dir, &h, mine).await }),
+            .map(|h| async move { fetch_full(dir, snapshot_url, &h, mine, local).await }),
     )
     .buffer_unordered(TRANSFERS)
     .try_filter_map(|part| async move { Ok(part) })
@@ -311,13 +329,28 @@ fn range_of(h: &StateHandle) -> KeyGroupRange {
     KeyGroupRange::new(h.key_group_start, h.key_group_end)
 }
 
+/// The name of a full snapshot's local copy, and the prefix its lineage (the same file of
+/// other checkpoints) shares: the file's name in the snapshot directory, then the directory's.
+fn full_copy_name(snapshot_url: &str, path: &str) -> (String, String) {
+    let snapshot = snapshot_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(snapshot_url);
+    let lineage = format!("full-{}@", path.replace('/', "_"));
+    (format!("{lineage}{snapshot}"), lineage)
+}
+
 /// Reads of a full handle only the bytes of the key groups the subtask owns (`mine`; all of
 /// them when unknown), decompressed: (plain blocks, their key groups, where each begins).
-/// `None` when it holds none of them.
+/// They come from the handle's local copy (local recovery) when `local` has it, else from
+/// the snapshot directory `dir` at `snapshot_url`. `None` when it holds none of them.
 async fn fetch_full(
     dir: &StorageLocation,
+    snapshot_url: &str,
     h: &StateHandle,
     mine: Option<KeyGroupRange>,
+    local: Option<&LocalCopies>,
 ) -> Result<Option<(Vec<u8>, KeyGroupRange, Vec<u64>)>, String> {
     let range = range_of(h);
     let Some((kgs, bytes, offsets)) = byte_range(range, &h.key_group_offsets, h.size, mine.unwrap_or(range))
@@ -325,10 +358,26 @@ async fn fetch_full(
     else {
         return Ok(None);
     };
-    let data = if bytes.start == 0 && bytes.end == h.size {
-        dir.get(&h.path).await?
-    } else {
-        dir.get_range(&h.path, bytes).await?
+    let kept = match local.cloned() {
+        Some(copies) => {
+            let (copy, _) = full_copy_name(snapshot_url, &h.path);
+            let (size, wanted) = (h.size, bytes.clone());
+            blocking(move || Ok(copies.read_range(&copy, size, wanted))).await?
+        }
+        None => None,
+    };
+    let data = match kept {
+        Some(data) => {
+            tracing::info!(
+                "Local recovery: key groups {}-{} of {} read from its local copy.",
+                kgs.start,
+                kgs.end,
+                h.path
+            );
+            Bytes::from(data)
+        }
+        None if bytes.start == 0 && bytes.end == h.size => dir.get(&h.path).await?,
+        None => dir.get_range(&h.path, bytes).await?,
     };
     let (data, offsets) = match h.compression.as_str() {
         "" => (data.to_vec(), offsets),
@@ -478,6 +527,7 @@ mod tests {
         let url = format!("file://{}/job/chk-1", dir.path().display());
         let mut config = Configuration::default();
         config.set(SNAPSHOT_COMPRESSION.key, "true", sluice_common::config::Origin::Flag);
+        let copies = LocalCopies::new(&dir.path().join("local"), "job");
         // Two old subtasks of key groups 0-63 and 64-127, ten entries per key group.
         let mut handles = Vec::new();
         for (subtask, range) in [(0, KeyGroupRange::new(0, 63)), (1, KeyGroupRange::new(64, 127))] {
@@ -494,7 +544,17 @@ mod tests {
                 keyed: Some(KeyedSnapshot::Full { range, data, offsets }),
                 lists: Vec::new(),
             };
-            let (state, written) = upload(&config, &url, "agg", subtask, snapshot).await.unwrap();
+            // The first old subtask keeps a local copy too (local backup).
+            let (state, written) = upload(
+                &config,
+                &url,
+                "agg",
+                subtask,
+                snapshot,
+                (subtask == 0).then_some(&copies),
+            )
+            .await
+            .unwrap();
             assert!(written < plain / 2, "{written} of {plain} bytes written");
             assert_eq!(state.keyed[0].compression, ZSTD);
             handles.extend(state.keyed);
@@ -508,7 +568,26 @@ mod tests {
             lists: Vec::new(),
             range: Some(KeyGroupRange::new(43, 85)),
         };
-        let got = fetch(&config, &url, assigned, dir.path(), None).await.unwrap();
+        let got = fetch(&config, &url, assigned.clone(), dir.path(), None).await.unwrap();
+        // With local recovery, the first file's key groups come from its local copy: the
+        // same bytes, though the stored file is gone now.
+        let stored = dir.path().join("job/chk-1/agg-0-keyed");
+        let moved = dir.path().join("moved");
+        std::fs::rename(&stored, &moved).unwrap();
+        let local = fetch(&config, &url, assigned.clone(), dir.path(), Some(&copies))
+            .await
+            .unwrap();
+        let mut both = [got.full.clone(), local.full];
+        both.iter_mut().for_each(|f| f.sort_by_key(|(_, r, _)| r.start));
+        assert!(both[0] == both[1]);
+        // Without it (another taskmanager), the stored file is read.
+        let other = LocalCopies::new(&dir.path().join("other"), "job");
+        let err = fetch(&config, &url, assigned, dir.path(), Some(&other))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.contains("agg-0-keyed"), "{err}");
+        std::fs::rename(&moved, &stored).unwrap();
         let ranges: Vec<KeyGroupRange> = got.full.iter().map(|(_, r, _)| *r).collect();
         assert!(ranges.contains(&KeyGroupRange::new(43, 63)) && ranges.contains(&KeyGroupRange::new(64, 85)));
         let mut seen = Vec::new();
