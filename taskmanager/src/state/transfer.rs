@@ -1,8 +1,8 @@
 //! Moving state between a subtask and checkpoint storage: the asynchronous part of a
 //! checkpoint (write the snapshot's files, describe them with state handles) and, on restore,
 //! fetching the handles a subtask was assigned. Exclusive files go to the snapshot's directory
-//! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/` (several at once, and
-//! kept locally too with local backup on, as are full snapshots' files: `local_copy`); handle paths are
+//! (`chk-N/` or the savepoint's), incremental SST files to `<job>/shared/` (several at once);
+//! with local backup on, both are kept on the taskmanager too (`local_copy`). Handle paths are
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
 //! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
