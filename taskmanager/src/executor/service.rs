@@ -120,20 +120,15 @@ impl TaskManagerGateway {
             key_groups: KeyGroupRange::new(0, 0),
             task_name: String::new(),
             default_ttl: Some(config.get(&TABLE_EXEC_STATE_TTL)?).filter(|t| !t.is_zero()),
-            local_backup: self.local_backup(config, job_id)?,
+            // Unset, local backup follows local recovery (Flink's fallback key).
+            local_backup: match config.get_opt(&LOCAL_BACKUP_ENABLED)? {
+                Some(on) => on,
+                None => config.get(&STATE_RECOVERY_FROM_LOCAL)?,
+            }
+            .then(|| LocalCopies::new(&self.state.local_root, job_id)),
             delete_files_in_range: config.get(&ROCKSDB_DELETE_FILES_IN_RANGE)?,
             sst_per_key_group: config.get(&ROCKSDB_FILE_PER_KEY_GROUP)?,
         })
-    }
-
-    /// Where job `job_id`'s checkpoints are also kept on this taskmanager, with local backup
-    /// on. Unset, local backup follows local recovery (Flink's fallback key).
-    fn local_backup(&self, config: &Configuration, job_id: &str) -> Result<Option<LocalCopies>, String> {
-        Ok(match config.get_opt(&LOCAL_BACKUP_ENABLED)? {
-            Some(on) => on,
-            None => config.get(&STATE_RECOVERY_FROM_LOCAL)?,
-        }
-        .then(|| LocalCopies::new(&self.state.local_root, job_id)))
     }
 
     /// Each task's context, with its share of the restored snapshot fetched.
@@ -143,8 +138,8 @@ impl TaskManagerGateway {
         graph: &JobGraph,
         tasks: &[(usize, u32)],
         config: &Configuration,
+        settings: &StateSettings,
     ) -> Result<HashMap<(usize, u32), TaskContext>, String> {
-        let settings = self.settings(config, &req.job_id)?;
         let local = config
             .get(&STATE_RECOVERY_FROM_LOCAL)?
             .then(|| LocalCopies::new(&self.state.local_root, &req.job_id));
@@ -272,14 +267,13 @@ impl TaskManagerService for TaskManagerGateway {
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             == CheckpointingMode::ExactlyOnce;
         let final_checkpoint = final_checkpoints(&config).map_err(Status::invalid_argument)?;
-        let local_backup = self
-            .local_backup(&config, &req.job_id)
-            .map_err(Status::invalid_argument)?;
+        let restoring_state = |e: String| Status::failed_precondition(format!("restoring state: {e}"));
+        let settings = self.settings(&config, &req.job_id).map_err(restoring_state)?;
         let fetching = std::time::Instant::now();
         let contexts = self
-            .contexts(&req, &graph, &tasks, &config)
+            .contexts(&req, &graph, &tasks, &config, &settings)
             .await
-            .map_err(|e| Status::failed_precondition(format!("restoring state: {e}")))?;
+            .map_err(restoring_state)?;
         let download_ms = fetching.elapsed().as_millis() as u64;
         let restoring = std::time::Instant::now();
         let cancel = self
@@ -338,7 +332,7 @@ impl TaskManagerService for TaskManagerGateway {
                     epoch: req.epoch,
                     vertex: task.vertex as u32,
                     subtask: task.subtask,
-                    local: local_backup.clone(),
+                    local: settings.local_backup.clone(),
                 }),
                 exactly_once,
                 final_checkpoint,

@@ -580,7 +580,8 @@ mod tests {
         let mut both = [got.full.clone(), local.full];
         both.iter_mut().for_each(|f| f.sort_by_key(|(_, r, _)| r.start));
         assert!(both[0] == both[1]);
-        // Without it (another taskmanager), the stored file is read.
+        // Without the copy (another taskmanager), the stored file is read: moved away, the
+        // restore fails and names it.
         let other = LocalCopies::new(&dir.path().join("other"), "job");
         let err = fetch(&config, &url, assigned, dir.path(), Some(&other))
             .await
