@@ -37,11 +37,25 @@ pub(crate) struct RocksStore {
     restored: HashMap<String, String>,
     /// Local recovery: where checkpointed SST files are also kept.
     local: Option<LocalCopies>,
-    /// Automatic compactions are held for a rescale's stop (`hold_compactions`).
-    compactions_held: bool,
+    /// Whether automatic compactions are held, and why (`hold_compactions`); shared with the
+    /// timer that resumes a restore's hold.
+    compactions_held: Arc<std::sync::Mutex<Held>>,
     _cache: Cache,
     _wbm: WriteBufferManager,
 }
+
+/// Why automatic compactions are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    No,
+    /// Since a restore opened the instance.
+    Restore,
+    /// For a rescale's stop.
+    Stop,
+}
+
+/// The longest a restored instance holds its compactions without a periodic checkpoint.
+const RESTORE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn rocks_err(e: rocksdb::Error) -> String {
     format!("RocksDB: {e}")
@@ -144,7 +158,18 @@ impl RocksStore {
                 .map_err(|e| format!("opening the restored RocksDB files of {}: {e}", b.dir.display()))?;
             restored.extend(b.shared.iter().cloned());
         }
-        let (opts, cache, wbm) = options(settings)?;
+        let (mut opts, cache, wbm) = options(settings)?;
+        // A restored instance with incremental checkpoints opens with compactions held (its
+        // restored level 0 would start one at once): the restores still running in the pause
+        // on this and the other taskmanagers get the CPU and disks, and the first checkpoint
+        // after uploads no rewritten files. Its first periodic checkpoint resumes them, or
+        // the timer `RESTORE_HOLD` after the open (no periodic checkpoint comes).
+        let held = if restore.is_some() && settings.incremental {
+            opts.set_disable_auto_compactions(true);
+            Held::Restore
+        } else {
+            Held::No
+        };
         let db = DB::open(&opts, dir.join("db")).map_err(rocks_err)?;
         let mut store = RocksStore {
             db: Some(Arc::new(db)),
@@ -156,12 +181,15 @@ impl RocksStore {
             pending: Vec::new(),
             restored,
             local: settings.local_backup.clone(),
-            compactions_held: false,
+            compactions_held: Arc::new(std::sync::Mutex::new(held)),
             _cache: cache,
             _wbm: wbm,
         };
         if base.is_some() {
             store.clip(settings.delete_files_in_range)?;
+        }
+        if held == Held::Restore {
+            store.resume_compactions_after(RESTORE_HOLD);
         }
         if let Some(r) = restore {
             let opened = started.elapsed();
@@ -402,9 +430,10 @@ fn write_sst_slices(
                         let mut writer = SstFileWriter::create(&plain);
                         writer.open(&sst).map_err(rocks_err)?;
                         let mut any = false;
-                        scan_between(other, slice, |kg, k, v| {
+                        // The keys as stored (key group prefix included): nothing rebuilt.
+                        scan_stored(other, slice, |k, v| {
                             any = true;
-                            writer.put(prefixed(kg, k), v).map_err(rocks_err)
+                            writer.put(k, v).map_err(rocks_err)
                         })?;
                         if !any {
                             drop(writer);
@@ -458,17 +487,29 @@ fn scan_between(
     want: KeyGroupRange,
     mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
+    scan_stored(db, want, |k, v| f(kg_of(k)?, &k[2..], v))
+}
+
+/// As `scan_between`, with each key as stored (its key-group prefix included), read straight
+/// from the iterator without a copy.
+fn scan_stored(
+    db: &DB,
+    want: KeyGroupRange,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     let mut read = ReadOptions::default();
     read.fill_cache(false);
     read.set_iterate_lower_bound(prefixed(want.start, &[]));
     if want.end < u32::from(u16::MAX) {
         read.set_iterate_upper_bound(prefixed(want.end + 1, &[]));
     }
-    for item in db.iterator_opt(IteratorMode::Start, read) {
-        let (k, v) = item.map_err(rocks_err)?;
-        f(kg_of(&k)?, &k[2..], &v)?;
+    let mut it = db.raw_iterator_opt(read);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        f(k, v)?;
+        it.next();
     }
-    Ok(())
+    it.status().map_err(rocks_err)
 }
 
 mod snapshot;

@@ -11,7 +11,7 @@ use sluice_common::state::key_group_blocks::BlocksWriter;
 use sluice_common::state::KeyGroupRange;
 
 use super::super::snapshot::{KeyedSnapshot, SnapshotKind, ALL_KEY_GROUPS};
-use super::{kg_of, live_file_name, rocks_err, RocksStore};
+use super::{kg_of, live_file_name, rocks_err, Held, RocksStore};
 
 impl RocksStore {
     /// A full snapshot: every entry of the owned key groups as per-key-group blocks.
@@ -47,9 +47,14 @@ impl RocksStore {
     /// holds them: what a compaction would rewrite meanwhile (often the whole next level) the
     /// stop would have to upload in the pause; with them held, it uploads only the memtables
     /// flushed since. Any later periodic checkpoint resumes them (the stop did not come), and
-    /// the instance the stop ends is closed without a compaction to wait for.
+    /// the instance the stop ends is closed without a compaction to wait for. A hold since the
+    /// restore (`Held::Restore`) is one for the stop from then on.
     fn hold_compactions(&mut self, hold: bool) -> Result<Option<CompactionsSettle>, String> {
-        if self.compactions_held == hold {
+        let mut held = self.compactions_held.lock().unwrap_or_else(|p| p.into_inner());
+        if (*held != Held::No) == hold {
+            if hold {
+                *held = Held::Stop;
+            }
             return Ok(None);
         }
         let db = self.db()?;
@@ -60,7 +65,7 @@ impl RocksStore {
             .ok()
             .flatten()
             .unwrap_or(0);
-        self.compactions_held = hold;
+        *held = if hold { Held::Stop } else { Held::No };
         if hold {
             tracing::info!(
                 "RocksDB instance of key groups {}-{}: compactions held until the rescale's stop ({running} still running).",
@@ -74,6 +79,36 @@ impl RocksStore {
             db: self.db.as_ref().map(Arc::downgrade).unwrap_or_default(),
             range: self.range,
         }))
+    }
+
+    /// Resumes the compactions a restore held after `after`, unless a checkpoint resumed them
+    /// or a rescale's stop holds them by then (a timer thread that holds only a weak handle).
+    pub(super) fn resume_compactions_after(&self, after: Duration) {
+        let (db, held, range) = (
+            self.db.as_ref().map(Arc::downgrade).unwrap_or_default(),
+            Arc::clone(&self.compactions_held),
+            self.range,
+        );
+        let spawned = std::thread::Builder::new()
+            .name("rocksdb-resume".into())
+            .spawn(move || {
+                std::thread::sleep(after);
+                let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(db) = db.upgrade().filter(|_| *held == Held::Restore) else {
+                    return;
+                };
+                match db.set_options(&[("disable_auto_compactions", "false")]) {
+                    Ok(()) => *held = Held::No,
+                    Err(e) => tracing::warn!(
+                        "RocksDB instance of key groups {}-{}: cannot resume compactions: {e}",
+                        range.start,
+                        range.end
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("RocksDB instance of key groups {}-{}: no timer to resume compactions ({e}); the first periodic checkpoint resumes them.", range.start, range.end);
+        }
     }
 
     /// An incremental snapshot: a RocksDB checkpoint (hard links) of the instance; its SST

@@ -117,6 +117,31 @@ fn level0(store: &RocksStore) -> usize {
 }
 
 #[test]
+fn a_restores_hold_on_compactions_ends_with_its_timer_unless_a_stop_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let restore = OperatorRestoreData {
+        rocks_dirs: vec![old_subtask(dir.path(), (0, 63))],
+        ..Default::default()
+    };
+    let mut store = RocksStore::open(&settings(dir.path(), (0, 63)), Some(&restore)).unwrap();
+    store.resume_compactions_after(std::time::Duration::ZERO);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while *store.compactions_held.lock().unwrap() != Held::No && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        *store.compactions_held.lock().unwrap(),
+        Held::No,
+        "the timer resumed them"
+    );
+    // A stop's hold is not the timer's to end.
+    store.snapshot(2, SnapshotKind::BeforeStop).unwrap();
+    store.resume_compactions_after(std::time::Duration::ZERO);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(*store.compactions_held.lock().unwrap(), Held::Stop);
+}
+
+#[test]
 fn the_checkpoint_before_a_stop_holds_compactions_until_a_periodic_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = RocksStore::open(&settings(dir.path(), (0, 127)), None).unwrap();
@@ -127,7 +152,7 @@ fn the_checkpoint_before_a_stop_holds_compactions_until_a_periodic_one() {
         store.snapshot(id, kind).unwrap();
     };
     flush(&mut store, 1, SnapshotKind::BeforeStop);
-    assert!(store.compactions_held);
+    assert_eq!(*store.compactions_held.lock().unwrap(), Held::Stop);
     // Each checkpoint flushes a level-0 file; past the trigger (4) nothing compacts them.
     for id in 2..=6 {
         flush(&mut store, id, SnapshotKind::Stop);
@@ -135,7 +160,11 @@ fn the_checkpoint_before_a_stop_holds_compactions_until_a_periodic_one() {
     store.db().unwrap().flush().unwrap();
     assert_eq!(level0(&store), 6, "held: every flush stays in level 0");
     flush(&mut store, 7, SnapshotKind::Checkpoint);
-    assert!(!store.compactions_held, "a periodic checkpoint resumes them");
+    assert_eq!(
+        *store.compactions_held.lock().unwrap(),
+        Held::No,
+        "a periodic checkpoint resumes them"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while level0(&store) >= 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -164,6 +193,8 @@ fn a_rescaled_instance_opens_the_old_files_clips_them_and_ingests_the_rest() {
     let mut s = settings(dir.path(), (40, 100));
     s.delete_files_in_range = true;
     let mut store = RocksStore::open(&s, Some(&restore)).unwrap();
+    // Restored: compactions held until its first periodic checkpoint (below).
+    assert_eq!(*store.compactions_held.lock().unwrap(), Held::Restore);
     assert_eq!(keys(&store), (40..=100).collect::<Vec<_>>());
     assert_eq!(store.get(70, b"k70").unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(store.get(41, b"k41").unwrap().as_deref(), Some(&b"v"[..]));
@@ -172,6 +203,11 @@ fn a_rescaled_instance_opens_the_old_files_clips_them_and_ingests_the_rest() {
     let KeyedSnapshot::RocksIncremental { ssts, .. } = store.snapshot(2, SnapshotKind::Checkpoint).unwrap() else {
         panic!("not incremental");
     };
+    assert_eq!(
+        *store.compactions_held.lock().unwrap(),
+        Held::No,
+        "the checkpoint resumed them"
+    );
     let reused: Vec<_> = ssts.iter().filter(|(_, s, _)| old_names.contains(s)).collect();
     assert!(!reused.is_empty(), "{ssts:?}");
     assert!(reused.iter().all(|(_, _, uploaded)| *uploaded), "{ssts:?}");
