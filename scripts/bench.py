@@ -833,11 +833,12 @@ def outage(system, jid, before, after, trigger, timeout=600):
     raise RuntimeError(f"{system.name} job {jid} did not run at parallelism {after} within {timeout} s")
 
 
-def load_large(system, job_text, keys, backend, s3, tmp, interval="2 s"):
+def load_large(system, job_text, keys, backend, s3, tmp, interval="2 s", sluice_extra=""):
     """Starts the large-state job in reactive mode on two 1-slot taskmanagers with incremental
     checkpoints every `interval` (Sluice: to S3, or file:// without `s3`; Flink, which has no
     S3 plugin here: to file://), local recovery and snapshot compression on, working under `tmp`, and waits until the
-    keys are in. Returns the job id and the rows/s it loaded at."""
+    keys are in (`sluice_extra`: lines for Sluice's config only). Returns the job id and the rows/s
+    it loaded at."""
     # A lost taskmanager's restart waits 100 ms, not 1 s (both systems alike).
     conf = (REACTIVE.replace("delay: 1 s", "delay: 100 ms").replace("interval: 2 s", f"interval: {interval}")
             + f"state.backend.type: {backend}\n"
@@ -848,7 +849,7 @@ def load_large(system, job_text, keys, backend, s3, tmp, interval="2 s"):
     if isinstance(system, Sluice):
         # Heartbeats every second bring each rescale's first record after to its record soon
         # (Sluice notices a lost taskmanager by its broken stream, not by the heartbeat).
-        system.start(2, 1, conf + "heartbeat.interval: 1 s\n" + (s3.config() if s3 else ""))
+        system.start(2, 1, conf + "heartbeat.interval: 1 s\n" + sluice_extra + (s3.config() if s3 else ""))
         jid = system.submit(job_text)
         rows = keys * 1.2
     else:
@@ -882,7 +883,10 @@ def rescale_large(system, job_text, keys, backend, s3):
     tmp = tempfile.mkdtemp(prefix="r1-")
     sluice = isinstance(system, Sluice)
     try:
-        jid, rate = load_large(system, job_text, keys, backend, s3, tmp)
+        # Sluice keeps standby copies of the whole job's SST files on every taskmanager (its own
+        # option; Flink has none), so a failover restores the lost one's key groups locally.
+        jid, rate = load_large(system, job_text, keys, backend, s3, tmp,
+                               sluice_extra="execution.state-recovery.standby-copies: true\n")
         time.sleep(6)  # checkpoints complete with every key in them
         size = dir_bytes(tmp, "sluice-rocksdb-" if sluice else "job_") if backend == "rocksdb" else None
         # The steady-state checkpoints now (each after interval × rate rows changed).

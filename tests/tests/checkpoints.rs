@@ -187,6 +187,70 @@ fn local_recovery_takes_the_survivors_state_from_its_local_copies() {
     println!("survivor's restores (SST files taken locally, of): {local:?}");
 }
 
+/// Standby copies (`execution.state-recovery.standby-copies`) in reactive mode: once both
+/// taskmanagers fetched the latest checkpoint's files as standby copies, a `kill -9` of one
+/// scales the job down to the survivor, which restores the whole state, the lost
+/// taskmanager's key groups included, from its local copies (no SST file downloaded); the
+/// output stays exact.
+#[test]
+fn standby_copies_let_the_survivor_restore_the_lost_taskmanagers_state_locally() {
+    let s3 = SeaweedFs::start();
+    let mut cluster = Cluster::new(&format!(
+        "scheduler-mode: reactive\nexecution.checkpointing.interval: 3 s\n\
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 3\n\
+         restart-strategy.fixed-delay.delay: 200 ms\n\
+         state.backend.type: rocksdb\nexecution.checkpointing.incremental: true\n\
+         execution.state-recovery.from-local: true\nexecution.state-recovery.standby-copies: true\n\
+         execution.checkpointing.dir: s3://{}/checkpoints\n{}",
+        sluice_tests::seaweed::BUCKET,
+        s3.config_lines()
+    ));
+    let (_jm, _) = cluster.start_jobmanager();
+    let (survivor, _) = cluster.start_taskmanager(ONE_SLOT);
+    let (mut victim, _) = cluster.start_taskmanager(ONE_SLOT);
+    cluster.wait_taskmanagers(2, Duration::from_secs(20));
+    let out = cluster.config_dir().join("out");
+    let id = cluster.submit(&job(&out, 10_000), "job.yaml");
+    // The newest completed checkpoint, once both taskmanagers hold it as standby copies (the
+    // next one comes 3 s after it: the kill follows within one poll).
+    let standby = |n: u64| format!("of checkpoint {n} of job {id} as standby copies");
+    let restored_from = wait_for(Duration::from_secs(30), "a checkpoint held as standby copies", || {
+        let stats = cluster.rest(&format!("/jobs/{id}/checkpoints"))?;
+        let n = stats["latest"]["completed"]["id"].as_u64()?;
+        (survivor.log().contains(&standby(n)) && victim.log().contains(&standby(n))).then_some(n)
+    });
+    victim.kill9();
+    cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
+    assert_exact(&out);
+    let stats = cluster
+        .rest(&format!("/jobs/{id}/checkpoints"))
+        .expect("checkpoint stats");
+    let restored = stats["latest"]["restored"]["id"].as_u64();
+    assert_eq!(
+        restored,
+        Some(restored_from),
+        "restored the checkpoint held as standby: {stats}"
+    );
+    let log = survivor.log();
+    let local: Vec<(u64, u64, String)> = log
+        .lines()
+        .filter_map(|l| l.split("Local recovery: ").nth(1))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                words.first()?.parse().ok()?,
+                words.get(2)?.parse().ok()?,
+                words.get(8)?.to_string(),
+            ))
+        })
+        .collect();
+    assert!(
+        local.len() >= 2 && local.iter().all(|(taken, total, _)| *total > 0 && taken == total),
+        "the survivor restored both taskmanagers' key groups from its local copies: {local:?}\n{log}"
+    );
+    println!("survivor's restores (SST files taken locally, of, key groups): {local:?}");
+}
+
 /// Stop-with-savepoint at parallelism 2, restore at 3, stop again, restore at 1 and finish.
 #[test]
 fn savepoint_restores_at_other_parallelism() {
@@ -357,30 +421,35 @@ fn incremental_checkpoints_upload_only_new_files_and_delete_dropped_ones() {
     assert_exact(&out);
 }
 
-/// The newest checkpoint's `_metadata` is corrupted while the job is down after a `kill -9`:
-/// recovery uses the previous checkpoint and the jobmanager logs why it passed the newest over.
+/// The newest checkpoint's `_metadata` is corrupted while the jobmanager is down (HA: a
+/// jobmanager killed with `kill -9`, as a torn write would leave it), with a taskmanager: the
+/// jobmanager started again recovers the job from the previous checkpoint and logs why it
+/// passed the newest over. (A jobmanager that lives restores the latest checkpoint it
+/// completed as it holds it, as Flink's completed checkpoint store does.)
 #[test]
 fn corrupted_newest_metadata_falls_back_to_the_previous_checkpoint() {
     let checkpoints = tempfile::tempdir().expect("dir");
+    let ha = tempfile::tempdir().expect("dir");
     let mut cluster = Cluster::new(&format!(
         "state.backend.type: hashmap\nexecution.checkpointing.dir: file://{}\n\
          execution.checkpointing.interval: 1 s\nexecution.checkpointing.num-retained: 3\n\
-         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 3\n\
-         restart-strategy.fixed-delay.delay: 200 ms\n",
-        checkpoints.path().display()
+         restart-strategy.type: fixed-delay\nrestart-strategy.fixed-delay.attempts: 20\n\
+         restart-strategy.fixed-delay.delay: 200 ms\n\
+         high-availability.type: object-store\nhigh-availability.storageDir: file://{}\n\
+         high-availability.object-store.lease-duration: 3 s\nhigh-availability.object-store.renew-interval: 1 s\n\
+         heartbeat.interval: 500 ms\nheartbeat.timeout: 3 s\n",
+        checkpoints.path().display(),
+        ha.path().display()
     ));
     let Running {
-        jm,
+        mut jm,
         survivor: _a,
         mut victim,
         id,
         ..
     } = run_until_two_checkpoints(&mut cluster);
+    jm.kill9();
     victim.kill9();
-    // With one slot left the job cannot run again until the replacement comes.
-    wait_for(Duration::from_secs(20), "the job to leave RUNNING", || {
-        (cluster.job_state(&id).as_deref() != Some("RUNNING")).then_some(())
-    });
     let job_dir = checkpoints.path().join(&id);
     let newest = std::fs::read_dir(&job_dir)
         .expect("job checkpoint dir")
@@ -390,8 +459,9 @@ fn corrupted_newest_metadata_falls_back_to_the_previous_checkpoint() {
         .max()
         .expect("a completed checkpoint");
     std::fs::write(job_dir.join(format!("chk-{newest}/_metadata")), b"torn write").expect("corrupt");
+    let (jm, _) = cluster.start_jobmanager();
     let (_c, _) = cluster.start_taskmanager(ONE_SLOT);
-    let restored = wait_for(Duration::from_secs(30), "the job to restore", || {
+    let restored = wait_for(Duration::from_secs(60), "the job to restore", || {
         cluster
             .rest(&format!("/jobs/{id}/checkpoints"))
             .and_then(|s| s["latest"]["restored"]["id"].as_u64())

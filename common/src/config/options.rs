@@ -448,6 +448,14 @@ options! {
     /// Local recovery: restore from the taskmanager's local copy of the last checkpoint's
     /// state, downloading only what it lacks.
     STATE_RECOVERY_FROM_LOCAL: bool = "execution.state-recovery.from-local", Some("false"), deprecated &["state.backend.local-recovery"];
+    /// Standby copies: with local recovery and incremental RocksDB checkpoints, every
+    /// taskmanager fetches each completed periodic checkpoint's SST files of the subtasks it
+    /// does not run into its local copies, in the background (as Kafka Streams' standby
+    /// replicas), so a failover or scale-down whose subtasks take over another taskmanager's
+    /// key groups reads them locally instead of downloading them in the pause. Sluice's own
+    /// option, off by default: it costs every taskmanager the disk of the whole job's state
+    /// and the checkpoint storage a read of every new file per taskmanager.
+    STATE_RECOVERY_STANDBY_COPIES: bool = "execution.state-recovery.standby-copies", Some("false");
     /// Keep a local copy of each checkpoint's keyed state (RocksDB: hard links of its SST
     /// files). Unset: as `execution.state-recovery.from-local`.
     LOCAL_BACKUP_ENABLED: bool = "execution.checkpointing.local-backup.enabled", None;

@@ -14,7 +14,7 @@
 //! enumerators are snapshotted when a checkpoint is triggered (before any barrier leaves), and
 //! their states go into its metadata.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,11 @@ use sluice_common::config::Configuration;
 use sluice_common::ha::Leadership;
 use sluice_common::job::JobGraph;
 use sluice_common::proto::checkpoint::{CheckpointMetadata, EnumeratorState, OperatorState};
-use sluice_common::storage::{checkpoint_url, location_url, open_location, url_join, CheckpointStore};
+use sluice_common::storage::{checkpoint_url, encode_metadata, location_url, open_location, url_join, CheckpointStore};
 use sluice_connectors::SourceEnumerators;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest, TriggerCheckpointRequest};
 
+use super::standby::Standby;
 use super::stats::{CheckpointRecord, CheckpointStats, SavepointStatus};
 use crate::resource_manager::{now_ms, TaskManagerRecord};
 
@@ -49,6 +50,9 @@ pub(crate) struct CheckpointSettings {
     /// the scheduler takes `prepared` and holds the stop (`hold_stop`), for `PREFETCH_LIMIT` at
     /// most.
     pub prefetch_before_stop: bool,
+    /// `execution.state-recovery.standby-copies` (with local recovery and incremental RocksDB
+    /// checkpoints): each completed periodic checkpoint starts a standby round (`standby`).
+    pub standby: bool,
 }
 
 /// The longest a prepared stop waits for the prefetch of its checkpoint's state: the job runs
@@ -97,12 +101,17 @@ pub(crate) struct SavepointRequest {
     pub drain: bool,
 }
 
-/// State that outlives one attempt: the id counter and the retained checkpoints with the
-/// shared files each references.
+/// State that outlives one attempt: the id counter, the retained checkpoints with the shared
+/// files each references, and the latest completed checkpoint.
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointHistory {
     pub next_id: u64,
     pub retained: VecDeque<(u64, HashSet<String>)>,
+    /// The newest checkpoint this jobmanager completed (not a savepoint): its id, URL and
+    /// encoded `_metadata`. A restart restores it as it is held here, without reading the
+    /// checkpoint storage (Flink's completed checkpoint store); a jobmanager that took over
+    /// the job has none and reads the storage.
+    pub latest: Option<(u64, String, Vec<u8>)>,
 }
 
 /// A stop-with-checkpoint's trigger, as a rescale's record wants it.
@@ -169,6 +178,9 @@ pub(crate) struct Coordinator {
     enumerators: Arc<Mutex<SourceEnumerators>>,
     /// The lease this jobmanager leads under (HA), checked before a checkpoint completes.
     leadership: Option<Arc<Leadership>>,
+    /// With `settings.standby`: the taskmanagers' standby copies, refreshed after each
+    /// completed periodic checkpoint.
+    standby: Option<Standby>,
 }
 
 impl Coordinator {
@@ -214,7 +226,15 @@ impl Coordinator {
             aborted: Vec::new(),
             enumerators: Arc::default(),
             leadership: None,
+            standby: None,
         }
+    }
+
+    /// With `settings.standby`: keeps the taskmanagers' standby copies current, sending
+    /// `job_config` (the job's state keys) with each round.
+    pub(crate) fn with_standby(mut self, job_config: HashMap<String, String>) -> Self {
+        self.standby = self.settings.standby.then(|| Standby::new(&self.graph, job_config));
+        self
     }
 
     /// Snapshots these split enumerators into every checkpoint.
@@ -712,7 +732,22 @@ impl Coordinator {
                 })
                 .await;
         }
+        // Not for a stop (the next attempt restores in the pause; a round would compete with
+        // it) nor while a stop is planned (its prefetch fetches what the next attempt needs).
+        if let Some(standby) = self
+            .standby
+            .as_ref()
+            .filter(|_| p.savepoint.is_none() && !p.stop && self.stop_after.is_none())
+        {
+            if !standby.start(&self.tms, &self.job_id, &p.target_url, &metadata) {
+                tracing::debug!(
+                    "Checkpoint {} gets no standby round: the previous one still runs.",
+                    p.id
+                );
+            }
+        }
         if p.savepoint.is_none() {
+            self.history().latest = Some((p.id, p.target_url.clone(), encode_metadata(&metadata).to_vec()));
             let shared: HashSet<String> = metadata
                 .operators
                 .iter()

@@ -4,7 +4,8 @@
 //! input) is announced as such; a declined checkpoint is announced as aborted; declines beyond
 //! the tolerance make the job fail; once every subtask's input ended, the final checkpoint is
 //! triggered without waiting for the interval; a checkpoint holds the split enumerators' states
-//! from its trigger.
+//! from its trigger; with standby copies, a completed periodic checkpoint (not a stop) asks the
+//! taskmanagers to fetch its state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use sluice_connectors::{RestoredEnumerators, SourceEnumerators};
 use sluice_frontend::compile_job;
 use sluice_proto::control::{CheckpointAck, CheckpointDecline, NotifyCheckpointRequest};
 
-use super::coordinator::{CheckpointSettings, Coordinator};
+use super::coordinator::{CheckpointHistory, CheckpointSettings, Coordinator};
 use crate::resource_manager::{test_record, Gateway, RecordingGateway};
 
 const JOB: &str = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: datagen\n    schema: [{name: k, type: bigint, expr: \"seq\"}]\nsinks:\n  - {id: o, input: s, connector: blackhole}\n";
@@ -23,6 +24,7 @@ const JOB: &str = "name: j\nparallelism: 2\nsources:\n  - id: s\n    connector: 
 struct Fixture {
     coordinator: Coordinator,
     gateway: Arc<RecordingGateway>,
+    history: Arc<std::sync::Mutex<CheckpointHistory>>,
     _dir: tempfile::TempDir,
 }
 
@@ -61,7 +63,9 @@ fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
         savepoint_dir: None,
         prepare_stop: false,
         prefetch_before_stop: false,
+        standby: false,
     };
+    let history = Arc::default();
     let coordinator = Coordinator::new(
         settings,
         Configuration::new(),
@@ -70,11 +74,12 @@ fn fixture_every(tolerable_failures: u32, interval: Duration) -> Fixture {
         graph,
         vec![test_record("a", Gateway(gateway.clone()))],
         Arc::default(),
-        Arc::default(),
+        Arc::clone(&history),
     );
     Fixture {
         coordinator,
         gateway,
+        history,
         _dir: dir,
     }
 }
@@ -129,6 +134,13 @@ async fn a_checkpoint_completes_with_its_last_ack_and_the_final_one_says_so() {
         .filter_map(|e| e.ok())
         .any(|e| e.path().join("_metadata").exists());
     assert!(metadata, "chk-1/_metadata written");
+    // Held for a restart, which restores it without reading the storage.
+    let (id, url, bytes) = f.history.lock().unwrap().latest.clone().expect("the latest completed");
+    assert!(id == 1 && url.ends_with("chk-1"), "{id} {url}");
+    assert_eq!(
+        sluice_common::storage::decode_metadata(&bytes).unwrap().checkpoint_id,
+        1
+    );
 
     // Every subtask snapshotted checkpoint 2 after the end of its input: the final one.
     f.coordinator.tick(true, false, Vec::new()).await;
@@ -221,15 +233,11 @@ async fn a_checkpoint_holds_the_split_enumerators_state_from_its_trigger() {
     let (enumerators, dealt) =
         SourceEnumerators::start(&graph, sluice_connectors::registry(), &Default::default()).unwrap();
     assert!(!dealt.is_empty());
-    let Fixture {
-        coordinator,
-        gateway,
-        _dir,
-    } = f;
     let mut f = Fixture {
-        coordinator: coordinator.with_enumerators(Arc::new(std::sync::Mutex::new(enumerators))),
-        gateway,
-        _dir,
+        coordinator: f
+            .coordinator
+            .with_enumerators(Arc::new(std::sync::Mutex::new(enumerators))),
+        ..f
     };
     f.coordinator.tick(true, false, Vec::new()).await;
     f.coordinator.on_ack(ack(1, 0, false)).await;
@@ -380,4 +388,50 @@ async fn an_unprepared_stop_asked_during_a_periodic_checkpoint_follows_it() {
         "nothing to prefetch without a prepared stop"
     );
     assert!(f.coordinator.stop_triggered.is_some_and(|t| t.prepared_ms.is_some()));
+}
+
+#[tokio::test]
+async fn a_completed_periodic_checkpoint_starts_a_standby_round_and_a_stop_none() {
+    let mut f = fixture(0);
+    f.coordinator.settings.standby = true;
+    let config = std::collections::HashMap::from([("state.backend.type".to_string(), "rocksdb".to_string())]);
+    let mut f = Fixture {
+        coordinator: f.coordinator.with_standby(config),
+        ..f
+    };
+    let rounds = |f: &Fixture| f.gateway.prefetches.lock().unwrap().clone();
+    f.coordinator.tick(true, false, Vec::new()).await;
+    f.coordinator.on_ack(ack(1, 0, false)).await;
+    f.coordinator.on_ack(ack(1, 1, false)).await;
+    // The round runs on its own task: wait for it (at most a second).
+    for _ in 0..100 {
+        if !rounds(&f).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = rounds(&f);
+    assert_eq!(sent.len(), 1, "one round for checkpoint 1");
+    let r = &sent[0];
+    assert!(r.standby && r.url.ends_with("chk-1"), "{r:?}");
+    assert_eq!(
+        r.job_config.get("state.backend.type").map(String::as_str),
+        Some("rocksdb")
+    );
+    // Every subtask of every operator: source and sink, two each.
+    let mut tasks: Vec<(String, u32, u32)> = r
+        .tasks
+        .iter()
+        .map(|t| (t.node_uid.clone(), t.parallelism, t.subtask))
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks.len(), 4, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.1 == 2));
+    // A stop's checkpoint gets none: the next attempt restores from it in the pause.
+    assert!(f.coordinator.stop_with_checkpoint().await);
+    f.coordinator.on_ack(ack(2, 0, false)).await;
+    f.coordinator.on_ack(ack(2, 1, false)).await;
+    assert!(f.coordinator.stopped);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rounds(&f).len(), 1, "no round for the stop");
 }

@@ -43,14 +43,25 @@ pub(super) fn subtasks_in(graph: &JobGraph, slots: Range<u32>) -> impl Iterator<
 }
 
 impl Scheduler {
-    /// What the attempt restores: the latest completed checkpoint (an unusable newest one is
-    /// skipped with a logged reason), else the snapshot the job was started from.
+    /// What the attempt restores: the latest checkpoint this jobmanager completed, as it holds
+    /// it; else (a jobmanager that took over the job) the latest completed one in the
+    /// checkpoint storage, an unusable newest one skipped with a logged reason; else the
+    /// snapshot the job was started from.
     pub(super) async fn restore_point(&self, handle: &Handle) -> Result<Option<(String, Vec<u8>)>, String> {
         let (job_id, config, initial) = {
             let job = handle.lock();
             (job.id.clone(), job.config.clone(), job.restore.clone())
         };
         if let Some(dir) = cfg(config.get_opt(&CHECKPOINTS_DIR))? {
+            let known = {
+                let history = handle.lock().checkpoint_history.clone();
+                let latest = history.lock().unwrap_or_else(|p| p.into_inner()).latest.clone();
+                latest
+            };
+            if let Some((id, url, metadata)) = known {
+                tracing::info!("Restoring job {job_id} from checkpoint {id} ({url}).");
+                return Ok(Some((url, metadata)));
+            }
             let store = sluice_common::storage::CheckpointStore::new(open_location(&dir, &config)?, &job_id);
             if let Some(m) = store.latest_complete().await? {
                 let url = checkpoint_url(&dir, &job_id, m.checkpoint_id);
@@ -242,12 +253,11 @@ impl Scheduler {
             job.checkpoint_history.clone(),
         )
         .with_enumerators(attempt.enumerators.clone())
-        .with_leadership(self.settings.ha.as_ref().map(|ha| ha.leadership.clone())))
+        .with_leadership(self.settings.ha.as_ref().map(|ha| ha.leadership.clone()))
+        .with_standby(state_config(&job)))
     }
 }
 
-/// What the restored checkpoint (its encoded metadata) tells the enumerators: their states, and
-/// which operators restore state.
 /// The job's keys a taskmanager's state backends and restores read (the effective
 /// configuration: the cluster's with the job file's overrides).
 pub(super) fn state_config(job: &Job) -> HashMap<String, String> {
@@ -262,6 +272,8 @@ pub(super) fn state_config(job: &Job) -> HashMap<String, String> {
         .collect()
 }
 
+/// What the restored checkpoint (its encoded metadata) tells the enumerators: their states, and
+/// which operators restore state.
 fn restored_enumerators(metadata: Option<&[u8]>) -> Result<RestoredEnumerators, String> {
     let Some(bytes) = metadata else {
         return Ok(RestoredEnumerators::default());

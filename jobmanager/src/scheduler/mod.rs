@@ -74,6 +74,10 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
             && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
             && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
         prefetch_before_stop: cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))? && cfg(c.get(&ROCKSDB_RESCALE_PREFETCH))?,
+        standby: cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))?
+            && cfg(c.get(&STATE_RECOVERY_STANDBY_COPIES))?
+            && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
+            && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
     })
 }
 

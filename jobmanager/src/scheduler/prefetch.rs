@@ -89,6 +89,7 @@ impl Scheduler {
                     metadata: metadata.clone(),
                     url: prepared.url.clone(),
                     tasks,
+                    standby: false,
                 };
                 (tm, request)
             })

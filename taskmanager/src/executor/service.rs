@@ -13,7 +13,8 @@ use std::sync::Arc;
 use sluice_common::config::options::{
     CheckpointingMode, CHECKPOINTS_AFTER_TASKS_FINISH, CHECKPOINTS_DIR, CHECKPOINT_INCREMENTAL, CHECKPOINT_INTERVAL,
     CHECKPOINT_MODE, LOCAL_BACKUP_ENABLED, ROCKSDB_DELETE_FILES_IN_RANGE, ROCKSDB_FILE_PER_KEY_GROUP,
-    ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, STATE_RECOVERY_FROM_LOCAL, TABLE_EXEC_STATE_TTL,
+    ROCKSDB_WRITE_BUFFER_RATIO, STATE_BACKEND, STATE_RECOVERY_FROM_LOCAL, STATE_RECOVERY_STANDBY_COPIES,
+    TABLE_EXEC_STATE_TTL,
 };
 use sluice_common::config::Configuration;
 use sluice_common::ha::FENCING_TOKEN_HEADER;
@@ -43,7 +44,7 @@ use crate::runtime::build::TaskContext;
 use crate::runtime::checkpointing::TaskControl;
 use crate::runtime::task::CheckpointHooks;
 use crate::state::local_copy::LocalCopies;
-use crate::state::transfer::{fetch, prefetch};
+use crate::state::transfer::{fetch, needed_shared, prefetch};
 use crate::state::StateSettings;
 
 /// What state backends of this taskmanager are given: its configuration (storage keys), each
@@ -196,9 +197,11 @@ impl TaskManagerGateway {
                 },
             );
         }
-        // Every restore holds its files now: copies no restore took are of no use.
+        // Every restore holds its files now: copies no restore took are of no use, but for
+        // standby copies (the next standby round keeps those its checkpoint holds).
         if let Some(copies) = settings.local_backup.clone() {
-            let _ = tokio::task::spawn_blocking(move || copies.drop_unlinked()).await;
+            let standby = config.get(&STATE_RECOVERY_STANDBY_COPIES)?;
+            let _ = tokio::task::spawn_blocking(move || copies.drop_unlinked(standby)).await;
         }
         Ok(out)
     }
@@ -487,12 +490,19 @@ impl TaskManagerService for TaskManagerGateway {
             .filter_map(|t| assign(&metadata, &t.node_uid, t.parallelism, t.subtask))
             .collect();
         let copies = LocalCopies::new(&self.state.local_root, &req.job_id);
-        let started = std::time::Instant::now();
-        let (files, bytes) = prefetch(&self.state.config, &req.url, &assigned, &copies)
+        let (started, round_start) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let needed = needed_shared(&assigned);
+        let (files, bytes) = prefetch(&self.state.config, &req.url, &needed, &copies)
             .await
             .map_err(|e| Status::unavailable(format!("prefetching checkpoint {}: {e}", metadata.checkpoint_id)))?;
+        let what = if req.standby {
+            let _ = tokio::task::spawn_blocking(move || copies.drop_stale_standby(&needed, round_start)).await;
+            "as standby copies"
+        } else {
+            "for the subtasks this TaskManager runs after the rescale"
+        };
         tracing::info!(
-            "Prefetched {files} state files ({bytes} bytes) of checkpoint {} of job {} for the subtasks this TaskManager runs after the rescale, in {} ms.",
+            "Prefetched {files} state files ({bytes} bytes) of checkpoint {} of job {} {what}, in {} ms.",
             metadata.checkpoint_id,
             req.job_id,
             started.elapsed().as_millis()

@@ -70,16 +70,19 @@ impl LocalCopies {
     }
 
     /// Where a prefetch writes `shared_name` before `adopt` makes it a copy: a name no
-    /// restore takes, so a half-written file is never read. Creates the directory. Blocking.
+    /// restore takes, so a half-written file is never read, and that no other writer uses
+    /// (a standby round and a rescale's prefetch may fetch the same file at once). Creates the
+    /// directory. Blocking.
     pub(crate) fn staging(&self, shared_name: &str) -> Result<PathBuf, String> {
+        static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("local state directory {}: {e}", self.dir.display()))?;
-        Ok(self.dir.join(format!("{shared_name}{STAGING}")))
+        let n = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.dir.join(format!("{shared_name}.{n}{STAGING}")))
     }
 
-    /// Makes the fully written `staging(shared_name)` the copy of `shared_name`. Blocking.
-    pub(crate) fn adopt(&self, shared_name: &str) -> Result<(), String> {
-        let from = self.dir.join(format!("{shared_name}{STAGING}"));
-        std::fs::rename(&from, self.path(shared_name)).map_err(|e| format!("renaming {}: {e}", from.display()))
+    /// Makes `staged`, fully written, the copy of `shared_name`. Blocking.
+    pub(crate) fn adopt(&self, staged: &Path, shared_name: &str) -> Result<(), String> {
+        std::fs::rename(staged, self.path(shared_name)).map_err(|e| format!("renaming {}: {e}", staged.display()))
     }
 
     /// Keeps `data`, the file of a full snapshot, as `name`: written under a staging name and
@@ -90,7 +93,7 @@ impl LocalCopies {
     pub(crate) fn keep_bytes(&self, name: &str, lineage: &str, data: &[u8]) -> Result<(), String> {
         let staging = self.staging(name)?;
         std::fs::write(&staging, data).map_err(|e| format!("writing {}: {e}", staging.display()))?;
-        self.adopt(name)?;
+        self.adopt(&staging, name)?;
         let mut older: Vec<(std::time::SystemTime, String)> = self
             .names()
             .into_iter()
@@ -123,15 +126,41 @@ impl LocalCopies {
     }
 
     /// Drops the copies nothing else links to: files of attempts whose state no restore on
-    /// this taskmanager took. Called once a deployment's restores hold their files.
-    pub(crate) fn drop_unlinked(&self) {
-        use std::os::unix::fs::MetadataExt;
+    /// this taskmanager took. Called once a deployment's restores hold their files. With
+    /// `keep_shared` (standby copies), the SST files stay: the next standby round drops those
+    /// its checkpoint no longer holds.
+    pub(crate) fn drop_unlinked(&self, keep_shared: bool) {
         for name in self.names() {
+            let kept = keep_shared && !name.starts_with(FULL);
+            if !kept && !name.ends_with(STAGING) && self.unlinked(&name) {
+                let _ = std::fs::remove_file(self.path(&name));
+            }
+        }
+    }
+
+    /// After a standby round for a checkpoint holding the SST files `live`, started at
+    /// `round_start`: drops the SST copies nothing else links to that it does not hold and
+    /// that were there before the round (a newer checkpoint's prefetch may have brought the
+    /// others). Blocking.
+    pub(crate) fn drop_stale_standby(&self, live: &HashSet<String>, round_start: std::time::SystemTime) {
+        for name in self.names() {
+            if name.ends_with(STAGING) || name.starts_with(FULL) || live.contains(&name) || !self.unlinked(&name) {
+                continue;
+            }
             let path = self.path(&name);
-            if std::fs::metadata(&path).map(|m| m.nlink() <= 1).unwrap_or(false) {
+            if std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < round_start)
+            {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+
+    /// Whether only this directory links to the copy `name`.
+    fn unlinked(&self, name: &str) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path(name)).is_ok_and(|m| m.nlink() <= 1)
     }
 
     fn names(&self) -> Vec<String> {
@@ -143,6 +172,9 @@ impl LocalCopies {
 
 /// The suffix of a file a prefetch is still writing.
 const STAGING: &str = ".part";
+
+/// The prefix of a full snapshot's copy (`transfer.rs` `full_copy_name`).
+pub(crate) const FULL: &str = "full-";
 
 fn link_or_copy(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::hard_link(from, to)
@@ -233,6 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let copies = LocalCopies::new(&dir.path().join("root"), "job");
         let staged = copies.staging("a-000007.sst").unwrap();
+        assert_ne!(staged, copies.staging("a-000007.sst").unwrap(), "each writer its own");
         std::fs::write(&staged, b"half").unwrap();
         assert!(!copies.has("a-000007.sst"));
         assert!(
@@ -240,7 +273,9 @@ mod tests {
             "a half-written file is never taken"
         );
         std::fs::write(&staged, b"whole").unwrap();
-        copies.adopt("a-000007.sst").unwrap();
+        copies.drop_unlinked(false);
+        assert!(staged.exists(), "a deployment leaves a file being written alone");
+        copies.adopt(&staged, "a-000007.sst").unwrap();
         assert!(copies.has("a-000007.sst") && !staged.exists());
         let to = dir.path().join("restored.sst");
         assert!(copies.take("a-000007.sst", &to));
@@ -282,12 +317,15 @@ mod tests {
         assert!(copies.take("a-000009.sst", &to));
         assert_eq!(std::fs::read(&to).unwrap(), b"sst");
         assert!(!copies.take("b-000001.sst", &dir.path().join("x.sst")));
-        // Linked from src and to: kept; once both are gone, a deployment drops it.
-        copies.drop_unlinked();
+        // Linked from src and to: kept; once both are gone, a deployment drops it (with
+        // standby copies, the next standby round does).
+        copies.drop_unlinked(false);
         assert!(copies.path("a-000009.sst").exists());
         std::fs::remove_file(&src).unwrap();
         std::fs::remove_file(&to).unwrap();
-        copies.drop_unlinked();
+        copies.drop_unlinked(true);
+        assert!(copies.path("a-000009.sst").exists());
+        copies.drop_unlinked(false);
         assert!(!copies.path("a-000009.sst").exists());
         // An instance drops its own files its newest checkpoint no longer holds.
         std::fs::write(&src, b"sst").unwrap();
@@ -327,5 +365,38 @@ mod tests {
         let tmp = Path::new("/tmp/x");
         assert_eq!(tm_root(None, tmp, "r1"), PathBuf::from("/tmp/x/localState/tm_r1"));
         assert_eq!(tm_root(Some("/a, /b"), tmp, "r1"), PathBuf::from("/a/tm_r1"));
+    }
+
+    #[test]
+    fn a_standby_round_drops_only_unlinked_copies_its_checkpoint_no_longer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let copies = LocalCopies::new(&dir.path().join("root"), "job");
+        let put = |name: &str| {
+            let staged = copies.staging(name).unwrap();
+            std::fs::write(&staged, name).unwrap();
+            copies.adopt(&staged, name).unwrap();
+        };
+        for name in ["a-1.sst", "a-2.sst", "b-1.sst", "b-2.sst"] {
+            put(name);
+        }
+        copies.keep_bytes("full-agg-0@chk-1", "full-agg-0@", b"heap").unwrap();
+        // An instance holds b-2.sst (restored from it).
+        copies.take("b-2.sst", &dir.path().join("held.sst"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let round_start = std::time::SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // A newer checkpoint's prefetch brought c-1.sst during the round.
+        put("c-1.sst");
+        let writing = copies.staging("d-1.sst").unwrap();
+        std::fs::write(&writing, b"half").unwrap();
+        copies.drop_stale_standby(&HashSet::from(["a-2.sst".to_string()]), round_start);
+        assert!(
+            !copies.has("a-1.sst") && !copies.has("b-1.sst"),
+            "no longer held: dropped"
+        );
+        assert!(copies.has("a-2.sst"), "held by the checkpoint");
+        assert!(copies.has("b-2.sst"), "linked by an instance");
+        assert!(copies.has("c-1.sst"), "newer than the round");
+        assert!(copies.has("full-agg-0@chk-1") && writing.exists());
     }
 }

@@ -6,7 +6,7 @@
 //! relative (to the snapshot directory, or to the job directory for `shared/…`), so savepoints
 //! can be moved. Local files are read and written with `tokio::fs`, off the async workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path as FsPath;
 
 use bytes::Bytes;
@@ -337,7 +337,7 @@ fn full_copy_name(snapshot_url: &str, path: &str) -> (String, String) {
         .rsplit('/')
         .next()
         .unwrap_or(snapshot_url);
-    let lineage = format!("full-{}@", path.replace('/', "_"));
+    let lineage = format!("{}{}@", super::local_copy::FULL, path.replace('/', "_"));
     (format!("{lineage}{snapshot}"), lineage)
 }
 
@@ -395,29 +395,35 @@ async fn fetch_full(
     Ok(Some((data, kgs, offsets)))
 }
 
-/// Before a rescale's stop: downloads into `copies` the shared SST files that restoring
-/// `assigned` from the completed checkpoint at `snapshot_url` needs and that are not there
-/// yet, so the restore in the pause takes them locally (`fetch`). Each file is written under a
-/// staging name and adopted whole. Returns the files and bytes downloaded.
-pub(crate) async fn prefetch(
-    config: &Configuration,
-    snapshot_url: &str,
-    assigned: &[OperatorRestore],
-    copies: &LocalCopies,
-) -> Result<(u32, u64), String> {
-    let root = open_location(&parent_url(snapshot_url), config)?;
-    let mut names: Vec<String> = Vec::new();
+/// The shared SST files (by name) that restoring `assigned` needs.
+pub(crate) fn needed_shared(assigned: &[OperatorRestore]) -> HashSet<String> {
+    let mut names = HashSet::new();
     for a in assigned {
         for h in a.keyed.iter().filter(|h| h.format == FORMAT_ROCKS_INCREMENTAL) {
             let range = range_of(h);
             let read = a.range.and_then(|mine| mine.intersect(&range));
-            for (_, name) in wanted_shared(h, &needed_files(h, read)) {
-                if !names.contains(&name) && !copies.has(&name) {
-                    names.push(name);
-                }
-            }
+            names.extend(
+                wanted_shared(h, &needed_files(h, read))
+                    .into_iter()
+                    .map(|(_, name)| name),
+            );
         }
     }
+    names
+}
+
+/// Before a rescale's stop, or in a standby round: downloads into `copies` the shared SST
+/// files `names` (`needed_shared`) of the completed checkpoint at `snapshot_url` that are not
+/// there yet, so a restore takes them locally (`fetch`). Each file is written under a staging
+/// name and adopted whole. Returns the files and bytes downloaded.
+pub(crate) async fn prefetch(
+    config: &Configuration,
+    snapshot_url: &str,
+    names: &HashSet<String>,
+    copies: &LocalCopies,
+) -> Result<(u32, u64), String> {
+    let root = open_location(&parent_url(snapshot_url), config)?;
+    let names: Vec<String> = names.iter().filter(|n| !copies.has(n)).cloned().collect();
     let files = names.len() as u32;
     let root = &root;
     let bytes = stream::iter(names.into_iter().map(|name| async move {
@@ -425,9 +431,15 @@ pub(crate) async fn prefetch(
             let (copies, name) = (copies.clone(), name.clone());
             blocking(move || copies.staging(&name)).await?
         };
-        let size = root.get_into(&format!("shared/{name}"), &staging).await?;
+        let size = match root.get_into(&format!("shared/{name}"), &staging).await {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&staging).await;
+                return Err(e);
+            }
+        };
         let copies = copies.clone();
-        blocking(move || copies.adopt(&name)).await?;
+        blocking(move || copies.adopt(&staging, &name)).await?;
         Ok::<u64, String>(size)
     }))
     .buffer_unordered(TRANSFERS)
@@ -496,28 +508,29 @@ mod tests {
         };
         let url = format!("file://{}/chk-3", job.display());
         let config = Configuration::default();
-        let got = prefetch(&config, &url, std::slice::from_ref(&assigned), &copies)
-            .await
-            .unwrap();
+        let needed = needed_shared(std::slice::from_ref(&assigned));
+        assert_eq!(needed, HashSet::from(["x-1.sst".to_string(), "x-2.sst".to_string()]));
+        let got = prefetch(&config, &url, &needed, &copies).await.unwrap();
         assert_eq!(got, (1, 5));
         assert!(copies.has("x-1.sst") && !copies.has("x-0.sst"));
         // Everything needed is here now: a second prefetch moves nothing.
-        assert_eq!(prefetch(&config, &url, &[assigned], &copies).await.unwrap(), (0, 0));
-        // A file the storage lacks fails the prefetch, by its name, and leaves no copy.
-        let missing = prefetch(
-            &config,
-            &url,
-            &[OperatorRestore {
-                keyed: vec![old_instance(&[(6, 0, 31), (6, 32, 63), (6, 64, 65), (6, 66, 70)])],
-                lists: Vec::new(),
-                range: Some(KeyGroupRange::new(64, 70)),
-            }],
-            &copies,
-        )
-        .await
-        .unwrap_err();
+        assert_eq!(prefetch(&config, &url, &needed, &copies).await.unwrap(), (0, 0));
+        // A file the storage lacks fails the prefetch, by its name, and leaves no copy, not
+        // even a half-written one.
+        let missing = needed_shared(&[OperatorRestore {
+            keyed: vec![old_instance(&[(6, 0, 31), (6, 32, 63), (6, 64, 65), (6, 66, 70)])],
+            lists: Vec::new(),
+            range: Some(KeyGroupRange::new(64, 70)),
+        }]);
+        let missing = prefetch(&config, &url, &missing, &copies).await.unwrap_err();
         assert!(missing.contains("x-3.sst"), "{missing}");
         assert!(!copies.has("x-3.sst"));
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("local/job"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     #[tokio::test]
