@@ -170,21 +170,28 @@ fn local_recovery_takes_the_survivors_state_from_its_local_copies() {
     cluster.wait_job_state(&id, "FINISHED", Duration::from_secs(120));
     assert_exact(&out);
     let log = survivor.log();
-    let local: Vec<(u64, u64)> = log
-        .lines()
-        .filter_map(|l| l.split("Local recovery: ").nth(1))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let taken = words.next()?.parse().ok()?;
-            let total = words.nth(1)?.parse().ok()?;
-            Some((taken, total))
-        })
-        .collect();
+    let local = sst_restores(&log);
     assert!(
-        local.iter().any(|&(taken, total)| total > 0 && taken == total),
+        local.iter().any(|(taken, total, _)| *total > 0 && taken == total),
         "the survivor restored from its local copies: {local:?}\n{log}"
     );
-    println!("survivor's restores (SST files taken locally, of): {local:?}");
+    println!("survivor's restores (SST files taken locally, of, key groups): {local:?}");
+}
+
+/// A taskmanager's restores of SST files as its log tells them ("Local recovery: a of b SST
+/// files of key groups x-y taken from local copies, …"): (taken locally, of, key groups).
+fn sst_restores(log: &str) -> Vec<(u64, u64, String)> {
+    log.lines()
+        .filter_map(|l| l.split("Local recovery: ").nth(1))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                words.first()?.parse().ok()?,
+                words.get(2)?.parse().ok()?,
+                words.get(8)?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// Standby copies (`execution.state-recovery.standby-copies`) in reactive mode: once both
@@ -232,18 +239,7 @@ fn standby_copies_let_the_survivor_restore_the_lost_taskmanagers_state_locally()
         "restored the checkpoint held as standby: {stats}"
     );
     let log = survivor.log();
-    let local: Vec<(u64, u64, String)> = log
-        .lines()
-        .filter_map(|l| l.split("Local recovery: ").nth(1))
-        .filter_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                words.first()?.parse().ok()?,
-                words.get(2)?.parse().ok()?,
-                words.get(8)?.to_string(),
-            ))
-        })
-        .collect();
+    let local = sst_restores(&log);
     assert!(
         local.len() >= 2 && local.iter().all(|(taken, total, _)| *total > 0 && taken == total),
         "the survivor restored both taskmanagers' key groups from its local copies: {local:?}\n{log}"

@@ -732,22 +732,20 @@ impl Coordinator {
                 })
                 .await;
         }
-        // Not for a stop (the next attempt restores in the pause; a round would compete with
-        // it) nor while a stop is planned (its prefetch fetches what the next attempt needs).
-        if let Some(standby) = self
-            .standby
-            .as_ref()
-            .filter(|_| p.savepoint.is_none() && !p.stop && self.stop_after.is_none())
-        {
-            if !standby.start(&self.tms, &self.job_id, &p.target_url, &metadata) {
-                tracing::debug!(
-                    "Checkpoint {} gets no standby round: the previous one still runs.",
-                    p.id
-                );
-            }
-        }
         if p.savepoint.is_none() {
-            self.history().latest = Some((p.id, p.target_url.clone(), encode_metadata(&metadata).to_vec()));
+            let encoded = encode_metadata(&metadata).to_vec();
+            // No standby round for a stop (the next attempt restores in the pause; a round
+            // would compete with it) nor while a stop is planned (its prefetch fetches what the
+            // next attempt needs).
+            if let Some(standby) = self.standby.as_ref().filter(|_| !p.stop && self.stop_after.is_none()) {
+                if !standby.start(&self.tms, &self.job_id, &p.target_url, &encoded) {
+                    tracing::debug!(
+                        "Checkpoint {} gets no standby round: the previous one still runs.",
+                        p.id
+                    );
+                }
+            }
+            self.history().latest = Some((p.id, p.target_url.clone(), encoded));
             let shared: HashSet<String> = metadata
                 .operators
                 .iter()

@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sluice_common::job::JobGraph;
-use sluice_common::proto::checkpoint::CheckpointMetadata;
-use sluice_common::storage::encode_metadata;
 use sluice_proto::control::{PrefetchStateRequest, PrefetchTask};
 
 use crate::resource_manager::TaskManagerRecord;
@@ -49,22 +47,16 @@ impl Standby {
         }
     }
 
-    /// Starts a round for the completed checkpoint at `url`, unless one still runs; `false`
-    /// then.
-    pub(crate) fn start(
-        &self,
-        tms: &[TaskManagerRecord],
-        job_id: &str,
-        url: &str,
-        metadata: &CheckpointMetadata,
-    ) -> bool {
+    /// Starts a round for the completed checkpoint at `url` (its encoded `_metadata`), unless
+    /// one still runs; `false` then.
+    pub(crate) fn start(&self, tms: &[TaskManagerRecord], job_id: &str, url: &str, metadata: &[u8]) -> bool {
         if self.running.swap(true, Ordering::SeqCst) {
             return false;
         }
         let request = PrefetchStateRequest {
             job_id: job_id.to_string(),
             job_config: self.job_config.clone(),
-            metadata: encode_metadata(metadata).to_vec(),
+            metadata: metadata.to_vec(),
             url: url.to_string(),
             tasks: self.tasks.clone(),
             standby: true,

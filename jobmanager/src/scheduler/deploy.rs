@@ -53,11 +53,8 @@ impl Scheduler {
             (job.id.clone(), job.config.clone(), job.restore.clone())
         };
         if let Some(dir) = cfg(config.get_opt(&CHECKPOINTS_DIR))? {
-            let known = {
-                let history = handle.lock().checkpoint_history.clone();
-                let latest = history.lock().unwrap_or_else(|p| p.into_inner()).latest.clone();
-                latest
-            };
+            let history = handle.lock().checkpoint_history.clone();
+            let known = history.lock().unwrap_or_else(|p| p.into_inner()).latest.clone();
             if let Some((id, url, metadata)) = known {
                 tracing::info!("Restoring job {job_id} from checkpoint {id} ({url}).");
                 return Ok(Some((url, metadata)));

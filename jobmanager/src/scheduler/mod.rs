@@ -61,6 +61,9 @@ fn cfg<T>(r: Result<T, sluice_common::config::ConfigError>) -> Result<T, String>
 }
 
 fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> {
+    let incremental_rocksdb =
+        cfg(c.get(&CHECKPOINT_INCREMENTAL))? && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb;
+    let from_local = cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))?;
     Ok(CheckpointSettings {
         interval: cfg(c.get_opt(&CHECKPOINT_INTERVAL))?,
         timeout: cfg(c.get(&CHECKPOINT_TIMEOUT))?,
@@ -70,14 +73,9 @@ fn checkpoint_settings(c: &Configuration) -> Result<CheckpointSettings, String> 
         retained: cfg(c.get(&CHECKPOINTS_RETAINED))?.get(),
         dir: cfg(c.get_opt(&CHECKPOINTS_DIR))?,
         savepoint_dir: cfg(c.get_opt(&SAVEPOINTS_DIR))?,
-        prepare_stop: cfg(c.get(&RESCALE_ACTIVE_CHECKPOINT))?
-            && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
-            && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
-        prefetch_before_stop: cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))? && cfg(c.get(&ROCKSDB_RESCALE_PREFETCH))?,
-        standby: cfg(c.get(&STATE_RECOVERY_FROM_LOCAL))?
-            && cfg(c.get(&STATE_RECOVERY_STANDBY_COPIES))?
-            && cfg(c.get(&CHECKPOINT_INCREMENTAL))?
-            && cfg(c.get(&STATE_BACKEND))? == StateBackendKind::RocksDb,
+        prepare_stop: cfg(c.get(&RESCALE_ACTIVE_CHECKPOINT))? && incremental_rocksdb,
+        prefetch_before_stop: from_local && cfg(c.get(&ROCKSDB_RESCALE_PREFETCH))?,
+        standby: from_local && cfg(c.get(&STATE_RECOVERY_STANDBY_COPIES))? && incremental_rocksdb,
     })
 }
 

@@ -130,12 +130,7 @@ impl LocalCopies {
     /// `keep_shared` (standby copies), the SST files stay: the next standby round drops those
     /// its checkpoint no longer holds.
     pub(crate) fn drop_unlinked(&self, keep_shared: bool) {
-        for name in self.names() {
-            let kept = keep_shared && !name.starts_with(FULL);
-            if !kept && !name.ends_with(STAGING) && self.unlinked(&name) {
-                let _ = std::fs::remove_file(self.path(&name));
-            }
-        }
+        self.drop_unlinked_where(|name| !keep_shared || name.starts_with(FULL));
     }
 
     /// After a standby round for a checkpoint holding the SST files `live`, started at
@@ -143,16 +138,21 @@ impl LocalCopies {
     /// that were there before the round (a newer checkpoint's prefetch may have brought the
     /// others). Blocking.
     pub(crate) fn drop_stale_standby(&self, live: &HashSet<String>, round_start: std::time::SystemTime) {
+        self.drop_unlinked_where(|name| {
+            !name.starts_with(FULL)
+                && !live.contains(name)
+                && std::fs::metadata(self.path(name))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < round_start)
+        });
+    }
+
+    /// Drops the copies `drop` picks that nothing else links to; never a file still being
+    /// written.
+    fn drop_unlinked_where(&self, drop: impl Fn(&str) -> bool) {
         for name in self.names() {
-            if name.ends_with(STAGING) || name.starts_with(FULL) || live.contains(&name) || !self.unlinked(&name) {
-                continue;
-            }
-            let path = self.path(&name);
-            if std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < round_start)
-            {
-                let _ = std::fs::remove_file(path);
+            if !name.ends_with(STAGING) && drop(&name) && self.unlinked(&name) {
+                let _ = std::fs::remove_file(self.path(&name));
             }
         }
     }

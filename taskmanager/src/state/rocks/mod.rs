@@ -46,7 +46,7 @@ pub(crate) struct RocksStore {
 
 /// Why automatic compactions are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Held {
+enum Held {
     No,
     /// Since a restore opened the instance.
     Restore,

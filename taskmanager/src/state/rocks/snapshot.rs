@@ -58,8 +58,7 @@ impl RocksStore {
             return Ok(None);
         }
         let db = self.db()?;
-        db.set_options(&[("disable_auto_compactions", if hold { "true" } else { "false" })])
-            .map_err(rocks_err)?;
+        auto_compactions(db, !hold)?;
         let running = db
             .property_int_value("rocksdb.num-running-compactions")
             .ok()
@@ -97,7 +96,7 @@ impl RocksStore {
                 let Some(db) = db.upgrade().filter(|_| *held == Held::Restore) else {
                     return;
                 };
-                match db.set_options(&[("disable_auto_compactions", "false")]) {
+                match auto_compactions(&db, true) {
                     Ok(()) => *held = Held::No,
                     Err(e) => tracing::warn!(
                         "RocksDB instance of key groups {}-{}: cannot resume compactions: {e}",
@@ -265,4 +264,10 @@ impl CompactionsSettle {
             started.elapsed().as_millis()
         );
     }
+}
+
+/// Switches automatic compactions of `db` on or off.
+fn auto_compactions(db: &DB, on: bool) -> Result<(), String> {
+    db.set_options(&[("disable_auto_compactions", if on { "false" } else { "true" })])
+        .map_err(rocks_err)
 }
